@@ -1,0 +1,1 @@
+//! closeloop-commands (see ARCHITECTURE.md).

@@ -1,0 +1,297 @@
+//! Commands: what callers ask the engine to do. One payload struct per command type; the
+//! envelope carries who asks, when, and the idempotency key. Parsing lives in `parse.rs`.
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::types::*;
+
+/// A command as received: envelope plus typed payload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandEnvelope {
+    /// Idempotency key: a retried command with the same id returns its first reply.
+    pub command_id: Uuid,
+    pub actor: Actor,
+    /// Business time of the command; the time of receipt when the caller gave none.
+    pub occurred_at: Option<Timestamp>,
+    /// Optimistic concurrency: the stream version the caller last saw.
+    pub expected_version: Option<u64>,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+macro_rules! commands {
+    ($($variant:ident($payload:ident) => $wire:literal),+ $(,)?) => {
+        /// Every command of the public contract, tagged by `type` with its `payload`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+        pub enum Command { $($variant($payload)),+ }
+
+        impl Command {
+            /// Every command type name, as on the wire and in NATS subjects.
+            pub const TYPES: &'static [&'static str] = &[$($wire),+];
+
+            /// This command's type name.
+            pub fn command_type(&self) -> &'static str {
+                match self { $(Command::$variant(_) => $wire),+ }
+            }
+
+            /// Decodes a payload for the named type; `None` for an unknown type.
+            pub(crate) fn decode(
+                command_type: &str,
+                payload: serde_json::Value,
+            ) -> Option<Result<Command, serde_path_to_error::Error<serde_json::Error>>> {
+                match command_type {
+                    $($wire => Some(serde_path_to_error::deserialize(payload).map(Command::$variant)),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+commands! {
+    OpenTicket(OpenTicket) => "open_ticket",
+    AssignTicket(AssignTicket) => "assign_ticket",
+    RespondToCustomer(RespondToCustomer) => "respond_to_customer",
+    RequestCustomerInfo(RequestCustomerInfo) => "request_customer_info",
+    RecordCustomerReply(RecordCustomerReply) => "record_customer_reply",
+    EscalateTicket(EscalateTicket) => "escalate_ticket",
+    ChangePriority(ChangePriority) => "change_priority",
+    AddNote(AddNote) => "add_note",
+    ResolveTicket(ResolveTicket) => "resolve_ticket",
+    ReopenTicket(ReopenTicket) => "reopen_ticket",
+    CloseTicket(CloseTicket) => "close_ticket",
+    RecordSatisfaction(RecordSatisfaction) => "record_satisfaction",
+    RegisterAgent(RegisterAgent) => "register_agent",
+    SetAgentAvailability(SetAgentAvailability) => "set_agent_availability",
+    RegisterCustomer(RegisterCustomer) => "register_customer",
+    DefineCalendar(DefineCalendar) => "define_calendar",
+    DefineSlaPolicy(DefineSlaPolicy) => "define_sla_policy",
+}
+
+impl Command {
+    /// The stream this command writes to: `<category>-<id>`.
+    pub fn stream(&self) -> String {
+        match self {
+            Command::RegisterAgent(c) => format!("agent-{}", c.agent_id),
+            Command::SetAgentAvailability(c) => format!("agent-{}", c.agent_id),
+            Command::RegisterCustomer(c) => format!("customer-{}", c.customer_id),
+            Command::DefineCalendar(c) => format!("calendar-{}", c.calendar_id),
+            Command::DefineSlaPolicy(c) => format!("sla_policy-{}", c.policy_id),
+            other => format!(
+                "ticket-{}",
+                other
+                    .ticket_id()
+                    .expect("every other command names a ticket")
+            ),
+        }
+    }
+
+    /// The ticket a ticket command acts on; `None` for reference-data commands.
+    pub fn ticket_id(&self) -> Option<Uuid> {
+        Some(match self {
+            Command::OpenTicket(c) => c.ticket_id,
+            Command::AssignTicket(c) => c.ticket_id,
+            Command::RespondToCustomer(c) => c.ticket_id,
+            Command::RequestCustomerInfo(c) => c.ticket_id,
+            Command::RecordCustomerReply(c) => c.ticket_id,
+            Command::EscalateTicket(c) => c.ticket_id,
+            Command::ChangePriority(c) => c.ticket_id,
+            Command::AddNote(c) => c.ticket_id,
+            Command::ResolveTicket(c) => c.ticket_id,
+            Command::ReopenTicket(c) => c.ticket_id,
+            Command::CloseTicket(c) => c.ticket_id,
+            Command::RecordSatisfaction(c) => c.ticket_id,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenTicket {
+    pub ticket_id: Uuid,
+    pub customer_id: String,
+    pub channel: Channel,
+    pub category: Category,
+    pub priority: Priority,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignTicket {
+    pub ticket_id: Uuid,
+    pub agent_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RespondToCustomer {
+    pub ticket_id: Uuid,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestCustomerInfo {
+    pub ticket_id: Uuid,
+    pub question: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordCustomerReply {
+    pub ticket_id: Uuid,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateTicket {
+    pub ticket_id: Uuid,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePriority {
+    pub ticket_id: Uuid,
+    pub priority: Priority,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddNote {
+    pub ticket_id: Uuid,
+    pub text: String,
+    #[serde(default)]
+    pub visible_to_customer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveTicket {
+    pub ticket_id: Uuid,
+    pub resolution: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenTicket {
+    pub ticket_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseTicket {
+    pub ticket_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSatisfaction {
+    pub ticket_id: Uuid,
+    /// 1 (very dissatisfied) ..= 5 (very satisfied).
+    pub score: u8,
+    pub source: RatingSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Quality-inspection ratings; only with `source: callback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<Dimensions>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgent {
+    pub agent_id: String,
+    pub name: String,
+    pub team: String,
+    /// Support line 1, 2 or 3.
+    pub line: u8,
+    pub level: Level,
+    #[serde(default)]
+    pub team_lead: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAgentAvailability {
+    pub agent_id: String,
+    pub available: bool,
+    /// Who covers while the agent is away; the registered backup when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterCustomer {
+    pub customer_id: String,
+    pub name: String,
+    pub grade: Grade,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_manager_id: Option<String>,
+}
+
+/// One span of working hours on a weekday.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    pub day: Weekday,
+    /// "HH:MM", 00:00 ..= 23:59.
+    pub start: String,
+    /// "HH:MM", after `start`; "24:00" ends the day.
+    pub end: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineCalendar {
+    pub calendar_id: String,
+    /// IANA time-zone name, such as `Europe/Berlin` or `UTC`.
+    pub time_zone: String,
+    pub weekly_hours: Vec<WorkingHours>,
+    /// Dates (YYYY-MM-DD) on which no business minutes count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holidays: Vec<jiff::civil::Date>,
+}
+
+/// Which tickets a policy applies to; an absent field matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grade: Option<Grade>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineSlaPolicy {
+    pub policy_id: String,
+    #[serde(rename = "match")]
+    pub matches: PolicyMatch,
+    pub first_response_minutes: u32,
+    pub resolution_minutes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_response_minutes: Option<u32>,
+    pub calendar_id: String,
+    /// 1..=99: a warning is raised when this share of a target is used.
+    pub warn_at_percent: u8,
+}

@@ -1,0 +1,269 @@
+//! Events: the facts the log keeps. Names are snake_case past tense (DESIGN.md). Each event
+//! carries everything a projection needs (principle 2), so `ticket_opened` copies the
+//! customer's grade and the targets in force, and `priority_changed` the re-derived targets.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::command::{PolicyMatch, WorkingHours};
+use super::types::*;
+
+/// The current schema version of every event type. Older versions are upcast on read
+/// (`upcast.rs`); a stored event is never rewritten.
+pub const CURRENT_SCHEMA_VERSION: u32 = 1;
+
+macro_rules! events {
+    ($($variant:ident($data:ident) => $wire:literal),+ $(,)?) => {
+        /// Every event of the public contract.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(tag = "type", content = "data", rename_all = "snake_case")]
+        pub enum Event { $($variant($data)),+ }
+
+        impl Event {
+            /// Every event type name, as stored and as the last token of its NATS subject.
+            pub const TYPES: &'static [&'static str] = &[$($wire),+];
+
+            /// This event's type name.
+            pub fn event_type(&self) -> &'static str {
+                match self { $(Event::$variant(_) => $wire),+ }
+            }
+
+            /// The event's data as JSON, for storage.
+            pub fn data(&self) -> serde_json::Value {
+                match self {
+                    $(Event::$variant(d) => serde_json::to_value(d),)+
+                }
+                .expect("event data is plain data and always serializes")
+            }
+
+            /// Decodes stored data of the current schema version.
+            pub fn from_data(event_type: &str, data: serde_json::Value) -> Result<Event, String> {
+                match event_type {
+                    $($wire => serde_json::from_value(data).map(Event::$variant).map_err(|e| e.to_string()),)+
+                    other => Err(format!("unknown event type `{other}`")),
+                }
+            }
+        }
+    };
+}
+
+events! {
+    TicketOpened(TicketOpened) => "ticket_opened",
+    TicketAssigned(TicketAssigned) => "ticket_assigned",
+    TicketEscalated(TicketEscalated) => "ticket_escalated",
+    CustomerRespondedTo(CustomerRespondedTo) => "customer_responded_to",
+    CustomerInfoRequested(CustomerInfoRequested) => "customer_info_requested",
+    CustomerReplied(CustomerReplied) => "customer_replied",
+    PriorityChanged(PriorityChanged) => "priority_changed",
+    NoteAdded(NoteAdded) => "note_added",
+    TicketResolved(TicketResolved) => "ticket_resolved",
+    TicketReopened(TicketReopened) => "ticket_reopened",
+    TicketClosed(TicketClosed) => "ticket_closed",
+    SatisfactionRecorded(SatisfactionRecorded) => "satisfaction_recorded",
+    SlaWarningRaised(SlaWarningRaised) => "sla_warning_raised",
+    SlaBreached(SlaBreached) => "sla_breached",
+    AgentRegistered(AgentRegistered) => "agent_registered",
+    AgentAvailabilityChanged(AgentAvailabilityChanged) => "agent_availability_changed",
+    CustomerRegistered(CustomerRegistered) => "customer_registered",
+    CalendarDefined(CalendarDefined) => "calendar_defined",
+    SlaPolicyDefined(SlaPolicyDefined) => "sla_policy_defined",
+}
+
+/// The targets promised to a ticket, copied from the policy in force when it was opened (or
+/// when its priority changed), so its own history says what was promised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SlaTargets {
+    pub policy_id: String,
+    pub calendar_id: String,
+    pub first_response_minutes: u32,
+    pub resolution_minutes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_response_minutes: Option<u32>,
+    pub warn_at_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketOpened {
+    pub ticket_id: Uuid,
+    pub customer_id: String,
+    /// The customer's grade when the ticket was opened (`standard` if never registered).
+    pub grade: Grade,
+    pub channel: Channel,
+    pub category: Category,
+    pub priority: Priority,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `None` when no policy matched: the ticket has no targets.
+    pub sla: Option<SlaTargets>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketAssigned {
+    pub ticket_id: Uuid,
+    pub agent_id: String,
+    /// The assignee's team, so team read models need no directory.
+    pub team: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketEscalated {
+    pub ticket_id: Uuid,
+    pub from_line: u8,
+    pub to_line: u8,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_team: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomerRespondedTo {
+    pub ticket_id: Uuid,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomerInfoRequested {
+    pub ticket_id: Uuid,
+    pub question: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomerReplied {
+    pub ticket_id: Uuid,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PriorityChanged {
+    pub ticket_id: Uuid,
+    pub from: Priority,
+    pub to: Priority,
+    pub reason: String,
+    /// The targets re-derived for the new priority (`None`: no policy matches).
+    pub sla: Option<SlaTargets>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NoteAdded {
+    pub ticket_id: Uuid,
+    pub text: String,
+    pub visible_to_customer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketResolved {
+    pub ticket_id: Uuid,
+    pub resolution: String,
+    /// Who resolved it: the assignee at the time.
+    pub agent_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketReopened {
+    pub ticket_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketClosed {
+    pub ticket_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SatisfactionRecorded {
+    pub ticket_id: Uuid,
+    pub score: u8,
+    pub source: RatingSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<Dimensions>,
+    /// The agent rated: the assignee when the rating was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Which resolution (1 = the first) the rating is for.
+    pub resolution: u32,
+}
+
+/// Which target of a ticket a deadline belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaTarget {
+    FirstResponse,
+    NextResponse,
+    Resolution,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SlaWarningRaised {
+    pub ticket_id: Uuid,
+    pub target: SlaTarget,
+    pub due_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SlaBreached {
+    pub ticket_id: Uuid,
+    pub target: SlaTarget,
+    pub due_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentRegistered {
+    pub agent_id: String,
+    pub name: String,
+    pub team: String,
+    pub line: u8,
+    pub level: Level,
+    pub team_lead: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentAvailabilityChanged {
+    pub agent_id: String,
+    pub available: bool,
+    /// Who covers while the agent is away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_agent_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomerRegistered {
+    pub customer_id: String,
+    pub name: String,
+    pub grade: Grade,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_manager_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CalendarDefined {
+    pub calendar_id: String,
+    pub time_zone: String,
+    pub weekly_hours: Vec<WorkingHours>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holidays: Vec<jiff::civil::Date>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SlaPolicyDefined {
+    pub policy_id: String,
+    #[serde(rename = "match")]
+    pub matches: PolicyMatch,
+    pub first_response_minutes: u32,
+    pub resolution_minutes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_response_minutes: Option<u32>,
+    pub calendar_id: String,
+    pub warn_at_percent: u8,
+}

@@ -1,0 +1,79 @@
+//! Why a command was refused. A rejection is data (it becomes the `error` of a `rejected`
+//! reply), always names the offending field when there is one, and means nothing was appended.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The error codes of the public contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionCode {
+    /// The command is malformed or a value is out of range: fix the input.
+    Validation,
+    /// The ticket, agent, calendar or policy named does not exist.
+    NotFound,
+    /// `expected_version` did not match the stream: reload and decide again.
+    Conflict,
+    /// The ticket's state does not allow this command now.
+    InvalidTransition,
+    /// The actor may not do this.
+    Forbidden,
+    /// The engine could not reach its store: retry later with the same `command_id`.
+    Unavailable,
+}
+
+/// One offending field: a JSON Pointer into the command and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Detail {
+    pub path: String,
+    pub message: String,
+}
+
+/// A refused command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct Rejection {
+    pub code: RejectionCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Detail>,
+}
+
+impl Rejection {
+    pub fn new(code: RejectionCode, message: impl Into<String>) -> Rejection {
+        Rejection {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// A rejection about one field; `path` is a JSON Pointer such as `/payload/score`.
+    pub fn at(code: RejectionCode, path: &str, message: impl Into<String>) -> Rejection {
+        let message = message.into();
+        Rejection {
+            code,
+            message: format!("{path}: {message}"),
+            details: vec![Detail {
+                path: path.to_owned(),
+                message,
+            }],
+        }
+    }
+
+    pub fn validation(path: &str, message: impl Into<String>) -> Rejection {
+        Rejection::at(RejectionCode::Validation, path, message)
+    }
+
+    pub fn invalid_transition(message: impl Into<String>) -> Rejection {
+        Rejection::new(RejectionCode::InvalidTransition, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Rejection {
+        Rejection::new(RejectionCode::Forbidden, message)
+    }
+
+    pub fn not_found(path: &str, message: impl Into<String>) -> Rejection {
+        Rejection::at(RejectionCode::NotFound, path, message)
+    }
+}

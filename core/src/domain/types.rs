@@ -1,0 +1,172 @@
+//! The domain's vocabulary: roles, grades, channels, states. Every enum here is part of the
+//! public contract (DESIGN.md), so variant names are the snake_case strings on the wire.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// Who is acting. Authorization (see `authorize`) is decided from the role and, for agents
+    /// and supervisors, from their registration.
+    Role {
+        Agent => "agent",
+        Supervisor => "supervisor",
+        Auditor => "auditor",
+        Service => "service",
+        System => "system",
+    }
+);
+
+wire_enum!(
+    /// How the customer reached us.
+    Channel {
+        Phone => "phone",
+        Email => "email",
+        Chat => "chat",
+        Web => "web",
+        Visit => "visit",
+        Callback => "callback",
+    }
+);
+
+wire_enum!(
+    /// What kind of request a ticket is.
+    Category {
+        Inquiry => "inquiry",
+        Incident => "incident",
+        Complaint => "complaint",
+        Repair => "repair",
+        Return => "return",
+        ServiceRequest => "service_request",
+    }
+);
+
+wire_enum!(
+    /// Ticket priority; ordered from least to most urgent.
+    Priority {
+        Low => "low",
+        Normal => "normal",
+        High => "high",
+        Urgent => "urgent",
+    }
+);
+
+wire_enum!(
+    /// Customer grade: two VIP grades, three group classes, and everyone else.
+    Grade {
+        VipDiamond => "vip_diamond",
+        VipGold => "vip_gold",
+        GroupA => "group_a",
+        GroupB => "group_b",
+        GroupC => "group_c",
+        Standard => "standard",
+    }
+);
+
+wire_enum!(
+    /// Seniority of an agent or account manager.
+    Level {
+        Junior => "junior",
+        Intermediate => "intermediate",
+        Senior => "senior",
+    }
+);
+
+wire_enum!(
+    /// Where a satisfaction rating came from.
+    RatingSource {
+        Survey => "survey",
+        Callback => "callback",
+    }
+);
+
+wire_enum!(
+    /// A ticket's place in the loop. `unassigned -> assigned -> in_progress <-> pending_customer
+    /// -> resolved -> closed`, with `reopen` from resolved.
+    TicketStatus {
+        Unassigned => "unassigned",
+        Assigned => "assigned",
+        InProgress => "in_progress",
+        PendingCustomer => "pending_customer",
+        Resolved => "resolved",
+        Closed => "closed",
+    }
+);
+
+wire_enum!(
+    /// Days of the week, for calendars.
+    Weekday {
+        Mon => "mon",
+        Tue => "tue",
+        Wed => "wed",
+        Thu => "thu",
+        Fri => "fri",
+        Sat => "sat",
+        Sun => "sun",
+    }
+);
+
+impl TicketStatus {
+    /// Open means someone still owes the customer work.
+    pub fn is_open(self) -> bool {
+        !matches!(self, TicketStatus::Resolved | TicketStatus::Closed)
+    }
+}
+
+/// The one who issued a command.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    /// For agents and supervisors, their `agent_id`; for services and the system, a name.
+    pub id: String,
+    pub role: Role,
+}
+
+impl Actor {
+    /// The engine's own process managers.
+    pub fn system(name: &str) -> Actor {
+        Actor {
+            id: name.to_owned(),
+            role: Role::System,
+        }
+    }
+}
+
+/// Quality-inspection callback ratings, each 1..5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dimensions {
+    pub recognition: u8,
+    pub efficiency: u8,
+    pub quality: u8,
+    pub overall: u8,
+}
+
+/// Support line: 1 first line, 2 specialists, 3 management.
+pub const LINE_MIN: u8 = 1;
+/// The highest line; escalation stops here.
+pub const LINE_MAX: u8 = 3;

@@ -1,0 +1,1 @@
+//! The event-log conformance suite (to be written).

@@ -1,0 +1,131 @@
+//! The in-memory backend: the reference implementation of the log's semantics, used by tests,
+//! benchmarks and `--store memory:`. Nothing survives the process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::*;
+
+#[derive(Default)]
+struct Inner {
+    events: Vec<StoredEvent>,
+    /// Stream name -> indexes into `events`, in version order.
+    streams: HashMap<String, Vec<usize>>,
+    commands: HashMap<Uuid, Committed>,
+}
+
+/// An event log held in memory.
+pub struct MemoryLog {
+    inner: Mutex<Inner>,
+    head: watch::Sender<Position>,
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        MemoryLog {
+            inner: Mutex::new(Inner::default()),
+            head: watch::channel(0).0,
+        }
+    }
+}
+
+impl MemoryLog {
+    pub fn new() -> MemoryLog {
+        MemoryLog::default()
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
+        check_request(&request)?;
+        let mut inner = self.inner.lock().expect("memory log lock poisoned");
+        if let Some(first) = inner.commands.get(&request.command_id) {
+            return Ok(AppendOutcome::Duplicate(first.clone()));
+        }
+        let (current, prev_hash) = match inner.streams.get(&request.stream) {
+            Some(indexes) => {
+                let last = &inner.events[*indexes.last().expect("streams are never empty")];
+                (last.version, last.hash.clone())
+            }
+            None => (0, GENESIS_HASH.to_owned()),
+        };
+        check_expected(&request.stream, request.expected, current)?;
+        let first_position = inner.events.len() as Position + 1;
+        let sealed = seal(
+            &request,
+            current,
+            first_position,
+            prev_hash,
+            jiff::Timestamp::now(),
+        );
+        let committed = committed_of(&sealed);
+        let start = inner.events.len();
+        inner.events.extend(sealed);
+        let indexes = inner.streams.entry(request.stream.clone()).or_default();
+        indexes.extend(start..start + request.events.len());
+        inner.commands.insert(request.command_id, committed.clone());
+        let head = inner.events.len() as Position;
+        drop(inner);
+        self.head.send_replace(head);
+        Ok(AppendOutcome::Committed(committed))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let inner = self.inner.lock().expect("memory log lock poisoned");
+        Ok(inner
+            .streams
+            .get(stream)
+            .map(|indexes| {
+                indexes
+                    .iter()
+                    .map(|&i| &inner.events[i])
+                    .filter(|e| e.version > after_version)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+        filter: Filter<'_>,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let limit = limit.min(READ_BATCH_MAX);
+        let inner = self.inner.lock().expect("memory log lock poisoned");
+        let start = (after as usize).min(inner.events.len());
+        Ok(inner.events[start..]
+            .iter()
+            .filter(|e| filter.accepts(&e.stream))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn head(&self) -> Result<Position, Error> {
+        Ok(*self.head.borrow())
+    }
+
+    async fn wait_beyond(&self, after: Position, max_wait: Duration) -> Result<Position, Error> {
+        let mut rx = self.head.subscribe();
+        let _ = tokio::time::timeout(max_wait, rx.wait_for(|head| *head > after)).await;
+        let head = *rx.borrow();
+        Ok(head)
+    }
+
+    async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {
+        let inner = self.inner.lock().expect("memory log lock poisoned");
+        Ok(inner.commands.get(&command_id).cloned())
+    }
+}

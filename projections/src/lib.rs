@@ -1,0 +1,1 @@
+//! closeloop-projections (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! closeloop-replay (see ARCHITECTURE.md).

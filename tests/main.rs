@@ -1,0 +1,6 @@
+//! Closeloop's integration tests: one binary (fast to link), one module per subject.
+//! Tests that need PostgreSQL or NATS fail with instructions when the service is down;
+//! `scripts/test.sh` starts them.
+
+mod conformance;
+mod postgres;

@@ -1,0 +1,1 @@
+//! PostgreSQL event log: conformance, concurrency and faults.
