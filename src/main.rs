@@ -1,1 +1,241 @@
-fn main() {}
+//! `closeloop`: the command-line front of the engine. Thin by design: each subcommand parses
+//! its arguments, opens the store and calls into the library crates.
+
+mod demo;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use closeloop_commands::{Handler, HandlerConfig, Reply};
+use closeloop_core::log::{self, EventLog};
+use jiff::Timestamp;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "closeloop",
+    version,
+    about = "Event-sourced ticketing engine: commands in, audited events out."
+)]
+struct Cli {
+    /// Event store: sqlite://PATH, postgres://..., or memory:
+    #[arg(
+        long,
+        env = "CLOSELOOP_STORE",
+        default_value = "sqlite://closeloop.db",
+        global = true
+    )]
+    store: String,
+    /// NATS server (for `serve`).
+    #[arg(
+        long,
+        env = "CLOSELOOP_NATS",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    nats: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a realistic generated workload through the real engine and print what it did.
+    Demo(demo::DemoArgs),
+    /// Submit one command, or a JSON-lines stream of them, from FILE or stdin; one reply per line.
+    Submit {
+        /// A file of commands; stdin when absent or `-`.
+        file: Option<String>,
+    },
+    /// A ticket's complete history (actor, time, reason), or its state as of a time.
+    History {
+        ticket_id: Uuid,
+        /// Stop at this business time (RFC 3339).
+        #[arg(long)]
+        as_of: Option<Timestamp>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check hash chains and version/position contiguity; non-zero exit on any break.
+    Verify {
+        /// Only this ticket's stream.
+        ticket_id: Option<Uuid>,
+    },
+    /// Stored events as JSON lines with their hashes.
+    Export {
+        /// A stream name such as `ticket-<uuid>`.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only events that occurred at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<Timestamp>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let log = log::open(&cli.store)
+        .await
+        .with_context(|| format!("opening store {}", cli.store))?;
+    match cli.command {
+        Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
+        Cmd::Submit { file } => submit(log, file).await,
+        Cmd::History {
+            ticket_id,
+            as_of,
+            json,
+        } => history(log, ticket_id, as_of, json).await,
+        Cmd::Verify { ticket_id } => verify(log, ticket_id).await,
+        Cmd::Export { stream, since } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            closeloop_replay::export::export(log.as_ref(), stream.as_deref(), since, &mut out)
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One command (the whole input is one JSON value), or JSON lines: every line is handled and
+/// answered in order. Exit code 1 when any command was rejected.
+async fn submit(log: Arc<dyn EventLog>, file: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut input = Vec::new();
+    match file.as_deref() {
+        None | Some("-") => {
+            std::io::stdin()
+                .read_to_end(&mut input)
+                .context("reading stdin")?;
+        }
+        Some(path) => input = std::fs::read(path).with_context(|| format!("reading {path}"))?,
+    }
+    let handler = Handler::new(log, HandlerConfig::default());
+    let single = serde_json::from_slice::<serde_json::Value>(&input).is_ok();
+    let commands: Vec<&[u8]> = if single {
+        vec![&input[..]]
+    } else {
+        input
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .collect()
+    };
+    let mut rejected = 0;
+    let mut out = std::io::stdout().lock();
+    for command in commands {
+        let reply = handler.handle_bytes(command).await;
+        if matches!(reply, Reply::Rejected { .. }) {
+            rejected += 1;
+        }
+        writeln!(out, "{}", reply.to_json())?;
+    }
+    Ok(if rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn history(
+    log: Arc<dyn EventLog>,
+    ticket_id: Uuid,
+    as_of: Option<Timestamp>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let history =
+        match closeloop_replay::history::ticket_history(log.as_ref(), ticket_id, as_of).await {
+            Ok(h) => h,
+            Err(closeloop_replay::Error::TicketNotFound(id)) => {
+                eprintln!(
+                    "no ticket {id}{}",
+                    as_of.map_or(String::new(), |t| format!(" as of {t}"))
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &history)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = &history.state;
+    writeln!(
+        out,
+        "{}  status {}  line {}  assignee {}  priority {}  grade {}  customer {}{}",
+        history.stream,
+        s.status,
+        s.line,
+        s.assignee.as_deref().unwrap_or("-"),
+        s.priority,
+        s.grade,
+        s.customer_id,
+        as_of.map_or(String::new(), |t| format!("  (as of {t})"))
+    )?;
+    writeln!(
+        out,
+        "{:>3}  {:<20}  {:<28}  {:<24}  what",
+        "v", "occurred at", "actor (role)", "event"
+    )?;
+    for e in &history.events {
+        let actor = format!("{} ({})", e.metadata.actor.id, e.metadata.actor.role);
+        writeln!(
+            out,
+            "{:>3}  {:<20}  {:<28}  {:<24}  {}",
+            e.version,
+            e.metadata
+                .occurred_at
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            actor,
+            e.event_type,
+            closeloop_replay::history::describe(e)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Result<ExitCode> {
+    let report = match ticket_id {
+        Some(id) => {
+            closeloop_replay::verify::verify_stream(log.as_ref(), &format!("ticket-{id}")).await?
+        }
+        None => closeloop_replay::verify::verify_log(log.as_ref(), |_| {}).await?,
+    };
+    if ticket_id.is_some() && report.events == 0 {
+        eprintln!("no ticket {}", ticket_id.expect("checked"));
+        return Ok(ExitCode::from(1));
+    }
+    for b in &report.breaks {
+        println!("BROKEN {b}");
+    }
+    println!(
+        "{} events in {} streams checked: {}",
+        report.events,
+        report.streams,
+        if report.ok() {
+            "hash chains intact, versions and positions contiguous".to_owned()
+        } else {
+            format!("{} breaks", report.breaks.len())
+        }
+    );
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,16 +1,54 @@
-//! The pure ticket domain. Nothing here does IO, reads a clock or draws a random number.
+//! The pure ticket domain. Nothing here does IO, reads a clock or draws a random number:
+//! time and ids arrive in the command or the [`Context`].
 //!
 //! - `types.rs`: the vocabulary (roles, grades, channels, states).
 //! - `command.rs` / `parse.rs`: commands and their strict decoding with JSON-Pointer errors.
 //! - `event.rs`: the events the log keeps.
+//! - `ticket.rs`: the ticket's state machine (`evolve`, `decide_ticket`).
+//! - `directory.rs` / `reference.rs`: agents, customers, calendars, policies.
+//! - `authorize.rs`: who may do what.
 //! - `rejection.rs`: why a command was refused.
 
+mod authorize;
 mod command;
+mod directory;
 mod event;
+mod parse;
+mod reference;
 mod rejection;
+mod ticket;
 mod types;
+mod upcast;
 
 pub use command::*;
+pub use directory::*;
 pub use event::*;
+pub use parse::*;
+pub use reference::decide_directory;
 pub use rejection::*;
+pub use ticket::*;
 pub use types::*;
+pub use upcast::upcast;
+
+/// What a decision may consult besides the stream's own state.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub actor: &'a Actor,
+    /// Reference data, caught up by the caller before deciding.
+    pub directory: &'a Directory,
+    pub rules: &'a Rules,
+}
+
+/// Decides any command: ticket commands against the ticket's state, directory commands
+/// against the directory. Returns the events to append (never empty) or why not.
+pub fn decide(
+    ticket: &TicketState,
+    command: &Command,
+    ctx: &Context,
+) -> Result<Vec<Event>, Rejection> {
+    if command.ticket_id().is_some() {
+        decide_ticket(ticket, command, ctx)
+    } else {
+        decide_directory(command, ctx)
+    }
+}

@@ -81,3 +81,65 @@ pub fn verify_chain(events: &[StoredEvent]) -> Vec<ChainBreak> {
     }
     breaks
 }
+
+/// Checks a whole log read in position order, one event at a time, holding only each
+/// stream's head: positions must run 1, 2, 3... with no gap, each stream's versions 1, 2,
+/// 3..., and each hash must chain from the stream's previous one.
+#[derive(Debug, Default)]
+pub struct LogVerifier {
+    heads: std::collections::HashMap<String, (u64, String)>,
+    last_position: u64,
+    /// Events checked so far.
+    pub events: u64,
+}
+
+impl LogVerifier {
+    pub fn new() -> LogVerifier {
+        LogVerifier::default()
+    }
+
+    /// Number of streams seen so far.
+    pub fn streams(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Checks the next event of the log.
+    pub fn check(&mut self, event: &StoredEvent) -> Vec<ChainBreak> {
+        let mut breaks = Vec::new();
+        let at = |problem: String| ChainBreak {
+            stream: event.stream.clone(),
+            version: event.version,
+            position: event.position,
+            problem,
+        };
+        if event.position != self.last_position + 1 {
+            breaks.push(at(format!(
+                "position {} follows position {}: the global order has a gap or is out of order",
+                event.position, self.last_position
+            )));
+        }
+        self.last_position = event.position;
+        self.events += 1;
+        let (prev_version, prev_hash) = self
+            .heads
+            .get(&event.stream)
+            .cloned()
+            .unwrap_or((0, GENESIS_HASH.to_owned()));
+        if event.version != prev_version + 1 {
+            breaks.push(at(format!(
+                "version {} follows version {prev_version}: an event is missing or out of order",
+                event.version
+            )));
+        }
+        let computed = chain_hash(&prev_hash, event);
+        if computed != event.hash {
+            breaks.push(at(format!(
+                "hash mismatch (stored {}, computed {computed}): the event or its predecessor was altered",
+                event.hash
+            )));
+        }
+        self.heads
+            .insert(event.stream.clone(), (event.version, event.hash.clone()));
+        breaks
+    }
+}

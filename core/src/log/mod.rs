@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::domain::Actor;
 use crate::Error;
 
-pub use hash::{chain_hash, verify_chain, ChainBreak, GENESIS_HASH};
+pub use hash::{chain_hash, verify_chain, ChainBreak, LogVerifier, GENESIS_HASH};
 pub use open::open;
 
 /// A global position in the log; the first event is at 1, so 0 means "before everything".
@@ -283,5 +283,19 @@ pub(crate) fn committed_of(events: &[StoredEvent]) -> Committed {
         version: last.version,
         position: last.position,
         events: events.iter().map(|e| e.event_type.clone()).collect(),
+    }
+}
+
+impl StoredEvent {
+    /// The domain event, upcast from its stored schema version.
+    pub fn decode(&self) -> Result<crate::domain::Event, Error> {
+        crate::domain::upcast(&self.event_type, self.schema_version, self.data.clone()).map_err(
+            |e| {
+                Error::Corrupt(format!(
+                    "{} version {} (position {}): {e}",
+                    self.stream, self.version, self.position
+                ))
+            },
+        )
     }
 }

@@ -1,0 +1,12 @@
+//! The crate's one error enum.
+
+/// What can stop the write side outside of a command's own rejection (which is a [`Reply`](crate::Reply)).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The event log failed; see the inner error for whether a retry helps.
+    #[error(transparent)]
+    Log(#[from] closeloop_core::Error),
+    /// A generated workload was asked for something impossible (zero agents, zero days).
+    #[error("invalid workload: {0}")]
+    Workload(String),
+}

@@ -1,0 +1,292 @@
+//! The command handler: the only way events enter the log.
+//!
+//! For each command: parse strictly; answer a retried `command_id` with its first reply; catch
+//! the directory up with the log; load the ticket (from a cache, refreshed on conflict);
+//! decide (pure); append with the stream's expected version. On a version conflict with no
+//! caller-given `expected_version`, decide again against the fresh stream, at most
+//! `conflict_retries_max` times. Nothing is appended for a rejected command.
+
+use std::sync::Arc;
+
+use closeloop_core::domain::{
+    self, parse_command, CommandEnvelope, Context, Directory, Event, Rejection, RejectionCode,
+    Rules, Ticket, TicketState, CURRENT_SCHEMA_VERSION, DIRECTORY_CATEGORIES,
+};
+use closeloop_core::log::{
+    AppendOutcome, AppendRequest, EventLog, ExpectedVersion, Filter, Metadata, NewEvent, Position,
+};
+use dashmap::DashMap;
+use jiff::Timestamp;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::reply::Reply;
+
+/// Where "now" comes from: the wall clock in production, a fixed or simulated one in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Tunables, each with a unit or a bound in its name.
+#[derive(Clone)]
+pub struct HandlerConfig {
+    /// Decisions retried after a version conflict before giving up with `conflict`.
+    pub conflict_retries_max: u32,
+    /// Tickets whose state is kept in memory; beyond this the cache is cleared (it refills
+    /// from the log on demand).
+    pub ticket_cache_entries_max: usize,
+    pub rules: Rules,
+    pub clock: Clock,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> HandlerConfig {
+        HandlerConfig {
+            conflict_retries_max: 8,
+            ticket_cache_entries_max: 200_000,
+            rules: Rules::default(),
+            clock: Arc::new(Timestamp::now),
+        }
+    }
+}
+
+/// The directory and the log position it reflects.
+#[derive(Default)]
+struct DirectoryView {
+    directory: Arc<Directory>,
+    position: Position,
+}
+
+/// Handles commands against one event log. Cheap to share (`Arc<Handler>`); safe to call
+/// from many tasks at once.
+pub struct Handler {
+    log: Arc<dyn EventLog>,
+    config: HandlerConfig,
+    directory: RwLock<DirectoryView>,
+    /// Serialises directory catch-ups so concurrent commands read the log once.
+    catch_up: Mutex<()>,
+    tickets: DashMap<String, Ticket>,
+}
+
+impl Handler {
+    pub fn new(log: Arc<dyn EventLog>, config: HandlerConfig) -> Handler {
+        Handler {
+            log,
+            config,
+            directory: RwLock::new(DirectoryView::default()),
+            catch_up: Mutex::new(()),
+            tickets: DashMap::new(),
+        }
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// Handles one command given as bytes (JSON).
+    pub async fn handle_bytes(&self, bytes: &[u8]) -> Reply {
+        match parse_command(bytes) {
+            Ok(envelope) => self.handle(envelope).await,
+            Err(failure) => Reply::rejected(failure.command_id, failure.rejection),
+        }
+    }
+
+    /// Handles one parsed command.
+    pub async fn handle(&self, envelope: CommandEnvelope) -> Reply {
+        let id = envelope.command_id;
+        match self.try_handle(&envelope).await {
+            Ok(reply) => reply,
+            Err(e) => Reply::rejected(
+                Some(id),
+                Rejection::new(RejectionCode::Unavailable, e.to_string()),
+            ),
+        }
+    }
+
+    /// The directory as of the last catch-up, after catching up now.
+    pub async fn directory(&self) -> Result<Arc<Directory>, closeloop_core::Error> {
+        self.catch_up_directory().await?;
+        Ok(self.directory.read().await.directory.clone())
+    }
+
+    async fn try_handle(&self, envelope: &CommandEnvelope) -> Result<Reply, closeloop_core::Error> {
+        let id = envelope.command_id;
+        if let Some(first) = self.log.find_command(id).await? {
+            return Ok(Reply::duplicate(id, first));
+        }
+        let stream = envelope.command.stream();
+        let is_ticket = envelope.command.ticket_id().is_some();
+        let occurred_at = envelope
+            .occurred_at
+            .unwrap_or_else(|| (self.config.clock)());
+        let mut fresh = false;
+        for _ in 0..=self.config.conflict_retries_max {
+            self.catch_up_directory().await?;
+            let directory = self.directory.read().await.directory.clone();
+            let state: TicketState = if is_ticket {
+                self.ticket(&stream, fresh).await?
+            } else {
+                None
+            };
+            let current = match &state {
+                Some(t) => t.version,
+                None if is_ticket => 0,
+                None => directory.versions.get(&stream).copied().unwrap_or(0),
+            };
+            if let Some(expected) = envelope.expected_version {
+                if expected != current && !fresh {
+                    // Our cache may be behind the caller: look again before refusing.
+                    fresh = true;
+                    continue;
+                }
+                if expected != current {
+                    return Ok(Reply::rejected(
+                        Some(id),
+                        Rejection::at(
+                            RejectionCode::Conflict,
+                            "/expected_version",
+                            format!("stream {stream} is at version {current}, not {expected}"),
+                        ),
+                    ));
+                }
+            }
+            let ctx = Context {
+                actor: &envelope.actor,
+                directory: &directory,
+                rules: &self.config.rules,
+            };
+            let events = match domain::decide(&state, &envelope.command, &ctx) {
+                Ok(events) => events,
+                Err(rejection) => return Ok(Reply::rejected(Some(id), rejection)),
+            };
+            let request = AppendRequest {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Exact(current),
+                command_id: id,
+                events: events
+                    .iter()
+                    .map(|e| new_event(e, envelope, occurred_at))
+                    .collect(),
+            };
+            match self.log.append(request).await {
+                Ok(AppendOutcome::Committed(committed)) => {
+                    if is_ticket {
+                        self.remember(
+                            &stream,
+                            events.iter().fold(state, |s, e| domain::evolve(s, e)),
+                        );
+                    }
+                    return Ok(Reply::accepted(id, committed));
+                }
+                Ok(AppendOutcome::Duplicate(first)) => return Ok(Reply::duplicate(id, first)),
+                Err(closeloop_core::Error::WrongExpectedVersion { actual, .. }) => {
+                    if envelope.expected_version.is_some() {
+                        return Ok(Reply::rejected(
+                            Some(id),
+                            Rejection::at(
+                                RejectionCode::Conflict,
+                                "/expected_version",
+                                format!("stream {stream} moved to version {actual} while deciding"),
+                            ),
+                        ));
+                    }
+                    self.tickets.remove(&stream);
+                    fresh = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Reply::rejected(
+            Some(id),
+            Rejection::new(
+                RejectionCode::Conflict,
+                format!(
+                    "stream {stream} kept changing: gave up after {} attempts; retry with the same command_id",
+                    self.config.conflict_retries_max + 1
+                ),
+            ),
+        ))
+    }
+
+    /// The ticket's state: from the cache, or (when `fresh` or missing) brought up to date
+    /// from the log.
+    async fn ticket(
+        &self,
+        stream: &str,
+        fresh: bool,
+    ) -> Result<TicketState, closeloop_core::Error> {
+        let cached = self.tickets.get(stream).map(|t| t.clone());
+        if !fresh {
+            if let Some(ticket) = cached {
+                return Ok(Some(ticket));
+            }
+        }
+        let after = cached.as_ref().map_or(0, |t| t.version);
+        let mut state = cached;
+        for stored in self.log.read_stream(stream, after).await? {
+            state = domain::evolve(state, &stored.decode()?);
+        }
+        if let Some(t) = &state {
+            self.remember(stream, Some(t.clone()));
+        }
+        Ok(state)
+    }
+
+    fn remember(&self, stream: &str, state: TicketState) {
+        if let Some(ticket) = state {
+            if self.tickets.len() >= self.config.ticket_cache_entries_max {
+                self.tickets.clear();
+            }
+            self.tickets.insert(stream.to_owned(), ticket);
+        }
+    }
+
+    /// Folds directory events appended since the last catch-up (by any process).
+    async fn catch_up_directory(&self) -> Result<(), closeloop_core::Error> {
+        let _one_at_a_time = self.catch_up.lock().await;
+        let (mut directory, mut position) = {
+            let view = self.directory.read().await;
+            (None::<Directory>, view.position)
+        };
+        loop {
+            let batch = self
+                .log
+                .read_all(
+                    position,
+                    closeloop_core::log::READ_BATCH_MAX,
+                    Filter::Categories(DIRECTORY_CATEGORIES),
+                )
+                .await?;
+            let Some(last) = batch.last() else { break };
+            position = last.position;
+            let dir = match &mut directory {
+                Some(d) => d,
+                None => directory.insert((*self.directory.read().await.directory).clone()),
+            };
+            for stored in &batch {
+                dir.apply(&stored.stream, stored.version, &stored.decode()?);
+            }
+        }
+        if let Some(directory) = directory {
+            *self.directory.write().await = DirectoryView {
+                directory: Arc::new(directory),
+                position,
+            };
+        }
+        Ok(())
+    }
+}
+
+fn new_event(event: &Event, envelope: &CommandEnvelope, occurred_at: Timestamp) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event.event_type().to_owned(),
+        schema_version: CURRENT_SCHEMA_VERSION,
+        data: event.data(),
+        metadata: Metadata {
+            command_id: envelope.command_id,
+            correlation_id: envelope.command_id,
+            causation_id: envelope.command_id,
+            actor: envelope.actor.clone(),
+            occurred_at,
+            recorded_at: occurred_at,
+        },
+    }
+}

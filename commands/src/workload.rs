@@ -1,0 +1,998 @@
+//! A seeded, realistic generated workload: the engine's `closeloop demo` and its benchmarks.
+//!
+//! It models DOMAIN.md's operations: teams of at most eight on three support lines, backup
+//! agents covering leave, graded customers, tickets arriving by hour of day and day of week
+//! over simulated weeks, first answers, requests for information, escalations, priority
+//! changes, notes, resolutions, reopenings, surveys and quality callbacks. Everything goes
+//! through the real command handler, so the demo exercises authorization and the state
+//! machine: a rejected command in the demo is a bug, and the runner counts them.
+//!
+//! Time is simulated: each command carries its `occurred_at`. The run is cut into days; a
+//! day's directory commands (leave starting or ending) run first, then its tickets' commands,
+//! each ticket in order and different tickets concurrently.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use closeloop_core::domain::*;
+use jiff::{SignedDuration, Timestamp};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use uuid::Uuid;
+
+use crate::{Error, Handler, Reply};
+
+const MINUTES_PER_DAY: i64 = 24 * 60;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct WorkloadConfig {
+    pub seed: u64,
+    pub tickets: usize,
+    pub days: u32,
+    pub customers: usize,
+    /// Midnight (UTC) of the first simulated day.
+    pub start: Timestamp,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> WorkloadConfig {
+        WorkloadConfig {
+            seed: 7,
+            tickets: 3_000,
+            days: 28,
+            customers: 800,
+            start: "2026-10-26T00:00:00Z".parse().expect("valid timestamp"),
+        }
+    }
+}
+
+/// One simulated day's commands.
+#[derive(Debug, Clone, Default)]
+pub struct Day {
+    /// Run first, in order (leave starting or ending).
+    pub directory: Vec<CommandEnvelope>,
+    /// One list per ticket, each in time order; lists are independent of each other.
+    pub tickets: Vec<Vec<CommandEnvelope>>,
+}
+
+/// A generated workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Calendars, policies, agents and customers, in order.
+    pub setup: Vec<CommandEnvelope>,
+    pub days: Vec<Day>,
+}
+
+impl Workload {
+    /// Number of commands in the workload.
+    pub fn len(&self) -> usize {
+        self.setup.len()
+            + self
+                .days
+                .iter()
+                .map(|d| d.directory.len() + d.tickets.iter().map(Vec::len).sum::<usize>())
+                .sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every command in a valid sequential order (setup, then day by day).
+    pub fn sequential(&self) -> impl Iterator<Item = &CommandEnvelope> {
+        self.setup.iter().chain(
+            self.days
+                .iter()
+                .flat_map(|d| d.directory.iter().chain(d.tickets.iter().flatten())),
+        )
+    }
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    /// The first few rejections, for the report.
+    pub rejections: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Staff {
+    id: String,
+    team: String,
+    line: u8,
+    lead: bool,
+    backup: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Away {
+    agent: usize,
+    from_day: i64,
+    to_day: i64,
+    backup: usize,
+}
+
+struct Generator {
+    rng: ChaCha8Rng,
+    start: Timestamp,
+    end_minute: i64,
+    staff: Vec<Staff>,
+    away: Vec<Away>,
+    customers: Vec<(String, Grade)>,
+    timed: Vec<(i64, usize, CommandEnvelope)>,
+}
+
+/// Generates the workload for `config`; the same config always gives the same commands.
+pub fn generate(config: &WorkloadConfig) -> Result<Workload, Error> {
+    if config.days == 0 || config.customers == 0 {
+        return Err(Error::Workload(
+            "needs at least one day and one customer".into(),
+        ));
+    }
+    let mut g = Generator {
+        rng: ChaCha8Rng::seed_from_u64(config.seed),
+        start: config.start,
+        end_minute: i64::from(config.days) * MINUTES_PER_DAY,
+        staff: Vec::new(),
+        away: Vec::new(),
+        customers: Vec::new(),
+        timed: Vec::new(),
+    };
+    let setup = g.setup(config.customers);
+    g.plan_leave(config.days);
+    let mut directory_days: BTreeMap<i64, Vec<CommandEnvelope>> = BTreeMap::new();
+    for a in g.away.clone() {
+        let agent = g.staff[a.agent].id.clone();
+        let backup = g.staff[a.backup].id.clone();
+        let leave = g.envelope(
+            a.from_day * MINUTES_PER_DAY,
+            Actor {
+                id: agent.clone(),
+                role: Role::Agent,
+            },
+            Command::SetAgentAvailability(SetAgentAvailability {
+                agent_id: agent.clone(),
+                available: false,
+                backup_agent_id: Some(backup),
+            }),
+        );
+        directory_days.entry(a.from_day).or_default().push(leave);
+        if a.to_day < i64::from(config.days) {
+            let back = g.envelope(
+                a.to_day * MINUTES_PER_DAY,
+                Actor {
+                    id: agent.clone(),
+                    role: Role::Agent,
+                },
+                Command::SetAgentAvailability(SetAgentAvailability {
+                    agent_id: agent,
+                    available: true,
+                    backup_agent_id: None,
+                }),
+            );
+            directory_days.entry(a.to_day).or_default().push(back);
+        }
+    }
+    for ticket in 0..config.tickets {
+        g.ticket_life(ticket, config.days);
+    }
+    let mut days: Vec<Day> = (0..config.days).map(|_| Day::default()).collect();
+    for (day, commands) in directory_days {
+        days[day as usize].directory = commands;
+    }
+    g.timed
+        .sort_by_key(|(minute, ticket, _)| (*ticket, *minute));
+    let mut lanes: BTreeMap<(i64, usize), Vec<CommandEnvelope>> = BTreeMap::new();
+    for (minute, ticket, envelope) in g.timed.drain(..) {
+        lanes
+            .entry((minute / MINUTES_PER_DAY, ticket))
+            .or_default()
+            .push(envelope);
+    }
+    for ((day, _), commands) in lanes {
+        days[day as usize].tickets.push(commands);
+    }
+    Ok(Workload { setup, days })
+}
+
+/// Drives a workload through the handler: setup in order, then day by day with up to
+/// `concurrency` tickets in flight. `progress` is called with the number of commands done.
+pub async fn run(
+    handler: Arc<Handler>,
+    workload: &Workload,
+    concurrency: usize,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> RunStats {
+    let progress = Arc::new(progress);
+    let done = Arc::new(AtomicUsize::new(0));
+    let stats = Arc::new(std::sync::Mutex::new(RunStats::default()));
+    let record = {
+        let stats = stats.clone();
+        move |reply: &Reply| {
+            let mut s = stats.lock().expect("stats lock");
+            match reply {
+                Reply::Accepted { .. } => s.accepted += 1,
+                Reply::Duplicate { .. } => s.duplicates += 1,
+                Reply::Rejected { error, .. } => {
+                    s.rejected += 1;
+                    if s.rejections.len() < 10 {
+                        s.rejections
+                            .push(serde_json::to_string(error).unwrap_or_default());
+                    }
+                }
+            }
+        }
+    };
+    for envelope in &workload.setup {
+        record(&handler.handle(envelope.clone()).await);
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+    }
+    for day in &workload.days {
+        for envelope in &day.directory {
+            record(&handler.handle(envelope.clone()).await);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+        let queue = Arc::new(std::sync::Mutex::new(
+            day.tickets.iter().cloned().collect::<Vec<_>>(),
+        ));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..concurrency.max(1) {
+            let (queue, handler, done, progress, record) = (
+                queue.clone(),
+                handler.clone(),
+                done.clone(),
+                progress.clone(),
+                record.clone(),
+            );
+            workers.spawn(async move {
+                loop {
+                    let Some(lane) = queue.lock().expect("queue lock").pop() else {
+                        break;
+                    };
+                    for envelope in lane {
+                        record(&handler.handle(envelope).await);
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                    }
+                }
+            });
+        }
+        while let Some(joined) = workers.join_next().await {
+            joined.expect("workload worker panicked");
+        }
+    }
+    let stats = stats.lock().expect("stats lock").clone();
+    stats
+}
+
+fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, u32)]) -> T {
+    let total: u32 = weighted.iter().map(|(_, w)| w).sum();
+    let mut x = rng.random_range(0..total);
+    for (item, weight) in weighted {
+        if x < *weight {
+            return *item;
+        }
+        x -= weight;
+    }
+    weighted[weighted.len() - 1].0
+}
+
+/// An exponentially distributed delay in minutes with the given mean (at least 1).
+fn exp_minutes(rng: &mut ChaCha8Rng, mean: f64) -> i64 {
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    ((-mean * u.ln()).round() as i64).max(1)
+}
+
+fn system() -> Actor {
+    Actor::system("provisioning")
+}
+
+fn service() -> Actor {
+    Actor {
+        id: "crm".into(),
+        role: Role::Service,
+    }
+}
+
+impl Generator {
+    fn uuid(&mut self) -> Uuid {
+        uuid::Builder::from_random_bytes(self.rng.random()).into_uuid()
+    }
+
+    fn at(&self, minute: i64) -> Timestamp {
+        self.start + SignedDuration::from_mins(minute)
+    }
+
+    fn envelope(&mut self, minute: i64, actor: Actor, command: Command) -> CommandEnvelope {
+        CommandEnvelope {
+            command_id: self.uuid(),
+            actor,
+            occurred_at: Some(self.at(minute)),
+            expected_version: None,
+            command,
+        }
+    }
+
+    fn setup(&mut self, customers: usize) -> Vec<CommandEnvelope> {
+        let mut out = Vec::new();
+        let office: Vec<WorkingHours> = [
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+        ]
+        .into_iter()
+        .map(|day| WorkingHours {
+            day,
+            start: "08:00".into(),
+            end: "18:00".into(),
+        })
+        .chain([WorkingHours {
+            day: Weekday::Sat,
+            start: "09:00".into(),
+            end: "13:00".into(),
+        }])
+        .collect();
+        let always: Vec<WorkingHours> = Weekday::ALL
+            .iter()
+            .map(|&day| WorkingHours {
+                day,
+                start: "00:00".into(),
+                end: "24:00".into(),
+            })
+            .collect();
+        let holidays = ["2026-12-24", "2026-12-25", "2026-12-26", "2027-01-01"]
+            .map(|d| d.parse().expect("date"));
+        for (id, tz, hours, holidays) in [
+            ("office", "Europe/Berlin", office, holidays.to_vec()),
+            ("always", "UTC", always, Vec::new()),
+        ] {
+            let c = Command::DefineCalendar(DefineCalendar {
+                calendar_id: id.into(),
+                time_zone: tz.into(),
+                weekly_hours: hours,
+                holidays,
+            });
+            out.push(self.envelope(0, system(), c));
+        }
+        // (id, grade, priority, category, first response, resolution, next response, calendar)
+        let policies: [(
+            &str,
+            Option<Grade>,
+            Option<Priority>,
+            Option<Category>,
+            u32,
+            u32,
+            Option<u32>,
+            &str,
+        ); 7] = [
+            (
+                "standard",
+                None,
+                None,
+                None,
+                240,
+                2_400,
+                Some(480),
+                "office",
+            ),
+            (
+                "urgent",
+                None,
+                Some(Priority::Urgent),
+                None,
+                60,
+                600,
+                Some(120),
+                "office",
+            ),
+            (
+                "complaint",
+                None,
+                None,
+                Some(Category::Complaint),
+                60,
+                1_440,
+                Some(240),
+                "office",
+            ),
+            (
+                "group-a",
+                Some(Grade::GroupA),
+                None,
+                None,
+                60,
+                1_200,
+                Some(240),
+                "office",
+            ),
+            (
+                "vip-gold",
+                Some(Grade::VipGold),
+                None,
+                None,
+                30,
+                960,
+                Some(120),
+                "always",
+            ),
+            (
+                "vip-diamond",
+                Some(Grade::VipDiamond),
+                None,
+                None,
+                15,
+                480,
+                Some(60),
+                "always",
+            ),
+            (
+                "vip-diamond-urgent",
+                Some(Grade::VipDiamond),
+                Some(Priority::Urgent),
+                None,
+                10,
+                240,
+                Some(30),
+                "always",
+            ),
+        ];
+        for (id, grade, priority, category, first, resolution, next, calendar) in policies {
+            let c = Command::DefineSlaPolicy(DefineSlaPolicy {
+                policy_id: id.into(),
+                matches: PolicyMatch {
+                    grade,
+                    priority,
+                    category,
+                },
+                first_response_minutes: first,
+                resolution_minutes: resolution,
+                next_response_minutes: next,
+                calendar_id: calendar.into(),
+                warn_at_percent: 80,
+            });
+            out.push(self.envelope(0, system(), c));
+        }
+        // Teams of at most eight, one lead each; backups pair up inside the team.
+        for (team, line, size) in [
+            ("front-a", 1u8, 8usize),
+            ("front-b", 1, 8),
+            ("front-c", 1, 8),
+            ("specialists", 2, 6),
+            ("management", 3, 3),
+        ] {
+            let first = self.staff.len();
+            for i in 0..size {
+                let lead = i == 0;
+                let backup = first + if i + 1 < size { i + 1 } else { 1.min(size - 1) };
+                self.staff.push(Staff {
+                    id: format!(
+                        "{team}-{}",
+                        if lead {
+                            "lead".to_owned()
+                        } else {
+                            i.to_string()
+                        }
+                    ),
+                    team: team.into(),
+                    line,
+                    lead,
+                    backup: (backup != first + i).then_some(backup),
+                });
+            }
+        }
+        for i in 0..self.staff.len() {
+            let s = self.staff[i].clone();
+            let level = if s.lead || s.line == 3 {
+                Level::Senior
+            } else {
+                pick(
+                    &mut self.rng,
+                    &[
+                        (Level::Junior, 3),
+                        (Level::Intermediate, 4),
+                        (Level::Senior, 2),
+                    ],
+                )
+            };
+            let c = Command::RegisterAgent(RegisterAgent {
+                agent_id: s.id.clone(),
+                name: format!("Agent {}", s.id),
+                team: s.team.clone(),
+                line: s.line,
+                level,
+                team_lead: s.lead,
+                backup_agent_id: s.backup.map(|b| self.staff[b].id.clone()),
+            });
+            out.push(self.envelope(0, system(), c));
+        }
+        for i in 0..customers {
+            let grade = pick(
+                &mut self.rng,
+                &[
+                    (Grade::VipDiamond, 2),
+                    (Grade::VipGold, 6),
+                    (Grade::GroupA, 4),
+                    (Grade::GroupB, 6),
+                    (Grade::GroupC, 8),
+                    (Grade::Standard, 74),
+                ],
+            );
+            let id = format!("cust-{i:05}");
+            self.customers.push((id.clone(), grade));
+            let manager = (grade != Grade::Standard).then(|| format!("am-{}", i % 12));
+            let c = Command::RegisterCustomer(RegisterCustomer {
+                customer_id: id,
+                name: format!("Customer {i}"),
+                grade,
+                account_manager_id: manager,
+            });
+            out.push(self.envelope(0, service(), c));
+        }
+        out
+    }
+
+    /// Leave: a few non-lead first-line agents away for 1..=7 days; their backup covers.
+    fn plan_leave(&mut self, days: u32) {
+        if days < 3 {
+            return;
+        }
+        let candidates: Vec<usize> = (0..self.staff.len())
+            .filter(|&i| !self.staff[i].lead && self.staff[i].line == 1)
+            .collect();
+        for _ in 0..3 {
+            let agent = candidates[self.rng.random_range(0..candidates.len())];
+            let Some(backup) = self.staff[agent].backup else {
+                continue;
+            };
+            let busy = |i: usize| self.away.iter().any(|a| a.agent == i || a.backup == i);
+            if busy(agent) || busy(backup) {
+                continue;
+            }
+            let from_day = self.rng.random_range(1..i64::from(days) - 1);
+            let to_day = (from_day + self.rng.random_range(1..=7)).min(i64::from(days));
+            self.away.push(Away {
+                agent,
+                from_day,
+                to_day,
+                backup,
+            });
+        }
+    }
+
+    fn is_away(&self, agent: usize, minute: i64) -> bool {
+        let day = minute / MINUTES_PER_DAY;
+        self.away
+            .iter()
+            .any(|a| a.agent == agent && a.from_day <= day && day < a.to_day)
+    }
+
+    /// The actor doing `agent`'s work at `minute`: the agent, or their backup while away.
+    fn hands(&self, agent: usize, minute: i64) -> Actor {
+        let covering = self
+            .away
+            .iter()
+            .find(|a| {
+                a.agent == agent
+                    && a.from_day <= minute / MINUTES_PER_DAY
+                    && minute / MINUTES_PER_DAY < a.to_day
+            })
+            .map(|a| a.backup);
+        Actor {
+            id: self.staff[covering.unwrap_or(agent)].id.clone(),
+            role: Role::Agent,
+        }
+    }
+
+    fn lead_of(&self, team: &str) -> Actor {
+        let lead = self
+            .staff
+            .iter()
+            .find(|s| s.team == team && s.lead)
+            .expect("every team has a lead");
+        Actor {
+            id: lead.id.clone(),
+            role: Role::Supervisor,
+        }
+    }
+
+    /// An available, non-lead agent of the line at `minute` (a lead when nobody else is).
+    fn pick_agent(&mut self, line: u8, minute: i64) -> usize {
+        let pool: Vec<usize> = (0..self.staff.len())
+            .filter(|&i| {
+                self.staff[i].line == line && !self.staff[i].lead && !self.is_away(i, minute)
+            })
+            .collect();
+        if pool.is_empty() {
+            return (0..self.staff.len())
+                .find(|&i| self.staff[i].line == line)
+                .expect("every line has staff");
+        }
+        pool[self.rng.random_range(0..pool.len())]
+    }
+
+    fn push(&mut self, ticket: usize, minute: i64, actor: Actor, command: Command) {
+        if minute < self.end_minute {
+            let envelope = self.envelope(minute, actor, command);
+            self.timed.push((minute, ticket, envelope));
+        }
+    }
+
+    fn ticket_life(&mut self, n: usize, days: u32) {
+        let rng = &mut self.rng;
+        let day = pick(
+            rng,
+            &(0..i64::from(days))
+                .map(|d| {
+                    (
+                        d,
+                        match d % 7 {
+                            5 => 40,
+                            6 => 25,
+                            _ => 100,
+                        },
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        const HOURLY: [u32; 24] = [
+            2, 1, 1, 1, 1, 2, 4, 8, 14, 18, 20, 18, 12, 14, 18, 19, 17, 14, 10, 8, 6, 5, 4, 3,
+        ];
+        let hour = pick(
+            rng,
+            &HOURLY
+                .iter()
+                .enumerate()
+                .map(|(h, w)| (h as i64, *w))
+                .collect::<Vec<_>>(),
+        );
+        let mut t = day * MINUTES_PER_DAY + hour * 60 + rng.random_range(0..60);
+        let (customer_id, grade) =
+            self.customers[self.rng.random_range(0..self.customers.len())].clone();
+        let rng = &mut self.rng;
+        let channel = pick(
+            rng,
+            &[
+                (Channel::Phone, 35),
+                (Channel::Email, 20),
+                (Channel::Chat, 20),
+                (Channel::Web, 15),
+                (Channel::Visit, 5),
+                (Channel::Callback, 5),
+            ],
+        );
+        let category = pick(
+            rng,
+            &[
+                (Category::Inquiry, 35),
+                (Category::Incident, 20),
+                (Category::Complaint, 10),
+                (Category::Repair, 15),
+                (Category::Return, 8),
+                (Category::ServiceRequest, 12),
+            ],
+        );
+        let vip = matches!(grade, Grade::VipDiamond | Grade::VipGold);
+        let priority = if vip {
+            pick(
+                rng,
+                &[
+                    (Priority::Normal, 40),
+                    (Priority::High, 40),
+                    (Priority::Urgent, 20),
+                ],
+            )
+        } else {
+            pick(
+                rng,
+                &[
+                    (Priority::Low, 15),
+                    (Priority::Normal, 60),
+                    (Priority::High, 20),
+                    (Priority::Urgent, 5),
+                ],
+            )
+        };
+        // How fast people answer this customer: VIPs first.
+        let speed = match grade {
+            Grade::VipDiamond => 0.2,
+            Grade::VipGold => 0.35,
+            Grade::GroupA => 0.6,
+            Grade::GroupB | Grade::GroupC => 0.85,
+            Grade::Standard => 1.0,
+        };
+        let ticket_id = self.uuid();
+        let opener = match channel {
+            Channel::Phone | Channel::Visit | Channel::Callback => {
+                let agent = self.pick_agent(1, t);
+                self.hands(agent, t)
+            }
+            _ => service(),
+        };
+        let subject = format!(
+            "{} about {}",
+            category.as_str().replace('_', " "),
+            [
+                "billing",
+                "delivery",
+                "installation",
+                "account",
+                "device",
+                "contract"
+            ][n % 6]
+        );
+        self.push(
+            n,
+            t,
+            opener,
+            Command::OpenTicket(OpenTicket {
+                ticket_id,
+                customer_id,
+                channel,
+                category,
+                priority,
+                subject,
+                description: Some(format!("Generated request #{n}")),
+            }),
+        );
+        // Assignment: a lead dispatches, or an agent claims it.
+        t += exp_minutes(&mut self.rng, 25.0 * speed);
+        let mut agent = self.pick_agent(1, t);
+        let claim = self.rng.random_bool(0.3);
+        let assigner = if claim {
+            self.hands(agent, t)
+        } else {
+            self.lead_of(&self.staff[agent].team.clone())
+        };
+        if claim && assigner.id != self.staff[agent].id {
+            // The agent is away; their lead dispatches instead.
+            let lead = self.lead_of(&self.staff[agent].team.clone());
+            self.push(
+                n,
+                t,
+                lead,
+                Command::AssignTicket(AssignTicket {
+                    ticket_id,
+                    agent_id: self.staff[agent].id.clone(),
+                }),
+            );
+        } else {
+            self.push(
+                n,
+                t,
+                assigner,
+                Command::AssignTicket(AssignTicket {
+                    ticket_id,
+                    agent_id: self.staff[agent].id.clone(),
+                }),
+            );
+        }
+        t += exp_minutes(&mut self.rng, 90.0 * speed);
+        let hands = self.hands(agent, t);
+        self.push(
+            n,
+            t,
+            hands,
+            Command::RespondToCustomer(RespondToCustomer {
+                ticket_id,
+                message: "Thank you, we are on it.".into(),
+            }),
+        );
+        if self.rng.random_bool(0.25) {
+            t += exp_minutes(&mut self.rng, 30.0);
+            let hands = self.hands(agent, t);
+            self.push(
+                n,
+                t,
+                hands,
+                Command::AddNote(AddNote {
+                    ticket_id,
+                    text: "Checked the customer's records.".into(),
+                    visible_to_customer: false,
+                }),
+            );
+        }
+        if self.rng.random_bool(0.30) {
+            t += exp_minutes(&mut self.rng, 60.0 * speed);
+            let hands = self.hands(agent, t);
+            self.push(
+                n,
+                t,
+                hands,
+                Command::RequestCustomerInfo(RequestCustomerInfo {
+                    ticket_id,
+                    question: "Could you send the serial number?".into(),
+                }),
+            );
+            t += exp_minutes(&mut self.rng, 600.0);
+            self.push(
+                n,
+                t,
+                service(),
+                Command::RecordCustomerReply(RecordCustomerReply {
+                    ticket_id,
+                    message: "Here it is.".into(),
+                }),
+            );
+            t += exp_minutes(&mut self.rng, 120.0 * speed);
+            let hands = self.hands(agent, t);
+            self.push(
+                n,
+                t,
+                hands,
+                Command::RespondToCustomer(RespondToCustomer {
+                    ticket_id,
+                    message: "Thanks, checking now.".into(),
+                }),
+            );
+        }
+        if self.rng.random_bool(0.05) {
+            t += exp_minutes(&mut self.rng, 60.0);
+            let to = if priority == Priority::Urgent {
+                Priority::High
+            } else {
+                Priority::Urgent
+            };
+            let lead = self.lead_of(&self.staff[agent].team.clone());
+            self.push(
+                n,
+                t,
+                lead,
+                Command::ChangePriority(ChangePriority {
+                    ticket_id,
+                    priority: to,
+                    reason: "customer impact changed".into(),
+                }),
+            );
+        }
+        // Escalation up the lines, with the reason recorded.
+        let escalate_p = if category == Category::Complaint {
+            0.25
+        } else {
+            0.10
+        };
+        let mut line = 1;
+        while line < LINE_MAX
+            && self
+                .rng
+                .random_bool(if line == 1 { escalate_p } else { 0.2 })
+        {
+            t += exp_minutes(&mut self.rng, 120.0 * speed);
+            let hands = self.hands(agent, t);
+            let reason = if line == 1 {
+                "needs specialist analysis"
+            } else {
+                "serious case for management"
+            };
+            self.push(
+                n,
+                t,
+                hands,
+                Command::EscalateTicket(EscalateTicket {
+                    ticket_id,
+                    reason: reason.into(),
+                    to_agent_id: None,
+                }),
+            );
+            line += 1;
+            t += exp_minutes(&mut self.rng, 45.0 * speed);
+            agent = self.pick_agent(line, t);
+            let lead = self.lead_of(&self.staff[agent].team.clone());
+            self.push(
+                n,
+                t,
+                lead,
+                Command::AssignTicket(AssignTicket {
+                    ticket_id,
+                    agent_id: self.staff[agent].id.clone(),
+                }),
+            );
+            t += exp_minutes(&mut self.rng, 60.0 * speed);
+            let hands = self.hands(agent, t);
+            self.push(
+                n,
+                t,
+                hands,
+                Command::RespondToCustomer(RespondToCustomer {
+                    ticket_id,
+                    message: "A specialist has taken over.".into(),
+                }),
+            );
+        }
+        let work_mean = match category {
+            Category::Inquiry => 240.0,
+            Category::Incident => 900.0,
+            Category::Complaint => 1_200.0,
+            Category::Repair => 2_400.0,
+            Category::Return => 1_800.0,
+            Category::ServiceRequest => 1_000.0,
+        } * speed;
+        let mut resolutions = 0;
+        loop {
+            t += exp_minutes(&mut self.rng, work_mean);
+            let hands = self.hands(agent, t);
+            self.push(
+                n,
+                t,
+                hands,
+                Command::ResolveTicket(ResolveTicket {
+                    ticket_id,
+                    resolution: "Fixed and confirmed with the customer.".into(),
+                }),
+            );
+            resolutions += 1;
+            let fast = (t - day * MINUTES_PER_DAY) < 2 * MINUTES_PER_DAY;
+            let mut settled = t;
+            if self.rng.random_bool(0.65) {
+                let mut score = pick(
+                    &mut self.rng,
+                    &[(1u8, 4), (2, 6), (3, 15), (4, 40), (5, 35)],
+                );
+                if !fast || category == Category::Complaint {
+                    score = score.saturating_sub(self.rng.random_range(0..=1)).max(1);
+                }
+                let rt = t + exp_minutes(&mut self.rng, 300.0);
+                settled = rt;
+                self.push(
+                    n,
+                    rt,
+                    service(),
+                    Command::RecordSatisfaction(RecordSatisfaction {
+                        ticket_id,
+                        score,
+                        source: RatingSource::Survey,
+                        comment: None,
+                        dimensions: None,
+                    }),
+                );
+            }
+            if resolutions < 3 && self.rng.random_bool(0.05) {
+                // The customer answers the survey, then reports the problem is back.
+                t = settled + exp_minutes(&mut self.rng, 1_440.0);
+                let hands = self.hands(agent, t);
+                self.push(
+                    n,
+                    t,
+                    hands,
+                    Command::ReopenTicket(ReopenTicket {
+                        ticket_id,
+                        reason: "The problem came back.".into(),
+                    }),
+                );
+                continue;
+            }
+            break;
+        }
+        t += 600 + exp_minutes(&mut self.rng, 1_440.0);
+        let hands = self.hands(agent, t);
+        self.push(n, t, hands, Command::CloseTicket(CloseTicket { ticket_id }));
+        if self.rng.random_bool(0.05) {
+            t += exp_minutes(&mut self.rng, 2_880.0);
+            let lead = self.lead_of(&self.staff[agent].team.clone());
+            let mut d = || self.rng.random_range(3..=5u8);
+            let dimensions = Dimensions {
+                recognition: d(),
+                efficiency: d(),
+                quality: d(),
+                overall: d(),
+            };
+            self.push(
+                n,
+                t,
+                lead,
+                Command::RecordSatisfaction(RecordSatisfaction {
+                    ticket_id,
+                    score: dimensions.overall,
+                    source: RatingSource::Callback,
+                    comment: Some("Quality-inspection callback".into()),
+                    dimensions: Some(dimensions),
+                }),
+            );
+        }
+    }
+}

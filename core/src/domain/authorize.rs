@@ -1,0 +1,165 @@
+//! Who may do what (DESIGN.md roles, DOMAIN.md confidentiality):
+//! - `auditor`: never commands (read-only).
+//! - `system`: the engine's own process managers; may do everything.
+//! - `service`: opens tickets, records customer replies and survey results, registers
+//!   customers (the CRM acting for customers).
+//! - `agent` (must be registered): opens tickets; acts on tickets assigned to them, on
+//!   unassigned tickets of their line, and on tickets of an away agent they cover; may assign
+//!   only to themselves; never rates satisfaction; sets only their own availability.
+//! - `supervisor` (must be a registered team lead): acts on unassigned tickets and on tickets
+//!   of their team; assigns within their team; records callback ratings; registers agents of
+//!   their team, sets their availability, defines calendars and policies.
+
+use super::command::*;
+use super::directory::Agent;
+use super::rejection::Rejection;
+use super::ticket::Ticket;
+use super::types::*;
+use super::Context;
+
+/// The registered agent behind an `agent` or `supervisor` actor.
+fn staff<'a>(ctx: &Context<'a>) -> Result<&'a Agent, Rejection> {
+    let agent = ctx.directory.agents.get(&ctx.actor.id).ok_or_else(|| {
+        Rejection::forbidden(format!(
+            "{} `{}` is not a registered agent",
+            ctx.actor.role, ctx.actor.id
+        ))
+    })?;
+    if ctx.actor.role == Role::Supervisor && !agent.team_lead {
+        return Err(Rejection::forbidden(format!(
+            "`{}` is not the team lead of team {}",
+            ctx.actor.id, agent.team
+        )));
+    }
+    Ok(agent)
+}
+
+fn deny(ctx: &Context, command: &Command) -> Rejection {
+    Rejection::forbidden(format!(
+        "a {} may not {}",
+        ctx.actor.role,
+        command.command_type().replace('_', " ")
+    ))
+}
+
+/// Authorizes a ticket command; `ticket` is `None` only for `open_ticket`.
+pub(crate) fn authorize_ticket(
+    ticket: Option<&Ticket>,
+    command: &Command,
+    ctx: &Context,
+) -> Result<(), Rejection> {
+    match ctx.actor.role {
+        Role::System => Ok(()),
+        Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
+        Role::Service => match command {
+            Command::OpenTicket(_) | Command::RecordCustomerReply(_) => Ok(()),
+            Command::RecordSatisfaction(c) if c.source == RatingSource::Survey => Ok(()),
+            _ => Err(deny(ctx, command)),
+        },
+        Role::Agent => {
+            let me = staff(ctx)?;
+            let Some(ticket) = ticket else { return Ok(()) };
+            if matches!(command, Command::RecordSatisfaction(_)) {
+                return Err(Rejection::forbidden("agents do not rate their own work"));
+            }
+            let mine = match ticket.assignee.as_deref() {
+                Some(assignee) if assignee == me.agent_id => true,
+                Some(assignee) => ctx.directory.agents.get(assignee).is_some_and(|a| {
+                    !a.available && a.covered_by.as_deref() == Some(me.agent_id.as_str())
+                }),
+                None => ticket.line == me.line && ticket.status.is_open(),
+            };
+            if !mine {
+                return Err(Rejection::forbidden(format!(
+                    "ticket {} is not in the care of agent {}",
+                    ticket.ticket_id, me.agent_id
+                )));
+            }
+            if let Command::AssignTicket(c) = command {
+                if c.agent_id != me.agent_id {
+                    return Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/agent_id",
+                        "an agent may assign a ticket only to themselves; ask a supervisor",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Role::Supervisor => {
+            let me = staff(ctx)?;
+            let Some(ticket) = ticket else { return Ok(()) };
+            if let Command::RecordSatisfaction(c) = command {
+                if c.source == RatingSource::Survey {
+                    return Err(Rejection::forbidden(
+                        "survey results come from the customer (role service)",
+                    ));
+                }
+            }
+            let ours = match ticket.team.as_deref() {
+                None => true,
+                Some(team) => team == me.team,
+            };
+            if !ours {
+                return Err(Rejection::forbidden(format!(
+                    "ticket {} belongs to another team than {}",
+                    ticket.ticket_id, me.team
+                )));
+            }
+            if let Command::AssignTicket(c) = command {
+                let in_team = ctx
+                    .directory
+                    .agents
+                    .get(&c.agent_id)
+                    .is_none_or(|a| a.team == me.team);
+                if !in_team {
+                    return Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/agent_id",
+                        format!("{} is not in team {}", c.agent_id, me.team),
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Authorizes a directory command (agents, customers, calendars, policies).
+pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<(), Rejection> {
+    match ctx.actor.role {
+        Role::System => Ok(()),
+        Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
+        Role::Service => match command {
+            Command::RegisterCustomer(_) => Ok(()),
+            _ => Err(deny(ctx, command)),
+        },
+        Role::Agent => match command {
+            Command::SetAgentAvailability(c) if c.agent_id == ctx.actor.id => {
+                staff(ctx).map(|_| ())
+            }
+            _ => Err(deny(ctx, command)),
+        },
+        Role::Supervisor => {
+            let me = staff(ctx)?;
+            match command {
+                Command::RegisterAgent(c) if c.team != me.team => Err(Rejection::at(
+                    super::RejectionCode::Forbidden,
+                    "/payload/team",
+                    format!(
+                        "a supervisor registers agents of their own team ({})",
+                        me.team
+                    ),
+                )),
+                Command::SetAgentAvailability(c) => match ctx.directory.agents.get(&c.agent_id) {
+                    Some(a) if a.team != me.team => Err(Rejection::forbidden(format!(
+                        "{} is not in team {}",
+                        c.agent_id, me.team
+                    ))),
+                    _ => Ok(()),
+                },
+                _ => Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The directory: agents, customers, calendars and SLA policies, folded from their streams.
+//! Ticket decisions read it (authorization, the customer's grade, the policy in force); the
+//! command handler keeps it caught up with the log and passes it in, so the domain never
+//! fetches anything itself.
+
+use std::collections::HashMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::command::{PolicyMatch, WorkingHours};
+use super::event::*;
+use super::types::*;
+
+/// The categories whose streams the directory folds.
+pub const DIRECTORY_CATEGORIES: &[&str] = &["agent", "customer", "calendar", "sla_policy"];
+
+/// Numbers from the operating manuals that are defaults, never constants (DOMAIN.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    /// Most members of one team, the team lead included.
+    pub team_members_max: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            team_members_max: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Agent {
+    pub agent_id: String,
+    pub name: String,
+    pub team: String,
+    pub line: u8,
+    pub level: Level,
+    pub team_lead: bool,
+    pub backup_agent_id: Option<String>,
+    pub available: bool,
+    /// While away: who covers their work.
+    pub covered_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Customer {
+    pub customer_id: String,
+    pub name: String,
+    pub grade: Grade,
+    pub account_manager_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Calendar {
+    pub calendar_id: String,
+    pub time_zone: String,
+    pub weekly_hours: Vec<WorkingHours>,
+    pub holidays: Vec<jiff::civil::Date>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Policy {
+    pub policy_id: String,
+    pub matches: PolicyMatch,
+    pub first_response_minutes: u32,
+    pub resolution_minutes: u32,
+    pub next_response_minutes: Option<u32>,
+    pub calendar_id: String,
+    pub warn_at_percent: u8,
+    /// Order of definition: the latest defined wins a tie.
+    pub defined_seq: u64,
+}
+
+/// Reference data as of some log position.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Directory {
+    pub agents: HashMap<String, Agent>,
+    pub customers: HashMap<String, Customer>,
+    pub calendars: HashMap<String, Calendar>,
+    pub policies: HashMap<String, Policy>,
+    /// Version of each directory stream, for the expected-version check of the next append.
+    pub versions: HashMap<String, u64>,
+    definitions: u64,
+}
+
+impl Directory {
+    /// Folds one event of a directory stream; events of other streams are ignored.
+    pub fn apply(&mut self, stream: &str, version: u64, event: &Event) {
+        match event {
+            Event::AgentRegistered(e) => {
+                let previous = self.agents.get(&e.agent_id);
+                let agent = Agent {
+                    agent_id: e.agent_id.clone(),
+                    name: e.name.clone(),
+                    team: e.team.clone(),
+                    line: e.line,
+                    level: e.level,
+                    team_lead: e.team_lead,
+                    backup_agent_id: e.backup_agent_id.clone(),
+                    available: previous.is_none_or(|a| a.available),
+                    covered_by: previous.and_then(|a| a.covered_by.clone()),
+                };
+                self.agents.insert(e.agent_id.clone(), agent);
+            }
+            Event::AgentAvailabilityChanged(e) => {
+                if let Some(agent) = self.agents.get_mut(&e.agent_id) {
+                    agent.available = e.available;
+                    agent.covered_by = if e.available {
+                        None
+                    } else {
+                        e.backup_agent_id.clone()
+                    };
+                }
+            }
+            Event::CustomerRegistered(e) => {
+                self.customers.insert(
+                    e.customer_id.clone(),
+                    Customer {
+                        customer_id: e.customer_id.clone(),
+                        name: e.name.clone(),
+                        grade: e.grade,
+                        account_manager_id: e.account_manager_id.clone(),
+                    },
+                );
+            }
+            Event::CalendarDefined(e) => {
+                self.calendars.insert(
+                    e.calendar_id.clone(),
+                    Calendar {
+                        calendar_id: e.calendar_id.clone(),
+                        time_zone: e.time_zone.clone(),
+                        weekly_hours: e.weekly_hours.clone(),
+                        holidays: e.holidays.clone(),
+                    },
+                );
+            }
+            Event::SlaPolicyDefined(e) => {
+                self.definitions += 1;
+                self.policies.insert(
+                    e.policy_id.clone(),
+                    Policy {
+                        policy_id: e.policy_id.clone(),
+                        matches: e.matches.clone(),
+                        first_response_minutes: e.first_response_minutes,
+                        resolution_minutes: e.resolution_minutes,
+                        next_response_minutes: e.next_response_minutes,
+                        calendar_id: e.calendar_id.clone(),
+                        warn_at_percent: e.warn_at_percent,
+                        defined_seq: self.definitions,
+                    },
+                );
+            }
+            _ => return,
+        }
+        self.versions.insert(stream.to_owned(), version);
+    }
+
+    /// The customer's grade; `standard` for a customer never registered.
+    pub fn grade_of(&self, customer_id: &str) -> Grade {
+        self.customers
+            .get(customer_id)
+            .map_or(Grade::Standard, |c| c.grade)
+    }
+
+    /// Members of a team, the lead included.
+    pub fn team_members<'a>(&'a self, team: &'a str) -> impl Iterator<Item = &'a Agent> + 'a {
+        self.agents.values().filter(move |a| a.team == team)
+    }
+
+    /// The team lead of a team, if one is registered.
+    pub fn team_lead<'a>(&'a self, team: &'a str) -> Option<&'a Agent> {
+        self.team_members(team).find(|a| a.team_lead)
+    }
+
+    /// The policy for a ticket: the matching one with the most matched fields, the latest
+    /// defined winning a tie; `None` when none matches (the ticket gets no targets).
+    pub fn select_policy(
+        &self,
+        grade: Grade,
+        priority: Priority,
+        category: Category,
+    ) -> Option<&Policy> {
+        self.policies
+            .values()
+            .filter_map(|p| {
+                let m = &p.matches;
+                let fits = m.grade.is_none_or(|g| g == grade)
+                    && m.priority.is_none_or(|x| x == priority)
+                    && m.category.is_none_or(|c| c == category);
+                let specificity = m.grade.is_some() as u8
+                    + m.priority.is_some() as u8
+                    + m.category.is_some() as u8;
+                fits.then_some((specificity, p.defined_seq, p))
+            })
+            .max_by_key(|(specificity, seq, _)| (*specificity, *seq))
+            .map(|(_, _, p)| p)
+    }
+
+    /// The targets a policy promises, as copied into ticket events.
+    pub fn targets(
+        &self,
+        grade: Grade,
+        priority: Priority,
+        category: Category,
+    ) -> Option<SlaTargets> {
+        self.select_policy(grade, priority, category)
+            .map(|p| SlaTargets {
+                policy_id: p.policy_id.clone(),
+                calendar_id: p.calendar_id.clone(),
+                first_response_minutes: p.first_response_minutes,
+                resolution_minutes: p.resolution_minutes,
+                next_response_minutes: p.next_response_minutes,
+                warn_at_percent: p.warn_at_percent,
+            })
+    }
+}

@@ -1,0 +1,427 @@
+//! Strict decoding of a command from bytes. Every failure names the offending field as a JSON
+//! Pointer (`/payload/priority`), so callers in any language can show it next to the input.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::command::*;
+use super::rejection::{Detail, Rejection, RejectionCode};
+use super::types::*;
+
+/// Largest command accepted, in bytes (DESIGN.md: 64 KiB by default).
+pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
+/// Longest identifier (agent, customer, calendar, policy), in characters.
+pub const ID_CHARS_MAX: usize = 128;
+/// Longest short text (subject, names, team), in characters.
+pub const SHORT_TEXT_CHARS_MAX: usize = 200;
+/// Longest free text (messages, notes, reasons), in characters.
+pub const TEXT_CHARS_MAX: usize = 16_000;
+/// Longest target in minutes: one year.
+pub const TARGET_MINUTES_MAX: u32 = 525_600;
+
+const ENVELOPE_FIELDS: &[&str] = &[
+    "command_id",
+    "type",
+    "actor",
+    "occurred_at",
+    "expected_version",
+    "payload",
+];
+
+/// A command that could not be decoded, with its id when that much was readable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseFailure {
+    pub command_id: Option<Uuid>,
+    pub rejection: Rejection,
+}
+
+/// Decodes and validates one command. Nothing about the store is consulted here.
+pub fn parse_command(bytes: &[u8]) -> Result<CommandEnvelope, ParseFailure> {
+    let fail = |command_id, rejection| ParseFailure {
+        command_id,
+        rejection,
+    };
+    if bytes.len() > COMMAND_BYTES_MAX {
+        return Err(fail(
+            None,
+            Rejection::validation(
+                "",
+                format!(
+                    "command is {} bytes; at most {COMMAND_BYTES_MAX} are accepted",
+                    bytes.len()
+                ),
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        fail(
+            None,
+            Rejection::validation("", format!("command is not UTF-8: {e}")),
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        fail(
+            None,
+            Rejection::validation("", format!("malformed JSON: {e}")),
+        )
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(fail(
+            None,
+            Rejection::validation("", "expected a JSON object"),
+        ));
+    };
+    let command_id = object
+        .get("command_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok());
+    parse_object(&mut object).map_err(|rejection| fail(command_id, rejection))
+}
+
+fn parse_object(object: &mut Map<String, Value>) -> Result<CommandEnvelope, Rejection> {
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))
+    {
+        return Err(Rejection::validation(
+            &format!("/{}", escape(unknown)),
+            format!(
+                "unknown field; expected one of {}",
+                ENVELOPE_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let command_id: Uuid = field(object, "command_id", true)?.expect("required");
+    let command_type: String = field(object, "type", true)?.expect("required");
+    if !Command::TYPES.contains(&command_type.as_str()) {
+        return Err(Rejection::validation(
+            "/type",
+            format!(
+                "unknown command type `{command_type}`; expected one of {}",
+                Command::TYPES.join(", ")
+            ),
+        ));
+    }
+    let actor: Actor = field(object, "actor", true)?.expect("required");
+    let occurred_at: Option<jiff::Timestamp> = field(object, "occurred_at", false)?;
+    let expected_version: Option<u64> = field(object, "expected_version", false)?;
+    let payload = object
+        .remove("payload")
+        .ok_or_else(|| Rejection::validation("/payload", "missing required field"))?;
+    if !payload.is_object() {
+        return Err(Rejection::validation("/payload", "expected a JSON object"));
+    }
+    let command = Command::decode(&command_type, payload)
+        .expect("type checked against Command::TYPES above")
+        .map_err(|e| serde_rejection("/payload", e))?;
+    validate_actor(&actor)?;
+    validate(&command)?;
+    Ok(CommandEnvelope {
+        command_id,
+        actor,
+        occurred_at,
+        expected_version,
+        command,
+    })
+}
+
+/// Takes and decodes one envelope field, with its path in any error.
+fn field<T: serde::de::DeserializeOwned>(
+    object: &mut Map<String, Value>,
+    name: &str,
+    required: bool,
+) -> Result<Option<T>, Rejection> {
+    let path = format!("/{name}");
+    match object.remove(name) {
+        None | Some(Value::Null) if required => {
+            Err(Rejection::validation(&path, "missing required field"))
+        }
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_path_to_error::deserialize(value)
+            .map(Some)
+            .map_err(|e| serde_rejection(&path, e)),
+    }
+}
+
+/// Turns a serde error into a rejection whose path points at the field itself, including
+/// the field a "missing field" or "unknown field" message names.
+fn serde_rejection(
+    prefix: &str,
+    error: serde_path_to_error::Error<serde_json::Error>,
+) -> Rejection {
+    let mut path = prefix.to_owned();
+    for segment in error.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("/{index}")),
+            serde_path_to_error::Segment::Map { key } => {
+                path.push_str(&format!("/{}", escape(key)))
+            }
+            serde_path_to_error::Segment::Enum { variant } => {
+                path.push_str(&format!("/{}", escape(variant)))
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let message = error.inner().to_string();
+    // serde reports a missing field at its container; point at the field instead.
+    for prefix in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((name, _)) = rest.split_once('`') {
+                if !path.ends_with(&format!("/{}", escape(name))) {
+                    path.push_str(&format!("/{}", escape(name)));
+                }
+            }
+        }
+    }
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    Rejection::validation(&path, message)
+}
+
+/// JSON Pointer escaping (RFC 6901).
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Collects field problems so one reply can list them all.
+#[derive(Default)]
+struct Problems(Vec<Detail>);
+
+impl Problems {
+    fn add(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(Detail {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn text(&mut self, path: &str, value: &str, chars_max: usize) {
+        if value.trim().is_empty() {
+            self.add(path, "must not be empty");
+        } else if value.chars().count() > chars_max {
+            self.add(path, format!("longer than {chars_max} characters"));
+        }
+    }
+
+    fn optional_text(&mut self, path: &str, value: &Option<String>, chars_max: usize) {
+        if let Some(value) = value {
+            self.text(path, value, chars_max);
+        }
+    }
+
+    fn id(&mut self, path: &str, value: &str) {
+        if value.is_empty() {
+            self.add(path, "must not be empty");
+        } else if value.chars().count() > ID_CHARS_MAX {
+            self.add(path, format!("longer than {ID_CHARS_MAX} characters"));
+        } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.add(path, "must not contain white space or control characters");
+        }
+    }
+
+    fn range(&mut self, path: &str, value: u32, min: u32, max: u32) {
+        if value < min || value > max {
+            self.add(
+                path,
+                format!("must be between {min} and {max}, got {value}"),
+            );
+        }
+    }
+
+    fn finish(self) -> Result<(), Rejection> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let message = self
+            .0
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Rejection {
+            code: RejectionCode::Validation,
+            message,
+            details: self.0,
+        })
+    }
+}
+
+fn validate_actor(actor: &Actor) -> Result<(), Rejection> {
+    let mut p = Problems::default();
+    p.id("/actor/id", &actor.id);
+    p.finish()
+}
+
+/// Range and shape checks that the types alone cannot express.
+fn validate(command: &Command) -> Result<(), Rejection> {
+    let mut p = Problems::default();
+    match command {
+        Command::OpenTicket(c) => {
+            p.id("/payload/customer_id", &c.customer_id);
+            p.text("/payload/subject", &c.subject, SHORT_TEXT_CHARS_MAX);
+            p.optional_text("/payload/description", &c.description, TEXT_CHARS_MAX);
+        }
+        Command::AssignTicket(c) => p.id("/payload/agent_id", &c.agent_id),
+        Command::RespondToCustomer(c) => p.text("/payload/message", &c.message, TEXT_CHARS_MAX),
+        Command::RequestCustomerInfo(c) => p.text("/payload/question", &c.question, TEXT_CHARS_MAX),
+        Command::RecordCustomerReply(c) => p.text("/payload/message", &c.message, TEXT_CHARS_MAX),
+        Command::EscalateTicket(c) => {
+            p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX);
+            if let Some(agent) = &c.to_agent_id {
+                p.id("/payload/to_agent_id", agent);
+            }
+        }
+        Command::ChangePriority(c) => p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX),
+        Command::AddNote(c) => p.text("/payload/text", &c.text, TEXT_CHARS_MAX),
+        Command::ResolveTicket(c) => p.text("/payload/resolution", &c.resolution, TEXT_CHARS_MAX),
+        Command::ReopenTicket(c) => p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX),
+        Command::CloseTicket(_) => {}
+        Command::RecordSatisfaction(c) => {
+            p.range("/payload/score", c.score.into(), 1, 5);
+            p.optional_text("/payload/comment", &c.comment, TEXT_CHARS_MAX);
+            if let Some(d) = &c.dimensions {
+                if c.source != RatingSource::Callback {
+                    p.add(
+                        "/payload/dimensions",
+                        "only quality-inspection callbacks (source: callback) carry dimensions",
+                    );
+                }
+                for (name, value) in [
+                    ("recognition", d.recognition),
+                    ("efficiency", d.efficiency),
+                    ("quality", d.quality),
+                    ("overall", d.overall),
+                ] {
+                    p.range(&format!("/payload/dimensions/{name}"), value.into(), 1, 5);
+                }
+            }
+        }
+        Command::RegisterAgent(c) => {
+            p.id("/payload/agent_id", &c.agent_id);
+            p.text("/payload/name", &c.name, SHORT_TEXT_CHARS_MAX);
+            p.text("/payload/team", &c.team, SHORT_TEXT_CHARS_MAX);
+            p.range(
+                "/payload/line",
+                c.line.into(),
+                LINE_MIN.into(),
+                LINE_MAX.into(),
+            );
+            if let Some(backup) = &c.backup_agent_id {
+                p.id("/payload/backup_agent_id", backup);
+                if backup == &c.agent_id {
+                    p.add(
+                        "/payload/backup_agent_id",
+                        "an agent cannot be their own backup",
+                    );
+                }
+            }
+        }
+        Command::SetAgentAvailability(c) => {
+            p.id("/payload/agent_id", &c.agent_id);
+            if let Some(backup) = &c.backup_agent_id {
+                p.id("/payload/backup_agent_id", backup);
+                if backup == &c.agent_id {
+                    p.add(
+                        "/payload/backup_agent_id",
+                        "an agent cannot be their own backup",
+                    );
+                }
+            }
+        }
+        Command::RegisterCustomer(c) => {
+            p.id("/payload/customer_id", &c.customer_id);
+            p.text("/payload/name", &c.name, SHORT_TEXT_CHARS_MAX);
+            if let Some(manager) = &c.account_manager_id {
+                p.id("/payload/account_manager_id", manager);
+            }
+        }
+        Command::DefineCalendar(c) => {
+            p.id("/payload/calendar_id", &c.calendar_id);
+            if jiff::tz::TimeZone::get(&c.time_zone).is_err() {
+                p.add(
+                    "/payload/time_zone",
+                    format!("`{}` is not an IANA time-zone name", c.time_zone),
+                );
+            }
+            if c.weekly_hours.is_empty() {
+                p.add(
+                    "/payload/weekly_hours",
+                    "needs at least one span of working hours",
+                );
+            }
+            for (i, span) in c.weekly_hours.iter().enumerate() {
+                let start = parse_clock(&span.start, false);
+                let end = parse_clock(&span.end, true);
+                if start.is_none() {
+                    p.add(
+                        &format!("/payload/weekly_hours/{i}/start"),
+                        "expected HH:MM between 00:00 and 23:59",
+                    );
+                }
+                if end.is_none() {
+                    p.add(
+                        &format!("/payload/weekly_hours/{i}/end"),
+                        "expected HH:MM between 00:01 and 24:00",
+                    );
+                }
+                if let (Some(start), Some(end)) = (start, end) {
+                    if end <= start {
+                        p.add(
+                            &format!("/payload/weekly_hours/{i}/end"),
+                            "must be after start",
+                        );
+                    }
+                }
+            }
+        }
+        Command::DefineSlaPolicy(c) => {
+            p.id("/payload/policy_id", &c.policy_id);
+            p.id("/payload/calendar_id", &c.calendar_id);
+            p.range(
+                "/payload/first_response_minutes",
+                c.first_response_minutes,
+                1,
+                TARGET_MINUTES_MAX,
+            );
+            p.range(
+                "/payload/resolution_minutes",
+                c.resolution_minutes,
+                1,
+                TARGET_MINUTES_MAX,
+            );
+            if let Some(next) = c.next_response_minutes {
+                p.range(
+                    "/payload/next_response_minutes",
+                    next,
+                    1,
+                    TARGET_MINUTES_MAX,
+                );
+            }
+            if c.first_response_minutes > c.resolution_minutes {
+                p.add(
+                    "/payload/first_response_minutes",
+                    "must not exceed resolution_minutes",
+                );
+            }
+            p.range("/payload/warn_at_percent", c.warn_at_percent.into(), 1, 99);
+        }
+    }
+    p.finish()
+}
+
+/// Minutes since midnight of "HH:MM"; "24:00" only where `end` is true.
+pub fn parse_clock(text: &str, end: bool) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    match (h, m) {
+        (24, 0) if end => Some(24 * 60),
+        (0..=23, 0..=59) => Some(h * 60 + m),
+        _ => None,
+    }
+}

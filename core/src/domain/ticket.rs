@@ -1,0 +1,404 @@
+//! The ticket: its state, `evolve` (fold one event) and `decide` (command -> events).
+//!
+//! States: `unassigned -> assigned -> in_progress <-> pending_customer -> resolved -> closed`;
+//! `reopen` from resolved; escalation moves the line up by one (at most 3) from any open state;
+//! a closed ticket takes only `record_satisfaction` (once per source and resolution).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::authorize::authorize_ticket;
+use super::command::*;
+use super::event::*;
+use super::rejection::{Rejection, RejectionCode};
+use super::types::*;
+use super::Context;
+
+/// A ticket as its events leave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Ticket {
+    pub ticket_id: Uuid,
+    /// Number of events folded: the stream version.
+    pub version: u64,
+    pub customer_id: String,
+    pub grade: Grade,
+    pub channel: Channel,
+    pub category: Category,
+    pub priority: Priority,
+    pub subject: String,
+    pub status: TicketStatus,
+    /// Support line: 1, 2 or 3.
+    pub line: u8,
+    pub assignee: Option<String>,
+    /// The assignee's team.
+    pub team: Option<String>,
+    pub sla: Option<SlaTargets>,
+    /// How many times it was resolved (a reopen starts a new resolution).
+    pub resolutions: u32,
+    pub escalations: u32,
+    pub reopens: u32,
+    /// Rating sources already recorded for the current resolution.
+    pub rated: Vec<RatingSource>,
+}
+
+/// A ticket stream's state: `None` before `ticket_opened`.
+pub type TicketState = Option<Ticket>;
+
+/// Folds one event into the state. Total: an event that does not apply leaves the state as it
+/// is (the log only holds events `decide` produced, so that happens only on foreign input).
+pub fn evolve(state: TicketState, event: &Event) -> TicketState {
+    let Some(mut t) = state else {
+        return match event {
+            Event::TicketOpened(e) => Some(Ticket {
+                ticket_id: e.ticket_id,
+                version: 1,
+                customer_id: e.customer_id.clone(),
+                grade: e.grade,
+                channel: e.channel,
+                category: e.category,
+                priority: e.priority,
+                subject: e.subject.clone(),
+                status: TicketStatus::Unassigned,
+                line: LINE_MIN,
+                assignee: None,
+                team: None,
+                sla: e.sla.clone(),
+                resolutions: 0,
+                escalations: 0,
+                reopens: 0,
+                rated: Vec::new(),
+            }),
+            _ => None,
+        };
+    };
+    t.version += 1;
+    match event {
+        Event::TicketAssigned(e) => {
+            t.assignee = Some(e.agent_id.clone());
+            t.team = Some(e.team.clone());
+            if t.status != TicketStatus::PendingCustomer {
+                t.status = TicketStatus::Assigned;
+            }
+        }
+        Event::TicketEscalated(e) => {
+            t.line = e.to_line;
+            t.escalations += 1;
+            t.assignee = e.to_agent_id.clone();
+            t.team = e.to_team.clone();
+            t.status = if t.assignee.is_some() {
+                TicketStatus::Assigned
+            } else {
+                TicketStatus::Unassigned
+            };
+        }
+        Event::CustomerRespondedTo(_) => {
+            if matches!(t.status, TicketStatus::Assigned | TicketStatus::InProgress) {
+                t.status = TicketStatus::InProgress;
+            }
+        }
+        Event::CustomerInfoRequested(_) => t.status = TicketStatus::PendingCustomer,
+        Event::CustomerReplied(_) => {
+            if t.status == TicketStatus::PendingCustomer {
+                t.status = TicketStatus::InProgress;
+            }
+        }
+        Event::PriorityChanged(e) => {
+            t.priority = e.to;
+            t.sla = e.sla.clone();
+        }
+        Event::TicketResolved(_) => {
+            t.status = TicketStatus::Resolved;
+            t.resolutions += 1;
+            t.rated.clear();
+        }
+        Event::TicketReopened(_) => {
+            t.reopens += 1;
+            t.status = if t.assignee.is_some() {
+                TicketStatus::Assigned
+            } else {
+                TicketStatus::Unassigned
+            };
+        }
+        Event::TicketClosed(_) => t.status = TicketStatus::Closed,
+        Event::SatisfactionRecorded(e) => t.rated.push(e.source),
+        Event::NoteAdded(_)
+        | Event::SlaWarningRaised(_)
+        | Event::SlaBreached(_)
+        | Event::TicketOpened(_)
+        | Event::AgentRegistered(_)
+        | Event::AgentAvailabilityChanged(_)
+        | Event::CustomerRegistered(_)
+        | Event::CalendarDefined(_)
+        | Event::SlaPolicyDefined(_) => {}
+    }
+    Some(t)
+}
+
+/// Decides a ticket command against the ticket's state.
+pub fn decide_ticket(
+    state: &TicketState,
+    command: &Command,
+    ctx: &Context,
+) -> Result<Vec<Event>, Rejection> {
+    let ticket = match (state, command) {
+        (None, Command::OpenTicket(c)) => {
+            authorize_ticket(None, command, ctx)?;
+            return Ok(vec![open(c, ctx)]);
+        }
+        (Some(t), Command::OpenTicket(_)) => {
+            return Err(Rejection::invalid_transition(format!(
+                "ticket {} is already open",
+                t.ticket_id
+            )))
+        }
+        (None, _) => {
+            let id = command.ticket_id().expect("ticket command");
+            return Err(Rejection::not_found(
+                "/payload/ticket_id",
+                format!("no ticket {id}"),
+            ));
+        }
+        (Some(t), _) => t,
+    };
+    authorize_ticket(Some(ticket), command, ctx)?;
+    if ticket.status == TicketStatus::Closed && !matches!(command, Command::RecordSatisfaction(_)) {
+        return Err(Rejection::invalid_transition(format!(
+            "ticket is closed: it takes only record_satisfaction, not {}",
+            command.command_type()
+        )));
+    }
+    let event = match command {
+        Command::AssignTicket(c) => assign(ticket, c, ctx)?,
+        Command::RespondToCustomer(c) => {
+            need_assignee(ticket, "respond to the customer")?;
+            need_open(ticket, "respond to the customer")?;
+            Event::CustomerRespondedTo(CustomerRespondedTo {
+                ticket_id: ticket.ticket_id,
+                message: c.message.clone(),
+            })
+        }
+        Command::RequestCustomerInfo(c) => {
+            need_assignee(ticket, "ask the customer for information")?;
+            if !matches!(
+                ticket.status,
+                TicketStatus::Assigned | TicketStatus::InProgress
+            ) {
+                return Err(transition(ticket, "ask the customer for information"));
+            }
+            Event::CustomerInfoRequested(CustomerInfoRequested {
+                ticket_id: ticket.ticket_id,
+                question: c.question.clone(),
+            })
+        }
+        Command::RecordCustomerReply(c) => Event::CustomerReplied(CustomerReplied {
+            ticket_id: ticket.ticket_id,
+            message: c.message.clone(),
+        }),
+        Command::EscalateTicket(c) => escalate(ticket, c, ctx)?,
+        Command::ChangePriority(c) => {
+            need_open(ticket, "change the priority")?;
+            if c.priority == ticket.priority {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/priority",
+                    format!("the priority is already {}", c.priority),
+                ));
+            }
+            Event::PriorityChanged(PriorityChanged {
+                ticket_id: ticket.ticket_id,
+                from: ticket.priority,
+                to: c.priority,
+                reason: c.reason.clone(),
+                sla: ctx
+                    .directory
+                    .targets(ticket.grade, c.priority, ticket.category),
+            })
+        }
+        Command::AddNote(c) => Event::NoteAdded(NoteAdded {
+            ticket_id: ticket.ticket_id,
+            text: c.text.clone(),
+            visible_to_customer: c.visible_to_customer,
+        }),
+        Command::ResolveTicket(c) => {
+            need_open(ticket, "resolve")?;
+            let agent_id = need_assignee(ticket, "resolve")?;
+            Event::TicketResolved(TicketResolved {
+                ticket_id: ticket.ticket_id,
+                resolution: c.resolution.clone(),
+                agent_id: agent_id.to_owned(),
+            })
+        }
+        Command::ReopenTicket(c) => {
+            if ticket.status != TicketStatus::Resolved {
+                return Err(transition(ticket, "reopen"));
+            }
+            Event::TicketReopened(TicketReopened {
+                ticket_id: ticket.ticket_id,
+                reason: c.reason.clone(),
+            })
+        }
+        Command::CloseTicket(_) => {
+            if ticket.status != TicketStatus::Resolved {
+                return Err(transition(ticket, "close"));
+            }
+            Event::TicketClosed(TicketClosed {
+                ticket_id: ticket.ticket_id,
+            })
+        }
+        Command::RecordSatisfaction(c) => {
+            if ticket.resolutions == 0 || ticket.status.is_open() {
+                return Err(transition(
+                    ticket,
+                    "record satisfaction (only after resolution)",
+                ));
+            }
+            if ticket.rated.contains(&c.source) {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/source",
+                    format!(
+                        "a {} rating was already recorded for this resolution",
+                        c.source
+                    ),
+                ));
+            }
+            Event::SatisfactionRecorded(SatisfactionRecorded {
+                ticket_id: ticket.ticket_id,
+                score: c.score,
+                source: c.source,
+                comment: c.comment.clone(),
+                dimensions: c.dimensions,
+                agent_id: ticket.assignee.clone(),
+                resolution: ticket.resolutions,
+            })
+        }
+        Command::OpenTicket(_)
+        | Command::RegisterAgent(_)
+        | Command::SetAgentAvailability(_)
+        | Command::RegisterCustomer(_)
+        | Command::DefineCalendar(_)
+        | Command::DefineSlaPolicy(_) => unreachable!("not a ticket command on an open ticket"),
+    };
+    Ok(vec![event])
+}
+
+fn open(c: &OpenTicket, ctx: &Context) -> Event {
+    let grade = ctx.directory.grade_of(&c.customer_id);
+    Event::TicketOpened(TicketOpened {
+        ticket_id: c.ticket_id,
+        customer_id: c.customer_id.clone(),
+        grade,
+        channel: c.channel,
+        category: c.category,
+        priority: c.priority,
+        subject: c.subject.clone(),
+        description: c.description.clone(),
+        sla: ctx.directory.targets(grade, c.priority, c.category),
+    })
+}
+
+fn assign(ticket: &Ticket, c: &AssignTicket, ctx: &Context) -> Result<Event, Rejection> {
+    need_open(ticket, "assign")?;
+    let agent = ctx.directory.agents.get(&c.agent_id).ok_or_else(|| {
+        Rejection::not_found("/payload/agent_id", format!("no agent {}", c.agent_id))
+    })?;
+    if ticket.assignee.as_deref() == Some(c.agent_id.as_str()) {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/agent_id",
+            format!("the ticket is already assigned to {}", c.agent_id),
+        ));
+    }
+    if agent.line != ticket.line {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/agent_id",
+            format!(
+                "{} works line {}, the ticket is at line {}",
+                c.agent_id, agent.line, ticket.line
+            ),
+        ));
+    }
+    if !agent.available {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/agent_id",
+            format!("{} is away; assign to their backup", c.agent_id),
+        ));
+    }
+    Ok(Event::TicketAssigned(TicketAssigned {
+        ticket_id: ticket.ticket_id,
+        agent_id: agent.agent_id.clone(),
+        team: agent.team.clone(),
+        previous_agent_id: ticket.assignee.clone(),
+    }))
+}
+
+fn escalate(ticket: &Ticket, c: &EscalateTicket, ctx: &Context) -> Result<Event, Rejection> {
+    need_open(ticket, "escalate")?;
+    if ticket.line >= LINE_MAX {
+        return Err(Rejection::invalid_transition(format!(
+            "the ticket is at line {LINE_MAX}, the highest; it cannot be escalated further"
+        )));
+    }
+    let to_line = ticket.line + 1;
+    let to_agent = match &c.to_agent_id {
+        None => None,
+        Some(id) => {
+            let agent = ctx.directory.agents.get(id).ok_or_else(|| {
+                Rejection::not_found("/payload/to_agent_id", format!("no agent {id}"))
+            })?;
+            if agent.line != to_line {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/to_agent_id",
+                    format!(
+                        "{id} works line {}, the escalation goes to line {to_line}",
+                        agent.line
+                    ),
+                ));
+            }
+            if !agent.available {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/to_agent_id",
+                    format!("{id} is away"),
+                ));
+            }
+            Some(agent)
+        }
+    };
+    Ok(Event::TicketEscalated(TicketEscalated {
+        ticket_id: ticket.ticket_id,
+        from_line: ticket.line,
+        to_line,
+        reason: c.reason.clone(),
+        from_agent_id: ticket.assignee.clone(),
+        to_agent_id: to_agent.map(|a| a.agent_id.clone()),
+        to_team: to_agent.map(|a| a.team.clone()),
+    }))
+}
+
+fn need_open(ticket: &Ticket, action: &str) -> Result<(), Rejection> {
+    if ticket.status.is_open() {
+        Ok(())
+    } else {
+        Err(transition(ticket, action))
+    }
+}
+
+fn need_assignee<'t>(ticket: &'t Ticket, action: &str) -> Result<&'t str, Rejection> {
+    ticket.assignee.as_deref().ok_or_else(|| {
+        Rejection::invalid_transition(format!(
+            "the ticket is unassigned: assign it before you {action}"
+        ))
+    })
+}
+
+fn transition(ticket: &Ticket, action: &str) -> Rejection {
+    Rejection::invalid_transition(format!(
+        "cannot {action} a ticket that is {}",
+        ticket.status
+    ))
+}

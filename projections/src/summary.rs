@@ -1,0 +1,67 @@
+//! The ticket summary read model: counts by state and grade, escalations, reopenings and the
+//! mean survey score. It folds events only (never the clock or configuration), so the same log
+//! always gives the same summary.
+
+use std::collections::{BTreeMap, HashMap};
+
+use closeloop_core::domain::{evolve, Event, Grade, RatingSource, TicketState, TicketStatus};
+use closeloop_core::log::StoredEvent;
+use serde::Serialize;
+
+/// Counts over every ticket in the log.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TicketSummary {
+    /// Ticket count by state, then by customer grade.
+    pub by_status: BTreeMap<TicketStatus, BTreeMap<Grade, u64>>,
+    pub tickets: u64,
+    pub escalations: u64,
+    pub reopenings: u64,
+    pub survey_ratings: u64,
+    survey_score_sum: u64,
+    pub callback_ratings: u64,
+    pub events: u64,
+    #[serde(skip)]
+    states: HashMap<String, TicketState>,
+}
+
+impl TicketSummary {
+    /// Folds one stored event; events of other categories only count towards `events`.
+    pub fn apply(&mut self, stored: &StoredEvent, event: &Event) {
+        self.events += 1;
+        if stored.category() != "ticket" {
+            return;
+        }
+        match event {
+            Event::TicketOpened(_) => self.tickets += 1,
+            Event::TicketEscalated(_) => self.escalations += 1,
+            Event::TicketReopened(_) => self.reopenings += 1,
+            Event::SatisfactionRecorded(e) if e.source == RatingSource::Survey => {
+                self.survey_ratings += 1;
+                self.survey_score_sum += u64::from(e.score);
+            }
+            Event::SatisfactionRecorded(_) => self.callback_ratings += 1,
+            _ => {}
+        }
+        let state = self.states.remove(&stored.stream).flatten();
+        self.states
+            .insert(stored.stream.clone(), evolve(state, event));
+    }
+
+    /// Recomputes `by_status` from the tickets' current states.
+    pub fn finish(&mut self) {
+        self.by_status.clear();
+        for ticket in self.states.values().flatten() {
+            *self
+                .by_status
+                .entry(ticket.status)
+                .or_default()
+                .entry(ticket.grade)
+                .or_default() += 1;
+        }
+    }
+
+    /// Mean survey score (1..5), if any survey was answered.
+    pub fn survey_mean(&self) -> Option<f64> {
+        (self.survey_ratings > 0).then(|| self.survey_score_sum as f64 / self.survey_ratings as f64)
+    }
+}
