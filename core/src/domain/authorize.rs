@@ -9,6 +9,7 @@
 //! - `supervisor` (must be a registered team lead): acts on unassigned tickets and on tickets
 //!   of their team; assigns within their team; records callback ratings; registers agents of
 //!   their team, sets their availability, defines calendars and policies.
+//! - `raise_sla_warning` and `record_sla_breach` are the SLA scheduler's alone (`system`).
 
 use super::command::*;
 use super::directory::Agent;

@@ -70,6 +70,8 @@ commands! {
     RegisterCustomer(RegisterCustomer) => "register_customer",
     DefineCalendar(DefineCalendar) => "define_calendar",
     DefineSlaPolicy(DefineSlaPolicy) => "define_sla_policy",
+    RaiseSlaWarning(RaiseSlaWarning) => "raise_sla_warning",
+    RecordSlaBreach(RecordSlaBreach) => "record_sla_breach",
 }
 
 impl Command {
@@ -105,6 +107,8 @@ impl Command {
             Command::ReopenTicket(c) => c.ticket_id,
             Command::CloseTicket(c) => c.ticket_id,
             Command::RecordSatisfaction(c) => c.ticket_id,
+            Command::RaiseSlaWarning(c) => c.ticket_id,
+            Command::RecordSlaBreach(c) => c.ticket_id,
             _ => return None,
         })
     }
@@ -294,4 +298,22 @@ pub struct DefineSlaPolicy {
     pub calendar_id: String,
     /// 1..=99: a warning is raised when this share of a target is used.
     pub warn_at_percent: u8,
+}
+
+/// The SLA scheduler's command (role `system` only): a target's warning threshold passed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RaiseSlaWarning {
+    pub ticket_id: Uuid,
+    pub target: super::event::SlaTarget,
+    pub due_at: Timestamp,
+}
+
+/// The SLA scheduler's command (role `system` only): a target's deadline passed unmet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSlaBreach {
+    pub ticket_id: Uuid,
+    pub target: super::event::SlaTarget,
+    pub due_at: Timestamp,
 }

@@ -278,7 +278,7 @@ fn validate(command: &Command) -> Result<(), Rejection> {
         Command::AddNote(c) => p.text("/payload/text", &c.text, TEXT_CHARS_MAX),
         Command::ResolveTicket(c) => p.text("/payload/resolution", &c.resolution, TEXT_CHARS_MAX),
         Command::ReopenTicket(c) => p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX),
-        Command::CloseTicket(_) => {}
+        Command::CloseTicket(_) | Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_) => {}
         Command::RecordSatisfaction(c) => {
             p.range("/payload/score", c.score.into(), 1, 5);
             p.optional_text("/payload/comment", &c.comment, TEXT_CHARS_MAX);

@@ -273,6 +273,22 @@ pub fn decide_ticket(
                 resolution: ticket.resolutions,
             })
         }
+        Command::RaiseSlaWarning(c) => {
+            need_open(ticket, "raise an SLA warning on")?;
+            Event::SlaWarningRaised(SlaWarningRaised {
+                ticket_id: ticket.ticket_id,
+                target: c.target,
+                due_at: c.due_at,
+            })
+        }
+        Command::RecordSlaBreach(c) => {
+            need_open(ticket, "record an SLA breach on")?;
+            Event::SlaBreached(SlaBreached {
+                ticket_id: ticket.ticket_id,
+                target: c.target,
+                due_at: c.due_at,
+            })
+        }
         Command::OpenTicket(_)
         | Command::RegisterAgent(_)
         | Command::SetAgentAvailability(_)
