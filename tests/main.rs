@@ -2,5 +2,6 @@
 //! Tests that need PostgreSQL or NATS fail with instructions when the service is down;
 //! `scripts/test.sh` starts them.
 
+mod cli;
 mod conformance;
 mod postgres;

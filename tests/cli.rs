@@ -1,0 +1,402 @@
+//! The binary as users drive it: `submit`, `history`, `verify`, `export` and `demo` on an
+//! embedded SQLite store in a temporary directory.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        Store {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("closeloop.db")
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.path().display())
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("--store")
+            .arg(self.url())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("closeloop runs");
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("closeloop finishes")
+    }
+
+    fn submit(&self, lines: &[Value]) -> (Output, Vec<Value>) {
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let out = self.run(&["submit"], Some(&input));
+        let replies = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("reply is JSON"))
+            .collect();
+        (out, replies)
+    }
+
+    fn exported(&self) -> Vec<Value> {
+        let out = self.run(&["export"], None);
+        assert!(out.status.success(), "export failed: {}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("event JSON"))
+            .collect()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn cmd(kind: &str, actor: (&str, &str), at: &str, payload: Value) -> Value {
+    json!({
+        "command_id": Uuid::now_v7(),
+        "type": kind,
+        "actor": {"id": actor.0, "role": actor.1},
+        "occurred_at": at,
+        "payload": payload,
+    })
+}
+
+const ADMIN: (&str, &str) = ("provisioning", "system");
+const CRM: (&str, &str) = ("crm", "service");
+const LEAD1: (&str, &str) = ("lead-1", "supervisor");
+const LEAD2: (&str, &str) = ("lead-2", "supervisor");
+const AGENT1: (&str, &str) = ("agent-1", "agent");
+const AGENT2: (&str, &str) = ("agent-2", "agent");
+
+fn setup() -> Vec<Value> {
+    let agent = |id: &str, team: &str, line: u8, lead: bool| {
+        cmd(
+            "register_agent",
+            ADMIN,
+            "2026-11-02T07:00:00Z",
+            json!({"agent_id": id, "name": id, "team": team, "line": line, "level": "senior", "team_lead": lead}),
+        )
+    };
+    vec![
+        cmd(
+            "define_calendar",
+            ADMIN,
+            "2026-11-02T07:00:00Z",
+            json!({"calendar_id": "office", "time_zone": "Europe/Berlin",
+                   "weekly_hours": [{"day": "mon", "start": "08:00", "end": "18:00"}]}),
+        ),
+        cmd(
+            "define_sla_policy",
+            ADMIN,
+            "2026-11-02T07:00:00Z",
+            json!({"policy_id": "gold", "match": {"grade": "vip_gold"}, "first_response_minutes": 30,
+                   "resolution_minutes": 480, "calendar_id": "office", "warn_at_percent": 80}),
+        ),
+        agent("lead-1", "front", 1, true),
+        agent("agent-1", "front", 1, false),
+        agent("lead-2", "specialists", 2, true),
+        agent("agent-2", "specialists", 2, false),
+        cmd(
+            "register_customer",
+            CRM,
+            "2026-11-02T07:00:00Z",
+            json!({"customer_id": "c-1", "name": "Acme", "grade": "vip_gold"}),
+        ),
+    ]
+}
+
+/// A whole ticket life through `submit`, read back whole through `history`, proven by `verify`.
+#[test]
+fn scripted_ticket_life_appears_whole_in_history_and_verifies() {
+    let store = Store::new();
+    let ticket = Uuid::now_v7();
+    let t = |payload: Value| {
+        let mut p = payload;
+        p["ticket_id"] = json!(ticket);
+        p
+    };
+    let mut lines = setup();
+    lines.extend([
+        cmd("open_ticket", CRM, "2026-11-02T09:00:00Z", t(json!({"customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router down"}))),
+        cmd("assign_ticket", LEAD1, "2026-11-02T09:05:00Z", t(json!({"agent_id": "agent-1"}))),
+        cmd("respond_to_customer", AGENT1, "2026-11-02T09:10:00Z", t(json!({"message": "Looking into it"}))),
+        cmd("request_customer_info", AGENT1, "2026-11-02T09:20:00Z", t(json!({"question": "Which model?"}))),
+        cmd("record_customer_reply", CRM, "2026-11-02T10:00:00Z", t(json!({"message": "RX-100"}))),
+        cmd("escalate_ticket", AGENT1, "2026-11-02T10:30:00Z", t(json!({"reason": "firmware bug suspected"}))),
+        cmd("assign_ticket", LEAD2, "2026-11-02T10:35:00Z", t(json!({"agent_id": "agent-2"}))),
+        cmd("resolve_ticket", AGENT2, "2026-11-02T12:00:00Z", t(json!({"resolution": "firmware patched"}))),
+        cmd("record_satisfaction", CRM, "2026-11-02T13:00:00Z", t(json!({"score": 5, "source": "survey"}))),
+        cmd("close_ticket", AGENT2, "2026-11-02T14:00:00Z", t(json!({}))),
+    ]);
+    let (out, replies) = store.submit(&lines);
+    assert!(
+        out.status.success(),
+        "submit failed: {replies:?} {}",
+        stderr(&out)
+    );
+    assert_eq!(replies.len(), lines.len());
+    assert!(
+        replies.iter().all(|r| r["status"] == "accepted"),
+        "{replies:#?}"
+    );
+    assert_eq!(
+        replies.last().unwrap()["stream"],
+        format!("ticket-{ticket}")
+    );
+    assert_eq!(replies.last().unwrap()["version"], 10);
+
+    let out = store.run(&["history", &ticket.to_string(), "--json"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history: Value = serde_json::from_str(&stdout(&out)).expect("history JSON");
+    assert_eq!(history["stream"], format!("ticket-{ticket}"));
+    assert_eq!(history["state"]["status"], "closed");
+    assert_eq!(history["state"]["line"], 2);
+    assert_eq!(history["state"]["assignee"], "agent-2");
+    assert_eq!(history["state"]["priority"], "high");
+    let events = history["events"].as_array().expect("events");
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "ticket_opened",
+            "ticket_assigned",
+            "customer_responded_to",
+            "customer_info_requested",
+            "customer_replied",
+            "ticket_escalated",
+            "ticket_assigned",
+            "ticket_resolved",
+            "satisfaction_recorded",
+            "ticket_closed"
+        ]
+    );
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["version"], i as u64 + 1);
+        assert_eq!(
+            e["metadata"]["command_id"],
+            lines[setup().len() + i]["command_id"]
+        );
+        assert_eq!(e["metadata"]["actor"], lines[setup().len() + i]["actor"]);
+        assert_eq!(
+            e["metadata"]["occurred_at"],
+            lines[setup().len() + i]["occurred_at"]
+        );
+        assert_eq!(e["hash"].as_str().map(str::len), Some(64));
+    }
+    assert_eq!(events[5]["data"]["reason"], "firmware bug suspected");
+    assert_eq!(events[0]["data"]["grade"], "vip_gold");
+    assert_eq!(events[0]["data"]["sla"]["policy_id"], "gold");
+
+    // The table form names actors and reasons too.
+    let out = store.run(&["history", &ticket.to_string()], None);
+    let table = stdout(&out);
+    assert!(
+        table.contains("agent-1 (agent)") && table.contains("firmware bug suspected"),
+        "{table}"
+    );
+
+    // Time travel: as of 10:00 the customer had just replied; escalation not yet.
+    let out = store.run(
+        &[
+            "history",
+            &ticket.to_string(),
+            "--json",
+            "--as-of",
+            "2026-11-02T10:00:00Z",
+        ],
+        None,
+    );
+    let past: Value = serde_json::from_str(&stdout(&out)).expect("history JSON");
+    assert_eq!(past["state"]["status"], "in_progress");
+    assert_eq!(past["state"]["line"], 1);
+    assert_eq!(past["events"].as_array().unwrap().len(), 5);
+
+    let out = store.run(&["verify"], None);
+    assert!(
+        out.status.success(),
+        "verify failed on an untouched log: {}",
+        stdout(&out)
+    );
+    let out = store.run(&["verify", &ticket.to_string()], None);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("10 events"), "{}", stdout(&out));
+}
+
+/// Changing one byte of one stored event breaks `verify`, which names the stream and version.
+#[test]
+fn verify_fails_after_a_stored_byte_changes() {
+    let store = Store::new();
+    let (out, _) = store.submit(&setup());
+    assert!(out.status.success());
+    {
+        let db = rusqlite::Connection::open(store.path()).expect("open db");
+        db.execute_batch("DROP TRIGGER events_no_update;")
+            .expect("drop trigger");
+        let changed = db
+            .execute(
+                "UPDATE events SET data = replace(data, '\"Acme\"', '\"Acmf\"') WHERE stream = 'customer-c-1'",
+                [],
+            )
+            .expect("tamper");
+        assert_eq!(changed, 1);
+    }
+    let out = store.run(&["verify"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verify must fail: {}",
+        stdout(&out)
+    );
+    let report = stdout(&out);
+    assert!(report.contains("customer-c-1 version 1"), "{report}");
+    assert!(report.contains("hash mismatch"), "{report}");
+}
+
+/// A single rejected command: exit 1, a precise error, nothing appended.
+#[test]
+fn bad_input_is_rejected_precisely_and_changes_nothing() {
+    let store = Store::new();
+    let (out, _) = store.submit(&setup());
+    assert!(out.status.success());
+    let before = store.exported().len();
+
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("{not json".into(), "validation", ""),
+        (json!({"command_id": Uuid::now_v7(), "type": "fly_away", "actor": {"id": "x", "role": "system"}, "payload": {}}).to_string(), "validation", "/type"),
+        (cmd("open_ticket", CRM, "2026-11-02T09:00:00Z", json!({"ticket_id": Uuid::now_v7(), "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "sky-high", "subject": "x"})).to_string(), "validation", "/payload/priority"),
+        (cmd("open_ticket", CRM, "2026-11-02T09:00:00Z", json!({"ticket_id": Uuid::now_v7(), "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "low", "subject": "x", "colour": "red"})).to_string(), "validation", "/payload/colour"),
+        (cmd("record_satisfaction", CRM, "2026-11-02T09:00:00Z", json!({"ticket_id": Uuid::now_v7(), "score": 6, "source": "survey"})).to_string(), "validation", "/payload/score"),
+        (cmd("define_sla_policy", ADMIN, "2026-11-02T09:00:00Z", json!({"policy_id": "p", "match": {}, "first_response_minutes": -5, "resolution_minutes": 10, "calendar_id": "office", "warn_at_percent": 80})).to_string(), "validation", "/payload/first_response_minutes"),
+        (cmd("resolve_ticket", AGENT1, "2026-11-02T09:00:00Z", json!({"ticket_id": Uuid::now_v7(), "resolution": "done"})).to_string(), "not_found", "/payload/ticket_id"),
+        (cmd("register_agent", ("auditor-1", "auditor"), "2026-11-02T09:00:00Z", json!({"agent_id": "a9", "name": "n", "team": "t", "line": 1, "level": "junior"})).to_string(), "forbidden", ""),
+    ];
+    for (input, code, path) in cases {
+        let out = store.run(&["submit"], Some(&input));
+        assert_eq!(out.status.code(), Some(1), "{input}: {}", stdout(&out));
+        let reply: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON reply");
+        assert_eq!(reply["status"], "rejected", "{input}");
+        assert_eq!(reply["error"]["code"], code, "{input}: {reply}");
+        if !path.is_empty() {
+            assert_eq!(
+                reply["error"]["details"][0]["path"], path,
+                "{input}: {reply}"
+            );
+        }
+    }
+    assert_eq!(
+        store.exported().len(),
+        before,
+        "a rejected command appended something"
+    );
+}
+
+/// An impossible transition in a JSON-lines stream is answered and the stream goes on;
+/// a retried command id is a duplicate that appends nothing.
+#[test]
+fn streams_go_on_past_rejections_and_retries_are_duplicates() {
+    let store = Store::new();
+    let ticket = Uuid::now_v7();
+    let open = cmd(
+        "open_ticket",
+        CRM,
+        "2026-11-02T09:00:00Z",
+        json!({"ticket_id": ticket, "customer_id": "c-9", "channel": "phone", "category": "inquiry", "priority": "normal", "subject": "Hello"}),
+    );
+    let mut lines = setup();
+    lines.push(open.clone());
+    lines.push(cmd(
+        "close_ticket",
+        ADMIN,
+        "2026-11-02T09:01:00Z",
+        json!({"ticket_id": ticket}),
+    ));
+    lines.push(cmd(
+        "add_note",
+        ADMIN,
+        "2026-11-02T09:02:00Z",
+        json!({"ticket_id": ticket, "text": "called back"}),
+    ));
+    lines.push(open.clone());
+    let (out, replies) = store.submit(&lines);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rejection in the stream makes the exit code 1"
+    );
+    let n = setup().len();
+    assert_eq!(replies[n]["status"], "accepted");
+    assert_eq!(replies[n + 1]["status"], "rejected");
+    assert_eq!(replies[n + 1]["error"]["code"], "invalid_transition");
+    assert_eq!(replies[n + 2]["status"], "accepted", "the stream went on");
+    assert_eq!(replies[n + 3]["status"], "duplicate");
+    for field in ["command_id", "stream", "version", "position", "events"] {
+        assert_eq!(
+            replies[n + 3][field],
+            replies[n][field],
+            "duplicate repeats the first reply's {field}"
+        );
+    }
+    let events = store.exported();
+    let ticket_events = events
+        .iter()
+        .filter(|e| e["stream"] == format!("ticket-{ticket}"))
+        .count();
+    assert_eq!(ticket_events, 2, "opened once, noted once");
+    // An unregistered customer is standard grade, and no policy matches: no targets.
+    let opened = events
+        .iter()
+        .find(|e| e["type"] == "ticket_opened")
+        .unwrap();
+    assert_eq!(opened["data"]["grade"], "standard");
+    assert_eq!(opened["data"]["sla"], Value::Null);
+}
+
+/// The README's first command, scaled down: the demo runs on SQLite with no server, rejects
+/// nothing and leaves a log that verifies.
+#[test]
+fn demo_runs_on_the_embedded_store() {
+    let store = Store::new();
+    let out = store.run(
+        &[
+            "demo",
+            "--tickets",
+            "200",
+            "--days",
+            "5",
+            "--customers",
+            "50",
+        ],
+        None,
+    );
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "demo failed: {text}\n{}",
+        stderr(&out)
+    );
+    assert!(text.contains(" 0 rejected"), "{text}");
+    assert!(text.contains("every hash chain intact"), "{text}");
+    let out = store.run(&["verify"], None);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
