@@ -6,6 +6,7 @@
 //! caller-given `expected_version`, decide again against the fresh stream, at most
 //! `conflict_retries_max` times. Nothing is appended for a rejected command.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use closeloop_core::domain::{
@@ -62,6 +63,9 @@ pub struct Handler {
     directory: RwLock<DirectoryView>,
     /// Serialises directory catch-ups so concurrent commands read the log once.
     catch_up: Mutex<()>,
+    /// Catch-ups begun, and the number of the last one finished (see `catch_up_directory`).
+    catch_ups_begun: AtomicU64,
+    catch_up_finished: AtomicU64,
     tickets: DashMap<String, Ticket>,
 }
 
@@ -72,6 +76,8 @@ impl Handler {
             config,
             directory: RwLock::new(DirectoryView::default()),
             catch_up: Mutex::new(()),
+            catch_ups_begun: AtomicU64::new(0),
+            catch_up_finished: AtomicU64::new(0),
             tickets: DashMap::new(),
         }
     }
@@ -239,20 +245,23 @@ impl Handler {
     }
 
     /// Folds directory events appended since the last catch-up (by any process).
+    ///
+    /// Catch-ups are coalesced: a caller that finds a catch-up begun after it arrived and
+    /// already finished uses that one instead of reading the log again, so a burst of
+    /// concurrent commands costs one read, not one each.
     async fn catch_up_directory(&self) -> Result<(), closeloop_core::Error> {
+        let arrived = self.catch_ups_begun.load(Ordering::Acquire);
         let _one_at_a_time = self.catch_up.lock().await;
-        let (mut directory, mut position) = {
-            let view = self.directory.read().await;
-            (None::<Directory>, view.position)
-        };
+        if self.catch_up_finished.load(Ordering::Acquire) > arrived {
+            return Ok(());
+        }
+        let begun = self.catch_ups_begun.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut position = self.directory.read().await.position;
+        let mut directory: Option<Directory> = None;
         loop {
             let batch = self
                 .log
-                .read_all(
-                    position,
-                    closeloop_core::log::READ_BATCH_MAX,
-                    Filter::Categories(DIRECTORY_CATEGORIES),
-                )
+                .read_all(position, closeloop_core::log::READ_BATCH_MAX, Filter::Categories(DIRECTORY_CATEGORIES))
                 .await?;
             let Some(last) = batch.last() else { break };
             position = last.position;
@@ -265,11 +274,9 @@ impl Handler {
             }
         }
         if let Some(directory) = directory {
-            *self.directory.write().await = DirectoryView {
-                directory: Arc::new(directory),
-                position,
-            };
+            *self.directory.write().await = DirectoryView { directory: Arc::new(directory), position };
         }
+        self.catch_up_finished.store(begun, Ordering::Release);
         Ok(())
     }
 }

@@ -52,6 +52,15 @@ pub(crate) fn authorize_ticket(
     match ctx.actor.role {
         Role::System => Ok(()),
         Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
+        _ if matches!(
+            command,
+            Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_)
+        ) =>
+        {
+            Err(Rejection::forbidden(
+                "SLA warnings and breaches are the SLA scheduler's (role system) alone",
+            ))
+        }
         Role::Service => match command {
             Command::OpenTicket(_) | Command::RecordCustomerReply(_) => Ok(()),
             Command::RecordSatisfaction(c) if c.source == RatingSource::Survey => Ok(()),

@@ -1,0 +1,820 @@
+//! Property tests of `decide` and `evolve` over random command sequences against the fixed
+//! directory of `support`, each command issued by a random actor (system, service, auditor,
+//! agents, supervisors, unregistered ids).
+//!
+//! To get deep into the loop, some agent ids and actors are placeholders (`@fit<n>`,
+//! `@assignee`, `@lead`) resolved against the ticket as it is when the step runs; the rest
+//! are drawn blindly, so both acceptances and rejections are common.
+//! `the_generator_explores_the_whole_loop` checks that the generator reaches every ticket
+//! event and every allowed status change, so the properties are not vacuous.
+
+mod support;
+
+use std::collections::HashSet;
+
+use closeloop_core::domain::*;
+use proptest::prelude::*;
+use proptest::sample::select;
+use support::*;
+
+// ---------- strategies ----------
+
+fn agent_ids() -> Vec<String> {
+    let mut ids: Vec<String> = AGENTS.iter().map(|(id, ..)| id.to_string()).collect();
+    ids.push("ghost".into());
+    ids
+}
+
+fn customer_ids() -> Vec<String> {
+    let mut ids: Vec<String> = CUSTOMERS.iter().map(|(id, _)| id.to_string()).collect();
+    ids.push(UNREGISTERED_CUSTOMER.into());
+    ids
+}
+
+fn text() -> impl Strategy<Value = String> {
+    select(vec!["ok", "please check", "x", "Firmware 4.2 — überprüft"]).prop_map(str::to_owned)
+}
+
+fn dimensions() -> impl Strategy<Value = Dimensions> {
+    (1u8..=5, 1u8..=5, 1u8..=5, 1u8..=5).prop_map(|(recognition, efficiency, quality, overall)| {
+        Dimensions {
+            recognition,
+            efficiency,
+            quality,
+            overall,
+        }
+    })
+}
+
+fn sla_target() -> impl Strategy<Value = SlaTarget> {
+    select(vec![
+        SlaTarget::FirstResponse,
+        SlaTarget::NextResponse,
+        SlaTarget::Resolution,
+    ])
+}
+
+fn timestamp() -> impl Strategy<Value = jiff::Timestamp> {
+    (1_700_000_000i64..1_900_000_000).prop_map(|s| jiff::Timestamp::from_second(s).unwrap())
+}
+
+/// A ticket command on `TICKET`, with parameters drawn from small pools so that sequences hit
+/// both the accepted and the rejected branches.
+fn ticket_command() -> impl Strategy<Value = Command> {
+    // Half the time a placeholder, resolved when the step runs to an available agent of the
+    // line the command needs (see `resolve_step`).
+    let agents = prop_oneof![
+        select(agent_ids()),
+        (0u8..4).prop_map(|i| format!("{FIT}{i}")),
+    ];
+    prop_oneof![
+        1 => (select(customer_ids()), select(Priority::ALL), select(Category::ALL), select(Channel::ALL))
+            .prop_map(|(customer, priority, category, channel)| {
+                let mut c = open(&customer, priority, category);
+                if let Command::OpenTicket(o) = &mut c {
+                    o.channel = channel;
+                }
+                c
+            }),
+        6 => agents.clone().prop_map(|a| assign(&a)),
+        4 => text().prop_map(|m| respond(&m)),
+        3 => text().prop_map(|q| request_info(&q)),
+        3 => text().prop_map(|m| customer_reply(&m)),
+        2 => (text(), proptest::option::of(agents)).prop_map(|(r, a)| escalate(&r, a.as_deref())),
+        2 => (select(Priority::ALL), text()).prop_map(|(p, r)| change_priority(p, &r)),
+        1 => (text(), any::<bool>()).prop_map(|(t, visible)| Command::AddNote(AddNote {
+            ticket_id: TICKET,
+            text: t,
+            visible_to_customer: visible,
+        })),
+        5 => text().prop_map(|r| resolve(&r)),
+        2 => text().prop_map(|r| reopen(&r)),
+        4 => Just(close()),
+        5 => (1u8..=5, select(RatingSource::ALL), proptest::option::of(dimensions()))
+            .prop_map(|(score, source, dims)| {
+                rate(score, source, dims.filter(|_| source == RatingSource::Callback))
+            }),
+        1 => (sla_target(), timestamp()).prop_map(|(t, d)| raise_warning(t, d)),
+        1 => (sla_target(), timestamp()).prop_map(|(t, d)| record_breach(t, d)),
+    ]
+}
+
+/// Placeholder agent id: an available agent of the line the command needs.
+const FIT: &str = "@fit";
+/// Placeholder actor id: the ticket's assignee (their backup while they are away), as agent.
+const ASSIGNEE: &str = "@assignee";
+/// Placeholder actor id: the lead of the ticket's team, as supervisor.
+const LEAD: &str = "@lead";
+
+/// Actors, weighted toward those who can act, so sequences get deep into the loop.
+fn any_actor() -> impl Strategy<Value = Actor> {
+    prop_oneof![
+        3 => Just(system()),
+        2 => Just(service()),
+        1 => Just(auditor()),
+        5 => Just(agent(ASSIGNEE)),
+        2 => Just(supervisor(LEAD)),
+        4 => select(all_actors()),
+    ]
+}
+
+/// An available agent of `line`, the `i`-th by id (cyclically).
+fn fit(dir: &Directory, line: u8, i: usize) -> Option<String> {
+    let mut ids: Vec<&String> = dir
+        .agents
+        .values()
+        .filter(|a| a.line == line && a.available)
+        .map(|a| &a.agent_id)
+        .collect();
+    ids.sort();
+    (!ids.is_empty()).then(|| ids[i % ids.len()].clone())
+}
+
+/// Replaces the placeholders of a step by real ids, given the ticket as it is now.
+fn resolve_step(
+    state: &TicketState,
+    dir: &Directory,
+    command: &Command,
+    actor: &Actor,
+) -> (Command, Actor) {
+    let line = state.as_ref().map_or(LINE_MIN, |t| t.line);
+    let placeholder = |id: &str, line: u8| -> Option<String> {
+        let i = id.strip_prefix(FIT)?.parse().ok()?;
+        Some(fit(dir, line, i).unwrap_or_else(|| id.to_owned()))
+    };
+    let mut command = command.clone();
+    match &mut command {
+        Command::AssignTicket(c) => {
+            if let Some(id) = placeholder(&c.agent_id, line) {
+                c.agent_id = id;
+            }
+        }
+        Command::EscalateTicket(c) => {
+            if let Some(id) = c
+                .to_agent_id
+                .as_deref()
+                .and_then(|id| placeholder(id, line + 1))
+            {
+                c.to_agent_id = Some(id);
+            }
+        }
+        _ => {}
+    }
+    let actor = match actor.id.as_str() {
+        ASSIGNEE => match state.as_ref().and_then(|t| t.assignee.as_deref()) {
+            Some(a) => {
+                let a = &dir.agents[a];
+                match (&a.covered_by, a.available) {
+                    (Some(backup), false) => agent(backup),
+                    _ => agent(&a.agent_id),
+                }
+            }
+            None => fit(dir, line, 0).map_or_else(system, |a| agent(&a)),
+        },
+        LEAD => {
+            let team = state
+                .as_ref()
+                .and_then(|t| t.team.clone())
+                .unwrap_or_else(|| "alpha".into());
+            let lead = dir.team_lead(&team).expect("every fixture team has a lead");
+            supervisor(&lead.agent_id)
+        }
+        _ => actor.clone(),
+    };
+    (command, actor)
+}
+
+/// A sequence that usually starts with `open_ticket` by someone allowed to open.
+fn scenario() -> impl Strategy<Value = Vec<(Command, Actor)>> {
+    let first = prop_oneof![
+        4 => (select(customer_ids()), select(Priority::ALL), select(Category::ALL))
+            .prop_map(|(c, p, k)| Some((open(&c, p, k), system()))),
+        1 => Just(None),
+    ];
+    (
+        first,
+        proptest::collection::vec((ticket_command(), any_actor()), 0..30),
+    )
+        .prop_map(|(first, rest)| first.into_iter().chain(rest).collect())
+}
+
+// ---------- the allowed status graph (DESIGN.md, ticket.rs) ----------
+
+use TicketStatus::*;
+
+/// Every status change `decide` may cause, besides staying put. Written out here, not derived
+/// from the code: `unassigned -> assigned -> in_progress <-> pending_customer -> resolved ->
+/// closed`, reopen from resolved, escalation from any open state (to unassigned without a
+/// named agent, to assigned with one), reassignment.
+const ALLOWED: &[(TicketStatus, TicketStatus)] = &[
+    (Unassigned, Assigned),        // assign; escalate to a named agent
+    (Assigned, InProgress),        // respond
+    (Assigned, PendingCustomer),   // request info
+    (InProgress, PendingCustomer), // request info
+    (PendingCustomer, InProgress), // customer reply
+    (InProgress, Assigned),        // reassign; escalate to a named agent
+    (PendingCustomer, Assigned),   // escalate to a named agent
+    (Assigned, Unassigned),        // escalate without an agent
+    (InProgress, Unassigned),      // escalate without an agent
+    (PendingCustomer, Unassigned), // escalate without an agent
+    (Assigned, Resolved),          // resolve
+    (InProgress, Resolved),        // resolve
+    (PendingCustomer, Resolved),   // resolve
+    (Resolved, Closed),            // close
+    (Resolved, Assigned),          // reopen (a resolved ticket always has its resolver)
+];
+
+fn ctx<'a>(actor: &'a Actor, directory: &'a Directory, rules: &'a Rules) -> Context<'a> {
+    Context {
+        actor,
+        directory,
+        rules,
+    }
+}
+
+fn event_ticket_id(event: &Event) -> Option<uuid::Uuid> {
+    Some(match event {
+        Event::TicketOpened(e) => e.ticket_id,
+        Event::TicketAssigned(e) => e.ticket_id,
+        Event::TicketEscalated(e) => e.ticket_id,
+        Event::CustomerRespondedTo(e) => e.ticket_id,
+        Event::CustomerInfoRequested(e) => e.ticket_id,
+        Event::CustomerReplied(e) => e.ticket_id,
+        Event::PriorityChanged(e) => e.ticket_id,
+        Event::NoteAdded(e) => e.ticket_id,
+        Event::TicketResolved(e) => e.ticket_id,
+        Event::TicketReopened(e) => e.ticket_id,
+        Event::TicketClosed(e) => e.ticket_id,
+        Event::SatisfactionRecorded(e) => e.ticket_id,
+        Event::SlaWarningRaised(e) => e.ticket_id,
+        Event::SlaBreached(e) => e.ticket_id,
+        _ => return None,
+    })
+}
+
+/// Invariants of any state `decide` can lead to.
+fn check_state(t: &Ticket) -> Result<(), TestCaseError> {
+    prop_assert!((LINE_MIN..=LINE_MAX).contains(&t.line), "line {}", t.line);
+    prop_assert_eq!(u32::from(t.line - LINE_MIN), t.escalations);
+    prop_assert_eq!(
+        t.status == Unassigned,
+        t.assignee.is_none(),
+        "status {} with assignee {:?}",
+        t.status,
+        t.assignee
+    );
+    prop_assert_eq!(t.assignee.is_some(), t.team.is_some());
+    prop_assert!(t.reopens <= t.resolutions);
+    prop_assert!(t.resolutions - t.reopens <= 1);
+    prop_assert_eq!(t.status.is_open(), t.resolutions == t.reopens);
+    let distinct: HashSet<_> = t.rated.iter().collect();
+    prop_assert_eq!(distinct.len(), t.rated.len(), "rated twice: {:?}", t.rated);
+    Ok(())
+}
+
+/// Who may have caused `events` by `command` on `before` (authorize.rs, DESIGN.md roles).
+fn check_authority(
+    dir: &Directory,
+    actor: &Actor,
+    command: &Command,
+    before: &TicketState,
+) -> Result<(), TestCaseError> {
+    let staff = dir.agents.get(&actor.id);
+    if matches!(
+        command,
+        Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_)
+    ) {
+        prop_assert_eq!(actor.role, Role::System, "SLA events are the scheduler's");
+    }
+    match actor.role {
+        Role::System => {}
+        Role::Auditor => prop_assert!(false, "an auditor got an event"),
+        Role::Service => prop_assert!(
+            matches!(
+                command,
+                Command::OpenTicket(_) | Command::RecordCustomerReply(_)
+            ) || matches!(command, Command::RecordSatisfaction(c) if c.source == RatingSource::Survey),
+            "a service did {}",
+            command.command_type()
+        ),
+        Role::Agent => {
+            let Some(me) = staff else {
+                return Err(TestCaseError::fail(format!(
+                    "unregistered agent {} got an event",
+                    actor.id
+                )));
+            };
+            prop_assert!(!matches!(command, Command::RecordSatisfaction(_)));
+            if let Some(t) = before {
+                match t.assignee.as_deref() {
+                    Some(a) if a == me.agent_id => {}
+                    Some(a) => {
+                        let other = &dir.agents[a];
+                        prop_assert!(
+                            !other.available && other.covered_by.as_deref() == Some(&me.agent_id),
+                            "{} acted on {}'s ticket without covering",
+                            me.agent_id,
+                            a
+                        );
+                    }
+                    None => prop_assert_eq!(t.line, me.line),
+                }
+                if let Command::AssignTicket(c) = command {
+                    prop_assert_eq!(&c.agent_id, &me.agent_id);
+                }
+            }
+        }
+        Role::Supervisor => {
+            let Some(me) = staff else {
+                return Err(TestCaseError::fail(format!(
+                    "unregistered supervisor {} got an event",
+                    actor.id
+                )));
+            };
+            prop_assert!(me.team_lead, "{} is no team lead", me.agent_id);
+            if let Some(t) = before {
+                if let Some(team) = &t.team {
+                    prop_assert_eq!(team, &me.team);
+                }
+            }
+            if let Command::AssignTicket(c) = command {
+                prop_assert_eq!(&dir.agents[&c.agent_id].team, &me.team);
+            }
+            if let Command::RecordSatisfaction(c) = command {
+                prop_assert_eq!(c.source, RatingSource::Callback);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a run reached, to check that the generator explores the whole loop.
+#[derive(Default)]
+struct Coverage {
+    events: HashSet<&'static str>,
+    transitions: HashSet<(TicketStatus, TicketStatus)>,
+    rejections: HashSet<RejectionCode>,
+}
+
+/// The main property: decide and evolve over one random sequence.
+fn run(dir: &Directory, rules: &Rules, steps: &[(Command, Actor)]) -> Result<(), TestCaseError> {
+    run_covering(dir, rules, steps, &mut Coverage::default())
+}
+
+fn run_covering(
+    dir: &Directory,
+    rules: &Rules,
+    steps: &[(Command, Actor)],
+    coverage: &mut Coverage,
+) -> Result<(), TestCaseError> {
+    let mut state: TicketState = None;
+    let mut accepted: Vec<Event> = Vec::new();
+    let mut ratings: HashSet<(u32, RatingSource)> = HashSet::new();
+    for (command, actor) in steps {
+        let (command, actor) = resolve_step(&state, dir, command, actor);
+        let (command, actor) = (&command, &actor);
+        let before = state.clone();
+        let outcome = decide(&state, command, &ctx(actor, dir, rules));
+        // Decisions are pure: the same input decides the same way.
+        prop_assert_eq!(&outcome, &decide(&state, command, &ctx(actor, dir, rules)));
+        let events = match outcome {
+            Err(rejection) => {
+                coverage.rejections.insert(rejection.code);
+                prop_assert_eq!(&state, &before);
+                prop_assert!(!rejection.message.is_empty());
+                for d in &rejection.details {
+                    prop_assert!(d.path.starts_with("/payload/"), "path {}", d.path);
+                }
+                // Authorization comes before the state checks of an existing ticket.
+                if actor.role == Role::Auditor
+                    && state.is_some()
+                    && !matches!(command, Command::OpenTicket(_))
+                {
+                    prop_assert_eq!(rejection.code, RejectionCode::Forbidden);
+                }
+                continue;
+            }
+            Ok(events) => events,
+        };
+        prop_assert!(!events.is_empty(), "accepted without events");
+        check_authority(dir, actor, command, &before)?;
+        if let Some(t) = &before {
+            if t.status == Closed {
+                prop_assert!(
+                    matches!(command, Command::RecordSatisfaction(_)),
+                    "closed ticket took {}",
+                    command.command_type()
+                );
+            }
+        }
+        for event in &events {
+            prop_assert_eq!(event_ticket_id(event), Some(TICKET));
+            prop_assert_eq!(
+                &Event::from_data(event.event_type(), event.data()).map_err(TestCaseError::fail)?,
+                event
+            );
+            let prior = state.clone();
+            state = evolve(state, event);
+            coverage.events.insert(event.event_type());
+            let Some(after) = &state else {
+                return Err(TestCaseError::fail("an accepted event left no ticket"));
+            };
+            match &prior {
+                None => {
+                    prop_assert!(matches!(event, Event::TicketOpened(_)));
+                    prop_assert_eq!(after.status, Unassigned);
+                    prop_assert_eq!(after.line, LINE_MIN);
+                    prop_assert_eq!(after.version, 1);
+                }
+                Some(p) => {
+                    coverage.transitions.insert((p.status, after.status));
+                    prop_assert!(!matches!(event, Event::TicketOpened(_)));
+                    prop_assert_eq!(after.version, p.version + 1);
+                    prop_assert!(
+                        p.status == after.status || ALLOWED.contains(&(p.status, after.status)),
+                        "{} -> {} by {}",
+                        p.status,
+                        after.status,
+                        event.event_type()
+                    );
+                    prop_assert!(after.line >= p.line, "line went down");
+                    prop_assert!(after.line <= p.line + 1, "line skipped");
+                    if matches!(event, Event::TicketReopened(_)) {
+                        prop_assert_eq!(p.status, Resolved);
+                    }
+                    if p.status == Closed {
+                        prop_assert!(matches!(event, Event::SatisfactionRecorded(_)));
+                    }
+                }
+            }
+            if let Event::SatisfactionRecorded(e) = event {
+                prop_assert!(
+                    ratings.insert((e.resolution, e.source)),
+                    "second {} rating for resolution {}",
+                    e.source,
+                    e.resolution
+                );
+                prop_assert_eq!(e.resolution, after.resolutions);
+            }
+            check_state(after)?;
+        }
+        accepted.extend(events);
+    }
+    // Folding the accepted events again reproduces the state; versions are contiguous.
+    prop_assert_eq!(&fold(&accepted), &state);
+    let version = state.as_ref().map_or(0, |t| t.version);
+    prop_assert_eq!(version, accepted.len() as u64);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 10_000,
+        max_shrink_iters: 10_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn decide_and_evolve_keep_the_ticket_invariants(steps in scenario()) {
+        let dir = fixture_directory();
+        run(&dir, &Rules::default(), &steps)?;
+    }
+}
+
+/// The generator reaches every ticket event, every allowed transition and every rejection
+/// code `decide` gives, so the main property is not vacuous.
+#[test]
+fn the_generator_explores_the_whole_loop() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let dir = fixture_directory();
+    let rules = Rules::default();
+    let mut runner = TestRunner::deterministic();
+    let mut coverage = Coverage::default();
+    for _ in 0..2_000 {
+        let steps = scenario().new_tree(&mut runner).unwrap().current();
+        run_covering(&dir, &rules, &steps, &mut coverage).unwrap();
+    }
+    for event in Event::TYPES.iter().take(14) {
+        assert!(coverage.events.contains(event), "never produced {event}");
+    }
+    for transition in ALLOWED {
+        assert!(
+            coverage.transitions.contains(transition),
+            "never went {} -> {}",
+            transition.0,
+            transition.1
+        );
+    }
+    assert!(coverage.transitions.contains(&(Closed, Closed)));
+    for code in [
+        RejectionCode::NotFound,
+        RejectionCode::InvalidTransition,
+        RejectionCode::Forbidden,
+    ] {
+        assert!(
+            coverage.rejections.contains(&code),
+            "never rejected {code:?}"
+        );
+    }
+}
+
+// ---------- evolve is total ----------
+
+fn any_text() -> impl Strategy<Value = String> {
+    "[a-z0-9 ]{0,8}"
+}
+
+fn any_uuid() -> impl Strategy<Value = uuid::Uuid> {
+    prop_oneof![3 => Just(TICKET), 1 => any::<u128>().prop_map(uuid::Uuid::from_u128)]
+}
+
+fn any_targets() -> impl Strategy<Value = Option<SlaTargets>> {
+    proptest::option::of(
+        (
+            any_text(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<Option<u32>>(),
+            any::<u8>(),
+        )
+            .prop_map(|(id, fr, res, next, warn)| SlaTargets {
+                policy_id: id.clone(),
+                calendar_id: id,
+                first_response_minutes: fr,
+                resolution_minutes: res,
+                next_response_minutes: next,
+                warn_at_percent: warn,
+            }),
+    )
+}
+
+/// Any event at all, including ones `decide` would never produce (lines 0 or 200, a ticket
+/// assigned after it closed, events of other tickets, directory events).
+fn any_event() -> impl Strategy<Value = Event> {
+    let ids = || select(vec!["a1", "a2", "b3", "nobody", ""]).prop_map(str::to_owned);
+    prop_oneof![
+        (
+            any_uuid(),
+            any_text(),
+            select(Grade::ALL),
+            select(Channel::ALL),
+            select(Category::ALL),
+            select(Priority::ALL),
+            any_targets()
+        )
+            .prop_map(
+                |(ticket_id, customer_id, grade, channel, category, priority, sla)| {
+                    Event::TicketOpened(TicketOpened {
+                        ticket_id,
+                        customer_id,
+                        grade,
+                        channel,
+                        category,
+                        priority,
+                        subject: "s".into(),
+                        description: None,
+                        sla,
+                    })
+                }
+            ),
+        (any_uuid(), ids(), any_text(), proptest::option::of(ids())).prop_map(
+            |(ticket_id, agent_id, team, previous_agent_id)| {
+                Event::TicketAssigned(TicketAssigned {
+                    ticket_id,
+                    agent_id,
+                    team,
+                    previous_agent_id,
+                })
+            }
+        ),
+        (
+            any_uuid(),
+            any::<u8>(),
+            any::<u8>(),
+            proptest::option::of(ids()),
+            proptest::option::of(ids()),
+            proptest::option::of(any_text())
+        )
+            .prop_map(
+                |(ticket_id, from_line, to_line, from_agent_id, to_agent_id, to_team)| {
+                    Event::TicketEscalated(TicketEscalated {
+                        ticket_id,
+                        from_line,
+                        to_line,
+                        reason: "r".into(),
+                        from_agent_id,
+                        to_agent_id,
+                        to_team,
+                    })
+                }
+            ),
+        any_uuid().prop_map(|ticket_id| Event::CustomerRespondedTo(CustomerRespondedTo {
+            ticket_id,
+            message: "m".into()
+        })),
+        any_uuid().prop_map(
+            |ticket_id| Event::CustomerInfoRequested(CustomerInfoRequested {
+                ticket_id,
+                question: "q".into()
+            })
+        ),
+        any_uuid().prop_map(|ticket_id| Event::CustomerReplied(CustomerReplied {
+            ticket_id,
+            message: "m".into()
+        })),
+        (
+            any_uuid(),
+            select(Priority::ALL),
+            select(Priority::ALL),
+            any_targets()
+        )
+            .prop_map(|(ticket_id, from, to, sla)| {
+                Event::PriorityChanged(PriorityChanged {
+                    ticket_id,
+                    from,
+                    to,
+                    reason: "r".into(),
+                    sla,
+                })
+            }),
+        (any_uuid(), any::<bool>()).prop_map(|(ticket_id, visible_to_customer)| Event::NoteAdded(
+            NoteAdded {
+                ticket_id,
+                text: "t".into(),
+                visible_to_customer
+            }
+        )),
+        (any_uuid(), ids()).prop_map(|(ticket_id, agent_id)| Event::TicketResolved(
+            TicketResolved {
+                ticket_id,
+                resolution: "r".into(),
+                agent_id
+            }
+        )),
+        any_uuid().prop_map(|ticket_id| Event::TicketReopened(TicketReopened {
+            ticket_id,
+            reason: "r".into()
+        })),
+        any_uuid().prop_map(|ticket_id| Event::TicketClosed(TicketClosed { ticket_id })),
+        (
+            any_uuid(),
+            any::<u8>(),
+            select(RatingSource::ALL),
+            proptest::option::of(dimensions()),
+            proptest::option::of(ids()),
+            any::<u32>()
+        )
+            .prop_map(
+                |(ticket_id, score, source, dimensions, agent_id, resolution)| {
+                    Event::SatisfactionRecorded(SatisfactionRecorded {
+                        ticket_id,
+                        score,
+                        source,
+                        comment: None,
+                        dimensions,
+                        agent_id,
+                        resolution,
+                    })
+                }
+            ),
+        (any_uuid(), sla_target(), timestamp()).prop_map(|(ticket_id, target, due_at)| {
+            Event::SlaWarningRaised(SlaWarningRaised {
+                ticket_id,
+                target,
+                due_at,
+            })
+        }),
+        (any_uuid(), sla_target(), timestamp()).prop_map(|(ticket_id, target, due_at)| {
+            Event::SlaBreached(SlaBreached {
+                ticket_id,
+                target,
+                due_at,
+            })
+        }),
+        (
+            ids(),
+            any_text(),
+            any::<u8>(),
+            any::<bool>(),
+            proptest::option::of(ids())
+        )
+            .prop_map(|(agent_id, team, line, team_lead, backup_agent_id)| {
+                Event::AgentRegistered(AgentRegistered {
+                    agent_id,
+                    name: "n".into(),
+                    team,
+                    line,
+                    level: Level::Senior,
+                    team_lead,
+                    backup_agent_id,
+                })
+            }),
+        (ids(), any::<bool>(), proptest::option::of(ids())).prop_map(
+            |(agent_id, available, backup_agent_id)| {
+                Event::AgentAvailabilityChanged(AgentAvailabilityChanged {
+                    agent_id,
+                    available,
+                    backup_agent_id,
+                })
+            }
+        ),
+        (ids(), select(Grade::ALL)).prop_map(|(customer_id, grade)| Event::CustomerRegistered(
+            CustomerRegistered {
+                customer_id,
+                name: "n".into(),
+                grade,
+                account_manager_id: None
+            }
+        )),
+        ids().prop_map(|calendar_id| Event::CalendarDefined(CalendarDefined {
+            calendar_id,
+            time_zone: "Nowhere/Else".into(),
+            weekly_hours: Vec::new(),
+            holidays: Vec::new()
+        })),
+        (
+            ids(),
+            proptest::option::of(select(Grade::ALL)),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>()
+        )
+            .prop_map(|(policy_id, grade, fr, res, warn)| {
+                Event::SlaPolicyDefined(SlaPolicyDefined {
+                    policy_id,
+                    matches: PolicyMatch {
+                        grade,
+                        priority: None,
+                        category: None,
+                    },
+                    first_response_minutes: fr,
+                    resolution_minutes: res,
+                    next_response_minutes: None,
+                    calendar_id: "c".into(),
+                    warn_at_percent: warn,
+                })
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 2_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// `evolve` is total: no event sequence makes it panic, and once a ticket exists every
+    /// further event counts one version. The directory folds any event without panicking too.
+    #[test]
+    fn evolve_never_panics(events in proptest::collection::vec(any_event(), 0..40)) {
+        let mut state: TicketState = None;
+        let mut since_open = 0u64;
+        let mut dir = fixture_directory();
+        for (i, event) in events.iter().enumerate() {
+            state = evolve(state, event);
+            if state.is_some() {
+                since_open += 1;
+            }
+            prop_assert_eq!(state.as_ref().map_or(0, |t| t.version), since_open);
+            dir.apply("any-stream", i as u64 + 1, event);
+            // Decisions on whatever state and directory that left never panic either.
+            for actor in [system(), agent("a1"), supervisor("lead-a")] {
+                let _ = decide(&state, &resolve("r"), &ctx(&actor, &dir, &Rules::default()));
+                let _ = decide(&state, &assign("a1"), &ctx(&actor, &dir, &Rules::default()));
+            }
+        }
+        prop_assert_eq!(fold(&events), state);
+    }
+}
+
+/// The property must be able to fail: a sequence that breaks it on purpose is caught.
+#[test]
+fn the_main_property_detects_a_forged_history() {
+    let dir = fixture_directory();
+    let rules = Rules::default();
+    // A legal sequence passes.
+    let legal = vec![
+        (open("c-gold", Priority::High, Category::Repair), system()),
+        (assign("a1"), agent("a1")),
+        (resolve("done"), agent("a1")),
+        (close(), agent("a1")),
+        (rate(5, RatingSource::Survey, None), service()),
+        (rate(5, RatingSource::Survey, None), service()),
+        (note("after close"), system()),
+    ];
+    run(&dir, &rules, &legal).expect("a legal sequence keeps the invariants");
+    // A forged state (an agent line 7) is caught by the state invariants.
+    let mut t = fold(&[opened_standard()]).unwrap();
+    t.line = 7;
+    assert!(check_state(&t).is_err());
+    // An auditor's event would be caught by the authority check.
+    assert!(check_authority(&dir, &auditor(), &note("n"), &None).is_err());
+    // An agent acting on someone else's ticket they do not cover would be caught.
+    let on_b1 = fold(&[opened_standard(), assigned("b1", "beta", None)]);
+    assert!(check_authority(&dir, &agent("a1"), &note("n"), &on_b1).is_err());
+    let on_a2 = fold(&[opened_standard(), assigned("a2", "alpha", None)]);
+    assert!(check_authority(&dir, &agent("a1"), &note("n"), &on_a2).is_ok());
+}

@@ -1,0 +1,868 @@
+//! Given/when/then scenarios of the ticket domain (disintegrate style): given past events,
+//! when an actor issues a command, then exactly these events, or a rejection with this code
+//! and this offending field. A `then` returns the new state, so a scenario can go on.
+
+mod support;
+
+use closeloop_core::domain::*;
+use support::*;
+
+/// Past events: ticket events fold into the ticket, directory events into the directory.
+struct Given {
+    directory: Directory,
+    rules: Rules,
+    ticket: TicketState,
+}
+
+/// Given these events on top of the fixture directory.
+fn given(events: impl IntoIterator<Item = Event>) -> Given {
+    Given {
+        directory: fixture_directory(),
+        rules: Rules::default(),
+        ticket: None,
+    }
+    .and(events)
+}
+
+/// Given these events on an empty directory.
+fn given_bare(events: impl IntoIterator<Item = Event>) -> Given {
+    Given {
+        directory: Directory::default(),
+        rules: Rules::default(),
+        ticket: None,
+    }
+    .and(events)
+}
+
+impl Given {
+    fn and(mut self, events: impl IntoIterator<Item = Event>) -> Given {
+        for event in events {
+            self.apply(&event);
+        }
+        self
+    }
+
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::AgentRegistered(_)
+            | Event::AgentAvailabilityChanged(_)
+            | Event::CustomerRegistered(_)
+            | Event::CalendarDefined(_)
+            | Event::SlaPolicyDefined(_) => {
+                apply_all(&mut self.directory, std::slice::from_ref(event))
+            }
+            _ => self.ticket = evolve(self.ticket.take(), event),
+        }
+    }
+
+    fn when(self, command: Command, actor: Actor) -> When {
+        let outcome = decide(
+            &self.ticket,
+            &command,
+            &Context {
+                actor: &actor,
+                directory: &self.directory,
+                rules: &self.rules,
+            },
+        );
+        When {
+            given: self,
+            command,
+            actor,
+            outcome,
+        }
+    }
+
+    fn ticket(&self) -> &Ticket {
+        self.ticket.as_ref().expect("the ticket is open")
+    }
+}
+
+struct When {
+    given: Given,
+    command: Command,
+    actor: Actor,
+    outcome: Result<Vec<Event>, Rejection>,
+}
+
+impl When {
+    /// Asserts the events produced and folds them in.
+    #[track_caller]
+    fn then(mut self, expected: impl IntoIterator<Item = Event>) -> Given {
+        let expected: Vec<Event> = expected.into_iter().collect();
+        match self.outcome {
+            Ok(events) => {
+                assert_eq!(
+                    events,
+                    expected,
+                    "{} by {:?}",
+                    self.command.command_type(),
+                    self.actor
+                );
+                for event in &events {
+                    self.given.apply(event);
+                }
+                self.given
+            }
+            Err(rejection) => panic!(
+                "{} by {:?} was rejected: {rejection:?}; expected {expected:?}",
+                self.command.command_type(),
+                self.actor
+            ),
+        }
+    }
+
+    /// Asserts a rejection with this code whose first detail names `path` (`""`: the
+    /// rejection names no field). The state stays as it was.
+    #[track_caller]
+    fn then_rejected(self, code: RejectionCode, path: &str) -> Given {
+        match self.outcome {
+            Ok(events) => panic!(
+                "{} by {:?} was accepted with {events:?}; expected a {code:?} rejection",
+                self.command.command_type(),
+                self.actor
+            ),
+            Err(rejection) => {
+                assert_eq!(rejection.code, code, "{rejection:?}");
+                let first = rejection.details.first().map_or("", |d| d.path.as_str());
+                assert_eq!(first, path, "{rejection:?}");
+                assert!(!rejection.message.is_empty());
+                self.given
+            }
+        }
+    }
+
+    /// Asserts acceptance, whatever the events, and folds them in.
+    #[track_caller]
+    fn then_accepted(mut self) -> Given {
+        let events = match self.outcome {
+            Ok(ref events) => events.clone(),
+            Err(ref r) => panic!(
+                "{} by {:?} was rejected: {r:?}",
+                self.command.command_type(),
+                self.actor
+            ),
+        };
+        assert!(!events.is_empty());
+        for event in &events {
+            self.given.apply(event);
+        }
+        self.given
+    }
+
+    /// The accepted events, for scenarios that check only part of them.
+    #[track_caller]
+    fn accepted(self) -> Vec<Event> {
+        self.outcome.unwrap_or_else(|r| {
+            panic!(
+                "{} by {:?} was rejected: {r:?}",
+                self.command.command_type(),
+                self.actor
+            )
+        })
+    }
+}
+
+use Category::*;
+use Priority::*;
+use RatingSource::*;
+use RejectionCode::*;
+
+fn dims(n: u8) -> Dimensions {
+    Dimensions {
+        recognition: n,
+        efficiency: n,
+        quality: n,
+        overall: n,
+    }
+}
+
+#[test]
+fn the_full_loop_from_request_to_callback() {
+    let done = given([])
+        .when(open("c-standard", Normal, Incident), service())
+        .then([opened_standard()])
+        .when(assign("a1"), supervisor("lead-a"))
+        .then([assigned("a1", "alpha", None)])
+        .when(respond("We are looking into it"), agent("a1"))
+        .then([responded("We are looking into it")])
+        .when(request_info("Which firmware?"), agent("a1"))
+        .then([info_requested("Which firmware?")])
+        .when(customer_reply("Version 4.2"), service())
+        .then([replied("Version 4.2")])
+        .when(escalate("needs a specialist", None), agent("a1"))
+        .then([escalated(1, "needs a specialist", Some("a1"), None)])
+        .when(assign("a3"), agent("a3"))
+        .then([assigned("a3", "alpha", None)])
+        .when(resolve("firmware rolled back"), agent("a3"))
+        .then([resolved("firmware rolled back", "a3")])
+        .when(rate(4, Survey, None), service())
+        .then([rated(4, Survey, None, Some("a3"), 1)])
+        .when(close(), agent("a3"))
+        .then([closed()])
+        .when(rate(5, Callback, Some(dims(5))), supervisor("lead-a"))
+        .then([rated(5, Callback, Some(dims(5)), Some("a3"), 1)]);
+    let t = done.ticket();
+    assert_eq!(t.version, 11);
+    assert_eq!(t.status, TicketStatus::Closed);
+    assert_eq!(t.line, 2);
+    assert_eq!(t.assignee.as_deref(), Some("a3"));
+    assert_eq!(t.team.as_deref(), Some("alpha"));
+    assert_eq!((t.resolutions, t.escalations, t.reopens), (1, 1, 0));
+    assert_eq!(t.rated, vec![Survey, Callback]);
+    // Once per source and resolution: a second survey is refused, as is anything else.
+    done.when(rate(3, Survey, None), service())
+        .then_rejected(InvalidTransition, "/payload/source")
+        .when(reopen("still broken"), system())
+        .then_rejected(InvalidTransition, "")
+        .when(note("late note"), system())
+        .then_rejected(InvalidTransition, "");
+}
+
+#[test]
+fn states_along_the_loop() {
+    let g = given([opened_standard()]);
+    assert_eq!(g.ticket().status, TicketStatus::Unassigned);
+    let g = g.and([assigned("a1", "alpha", None)]);
+    assert_eq!(g.ticket().status, TicketStatus::Assigned);
+    let g = g.and([responded("hi")]);
+    assert_eq!(g.ticket().status, TicketStatus::InProgress);
+    let g = g.and([info_requested("which?")]);
+    assert_eq!(g.ticket().status, TicketStatus::PendingCustomer);
+    // Reassignment while waiting for the customer keeps waiting.
+    let g = g.and([assigned("a2", "alpha", Some("a1"))]);
+    assert_eq!(g.ticket().status, TicketStatus::PendingCustomer);
+    let g = g.and([replied("this")]);
+    assert_eq!(g.ticket().status, TicketStatus::InProgress);
+    let g = g.and([resolved("done", "a2")]);
+    assert_eq!(g.ticket().status, TicketStatus::Resolved);
+    let g = g.and([reopened("not done")]);
+    assert_eq!(g.ticket().status, TicketStatus::Assigned);
+    assert_eq!((g.ticket().resolutions, g.ticket().reopens), (1, 1));
+}
+
+#[test]
+fn reopen_only_from_resolved_and_a_new_resolution_may_be_rated_again() {
+    let resolved_once = given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+    ]);
+    resolved_once
+        .when(rate(2, Survey, None), service())
+        .then([rated(2, Survey, None, Some("a1"), 1)])
+        .when(reopen("came back"), agent("a1"))
+        .then([reopened("came back")])
+        .when(reopen("again"), agent("a1"))
+        .then_rejected(InvalidTransition, "")
+        .when(close(), agent("a1"))
+        .then_rejected(InvalidTransition, "")
+        .when(rate(2, Survey, None), service())
+        .then_rejected(InvalidTransition, "")
+        .when(resolve("done properly"), agent("a1"))
+        .then([resolved("done properly", "a1")])
+        .when(rate(5, Survey, None), service())
+        .then([rated(5, Survey, None, Some("a1"), 2)]);
+    given([opened_standard(), assigned("a1", "alpha", None)])
+        .when(reopen("why"), system())
+        .then_rejected(InvalidTransition, "");
+}
+
+#[test]
+fn escalation_beyond_line_3_is_refused() {
+    given([
+        opened_standard(),
+        escalated(1, "specialist", None, Some(("a3", "alpha"))),
+        escalated(2, "management", Some("a3"), Some(("a5", "alpha"))),
+    ])
+    .when(escalate("higher still", None), system())
+    .then_rejected(InvalidTransition, "")
+    .when(escalate("higher still", Some("b4")), system())
+    .then_rejected(InvalidTransition, "");
+}
+
+#[test]
+fn escalation_checks_the_named_agent() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)]);
+    g.when(escalate("x", Some("a5")), system())
+        .then_rejected(InvalidTransition, "/payload/to_agent_id")
+        .when(escalate("x", Some("nobody")), system())
+        .then_rejected(NotFound, "/payload/to_agent_id")
+        .when(escalate("x", Some("b2")), agent("a1"))
+        .then([escalated(1, "x", Some("a1"), Some(("b2", "beta")))])
+        // b3 is away: not a target of escalation.
+        .when(escalate("y", Some("b3")), system())
+        .then_rejected(InvalidTransition, "/payload/to_agent_id");
+}
+
+#[test]
+fn resolving_an_unassigned_ticket_is_refused() {
+    given([opened_standard()])
+        .when(resolve("fixed"), system())
+        .then_rejected(InvalidTransition, "")
+        .when(respond("hello"), system())
+        .then_rejected(InvalidTransition, "")
+        .when(request_info("what?"), system())
+        .then_rejected(InvalidTransition, "")
+        .when(close(), system())
+        .then_rejected(InvalidTransition, "");
+    // Escalated without a named agent, the ticket waits unassigned again.
+    given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        escalated(1, "deep analysis", Some("a1"), None),
+    ])
+    .when(resolve("fixed"), system())
+    .then_rejected(InvalidTransition, "");
+}
+
+#[test]
+fn commands_need_an_open_ticket_and_open_needs_none() {
+    given([])
+        .when(assign("a1"), system())
+        .then_rejected(NotFound, "/payload/ticket_id")
+        .when(rate(5, Survey, None), service())
+        .then_rejected(NotFound, "/payload/ticket_id");
+    given([opened_standard()])
+        .when(open("c-gold", High, Repair), system())
+        .then_rejected(InvalidTransition, "");
+}
+
+#[test]
+fn assignment_rules() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)]);
+    g.when(assign("a1"), system())
+        .then_rejected(InvalidTransition, "/payload/agent_id")
+        .when(assign("a3"), system())
+        .then_rejected(InvalidTransition, "/payload/agent_id")
+        .when(assign("a2"), system())
+        .then_rejected(InvalidTransition, "/payload/agent_id")
+        .when(assign("nobody"), system())
+        .then_rejected(NotFound, "/payload/agent_id")
+        .when(assign("b1"), system())
+        .then([assigned("b1", "beta", Some("a1"))]);
+}
+
+#[test]
+fn policy_with_most_matched_fields_wins() {
+    // VIP diamond + urgent matches p-base (0), p-vip (1), p-urgent (1), p-vip-urgent (2).
+    given([])
+        .when(open("c-diamond", Urgent, Complaint), service())
+        .then([opened(
+            "c-diamond",
+            Grade::VipDiamond,
+            Urgent,
+            Complaint,
+            Some(fixture_targets("p-vip-urgent")),
+        )]);
+    given([])
+        .when(open("c-diamond", Low, Inquiry), service())
+        .then([opened(
+            "c-diamond",
+            Grade::VipDiamond,
+            Low,
+            Inquiry,
+            Some(fixture_targets("p-vip")),
+        )]);
+    given([])
+        .when(open("c-gold", Normal, Inquiry), service())
+        .then([opened(
+            "c-gold",
+            Grade::VipGold,
+            Normal,
+            Inquiry,
+            Some(fixture_targets("p-base")),
+        )]);
+}
+
+#[test]
+fn the_latest_defined_policy_wins_a_tie() {
+    // Urgent complaint of a standard customer: p-urgent and p-complaint both match one field;
+    // p-complaint is defined later.
+    given([])
+        .when(open("c-standard", Urgent, Complaint), service())
+        .then([opened(
+            "c-standard",
+            Grade::Standard,
+            Urgent,
+            Complaint,
+            Some(fixture_targets("p-complaint")),
+        )]);
+    // Redefining p-urgent makes it the latest.
+    let redefined = policy("p-urgent", None, Some(Urgent), None, 20, 300, "always");
+    let Command::DefineSlaPolicy(p) = &redefined else {
+        unreachable!()
+    };
+    let event = Event::SlaPolicyDefined(SlaPolicyDefined {
+        policy_id: p.policy_id.clone(),
+        matches: p.matches.clone(),
+        first_response_minutes: p.first_response_minutes,
+        resolution_minutes: p.resolution_minutes,
+        next_response_minutes: p.next_response_minutes,
+        calendar_id: p.calendar_id.clone(),
+        warn_at_percent: p.warn_at_percent,
+    });
+    given([event])
+        .when(open("c-standard", Urgent, Complaint), service())
+        .then([opened(
+            "c-standard",
+            Grade::Standard,
+            Urgent,
+            Complaint,
+            Some(targets_of(&redefined)),
+        )]);
+}
+
+#[test]
+fn no_matching_policy_means_no_targets_and_unregistered_is_standard() {
+    let calendar = decide_fixture(always_calendar(), &Directory::default());
+    let vip_only = policy(
+        "p-vip",
+        Some(Grade::VipDiamond),
+        None,
+        None,
+        30,
+        480,
+        "always",
+    );
+    let mut dir = Directory::default();
+    apply_all(&mut dir, &calendar);
+    let vip_policy = decide_fixture(vip_only.clone(), &dir);
+    let g = given_bare(calendar.into_iter().chain(vip_policy));
+    let g = g
+        .when(open(UNREGISTERED_CUSTOMER, Urgent, Incident), service())
+        .then([opened(
+            UNREGISTERED_CUSTOMER,
+            Grade::Standard,
+            Urgent,
+            Incident,
+            None,
+        )]);
+    assert_eq!(g.ticket().sla, None);
+    assert_eq!(g.ticket().grade, Grade::Standard);
+}
+
+fn decide_fixture(command: Command, dir: &Directory) -> Vec<Event> {
+    decide(
+        &None,
+        &command,
+        &Context {
+            actor: &system(),
+            directory: dir,
+            rules: &Rules::default(),
+        },
+    )
+    .expect("fixture command")
+}
+
+#[test]
+fn the_grade_is_copied_into_ticket_opened() {
+    for (customer, grade) in CUSTOMERS {
+        let events = given([])
+            .when(open(customer, Normal, Inquiry), service())
+            .accepted();
+        let [Event::TicketOpened(e)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(e.grade, *grade, "{customer}");
+    }
+    let events = given([])
+        .when(open(UNREGISTERED_CUSTOMER, Normal, Inquiry), agent("b1"))
+        .accepted();
+    let [Event::TicketOpened(e)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(e.grade, Grade::Standard);
+    assert_eq!(e.sla, Some(fixture_targets("p-base")));
+}
+
+#[test]
+fn a_priority_change_re_derives_the_targets() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)])
+        .when(change_priority(Urgent, "outage"), agent("a1"))
+        .then([priority_changed(
+            Normal,
+            Urgent,
+            "outage",
+            Some(fixture_targets("p-urgent")),
+        )]);
+    assert_eq!(g.ticket().sla, Some(fixture_targets("p-urgent")));
+    assert_eq!(g.ticket().priority, Urgent);
+    let g = g
+        .when(change_priority(Urgent, "again"), agent("a1"))
+        .then_rejected(InvalidTransition, "/payload/priority")
+        .when(change_priority(Low, "false alarm"), supervisor("lead-a"))
+        .then([priority_changed(
+            Urgent,
+            Low,
+            "false alarm",
+            Some(fixture_targets("p-base")),
+        )]);
+    assert_eq!(g.ticket().sla, Some(fixture_targets("p-base")));
+    // The grade kept is the one copied at opening.
+    given([
+        opened(
+            "c-diamond",
+            Grade::VipDiamond,
+            Normal,
+            Inquiry,
+            Some(fixture_targets("p-vip")),
+        ),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+    ])
+    .when(change_priority(Urgent, "too late"), system())
+    .then_rejected(InvalidTransition, "");
+    given([opened(
+        "c-diamond",
+        Grade::VipDiamond,
+        Normal,
+        Inquiry,
+        Some(fixture_targets("p-vip")),
+    )])
+    .when(change_priority(Urgent, "outage"), system())
+    .then([priority_changed(
+        Normal,
+        Urgent,
+        "outage",
+        Some(fixture_targets("p-vip-urgent")),
+    )]);
+}
+
+#[test]
+fn the_backup_covers_an_away_agent_and_no_one_else_may() {
+    // a2 is away, covered by a1 (their registered backup).
+    let g = given([opened_standard(), assigned("a2", "alpha", None)]);
+    let g = g
+        .when(respond("a1 here, covering for a2"), agent("a1"))
+        .then([responded("a1 here, covering for a2")])
+        .when(respond("me too"), agent("lead-a"))
+        .then_rejected(Forbidden, "")
+        .when(respond("me too"), agent("b1"))
+        .then_rejected(Forbidden, "")
+        .when(respond("it's me"), agent("a2"))
+        .then([responded("it's me")])
+        .when(assign("a1"), agent("a1"))
+        .then([assigned("a1", "alpha", Some("a2"))]);
+    assert_eq!(g.ticket().assignee.as_deref(), Some("a1"));
+    // b3 is away, covered by the explicitly named b4, not the registered backup b2.
+    let g = given([
+        opened_standard(),
+        escalated(1, "x", None, Some(("b2", "beta"))),
+        escalated(2, "y", Some("b2"), Some(("b4", "beta"))),
+    ]);
+    let g = g
+        .when(assign("b4"), system())
+        .then_rejected(InvalidTransition, "/payload/agent_id");
+    let on_b3 = g.and([assigned("b3", "beta", Some("b4"))]);
+    on_b3
+        .when(note("covering"), agent("b4"))
+        .then([Event::NoteAdded(NoteAdded {
+            ticket_id: TICKET,
+            text: "covering".into(),
+            visible_to_customer: false,
+        })])
+        .when(note("not mine"), agent("b2"))
+        .then_rejected(Forbidden, "");
+}
+
+#[test]
+fn coverage_ends_when_the_agent_returns() {
+    let returned = Event::AgentAvailabilityChanged(AgentAvailabilityChanged {
+        agent_id: "a2".into(),
+        available: true,
+        backup_agent_id: None,
+    });
+    given([opened_standard(), assigned("a2", "alpha", None), returned])
+        .when(respond("still covering?"), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(respond("back"), agent("a2"))
+        .then([responded("back")]);
+}
+
+#[test]
+fn agents_act_on_their_own_and_unassigned_tickets_of_their_line() {
+    given([opened_standard()])
+        .when(assign("a1"), agent("b1"))
+        .then_rejected(Forbidden, "/payload/agent_id")
+        .when(assign("b1"), agent("a3"))
+        .then_rejected(Forbidden, "")
+        .when(assign("b1"), agent("b1"))
+        .then([assigned("b1", "beta", None)])
+        .when(note("mine now"), agent("b5"))
+        .then_rejected(Forbidden, "")
+        .when(resolve("done"), agent("ghost"))
+        .then_rejected(Forbidden, "")
+        .when(resolve("done"), agent("b1"))
+        .then([resolved("done", "b1")]);
+}
+
+#[test]
+fn team_size_limit_of_8_and_one_lead_per_team() {
+    let mut g = given_bare([]);
+    for i in 0..8 {
+        g = g
+            .when(
+                register_agent(&format!("g{i}"), "gamma", 1, i == 0, None),
+                system(),
+            )
+            .then_accepted();
+    }
+    assert_eq!(g.directory.team_members("gamma").count(), 8);
+    let g = g
+        .when(register_agent("g8", "gamma", 1, false, None), system())
+        .then_rejected(InvalidTransition, "/payload/team")
+        // Re-registering a member of a full team is not a new member.
+        .when(
+            register_agent("g3", "gamma", 2, false, Some("g4")),
+            system(),
+        )
+        .then([Event::AgentRegistered(AgentRegistered {
+            agent_id: "g3".into(),
+            name: "Agent g3".into(),
+            team: "gamma".into(),
+            line: 2,
+            level: Level::Intermediate,
+            team_lead: false,
+            backup_agent_id: Some("g4".into()),
+        })]);
+    assert_eq!(g.directory.agents["g3"].line, 2);
+    // One lead per team: g0 leads gamma.
+    given_bare([])
+        .when(register_agent("d0", "delta", 1, true, None), system())
+        .then([Event::AgentRegistered(AgentRegistered {
+            agent_id: "d0".into(),
+            name: "Agent d0".into(),
+            team: "delta".into(),
+            line: 1,
+            level: Level::Intermediate,
+            team_lead: true,
+            backup_agent_id: None,
+        })])
+        .when(register_agent("d1", "delta", 1, true, None), system())
+        .then_rejected(InvalidTransition, "/payload/team_lead")
+        .when(register_agent("d0", "delta", 1, true, None), system())
+        .accepted();
+    // The limit is a rule, not a constant.
+    let mut small = given_bare([]);
+    small.rules.team_members_max = 2;
+    small
+        .and([])
+        .when(register_agent("s0", "small", 1, false, None), system())
+        .then([Event::AgentRegistered(AgentRegistered {
+            agent_id: "s0".into(),
+            name: "Agent s0".into(),
+            team: "small".into(),
+            line: 1,
+            level: Level::Intermediate,
+            team_lead: false,
+            backup_agent_id: None,
+        })])
+        .when(register_agent("s1", "small", 1, false, None), system())
+        .then_accepted()
+        .when(register_agent("s2", "small", 1, false, None), system())
+        .then_rejected(InvalidTransition, "/payload/team");
+}
+
+#[test]
+fn supervisors_are_limited_to_their_team() {
+    let alpha_ticket = given([opened_standard(), assigned("a1", "alpha", None)]);
+    alpha_ticket
+        .when(note("beta lead here"), supervisor("lead-b"))
+        .then_rejected(Forbidden, "")
+        .when(resolve("closing it for you"), supervisor("lead-b"))
+        .then_rejected(Forbidden, "")
+        // a1 is not a team lead: as supervisor, forbidden.
+        .when(note("I lead now"), supervisor("a1"))
+        .then_rejected(Forbidden, "")
+        .when(assign("b1"), supervisor("lead-a"))
+        .then_rejected(Forbidden, "/payload/agent_id")
+        .when(resolve("done"), supervisor("lead-a"))
+        .then([resolved("done", "a1")]);
+    // An unassigned ticket belongs to no team yet: either lead may assign within their team.
+    given([opened_standard()])
+        .when(assign("a1"), supervisor("lead-b"))
+        .then_rejected(Forbidden, "/payload/agent_id")
+        .when(assign("b1"), supervisor("lead-b"))
+        .then([assigned("b1", "beta", None)]);
+    // Directory: a supervisor registers and sets availability only within their team.
+    given([])
+        .when(
+            register_agent("b6", "alpha", 1, false, None),
+            supervisor("lead-b"),
+        )
+        .then_rejected(Forbidden, "/payload/team")
+        .when(
+            register_agent("b6", "beta", 1, false, None),
+            supervisor("lead-b"),
+        )
+        .accepted();
+    let away = Command::SetAgentAvailability(SetAgentAvailability {
+        agent_id: "a1".into(),
+        available: false,
+        backup_agent_id: Some("lead-a".into()),
+    });
+    given([])
+        .when(away.clone(), supervisor("lead-b"))
+        .then_rejected(Forbidden, "")
+        .when(away, supervisor("lead-a"))
+        .then([Event::AgentAvailabilityChanged(AgentAvailabilityChanged {
+            agent_id: "a1".into(),
+            available: false,
+            backup_agent_id: Some("lead-a".into()),
+        })]);
+}
+
+#[test]
+fn service_opens_replies_and_surveys_but_never_resolves() {
+    let g = given([])
+        .when(open("c-gold", High, Return), service())
+        .then([opened(
+            "c-gold",
+            Grade::VipGold,
+            High,
+            Return,
+            Some(fixture_targets("p-base")),
+        )])
+        .when(assign("a1"), service())
+        .then_rejected(Forbidden, "")
+        .and([assigned("a1", "alpha", None)])
+        .when(resolve("done"), service())
+        .then_rejected(Forbidden, "")
+        .when(customer_reply("any news?"), service())
+        .then([replied("any news?")])
+        .when(note("internal"), service())
+        .then_rejected(Forbidden, "")
+        .and([resolved("done", "a1")])
+        .when(rate(5, Callback, None), service())
+        .then_rejected(Forbidden, "")
+        .when(close(), service())
+        .then_rejected(Forbidden, "");
+    g.when(rate(5, Survey, None), service())
+        .then([rated(5, Survey, None, Some("a1"), 1)]);
+}
+
+#[test]
+fn agents_may_not_rate_and_supervisors_only_by_callback() {
+    let g = given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+    ]);
+    g.when(rate(5, Survey, None), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(rate(5, Callback, Some(dims(4))), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(rate(5, Survey, None), supervisor("lead-a"))
+        .then_rejected(Forbidden, "")
+        .when(rate(1, Callback, Some(dims(1))), supervisor("lead-a"))
+        .then([rated(1, Callback, Some(dims(1)), Some("a1"), 1)]);
+}
+
+#[test]
+fn auditors_and_unregistered_staff_never_command() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)]);
+    let commands = [
+        note("look"),
+        respond("hi"),
+        resolve("done"),
+        assign("a1"),
+        change_priority(High, "x"),
+    ];
+    let mut g = g;
+    for command in commands {
+        g = g
+            .when(command.clone(), auditor())
+            .then_rejected(Forbidden, "")
+            .when(command.clone(), agent("ghost"))
+            .then_rejected(Forbidden, "")
+            .when(command, supervisor("ghost"))
+            .then_rejected(Forbidden, "");
+    }
+    given([])
+        .when(open("c-gold", Low, Inquiry), auditor())
+        .then_rejected(Forbidden, "")
+        .when(office_calendar(), auditor())
+        .then_rejected(Forbidden, "")
+        .when(open("c-gold", Low, Inquiry), agent("ghost"))
+        .then_rejected(Forbidden, "");
+}
+
+#[test]
+fn sla_warnings_and_breaches_are_the_schedulers_alone() {
+    let due = at("2026-11-23T10:00:00Z");
+    let g = given([opened_standard(), assigned("a1", "alpha", None)]);
+    let g = g
+        .when(raise_warning(SlaTarget::FirstResponse, due), system())
+        .then([Event::SlaWarningRaised(SlaWarningRaised {
+            ticket_id: TICKET,
+            target: SlaTarget::FirstResponse,
+            due_at: due,
+        })])
+        .when(record_breach(SlaTarget::FirstResponse, due), system())
+        .then([Event::SlaBreached(SlaBreached {
+            ticket_id: TICKET,
+            target: SlaTarget::FirstResponse,
+            due_at: due,
+        })]);
+    for actor in [agent("a1"), supervisor("lead-a"), service(), auditor()] {
+        let g2 = given([opened_standard(), assigned("a1", "alpha", None)]);
+        g2.when(raise_warning(SlaTarget::Resolution, due), actor.clone())
+            .then_rejected(Forbidden, "")
+            .when(record_breach(SlaTarget::Resolution, due), actor)
+            .then_rejected(Forbidden, "");
+    }
+    g.and([resolved("done", "a1")])
+        .when(record_breach(SlaTarget::Resolution, due), system())
+        .then_rejected(InvalidTransition, "");
+}
+
+#[test]
+fn directory_decisions() {
+    let away_again = Command::SetAgentAvailability(SetAgentAvailability {
+        agent_id: "a2".into(),
+        available: false,
+        backup_agent_id: None,
+    });
+    given([])
+        .when(away_again, system())
+        .then_rejected(InvalidTransition, "/payload/available");
+    // a5 has no registered backup: one must be named.
+    let a5_away = |backup: Option<&str>| {
+        Command::SetAgentAvailability(SetAgentAvailability {
+            agent_id: "a5".into(),
+            available: false,
+            backup_agent_id: backup.map(str::to_owned),
+        })
+    };
+    given([])
+        .when(a5_away(None), system())
+        .then_rejected(Validation, "/payload/backup_agent_id")
+        .when(a5_away(Some("nobody")), system())
+        .then_rejected(NotFound, "/payload/backup_agent_id")
+        .when(a5_away(Some("b3")), system())
+        .then_rejected(InvalidTransition, "/payload/backup_agent_id")
+        .when(a5_away(Some("a4")), agent("a4"))
+        .then_rejected(Forbidden, "")
+        .when(a5_away(Some("a4")), agent("a5"))
+        .accepted();
+    given_bare([])
+        .when(policy("p", None, None, None, 1, 2, "nowhere"), system())
+        .then_rejected(NotFound, "/payload/calendar_id");
+    given([])
+        .when(
+            Command::RegisterCustomer(RegisterCustomer {
+                customer_id: "c-new".into(),
+                name: "New".into(),
+                grade: Grade::GroupB,
+                account_manager_id: Some("lead-a".into()),
+            }),
+            service(),
+        )
+        .accepted();
+    given([])
+        .when(register_agent("a9", "alpha", 1, false, None), service())
+        .then_rejected(Forbidden, "")
+        .when(register_agent("a9", "alpha", 1, false, None), agent("a1"))
+        .then_rejected(Forbidden, "");
+}
