@@ -70,9 +70,10 @@ impl EventLog for MemoryLog {
         let indexes = inner.streams.entry(request.stream.clone()).or_default();
         indexes.extend(start..start + request.events.len());
         inner.commands.insert(request.command_id, committed.clone());
-        let head = inner.events.len() as Position;
+        // Publish the head while still holding the lock, so heads are published in commit
+        // order and `head()` never goes backwards.
+        self.head.send_replace(inner.events.len() as Position);
         drop(inner);
-        self.head.send_replace(head);
         Ok(AppendOutcome::Committed(committed))
     }
 

@@ -237,6 +237,11 @@ fn writer_loop(
         let outcomes = match write_batch(&conn, batch.iter().map(|job| &job.request)) {
             Ok(written) => {
                 batches_committed.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(
+                    appends = batch.len(),
+                    head = written.head,
+                    "sqlite batch committed"
+                );
                 // Publish the head before answering: whoever sees its append acknowledged
                 // then sees a head at or beyond it.
                 head.send_if_modified(|current| {
