@@ -143,3 +143,128 @@ impl LogVerifier {
         breaks
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Actor, Role};
+    use crate::log::{seal, AppendRequest, ExpectedVersion, Metadata, NewEvent};
+
+    /// Two streams interleaved in one log: positions 1..=6, three events each.
+    fn log() -> Vec<StoredEvent> {
+        let at: jiff::Timestamp = "2026-11-23T09:00:00Z".parse().unwrap();
+        let event = |n: u64| NewEvent {
+            event_id: uuid::Uuid::from_u128(u128::from(n)),
+            event_type: "note_added".into(),
+            schema_version: 1,
+            data: serde_json::json!({"n": n}),
+            metadata: Metadata {
+                command_id: uuid::Uuid::from_u128(1000 + u128::from(n)),
+                correlation_id: uuid::Uuid::nil(),
+                causation_id: uuid::Uuid::nil(),
+                actor: Actor {
+                    id: "a".into(),
+                    role: Role::System,
+                },
+                occurred_at: at,
+                recorded_at: at,
+            },
+        };
+        let mut out = Vec::new();
+        let mut heads = std::collections::HashMap::<&str, (u64, String)>::new();
+        for n in 0..6u64 {
+            let stream = if n % 2 == 0 { "ticket-a" } else { "ticket-b" };
+            let (version, prev) = heads
+                .get(stream)
+                .cloned()
+                .unwrap_or((0, GENESIS_HASH.to_owned()));
+            let request = AppendRequest {
+                stream: stream.into(),
+                expected: ExpectedVersion::Any,
+                command_id: uuid::Uuid::from_u128(u128::from(n)),
+                events: vec![event(n)],
+            };
+            let sealed = seal(&request, version, n + 1, prev, at);
+            heads.insert(stream, (sealed[0].version, sealed[0].hash.clone()));
+            out.extend(sealed);
+        }
+        out
+    }
+
+    fn check_all(events: &[StoredEvent]) -> Vec<ChainBreak> {
+        let mut verifier = LogVerifier::new();
+        events.iter().flat_map(|e| verifier.check(e)).collect()
+    }
+
+    #[test]
+    fn an_untouched_log_verifies() {
+        assert_eq!(check_all(&log()), vec![]);
+        let a: Vec<_> = log()
+            .into_iter()
+            .filter(|e| e.stream == "ticket-a")
+            .collect();
+        assert_eq!(verify_chain(&a), vec![]);
+    }
+
+    #[test]
+    fn a_changed_byte_is_named() {
+        let mut events = log();
+        events[2].data = serde_json::json!({"n": 3});
+        let breaks = check_all(&events);
+        assert_eq!(breaks.len(), 1, "{breaks:?}");
+        assert_eq!(
+            (breaks[0].stream.as_str(), breaks[0].version),
+            ("ticket-a", 2)
+        );
+        assert!(breaks[0].problem.contains("hash mismatch"));
+    }
+
+    #[test]
+    fn a_removed_event_is_named() {
+        let mut events = log();
+        events.remove(2); // ticket-a version 2, position 3
+        let breaks = check_all(&events);
+        assert!(
+            breaks
+                .iter()
+                .any(|b| b.stream == "ticket-a" && b.version == 3 && b.problem.contains("missing")),
+            "{breaks:?}"
+        );
+        assert!(
+            breaks
+                .iter()
+                .any(|b| b.position == 4 && b.problem.contains("gap")),
+            "{breaks:?}"
+        );
+        let a: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.stream == "ticket-a")
+            .collect();
+        assert!(!verify_chain(&a).is_empty());
+    }
+
+    #[test]
+    fn a_swapped_pair_is_named() {
+        let mut events: Vec<_> = log()
+            .into_iter()
+            .filter(|e| e.stream == "ticket-b")
+            .collect();
+        events.swap(0, 1);
+        let breaks = verify_chain(&events);
+        assert!(
+            breaks
+                .iter()
+                .any(|b| b.stream == "ticket-b" && b.version == 2),
+            "{breaks:?}"
+        );
+        let mut whole = log();
+        whole.swap(1, 3); // ticket-b versions 1 and 2 trade places in the log
+        let breaks = check_all(&whole);
+        assert!(
+            breaks
+                .iter()
+                .any(|b| b.stream == "ticket-b" && b.problem.contains("out of order")),
+            "{breaks:?}"
+        );
+    }
+}
