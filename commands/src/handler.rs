@@ -174,10 +174,7 @@ impl Handler {
             match self.log.append(request).await {
                 Ok(AppendOutcome::Committed(committed)) => {
                     if is_ticket {
-                        self.remember(
-                            &stream,
-                            events.iter().fold(state, |s, e| domain::evolve(s, e)),
-                        );
+                        self.remember(&stream, events.iter().fold(state, domain::evolve));
                     }
                     return Ok(Reply::accepted(id, committed));
                 }
@@ -261,7 +258,11 @@ impl Handler {
         loop {
             let batch = self
                 .log
-                .read_all(position, closeloop_core::log::READ_BATCH_MAX, Filter::Categories(DIRECTORY_CATEGORIES))
+                .read_all(
+                    position,
+                    closeloop_core::log::READ_BATCH_MAX,
+                    Filter::Categories(DIRECTORY_CATEGORIES),
+                )
                 .await?;
             let Some(last) = batch.last() else { break };
             position = last.position;
@@ -274,7 +275,10 @@ impl Handler {
             }
         }
         if let Some(directory) = directory {
-            *self.directory.write().await = DirectoryView { directory: Arc::new(directory), position };
+            *self.directory.write().await = DirectoryView {
+                directory: Arc::new(directory),
+                position,
+            };
         }
         self.catch_up_finished.store(begun, Ordering::Release);
         Ok(())

@@ -25,6 +25,19 @@ use crate::{Error, Handler, Reply};
 
 const MINUTES_PER_DAY: i64 = 24 * 60;
 
+/// A default SLA policy: id, match (grade, priority, category), first response, resolution
+/// and next response minutes, calendar.
+type PolicyRow = (
+    &'static str,
+    Option<Grade>,
+    Option<Priority>,
+    Option<Category>,
+    u32,
+    u32,
+    Option<u32>,
+    &'static str,
+);
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {
@@ -237,9 +250,7 @@ pub async fn run(
             record(&handler.handle(envelope.clone()).await);
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
         }
-        let queue = Arc::new(std::sync::Mutex::new(
-            day.tickets.iter().cloned().collect::<Vec<_>>(),
-        ));
+        let queue = Arc::new(std::sync::Mutex::new(day.tickets.to_vec()));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..concurrency.max(1) {
             let (queue, handler, done, progress, record) = (
@@ -361,16 +372,7 @@ impl Generator {
             out.push(self.envelope(0, system(), c));
         }
         // (id, grade, priority, category, first response, resolution, next response, calendar)
-        let policies: [(
-            &str,
-            Option<Grade>,
-            Option<Priority>,
-            Option<Category>,
-            u32,
-            u32,
-            Option<u32>,
-            &str,
-        ); 7] = [
+        let policies: [PolicyRow; 7] = [
             (
                 "standard",
                 None,
