@@ -1,6 +1,7 @@
 //! `closeloop demo`: generate a seeded workload, drive it through the real command handler into
 //! the chosen store, then print what the log now says.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,6 +91,22 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     }
     summary.finish();
     print_summary(&summary);
+
+    let models = crate::report::caught_up(log.clone(), store).await?;
+    let query = closeloop_projections::report::ReportQuery {
+        period: closeloop_projections::period::Granularity::Total,
+        ..Default::default()
+    };
+    let report_time = config.start + jiff::SignedDuration::from_hours(24 * i64::from(config.days));
+    println!("\nReports at the end of the simulated period ({report_time}):");
+    for name in closeloop_projections::models::REPORTS {
+        let value = models
+            .report(name, &query, report_time)
+            .expect("a known report");
+        let mut out = std::io::stdout().lock();
+        writeln!(out)?;
+        crate::report::print(&mut out, name, &value, true)?;
+    }
 
     let report = closeloop_replay::verify::verify_log(log.as_ref(), |_| {}).await?;
     println!(

@@ -2,6 +2,8 @@
 //! its arguments, opens the store and calls into the library crates.
 
 mod demo;
+mod report;
+mod serve;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -45,6 +47,8 @@ struct Cli {
 enum Cmd {
     /// Run a realistic generated workload through the real engine and print what it did.
     Demo(demo::DemoArgs),
+    /// Serve commands, queries and published events over NATS until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
     /// Submit one command, or a JSON-lines stream of them, from FILE or stdin; one reply per line.
     Submit {
         /// A file of commands; stdin when absent or `-`.
@@ -60,6 +64,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Read models as tables or JSON (sla, satisfaction, performance), after catching the
+    /// projections up to the head of the log.
+    Report(report::ReportArgs),
     /// Check hash chains and version/position contiguity; non-zero exit on any break.
     Verify {
         /// Only this ticket's stream.
@@ -95,11 +102,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
         Cmd::Submit { file } => submit(log, file).await,
+        Cmd::Serve(args) => serve::run(log, &cli.nats, args).await,
         Cmd::History {
             ticket_id,
             as_of,
             json,
         } => history(log, ticket_id, as_of, json).await,
+        Cmd::Report(args) => report::run(log, &cli.store, args).await,
         Cmd::Verify { ticket_id } => verify(log, ticket_id).await,
         Cmd::Export { stream, since } => {
             let stdout = std::io::stdout();
@@ -216,8 +225,8 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
         }
         None => closeloop_replay::verify::verify_log(log.as_ref(), |_| {}).await?,
     };
-    if ticket_id.is_some() && report.events == 0 {
-        eprintln!("no ticket {}", ticket_id.expect("checked"));
+    if let (Some(id), 0) = (ticket_id, report.events) {
+        eprintln!("no ticket {id}");
         return Ok(ExitCode::from(1));
     }
     for b in &report.breaks {

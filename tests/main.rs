@@ -4,4 +4,7 @@
 
 mod cli;
 mod conformance;
+mod nats;
 mod postgres;
+mod schemas;
+mod projections;

@@ -5,9 +5,15 @@
 //! - `reply.rs`: the replies of the public contract.
 //! - `workload.rs`: the seeded, realistic generated workload that `closeloop demo` and the
 //!   benchmarks drive through the handler.
+//! - `nats/`: the NATS front door (`closeloop serve`): request/reply and durable intake,
+//!   queries, leases for run-once jobs, graceful shutdown.
+//! - `relay.rs`: publishes the log to the JetStream events stream, checkpointed by the stream.
 
 mod error;
 mod handler;
+pub mod nats;
+pub mod process;
+pub mod relay;
 mod reply;
 pub mod workload;
 

@@ -1,0 +1,136 @@
+//! Names and limits of the NATS front door. Defaults are the public names of DESIGN.md;
+//! tests give each run its own prefix and stream names so they never see each other's work.
+
+use std::time::Duration;
+
+use closeloop_core::domain::COMMAND_BYTES_MAX;
+
+use super::lease::LeaseConfig;
+
+/// Configuration of [`run`](super::run).
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// First subject tokens: `closeloop.v1` (public), `t<id>.closeloop.v1` in tests.
+    pub subject_prefix: String,
+    /// Queue group of command and query request/reply (`closeloop`).
+    pub queue_group: String,
+    /// JetStream stream of durable intake (`CLOSELOOP_COMMANDS`).
+    pub commands_stream: String,
+    /// Durable pull consumer on it, shared by every instance (`closeloop`).
+    pub consumer_name: String,
+    /// JetStream stream the relay publishes the log to (`CLOSELOOP_EVENTS`).
+    pub events_stream: String,
+    /// Bucket and time-to-live of "run once" leases.
+    pub lease: LeaseConfig,
+    /// This process, in logs and lease values.
+    pub instance_id: String,
+    /// Largest command accepted, in bytes; at most [`COMMAND_BYTES_MAX`].
+    pub command_bytes_max: usize,
+    /// Commands (request/reply and durable, each) and queries handled at once; beyond it,
+    /// intake stops reading (back-pressure) and the JetStream consumer stops pulling.
+    pub in_flight_max: usize,
+    /// JetStream de-duplication window of both streams (same `Nats-Msg-Id` within it is
+    /// stored once).
+    pub duplicate_window: Duration,
+    /// Replicas of the streams and the lease bucket (1 on a single server; 3 in a cluster
+    /// for a system of record).
+    pub stream_replicas: usize,
+    /// How long JetStream waits for an ack before redelivering a durable command.
+    pub ack_wait: Duration,
+    /// Pause before a durable command whose store was unavailable is delivered again.
+    pub unavailable_retry_delay: Duration,
+    /// Serve durable intake (JetStream).
+    pub durable_intake: bool,
+    /// Run the event relay (one instance at a time).
+    pub relay: bool,
+    /// Events read from the log and published per relay round.
+    pub relay_batch_events_max: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            subject_prefix: "closeloop.v1".into(),
+            queue_group: "closeloop".into(),
+            commands_stream: "CLOSELOOP_COMMANDS".into(),
+            consumer_name: "closeloop".into(),
+            events_stream: "CLOSELOOP_EVENTS".into(),
+            lease: LeaseConfig::default(),
+            instance_id: uuid::Uuid::now_v7().to_string(),
+            command_bytes_max: COMMAND_BYTES_MAX,
+            in_flight_max: 256,
+            duplicate_window: Duration::from_secs(10 * 60),
+            stream_replicas: 1,
+            ack_wait: Duration::from_secs(30),
+            unavailable_retry_delay: Duration::from_secs(1),
+            durable_intake: true,
+            relay: true,
+            relay_batch_events_max: 512,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// A configuration whose subjects, streams, consumer and lease bucket all carry `tag`,
+    /// so concurrent test runs on one server are isolated. `tag` is `[A-Za-z0-9_]`.
+    pub fn isolated(tag: &str) -> ServeConfig {
+        let upper = tag.to_ascii_uppercase();
+        ServeConfig {
+            subject_prefix: format!("t{tag}.closeloop.v1"),
+            commands_stream: format!("CLOSELOOP_COMMANDS_{upper}"),
+            events_stream: format!("CLOSELOOP_EVENTS_{upper}"),
+            lease: LeaseConfig {
+                bucket: format!("CLOSELOOP_LEASES_{upper}"),
+                ..LeaseConfig::default()
+            },
+            ..ServeConfig::default()
+        }
+    }
+
+    /// `<prefix>.commands.<type>`: request/reply.
+    pub fn command_subject(&self, command_type: &str) -> String {
+        format!("{}.commands.{command_type}", self.subject_prefix)
+    }
+
+    /// `<prefix>.commands.*`: what request/reply intake listens to.
+    pub fn commands_wildcard(&self) -> String {
+        format!("{}.commands.*", self.subject_prefix)
+    }
+
+    /// `<prefix>.commands.durable.<type>`: durable intake, captured by the commands stream.
+    /// (Not the request/reply subject itself: a stream on that subject would answer every
+    /// request with its own publish acknowledgement, before the command's reply.)
+    pub fn durable_subject(&self, command_type: &str) -> String {
+        format!("{}.commands.durable.{command_type}", self.subject_prefix)
+    }
+
+    /// `<prefix>.commands.durable.*`: the commands stream's subjects.
+    pub fn durable_wildcard(&self) -> String {
+        format!("{}.commands.durable.*", self.subject_prefix)
+    }
+
+    /// `<prefix>.replies.<command_id>`: where durable intake publishes replies.
+    pub fn reply_subject(&self, command_id: &str) -> String {
+        format!("{}.replies.{command_id}", self.subject_prefix)
+    }
+
+    /// `<prefix>.events.<stream_category>.<event_type>`.
+    pub fn event_subject(&self, category: &str, event_type: &str) -> String {
+        format!("{}.events.{category}.{event_type}", self.subject_prefix)
+    }
+
+    /// `<prefix>.events.>`: the events stream's subjects.
+    pub fn events_wildcard(&self) -> String {
+        format!("{}.events.>", self.subject_prefix)
+    }
+
+    /// `<prefix>.queries.<name>`.
+    pub fn query_subject(&self, name: &str) -> String {
+        format!("{}.queries.{name}", self.subject_prefix)
+    }
+
+    /// The command size limit in force.
+    pub fn bytes_max(&self) -> usize {
+        self.command_bytes_max.min(COMMAND_BYTES_MAX)
+    }
+}

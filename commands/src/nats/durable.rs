@@ -1,0 +1,236 @@
+//! Durable intake over JetStream. Callers publish to `<prefix>.commands.durable.<type>` with
+//! `Nats-Msg-Id` = `command_id`; once JetStream has acknowledged the publish, the command
+//! is stored in `CLOSELOOP_COMMANDS` whether or not any `serve` runs. Every instance pulls
+//! from one durable consumer, so each command goes to one instance at a time. A command is
+//! acked only after its append committed or it was rejected; its reply is published on
+//! `<prefix>.replies.<command_id>` before the ack. A crash before the ack means redelivery
+//! after `ack_wait`, and the log's command-id idempotency turns the retry into `duplicate`.
+//!
+//! Order: within an instance, commands of one stream are handled in delivery order, and a
+//! directory command (agents, customers, calendars, policies) waits for everything before
+//! it and holds everything after it, so "register the agent, then assign" works when
+//! published back to back. Across instances JetStream gives no order: callers that depend
+//! on an earlier command's effect wait for its reply (or send `expected_version`).
+
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use closeloop_core::domain::{Rejection, RejectionCode};
+use futures::StreamExt;
+use tokio::sync::{Mutex, RwLock, Semaphore};
+
+use super::intake::{check, last_token, log_reply};
+use super::{ServeConfig, ServeError, Shutdown};
+use crate::{Handler, Reply};
+
+/// Lock stripes for per-stream order; a stream always maps to the same stripe.
+const ORDER_STRIPES: usize = 64;
+
+/// The commands stream and its consumer, created when missing.
+pub(crate) struct DurableIntake {
+    consumer: consumer::Consumer<consumer::pull::Config>,
+}
+
+/// Creates (or finds) the commands stream with its duplicate window.
+pub(crate) async fn commands_stream(
+    config: &ServeConfig,
+    js: &jetstream::Context,
+) -> Result<stream::Stream, ServeError> {
+    js.get_or_create_stream(stream::Config {
+        name: config.commands_stream.clone(),
+        subjects: vec![config.durable_wildcard()],
+        storage: stream::StorageType::File,
+        duplicate_window: config.duplicate_window,
+        num_replicas: config.stream_replicas.max(1),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ServeError::nats(&format!("stream {}", config.commands_stream), e))
+}
+
+impl DurableIntake {
+    pub(crate) async fn setup(
+        config: &ServeConfig,
+        js: &jetstream::Context,
+    ) -> Result<DurableIntake, ServeError> {
+        let stream = commands_stream(config, js).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &config.consumer_name,
+                consumer::pull::Config {
+                    durable_name: Some(config.consumer_name.clone()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    max_deliver: -1,
+                    max_ack_pending: config.in_flight_max as i64,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ServeError::nats(&format!("consumer {}", config.consumer_name), e))?;
+        Ok(DurableIntake { consumer })
+    }
+
+    pub(crate) async fn run(
+        self,
+        config: Arc<ServeConfig>,
+        handler: Arc<Handler>,
+        client: async_nats::Client,
+        mut shutdown: Shutdown,
+    ) -> Result<(), ServeError> {
+        let batch = config.in_flight_max.clamp(1, 256);
+        let mut messages = self
+            .consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .messages()
+            .await
+            .map_err(|e| ServeError::nats("pulling durable commands", e))?;
+        let permits = Arc::new(Semaphore::new(config.in_flight_max));
+        let stripes: Arc<Vec<Arc<Mutex<()>>>> = Arc::new(
+            (0..ORDER_STRIPES)
+                .map(|_| Arc::new(Mutex::new(())))
+                .collect(),
+        );
+        let directory_barrier = Arc::new(RwLock::new(()));
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.wait() => break,
+                message = messages.next() => message,
+            };
+            let message = match message {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    // Missed heartbeats or a reconnect: the stream recovers by itself.
+                    tracing::warn!(error = %e, "pulling durable commands");
+                    continue;
+                }
+            };
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let checked = check(
+                &config,
+                last_token(message.subject.as_str()),
+                &message.payload,
+            )
+            .and_then(|envelope| same_id(&message, envelope));
+            let envelope = match checked {
+                Ok(envelope) => envelope,
+                Err(rejected) => {
+                    // Rejections of bad input need no order: answer at once.
+                    let (config, client) = (config.clone(), client.clone());
+                    tokio::spawn(async move {
+                        finish(&config, &client, message, rejected).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+            };
+            let stream_name = envelope.command.stream();
+            if envelope.command.ticket_id().is_none() {
+                // A directory command: after everything before it, before anything after.
+                let _all = directory_barrier.clone().write_owned().await;
+                let reply = handler.handle(envelope).await;
+                finish(&config, &client, message, reply).await;
+                drop(permit);
+                continue;
+            }
+            let barrier = directory_barrier.clone().read_owned().await;
+            let stripe = stripes[stripe_of(&stream_name)].clone().lock_owned().await;
+            let (config, handler, client) = (config.clone(), handler.clone(), client.clone());
+            tokio::spawn(async move {
+                let reply = handler.handle(envelope).await;
+                finish(&config, &client, message, reply).await;
+                drop((stripe, barrier, permit));
+            });
+        }
+        let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
+        let _ = permits.acquire_many(all).await;
+        Ok(())
+    }
+}
+
+/// `Nats-Msg-Id`, when given, must be the command id: it is what de-duplicates the publish.
+fn same_id(
+    message: &jetstream::Message,
+    envelope: closeloop_core::domain::CommandEnvelope,
+) -> Result<closeloop_core::domain::CommandEnvelope, Reply> {
+    let header = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map(|v| v.as_str().to_owned());
+    match header {
+        Some(id) if id != envelope.command_id.to_string() => Err(Reply::rejected(
+            Some(envelope.command_id),
+            Rejection::validation(
+                "/command_id",
+                format!(
+                    "the Nats-Msg-Id header `{id}` differs from command_id; they must be equal"
+                ),
+            ),
+        )),
+        _ => Ok(envelope),
+    }
+}
+
+fn stripe_of(stream: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    stream.hash(&mut hasher);
+    (hasher.finish() % ORDER_STRIPES as u64) as usize
+}
+
+/// Publishes the reply and acks, or (store unavailable) asks for a later redelivery.
+async fn finish(
+    config: &ServeConfig,
+    client: &async_nats::Client,
+    message: jetstream::Message,
+    reply: Reply,
+) {
+    log_reply(&reply, message.subject.as_str());
+    if reply
+        .rejection()
+        .is_some_and(|r| r.code == RejectionCode::Unavailable)
+    {
+        tracing::warn!("store unavailable: durable command left for redelivery");
+        if let Err(e) = message
+            .ack_with(AckKind::Nak(Some(config.unavailable_retry_delay)))
+            .await
+        {
+            tracing::warn!(error = %e, "nak of a durable command");
+        }
+        return;
+    }
+    let command_id = match &reply {
+        Reply::Accepted { command_id, .. } | Reply::Duplicate { command_id, .. } => {
+            Some(command_id.to_string())
+        }
+        Reply::Rejected { command_id, .. } => command_id.map(|id| id.to_string()).or_else(|| {
+            // Unreadable body: answer on the id the publisher gave JetStream, if any.
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned())
+                .filter(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
+        }),
+    };
+    if let Some(id) = command_id {
+        if let Err(e) = client
+            .publish(config.reply_subject(&id), reply.to_json().into())
+            .await
+        {
+            tracing::warn!(error = %e, "publishing a durable reply");
+        }
+    }
+    // The reply goes out on the same connection before the ack. An ack lost in a crash only
+    // means a redelivery, which the log answers with `duplicate`.
+    if let Err(e) = message.ack().await {
+        tracing::warn!(error = %e, "ack of a durable command");
+    }
+}

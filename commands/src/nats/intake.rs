@@ -1,0 +1,169 @@
+//! Request/reply intake: `<prefix>.commands.<type>` in the queue group, so every instance
+//! shares the requests. Each request is checked (size, UTF-8, JSON, schema, subject token =
+//! body `type`), handled, and answered on its reply subject; a request without one is
+//! answered on `<prefix>.replies.<command_id>`. Bad input is a `rejected` reply, never a
+//! crash and never an append.
+
+use std::sync::Arc;
+
+use closeloop_core::domain::{parse_command, CommandEnvelope, Rejection};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use super::{ServeConfig, ServeError, Shutdown};
+use crate::{Handler, Reply};
+
+/// Checks one command as it arrived on a subject whose last token is `subject_type`.
+pub(crate) fn check(
+    config: &ServeConfig,
+    subject_type: &str,
+    payload: &[u8],
+) -> Result<CommandEnvelope, Reply> {
+    let bytes_max = config.bytes_max();
+    if payload.len() > bytes_max {
+        return Err(Reply::rejected(
+            None,
+            Rejection::validation(
+                "",
+                format!(
+                    "command is {} bytes; at most {bytes_max} are accepted",
+                    payload.len()
+                ),
+            ),
+        ));
+    }
+    let envelope =
+        parse_command(payload).map_err(|f| Reply::rejected(f.command_id, f.rejection))?;
+    let body_type = envelope.command.command_type();
+    if body_type != subject_type {
+        return Err(Reply::rejected(
+            Some(envelope.command_id),
+            Rejection::validation(
+                "/type",
+                format!(
+                    "the subject names command type `{subject_type}` but the body's type is `{body_type}`; they must be equal"
+                ),
+            ),
+        ));
+    }
+    Ok(envelope)
+}
+
+/// The last token of a subject.
+pub(crate) fn last_token(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or(subject)
+}
+
+/// Request/reply intake, subscribed and ready to run.
+pub(crate) struct Intake {
+    subscriber: async_nats::Subscriber,
+}
+
+impl Intake {
+    pub(crate) async fn subscribe(
+        config: &ServeConfig,
+        client: &async_nats::Client,
+    ) -> Result<Intake, ServeError> {
+        let subscriber = client
+            .queue_subscribe(config.commands_wildcard(), config.queue_group.clone())
+            .await
+            .map_err(|e| ServeError::nats("subscribing to commands", e))?;
+        Ok(Intake { subscriber })
+    }
+
+    /// Takes requests until shutdown, at most `in_flight_max` at once; then drains the
+    /// subscription (requests already delivered are still answered) and waits for every
+    /// request in flight.
+    pub(crate) async fn run(
+        mut self,
+        config: Arc<ServeConfig>,
+        handler: Arc<Handler>,
+        client: async_nats::Client,
+        mut shutdown: Shutdown,
+    ) -> Result<(), ServeError> {
+        let permits = Arc::new(Semaphore::new(config.in_flight_max));
+        let mut draining = false;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.wait(), if !draining => {
+                    draining = true;
+                    if let Err(e) = self.subscriber.drain().await {
+                        tracing::warn!(error = %e, "draining the command subscription");
+                        break;
+                    }
+                    continue;
+                }
+                message = self.subscriber.next() => message,
+            };
+            let Some(message) = message else { break };
+            // Back-pressure: no more reads while `in_flight_max` commands are in flight.
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (config, handler, client) = (config.clone(), handler.clone(), client.clone());
+            tokio::spawn(async move {
+                answer(&config, &handler, &client, message).await;
+                drop(permit);
+            });
+        }
+        let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
+        let _ = permits.acquire_many(all).await;
+        Ok(())
+    }
+}
+
+async fn answer(
+    config: &ServeConfig,
+    handler: &Handler,
+    client: &async_nats::Client,
+    message: async_nats::Message,
+) {
+    let subject_type = last_token(message.subject.as_str());
+    let reply = match check(config, subject_type, &message.payload) {
+        Ok(envelope) => handler.handle(envelope).await,
+        Err(rejected) => rejected,
+    };
+    log_reply(&reply, message.subject.as_str());
+    let to = match (&message.reply, &reply) {
+        (Some(inbox), _) => inbox.to_string(),
+        (None, Reply::Accepted { command_id, .. })
+        | (None, Reply::Duplicate { command_id, .. })
+        | (
+            None,
+            Reply::Rejected {
+                command_id: Some(command_id),
+                ..
+            },
+        ) => config.reply_subject(&command_id.to_string()),
+        (
+            None,
+            Reply::Rejected {
+                command_id: None, ..
+            },
+        ) => return,
+    };
+    if let Err(e) = client.publish(to, reply.to_json().into()).await {
+        tracing::warn!(error = %e, "publishing a reply");
+    }
+}
+
+pub(crate) fn log_reply(reply: &Reply, subject: &str) {
+    match reply {
+        Reply::Accepted {
+            command_id,
+            stream,
+            position,
+            ..
+        } => tracing::debug!(%command_id, %stream, position, subject, "accepted"),
+        Reply::Duplicate { command_id, .. } => tracing::debug!(%command_id, subject, "duplicate"),
+        Reply::Rejected { command_id, error } => tracing::debug!(
+            command_id = ?command_id,
+            code = ?error.code,
+            message = %error.message,
+            subject,
+            "rejected"
+        ),
+    }
+}

@@ -1,0 +1,204 @@
+//! The NATS front door (`closeloop serve`), mini-redis style: [`run`] takes its dependencies
+//! (a [`Handler`], a connected NATS client, the queries and background jobs to serve, a
+//! shutdown future) and returns when shutdown has completed.
+//!
+//! - `config.rs`: names (subject prefix, stream names, queue group) and limits.
+//! - `intake.rs`: request/reply on `<prefix>.commands.<type>` in the queue group.
+//! - `durable.rs`: JetStream intake: stream `CLOSELOOP_COMMANDS`, one pull consumer shared by
+//!   every instance, ack after commit, replies on `<prefix>.replies.<command_id>`.
+//! - `query.rs`: request/reply on `<prefix>.queries.<name>`, dispatched to registered queries.
+//! - `lease.rs`: "runs once across instances" for jobs such as the event relay.
+//! - `shutdown.rs`: the shutdown signal handed to every task.
+//!
+//! The event relay (`crate::relay`) runs here as a leased job.
+
+mod config;
+mod durable;
+mod intake;
+mod lease;
+mod query;
+mod shutdown;
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use futures::future::BoxFuture;
+use tokio::task::JoinSet;
+
+pub use config::ServeConfig;
+pub use lease::{run_leased, Lease, LeaseConfig};
+pub use query::{Queries, QueryFn, QueryRequest};
+pub use shutdown::Shutdown;
+
+use crate::Handler;
+
+/// A background job run by `serve` until shutdown: the projectors' runners, the SLA
+/// scheduler. It gets a [`Shutdown`] and must return soon after it fires. A job that fails
+/// (returns `Err`) is logged and started again after a pause.
+pub type JobFn = Arc<dyn Fn(Shutdown) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// A named background job.
+#[derive(Clone)]
+pub struct Job {
+    /// Unique among jobs; for leased jobs, also the lease key (`[A-Za-z0-9_-]`).
+    pub name: String,
+    /// When true, the job runs in one instance at a time (a lease in a JetStream KV bucket).
+    pub run_once: bool,
+    pub run: JobFn,
+}
+
+impl Job {
+    /// A job that runs in every instance.
+    pub fn everywhere(name: &str, run: JobFn) -> Job {
+        Job {
+            name: name.to_owned(),
+            run_once: false,
+            run,
+        }
+    }
+
+    /// A job that runs in exactly one instance at a time (lease).
+    pub fn once(name: &str, run: JobFn) -> Job {
+        Job {
+            name: name.to_owned(),
+            run_once: true,
+            run,
+        }
+    }
+}
+
+/// What stopped `serve` before a shutdown was asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A NATS subscription or JetStream setup failed (server down, JetStream disabled,
+    /// a stream with the same name but other subjects): fix the server or configuration.
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+impl ServeError {
+    pub(crate) fn nats(context: &str, e: impl std::fmt::Display) -> ServeError {
+        ServeError::Nats(format!("{context}: {e}"))
+    }
+}
+
+/// Serves commands and queries over NATS and runs the relay and `jobs` until `shutdown`
+/// completes; then stops taking work, finishes what is in flight, flushes and returns.
+pub async fn run(
+    config: ServeConfig,
+    handler: Arc<Handler>,
+    client: async_nats::Client,
+    queries: Queries,
+    jobs: Vec<Job>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let (trigger, signal) = Shutdown::new();
+    let js = jetstream::new(client.clone());
+
+    // Everything is set up before the first message is taken, so a misconfiguration fails
+    // fast instead of half-serving.
+    let requests = intake::Intake::subscribe(&config, &client).await?;
+    let durable = if config.durable_intake {
+        Some(durable::DurableIntake::setup(&config, &js).await?)
+    } else {
+        None
+    };
+    let queries_sub = query::QueryIntake::subscribe(&config, &client, queries).await?;
+    let leases = if config.relay || jobs.iter().any(|j| j.run_once) {
+        Some(lease::Lease::bucket(&js, &config.lease).await?)
+    } else {
+        None
+    };
+    tracing::info!(
+        prefix = %config.subject_prefix,
+        instance = %config.instance_id,
+        "serving commands on {}",
+        config.commands_wildcard()
+    );
+
+    let mut tasks: JoinSet<Result<(), ServeError>> = JoinSet::new();
+    tasks.spawn(requests.run(
+        config.clone(),
+        handler.clone(),
+        client.clone(),
+        signal.clone(),
+    ));
+    if let Some(durable) = durable {
+        tasks.spawn(durable.run(
+            config.clone(),
+            handler.clone(),
+            client.clone(),
+            signal.clone(),
+        ));
+    }
+    tasks.spawn(queries_sub.run(config.clone(), client.clone(), signal.clone()));
+
+    let mut all_jobs = jobs;
+    if config.relay {
+        all_jobs.push(crate::relay::job(
+            crate::relay::RelayConfig::from_serve(&config),
+            handler.log().clone(),
+            js.clone(),
+        ));
+    }
+    for job in all_jobs {
+        let signal = signal.clone();
+        let leases = leases.clone();
+        let instance = config.instance_id.clone();
+        tasks.spawn(async move {
+            match (job.run_once, leases) {
+                (true, Some(kv)) => run_leased(kv, instance, job, signal).await,
+                _ => run_everywhere(job, signal).await,
+            }
+            Ok(())
+        });
+    }
+
+    // Stop on the caller's signal, or when a serving task fails.
+    let mut failure = None;
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => tracing::info!("shutdown requested: draining"),
+        Some(done) = tasks.join_next() => {
+            failure = Some(flatten(done));
+            tracing::error!("a serving task stopped: shutting down");
+        }
+    }
+    trigger.fire();
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = flatten(done) {
+            tracing::error!(error = %e, "task failed while draining");
+            failure.get_or_insert(Err(e));
+        }
+    }
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "flushing NATS at shutdown");
+    }
+    tracing::info!("drained; bye");
+    match failure {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn flatten(done: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    match done {
+        Ok(r) => r,
+        Err(e) => Err(ServeError::Nats(format!("task panicked: {e}"))),
+    }
+}
+
+/// Runs a job until shutdown, restarting it after a pause when it fails.
+async fn run_everywhere(job: Job, mut signal: Shutdown) {
+    while !signal.is_set() {
+        match (job.run)(signal.clone()).await {
+            Ok(()) => return,
+            Err(e) => tracing::error!(job = %job.name, error = %e, "job failed; restarting"),
+        }
+        tokio::select! {
+            _ = signal.wait() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}

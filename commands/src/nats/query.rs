@@ -1,0 +1,199 @@
+//! Queries: request/reply on `<prefix>.queries.<name>`. The request is a JSON object with
+//! `actor` and the query's parameters; the reply is the query's JSON, or a `rejected` reply
+//! (`command_id` null). Queries are registered by name ([`Queries::register`]); the binary
+//! registers `ticket_history` and `ticket_state`, and the read models add `report_*`.
+//! Confidentiality is each query's own business: it gets the actor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use closeloop_core::domain::{Actor, Rejection, RejectionCode};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use super::intake::last_token;
+use super::{ServeConfig, ServeError, Shutdown};
+use crate::Reply;
+
+/// A decoded query request: who asks, and the other fields of the request object.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    pub actor: Actor,
+    pub params: Map<String, Value>,
+}
+
+impl QueryRequest {
+    /// Decodes a parameter; a missing optional parameter is `None`. Errors name the field.
+    pub fn param<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<Option<T>, Rejection> {
+        match self.params.get(name) {
+            None | Some(Value::Null) if required => Err(Rejection::validation(
+                &format!("/{name}"),
+                "missing required field",
+            )),
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v.clone())
+                .map(Some)
+                .map_err(|e| Rejection::validation(&format!("/{name}"), e.to_string())),
+        }
+    }
+
+    /// Rejects parameters other than `known`.
+    pub fn only(&self, known: &[&str]) -> Result<(), Rejection> {
+        match self.params.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(Rejection::validation(
+                &format!("/{unknown}"),
+                format!("unknown field; expected actor, {}", known.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A query: request in, JSON or a rejection out.
+pub type QueryFn =
+    Arc<dyn Fn(QueryRequest) -> BoxFuture<'static, Result<Value, Rejection>> + Send + Sync>;
+
+/// The queries served, by name.
+#[derive(Clone, Default)]
+pub struct Queries {
+    by_name: HashMap<String, QueryFn>,
+}
+
+impl Queries {
+    pub fn new() -> Queries {
+        Queries::default()
+    }
+
+    /// Serves `query` on `<prefix>.queries.<name>`; a later registration replaces an earlier.
+    pub fn register(&mut self, name: &str, query: QueryFn) -> &mut Queries {
+        self.by_name.insert(name.to_owned(), query);
+        self
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Answers one request's bytes for the query `name`.
+    pub async fn answer(&self, name: &str, payload: &[u8], bytes_max: usize) -> Vec<u8> {
+        let result = match self.by_name.get(name) {
+            None => Err(Rejection::at(
+                RejectionCode::NotFound,
+                "",
+                format!(
+                    "no query `{name}`; expected one of {}",
+                    self.names().join(", ")
+                ),
+            )),
+            Some(query) => match decode(payload, bytes_max) {
+                Ok(request) => query(request).await,
+                Err(rejection) => Err(rejection),
+            },
+        };
+        match result {
+            Ok(value) => serde_json::to_vec(&value).expect("JSON values serialize"),
+            Err(rejection) => Reply::rejected(None, rejection).to_json().into_bytes(),
+        }
+    }
+}
+
+fn decode(payload: &[u8], bytes_max: usize) -> Result<QueryRequest, Rejection> {
+    if payload.len() > bytes_max {
+        return Err(Rejection::validation(
+            "",
+            format!(
+                "request is {} bytes; at most {bytes_max} are accepted",
+                payload.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| Rejection::validation("", format!("request is not UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Rejection::validation("", format!("malformed JSON: {e}")))?;
+    let Value::Object(mut params) = value else {
+        return Err(Rejection::validation("", "expected a JSON object"));
+    };
+    let actor = match params.remove("actor") {
+        None | Some(Value::Null) => {
+            return Err(Rejection::validation("/actor", "missing required field"))
+        }
+        Some(v) => serde_json::from_value::<Actor>(v)
+            .map_err(|e| Rejection::validation("/actor", e.to_string()))?,
+    };
+    Ok(QueryRequest { actor, params })
+}
+
+/// Query request/reply, subscribed and ready to run.
+pub(crate) struct QueryIntake {
+    subscriber: async_nats::Subscriber,
+    queries: Arc<Queries>,
+}
+
+impl QueryIntake {
+    pub(crate) async fn subscribe(
+        config: &ServeConfig,
+        client: &async_nats::Client,
+        queries: Queries,
+    ) -> Result<QueryIntake, ServeError> {
+        let subscriber = client
+            .queue_subscribe(config.query_subject("*"), config.queue_group.clone())
+            .await
+            .map_err(|e| ServeError::nats("subscribing to queries", e))?;
+        Ok(QueryIntake {
+            subscriber,
+            queries: Arc::new(queries),
+        })
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        config: Arc<ServeConfig>,
+        client: async_nats::Client,
+        mut shutdown: Shutdown,
+    ) -> Result<(), ServeError> {
+        let permits = Arc::new(Semaphore::new(config.in_flight_max));
+        let mut draining = false;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.wait(), if !draining => {
+                    draining = true;
+                    if self.subscriber.drain().await.is_err() { break }
+                    continue;
+                }
+                message = self.subscriber.next() => message,
+            };
+            let Some(message) = message else { break };
+            let Some(inbox) = message.reply.clone() else {
+                continue;
+            };
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (queries, client, bytes_max) =
+                (self.queries.clone(), client.clone(), config.bytes_max());
+            tokio::spawn(async move {
+                let name = last_token(message.subject.as_str());
+                let answer = queries.answer(name, &message.payload, bytes_max).await;
+                if let Err(e) = client.publish(inbox, answer.into()).await {
+                    tracing::warn!(error = %e, "publishing a query reply");
+                }
+                drop(permit);
+            });
+        }
+        let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
+        let _ = permits.acquire_many(all).await;
+        Ok(())
+    }
+}

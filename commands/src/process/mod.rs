@@ -1,0 +1,235 @@
+//! Process managers: the engine's own reactions to the log, submitted through the command
+//! handler as role `system` (so they pass the same decisions, authorization and audit as any
+//! command).
+//!
+//! - `assign.rs`: auto-assignment of unassigned open tickets to an available agent of the
+//!   ticket's line, of the level the customer's grade calls for, with the least open load.
+//! - `coverage.rs`: backup coverage: an away agent's open tickets move to their backup with a
+//!   handover note listing what is open, and move back when the agent returns.
+//! - `escalation.rs`: a breached ticket (`sla_breached`) is escalated one line up with the
+//!   breach as its reason.
+//!
+//! They are **state-based**: each step folds the log up to its head (tickets, and the
+//! directory through the handler), then compares the state with what should be and submits
+//! what is missing. Command ids are derived from the state (ticket and its stream version, or
+//! the triggering event), so two instances, or one restarted from position zero, build the
+//! same commands and the log's idempotency makes all but the first `duplicate`.
+
+mod assign;
+mod coverage;
+mod escalation;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use closeloop_core::domain::{evolve, Actor, Command, CommandEnvelope, Event, Ticket};
+use closeloop_core::log::{Filter, Position, READ_BATCH_MAX};
+use jiff::Timestamp;
+use uuid::Uuid;
+
+pub use assign::{required_level, AssignConfig};
+
+use crate::{Handler, Reply};
+
+/// A ticket as the process managers see it.
+#[derive(Debug, Clone)]
+pub struct TrackedTicket {
+    pub ticket: Ticket,
+    /// Set while the ticket sits with a backup: the away agent it was moved from.
+    pub moved_from: Option<String>,
+    /// Business time of its last event.
+    pub last_at: Timestamp,
+}
+
+/// Which managers run, and their settings.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    pub auto_assign: Option<AssignConfig>,
+    pub backup_coverage: bool,
+    pub breach_escalation: bool,
+    /// How long one wait for new events lasts while tailing.
+    pub tail_wait_ms: u64,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> ProcessConfig {
+        ProcessConfig {
+            auto_assign: Some(AssignConfig::default()),
+            backup_coverage: true,
+            breach_escalation: true,
+            tail_wait_ms: 500,
+        }
+    }
+}
+
+/// The process managers over one handler.
+pub struct ProcessManagers {
+    handler: Arc<Handler>,
+    config: ProcessConfig,
+    position: Position,
+    tickets: HashMap<Uuid, TrackedTicket>,
+    /// `sla_breached` events folded and not yet acted on: (event id, ticket, reason, time).
+    breaches: Vec<(Uuid, Uuid, String, Timestamp)>,
+}
+
+/// Actor ids of the managers' commands.
+pub const ASSIGN_ACTOR: &str = "auto-assign";
+pub const COVERAGE_ACTOR: &str = "backup-coverage";
+pub const ESCALATION_ACTOR: &str = "breach-escalation";
+
+/// A deterministic id for a command derived from `name` (FNV-1a, 128 bits), as a UUID v8.
+pub fn derived_id(name: &str) -> Uuid {
+    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for byte in name.bytes() {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    uuid::Builder::from_custom_bytes(hash.to_be_bytes()).into_uuid()
+}
+
+fn envelope(actor: &str, command_id: Uuid, at: Timestamp, command: Command) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id,
+        actor: Actor::system(actor),
+        occurred_at: Some(at),
+        expected_version: None,
+        command,
+    }
+}
+
+impl ProcessManagers {
+    pub fn new(handler: Arc<Handler>, config: ProcessConfig) -> ProcessManagers {
+        ProcessManagers {
+            handler,
+            config,
+            position: 0,
+            tickets: HashMap::new(),
+            breaches: Vec::new(),
+        }
+    }
+
+    /// Folds the log up to its head.
+    async fn catch_up(&mut self) -> Result<(), closeloop_core::Error> {
+        loop {
+            let batch = self
+                .handler
+                .log()
+                .read_all(
+                    self.position,
+                    READ_BATCH_MAX,
+                    Filter::Categories(&["ticket"]),
+                )
+                .await?;
+            let Some(last) = batch.last() else { break };
+            self.position = last.position;
+            for stored in &batch {
+                let event = stored.decode()?;
+                self.fold(
+                    stored.event_id,
+                    stored.metadata.actor.id.as_str(),
+                    stored.metadata.occurred_at,
+                    &event,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn fold(&mut self, event_id: Uuid, actor: &str, at: Timestamp, event: &Event) {
+        let id = match event {
+            Event::TicketOpened(e) => e.ticket_id,
+            Event::TicketAssigned(e) => e.ticket_id,
+            Event::TicketEscalated(e) => e.ticket_id,
+            Event::CustomerRespondedTo(e) => e.ticket_id,
+            Event::CustomerInfoRequested(e) => e.ticket_id,
+            Event::CustomerReplied(e) => e.ticket_id,
+            Event::PriorityChanged(e) => e.ticket_id,
+            Event::NoteAdded(e) => e.ticket_id,
+            Event::TicketResolved(e) => e.ticket_id,
+            Event::TicketReopened(e) => e.ticket_id,
+            Event::TicketClosed(e) => e.ticket_id,
+            Event::SatisfactionRecorded(e) => e.ticket_id,
+            Event::SlaWarningRaised(e) => e.ticket_id,
+            Event::SlaBreached(e) => {
+                self.breaches.push((
+                    event_id,
+                    e.ticket_id,
+                    format!(
+                        "SLA breached: {} was due at {}",
+                        serde_json::to_value(e.target)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        e.due_at
+                    ),
+                    at,
+                ));
+                e.ticket_id
+            }
+            _ => return,
+        };
+        let previous = self.tickets.remove(&id);
+        let moved_from = previous.as_ref().and_then(|t| t.moved_from.clone());
+        let Some(ticket) = evolve(previous.map(|t| t.ticket), event) else {
+            return;
+        };
+        let moved_from = match event {
+            Event::TicketAssigned(e) if actor == COVERAGE_ACTOR && moved_from.is_none() => {
+                e.previous_agent_id.clone()
+            }
+            Event::TicketAssigned(_) | Event::TicketEscalated(_) => None,
+            _ => moved_from,
+        };
+        self.tickets.insert(
+            id,
+            TrackedTicket {
+                ticket,
+                moved_from,
+                last_at: at,
+            },
+        );
+    }
+
+    /// One round: fold to the head, then submit what the state calls for. Returns the replies.
+    pub async fn step(&mut self) -> Result<Vec<Reply>, closeloop_core::Error> {
+        self.catch_up().await?;
+        let directory = self.handler.directory().await?;
+        let mut commands = Vec::new();
+        if self.config.breach_escalation {
+            commands.extend(escalation::commands(&self.tickets, &self.breaches));
+        }
+        self.breaches.clear();
+        if self.config.backup_coverage {
+            commands.extend(coverage::commands(&self.tickets, &directory));
+        }
+        if let Some(assign) = &self.config.auto_assign {
+            commands.extend(assign::commands(&self.tickets, &directory, assign));
+        }
+        let mut replies = Vec::with_capacity(commands.len());
+        for command in commands {
+            let reply = self.handler.handle(command).await;
+            if let Reply::Rejected { error, .. } = &reply {
+                tracing::debug!(error = ?error, "a process manager's command was refused");
+            }
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    /// Steps, then waits for new events, until `shutdown` turns true.
+    pub async fn run(
+        mut self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), closeloop_core::Error> {
+        while !*shutdown.borrow() {
+            self.step().await?;
+            let wait = Duration::from_millis(self.config.tail_wait_ms);
+            tokio::select! {
+                head = self.handler.log().wait_beyond(self.position, wait) => { head?; }
+                changed = shutdown.changed() => if changed.is_err() { break },
+            }
+        }
+        Ok(())
+    }
+}

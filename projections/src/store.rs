@@ -1,0 +1,198 @@
+//! Where projectors keep their state and checkpoint: in the store's own database.
+//!
+//! - [`MemoryStore`]: with `--store memory:`; nothing survives the process.
+//! - [`SqliteStore`]: with `--store sqlite://PATH`, the table `projections` (see `store.sql`)
+//!   in the log's own file, through its own connection.
+//! - [`crate::pg_store::PostgresStore`]: with `--store postgres://...`, the schema
+//!   `closeloop_read` (see `pg_store.sql`), with views for analysts.
+//!
+//! Every store writes a projector's state and position in one transaction.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use closeloop_core::log::Position;
+use dashmap::DashMap;
+
+/// A projector's saved state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub version: u32,
+    pub position: Position,
+    /// The model as JSON.
+    pub state: String,
+}
+
+/// What can go wrong storing read models.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (locked past the busy timeout, disk full, ...): retry later.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored row that this code cannot have written.
+    #[error("corrupt checkpoint of {0}")]
+    Corrupt(String),
+    /// A store URL without read-model storage.
+    #[error("no read-model storage for store `{0}`")]
+    Unsupported(String),
+    /// PostgreSQL failed or cannot be reached: retry later.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The store could not be reached or a background task failed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Saves and loads projector states.
+#[async_trait::async_trait]
+pub trait CheckpointStore: Send + Sync + 'static {
+    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError>;
+    /// Replaces the projector's state and position atomically (one transaction).
+    async fn save(
+        &self,
+        name: &str,
+        version: u32,
+        position: Position,
+        state: String,
+    ) -> Result<(), StoreError>;
+}
+
+/// States kept in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    states: DashMap<String, Checkpoint>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+#[async_trait::async_trait]
+impl CheckpointStore for MemoryStore {
+    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.states.get(name).map(|c| c.clone()))
+    }
+
+    async fn save(
+        &self,
+        name: &str,
+        version: u32,
+        position: Position,
+        state: String,
+    ) -> Result<(), StoreError> {
+        self.states.insert(
+            name.to_owned(),
+            Checkpoint {
+                version,
+                position,
+                state,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// How long a save waits for the log's writer to release the file.
+pub const BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// States in the `projections` table of an SQLite file.
+pub struct SqliteStore {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl SqliteStore {
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        conn.execute_batch(include_str!("store.sql"))?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+}
+
+impl SqliteStore {
+    fn load_blocking(
+        conn: &rusqlite::Connection,
+        name: &str,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let row = conn
+            .query_row(
+                "SELECT version, position, state FROM projections WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(version, position, state)| {
+            Ok(Checkpoint {
+                version: u32::try_from(version).map_err(|_| StoreError::Corrupt(name.into()))?,
+                position: u64::try_from(position).map_err(|_| StoreError::Corrupt(name.into()))?,
+                state,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl CheckpointStore for SqliteStore {
+    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let (conn, name) = (self.conn.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || {
+            SqliteStore::load_blocking(&conn.lock().expect("sqlite store lock poisoned"), &name)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    async fn save(
+        &self,
+        name: &str,
+        version: u32,
+        position: Position,
+        state: String,
+    ) -> Result<(), StoreError> {
+        let (conn, name) = (self.conn.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().expect("sqlite store lock poisoned");
+            conn.execute(
+                "INSERT INTO projections (name, version, position, state) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                     position = excluded.position, state = excluded.state",
+                rusqlite::params![name, i64::from(version), position as i64, state],
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+/// The read-model storage of a `--store` URL.
+pub async fn open_store(url: &str) -> Result<Arc<dyn CheckpointStore>, StoreError> {
+    if url == "memory:" || url == "memory://" {
+        Ok(Arc::new(MemoryStore::new()))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.to_owned();
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            crate::pg_store::PostgresStore::connect(url).await?,
+        ))
+    } else {
+        Err(StoreError::Unsupported(url.to_owned()))
+    }
+}

@@ -1,0 +1,350 @@
+//! `closeloop report sla|satisfaction|performance`: catch the projectors up to the head of the
+//! log, then print the report as readable tables or (`--json`) as the JSON of the query
+//! `closeloop.v1.queries.report_NAME`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use closeloop_core::log::EventLog;
+use closeloop_projections::models::{Projectors, ReadModels};
+use closeloop_projections::period::Granularity;
+use closeloop_projections::report::ReportQuery;
+use closeloop_projections::runtime::RunnerConfig;
+use closeloop_projections::store::{open_store, CheckpointStore, MemoryStore};
+use jiff::civil::Date;
+use jiff::Timestamp;
+use serde_json::Value;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ReportName {
+    Sla,
+    Satisfaction,
+    Performance,
+}
+
+impl ReportName {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReportName::Sla => "sla",
+            ReportName::Satisfaction => "satisfaction",
+            ReportName::Performance => "performance",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Which report.
+    #[arg(value_enum)]
+    name: ReportName,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Only this agent.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only this team.
+    #[arg(long)]
+    team: Option<String>,
+    /// First day (YYYY-MM-DD, UTC) included.
+    #[arg(long)]
+    from: Option<Date>,
+    /// Last day (YYYY-MM-DD, UTC) included.
+    #[arg(long)]
+    to: Option<Date>,
+    /// Group days by day, week, month or total.
+    #[arg(long, default_value = "month")]
+    period: Granularity,
+    /// Report time for running SLA timers (RFC 3339); the wall clock when absent.
+    #[arg(long)]
+    at: Option<Timestamp>,
+}
+
+/// The projectors of a store, caught up to the head of its log.
+pub async fn caught_up(log: Arc<dyn EventLog>, store: &str) -> anyhow::Result<ReadModels> {
+    let checkpoints: Arc<dyn CheckpointStore> = match open_store(store).await {
+        Ok(s) => s,
+        Err(closeloop_projections::store::StoreError::Unsupported(_)) => {
+            eprintln!("note: no read-model storage for this store yet; folding the log in memory");
+            Arc::new(MemoryStore::new())
+        }
+        Err(e) => return Err(e).context("opening read-model storage"),
+    };
+    let mut projectors = Projectors::open(log, checkpoints, RunnerConfig::default()).await?;
+    let failures = projectors.catch_up().await;
+    for f in &failures {
+        eprintln!("warning: {f}");
+    }
+    Ok(projectors.read_models())
+}
+
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    store: &str,
+    args: ReportArgs,
+) -> anyhow::Result<ExitCode> {
+    let models = caught_up(log, store).await?;
+    let query = ReportQuery {
+        agent: args.agent,
+        team: args.team,
+        from: args.from,
+        to: args.to,
+        period: args.period,
+    };
+    let now = args.at.unwrap_or_else(Timestamp::now);
+    let value = models
+        .report(args.name.as_str(), &query, now)
+        .expect("every ReportName is a report");
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+    } else {
+        print(&mut out, args.name.as_str(), &value, false)?;
+    }
+    let stale = models.statuses.iter().any(|s| s.error().is_some());
+    Ok(if stale {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn num(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn rows<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Prints a report value as tables. `brief` (the demo) leaves out per-agent satisfaction rows
+/// and lists fewer timers.
+pub fn print(out: &mut impl Write, name: &str, v: &Value, brief: bool) -> std::io::Result<()> {
+    match name {
+        "sla" => print_sla(out, v, brief)?,
+        "satisfaction" => print_satisfaction(out, v, brief)?,
+        "performance" => print_performance(out, v)?,
+        _ => {}
+    }
+    for p in rows(v, "projectors") {
+        if p["lag"].as_u64().unwrap_or(0) > 0 || !p["error"].is_null() {
+            writeln!(
+                out,
+                "  STALE: projector {} at position {} of {}: {}",
+                num(&p["name"]),
+                num(&p["position"]),
+                num(&p["head"]),
+                num(&p["error"])
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()> {
+    writeln!(out, "SLA compliance (as of {}):", num(&v["as_of"]))?;
+    writeln!(
+        out,
+        "  {:<12} {:<15} {:>7} {:>9} {:>8}",
+        "grade", "target", "met", "breached", "percent"
+    )?;
+    for c in rows(v, "compliance") {
+        writeln!(
+            out,
+            "  {:<12} {:<15} {:>7} {:>9} {:>8}",
+            num(&c["grade"]),
+            num(&c["target"]),
+            num(&c["met"]),
+            num(&c["breached"]),
+            num(&c["percent"])
+        )?;
+    }
+    let timers = rows(v, "timers");
+    let risky: Vec<&Value> = timers.iter().filter(|t| t["at_risk"] == true).collect();
+    let live = timers
+        .iter()
+        .filter(|t| t["fulfilled_at"].is_null())
+        .count();
+    writeln!(
+        out,
+        "Open timers: {live}; at risk or breached: {} (soonest due first):",
+        risky.len()
+    )?;
+    if !risky.is_empty() {
+        writeln!(
+            out,
+            "  {:<36} {:<15} {:<9} {:<20} {:>13} {:<12} assignee",
+            "ticket", "target", "status", "due at", "used/target", "grade"
+        )?;
+    }
+    let limit = if brief { 10 } else { usize::MAX };
+    for t in risky.iter().take(limit) {
+        writeln!(
+            out,
+            "  {:<36} {:<15} {:<9} {:<20} {:>13} {:<12} {}",
+            num(&t["ticket_id"]),
+            num(&t["target"]),
+            num(&t["status"]),
+            num(&t["due_at"]),
+            format!(
+                "{}/{}",
+                num(&t["business_minutes_used"]),
+                num(&t["target_minutes"])
+            ),
+            num(&t["grade"]),
+            num(&t["assignee"])
+        )?;
+    }
+    if risky.len() > limit {
+        writeln!(
+            out,
+            "  ... {} more (closeloop report sla)",
+            risky.len() - limit
+        )?;
+    }
+    Ok(())
+}
+
+fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()> {
+    writeln!(out, "Satisfaction (surveys), per {}:", num(&v["period"]))?;
+    writeln!(
+        out,
+        "  {:<9} {:<20} {:<10} {:>7} {:>5} {:>10} {:>22} {:>9} {:>10}",
+        "by",
+        "key",
+        "period",
+        "ratings",
+        "mean",
+        "satisfied%",
+        "distribution 1/2/3/4/5",
+        "response%",
+        "complaint%"
+    )?;
+    for g in rows(v, "groups") {
+        if brief && g["by"] == "agent" {
+            continue;
+        }
+        let d = &g["distribution"];
+        writeln!(
+            out,
+            "  {:<9} {:<20} {:<10} {:>7} {:>5} {:>10} {:>22} {:>9} {:>10}",
+            num(&g["by"]),
+            num(&g["key"]),
+            num(&g["period"]),
+            num(&g["ratings"]),
+            num(&g["mean"]),
+            num(&g["satisfied_percent"]),
+            format!(
+                "{}/{}/{}/{}/{}",
+                num(&d["1"]),
+                num(&d["2"]),
+                num(&d["3"]),
+                num(&d["4"]),
+                num(&d["5"])
+            ),
+            num(&g["response_rate_percent"]),
+            num(&g["complaint_rate_percent"])
+        )?;
+    }
+    if brief {
+        writeln!(out, "  (per-agent rows: closeloop report satisfaction)")?;
+    }
+    let callbacks = rows(v, "quality_callbacks");
+    if !callbacks.is_empty() {
+        writeln!(out, "Quality-inspection callbacks:")?;
+        writeln!(
+            out,
+            "  {:<9} {:<20} {:<10} {:>9} {:>5} {:>11} {:>10} {:>7} {:>7}",
+            "by",
+            "key",
+            "period",
+            "callbacks",
+            "mean",
+            "recognition",
+            "efficiency",
+            "quality",
+            "overall"
+        )?;
+        for c in callbacks {
+            if brief && !matches!(c["by"].as_str(), Some("team")) {
+                continue;
+            }
+            let d = &c["dimensions"];
+            writeln!(
+                out,
+                "  {:<9} {:<20} {:<10} {:>9} {:>5} {:>11} {:>10} {:>7} {:>7}",
+                num(&c["by"]),
+                num(&c["key"]),
+                num(&c["period"]),
+                num(&c["callbacks"]),
+                num(&c["mean"]),
+                num(&d["recognition"]),
+                num(&d["efficiency"]),
+                num(&d["quality"]),
+                num(&d["overall"])
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_performance(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    let header = |out: &mut dyn Write, first: &str| {
+        writeln!(
+            out,
+            "  {:<20} {:<12} {:<10} {:>5} {:>5} {:>5} {:>5} {:>12} {:>12} {:>5} {:>6} {:>5} {:>5} {:>6}",
+            first, "team", "period", "asgn", "res", "reop", "esc", "1st resp p50/90", "resol p50/90", "sla%", "1touch", "sat", "open", "score"
+        )
+    };
+    let line = |out: &mut dyn Write, first: &Value, r: &Value| {
+        writeln!(
+            out,
+            "  {:<20} {:<12} {:<10} {:>5} {:>5} {:>5} {:>5} {:>12} {:>12} {:>5} {:>6} {:>5} {:>5} {:>6}",
+            num(first),
+            num(&r["team"]),
+            num(&r["period"]),
+            num(&r["assigned"]),
+            num(&r["resolved"]),
+            num(&r["reopened"]),
+            num(&r["escalated"]),
+            format!(
+                "{}/{}",
+                num(&r["first_response_minutes"]["median"]),
+                num(&r["first_response_minutes"]["p90"])
+            ),
+            format!(
+                "{}/{}",
+                num(&r["resolution_minutes"]["median"]),
+                num(&r["resolution_minutes"]["p90"])
+            ),
+            num(&r["sla_percent"]),
+            num(&r["one_touch_percent"]),
+            num(&r["satisfaction_mean"]),
+            num(&r["open_now"]),
+            num(&r["score"])
+        )
+    };
+    writeln!(
+        out,
+        "Staff performance per {} (times in business minutes):",
+        num(&v["period"])
+    )?;
+    header(out, "agent")?;
+    for r in rows(v, "agents") {
+        line(out, &r["agent_id"], r)?;
+    }
+    writeln!(out, "Teams:")?;
+    header(out, "team")?;
+    for r in rows(v, "teams") {
+        line(out, &r["team"], r)?;
+    }
+    Ok(())
+}

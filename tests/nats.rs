@@ -1,0 +1,1055 @@
+//! The NATS front door (`closeloop serve`) over a real nats-server with JetStream.
+//!
+//! Needs nats-server at `CLOSELOOP_TEST_NATS` (default `nats://127.0.0.1:4222`) with
+//! JetStream; a test that cannot connect fails and says how to start it. Every test has its
+//! own subject prefix, streams, consumer and lease bucket (`ServeConfig::isolated`), deleted
+//! when it ends, so tests run in parallel on one server. Nothing waits on a sleep: tests wait
+//! for observable conditions (a reply, a consumer, a stream's message count) with deadlines.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use closeloop_commands::nats::{self, Lease, LeaseConfig, Queries, ServeConfig};
+use closeloop_commands::{Handler, HandlerConfig, Reply};
+use closeloop_core::log::memory::MemoryLog;
+use closeloop_core::log::{EventLog, Filter, StoredEvent};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
+/// Longest wait for any one observable condition.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn nats_url() -> String {
+    std::env::var("CLOSELOOP_TEST_NATS").unwrap_or_else(|_| DEFAULT_NATS.to_owned())
+}
+
+fn unreachable(error: impl std::fmt::Display) -> ! {
+    panic!(
+        "cannot reach nats-server with JetStream at {} ({error}). Start it with \
+         `scripts/test.sh`, or `start-stop-daemon --start --oknodo --background --exec \
+         /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l \
+         /var/log/nats-server.log`; set CLOSELOOP_TEST_NATS to use another server.",
+        nats_url()
+    )
+}
+
+pub async fn connect() -> async_nats::Client {
+    let connecting = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(nats_url());
+    match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => unreachable(e),
+        Err(_) => unreachable("no connection within 5 s"),
+    }
+}
+
+/// A test's own names on the shared server, deleted when the test ends (even by a panic).
+pub struct Scope {
+    pub config: ServeConfig,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+}
+
+impl Scope {
+    pub async fn new() -> Scope {
+        let client = connect().await;
+        let js = jetstream::new(client.clone());
+        let info = client
+            .request("$JS.API.INFO", "".into())
+            .await
+            .unwrap_or_else(|e| unreachable(format!("JetStream is not enabled: {e}")));
+        if String::from_utf8_lossy(&info.payload).contains("\"error\"") {
+            unreachable("JetStream is not enabled (start nats-server with -js)");
+        }
+        let mut config = ServeConfig::isolated(&Uuid::new_v4().simple().to_string()[..12]);
+        config.ack_wait = Duration::from_secs(2);
+        config.lease.ttl = Duration::from_secs(2);
+        Scope { config, client, js }
+    }
+
+    /// `closeloop serve` flags naming this scope.
+    pub fn serve_args(&self) -> Vec<String> {
+        let c = &self.config;
+        [
+            ("--subject-prefix", c.subject_prefix.clone()),
+            ("--commands-stream", c.commands_stream.clone()),
+            ("--events-stream", c.events_stream.clone()),
+            ("--lease-bucket", c.lease.bucket.clone()),
+            ("--lease-ttl-ms", c.lease.ttl.as_millis().to_string()),
+            ("--ack-wait-ms", c.ack_wait.as_millis().to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect()
+    }
+
+    /// Sends a command by request/reply and decodes the reply.
+    pub async fn request(&self, command_type: &str, body: Vec<u8>) -> Reply {
+        let reply = tokio::time::timeout(
+            DEADLINE,
+            self.client
+                .request(self.config.command_subject(command_type), body.into()),
+        )
+        .await
+        .expect("a reply in time")
+        .expect("a reply");
+        serde_json::from_slice(&reply.payload).unwrap_or_else(|e| {
+            panic!(
+                "reply is not a Reply ({e}): {}",
+                String::from_utf8_lossy(&reply.payload)
+            )
+        })
+    }
+
+    pub async fn command(&self, command: &Value) -> Reply {
+        let command_type = command["type"].as_str().expect("type");
+        self.request(command_type, serde_json::to_vec(command).unwrap())
+            .await
+    }
+
+    pub async fn query(&self, name: &str, body: &Value) -> Value {
+        let reply = tokio::time::timeout(
+            DEADLINE,
+            self.client.request(
+                self.config.query_subject(name),
+                serde_json::to_vec(body).unwrap().into(),
+            ),
+        )
+        .await
+        .expect("a query reply in time")
+        .expect("a query reply");
+        serde_json::from_slice(&reply.payload).expect("query reply is JSON")
+    }
+
+    /// Publishes a command to durable intake; returns once JetStream has stored it.
+    pub async fn publish_durable(&self, command: &Value) -> jetstream::publish::PublishAck {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            command["command_id"].as_str().expect("command_id"),
+        );
+        self.js
+            .publish_with_headers(
+                self.config
+                    .durable_subject(command["type"].as_str().expect("type")),
+                headers,
+                serde_json::to_vec(command).unwrap().into(),
+            )
+            .await
+            .expect("publish to durable intake")
+            .await
+            .expect("JetStream stored the command")
+    }
+
+    /// Waits until request/reply answers: a serve is subscribed.
+    pub async fn wait_serving(&self) {
+        let started = Instant::now();
+        loop {
+            let probe = self
+                .client
+                .request(self.config.command_subject("open_ticket"), "{}".into());
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "serve did not start answering"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, not a sync
+        }
+    }
+
+    /// Waits until the events stream holds `count` messages.
+    pub async fn wait_events(&self, count: u64) -> Vec<StoredEvent> {
+        let started = Instant::now();
+        loop {
+            if let Ok(mut stream) = self.js.get_stream(&self.config.events_stream).await {
+                let messages = stream.info().await.expect("stream info").state.messages;
+                assert!(
+                    messages <= count,
+                    "{messages} events published, expected {count}"
+                );
+                if messages == count {
+                    return self.read_events(count).await;
+                }
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "events stream did not reach {count} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+        }
+    }
+
+    /// Every message of the events stream, decoded, checking its headers and subject.
+    async fn read_events(&self, count: u64) -> Vec<StoredEvent> {
+        let stream = self
+            .js
+            .get_stream(&self.config.events_stream)
+            .await
+            .expect("events stream");
+        let mut events = Vec::new();
+        for sequence in 1..=count {
+            let message = stream.get_raw_message(sequence).await.expect("message");
+            let event: StoredEvent = serde_json::from_slice(&message.payload).expect("event");
+            let id = message.headers.get("Nats-Msg-Id").expect("Nats-Msg-Id");
+            assert_eq!(id.as_str(), event.event_id.to_string());
+            assert_eq!(
+                message.subject.as_str(),
+                self.config
+                    .event_subject(event.category(), &event.event_type)
+            );
+            events.push(event);
+        }
+        events
+    }
+
+    /// A subscription to every durable reply of this scope.
+    pub async fn replies(&self) -> async_nats::Subscriber {
+        let subscriber = self
+            .client
+            .subscribe(self.config.reply_subject("*"))
+            .await
+            .expect("subscribe to replies");
+        self.client.flush().await.expect("flush");
+        subscriber
+    }
+
+    async fn delete(js: &jetstream::Context, config: &ServeConfig) {
+        let _ = js.delete_stream(&config.commands_stream).await;
+        let _ = js.delete_stream(&config.events_stream).await;
+        let _ = js.delete_key_value(&config.lease.bucket).await;
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move {
+                    let client = connect().await;
+                    Scope::delete(&jetstream::new(client), &config).await;
+                });
+        })
+        .join();
+    }
+}
+
+/// Collects durable replies until every id in `ids` has one; the replies by id.
+pub async fn collect_replies(
+    subscriber: &mut async_nats::Subscriber,
+    ids: &HashSet<Uuid>,
+    replies: &mut HashMap<Uuid, Reply>,
+) {
+    let started = Instant::now();
+    while !ids.iter().all(|id| replies.contains_key(id)) {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        let message = tokio::time::timeout(left, subscriber.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {} durable replies arrived",
+                    ids.iter().filter(|id| replies.contains_key(id)).count(),
+                    ids.len()
+                )
+            })
+            .expect("reply subscription open");
+        let reply: Reply = serde_json::from_slice(&message.payload).expect("a Reply");
+        let id = match &reply {
+            Reply::Accepted { command_id, .. } | Reply::Duplicate { command_id, .. } => *command_id,
+            Reply::Rejected { command_id, .. } => command_id.expect("replies name their id"),
+        };
+        // The first reply is the one that counts; a redelivery may add a `duplicate`.
+        replies.entry(id).or_insert(reply);
+    }
+}
+
+/// `serve` running in this process on `log`; stopped by [`InProcess::stop`].
+pub struct InProcess {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), nats::ServeError>>,
+}
+
+impl InProcess {
+    pub async fn start(scope: &Scope, log: Arc<dyn EventLog>, queries: Queries) -> InProcess {
+        let handler = Arc::new(Handler::new(log, HandlerConfig::default()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(nats::run(
+            scope.config.clone(),
+            handler,
+            scope.client.clone(),
+            queries,
+            Vec::new(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        scope.wait_serving().await;
+        InProcess { stop, done }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(DEADLINE, self.done)
+            .await
+            .expect("serve drains in time")
+            .expect("serve task")
+            .expect("serve ends cleanly");
+    }
+}
+
+/// `closeloop serve` as a child process.
+pub struct Binary {
+    child: Child,
+}
+
+impl Binary {
+    pub fn start(scope: &Scope, store: &str, extra: &[&str]) -> Binary {
+        let child = Process::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("--store")
+            .arg(store)
+            .arg("--nats")
+            .arg(nats_url())
+            .arg("serve")
+            .args(scope.serve_args())
+            .args(extra)
+            .env("CLOSELOOP_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start closeloop serve");
+        Binary { child }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Process::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "serve did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20)); // poll interval
+        }
+    }
+
+    /// SIGKILL: no draining, no acks.
+    pub fn kill(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- commands --------------------------------------------------------------------------
+
+pub fn system() -> Value {
+    json!({"id": "ops", "role": "system"})
+}
+
+pub fn envelope(command_type: &str, actor: Value, payload: Value) -> Value {
+    json!({
+        "command_id": Uuid::new_v4(),
+        "type": command_type,
+        "actor": actor,
+        "occurred_at": "2026-11-23T09:00:00Z",
+        "payload": payload,
+    })
+}
+
+pub fn register_agent(agent_id: &str, team: &str) -> Value {
+    envelope(
+        "register_agent",
+        system(),
+        json!({"agent_id": agent_id, "name": agent_id, "team": team, "line": 1, "level": "senior"}),
+    )
+}
+
+pub fn open_ticket(ticket_id: Uuid) -> Value {
+    envelope(
+        "open_ticket",
+        json!({"id": "crm", "role": "service"}),
+        json!({"ticket_id": ticket_id, "customer_id": "cust-1", "channel": "email",
+               "category": "incident", "priority": "high", "subject": "Printer on fire"}),
+    )
+}
+
+fn accepted(reply: &Reply) -> (&str, u64, &[String]) {
+    match reply {
+        Reply::Accepted {
+            stream,
+            version,
+            events,
+            ..
+        } => (stream, *version, events),
+        other => panic!("expected accepted, got {}", other.to_json()),
+    }
+}
+
+fn rejected(reply: &Reply) -> (Value, Option<Uuid>) {
+    match reply {
+        Reply::Rejected { command_id, error } => {
+            (serde_json::to_value(error).unwrap(), *command_id)
+        }
+        other => panic!("expected rejected, got {}", other.to_json()),
+    }
+}
+
+// ---- tests -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn nats_full_ticket_life_over_request_reply() {
+    let scope = Scope::new().await;
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let agent = json!({"id": "agent-1", "role": "agent"});
+    let ticket = Uuid::new_v4();
+    let t = json!(ticket);
+
+    accepted(&scope.command(&register_agent("agent-1", "blue")).await);
+    let opened = scope.command(&open_ticket(ticket)).await;
+    let (stream, version, events) = accepted(&opened);
+    assert_eq!(stream, format!("ticket-{ticket}"));
+    assert_eq!((version, events), (1, &["ticket_opened".to_owned()][..]));
+    let steps = [
+        (
+            "assign_ticket",
+            agent.clone(),
+            json!({"ticket_id": t, "agent_id": "agent-1"}),
+            "ticket_assigned",
+        ),
+        (
+            "respond_to_customer",
+            agent.clone(),
+            json!({"ticket_id": t, "message": "Unplug it."}),
+            "customer_responded_to",
+        ),
+        (
+            "request_customer_info",
+            agent.clone(),
+            json!({"ticket_id": t, "question": "Model?"}),
+            "customer_info_requested",
+        ),
+        (
+            "record_customer_reply",
+            json!({"id": "crm", "role": "service"}),
+            json!({"ticket_id": t, "message": "LX-9"}),
+            "customer_replied",
+        ),
+        (
+            "add_note",
+            agent.clone(),
+            json!({"ticket_id": t, "text": "Known fault"}),
+            "note_added",
+        ),
+        (
+            "resolve_ticket",
+            agent.clone(),
+            json!({"ticket_id": t, "resolution": "Replaced fuser"}),
+            "ticket_resolved",
+        ),
+        (
+            "close_ticket",
+            agent.clone(),
+            json!({"ticket_id": t}),
+            "ticket_closed",
+        ),
+        (
+            "record_satisfaction",
+            json!({"id": "crm", "role": "service"}),
+            json!({"ticket_id": t, "score": 5, "source": "survey"}),
+            "satisfaction_recorded",
+        ),
+    ];
+    for (i, (command_type, actor, payload, event)) in steps.into_iter().enumerate() {
+        let reply = scope.command(&envelope(command_type, actor, payload)).await;
+        let (_, version, events) = accepted(&reply);
+        assert_eq!(version, i as u64 + 2, "{command_type}");
+        assert_eq!(events, [event.to_owned()], "{command_type}");
+    }
+    let stored = log
+        .read_stream(&format!("ticket-{ticket}"), 0)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 9);
+
+    // The relay publishes the whole log, in position order, each event once.
+    let head = log.head().await.unwrap();
+    let published = scope.wait_events(head).await;
+    let all = log.read_all(0, 100, Filter::All).await.unwrap();
+    assert_eq!(published, all);
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn nats_duplicate_command_id_gets_the_first_reply_and_appends_once() {
+    let scope = Scope::new().await;
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let command = open_ticket(Uuid::new_v4());
+    let first = scope.command(&command).await;
+    let again = scope.command(&command).await;
+    let (stream, version, events) = accepted(&first);
+    match &again {
+        Reply::Duplicate {
+            command_id,
+            stream: s,
+            version: v,
+            events: e,
+            ..
+        } => {
+            assert_eq!(
+                command_id.to_string(),
+                command["command_id"].as_str().unwrap()
+            );
+            assert_eq!((s.as_str(), *v, &e[..]), (stream, version, events));
+        }
+        other => panic!("expected duplicate, got {}", other.to_json()),
+    }
+    // Durable intake with the same id: JetStream removes the second publish, the log the
+    // first one's effect.
+    let mut replies = scope.replies().await;
+    let durable = open_ticket(Uuid::new_v4());
+    let first_ack = scope.publish_durable(&durable).await;
+    let second_ack = scope.publish_durable(&durable).await;
+    assert!(!first_ack.duplicate && second_ack.duplicate);
+    let id: Uuid = durable["command_id"].as_str().unwrap().parse().unwrap();
+    let mut got = HashMap::new();
+    collect_replies(&mut replies, &HashSet::from([id]), &mut got).await;
+    accepted(&got[&id]);
+    assert_eq!(log.head().await.unwrap(), 2);
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn nats_bad_input_is_rejected_with_a_path_and_appends_nothing() {
+    let scope = Scope::new().await;
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let ticket = Uuid::new_v4();
+
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("open_ticket", b"not json".to_vec(), "validation", ""),
+        (
+            "open_ticket",
+            vec![0xff, 0xfe, b'{', b'}'],
+            "validation",
+            "",
+        ),
+        ("open_ticket", vec![b' '; 70 * 1024], "validation", ""),
+        ("open_ticket", b"[1, 2]".to_vec(), "validation", ""),
+        (
+            "assign_ticket",
+            serde_json::to_vec(&open_ticket(ticket)).unwrap(),
+            "validation",
+            "/type",
+        ),
+        (
+            "open_ticket",
+            serde_json::to_vec(&{
+                let mut c = open_ticket(ticket);
+                c["payload"]["priority"] = json!("whenever");
+                c
+            })
+            .unwrap(),
+            "validation",
+            "/payload/priority",
+        ),
+        (
+            "open_ticket",
+            serde_json::to_vec(&{
+                let mut c = open_ticket(ticket);
+                c["payload"]["colour"] = json!("red");
+                c
+            })
+            .unwrap(),
+            "validation",
+            "/payload/colour",
+        ),
+        (
+            "open_ticket",
+            serde_json::to_vec(&{
+                let mut c = open_ticket(ticket);
+                c.as_object_mut().unwrap().remove("actor");
+                c
+            })
+            .unwrap(),
+            "validation",
+            "/actor",
+        ),
+        (
+            "assign_ticket",
+            serde_json::to_vec(&envelope(
+                "assign_ticket",
+                system(),
+                json!({"ticket_id": Uuid::new_v4(), "agent_id": "agent-1"}),
+            ))
+            .unwrap(),
+            "not_found",
+            "",
+        ),
+        (
+            "open_ticket",
+            serde_json::to_vec(&{
+                let mut c = open_ticket(ticket);
+                c["actor"] = json!({"id": "eve", "role": "auditor"});
+                c
+            })
+            .unwrap(),
+            "forbidden",
+            "",
+        ),
+        (
+            "no_such_command",
+            b"{}".to_vec(),
+            "validation",
+            "/command_id",
+        ),
+    ];
+    for (command_type, body, code, path) in cases {
+        let reply = scope.request(command_type, body.clone()).await;
+        let (error, _) = rejected(&reply);
+        assert_eq!(error["code"], code, "{command_type}: {}", reply.to_json());
+        if !path.is_empty() {
+            assert_eq!(
+                error["details"][0]["path"],
+                path,
+                "{command_type}: {}",
+                reply.to_json()
+            );
+        }
+    }
+    // Durable intake answers bad input the same way, on the reply subject of its id.
+    let mut replies = scope.replies().await;
+    let mut mismatch = open_ticket(ticket);
+    mismatch["type"] = json!("close_ticket");
+    let id: Uuid = mismatch["command_id"].as_str().unwrap().parse().unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id.to_string().as_str());
+    scope
+        .js
+        .publish_with_headers(
+            scope.config.durable_subject("open_ticket"),
+            headers,
+            serde_json::to_vec(&mismatch).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut got = HashMap::new();
+    collect_replies(&mut replies, &HashSet::from([id]), &mut got).await;
+    let (error, _) = rejected(&got[&id]);
+    assert_eq!(error["code"], "validation");
+
+    assert_eq!(log.head().await.unwrap(), 0, "a rejected command appended");
+    // Still serving after all of that.
+    accepted(&scope.command(&open_ticket(ticket)).await);
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn nats_durable_intake_keeps_commands_while_no_serve_runs() {
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+
+    // A first run creates the stream and the consumer; SIGTERM drains it and exits 0.
+    let serve = Binary::start(&scope, &store, &[]);
+    scope.wait_serving().await;
+    assert!(serve.terminate().success(), "serve exits 0 on SIGTERM");
+
+    // Nobody serves now: JetStream alone takes the commands.
+    let mut replies = scope.replies().await;
+    let mut ids = HashSet::new();
+    let mut commands = vec![register_agent("agent-7", "green")];
+    for _ in 0..20 {
+        let ticket = Uuid::new_v4();
+        commands.push(open_ticket(ticket));
+        commands.push(envelope(
+            "assign_ticket",
+            system(),
+            json!({"ticket_id": ticket, "agent_id": "agent-7"}),
+        ));
+    }
+    for command in &commands {
+        scope.publish_durable(command).await;
+        ids.insert(command["command_id"].as_str().unwrap().parse().unwrap());
+    }
+    let stream = scope
+        .js
+        .get_stream(&scope.config.commands_stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(stream, commands.len() as u64);
+
+    let serve = Binary::start(&scope, &store, &[]);
+    let mut got = HashMap::new();
+    collect_replies(&mut replies, &ids, &mut got).await;
+    for reply in got.values() {
+        assert!(
+            matches!(reply, Reply::Accepted { .. }),
+            "in publication order, every command is accepted: {}",
+            reply.to_json()
+        );
+    }
+    scope.wait_events(commands.len() as u64).await;
+    assert!(serve.terminate().success());
+}
+
+/// Durable load on `instances` serve processes sharing `store`; the first is killed with
+/// SIGKILL mid-load and restarted. Every command JetStream acknowledged ends up in the log
+/// exactly once, and every event in the events stream exactly once, in position order.
+async fn killed_mid_load(scope: &Scope, store: &str, instances: usize) {
+    const COMMANDS: usize = 400;
+    let commands: Vec<Value> = (0..COMMANDS).map(|_| open_ticket(Uuid::new_v4())).collect();
+    let ids: HashSet<Uuid> = commands
+        .iter()
+        .map(|c| c["command_id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let mut replies = scope.replies().await;
+
+    // A first run creates the stream and consumer; a backlog then waits in JetStream so the
+    // kill lands mid-load.
+    let first = Binary::start(scope, store, &[]);
+    scope.wait_serving().await;
+    assert!(first.terminate().success());
+    for command in &commands[..COMMANDS / 2] {
+        scope.publish_durable(command).await;
+    }
+    let mut serves: Vec<Binary> = (0..instances)
+        .map(|_| Binary::start(scope, store, &[]))
+        .collect();
+    let mut got = HashMap::new();
+    let started = Instant::now();
+    while got.len() < 20 {
+        let message = tokio::time::timeout(DEADLINE, replies.next())
+            .await
+            .expect("replies during load")
+            .unwrap();
+        let reply: Reply = serde_json::from_slice(&message.payload).unwrap();
+        if let Reply::Accepted { command_id, .. } = reply {
+            got.insert(command_id, reply);
+        }
+        assert!(started.elapsed() < DEADLINE);
+    }
+    serves.remove(0).kill();
+    eprintln!(
+        "killed a serve with {} of {} backlogged commands answered",
+        got.len(),
+        COMMANDS / 2
+    );
+    for command in &commands[COMMANDS / 2..] {
+        scope.publish_durable(command).await;
+    }
+    serves.push(Binary::start(scope, store, &[]));
+    collect_replies(&mut replies, &ids, &mut got).await;
+    scope.wait_events(COMMANDS as u64).await;
+    for serve in serves {
+        assert!(serve.terminate().success(), "serve exits 0 on SIGTERM");
+    }
+
+    let log = closeloop_core::log::open(store).await.unwrap();
+    let all = log.read_all(0, 10_000, Filter::All).await.unwrap();
+    assert_eq!(all.len(), COMMANDS, "each command appended exactly once");
+    let logged: HashSet<Uuid> = all.iter().map(|e| e.metadata.command_id).collect();
+    assert_eq!(logged, ids);
+    let published = scope.read_events(COMMANDS as u64).await;
+    assert_eq!(published, all);
+}
+
+#[tokio::test]
+async fn nats_serve_killed_mid_load_loses_and_doubles_nothing() {
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    killed_mid_load(&scope, &store, 1).await;
+}
+
+/// PostgreSQL at `CLOSELOOP_TEST_POSTGRES` in a schema of its own, dropped at the end.
+struct PgSchema {
+    url: String,
+    admin_url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    async fn new() -> PgSchema {
+        let admin_url = std::env::var("CLOSELOOP_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        if let Err(e) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await {
+            panic!(
+                "cannot reach PostgreSQL at {admin_url} ({e}). Start it with `scripts/test.sh`, \
+                 or `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`; \
+                 set CLOSELOOP_TEST_POSTGRES to use another server."
+            );
+        }
+        let schema = format!("cl_nats_{}", Uuid::new_v4().simple());
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        PgSchema {
+            url: format!("{admin_url}{separator}schema={schema}"),
+            admin_url,
+            schema,
+        }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.admin_url.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move {
+                    if let Ok((client, connection)) =
+                        tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                    {
+                        tokio::spawn(connection);
+                        let _ = client
+                            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                            .await;
+                    }
+                });
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn nats_two_serves_on_postgres_share_the_work_through_a_kill() {
+    let pg = PgSchema::new().await;
+    let scope = Scope::new().await;
+    killed_mid_load(&scope, &pg.url, 2).await;
+}
+
+#[tokio::test]
+async fn nats_queries_answer_history_with_confidentiality() {
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    let serve = Binary::start(&scope, &store, &[]);
+    scope.wait_serving().await;
+    let ticket = Uuid::new_v4();
+    accepted(&scope.command(&register_agent("agent-1", "blue")).await);
+    accepted(&scope.command(&register_agent("agent-2", "blue")).await);
+    accepted(&scope.command(&open_ticket(ticket)).await);
+    accepted(
+        &scope
+            .command(&envelope(
+                "assign_ticket",
+                system(),
+                json!({"ticket_id": ticket, "agent_id": "agent-1"}),
+            ))
+            .await,
+    );
+
+    let ask =
+        |role: &str, id: &str| json!({"actor": {"id": id, "role": role}, "ticket_id": ticket});
+    let history = scope
+        .query("ticket_history", &ask("auditor", "audit-1"))
+        .await;
+    assert_eq!(history["stream"], format!("ticket-{ticket}"));
+    assert_eq!(history["state"]["assignee"], "agent-1");
+    assert_eq!(history["events"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        scope
+            .query("ticket_history", &ask("agent", "agent-1"))
+            .await,
+        history
+    );
+    let state = scope.query("ticket_state", &ask("agent", "agent-1")).await;
+    assert_eq!(state["state"]["status"], "assigned");
+    assert_eq!(state["version"], 2);
+
+    let denied = scope
+        .query("ticket_history", &ask("agent", "agent-2"))
+        .await;
+    assert_eq!(denied["status"], "rejected");
+    assert_eq!(denied["error"]["code"], "forbidden");
+    let missing = scope
+        .query(
+            "ticket_history",
+            &json!({"actor": {"id": "a", "role": "auditor"}, "ticket_id": Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(missing["error"]["code"], "not_found");
+    let bad = scope
+        .query(
+            "ticket_history",
+            &json!({"actor": {"id": "a", "role": "auditor"}, "ticket_id": "x"}),
+        )
+        .await;
+    assert_eq!(bad["error"]["details"][0]["path"], "/ticket_id");
+    let unknown = scope.query("no_such_query", &ask("auditor", "a")).await;
+    assert_eq!(unknown["error"]["code"], "not_found");
+    assert!(serve.terminate().success());
+
+    // The same JSON as `closeloop history --json`.
+    let output = Process::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", &store, "history", &ticket.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let cli: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(cli, history);
+}
+
+#[tokio::test]
+async fn nats_lease_is_held_by_one_instance_at_a_time() {
+    let scope = Scope::new().await;
+    let config = LeaseConfig {
+        bucket: scope.config.lease.bucket.clone(),
+        ttl: Duration::from_secs(2),
+        replicas: 1,
+    };
+    let lease = Lease::bucket(&scope.js, &config).await.unwrap();
+    let a = lease
+        .try_acquire("relay", "a")
+        .await
+        .expect("a takes the free lease");
+    assert!(
+        lease.try_acquire("relay", "b").await.is_none(),
+        "b must wait"
+    );
+    let a = lease.renew("relay", "a", a).await.expect("a renews");
+    assert_eq!(lease.holder("relay").await.as_deref(), Some("a"));
+    assert!(
+        lease.renew("relay", "b", a - 1).await.is_none(),
+        "stale revision"
+    );
+    lease.release("relay", a).await;
+    let b = lease
+        .try_acquire("relay", "b")
+        .await
+        .expect("b takes the released lease");
+    assert!(lease.renew("relay", "a", a).await.is_none(), "a lost it");
+    // Unrenewed, it expires by itself.
+    let started = Instant::now();
+    while lease.holder("relay").await.is_some() {
+        assert!(started.elapsed() < DEADLINE, "lease never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+    }
+    assert!(lease.try_acquire("relay", "c").await.is_some());
+    let _ = b;
+}
+
+#[tokio::test]
+async fn nats_two_instances_share_the_work_and_relay_once() {
+    let scope = Scope::new().await;
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let one = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let two = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let mut replies = scope.replies().await;
+    let mut ids = HashSet::new();
+    for _ in 0..100 {
+        let command = open_ticket(Uuid::new_v4());
+        ids.insert(command["command_id"].as_str().unwrap().parse().unwrap());
+        scope.publish_durable(&command).await;
+    }
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let command = open_ticket(Uuid::new_v4());
+            let scope = &scope;
+            async move { scope.command(&command).await }
+        })
+        .collect();
+    for reply in futures::future::join_all(requests).await {
+        accepted(&reply);
+    }
+    let mut got = HashMap::new();
+    collect_replies(&mut replies, &ids, &mut got).await;
+    assert_eq!(log.head().await.unwrap(), 200);
+    let published = scope.wait_events(200).await;
+    let ids: HashSet<Uuid> = published.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 200);
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test]
+async fn nats_in_flight_limit_applies_back_pressure_without_losing_requests() {
+    let mut scope = Scope::new().await;
+    scope.config.in_flight_max = 2;
+    scope.config.command_bytes_max = 1024;
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let requests: Vec<_> = (0..64)
+        .map(|_| {
+            let command = open_ticket(Uuid::new_v4());
+            let scope = &scope;
+            async move { scope.command(&command).await }
+        })
+        .collect();
+    for reply in futures::future::join_all(requests).await {
+        accepted(&reply);
+    }
+    assert_eq!(log.head().await.unwrap(), 64);
+    // The configured size limit is below the default: 2 KiB of description is too much.
+    let mut big = open_ticket(Uuid::new_v4());
+    big["payload"]["description"] = json!("x".repeat(2048));
+    let (error, _) = rejected(&scope.command(&big).await);
+    assert_eq!(error["code"], "validation");
+    assert!(error["message"].as_str().unwrap().contains("at most 1024"));
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn nats_serve_exits_0_on_sigint() {
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    let mut serve = Binary::start(&scope, &store, &[]);
+    scope.wait_serving().await;
+    accepted(&scope.command(&open_ticket(Uuid::new_v4())).await);
+    serve.signal("INT");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "serve did not exit after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20)); // poll interval
+    };
+    assert!(status.success(), "{status}");
+}

@@ -1,0 +1,445 @@
+//! The published JSON Schemas (draft 2020-12) under `schemas/json/`, generated from the Rust
+//! types with schemars, and the drift test that keeps the checked-in files equal to what the
+//! types generate. Regenerate with
+//! `CLOSELOOP_UPDATE_SCHEMAS=1 cargo test --test main schemas`.
+//!
+//! Layout of `schemas/json/`:
+//! - `command.json`: any command (one of the files below);
+//! - `commands/<type>.json`: the envelope of one command type with its payload;
+//! - `reply.json`: the reply to a command (and a query's `rejected` reply);
+//! - `events/<type>.v<schema_version>.json`: a stored event of one type and version, as
+//!   `export`, `history --json` and the events stream carry it;
+//! - `queries/<name>.request.json` / `.reply.json`: the built-in queries;
+//! - `index.rs`: the list `closeloop_schemas::JSON_SCHEMAS` embeds.
+//!
+//! Where the wire shape is assembled from generic parts (the command envelope, the stored
+//! event), a generic mirror type below describes it; a test checks that each mirror has the
+//! same fields as the value the engine really sends, so the mirrors cannot drift either.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use closeloop_commands::Reply;
+use closeloop_core::domain::*;
+use closeloop_core::log::{Metadata, StoredEvent};
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const UPDATE_ENV: &str = "CLOSELOOP_UPDATE_SCHEMAS";
+
+/// A command of one type: the envelope of DESIGN.md with `P` as its payload.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CommandOf<P> {
+    /// Idempotency key: a retried command with the same id returns its first reply.
+    command_id: Uuid,
+    /// The command type; equal to the last token of the NATS subject.
+    #[serde(rename = "type")]
+    command_type: String,
+    actor: Actor,
+    /// Business time; the time of receipt when absent.
+    #[serde(default)]
+    occurred_at: Option<Timestamp>,
+    /// Optimistic concurrency: the stream version the caller last saw.
+    #[serde(default)]
+    expected_version: Option<u64>,
+    payload: P,
+}
+
+/// A stored event of one type: the envelope of DESIGN.md with `D` as its data.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct StoredEventOf<D> {
+    /// Global position in the log, from 1, contiguous.
+    position: u64,
+    /// `<category>-<id>`.
+    stream: String,
+    /// Version in the stream, from 1, contiguous.
+    version: u64,
+    /// UUID v7; the `Nats-Msg-Id` of the published event.
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    schema_version: u32,
+    data: D,
+    metadata: Metadata,
+    /// Lowercase hex SHA-256 over the previous event's hash and this event.
+    hash: String,
+}
+
+/// The request of the `ticket_history` and `ticket_state` queries.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TicketQuery {
+    /// Who asks; confidentiality rules apply to this actor.
+    actor: Actor,
+    ticket_id: Uuid,
+    /// Stop at this business time.
+    #[serde(default)]
+    as_of: Option<Timestamp>,
+}
+
+/// The reply of `ticket_history`: the JSON of `closeloop history --json`.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct TicketHistory {
+    stream: String,
+    state: Ticket,
+    /// Every stored event of the ticket, in version order (any type).
+    events: Vec<StoredEventOf<Value>>,
+}
+
+/// The reply of `ticket_state`.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct TicketStateReply {
+    stream: String,
+    version: u64,
+    state: Ticket,
+}
+
+fn schema_of<T: JsonSchema>() -> Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+fn retitle(mut schema: Value, title: &str, description: Option<&str>) -> Value {
+    let object = schema.as_object_mut().expect("root schemas are objects");
+    object.insert("title".into(), json!(title));
+    if let Some(d) = description {
+        object.insert("description".into(), json!(d));
+    }
+    schema
+}
+
+fn set_const(schema: &mut Value, property: &str, value: Value) {
+    let slot = &mut schema["properties"][property];
+    let description = slot.get("description").cloned();
+    *slot = json!({"const": value});
+    if let Some(d) = description {
+        slot["description"] = d;
+    }
+}
+
+/// The schema of one command type, from its payload type.
+fn command_schema<P: JsonSchema>(command_type: &str) -> Value {
+    let mut schema = retitle(
+        schema_of::<CommandOf<P>>(),
+        command_type,
+        Some(&format!(
+            "The `{command_type}` command: request/reply on closeloop.v1.commands.{command_type}."
+        )),
+    );
+    set_const(&mut schema, "type", json!(command_type));
+    schema
+}
+
+/// The schema of one event type at the current schema version, from its data type.
+fn event_schema<D: JsonSchema>(event_type: &str) -> Value {
+    let mut schema = retitle(
+        schema_of::<StoredEventOf<D>>(),
+        event_type,
+        Some(&format!(
+            "A stored `{event_type}` event (schema version {CURRENT_SCHEMA_VERSION}), published on closeloop.v1.events.<stream_category>.{event_type}."
+        )),
+    );
+    set_const(&mut schema, "type", json!(event_type));
+    set_const(&mut schema, "schema_version", json!(CURRENT_SCHEMA_VERSION));
+    schema
+}
+
+/// Every schema file, by path under `schemas/json/`.
+fn generate() -> BTreeMap<String, Value> {
+    let mut files = BTreeMap::new();
+    macro_rules! commands {
+        ($($wire:literal => $payload:ty),+ $(,)?) => {{
+            let listed: &[&str] = &[$($wire),+];
+            assert_eq!(listed, Command::TYPES, "a command type has no schema here: add it");
+            $(files.insert(format!("commands/{}.json", $wire), command_schema::<$payload>($wire));)+
+        }};
+    }
+    commands! {
+        "open_ticket" => OpenTicket,
+        "assign_ticket" => AssignTicket,
+        "respond_to_customer" => RespondToCustomer,
+        "request_customer_info" => RequestCustomerInfo,
+        "record_customer_reply" => RecordCustomerReply,
+        "escalate_ticket" => EscalateTicket,
+        "change_priority" => ChangePriority,
+        "add_note" => AddNote,
+        "resolve_ticket" => ResolveTicket,
+        "reopen_ticket" => ReopenTicket,
+        "close_ticket" => CloseTicket,
+        "record_satisfaction" => RecordSatisfaction,
+        "register_agent" => RegisterAgent,
+        "set_agent_availability" => SetAgentAvailability,
+        "register_customer" => RegisterCustomer,
+        "define_calendar" => DefineCalendar,
+        "define_sla_policy" => DefineSlaPolicy,
+        "raise_sla_warning" => RaiseSlaWarning,
+        "record_sla_breach" => RecordSlaBreach,
+    }
+    macro_rules! events {
+        ($($wire:literal => $data:ty),+ $(,)?) => {{
+            let listed: &[&str] = &[$($wire),+];
+            assert_eq!(listed, Event::TYPES, "an event type has no schema here: add it");
+            $(files.insert(
+                format!("events/{}.v{}.json", $wire, CURRENT_SCHEMA_VERSION),
+                event_schema::<$data>($wire),
+            );)+
+        }};
+    }
+    events! {
+        "ticket_opened" => TicketOpened,
+        "ticket_assigned" => TicketAssigned,
+        "ticket_escalated" => TicketEscalated,
+        "customer_responded_to" => CustomerRespondedTo,
+        "customer_info_requested" => CustomerInfoRequested,
+        "customer_replied" => CustomerReplied,
+        "priority_changed" => PriorityChanged,
+        "note_added" => NoteAdded,
+        "ticket_resolved" => TicketResolved,
+        "ticket_reopened" => TicketReopened,
+        "ticket_closed" => TicketClosed,
+        "satisfaction_recorded" => SatisfactionRecorded,
+        "sla_warning_raised" => SlaWarningRaised,
+        "sla_breached" => SlaBreached,
+        "agent_registered" => AgentRegistered,
+        "agent_availability_changed" => AgentAvailabilityChanged,
+        "customer_registered" => CustomerRegistered,
+        "calendar_defined" => CalendarDefined,
+        "sla_policy_defined" => SlaPolicyDefined,
+    }
+    let any_command: Vec<Value> = Command::TYPES
+        .iter()
+        .map(|t| json!({"$ref": format!("commands/{t}.json")}))
+        .collect();
+    files.insert(
+        "command.json".into(),
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "command",
+            "description": "Any command of the public contract; `type` selects the payload.",
+            "oneOf": any_command,
+        }),
+    );
+    let any_event: Vec<Value> = Event::TYPES
+        .iter()
+        .map(|t| json!({"$ref": format!("events/{t}.v{CURRENT_SCHEMA_VERSION}.json")}))
+        .collect();
+    files.insert(
+        "event.json".into(),
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "event",
+            "description": "Any stored event at the current schema version; `type` selects the data.",
+            "oneOf": any_event,
+        }),
+    );
+    files.insert(
+        "reply.json".into(),
+        retitle(
+            schema_of::<Reply>(),
+            "reply",
+            Some("The reply to a command (request/reply, or published on closeloop.v1.replies.<command_id>), and a query's `rejected` reply."),
+        ),
+    );
+    for name in ["ticket_history", "ticket_state"] {
+        files.insert(
+            format!("queries/{name}.request.json"),
+            retitle(
+                schema_of::<TicketQuery>(),
+                &format!("{name} request"),
+                Some(&format!(
+                    "Request/reply on closeloop.v1.queries.{name}; a rejected reply follows reply.json."
+                )),
+            ),
+        );
+    }
+    files.insert(
+        "queries/ticket_history.reply.json".into(),
+        retitle(schema_of::<TicketHistory>(), "ticket_history reply", None),
+    );
+    files.insert(
+        "queries/ticket_state.reply.json".into(),
+        retitle(schema_of::<TicketStateReply>(), "ticket_state reply", None),
+    );
+    files
+}
+
+fn json_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/json")
+}
+
+/// The text of every generated file, `index.rs` included.
+fn rendered() -> BTreeMap<String, String> {
+    let mut files: BTreeMap<String, String> = generate()
+        .into_iter()
+        .map(|(path, schema)| {
+            let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
+            text.push('\n');
+            (path, text)
+        })
+        .collect();
+    let mut index = String::from(
+        "// Generated by `CLOSELOOP_UPDATE_SCHEMAS=1 cargo test --test main schemas`; do not edit.\n&[\n",
+    );
+    for path in files.keys() {
+        index.push_str(&format!(
+            "    (\"{path}\", include_str!(\"../json/{path}\")),\n"
+        ));
+    }
+    index.push_str("]\n");
+    files.insert("index.rs".into(), index);
+    files
+}
+
+fn on_disk(dir: &Path, prefix: &str, out: &mut BTreeMap<String, String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let entry = entry.expect("directory entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if path.is_dir() {
+            on_disk(&path, &format!("{prefix}{name}/"), out);
+        } else {
+            out.insert(
+                format!("{prefix}{name}"),
+                std::fs::read_to_string(&path).unwrap_or_default(),
+            );
+        }
+    }
+}
+
+#[test]
+fn schemas_checked_in_match_the_rust_types() {
+    let wanted = rendered();
+    let dir = json_dir();
+    let mut found = BTreeMap::new();
+    on_disk(&dir, "", &mut found);
+    if std::env::var(UPDATE_ENV).as_deref() == Ok("1") {
+        for stale in found.keys().filter(|p| !wanted.contains_key(*p)) {
+            std::fs::remove_file(dir.join(stale)).expect("remove a stale schema");
+        }
+        for (path, text) in &wanted {
+            let file = dir.join(path);
+            std::fs::create_dir_all(file.parent().expect("a parent")).expect("mkdir");
+            if found.get(path) != Some(text) {
+                std::fs::write(&file, text).expect("write a schema");
+            }
+        }
+        return;
+    }
+    let mut problems = Vec::new();
+    for (path, text) in &wanted {
+        match found.get(path) {
+            None => problems.push(format!("missing: schemas/json/{path}")),
+            Some(t) if t != text => problems.push(format!("stale: schemas/json/{path}")),
+            Some(_) => {}
+        }
+    }
+    for path in found.keys().filter(|p| !wanted.contains_key(*p)) {
+        problems.push(format!("not generated by any type: schemas/json/{path}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "the checked-in JSON Schemas differ from what the Rust types generate:\n  {}\n\
+         Regenerate with `{UPDATE_ENV}=1 cargo test --test main schemas` and check in schemas/json/.",
+        problems.join("\n  ")
+    );
+    // What the crate embeds is what is on disk.
+    let embedded: BTreeMap<String, String> = closeloop_schemas::JSON_SCHEMAS
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
+    let mut expected = wanted.clone();
+    expected.remove("index.rs");
+    assert!(
+        embedded == expected,
+        "closeloop_schemas::JSON_SCHEMAS is stale: rebuild after regenerating"
+    );
+}
+
+/// The mirrors describe exactly the fields the engine sends.
+#[test]
+fn schemas_mirror_types_have_the_fields_of_the_real_values() {
+    fn properties(schema: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = schema["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+    fn keys(value: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().expect("object").keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+    let files = generate();
+    let actor = Actor {
+        id: "agent-1".into(),
+        role: Role::Agent,
+    };
+    let ticket = Uuid::new_v4();
+    let command = CommandEnvelope {
+        command_id: Uuid::new_v4(),
+        actor: actor.clone(),
+        occurred_at: Some(Timestamp::UNIX_EPOCH),
+        expected_version: Some(1),
+        command: Command::CloseTicket(CloseTicket { ticket_id: ticket }),
+    };
+    let sent = serde_json::to_value(&command).unwrap();
+    assert_eq!(
+        properties(&files["commands/close_ticket.json"]),
+        keys(&sent)
+    );
+    let parsed = parse_command(&serde_json::to_vec(&sent).unwrap()).expect("round trip");
+    assert_eq!(parsed, command);
+
+    let stored = StoredEvent {
+        position: 1,
+        stream: format!("ticket-{ticket}"),
+        version: 1,
+        event_id: Uuid::now_v7(),
+        event_type: "ticket_closed".into(),
+        schema_version: CURRENT_SCHEMA_VERSION,
+        data: json!({"ticket_id": ticket}),
+        metadata: Metadata {
+            command_id: command.command_id,
+            correlation_id: command.command_id,
+            causation_id: command.command_id,
+            actor,
+            occurred_at: Timestamp::UNIX_EPOCH,
+            recorded_at: Timestamp::UNIX_EPOCH,
+        },
+        hash: "00".into(),
+    };
+    let stored = serde_json::to_value(&stored).unwrap();
+    assert_eq!(
+        properties(&files[&format!("events/ticket_closed.v{CURRENT_SCHEMA_VERSION}.json")]),
+        keys(&stored)
+    );
+}
+
+/// Every file is a draft 2020-12 schema with a title.
+#[test]
+fn schemas_are_draft_2020_12() {
+    for (path, schema) in generate() {
+        assert_eq!(
+            schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+            "{path}"
+        );
+        assert!(schema["title"].is_string(), "{path} has a title");
+    }
+}
