@@ -1,10 +1,11 @@
 //! The command handler: the only way events enter the log.
 //!
-//! For each command: parse strictly; answer a retried `command_id` with its first reply; catch
-//! the directory up with the log; load the ticket (from a cache, refreshed on conflict);
-//! decide (pure); append with the stream's expected version. On a version conflict with no
-//! caller-given `expected_version`, decide again against the fresh stream, at most
-//! `conflict_retries_max` times. Nothing is appended for a rejected command.
+//! For each command: parse strictly; catch the directory up with the log; load the ticket
+//! (from a cache, refreshed on conflict); decide (pure); append with the stream's expected
+//! version and the command id. On a version conflict with no caller-given `expected_version`,
+//! decide again against the fresh stream, at most `conflict_retries_max` times. Nothing is
+//! appended for a rejected command. A retried `command_id` gets its first reply: the append
+//! detects it atomically, and a refusal is checked against the log's record of the id.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use closeloop_core::domain::{
 };
 use closeloop_core::log::{
     AppendOutcome, AppendRequest, EventLog, ExpectedVersion, Filter, Metadata, NewEvent, Position,
+    READ_BATCH_MAX,
 };
 use dashmap::DashMap;
 use jiff::Timestamp;
@@ -97,12 +99,23 @@ impl Handler {
     /// Handles one parsed command.
     pub async fn handle(&self, envelope: CommandEnvelope) -> Reply {
         let id = envelope.command_id;
-        match self.try_handle(&envelope).await {
+        let reply = match self.try_handle(&envelope).await {
             Ok(reply) => reply,
             Err(e) => Reply::rejected(
                 Some(id),
                 Rejection::new(RejectionCode::Unavailable, e.to_string()),
             ),
+        };
+        if !matches!(reply, Reply::Rejected { .. }) {
+            return reply;
+        }
+        // A retry of a command that already took effect may now be refused by the state it
+        // created (closing twice): the log's record of the id wins, so the caller gets the
+        // first reply. Checked only on this path, so accepted commands cost no extra read;
+        // an accepted retry is caught atomically by the append itself.
+        match self.log.find_command(id).await {
+            Ok(Some(first)) => Reply::duplicate(id, first),
+            _ => reply,
         }
     }
 
@@ -114,9 +127,6 @@ impl Handler {
 
     async fn try_handle(&self, envelope: &CommandEnvelope) -> Result<Reply, closeloop_core::Error> {
         let id = envelope.command_id;
-        if let Some(first) = self.log.find_command(id).await? {
-            return Ok(Reply::duplicate(id, first));
-        }
         let stream = envelope.command.stream();
         let is_ticket = envelope.command.ticket_id().is_some();
         let occurred_at = envelope
@@ -254,16 +264,21 @@ impl Handler {
         }
         let begun = self.catch_ups_begun.fetch_add(1, Ordering::AcqRel) + 1;
         let mut position = self.directory.read().await.position;
+        // Positions are gap-free and in commit order, so once a filtered read comes back short,
+        // every directory event at or below the head read before it has been seen: the next
+        // catch-up starts there instead of scanning the same ticket events again.
+        let head_before = self.log.head().await?;
         let mut directory: Option<Directory> = None;
         loop {
             let batch = self
                 .log
                 .read_all(
                     position,
-                    closeloop_core::log::READ_BATCH_MAX,
+                    READ_BATCH_MAX,
                     Filter::Categories(DIRECTORY_CATEGORIES),
                 )
                 .await?;
+            let short = batch.len() < READ_BATCH_MAX;
             let Some(last) = batch.last() else { break };
             position = last.position;
             let dir = match &mut directory {
@@ -273,13 +288,16 @@ impl Handler {
             for stored in &batch {
                 dir.apply(&stored.stream, stored.version, &stored.decode()?);
             }
+            if short {
+                break;
+            }
         }
+        let mut view = self.directory.write().await;
         if let Some(directory) = directory {
-            *self.directory.write().await = DirectoryView {
-                directory: Arc::new(directory),
-                position,
-            };
+            view.directory = Arc::new(directory);
         }
+        view.position = view.position.max(position).max(head_before);
+        drop(view);
         self.catch_up_finished.store(begun, Ordering::Release);
         Ok(())
     }
