@@ -353,7 +353,6 @@ async fn postgres_events_reject_update_delete_and_truncate() {
         format!("DELETE FROM \"{s}\".commands"),
         format!("TRUNCATE \"{s}\".commands"),
         format!("DELETE FROM \"{s}\".ticket_events"),
-        format!("UPDATE \"{s}\".log_head SET position = 1"),
         format!("DELETE FROM \"{s}\".log_head"),
     ] {
         match db.batch_execute(&sql).await {
@@ -362,7 +361,7 @@ async fn postgres_events_reject_update_delete_and_truncate() {
                     .as_db_error()
                     .map_or(e.to_string(), |d| d.message().to_owned());
                 assert!(
-                    message.contains("forbidden") || message.contains("cannot move back"),
+                    message.contains("forbidden"),
                     "`{sql}` must fail saying the log is append-only, got: {message}"
                 );
             }

@@ -99,15 +99,18 @@
 //!    down). Accepted requests are sealed (`seal`: versions, positions, hash chain).
 //! 2. Write all accepted requests with one statement: a data-modifying CTE that moves
 //!    `log_head` from the head the batch was planned on to its new head *only if the head is
-//!    still there* (and no command id of the batch, nor any stream assumed new, exists),
-//!    inserts every event with `unnest` over column arrays, inserts the command rows and
-//!    `pg_notify`s the new head; then COMMIT and answer.
+//!    still there*, inserts every event with `unnest` over column arrays, inserts the command
+//!    rows and `pg_notify`s the new head; then COMMIT and answer.
 //!
 //! The fast path does it in one round trip: the writer caches the log head and the stream
 //! heads it has seen (exact as long as nobody else wrote since), plans the batch against
-//! the cache, and sends the guarded statement alone (autocommit; the reply comes after the
-//! commit). If the guard fails (another process wrote, a command id is a retry, an uncached
-//! stream exists), nothing was written, and the slow path runs: `BEGIN; SELECT ... FOR
+//! the cache, taking streams it has not seen as new and command ids as unknown, and sends the
+//! guarded statement alone (autocommit; the reply comes after the commit). What the cache
+//! cannot know is checked by the statement: a command id or a new stream's version 1 that
+//! exists fails a unique index, and for the requests it does not write (a failed check may
+//! be a duplicate, or a stream taken as new may exist) explicit `NOT EXISTS` guards make it
+//! write nothing. If it writes nothing (another process wrote, a command id is a retry, an
+//! uncached stream exists), the slow path runs: `BEGIN; SELECT ... FOR
 //! UPDATE` on `log_head`, read the batch's stream heads and known command ids (pipelined
 //! with the lock: one round trip), plan, then the same guarded statement and COMMIT
 //! (pipelined: a second round trip). After a guard failure the writer stays on the slow
@@ -135,7 +138,9 @@
 //! # Immutability and hashes
 //!
 //! Triggers reject UPDATE, DELETE (row triggers) and TRUNCATE (statement trigger) on `events`
-//! and `commands`; `log_head` can only move forward. Hashes are computed by the shared
+//! and `commands`, and DELETE and TRUNCATE on `log_head` (its UPDATE is every append's
+//! lock; a row trigger checking that it only moves forward would double a lone append's
+//! cost, so the writer's guard and privileges keep it). Hashes are computed by the shared
 //! `seal`/`chain_hash` over `serde_json` values with sorted keys; jsonb keeps strings,
 //! booleans, integers and decimal numbers exactly, so a stream read back verifies. Strings
 //! with U+0000 cannot be stored in PostgreSQL and are rejected before any work.
@@ -175,9 +180,6 @@ pub const DEFAULT_SCHEMA: &str = "closeloop";
 pub const BATCH_APPENDS_MAX: usize = 512;
 /// Most events one group-commit transaction carries.
 pub const BATCH_EVENTS_MAX: usize = 8_192;
-pub static PROBE_NS: AtomicU64 = AtomicU64::new(0);
-pub static PROBE_N: AtomicU64 = AtomicU64::new(0);
-pub static PROBE_W: AtomicU64 = AtomicU64::new(0);
 /// Default longest wait of the writer for appends about to arrive (`batch_wait_us`).
 pub const BATCH_WAIT_US: u64 = 500;
 /// Most appends waiting for the writer; `append` waits for room beyond that (backpressure).
@@ -332,6 +334,7 @@ struct Sql {
     schema: String,
     channel: String,
     append: String,
+    append_one: String,
     lock_head: String,
     stream_heads: String,
     commands: String,
@@ -344,28 +347,30 @@ struct Sql {
 impl Sql {
     fn new(schema: &str) -> Sql {
         let s = format!("\"{schema}\"");
+        let head = format!(
+            "UPDATE {s}.log_head SET position = $2
+              WHERE position = $1
+                AND NOT EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS u(id)
+                                 CROSS JOIN LATERAL (
+                                       SELECT 1 FROM {s}.commands AS c
+                                        WHERE c.command_id = u.id LIMIT 1) AS known)
+                AND NOT EXISTS (SELECT 1 FROM unnest($4::text[]) AS n(stream)
+                                 CROSS JOIN LATERAL (
+                                       SELECT e.version FROM {s}.events AS e
+                                        WHERE e.stream = n.stream
+                                        ORDER BY e.version DESC LIMIT 1) AS hit)
+             RETURNING position"
+        );
         Sql {
             schema: schema.to_owned(),
             channel: format!("{schema}_head"),
             // The guarded write of a batch (module doc, "Group commit"). `head` locks the
             // counter row and moves it only if it is still where the batch was planned;
-            // the inserts and the notification happen only if it moved. (The stream check
-            // is a per-stream `ORDER BY version DESC LIMIT 1`, like `stream_heads`, so that
-            // even a generic plan probes the index: `EXISTS (... stream = ANY($4))` gets
-            // planned as a sequential scan of the whole log.)
+            // the inserts and the notification happen only if it moved. (The checks look
+            // each id and stream up on its own, through its index: as `EXISTS (... = ANY($n))`
+            // a generic plan may scan the whole table hoping for an early match.)
             append: format!(
-                "WITH head AS (
-                     UPDATE {s}.log_head SET position = $2
-                      WHERE position = $1
-                        AND NOT EXISTS (SELECT 1 FROM {s}.commands
-                                         WHERE command_id = ANY($3::uuid[]))
-                        AND NOT EXISTS (SELECT 1 FROM unnest($4::text[]) AS n(stream)
-                                         CROSS JOIN LATERAL (
-                                               SELECT e.version FROM {s}.events AS e
-                                                WHERE e.stream = n.stream
-                                                ORDER BY e.version DESC LIMIT 1) AS hit)
-                     RETURNING position
-                 ), appended AS (
+                "WITH head AS ({head}), appended AS (
                      INSERT INTO {s}.events ({EVENT_COLUMNS})
                      SELECT r.* FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::uuid[],
                                             $9::text[], $10::integer[], $11::jsonb[],
@@ -377,6 +382,20 @@ impl Sql {
                       WHERE EXISTS (SELECT 1 FROM head)
                  )
                  SELECT position, pg_notify($17, position::text) FROM head"
+            ),
+            // The same for a batch of one event (a lone appender's): scalars instead of
+            // arrays, which costs the server noticeably less.
+            append_one: format!(
+                "WITH head AS ({head}), appended AS (
+                     INSERT INTO {s}.events ({EVENT_COLUMNS})
+                     SELECT $2, $5::text, $6::bigint, $7::uuid, $8::text, $9::integer, $10::jsonb,
+                            $11::jsonb, $12::text
+                      WHERE EXISTS (SELECT 1 FROM head)
+                 ), recorded AS (
+                     INSERT INTO {s}.commands (command_id, first_position, last_position)
+                     SELECT $13::uuid, $2, $2 WHERE EXISTS (SELECT 1 FROM head)
+                 )
+                 SELECT position, pg_notify($14, position::text) FROM head"
             ),
             lock_head: format!("SELECT position FROM {s}.log_head FOR UPDATE"),
             stream_heads: format!(
@@ -774,8 +793,13 @@ struct Plan {
     outcomes: Vec<Result<AppendOutcome, Error>>,
     /// The streams written and their new heads.
     heads: HashMap<String, (u64, String)>,
-    /// Streams planned as new without having been read: the write checks them.
+    /// Streams planned as new without having been read and not written by the plan: the
+    /// write checks that they do not exist. (A stream the plan writes as new is checked by
+    /// the unique index on `(stream, version)`: its version 1 collides if it exists.)
     assumed_new: Vec<String>,
+    /// The command ids of the requests the plan does not write: the write checks that they
+    /// are not in the log. (Those it writes are checked by the primary key of `commands`.)
+    unwritten_ids: Vec<Uuid>,
 }
 
 /// Decides a batch against the head `first` and the stream heads `lookup` gives.
@@ -849,6 +873,13 @@ fn plan(
         outcomes.push(Ok(AppendOutcome::Committed(committed)));
     }
     assert_eq!(rows.positions.len() as u64, next - first - 1);
+    assumed_new.retain(|stream| !heads.contains_key(stream));
+    let unwritten_ids = batch
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| !matches!(outcome, Ok(AppendOutcome::Committed(_))))
+        .map(|(pending, _)| pending.request.command_id)
+        .collect();
     Plan {
         first,
         last: next - 1,
@@ -856,6 +887,7 @@ fn plan(
         outcomes,
         heads,
         assumed_new,
+        unwritten_ids,
     }
 }
 
@@ -884,6 +916,7 @@ enum Failure {
 struct WriterConn {
     client: Client,
     append: Statement,
+    append_one: Statement,
     lock_head: Statement,
     stream_heads: Statement,
     commands: Statement,
@@ -938,8 +971,9 @@ impl Writer {
                 "SET idle_in_transaction_session_timeout = {WRITER_IDLE_IN_TRANSACTION_MS}"
             ))
             .await?;
-        let (append, lock_head, stream_heads, commands) = tokio::try_join!(
+        let (append, append_one, lock_head, stream_heads, commands) = tokio::try_join!(
             client.prepare(&self.sql.append),
+            client.prepare(&self.sql.append_one),
             client.prepare(&self.sql.lock_head),
             client.prepare(&self.sql.stream_heads),
             client.prepare(&self.sql.commands),
@@ -947,6 +981,7 @@ impl Writer {
         self.conn = Some(WriterConn {
             client,
             append,
+            append_one,
             lock_head,
             stream_heads,
             commands,
@@ -993,10 +1028,7 @@ impl Writer {
                 events += next.request.events.len();
                 batch.push(next);
             }
-            let t0 = Instant::now();
             self.run_batch(batch).await;
-            PROBE_NS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            PROBE_N.fetch_add(1, Ordering::Relaxed);
             expected = self.outstanding_seen.max(expected - expected / 8);
             self.outstanding_seen = 0;
         }
@@ -1145,13 +1177,18 @@ impl Writer {
                 recorded_at,
             );
             if !plan.rows.positions.is_empty() {
-                let guard_ids: Vec<Uuid> = batch.iter().map(|p| p.request.command_id).collect();
                 self.sent = sent_positions(&plan);
                 let conn = self.conn.as_ref().expect("connected before an attempt");
-                let written = self
-                    .write(conn, &plan, &guard_ids, &plan.assumed_new)
+                let written = match self
+                    .write(conn, &plan, &plan.unwritten_ids, &plan.assumed_new)
                     .await
-                    .map_err(|e| conn.failure(e))?;
+                {
+                    Ok(written) => written,
+                    // A command id or a stream assumed new exists: the statement (its own
+                    // transaction) wrote nothing.
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => false,
+                    Err(e) => return Err(conn.failure(e)),
+                };
                 if written {
                     Counters::bump(&self.shared.counters.fast_commits, 1);
                     self.committed(&plan);
@@ -1260,21 +1297,34 @@ impl Writer {
         guard_ids: &[Uuid],
         assumed_new: &[String],
     ) -> Result<bool, tokio_postgres::Error> {
-        let t0 = Instant::now();
-        let r = self.write2(conn, plan, guard_ids, assumed_new).await;
-        PROBE_W.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        r
-    }
-    async fn write2(
-        &self,
-        conn: &WriterConn,
-        plan: &Plan,
-        guard_ids: &[Uuid],
-        assumed_new: &[String],
-    ) -> Result<bool, tokio_postgres::Error> {
         let r = &plan.rows;
         let first = to_i64(plan.first);
         let last = to_i64(plan.last);
+        if r.positions.len() == 1 {
+            let rows = conn
+                .client
+                .query(
+                    &conn.append_one,
+                    &[
+                        &first,
+                        &last,
+                        &guard_ids,
+                        &assumed_new,
+                        &r.streams[0],
+                        &r.versions[0],
+                        &r.event_ids[0],
+                        &r.types[0],
+                        &r.schema_versions[0],
+                        &r.data[0],
+                        &r.metadata[0],
+                        &r.hashes[0],
+                        &r.command_ids[0],
+                        &self.sql.channel,
+                    ],
+                )
+                .await?;
+            return Ok(!rows.is_empty());
+        }
         let rows = conn
             .client
             .query(
