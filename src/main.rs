@@ -2,6 +2,7 @@
 //! its arguments, opens the store and calls into the library crates.
 
 mod demo;
+mod replay;
 mod report;
 mod serve;
 
@@ -49,6 +50,13 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Serve commands, queries and published events over NATS until SIGINT/SIGTERM.
     Serve(serve::ServeArgs),
+    /// Run the SLA scheduler on its own (its own SLA projector, commands straight to the
+    /// store) until SIGINT/SIGTERM; for deployments that run `serve --no-scheduler`.
+    Schedule {
+        /// How often to look for due warnings and breaches, in milliseconds.
+        #[arg(long, env = "CLOSELOOP_SCHEDULER_INTERVAL_MS", default_value_t = 5_000)]
+        interval_ms: u64,
+    },
     /// Submit one command, or a JSON-lines stream of them, from FILE or stdin; one reply per line.
     Submit {
         /// A file of commands; stdin when absent or `-`.
@@ -67,6 +75,9 @@ enum Cmd {
     /// Read models as tables or JSON (sla, satisfaction, performance), after catching the
     /// projections up to the head of the log.
     Report(report::ReportArgs),
+    /// Rebuild projections from the log beside the live ones, with progress, then switch
+    /// atomically; with --until, build them as of a position or time under `<name>@<until>`.
+    Replay(replay::ReplayArgs),
     /// Check hash chains and version/position contiguity; non-zero exit on any break.
     Verify {
         /// Only this ticket's stream.
@@ -102,13 +113,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
         Cmd::Submit { file } => submit(log, file).await,
-        Cmd::Serve(args) => serve::run(log, &cli.nats, args).await,
+        Cmd::Serve(args) => serve::run(log, &cli.store, &cli.nats, args).await,
+        Cmd::Schedule { interval_ms } => {
+            serve::schedule(
+                log,
+                &cli.store,
+                std::time::Duration::from_millis(interval_ms.max(10)),
+            )
+            .await
+        }
         Cmd::History {
             ticket_id,
             as_of,
             json,
         } => history(log, ticket_id, as_of, json).await,
         Cmd::Report(args) => report::run(log, &cli.store, args).await,
+        Cmd::Replay(args) => replay::run(log, &cli.store, args).await,
         Cmd::Verify { ticket_id } => verify(log, ticket_id).await,
         Cmd::Export { stream, since } => {
             let stdout = std::io::stdout();

@@ -60,6 +60,10 @@ pub struct ReportArgs {
     /// Report time for running SLA timers (RFC 3339); the wall clock when absent.
     #[arg(long)]
     at: Option<Timestamp>,
+    /// Read the models `closeloop replay all --until UNTIL` built (as of that log position or
+    /// time) instead of the live ones; nothing is caught up.
+    #[arg(long, value_name = "UNTIL")]
+    replayed: Option<closeloop_replay::rebuild::Until>,
 }
 
 /// The projectors of a store, caught up to the head of its log.
@@ -85,7 +89,15 @@ pub async fn run(
     store: &str,
     args: ReportArgs,
 ) -> anyhow::Result<ExitCode> {
-    let models = caught_up(log, store).await?;
+    let models = match args.replayed {
+        Some(until) => {
+            let checkpoints = open_store(store)
+                .await
+                .context("opening read-model storage")?;
+            closeloop_replay::rebuild::load_models(checkpoints.as_ref(), until).await?
+        }
+        None => caught_up(log, store).await?,
+    };
     let query = ReportQuery {
         agent: args.agent,
         team: args.team,

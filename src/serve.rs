@@ -1,6 +1,28 @@
 //! `closeloop serve`: flags and environment in, signal handlers installed, then
 //! `closeloop_commands::nats::run`. Also the read-side queries that need `closeloop-replay`
-//! (which the commands crate cannot depend on): `ticket_history` and `ticket_state`.
+//! (which the commands crate cannot depend on): `ticket_history` and `ticket_state`; and the
+//! read side that needs `closeloop-projections` (which the commands crate cannot depend on
+//! either): the projectors, the SLA scheduler, the process managers ([`read_side`]) and the
+//! `report_*` queries ([`queries`]). `closeloop schedule` ([`schedule`]) runs the SLA
+//! scheduler alone.
+//!
+//! Background work of every instance:
+//! - one job per projector (`Job::everywhere`): each instance keeps its own read models
+//!   current (the `report_*` queries read them), saving checkpoints in the `--store`;
+//! - the SLA scheduler and the process managers (`Job::once`: one instance at a time under a
+//!   lease). Their commands carry deterministic ids, so even during a lease hand-over each
+//!   deadline's warning or breach and each manager's command is appended once; the lease
+//!   only avoids wasted work.
+//!
+//! Confidentiality of the `report_*` queries (request: `actor` plus `agent`, `team`, `from`,
+//! `to`, `period`, `at`):
+//! - `auditor`, `system`: every row, filters as asked.
+//! - `supervisor` (a registered team lead): the team filter is forced to their team; asking
+//!   for another team is `forbidden` (at `/team`); a supervisor who is not a registered team
+//!   lead is `forbidden`.
+//! - `agent`: the agent filter is forced to themselves; asking for another agent is
+//!   `forbidden` (at `/agent`).
+//! - `service`: `forbidden` (staff figures are not a customer system's business).
 //!
 //! Confidentiality (DOMAIN.md) of ticket queries, decided from the ticket's whole history:
 //! - `auditor`, `system`: every ticket.
@@ -16,10 +38,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use closeloop_commands::nats::{self, Job, LeaseConfig, Queries, QueryRequest, ServeConfig};
-use closeloop_commands::{Handler, HandlerConfig};
-use closeloop_core::domain::{Actor, Directory, Event, Rejection, RejectionCode, Role};
+use closeloop_commands::nats::{
+    self, Job, LeaseConfig, Queries, QueryRequest, ServeConfig, Shutdown,
+};
+use closeloop_commands::process::{ProcessConfig, ProcessManagers};
+use closeloop_commands::{Handler, HandlerConfig, Reply};
+use closeloop_core::domain::{
+    Actor, CommandEnvelope, Directory, Event, Rejection, RejectionCode, Role,
+};
 use closeloop_core::log::EventLog;
+use closeloop_projections::models::{Projectors, ReadModels, REPORTS};
+use closeloop_projections::report::ReportQuery;
+use closeloop_projections::runtime::{Projection, ProjectorError, Runner, RunnerConfig};
+use closeloop_projections::scheduler;
+use closeloop_projections::store::{open_store, StoreError};
 use closeloop_replay::history::{ticket_history, History};
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -84,9 +116,29 @@ pub struct ServeArgs {
     /// Name of this instance in logs and leases (random when absent).
     #[arg(long, env = "CLOSELOOP_INSTANCE_ID")]
     instance_id: Option<String>,
+    /// Do not run the SLA scheduler in this instance (run `closeloop schedule` instead, or
+    /// let another instance run it).
+    #[arg(long, env = "CLOSELOOP_NO_SCHEDULER")]
+    no_scheduler: bool,
+    /// How often the SLA scheduler looks for due warnings and breaches.
+    #[arg(long, env = "CLOSELOOP_SCHEDULER_INTERVAL_MS", default_value_t = 5_000)]
+    scheduler_interval_ms: u64,
+    /// Do not run the process managers (auto-assign, backup coverage, breach escalation) in
+    /// this instance.
+    #[arg(long, env = "CLOSELOOP_NO_PROCESS_MANAGERS")]
+    no_process_managers: bool,
 }
 
 impl ServeArgs {
+    fn read_side(&self, store: &str) -> ReadSideConfig {
+        ReadSideConfig {
+            store: store.to_owned(),
+            scheduler_interval: (!self.no_scheduler)
+                .then(|| Duration::from_millis(self.scheduler_interval_ms.max(10))),
+            process_managers: !self.no_process_managers,
+        }
+    }
+
     fn config(&self) -> ServeConfig {
         let defaults = ServeConfig::default();
         ServeConfig {
@@ -113,12 +165,7 @@ impl ServeArgs {
     }
 }
 
-/// Runs `serve` until SIGINT or SIGTERM, then drains and returns success.
-pub async fn run(
-    log: Arc<dyn EventLog>,
-    nats_url: &str,
-    args: ServeArgs,
-) -> anyhow::Result<ExitCode> {
+fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CLOSELOOP_LOG")
@@ -126,6 +173,16 @@ pub async fn run(
         )
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Runs `serve` until SIGINT or SIGTERM, then drains and returns success.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    store: &str,
+    nats_url: &str,
+    args: ServeArgs,
+) -> anyhow::Result<ExitCode> {
+    init_tracing();
     let config = args.config();
     let client = async_nats::ConnectOptions::new()
         .name(format!("closeloop-serve-{}", config.instance_id))
@@ -133,19 +190,192 @@ pub async fn run(
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
-    let jobs = jobs(&log, &handler);
-    let queries = queries(log, handler.clone());
+    let (jobs, models) = read_side(&log, &handler, &args.read_side(store)).await?;
+    let queries = queries(log, handler.clone(), models);
     nats::run(config, handler, client, queries, jobs, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Background jobs besides the relay: the place where projector runners (`Job::everywhere`
-/// or `Job::once`), the SLA scheduler and the process managers (`Job::once`: they submit
-/// commands through `handler`) are added. A job gets a `Shutdown` (`wait().await`,
-/// `is_set()`) and returns soon after it fires; `Job::once` jobs hold a lease, so exactly one
-/// instance runs each, and another takes over within the lease TTL when that one dies.
-fn jobs(_log: &Arc<dyn EventLog>, _handler: &Arc<Handler>) -> Vec<Job> {
-    Vec::new()
+/// What [`read_side`] runs.
+#[derive(Debug, Clone)]
+pub struct ReadSideConfig {
+    /// The `--store` URL: the read models keep their state and checkpoints there.
+    pub store: String,
+    /// Run the SLA scheduler (under a lease), ticking this often.
+    pub scheduler_interval: Option<Duration>,
+    /// Run the process managers (under a lease).
+    pub process_managers: bool,
+}
+
+/// Tries at opening the read-model storage.
+const OPEN_ATTEMPTS: u32 = 5;
+
+/// How long a projector job waits for new events before looking again.
+const PROJECTOR_TAIL_WAIT: Duration = Duration::from_millis(500);
+
+/// Opens the projectors on the store and returns the background jobs of the read side (one
+/// `Job::everywhere` per projector; `Job::once` for the SLA scheduler and the process
+/// managers, which submit commands through `handler` as role `system`) and the shared read
+/// models the `report_*` queries answer from.
+pub async fn read_side(
+    log: &Arc<dyn EventLog>,
+    handler: &Arc<Handler>,
+    config: &ReadSideConfig,
+) -> anyhow::Result<(Vec<Job>, ReadModels)> {
+    // Several instances starting at once all run the (idempotent) read-model DDL on
+    // PostgreSQL; one may lose a race on the catalog: try again shortly.
+    let mut attempt = 1;
+    let store = loop {
+        match open_store(&config.store).await {
+            Ok(store) => break store,
+            Err(e) if attempt < OPEN_ATTEMPTS && !matches!(e, StoreError::Unsupported(_)) => {
+                tracing::warn!(error = %e, attempt, "opening read-model storage; retrying");
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening read-model storage in {}", config.store))
+            }
+        }
+    };
+    let projectors = Projectors::open(log.clone(), store, RunnerConfig::default())
+        .await
+        .context("opening the projectors")?;
+    let models = projectors.read_models();
+    let Projectors {
+        sla,
+        satisfaction,
+        performance,
+    } = projectors;
+    let mut jobs = vec![
+        projector_job(sla, log.clone()),
+        projector_job(satisfaction, log.clone()),
+        projector_job(performance, log.clone()),
+    ];
+    if let Some(interval) = config.scheduler_interval {
+        let (model, handler) = (models.sla.clone(), handler.clone());
+        jobs.push(Job::once(
+            "sla-scheduler",
+            Arc::new(move |shutdown: Shutdown| {
+                let (model, handler) = (model.clone(), handler.clone());
+                Box::pin(async move {
+                    scheduler::run(
+                        model,
+                        jiff::Timestamp::now,
+                        |command| submit(handler.clone(), command),
+                        interval,
+                        shutdown.receiver(),
+                    )
+                    .await;
+                    Ok(())
+                })
+            }),
+        ));
+    }
+    if config.process_managers {
+        let handler = handler.clone();
+        jobs.push(Job::once(
+            "process-managers",
+            Arc::new(move |shutdown: Shutdown| {
+                let managers = ProcessManagers::new(handler.clone(), ProcessConfig::default());
+                Box::pin(async move {
+                    managers
+                        .run(shutdown.receiver())
+                        .await
+                        .map_err(|e| format!("process managers: {e}"))
+                })
+            }),
+        ));
+    }
+    Ok((jobs, models))
+}
+
+/// Submits one of the engine's own commands; a refusal is only logged (the scheduler asks
+/// again at its next tick if the deadline is still due).
+async fn submit(handler: Arc<Handler>, command: CommandEnvelope) {
+    let reply = handler.handle(command).await;
+    if let Reply::Rejected { error, .. } = &reply {
+        tracing::debug!(error = ?error, "a scheduled command was refused");
+    }
+}
+
+/// A projector as a job of every instance: catches up, then tails the log until shutdown.
+/// A store error ends the job with `Err` (restarted after a pause, from the state it holds).
+/// An event it cannot fold stops it for good (its status says so in every report) and the
+/// job then just waits for shutdown.
+fn projector_job<P: Projection>(runner: Runner<P>, log: Arc<dyn EventLog>) -> Job {
+    let runner = Arc::new(tokio::sync::Mutex::new(runner));
+    Job::everywhere(
+        &format!("projector-{}", P::NAME),
+        Arc::new(move |shutdown: Shutdown| {
+            let (runner, log) = (runner.clone(), log.clone());
+            Box::pin(async move { tail(runner, log, shutdown).await })
+        }),
+    )
+}
+
+async fn tail<P: Projection>(
+    runner: Arc<tokio::sync::Mutex<Runner<P>>>,
+    log: Arc<dyn EventLog>,
+    mut shutdown: Shutdown,
+) -> Result<(), String> {
+    let mut runner = runner.lock().await;
+    loop {
+        match runner.catch_up().await {
+            Ok(_) => {}
+            Err(ProjectorError::Apply { .. }) => {
+                shutdown.wait().await;
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        if shutdown.is_set() {
+            return Ok(());
+        }
+        let position = runner.status().position();
+        tokio::select! {
+            waited = log.wait_beyond(position, PROJECTOR_TAIL_WAIT) => {
+                waited.map_err(|e| format!("projector {}: {e}", P::NAME))?;
+            }
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}
+
+/// `closeloop schedule`: the SLA scheduler on its own, with its own SLA projector (state and
+/// checkpoint in `store`), submitting straight to the log, until SIGINT or SIGTERM.
+pub async fn schedule(
+    log: Arc<dyn EventLog>,
+    store: &str,
+    interval: Duration,
+) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let checkpoints = open_store(store)
+        .await
+        .with_context(|| format!("opening read-model storage in {store}"))?;
+    let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        stop.send_replace(true);
+    });
+    tracing::info!(
+        every_ms = interval.as_millis() as u64,
+        "SLA scheduler running"
+    );
+    scheduler::run_standalone(
+        log,
+        checkpoints,
+        jiff::Timestamp::now,
+        |command| submit(handler.clone(), command),
+        interval,
+        stopped,
+    )
+    .await
+    .context("SLA scheduler")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -166,10 +396,20 @@ async fn shutdown_signal() {
     }
 }
 
-/// The queries served: ticket history and state here; `report_sla`, `report_satisfaction`
-/// and `report_performance` are registered the same way by the read models.
-pub fn queries(log: Arc<dyn EventLog>, handler: Arc<Handler>) -> Queries {
+/// The queries served: ticket history and state; `report_sla`, `report_satisfaction` and
+/// `report_performance` from `models`.
+pub fn queries(log: Arc<dyn EventLog>, handler: Arc<Handler>, models: ReadModels) -> Queries {
     let mut queries = Queries::new();
+    for name in REPORTS {
+        let (models, handler) = (models.clone(), handler.clone());
+        queries.register(
+            &format!("report_{name}"),
+            Arc::new(move |request| {
+                let (models, handler) = (models.clone(), handler.clone());
+                Box::pin(async move { report(&models, &handler, name, request).await })
+            }),
+        );
+    }
     {
         let (log, handler) = (log.clone(), handler.clone());
         queries.register(
@@ -200,6 +440,88 @@ pub fn queries(log: Arc<dyn EventLog>, handler: Arc<Handler>) -> Queries {
         }),
     );
     queries
+}
+
+/// A report query: the parameters of `closeloop report NAME` (`at` is the report time, the
+/// wall clock when absent), restricted to what the actor may see (module doc).
+async fn report(
+    models: &ReadModels,
+    handler: &Handler,
+    name: &str,
+    request: QueryRequest,
+) -> Result<serde_json::Value, Rejection> {
+    let at: Option<Timestamp> = request.param("at", false)?;
+    let mut params = request.params.clone();
+    params.remove("at");
+    let mut query = ReportQuery::from_params(&params).map_err(|(path, message)| {
+        // `at` is taken here, before the report's own parameters.
+        Rejection::validation(
+            &path,
+            message.replace("expected actor, ", "expected actor, at, "),
+        )
+    })?;
+    restrict(&request.actor, handler, &mut query).await?;
+    models
+        .report(name, &query, at.unwrap_or_else(Timestamp::now))
+        .ok_or_else(|| Rejection::not_found("", format!("no report `{name}`")))
+}
+
+/// Forces the filters of a report query to what `actor` may see, or refuses it.
+async fn restrict(
+    actor: &Actor,
+    handler: &Handler,
+    query: &mut ReportQuery,
+) -> Result<(), Rejection> {
+    let forbidden =
+        |path: &str, message: String| Err(Rejection::at(RejectionCode::Forbidden, path, message));
+    match actor.role {
+        Role::Auditor | Role::System => Ok(()),
+        Role::Service => forbidden(
+            "/actor",
+            format!("service `{}` may not read staff reports", actor.id),
+        ),
+        Role::Agent => {
+            if let Some(other) = query.agent.as_deref().filter(|a| *a != actor.id) {
+                return forbidden(
+                    "/agent",
+                    format!(
+                        "agent `{}` may only read their own rows, not `{other}`'s",
+                        actor.id
+                    ),
+                );
+            }
+            query.agent = Some(actor.id.clone());
+            Ok(())
+        }
+        Role::Supervisor => {
+            let directory = handler
+                .directory()
+                .await
+                .map_err(|e| Rejection::new(RejectionCode::Unavailable, e.to_string()))?;
+            let Some(team) = directory
+                .agents
+                .get(&actor.id)
+                .filter(|a| a.team_lead)
+                .map(|a| a.team.clone())
+            else {
+                return forbidden(
+                    "/actor",
+                    format!("supervisor `{}` is not a registered team lead", actor.id),
+                );
+            };
+            if let Some(other) = query.team.as_deref().filter(|t| *t != team) {
+                return forbidden(
+                    "/team",
+                    format!(
+                        "supervisor `{}` may only read team `{team}`, not `{other}`",
+                        actor.id
+                    ),
+                );
+            }
+            query.team = Some(team);
+            Ok(())
+        }
+    }
 }
 
 /// The ticket's history (up to `as_of`), if the actor may see the ticket.

@@ -21,6 +21,12 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+/// The binary's `serve` wiring (read side, report queries), compiled into the tests so
+/// several instances can run in this process on one log.
+#[allow(dead_code)]
+#[path = "../src/serve.rs"]
+mod serve;
+
 const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 /// Longest wait for any one observable condition.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -285,13 +291,24 @@ pub struct InProcess {
 impl InProcess {
     pub async fn start(scope: &Scope, log: Arc<dyn EventLog>, queries: Queries) -> InProcess {
         let handler = Arc::new(Handler::new(log, HandlerConfig::default()));
+        InProcess::start_with(scope, scope.config.clone(), handler, queries, Vec::new()).await
+    }
+
+    /// With its own configuration (instance id), handler and background jobs.
+    pub async fn start_with(
+        scope: &Scope,
+        config: ServeConfig,
+        handler: Arc<Handler>,
+        queries: Queries,
+        jobs: Vec<nats::Job>,
+    ) -> InProcess {
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(nats::run(
-            scope.config.clone(),
+            config,
             handler,
             scope.client.clone(),
             queries,
-            Vec::new(),
+            jobs,
             async move {
                 let _ = stopped.await;
             },
@@ -686,7 +703,7 @@ async fn nats_durable_intake_keeps_commands_while_no_serve_runs() {
     let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
 
     // A first run creates the stream and the consumer; SIGTERM drains it and exits 0.
-    let serve = Binary::start(&scope, &store, &[]);
+    let serve = Binary::start(&scope, &store, &["--no-process-managers"]);
     scope.wait_serving().await;
     assert!(serve.terminate().success(), "serve exits 0 on SIGTERM");
 
@@ -719,7 +736,8 @@ async fn nats_durable_intake_keeps_commands_while_no_serve_runs() {
         .messages;
     assert_eq!(stream, commands.len() as u64);
 
-    let serve = Binary::start(&scope, &store, &[]);
+    // Without auto-assignment, which would race the test's own assignments.
+    let serve = Binary::start(&scope, &store, &["--no-process-managers"]);
     let mut got = HashMap::new();
     collect_replies(&mut replies, &ids, &mut got).await;
     for reply in got.values() {
@@ -843,8 +861,12 @@ impl Drop for PgSchema {
                         tokio_postgres::connect(&url, tokio_postgres::NoTls).await
                     {
                         tokio::spawn(connection);
+                        // The log's schema and the read models' (`<schema>_read`).
                         let _ = client
-                            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                            .batch_execute(&format!(
+                                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; \
+                                 DROP SCHEMA IF EXISTS \"{schema}_read\" CASCADE"
+                            ))
                             .await;
                     }
                 });
@@ -865,7 +887,8 @@ async fn nats_queries_answer_history_with_confidentiality() {
     let scope = Scope::new().await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
-    let serve = Binary::start(&scope, &store, &[]);
+    // Without auto-assignment, which would take the ticket before the test assigns it.
+    let serve = Binary::start(&scope, &store, &["--no-process-managers"]);
     scope.wait_serving().await;
     let ticket = Uuid::new_v4();
     accepted(&scope.command(&register_agent("agent-1", "blue")).await);
@@ -1052,4 +1075,464 @@ async fn nats_serve_exits_0_on_sigint() {
         std::thread::sleep(Duration::from_millis(20)); // poll interval
     };
     assert!(status.success(), "{status}");
+}
+
+// ---- read side: report queries, SLA scheduler ------------------------------------------
+
+/// A command with an explicit actor and business time.
+fn at_command(command_type: &str, actor: (&str, &str), at: &str, payload: Value) -> Value {
+    json!({
+        "command_id": Uuid::new_v4(),
+        "type": command_type,
+        "actor": {"id": actor.0, "role": actor.1},
+        "occurred_at": at,
+        "payload": payload,
+    })
+}
+
+const ADMIN: (&str, &str) = ("provisioning", "system");
+const CRM: (&str, &str) = ("crm", "service");
+
+fn calendar_and_policy(at: &str, first_response_minutes: u32) -> Vec<Value> {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    vec![
+        at_command(
+            "define_calendar",
+            ADMIN,
+            at,
+            json!({"calendar_id": "always", "time_zone": "UTC",
+                   "weekly_hours": days.iter().map(|d| json!({"day": d, "start": "00:00", "end": "24:00"})).collect::<Vec<_>>()}),
+        ),
+        at_command(
+            "define_sla_policy",
+            ADMIN,
+            at,
+            json!({"policy_id": "all", "match": {}, "first_response_minutes": first_response_minutes,
+                   "resolution_minutes": 100_000, "calendar_id": "always", "warn_at_percent": 50}),
+        ),
+    ]
+}
+
+fn position(reply: &Reply) -> u64 {
+    match reply {
+        Reply::Accepted { position, .. } => *position,
+        other => panic!("expected accepted, got {}", other.to_json()),
+    }
+}
+
+fn rows<'a>(report: &'a Value, key: &str) -> &'a Vec<Value> {
+    report[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{key}` rows in {report:#}"))
+}
+
+fn report_cli(store: &str, name: &str, flags: &[&str]) -> Value {
+    let output = Process::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", store, "report", name, "--json"])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "report {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("report JSON")
+}
+
+#[tokio::test]
+async fn nats_report_queries_equal_the_cli_and_follow_confidentiality() {
+    const AT: &str = "2026-11-03T00:00:00Z";
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    // Nothing appends on its own: the log's head is the test's last command.
+    let serve = Binary::start(&scope, &store, &["--no-process-managers", "--no-scheduler"]);
+    scope.wait_serving().await;
+
+    let agent = |id: &str, team: &str, lead: bool| {
+        at_command(
+            "register_agent",
+            ADMIN,
+            "2026-11-02T07:00:00Z",
+            json!({"agent_id": id, "name": id, "team": team, "line": 1, "level": "senior", "team_lead": lead}),
+        )
+    };
+    let mut commands = calendar_and_policy("2026-11-02T07:00:00Z", 60);
+    commands.extend([
+        agent("lead-1", "blue", true),
+        agent("agent-1", "blue", false),
+        agent("lead-2", "red", true),
+        agent("agent-2", "red", false),
+    ]);
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let ticket = |id: Uuid, payload: Value| {
+        let mut p = payload;
+        p["ticket_id"] = json!(id);
+        p
+    };
+    for (id, who, lead, answered, resolved, score) in [
+        (a, "agent-1", "lead-1", "09:10", "10:00", 5),
+        (b, "agent-2", "lead-2", "11:00", "12:00", 2),
+    ] {
+        let at = |time: &str| format!("2026-11-02T{time}:00Z");
+        commands.extend([
+            at_command("open_ticket", CRM, &at("09:00"), ticket(id, json!({"customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router down"}))),
+            at_command("assign_ticket", (lead, "supervisor"), &at("09:05"), ticket(id, json!({"agent_id": who}))),
+            at_command("respond_to_customer", (who, "agent"), &at(answered), ticket(id, json!({"message": "On it"}))),
+            at_command("resolve_ticket", (who, "agent"), &at(resolved), ticket(id, json!({"resolution": "fixed"}))),
+            at_command("record_satisfaction", CRM, &at("13:00"), ticket(id, json!({"score": score, "source": "survey"}))),
+            at_command("close_ticket", (who, "agent"), &at("14:00"), ticket(id, json!({})))
+        ]);
+    }
+    commands.extend([
+        at_command("open_ticket", CRM, "2026-11-02T15:00:00Z", ticket(c, json!({"customer_id": "c-2", "channel": "chat", "category": "complaint", "priority": "normal", "subject": "Late"}))),
+        at_command("assign_ticket", ADMIN, "2026-11-02T15:01:00Z", ticket(c, json!({"agent_id": "agent-1"}))),
+    ]);
+    let mut head = 0;
+    for command in &commands {
+        head = position(&scope.command(command).await);
+    }
+
+    // Wait until serve's projectors have folded the whole log.
+    let auditor = json!({"id": "audit-1", "role": "auditor"});
+    let started = Instant::now();
+    loop {
+        let report = scope
+            .query("report_sla", &json!({"actor": auditor, "at": AT}))
+            .await;
+        let projectors = rows(&report, "projectors");
+        if projectors
+            .iter()
+            .all(|p| p["position"] == head && p["lag"] == 0)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "projectors did not reach {head}: {projectors:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    }
+
+    let ask = |actor: &Value, params: Value| {
+        let mut request = params;
+        request["actor"] = actor.clone();
+        request["at"] = json!(AT);
+        request
+    };
+    let mut over_nats = Vec::new();
+    for (name, params, flags) in [
+        ("sla", json!({}), vec![]),
+        ("satisfaction", json!({}), vec![]),
+        ("performance", json!({}), vec![]),
+        (
+            "performance",
+            json!({"team": "blue", "period": "day"}),
+            vec!["--team", "blue", "--period", "day"],
+        ),
+        (
+            "sla",
+            json!({"from": "2026-11-02", "to": "2026-11-02"}),
+            vec!["--from", "2026-11-02", "--to", "2026-11-02"],
+        ),
+    ] {
+        let reply = scope
+            .query(&format!("report_{name}"), &ask(&auditor, params))
+            .await;
+        assert!(reply.get("status").is_none(), "{reply:#}");
+        over_nats.push((name, flags, reply));
+    }
+    let sla = &over_nats[0].2;
+    assert_eq!(rows(sla, "timers").len(), 6, "{sla:#}");
+    assert!(rows(&over_nats[1].2, "groups")
+        .iter()
+        .any(|g| g["by"] == "agent" && g["key"] == "agent-2"));
+
+    // An agent sees their own rows only, whatever they ask for.
+    let agent1 = json!({"id": "agent-1", "role": "agent"});
+    let mine = scope.query("report_sla", &ask(&agent1, json!({}))).await;
+    let timers = rows(&mine, "timers");
+    assert_eq!(timers.len(), 4, "tickets a and c: {mine:#}");
+    assert!(timers.iter().all(|t| t["assignee"] == "agent-1"));
+    let mine = scope
+        .query("report_satisfaction", &ask(&agent1, json!({})))
+        .await;
+    let groups = rows(&mine, "groups");
+    assert!(!groups.is_empty());
+    assert!(groups
+        .iter()
+        .all(|g| g["by"] == "agent" && g["key"] == "agent-1"));
+    let my_performance = scope
+        .query("report_performance", &ask(&agent1, json!({})))
+        .await;
+    let agents = rows(&my_performance, "agents");
+    assert!(!agents.is_empty());
+    assert!(agents.iter().all(|r| r["agent_id"] == "agent-1"));
+    assert!(rows(&my_performance, "teams").is_empty());
+    let denied = scope
+        .query(
+            "report_performance",
+            &ask(&agent1, json!({"agent": "agent-2"})),
+        )
+        .await;
+    assert_eq!(denied["status"], "rejected");
+    assert_eq!(denied["error"]["code"], "forbidden");
+    assert_eq!(denied["error"]["details"][0]["path"], "/agent");
+
+    // A team lead sees their team; another team is refused; a supervisor who leads no
+    // team, and a service, see nothing.
+    let lead1 = json!({"id": "lead-1", "role": "supervisor"});
+    let team = scope
+        .query("report_performance", &ask(&lead1, json!({})))
+        .await;
+    assert!(!rows(&team, "agents").is_empty());
+    assert!(rows(&team, "agents").iter().all(|r| r["team"] == "blue"));
+    assert!(rows(&team, "teams").iter().all(|r| r["team"] == "blue"));
+    let denied = scope
+        .query("report_sla", &ask(&lead1, json!({"team": "red"})))
+        .await;
+    assert_eq!(denied["error"]["code"], "forbidden");
+    assert_eq!(denied["error"]["details"][0]["path"], "/team");
+    for actor in [
+        json!({"id": "agent-2", "role": "supervisor"}),
+        json!({"id": "crm", "role": "service"}),
+    ] {
+        let denied = scope.query("report_sla", &ask(&actor, json!({}))).await;
+        assert_eq!(denied["error"]["code"], "forbidden", "{actor}");
+    }
+
+    // A bad parameter is rejected naming its path.
+    for (params, path) in [
+        (json!({"from": "yesterday"}), "/from"),
+        (json!({"period": "fortnight"}), "/period"),
+        (json!({"colour": "red"}), "/colour"),
+    ] {
+        let bad = scope.query("report_sla", &ask(&auditor, params)).await;
+        assert_eq!(bad["status"], "rejected");
+        assert_eq!(bad["error"]["code"], "validation");
+        assert_eq!(bad["error"]["details"][0]["path"], path, "{bad:#}");
+    }
+    let bad = scope
+        .query("report_sla", &json!({"actor": auditor, "at": "noon"}))
+        .await;
+    assert_eq!(bad["error"]["details"][0]["path"], "/at");
+    assert!(serve.terminate().success());
+
+    // The same JSON as `closeloop report NAME --json` on the same store at the same time.
+    for (name, flags, reply) in &over_nats {
+        let mut flags = flags.clone();
+        flags.extend(["--at", AT]);
+        assert_eq!(
+            &report_cli(&store, name, &flags),
+            reply,
+            "report {name} {flags:?}"
+        );
+    }
+    assert_eq!(
+        report_cli(&store, "performance", &["--agent", "agent-1", "--at", AT]),
+        my_performance
+    );
+}
+
+/// Two instances run the read side on one log; a ticket's first-response deadline is already
+/// past when it is opened. The breach is recorded once, escalated once, and afterwards no
+/// instance's scheduler has anything left to submit for it.
+#[tokio::test]
+async fn nats_two_instances_record_a_past_deadline_breach_once() {
+    use closeloop_core::domain::SlaTarget;
+    use closeloop_projections::scheduler;
+
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    let log = closeloop_core::log::open(&store).await.unwrap();
+    let read_side = serve::ReadSideConfig {
+        store: store.clone(),
+        scheduler_interval: Some(Duration::from_millis(200)),
+        process_managers: true,
+    };
+    let mut instances = Vec::new();
+    let mut models = Vec::new();
+    let mut handlers = Vec::new();
+    for i in 0..2 {
+        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+        let (jobs, read_models) = serve::read_side(&log, &handler, &read_side).await.unwrap();
+        let queries = serve::queries(log.clone(), handler.clone(), read_models.clone());
+        let mut config = scope.config.clone();
+        config.instance_id = format!("instance-{i}");
+        instances.push(InProcess::start_with(&scope, config, handler.clone(), queries, jobs).await);
+        models.push(read_models);
+        handlers.push(handler);
+    }
+
+    // Whole seconds: deadlines are kept to the second.
+    let opened = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 3_600).unwrap();
+    let ticket = Uuid::new_v4();
+    let mut commands = calendar_and_policy(
+        &(opened - jiff::SignedDuration::from_mins(1)).to_string(),
+        5,
+    );
+    commands.push(at_command(
+        "open_ticket",
+        CRM,
+        &opened.to_string(),
+        json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "phone",
+               "category": "incident", "priority": "urgent", "subject": "Outage"}),
+    ));
+    for command in &commands {
+        accepted(&scope.command(command).await);
+    }
+
+    // Wait on the log: the breach, then its escalation by the process managers.
+    let count = |events: &[StoredEvent], event_type: &str| {
+        events.iter().filter(|e| e.event_type == event_type).count()
+    };
+    let started = Instant::now();
+    let events = loop {
+        let events = log.read_all(0, 1_000, Filter::All).await.unwrap();
+        if count(&events, "sla_breached") >= 1 && count(&events, "ticket_escalated") >= 1 {
+            break events;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no breach and escalation in the log: {:?}",
+            events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    };
+    let breach = events
+        .iter()
+        .find(|e| e.event_type == "sla_breached")
+        .unwrap();
+    assert_eq!(breach.metadata.actor.id, scheduler::ACTOR_ID);
+    let due_at: jiff::Timestamp = serde_json::from_value(breach.data["due_at"].clone()).unwrap();
+    assert_eq!(due_at, opened + jiff::SignedDuration::from_mins(5));
+    let command_id = scheduler::command_id(ticket, SlaTarget::FirstResponse, due_at, true);
+    assert_eq!(breach.metadata.command_id, command_id);
+    // The lease: one instance runs the scheduler, one the process managers.
+    let leases = Lease::bucket(&scope.js, &scope.config.lease).await.unwrap();
+    for job in ["sla-scheduler", "process-managers"] {
+        let holder = leases.holder(job).await;
+        assert!(
+            matches!(holder.as_deref(), Some("instance-0" | "instance-1")),
+            "{job} held by {holder:?}"
+        );
+    }
+
+    // Both instances' SLA models fold the breach; from then on neither scheduler has anything
+    // due for this deadline, and a repeat of the command (as a second scheduler would send
+    // it) appends nothing.
+    let last = events.last().unwrap().position;
+    let started = Instant::now();
+    for model in &models {
+        loop {
+            let caught_up = model.statuses.iter().all(|s| s.position() >= last);
+            let due = scheduler::due_commands(&model.sla.read().unwrap(), jiff::Timestamp::now());
+            if caught_up && due.iter().all(|c| c.command_id != command_id) {
+                break;
+            }
+            assert!(started.elapsed() < DEADLINE, "an instance's SLA model lags");
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+        }
+    }
+    let again = closeloop_core::domain::CommandEnvelope {
+        command_id,
+        actor: closeloop_core::domain::Actor::system(scheduler::ACTOR_ID),
+        occurred_at: Some(due_at),
+        expected_version: None,
+        command: closeloop_core::domain::Command::RecordSlaBreach(
+            closeloop_core::domain::RecordSlaBreach {
+                ticket_id: ticket,
+                target: SlaTarget::FirstResponse,
+                due_at,
+            },
+        ),
+    };
+    assert!(matches!(
+        handlers[1].handle(again).await,
+        Reply::Duplicate { .. }
+    ));
+
+    for instance in instances {
+        instance.stop().await;
+    }
+    let events = log.read_all(0, 1_000, Filter::All).await.unwrap();
+    assert_eq!(count(&events, "sla_breached"), 1, "one breach per deadline");
+    assert!(count(&events, "sla_warning_raised") <= 1);
+    let escalations: Vec<&StoredEvent> = events
+        .iter()
+        .filter(|e| e.event_type == "ticket_escalated")
+        .collect();
+    assert_eq!(escalations.len(), 1, "the breach is escalated once");
+    assert_eq!(
+        escalations[0].metadata.actor.id,
+        closeloop_commands::process::ESCALATION_ACTOR
+    );
+}
+
+/// `closeloop schedule` runs the SLA scheduler alone (no NATS): it records a past deadline's
+/// breach once and exits 0 on SIGTERM.
+#[tokio::test]
+async fn schedule_subcommand_records_a_breach_once_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    let opened = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 3_600).unwrap();
+    let ticket = Uuid::new_v4();
+    let mut commands = calendar_and_policy(
+        &(opened - jiff::SignedDuration::from_mins(1)).to_string(),
+        5,
+    );
+    commands.push(at_command(
+        "open_ticket",
+        CRM,
+        &opened.to_string(),
+        json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "phone",
+               "category": "incident", "priority": "urgent", "subject": "Outage"}),
+    ));
+    let file = dir.path().join("commands.jsonl");
+    let lines: Vec<String> = commands.iter().map(Value::to_string).collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let submitted = Process::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", &store, "submit"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stdout)
+    );
+
+    let child = Process::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", &store, "schedule", "--interval-ms", "100"])
+        .env("CLOSELOOP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start closeloop schedule");
+    let schedule = Binary { child };
+    // Reads go to the file, so this process sees the scheduler's appends.
+    let log = closeloop_core::log::open(&store).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let events = log.read_all(0, 1_000, Filter::All).await.unwrap();
+        if events.iter().any(|e| e.event_type == "sla_breached") {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "no breach recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+    }
+    assert!(
+        schedule.terminate().success(),
+        "schedule exits 0 on SIGTERM"
+    );
+    let events = log.read_all(0, 1_000, Filter::All).await.unwrap();
+    let breaches: Vec<&StoredEvent> = events
+        .iter()
+        .filter(|e| e.event_type == "sla_breached")
+        .collect();
+    assert_eq!(breaches.len(), 1);
+    assert_eq!(breaches[0].stream, format!("ticket-{ticket}"));
+    assert_eq!(breaches[0].metadata.actor.role.to_string(), "system");
 }

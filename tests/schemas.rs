@@ -140,17 +140,23 @@ fn command_schema<P: JsonSchema>(command_type: &str) -> Value {
     schema
 }
 
-/// The schema of one event type at the current schema version, from its data type.
-fn event_schema<D: JsonSchema>(event_type: &str) -> Value {
+/// The schema of one event type at one schema version, from its data type.
+fn event_schema<D: JsonSchema>(event_type: &str, version: u32) -> Value {
+    let current = current_schema_version(event_type);
+    let note = if version == current {
+        String::new()
+    } else {
+        format!(" Superseded by version {current}: stored events of this version are upcast on read.")
+    };
     let mut schema = retitle(
         schema_of::<StoredEventOf<D>>(),
         event_type,
         Some(&format!(
-            "A stored `{event_type}` event (schema version {CURRENT_SCHEMA_VERSION}), published on closeloop.v1.events.<stream_category>.{event_type}."
+            "A stored `{event_type}` event (schema version {version}), published on closeloop.v1.events.<stream_category>.{event_type}.{note}"
         )),
     );
     set_const(&mut schema, "type", json!(event_type));
-    set_const(&mut schema, "schema_version", json!(CURRENT_SCHEMA_VERSION));
+    set_const(&mut schema, "schema_version", json!(version));
     schema
 }
 
@@ -190,11 +196,16 @@ fn generate() -> BTreeMap<String, Value> {
             let listed: &[&str] = &[$($wire),+];
             assert_eq!(listed, Event::TYPES, "an event type has no schema here: add it");
             $(files.insert(
-                format!("events/{}.v{}.json", $wire, CURRENT_SCHEMA_VERSION),
-                event_schema::<$data>($wire),
+                format!("events/{}.v{}.json", $wire, current_schema_version($wire)),
+                event_schema::<$data>($wire, current_schema_version($wire)),
             );)+
         }};
     }
+    // Superseded versions stay published: stored events of them are still read (upcast).
+    files.insert(
+        "events/note_added.v1.json".into(),
+        event_schema::<NoteAddedV1>("note_added", 1),
+    );
     events! {
         "ticket_opened" => TicketOpened,
         "ticket_assigned" => TicketAssigned,
@@ -231,7 +242,7 @@ fn generate() -> BTreeMap<String, Value> {
     );
     let any_event: Vec<Value> = Event::TYPES
         .iter()
-        .map(|t| json!({"$ref": format!("events/{t}.v{CURRENT_SCHEMA_VERSION}.json")}))
+        .map(|t| json!({"$ref": format!("events/{t}.v{}.json", current_schema_version(t))}))
         .collect();
     files.insert(
         "event.json".into(),

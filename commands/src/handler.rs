@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use closeloop_core::domain::{
     self, parse_command, CommandEnvelope, Context, Directory, Event, Rejection, RejectionCode,
-    Rules, Ticket, TicketState, CURRENT_SCHEMA_VERSION, DIRECTORY_CATEGORIES,
+    Rules, Ticket, TicketState, DIRECTORY_CATEGORIES,
 };
 use closeloop_core::log::{
     AppendOutcome, AppendRequest, EventLog, ExpectedVersion, Filter, Metadata, NewEvent, Position,
@@ -307,7 +307,7 @@ fn new_event(event: &Event, envelope: &CommandEnvelope, occurred_at: Timestamp) 
     NewEvent {
         event_id: uuid::Uuid::now_v7(),
         event_type: event.event_type().to_owned(),
-        schema_version: CURRENT_SCHEMA_VERSION,
+        schema_version: event.schema_version(),
         data: event.data(),
         metadata: Metadata {
             command_id: envelope.command_id,

@@ -149,4 +149,25 @@ impl CheckpointStore for PostgresStore {
             .await?;
         Ok(())
     }
+
+    async fn promote(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        let slot = self.client().await?;
+        let client = slot.as_ref().expect("connected");
+        // One statement: atomic, and readers see the old row or the new one.
+        let moved = client
+            .execute(
+                &format!(
+                    "WITH moved AS (DELETE FROM {s}.projections WHERE name = $1
+                                    RETURNING version, position, state)
+                     INSERT INTO {s}.projections (name, version, position, state)
+                     SELECT $2, version, position, state FROM moved
+                     ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                         position = excluded.position, state = excluded.state",
+                    s = self.schema
+                ),
+                &[&from, &to],
+            )
+            .await?;
+        Ok(moved > 0)
+    }
 }

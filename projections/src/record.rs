@@ -65,7 +65,7 @@ impl Record {
         };
         let event = match wire.data {
             Data::Decoded(event) => event,
-            Data::Raw(raw) if wire.schema_version == CURRENT_SCHEMA_VERSION => {
+            Data::Raw(raw) if wire.schema_version == current_schema_version(&wire.event_type) => {
                 let mut de = serde_json::Deserializer::from_str(raw.get());
                 DataSeed(&wire.event_type)
                     .deserialize(&mut de)
@@ -162,7 +162,7 @@ impl<'de> serde::de::Visitor<'de> for WireVisitor {
                 Field::SchemaVersion => schema_version = Some(map.next_value()?),
                 Field::Data => {
                     data = match (&event_type, schema_version) {
-                        (Some(t), Some(CURRENT_SCHEMA_VERSION)) => {
+                        (Some(t), Some(v)) if v == current_schema_version(t) => {
                             Data::Decoded(map.next_value_seed(DataSeed(t))?)
                         }
                         _ => Data::Raw(map.next_value()?),
@@ -208,7 +208,8 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// Decodes event data of the current schema version straight into the named type.
+/// Decodes event data of the type's current schema version ([`current_schema_version`])
+/// straight into the named type.
 struct DataSeed<'t>(&'t str);
 
 impl<'de> serde::de::DeserializeSeed<'de> for DataSeed<'_> {
@@ -281,7 +282,7 @@ mod tests {
             resolution: "fixed \"it\"".into(),
             agent_id: "a1".into(),
         });
-        let s = stored(&event, CURRENT_SCHEMA_VERSION);
+        let s = stored(&event, event.schema_version());
         let bytes = serde_json::to_vec(&s).unwrap();
         let from_json = Record::from_json(&bytes).unwrap();
         assert_eq!(from_json, Record::from_stored(&s).unwrap());
@@ -297,5 +298,32 @@ mod tests {
         let bad = serde_json::to_vec(&stored(&event, 9)).unwrap();
         let e = Record::from_json(&bad).unwrap_err();
         assert_eq!((e.position, e.event_type.as_str()), (42, "ticket_resolved"));
+    }
+
+    #[test]
+    fn json_fast_path_is_per_type_and_upcasts_old_versions() {
+        let note = Event::NoteAdded(NoteAdded {
+            ticket_id: uuid::Uuid::nil(),
+            text: "internal".into(),
+            visible_to_customer: true,
+        });
+        // Current version (2): the fast path.
+        let s = stored(&note, 2);
+        let bytes = serde_json::to_vec(&s).unwrap();
+        assert_eq!(Record::from_json(&bytes).unwrap(), Record::from_stored(&s).unwrap());
+        // Version 1 lacked `visible_to_customer`: upcast to `false`.
+        let mut v1 = stored(&note, 1);
+        v1.data.as_object_mut().unwrap().remove("visible_to_customer");
+        let bytes = serde_json::to_vec(&v1).unwrap();
+        let record = Record::from_json(&bytes).unwrap();
+        assert_eq!(record, Record::from_stored(&v1).unwrap());
+        match record.event {
+            Event::NoteAdded(n) => assert!(!n.visible_to_customer),
+            other => panic!("{other:?}"),
+        }
+        // Version 2 without the field is an error, not a silent default.
+        let mut bad = stored(&note, 2);
+        bad.data.as_object_mut().unwrap().remove("visible_to_customer");
+        assert!(Record::from_json(&serde_json::to_vec(&bad).unwrap()).is_err());
     }
 }

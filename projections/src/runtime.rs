@@ -90,6 +90,15 @@ impl Status {
         }
     }
 
+    /// The status of a model loaded as saved and not running (a replay target such as
+    /// `sla@<until>`): fixed at `position`, which is also its head.
+    pub fn fixed(name: &'static str, version: u32, position: Position) -> Status {
+        let status = Status::new(name, version);
+        status.position.store(position, Ordering::Release);
+        status.head.store(position, Ordering::Release);
+        status
+    }
+
     /// The last position folded into the model.
     pub fn position(&self) -> Position {
         self.position.load(Ordering::Acquire)

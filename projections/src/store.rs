@@ -56,6 +56,10 @@ pub trait CheckpointStore: Send + Sync + 'static {
         position: Position,
         state: String,
     ) -> Result<(), StoreError>;
+    /// Blue/green switch: moves the state saved under `from` (a rebuild) to `to`, replacing
+    /// what `to` held, in one transaction: readers of `to` see the old model or the new one,
+    /// never a mix or nothing. Returns false (and changes nothing) when `from` is absent.
+    async fn promote(&self, from: &str, to: &str) -> Result<bool, StoreError>;
 }
 
 /// States kept in memory.
@@ -92,6 +96,16 @@ impl CheckpointStore for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    async fn promote(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        // Insert first, then remove: a reader of `to` sees the old state or the new one.
+        let Some(rebuilt) = self.states.get(from).map(|c| c.clone()) else {
+            return Ok(false);
+        };
+        self.states.insert(to.to_owned(), rebuilt);
+        self.states.remove(from);
+        Ok(true)
     }
 }
 
@@ -172,6 +186,26 @@ impl CheckpointStore for SqliteStore {
                 rusqlite::params![name, i64::from(version), position as i64, state],
             )?;
             Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    async fn promote(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        let (conn, from, to) = (self.conn.clone(), from.to_owned(), to.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().expect("sqlite store lock poisoned");
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let moved = tx.execute(
+                "INSERT INTO projections (name, version, position, state)
+                 SELECT ?2, version, position, state FROM projections WHERE name = ?1 AND true
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                     position = excluded.position, state = excluded.state",
+                rusqlite::params![from, to],
+            )?;
+            tx.execute("DELETE FROM projections WHERE name = ?1", [&from])?;
+            tx.commit()?;
+            Ok(moved > 0)
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?

@@ -3,10 +3,13 @@
 //! - `history.rs`: a ticket's complete history, and its state as of any business time.
 //! - `verify.rs`: hash chains, version and position contiguity over one stream or the log.
 //! - `export.rs`: stored events as JSON lines with their hashes.
+//! - `rebuild.rs`: `closeloop replay`: rebuild projections from the log beside the live ones
+//!   (resumable), then switch atomically; or build them as of a position or time.
 
 mod error;
 pub mod export;
 pub mod history;
+pub mod rebuild;
 pub mod verify;
 
 pub use error::Error;

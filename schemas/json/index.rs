@@ -29,6 +29,7 @@
     ("events/customer_replied.v1.json", include_str!("../json/events/customer_replied.v1.json")),
     ("events/customer_responded_to.v1.json", include_str!("../json/events/customer_responded_to.v1.json")),
     ("events/note_added.v1.json", include_str!("../json/events/note_added.v1.json")),
+    ("events/note_added.v2.json", include_str!("../json/events/note_added.v2.json")),
     ("events/priority_changed.v1.json", include_str!("../json/events/priority_changed.v1.json")),
     ("events/satisfaction_recorded.v1.json", include_str!("../json/events/satisfaction_recorded.v1.json")),
     ("events/sla_breached.v1.json", include_str!("../json/events/sla_breached.v1.json")),

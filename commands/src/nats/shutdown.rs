@@ -34,6 +34,12 @@ impl Shutdown {
         *self.0.borrow()
     }
 
+    /// The underlying `watch` receiver (`true` once fired), for code that takes one: the
+    /// projectors' runners, the SLA scheduler, the process managers.
+    pub fn receiver(&self) -> watch::Receiver<bool> {
+        self.0.clone()
+    }
+
     /// Completes once the signal has fired (at once if it already has).
     pub async fn wait(&mut self) {
         // An error means the trigger is gone: treat that as fired too.

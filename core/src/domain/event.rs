@@ -9,9 +9,33 @@ use uuid::Uuid;
 use super::command::{PolicyMatch, WorkingHours};
 use super::types::*;
 
-/// The current schema version of every event type. Older versions are upcast on read
-/// (`upcast.rs`); a stored event is never rewritten.
+/// The schema version every event type started at. Each type's current version is
+/// [`current_schema_version`]; older versions are upcast on read (`upcast.rs`); a stored
+/// event is never rewritten.
 pub const CURRENT_SCHEMA_VERSION: u32 = 1;
+
+/// The schema version of `note_added`: 2 since `visible_to_customer` was added (version 1,
+/// the first release, had only internal notes).
+pub const NOTE_ADDED_SCHEMA_VERSION: u32 = 2;
+
+/// The current schema version of an event type (what this build writes and decodes
+/// directly); `CURRENT_SCHEMA_VERSION` (1) for types never changed and for unknown types.
+pub const fn current_schema_version(event_type: &str) -> u32 {
+    // `const` string comparison: the only type at version 2 is `note_added`.
+    let a = event_type.as_bytes();
+    let b = b"note_added";
+    if a.len() != b.len() {
+        return CURRENT_SCHEMA_VERSION;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return CURRENT_SCHEMA_VERSION;
+        }
+        i += 1;
+    }
+    NOTE_ADDED_SCHEMA_VERSION
+}
 
 macro_rules! events {
     ($($variant:ident($data:ident) => $wire:literal),+ $(,)?) => {
@@ -29,6 +53,11 @@ macro_rules! events {
                 match self { $(Event::$variant(_) => $wire),+ }
             }
 
+            /// The schema version this event is written at.
+            pub fn schema_version(&self) -> u32 {
+                current_schema_version(self.event_type())
+            }
+
             /// The event's data as JSON, for storage.
             pub fn data(&self) -> serde_json::Value {
                 match self {
@@ -37,7 +66,8 @@ macro_rules! events {
                 .expect("event data is plain data and always serializes")
             }
 
-            /// Decodes stored data of the current schema version.
+            /// Decodes stored data of the type's current schema version
+            /// ([`current_schema_version`]); older versions go through `upcast`.
             pub fn from_data(event_type: &str, data: serde_json::Value) -> Result<Event, String> {
                 match event_type {
                     $($wire => serde_json::from_value(data).map(Event::$variant).map_err(|e| e.to_string()),)+
@@ -151,11 +181,20 @@ pub struct PriorityChanged {
     pub sla: Option<SlaTargets>,
 }
 
+/// `note_added`, schema version 2 (current).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NoteAdded {
     pub ticket_id: Uuid,
     pub text: String,
     pub visible_to_customer: bool,
+}
+
+/// `note_added`, schema version 1 (the first release): notes were always internal, and
+/// had no `visible_to_customer`. Read only by the upcaster and the published schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NoteAddedV1 {
+    pub ticket_id: Uuid,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

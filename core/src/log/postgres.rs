@@ -99,8 +99,9 @@
 //!    down). Accepted requests are sealed (`seal`: versions, positions, hash chain).
 //! 2. Write all accepted requests with one statement: a data-modifying CTE that moves
 //!    `log_head` from the head the batch was planned on to its new head *only if the head is
-//!    still there*, inserts every event with `unnest` over column arrays, inserts the command
-//!    rows and `pg_notify`s the new head; then COMMIT and answer.
+//!    still there*, inserts every event with `unnest` over column arrays (plain scalars for a
+//!    batch of one event: cheaper for the server), inserts the command rows and
+//!    `pg_notify`s the new head; then COMMIT and answer.
 //!
 //! The fast path does it in one round trip: the writer caches the log head and the stream
 //! heads it has seen (exact as long as nobody else wrote since), plans the batch against
@@ -109,12 +110,15 @@
 //! cannot know is checked by the statement: a command id or a new stream's version 1 that
 //! exists fails a unique index, and for the requests it does not write (a failed check may
 //! be a duplicate, or a stream taken as new may exist) explicit `NOT EXISTS` guards make it
-//! write nothing. If it writes nothing (another process wrote, a command id is a retry, an
-//! uncached stream exists), the slow path runs: `BEGIN; SELECT ... FOR
-//! UPDATE` on `log_head`, read the batch's stream heads and known command ids (pipelined
-//! with the lock: one round trip), plan, then the same guarded statement and COMMIT
-//! (pipelined: a second round trip). After a guard failure the writer stays on the slow
-//! path for a few batches, since other processes are evidently writing.
+//! write nothing. The guards are evaluated before the statement gets the row lock, but they
+//! are exact whenever the head check passes: the head moves with every commit that writes
+//! anything, so an unchanged head means nothing was committed since the cache was exact.
+//! If it writes nothing (another process wrote, a command id is a retry, an uncached stream
+//! exists), the slow path runs: `BEGIN; SELECT ... FOR UPDATE` on `log_head`, read the
+//! batch's stream heads and known command ids (pipelined with the lock: one round trip),
+//! plan, then the same guarded statement and COMMIT (pipelined: a second round trip). When
+//! the head had moved, other processes are writing, and the writer stays on the slow path
+//! for a few batches rather than pay a failed fast attempt each time.
 //!
 //! Faults. A statement that fails with the connection alive rolls back the batch: transient
 //! errors (serialization, lock, resources) retry it; any other error replays the batch's
@@ -150,9 +154,10 @@
 //! `wait_beyond` listens: a dedicated connection `LISTEN`s on `<schema>_head`, which every
 //! append transaction notifies with its new head, so appends of other processes wake it
 //! too; the writer also publishes its own commits directly. That connection is opened by the
-//! first `wait_beyond`, so a process that only appends is not woken by every commit. As a safety net for
-//! notifications missed while that connection reconnects, a waiter re-reads the head every
-//! [`WAIT_RECHECK_MS`]. Reads use a `deadpool` pool and retry once on a lost connection.
+//! first `wait_beyond`, so a process that only appends is not woken by every commit. As a
+//! safety net for notifications missed while that connection reconnects, a waiter re-reads
+//! the head every [`WAIT_RECHECK_MS`]. Reads use a `deadpool` pool and retry once on a lost
+//! connection.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -1184,11 +1189,16 @@ impl Writer {
                     .await
                 {
                     Ok(written) => written,
-                    // A command id or a stream assumed new exists: the statement (its own
-                    // transaction) wrote nothing.
-                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => false,
-                    Err(e) => return Err(conn.failure(e)),
+                    Err(e) => match conn.failure(e) {
+                        Failure::Connection(e) => return Err(Failure::Connection(e)),
+                        // The statement (its own transaction) wrote nothing. Most likely a
+                        // command id or a stream taken as new exists (a unique index said
+                        // so); whatever it was, the slow path decides exactly.
+                        Failure::Transient(_) | Failure::Rejected(_) => false,
+                    },
                 };
+                // Answered: whatever was sent is no longer in doubt.
+                self.sent.clear();
                 if written {
                     Counters::bump(&self.shared.counters.fast_commits, 1);
                     self.committed(&plan);
