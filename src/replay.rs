@@ -45,7 +45,7 @@ pub async fn run(
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} positions  {per_sec}  ~{eta} left",
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events  {per_sec}  ~{eta} left",
         )
         .expect("a valid template"),
     );

@@ -260,6 +260,35 @@ async fn replay_until_position_is_the_model_as_of_then() {
         expected[0].as_ref().unwrap().state
     );
 
+    // `--until TIME`: the log as it stood then, i.e. everything before the first event that
+    // occurred after TIME: the same model as `--until` that position.
+    let all = log
+        .read_all(0, 100_000, closeloop_core::log::Filter::All)
+        .await
+        .unwrap();
+    let t = all[all.len() / 3].metadata.occurred_at;
+    let stop = all
+        .iter()
+        .find(|e| e.metadata.occurred_at > t)
+        .map_or(all.len() as Position, |e| e.position - 1);
+    let by_time = replay(log.as_ref(), store.as_ref(), Some(Until::Time(t)), 29, None).await;
+    assert_eq!((by_time.position, by_time.completed), (stop, true));
+    let by_position = replay(
+        log.as_ref(),
+        store.as_ref(),
+        Some(Until::Position(stop)),
+        1_000,
+        None,
+    )
+    .await;
+    assert_eq!(by_position.position, stop);
+    let time_models = saved(store.as_ref(), &names(&format!("@{t}"))).await;
+    assert!(time_models.iter().all(Option::is_some));
+    assert_eq!(
+        time_models,
+        saved(store.as_ref(), &names(&format!("@{stop}"))).await
+    );
+
     // `--until TIME` parses, and a time before everything is the empty model.
     assert_eq!("1200".parse::<Until>().unwrap(), Until::Position(1200));
     let t: Until = "2000-01-01T00:00:00Z".parse().unwrap();

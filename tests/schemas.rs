@@ -146,7 +146,9 @@ fn event_schema<D: JsonSchema>(event_type: &str, version: u32) -> Value {
     let note = if version == current {
         String::new()
     } else {
-        format!(" Superseded by version {current}: stored events of this version are upcast on read.")
+        format!(
+            " Superseded by version {current}: stored events of this version are upcast on read."
+        )
     };
     let mut schema = retitle(
         schema_of::<StoredEventOf<D>>(),

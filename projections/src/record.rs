@@ -310,10 +310,16 @@ mod tests {
         // Current version (2): the fast path.
         let s = stored(&note, 2);
         let bytes = serde_json::to_vec(&s).unwrap();
-        assert_eq!(Record::from_json(&bytes).unwrap(), Record::from_stored(&s).unwrap());
+        assert_eq!(
+            Record::from_json(&bytes).unwrap(),
+            Record::from_stored(&s).unwrap()
+        );
         // Version 1 lacked `visible_to_customer`: upcast to `false`.
         let mut v1 = stored(&note, 1);
-        v1.data.as_object_mut().unwrap().remove("visible_to_customer");
+        v1.data
+            .as_object_mut()
+            .unwrap()
+            .remove("visible_to_customer");
         let bytes = serde_json::to_vec(&v1).unwrap();
         let record = Record::from_json(&bytes).unwrap();
         assert_eq!(record, Record::from_stored(&v1).unwrap());
@@ -323,7 +329,10 @@ mod tests {
         }
         // Version 2 without the field is an error, not a silent default.
         let mut bad = stored(&note, 2);
-        bad.data.as_object_mut().unwrap().remove("visible_to_customer");
+        bad.data
+            .as_object_mut()
+            .unwrap()
+            .remove("visible_to_customer");
         assert!(Record::from_json(&serde_json::to_vec(&bad).unwrap()).is_err());
     }
 }

@@ -270,7 +270,13 @@ pub async fn replay(
             }
         }
     }
-    let filter = Filter::Categories(&categories);
+    // With `--until TIME` every event is read: the first one that occurred after TIME ends
+    // the replay whatever its category, so the bound does not depend on which projections
+    // are selected.
+    let filter = match until {
+        Some(Until::Time(_)) => Filter::All,
+        _ => Filter::Categories(&categories),
+    };
     let limit = config.batch_events.clamp(1, READ_BATCH_MAX);
     let start = slots.iter().map(|s| s.position()).min().unwrap_or(0);
     let mut after = start;
@@ -284,6 +290,8 @@ pub async fn replay(
         _ => None,
     };
     let mut completed = false;
+    // The next batch, read while the previous one was folded: (read after, result).
+    let mut prefetched = None;
     while !completed {
         if cancel.load(Ordering::Acquire) || config.stop_after_batches.is_some_and(|n| batches >= n)
         {
@@ -296,7 +304,10 @@ pub async fn replay(
             completed = true;
             break;
         }
-        let mut batch = log.read_all(after, limit, filter).await?;
+        let mut batch = match prefetched.take() {
+            Some((from, read)) if from == after => read?,
+            _ => log.read_all(after, limit, filter).await?,
+        };
         let (full, read) = (batch.len() >= limit, batch.len());
         batch.retain(|e| e.position <= end);
         let mut reached =
@@ -309,40 +320,34 @@ pub async fn replay(
                 reached = true;
             }
         }
-        for stored in &batch {
-            let mut record = None;
-            for slot in slots.iter_mut() {
-                if slot.position() >= stored.position
-                    || !slot.categories().contains(&stream_category(&stored.stream))
-                {
-                    continue;
-                }
-                if record.is_none() {
-                    record = Some(Record::from_stored(stored).map_err(|e| Error::Fold {
-                        projection: slot.name(),
-                        position: stored.position,
-                        message: e.to_string(),
-                    })?);
-                }
-                let r = record.as_ref().expect("decoded above");
-                slot.apply(r).map_err(|message| Error::Fold {
-                    projection: slot.name(),
-                    position: stored.position,
-                    message,
-                })?;
+        let folded = batch.len();
+        let last = batch.last().map(|e| e.position);
+        // Fold this batch on a blocking thread while the next one is read (the read is
+        // what costs most); the next read is the one the next turn would make.
+        let next_after = last.filter(|_| !reached);
+        let fold = tokio::task::spawn_blocking(move || {
+            let result = fold_batch(&mut slots, &batch);
+            (slots, result)
+        });
+        let next = async {
+            match next_after {
+                Some(from) => Some((from, log.read_all(from, limit, filter).await)),
+                None => None,
             }
-            for slot in slots.iter_mut() {
-                slot.set_position(slot.position().max(stored.position));
-            }
-        }
-        events += batch.len() as u64;
+        };
+        let (fold, next) = tokio::join!(fold, next);
+        let (returned, result) = fold.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        slots = returned;
+        result?;
+        prefetched = next;
+        events += folded as u64;
         batches += 1;
         after = if reached {
             // Positions are contiguous and in commit order: a short batch read after seeing
             // `end` has seen everything up to `end`, matching or not.
             end_fixed.map_or(end, |p| p.min(end))
         } else {
-            batch.last().map_or(after, |e| e.position)
+            last.unwrap_or(after)
         };
         for slot in slots.iter_mut() {
             slot.set_position(slot.position().max(after));
@@ -379,6 +384,41 @@ pub async fn replay(
         seconds: started.elapsed().as_secs_f64(),
         completed,
     })
+}
+
+/// Folds one batch into every slot that has not seen its events yet (each event decoded
+/// once), and moves every slot's position past it.
+fn fold_batch(
+    slots: &mut [Box<dyn Rebuilding>],
+    batch: &[closeloop_core::log::StoredEvent],
+) -> Result<(), Error> {
+    for stored in batch {
+        let mut record = None;
+        for slot in slots.iter_mut() {
+            if slot.position() >= stored.position
+                || !slot.categories().contains(&stream_category(&stored.stream))
+            {
+                continue;
+            }
+            if record.is_none() {
+                record = Some(Record::from_stored(stored).map_err(|e| Error::Fold {
+                    projection: slot.name(),
+                    position: stored.position,
+                    message: e.to_string(),
+                })?);
+            }
+            let r = record.as_ref().expect("decoded above");
+            slot.apply(r).map_err(|message| Error::Fold {
+                projection: slot.name(),
+                position: stored.position,
+                message,
+            })?;
+        }
+        for slot in slots.iter_mut() {
+            slot.set_position(slot.position().max(stored.position));
+        }
+    }
+    Ok(())
 }
 
 async fn save(

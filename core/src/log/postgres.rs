@@ -179,6 +179,8 @@ use uuid::Uuid;
 
 use super::*;
 
+pub static PROBE_W: AtomicU64 = AtomicU64::new(0);
+pub static PROBE_N: AtomicU64 = AtomicU64::new(0);
 /// The schema used when neither the URL nor the caller names one.
 pub const DEFAULT_SCHEMA: &str = "closeloop";
 /// Most appends one group-commit transaction carries.
@@ -400,7 +402,7 @@ impl Sql {
                      INSERT INTO {s}.commands (command_id, first_position, last_position)
                      SELECT $13::uuid, $2, $2 WHERE EXISTS (SELECT 1 FROM head)
                  )
-                 SELECT position, pg_notify($14, position::text) FROM head"
+                 SELECT position, $14::text FROM head"
             ),
             lock_head: format!("SELECT position FROM {s}.log_head FOR UPDATE"),
             stream_heads: format!(
@@ -1301,6 +1303,19 @@ impl Writer {
 
     /// The guarded write of a planned batch; false when the guard failed (nothing written).
     async fn write(
+        &self,
+        conn: &WriterConn,
+        plan: &Plan,
+        guard_ids: &[Uuid],
+        assumed_new: &[String],
+    ) -> Result<bool, tokio_postgres::Error> {
+        let t0 = Instant::now();
+        let out = self.write_inner(conn, plan, guard_ids, assumed_new).await;
+        PROBE_W.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        PROBE_N.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+    async fn write_inner(
         &self,
         conn: &WriterConn,
         plan: &Plan,
