@@ -1,5 +1,6 @@
 //! `closeloop demo`: generate a seeded workload, drive it through the real command handler into
-//! the chosen store, then print what the log now says.
+//! the chosen store, hour by simulated hour with the SLA scheduler after each hour (so
+//! warnings and breaches are part of the audited history), then print what the log now says.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -7,11 +8,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use closeloop_commands::workload::{self, WorkloadConfig};
-use closeloop_commands::{Handler, HandlerConfig};
-use closeloop_core::domain::{Grade, TicketStatus};
+use closeloop_commands::{Handler, HandlerConfig, Reply};
+use closeloop_core::domain::{Command, Event, Grade, TicketStatus};
 use closeloop_core::log::{EventLog, Filter, READ_BATCH_MAX};
+use closeloop_projections::runtime::{Runner, RunnerConfig};
+use closeloop_projections::scheduler;
+use closeloop_projections::sla::SlaModel;
+use closeloop_projections::store::{CheckpointStore, MemoryStore};
 use closeloop_projections::summary::TicketSummary;
 use indicatif::{ProgressBar, ProgressStyle};
+use jiff::Timestamp;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -56,13 +62,29 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
             .expect("valid template"),
     );
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+    let scheduler = Arc::new(tokio::sync::Mutex::new(
+        Scheduler::open(log.clone(), handler.clone()).await?,
+    ));
     let started = Instant::now();
     let progress_bar = bar.clone();
-    let stats = workload::run(handler, &workload, args.concurrency, move |done| {
-        progress_bar.set_position(done as u64)
-    })
+    let on_tick = {
+        let scheduler = scheduler.clone();
+        move |now| {
+            let scheduler = scheduler.clone();
+            async move { scheduler.lock().await.tick(now).await }
+        }
+    };
+    let stats = workload::run_with_ticks(
+        handler,
+        &workload,
+        args.concurrency,
+        jiff::SignedDuration::from_mins(TICK_MINUTES),
+        move |done| progress_bar.set_position(done as u64),
+        on_tick,
+    )
     .await;
     bar.finish_and_clear();
+    let scheduled = scheduler.lock().await.counts.clone();
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "Done in {seconds:.1} s ({:.0} commands/s): {} accepted, {} duplicates, {} rejected.",
@@ -77,20 +99,47 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     for r in &stats.rejections {
         println!("  rejected: {r}");
     }
+    println!(
+        "SLA scheduler, run after every simulated {TICK_MINUTES} minutes: {} warnings and {} breaches recorded (role system){}.",
+        scheduled.warnings,
+        scheduled.breaches,
+        if scheduled.duplicates > 0 {
+            format!(", {} already in the log", scheduled.duplicates)
+        } else {
+            String::new()
+        }
+    );
+    if scheduled.refused > 0 {
+        println!(
+            "  {} scheduler commands refused: the ticket was resolved or closed within the same tick (expected to be rare; not workload rejections)",
+            scheduled.refused
+        );
+    }
+    if let Some(e) = &scheduled.error {
+        println!("  the scheduler's SLA projector stopped: {e}");
+    }
 
     println!("\nReading the log back...");
     let mut summary = TicketSummary::default();
+    let (mut warnings, mut breaches) = (0, 0);
     let mut after = 0;
     loop {
         let batch = log.read_all(after, READ_BATCH_MAX, Filter::All).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
         for stored in &batch {
-            summary.apply(stored, &stored.decode()?);
+            let event = stored.decode()?;
+            match &event {
+                Event::SlaWarningRaised(_) => warnings += 1,
+                Event::SlaBreached(_) => breaches += 1,
+                _ => {}
+            }
+            summary.apply(stored, &event);
         }
     }
     summary.finish();
     print_summary(&summary);
+    println!("SLA events in the log: {warnings} warnings, {breaches} breaches");
 
     let models = crate::report::caught_up(log.clone(), store).await?;
     let query = closeloop_projections::report::ReportQuery {
@@ -119,11 +168,90 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
             "BREAKS FOUND (run `closeloop verify`)"
         }
     );
-    Ok(if stats.rejected == 0 && report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(
+        if stats.rejected == 0 && scheduled.error.is_none() && report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
+
+/// Simulated minutes between two runs of the SLA scheduler.
+const TICK_MINUTES: i64 = 60;
+
+/// What the demo's SLA scheduler submitted.
+#[derive(Debug, Clone, Default)]
+struct ScheduledCounts {
+    warnings: usize,
+    breaches: usize,
+    duplicates: usize,
+    /// Refused by the domain: the ticket was no longer open.
+    refused: usize,
+    /// The SLA projector stopped (nothing more is scheduled).
+    error: Option<String>,
+}
+
+/// The SLA scheduler in simulated time: after each tick of the workload, its own SLA
+/// projector (in memory) catches up with the log and what is due at the tick's end goes
+/// through the handler, as `closeloop schedule` does with the wall clock.
+struct Scheduler {
+    runner: Runner<SlaModel>,
+    handler: Arc<Handler>,
+    counts: ScheduledCounts,
+}
+
+impl Scheduler {
+    async fn open(log: Arc<dyn EventLog>, handler: Arc<Handler>) -> anyhow::Result<Scheduler> {
+        let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+        Ok(Scheduler {
+            runner: Runner::open(log, store, RunnerConfig::default()).await?,
+            handler,
+            counts: ScheduledCounts::default(),
+        })
+    }
+
+    async fn tick(&mut self, now: Timestamp) {
+        if self.counts.error.is_some() {
+            return;
+        }
+        loop {
+            // Fold up to the head (no checkpoint saves: the model lives only for the demo).
+            loop {
+                match self.runner.step().await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.counts.error = Some(e.to_string());
+                        return;
+                    }
+                }
+            }
+            let due = {
+                let model = self.runner.model();
+                let model = model.read().expect("sla model lock poisoned");
+                scheduler::due_commands(&model, now)
+            };
+            let (submitted, mut accepted) = (due.len(), 0);
+            for envelope in due {
+                let breach = matches!(envelope.command, Command::RecordSlaBreach(_));
+                match self.handler.handle(envelope).await {
+                    Reply::Accepted { .. } if breach => self.counts.breaches += 1,
+                    Reply::Accepted { .. } => self.counts.warnings += 1,
+                    Reply::Duplicate { .. } => self.counts.duplicates += 1,
+                    Reply::Rejected { .. } => {
+                        self.counts.refused += 1;
+                        continue;
+                    }
+                }
+                accepted += 1;
+            }
+            // A full batch leaves more for this tick; stop when a round changes nothing.
+            if submitted < scheduler::TICK_COMMANDS_MAX || accepted == 0 {
+                return;
+            }
+        }
+    }
 }
 
 fn print_summary(s: &TicketSummary) {

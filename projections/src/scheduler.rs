@@ -44,7 +44,9 @@ pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach:
     Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
 }
 
-/// The commands due at `now`, soonest deadline first (at most [`TICK_COMMANDS_MAX`]).
+/// The commands due at `now`, soonest deadline first (at most [`TICK_COMMANDS_MAX`]). A
+/// deadline is breached once `now` is past it: using exactly the target is meeting it, as the
+/// SLA report counts it.
 pub fn due_commands(model: &SlaModel, now: Timestamp) -> Vec<CommandEnvelope> {
     let now_s = now.as_second();
     let mut due = Vec::new();
@@ -56,7 +58,7 @@ pub fn due_commands(model: &SlaModel, now: Timestamp) -> Vec<CommandEnvelope> {
             let Some(due_at) = timer.due_at.and_then(|d| Timestamp::from_second(d).ok()) else {
                 continue;
             };
-            if timer.due_at.is_some_and(|d| d <= now_s) && !timer.breach_recorded {
+            if timer.due_at.is_some_and(|d| d < now_s) && !timer.breach_recorded {
                 due.push((due_at, *id, timer.target, true, due_at));
             } else if timer.warn_at.is_some_and(|w| w <= now_s)
                 && !timer.warned
