@@ -6,16 +6,27 @@
 use std::collections::HashMap;
 
 use closeloop_commands::workload::{generate, WorkloadConfig};
-use closeloop_core::domain::{decide, evolve, CommandEnvelope, Context, Directory, Rules, TicketState};
+use closeloop_core::domain::{
+    decide, evolve, CommandEnvelope, Context, Directory, Rules, TicketState,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// The demo workload's commands with the directory as its setup leaves it.
 fn prepared() -> (Directory, Vec<CommandEnvelope>) {
-    let workload = generate(&WorkloadConfig { tickets: 2_000, days: 14, ..WorkloadConfig::default() }).expect("workload");
+    let workload = generate(&WorkloadConfig {
+        tickets: 2_000,
+        days: 14,
+        ..WorkloadConfig::default()
+    })
+    .expect("workload");
     let mut directory = Directory::default();
     let rules = Rules::default();
     for envelope in &workload.setup {
-        let ctx = Context { actor: &envelope.actor, directory: &directory, rules: &rules };
+        let ctx = Context {
+            actor: &envelope.actor,
+            directory: &directory,
+            rules: &rules,
+        };
         let events = decide(&None, &envelope.command, &ctx).expect("setup is accepted");
         let stream = envelope.command.stream();
         let version = directory.versions.get(&stream).copied().unwrap_or(0);
@@ -23,7 +34,11 @@ fn prepared() -> (Directory, Vec<CommandEnvelope>) {
             directory.apply(&stream, version + 1 + i as u64, event);
         }
     }
-    let commands = workload.sequential().skip(workload.setup.len()).cloned().collect();
+    let commands = workload
+        .sequential()
+        .skip(workload.setup.len())
+        .cloned()
+        .collect();
     (directory, commands)
 }
 
@@ -34,7 +49,11 @@ fn run(directory: &Directory, commands: &[CommandEnvelope]) -> usize {
     let mut tickets: HashMap<uuid::Uuid, TicketState> = HashMap::with_capacity(4_096);
     let mut accepted = 0;
     for envelope in commands {
-        let ctx = Context { actor: &envelope.actor, directory: &directory, rules: &rules };
+        let ctx = Context {
+            actor: &envelope.actor,
+            directory: &directory,
+            rules: &rules,
+        };
         match envelope.command.ticket_id() {
             Some(id) => {
                 let state = tickets.entry(id).or_default();
@@ -62,10 +81,16 @@ fn run(directory: &Directory, commands: &[CommandEnvelope]) -> usize {
 
 fn bench(c: &mut Criterion) {
     let (directory, commands) = prepared();
-    assert_eq!(run(&directory, &commands), commands.len(), "the workload is accepted whole");
+    assert_eq!(
+        run(&directory, &commands),
+        commands.len(),
+        "the workload is accepted whole"
+    );
     let mut group = c.benchmark_group("domain");
     group.throughput(Throughput::Elements(commands.len() as u64));
-    group.bench_function("decide_evolve_demo_workload", |b| b.iter(|| run(&directory, &commands)));
+    group.bench_function("decide_evolve_demo_workload", |b| {
+        b.iter(|| run(&directory, &commands))
+    });
     group.finish();
 }
 

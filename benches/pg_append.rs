@@ -358,10 +358,6 @@ async fn main() {
          clients, ~140,000 batched)"
     );
     println!("writer: {:?}", log.stats());
-    {
-        use closeloop_core::log::postgres::{PROBE_N, PROBE_W};
-        println!("probe write: {} ns", PROBE_W.load(Ordering::Relaxed) / PROBE_N.load(Ordering::Relaxed).max(1));
-    }
 
     drop(log);
     admin

@@ -22,7 +22,12 @@ CREATE INDEX events_category_position ON events (category, position);
 ";
 
 /// Inserts `rows` into a fresh file, `per_transaction` rows per transaction; returns rows/s.
-fn raw_insert(dir: &std::path::Path, name: &str, rows: &[StoredEvent], per_transaction: usize) -> f64 {
+fn raw_insert(
+    dir: &std::path::Path,
+    name: &str,
+    rows: &[StoredEvent],
+    per_transaction: usize,
+) -> f64 {
     let mut db = rusqlite::Connection::open(dir.join(name)).expect("open raw db");
     db.execute_batch(RAW_SCHEMA).expect("raw schema");
     let started = Instant::now();
@@ -30,7 +35,9 @@ fn raw_insert(dir: &std::path::Path, name: &str, rows: &[StoredEvent], per_trans
         let tx = db.transaction().expect("begin");
         {
             let mut insert = tx
-                .prepare_cached("INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+                .prepare_cached(
+                    "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
                 .expect("prepare");
             for e in chunk {
                 insert
@@ -59,25 +66,52 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; this bench is not a test.
     }
-    let tickets = std::env::var("BENCH_TICKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000);
-    let work = workload::generate(&WorkloadConfig { tickets, ..WorkloadConfig::default() }).expect("workload");
+    let tickets = std::env::var("BENCH_TICKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let work = workload::generate(&WorkloadConfig {
+        tickets,
+        ..WorkloadConfig::default()
+    })
+    .expect("workload");
     let dir = tempfile::tempdir().expect("temp dir");
-    println!("demo workload: {} commands ({} tickets), SQLite WAL + synchronous=FULL, on {}", work.len(), tickets, dir.path().display());
+    println!(
+        "demo workload: {} commands ({} tickets), SQLite WAL + synchronous=FULL, on {}",
+        work.len(),
+        tickets,
+        dir.path().display()
+    );
     println!("{:<52} {:>14}", "what", "per second");
 
     let mut rows = Vec::new();
     for (concurrency, name) in [(64usize, "handler64.db"), (1, "handler1.db")] {
-        let log: Arc<dyn EventLog> = Arc::new(SqliteLog::open(dir.path().join(name).to_str().expect("utf-8 path")).await.expect("open log"));
+        let log: Arc<dyn EventLog> = Arc::new(
+            SqliteLog::open(dir.path().join(name).to_str().expect("utf-8 path"))
+                .await
+                .expect("open log"),
+        );
         let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
         let started = Instant::now();
         let stats = workload::run(handler, &work, concurrency, |_| {}).await;
         let rate = work.len() as f64 / started.elapsed().as_secs_f64();
-        assert_eq!(stats.rejected, 0, "the demo workload is accepted whole: {:?}", stats.rejections);
-        println!("{:<52} {:>14.0}", format!("commands through the handler, {concurrency} tickets in flight"), rate);
+        assert_eq!(
+            stats.rejected, 0,
+            "the demo workload is accepted whole: {:?}",
+            stats.rejections
+        );
+        println!(
+            "{:<52} {:>14.0}",
+            format!("commands through the handler, {concurrency} tickets in flight"),
+            rate
+        );
         if rows.is_empty() {
             let mut after = 0;
             loop {
-                let batch = log.read_all(after, READ_BATCH_MAX, Filter::All).await.expect("read");
+                let batch = log
+                    .read_all(after, READ_BATCH_MAX, Filter::All)
+                    .await
+                    .expect("read");
                 let Some(last) = batch.last() else { break };
                 after = last.position;
                 rows.extend(batch);
@@ -85,7 +119,13 @@ async fn main() {
         }
     }
     let single = raw_insert(dir.path(), "raw1.db", &rows, 1);
-    println!("{:<52} {:>14.0}", "raw INSERT, one row per transaction", single);
+    println!(
+        "{:<52} {:>14.0}",
+        "raw INSERT, one row per transaction", single
+    );
     let batched = raw_insert(dir.path(), "raw256.db", &rows, 256);
-    println!("{:<52} {:>14.0}", "raw INSERT, 256 rows per transaction", batched);
+    println!(
+        "{:<52} {:>14.0}",
+        "raw INSERT, 256 rows per transaction", batched
+    );
 }

@@ -84,6 +84,8 @@ enum Cmd {
         ticket_id: Option<Uuid>,
     },
     /// Stored events as JSON lines with their hashes.
+    /// Create or upgrade the PostgreSQL schema (`--store postgres://...[?schema=NAME]`).
+    Migrate,
     Export {
         /// A stream name such as `ticket-<uuid>`.
         #[arg(long)]
@@ -107,6 +109,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Cmd::Migrate = cli.command {
+        return migrate(&cli.store).await;
+    }
     let log = log::open(&cli.store)
         .await
         .with_context(|| format!("opening store {}", cli.store))?;
@@ -130,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Report(args) => report::run(log, &cli.store, args).await,
         Cmd::Replay(args) => replay::run(log, &cli.store, args).await,
         Cmd::Verify { ticket_id } => verify(log, ticket_id).await,
+        Cmd::Migrate => unreachable!("handled before the store is opened"),
         Cmd::Export { stream, since } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -267,4 +273,28 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `closeloop migrate`: applies the pending PostgreSQL migrations (safe to run from several
+/// processes at once: they serialise on an advisory lock).
+async fn migrate(store: &str) -> anyhow::Result<ExitCode> {
+    if !(store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+        eprintln!("migrate works on PostgreSQL stores (--store postgres://...); SQLite and memory stores create their schema on open");
+        return Ok(ExitCode::from(2));
+    }
+    let done = log::postgres::PostgresLog::migrate(store)
+        .await
+        .context("migrating")?;
+    if done.applied.is_empty() {
+        println!(
+            "schema {} is up to date at version {}",
+            done.schema, done.version
+        );
+    } else {
+        for (version, name) in &done.applied {
+            println!("applied {version:04} {name} to schema {}", done.schema);
+        }
+        println!("schema {} is now at version {}", done.schema, done.version);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -526,3 +526,44 @@ fn demo_records_sla_breaches_that_agree_with_the_report() {
         "first-response breaches by grade: {by_event:?}; {fulfilled_before_tick} more answered late within their deadline's hour"
     );
 }
+
+/// `closeloop migrate` creates the PostgreSQL schema, then finds it up to date.
+#[test]
+fn migrate_creates_then_finds_the_postgres_schema_up_to_date() {
+    let base = std::env::var("CLOSELOOP_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("cl_cli_{}", Uuid::now_v7().simple());
+    let url = format!("{base}?schema={schema}");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("--store")
+            .arg(&url)
+            .args(args)
+            .output()
+            .expect("closeloop runs")
+    };
+    let first = run(&["migrate"]);
+    assert!(
+        first.status.success(),
+        "migrate failed (is PostgreSQL up? scripts/services.sh starts it): {}",
+        stderr(&first)
+    );
+    assert!(
+        stdout(&first).contains("applied 0001"),
+        "{}",
+        stdout(&first)
+    );
+    let again = run(&["migrate"]);
+    assert!(stdout(&again).contains("up to date"), "{}", stdout(&again));
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &base, "-c", sql])
+            .output()
+    };
+    let dropped = psql(&format!("DROP SCHEMA {schema} CASCADE")).expect("psql runs");
+    assert!(
+        dropped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dropped.stderr)
+    );
+}

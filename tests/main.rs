@@ -6,6 +6,6 @@ mod cli;
 mod conformance;
 mod nats;
 mod postgres;
-mod schemas;
 mod projections;
 mod replay;
+mod schemas;

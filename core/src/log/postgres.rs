@@ -179,8 +179,6 @@ use uuid::Uuid;
 
 use super::*;
 
-pub static PROBE_W: AtomicU64 = AtomicU64::new(0);
-pub static PROBE_N: AtomicU64 = AtomicU64::new(0);
 /// The schema used when neither the URL nor the caller names one.
 pub const DEFAULT_SCHEMA: &str = "closeloop";
 /// Most appends one group-commit transaction carries.
@@ -402,7 +400,7 @@ impl Sql {
                      INSERT INTO {s}.commands (command_id, first_position, last_position)
                      SELECT $13::uuid, $2, $2 WHERE EXISTS (SELECT 1 FROM head)
                  )
-                 SELECT position, $14::text FROM head"
+                 SELECT position, pg_notify($14, position::text) FROM head"
             ),
             lock_head: format!("SELECT position FROM {s}.log_head FOR UPDATE"),
             stream_heads: format!(
@@ -748,6 +746,14 @@ impl HeadCache {
         self.streams.clear();
     }
 
+    /// What the fast path assumes of a stream: its cached head, else that it is new.
+    fn lookup(&self, stream: &str) -> Known {
+        match self.streams.get(stream) {
+            Some((version, hash)) => Known::Head(*version, hash.clone()),
+            None => Known::AssumedNew,
+        }
+    }
+
     fn remember(&mut self, stream: String, head: (u64, String)) {
         if self.streams.len() >= STREAM_CACHE_MAX && !self.streams.contains_key(&stream) {
             self.streams.clear();
@@ -817,54 +823,102 @@ fn plan(
     known: &HashMap<Uuid, KnownCommand>,
     recorded_at: Timestamp,
 ) -> Plan {
-    let mut rows = Rows::default();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut heads: HashMap<String, (u64, String)> = HashMap::new();
-    let mut accepted: HashMap<Uuid, Committed> = HashMap::new();
-    let mut assumed_new = Vec::new();
-    let mut next = first + 1;
+    let mut planner = Planner::new(first, recorded_at);
     for pending in batch {
+        planner.add(pending, &lookup, known);
+    }
+    planner.finish()
+}
+
+/// Decides a batch request by request, so that the writer can decide each append while it
+/// waits for the next one to arrive.
+struct Planner {
+    first: Position,
+    next: Position,
+    recorded_at: Timestamp,
+    rows: Rows,
+    outcomes: Vec<Result<AppendOutcome, Error>>,
+    heads: HashMap<String, (u64, String)>,
+    accepted: HashMap<Uuid, Committed>,
+    assumed_new: Vec<String>,
+    /// Command ids of the requests not written, in batch order.
+    unwritten_ids: Vec<Uuid>,
+}
+
+impl Planner {
+    fn new(first: Position, recorded_at: Timestamp) -> Planner {
+        Planner {
+            first,
+            next: first + 1,
+            recorded_at,
+            rows: Rows::default(),
+            outcomes: Vec::new(),
+            heads: HashMap::new(),
+            accepted: HashMap::new(),
+            assumed_new: Vec::new(),
+            unwritten_ids: Vec::new(),
+        }
+    }
+
+    /// Decides the next request of the batch.
+    fn add(
+        &mut self,
+        pending: &Pending,
+        lookup: impl Fn(&str) -> Known,
+        known: &HashMap<Uuid, KnownCommand>,
+    ) {
+        let outcome = self.decide(pending, lookup, known);
+        if !matches!(outcome, Ok(AppendOutcome::Committed(_))) {
+            self.unwritten_ids.push(pending.request.command_id);
+        }
+        self.outcomes.push(outcome);
+    }
+
+    fn decide(
+        &mut self,
+        pending: &Pending,
+        lookup: impl Fn(&str) -> Known,
+        known: &HashMap<Uuid, KnownCommand>,
+    ) -> Result<AppendOutcome, Error> {
         let request = &pending.request;
         if let Some(found) = known.get(&request.command_id) {
             // Ours if a write of this very append lost its reply but committed (the command
             // sits where that write put it): answer as that reply would have. Otherwise
             // it was there before: a retry.
             let ours = pending.lost_at == Some(found.committed.position);
-            outcomes.push(Ok(if ours {
+            return Ok(if ours {
                 AppendOutcome::Committed(found.committed.clone())
             } else {
                 AppendOutcome::Duplicate(found.committed.clone())
-            }));
-            continue;
+            });
         }
-        if let Some(first_outcome) = accepted.get(&request.command_id) {
-            outcomes.push(Ok(AppendOutcome::Duplicate(first_outcome.clone())));
-            continue;
+        if let Some(first_outcome) = self.accepted.get(&request.command_id) {
+            return Ok(AppendOutcome::Duplicate(first_outcome.clone()));
         }
-        let (current, prev_hash) = match heads.get(&request.stream) {
+        let (current, prev_hash) = match self.heads.get(&request.stream) {
             Some((version, hash)) => (*version, hash.clone()),
             None => match lookup(&request.stream) {
                 Known::Head(version, hash) => (version, hash),
                 Known::New => (0, GENESIS_HASH.to_owned()),
                 Known::AssumedNew => {
-                    assumed_new.push(request.stream.clone());
+                    self.assumed_new.push(request.stream.clone());
                     (0, GENESIS_HASH.to_owned())
                 }
             },
         };
-        if let Err(e) = check_expected(&request.stream, request.expected, current) {
-            outcomes.push(Err(e));
-            continue;
-        }
-        let sealed = seal(request, current, next, prev_hash, recorded_at);
+        check_expected(&request.stream, request.expected, current)?;
+        let next = self.next;
+        let sealed = seal(request, current, next, prev_hash, self.recorded_at);
         let committed = committed_of(&sealed);
         let last = sealed.last().expect("an append has at least one event");
         debug_assert_eq!(last.position, next + sealed.len() as u64 - 1);
-        heads.insert(request.stream.clone(), (last.version, last.hash.clone()));
+        self.heads
+            .insert(request.stream.clone(), (last.version, last.hash.clone()));
+        let rows = &mut self.rows;
         rows.command_ids.push(request.command_id);
         rows.command_first.push(to_i64(next));
         rows.command_last.push(to_i64(committed.position));
-        next += sealed.len() as u64;
+        self.next += sealed.len() as u64;
         for event in sealed {
             rows.positions.push(to_i64(event.position));
             rows.versions.push(to_i64(event.version));
@@ -876,25 +930,28 @@ fn plan(
             rows.data.push(event.data);
             rows.hashes.push(event.hash);
         }
-        accepted.insert(request.command_id, committed.clone());
-        outcomes.push(Ok(AppendOutcome::Committed(committed)));
+        self.accepted.insert(request.command_id, committed.clone());
+        Ok(AppendOutcome::Committed(committed))
     }
-    assert_eq!(rows.positions.len() as u64, next - first - 1);
-    assumed_new.retain(|stream| !heads.contains_key(stream));
-    let unwritten_ids = batch
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| !matches!(outcome, Ok(AppendOutcome::Committed(_))))
-        .map(|(pending, _)| pending.request.command_id)
-        .collect();
-    Plan {
-        first,
-        last: next - 1,
-        rows,
-        outcomes,
-        heads,
-        assumed_new,
-        unwritten_ids,
+
+    fn finish(mut self) -> Plan {
+        assert_eq!(
+            self.rows.positions.len() as u64,
+            self.next - self.first - 1,
+            "a plan's positions are contiguous from its head"
+        );
+        let heads = &self.heads;
+        self.assumed_new
+            .retain(|stream| !heads.contains_key(stream));
+        Plan {
+            first: self.first,
+            last: self.next - 1,
+            rows: self.rows,
+            outcomes: self.outcomes,
+            heads: self.heads,
+            assumed_new: self.assumed_new,
+            unwritten_ids: self.unwritten_ids,
+        }
     }
 }
 
@@ -914,7 +971,7 @@ enum Failure {
     /// The connection is gone: the outcome of what was sent is unknown.
     Connection(tokio_postgres::Error),
     /// The server refused for now (serialization, lock, resources): nothing was written.
-    Transient(Error),
+    Transient(String),
     /// The server rejected the batch: nothing was written; some request is at fault.
     Rejected(Error),
 }
@@ -936,7 +993,7 @@ impl WriterConn {
         }
         let code = error.code().cloned();
         match code {
-            Some(code) if is_transient(&code) => Failure::Transient(Error::Postgres(error)),
+            Some(code) if is_transient(&code) => Failure::Transient(describe(&error)),
             Some(code) if code.code().starts_with("22") => Failure::Rejected(Error::InvalidAppend(
                 error
                     .as_db_error()
@@ -970,7 +1027,7 @@ impl Writer {
         let (client, connection) = self.config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!("postgres writer connection ended: {e}");
+                tracing::debug!("postgres writer connection ended: {}", describe(&e));
             }
         });
         client
@@ -1018,6 +1075,10 @@ impl Writer {
             let deadline = tokio::time::Instant::now() + wait;
             let target = expected.clamp(1, appends_max);
             let mut events = first.request.events.len();
+            // On the fast path, each append is decided as it arrives, while the next ones
+            // are still on their way.
+            let mut planner = self.fast_planner();
+            self.preplan(&mut planner, &first);
             let mut batch = vec![first];
             while batch.len() < appends_max {
                 let next = match queue.try_recv() {
@@ -1033,16 +1094,33 @@ impl Writer {
                     break;
                 }
                 events += next.request.events.len();
+                self.preplan(&mut planner, &next);
                 batch.push(next);
             }
-            self.run_batch(batch).await;
+            self.run_batch(batch, planner.map(Planner::finish)).await;
             expected = self.outstanding_seen.max(expected - expected / 8);
             self.outstanding_seen = 0;
         }
     }
 
-    /// Commits one batch and answers each of its appends.
-    async fn run_batch(&mut self, mut batch: Vec<Pending>) {
+    /// A planner for the fast path, if the writer is on it.
+    fn fast_planner(&self) -> Option<Planner> {
+        match self.cache.head {
+            Some(head) if self.contended == 0 => Some(Planner::new(head, Timestamp::now())),
+            _ => None,
+        }
+    }
+
+    /// Decides `pending` on the fast path against the cached heads.
+    fn preplan(&self, planner: &mut Option<Planner>, pending: &Pending) {
+        if let Some(planner) = planner {
+            planner.add(pending, |stream| self.cache.lookup(stream), &HashMap::new());
+        }
+    }
+
+    /// Commits one batch and answers each of its appends. `planned` is the batch decided
+    /// on the fast path while it was collected.
+    async fn run_batch(&mut self, mut batch: Vec<Pending>, mut planned: Option<Plan>) {
         Counters::bump(&self.shared.counters.batches, 1);
         let mut reconnect_deadline: Option<Instant> = None;
         let mut transient_retries = 0;
@@ -1052,12 +1130,12 @@ impl Writer {
                     Instant::now() + Duration::from_millis(self.options.reconnect_timeout_ms)
                 });
                 if let Err(e) = self.reconnect(deadline).await {
-                    let reason = format!("cannot reach PostgreSQL: {e}");
+                    let reason = format!("cannot reach PostgreSQL: {}", describe(&e));
                     self.fail_all(batch, &reason);
                     return;
                 }
             }
-            match self.attempt(&batch).await {
+            match self.attempt(&batch, planned.take()).await {
                 Ok(outcomes) => {
                     self.answer(batch, outcomes);
                     return;
@@ -1065,8 +1143,9 @@ impl Writer {
                 Err(Failure::Connection(e)) => {
                     tracing::warn!(
                         "postgres writer lost its connection during a batch of {} appends \
-                         ({e}); reconnecting and resolving them by command id",
-                        batch.len()
+                         ({}); reconnecting and resolving them by command id",
+                        batch.len(),
+                        describe(&e)
                     );
                     self.conn = None;
                     self.cache.invalidate();
@@ -1096,7 +1175,7 @@ impl Writer {
                             "postgres rejected a batch ({e}); replaying it append by append"
                         );
                         for pending in batch {
-                            Box::pin(self.run_batch(vec![pending])).await;
+                            Box::pin(self.run_batch(vec![pending], None)).await;
                         }
                     }
                     return;
@@ -1112,7 +1191,7 @@ impl Writer {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() + backoff >= deadline => return Err(e),
                 Err(e) => {
-                    tracing::debug!("postgres writer reconnect failed: {e}");
+                    tracing::debug!("postgres writer reconnect failed: {}", describe(&e));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
@@ -1166,23 +1245,23 @@ impl Writer {
     async fn attempt(
         &mut self,
         batch: &[Pending],
+        planned: Option<Plan>,
     ) -> Result<Vec<Result<AppendOutcome, Error>>, Failure> {
         let recorded_at = Timestamp::now();
         self.sent.clear();
         if self.contended > 0 {
             self.contended -= 1;
         } else if let Some(head) = self.cache.head {
-            let cache = &self.cache;
-            let plan = plan(
-                batch,
-                head,
-                |stream| match cache.streams.get(stream) {
-                    Some((version, hash)) => Known::Head(*version, hash.clone()),
-                    None => Known::AssumedNew,
-                },
-                &HashMap::new(),
-                recorded_at,
-            );
+            let plan = match planned {
+                Some(plan) if plan.first == head && plan.outcomes.len() == batch.len() => plan,
+                _ => plan(
+                    batch,
+                    head,
+                    |stream| self.cache.lookup(stream),
+                    &HashMap::new(),
+                    recorded_at,
+                ),
+            };
             if !plan.rows.positions.is_empty() {
                 self.sent = sent_positions(&plan);
                 let conn = self.conn.as_ref().expect("connected before an attempt");
@@ -1292,9 +1371,9 @@ impl Writer {
             // Impossible while we hold the lock; nothing was written, so retrying is safe.
             tracing::error!("postgres log head moved under the writer's lock; retrying");
             self.cache.invalidate();
-            return Err(Failure::Transient(Error::Unavailable(
+            return Err(Failure::Transient(
                 "the log head moved under the writer's lock".into(),
-            )));
+            ));
         }
         Counters::bump(&self.shared.counters.slow_commits, 1);
         self.committed(&plan);
@@ -1303,19 +1382,6 @@ impl Writer {
 
     /// The guarded write of a planned batch; false when the guard failed (nothing written).
     async fn write(
-        &self,
-        conn: &WriterConn,
-        plan: &Plan,
-        guard_ids: &[Uuid],
-        assumed_new: &[String],
-    ) -> Result<bool, tokio_postgres::Error> {
-        let t0 = Instant::now();
-        let out = self.write_inner(conn, plan, guard_ids, assumed_new).await;
-        PROBE_W.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        PROBE_N.fetch_add(1, Ordering::Relaxed);
-        out
-    }
-    async fn write_inner(
         &self,
         conn: &WriterConn,
         plan: &Plan,
@@ -1403,7 +1469,7 @@ async fn listen(
                     let _ = ready.send(Err(e));
                     return;
                 }
-                tracing::debug!("postgres listener: {e}");
+                tracing::debug!("postgres listener: {}", describe(&e));
             }
         }
         tokio::time::sleep(backoff).await;
@@ -1677,12 +1743,21 @@ fn is_transient(code: &SqlState) -> bool {
 }
 
 fn unavailable(what: &str, error: &tokio_postgres::Error) -> Error {
-    Error::Unavailable(format!("{what}: {error}"))
+    Error::Unavailable(format!("{what}: {}", describe(error)))
 }
 
 /// A query bound: beyond any stored value is as good as `i64::MAX`.
 fn saturate_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// An error with its cause: tokio-postgres's own message is only its kind ("db error").
+fn describe(error: &tokio_postgres::Error) -> String {
+    match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(db), _) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{error}: {cause}"),
+        (None, None) => error.to_string(),
+    }
 }
 
 fn to_i64(value: u64) -> i64 {
