@@ -87,23 +87,7 @@ impl Record {
 
     /// The ticket id of a ticket event.
     pub fn ticket_id(&self) -> Option<uuid::Uuid> {
-        Some(match &self.event {
-            Event::TicketOpened(e) => e.ticket_id,
-            Event::TicketAssigned(e) => e.ticket_id,
-            Event::TicketEscalated(e) => e.ticket_id,
-            Event::CustomerRespondedTo(e) => e.ticket_id,
-            Event::CustomerInfoRequested(e) => e.ticket_id,
-            Event::CustomerReplied(e) => e.ticket_id,
-            Event::PriorityChanged(e) => e.ticket_id,
-            Event::NoteAdded(e) => e.ticket_id,
-            Event::TicketResolved(e) => e.ticket_id,
-            Event::TicketReopened(e) => e.ticket_id,
-            Event::TicketClosed(e) => e.ticket_id,
-            Event::SatisfactionRecorded(e) => e.ticket_id,
-            Event::SlaWarningRaised(e) => e.ticket_id,
-            Event::SlaBreached(e) => e.ticket_id,
-            _ => return None,
-        })
+        self.event.ticket_id()
     }
 }
 

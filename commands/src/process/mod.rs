@@ -137,38 +137,22 @@ impl ProcessManagers {
     }
 
     fn fold(&mut self, event_id: Uuid, actor: &str, at: Timestamp, event: &Event) {
-        let id = match event {
-            Event::TicketOpened(e) => e.ticket_id,
-            Event::TicketAssigned(e) => e.ticket_id,
-            Event::TicketEscalated(e) => e.ticket_id,
-            Event::CustomerRespondedTo(e) => e.ticket_id,
-            Event::CustomerInfoRequested(e) => e.ticket_id,
-            Event::CustomerReplied(e) => e.ticket_id,
-            Event::PriorityChanged(e) => e.ticket_id,
-            Event::NoteAdded(e) => e.ticket_id,
-            Event::TicketResolved(e) => e.ticket_id,
-            Event::TicketReopened(e) => e.ticket_id,
-            Event::TicketClosed(e) => e.ticket_id,
-            Event::SatisfactionRecorded(e) => e.ticket_id,
-            Event::SlaWarningRaised(e) => e.ticket_id,
-            Event::SlaBreached(e) => {
-                self.breaches.push((
-                    event_id,
-                    e.ticket_id,
-                    format!(
-                        "SLA breached: {} was due at {}",
-                        serde_json::to_value(e.target)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        e.due_at
-                    ),
-                    at,
-                ));
-                e.ticket_id
-            }
-            _ => return,
-        };
+        let Some(id) = event.ticket_id() else { return };
+        if let Event::SlaBreached(e) = event {
+            self.breaches.push((
+                event_id,
+                e.ticket_id,
+                format!(
+                    "SLA breached: {} was due at {}",
+                    serde_json::to_value(e.target)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    e.due_at
+                ),
+                at,
+            ));
+        }
         let previous = self.tickets.remove(&id);
         let moved_from = previous.as_ref().and_then(|t| t.moved_from.clone());
         let Some(ticket) = evolve(previous.map(|t| t.ticket), event) else {

@@ -100,6 +100,33 @@ events! {
     SlaPolicyDefined(SlaPolicyDefined) => "sla_policy_defined",
 }
 
+impl Event {
+    /// The ticket a ticket event belongs to; `None` for directory events.
+    pub fn ticket_id(&self) -> Option<Uuid> {
+        Some(match self {
+            Event::TicketOpened(e) => e.ticket_id,
+            Event::TicketAssigned(e) => e.ticket_id,
+            Event::TicketEscalated(e) => e.ticket_id,
+            Event::CustomerRespondedTo(e) => e.ticket_id,
+            Event::CustomerInfoRequested(e) => e.ticket_id,
+            Event::CustomerReplied(e) => e.ticket_id,
+            Event::PriorityChanged(e) => e.ticket_id,
+            Event::NoteAdded(e) => e.ticket_id,
+            Event::TicketResolved(e) => e.ticket_id,
+            Event::TicketReopened(e) => e.ticket_id,
+            Event::TicketClosed(e) => e.ticket_id,
+            Event::SatisfactionRecorded(e) => e.ticket_id,
+            Event::SlaWarningRaised(e) => e.ticket_id,
+            Event::SlaBreached(e) => e.ticket_id,
+            Event::AgentRegistered(_)
+            | Event::AgentAvailabilityChanged(_)
+            | Event::CustomerRegistered(_)
+            | Event::CalendarDefined(_)
+            | Event::SlaPolicyDefined(_) => return None,
+        })
+    }
+}
+
 /// The targets promised to a ticket, copied from the policy in force when it was opened (or
 /// when its priority changed), so its own history says what was promised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
