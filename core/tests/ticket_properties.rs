@@ -232,26 +232,6 @@ fn ctx<'a>(actor: &'a Actor, directory: &'a Directory, rules: &'a Rules) -> Cont
     }
 }
 
-fn event_ticket_id(event: &Event) -> Option<uuid::Uuid> {
-    Some(match event {
-        Event::TicketOpened(e) => e.ticket_id,
-        Event::TicketAssigned(e) => e.ticket_id,
-        Event::TicketEscalated(e) => e.ticket_id,
-        Event::CustomerRespondedTo(e) => e.ticket_id,
-        Event::CustomerInfoRequested(e) => e.ticket_id,
-        Event::CustomerReplied(e) => e.ticket_id,
-        Event::PriorityChanged(e) => e.ticket_id,
-        Event::NoteAdded(e) => e.ticket_id,
-        Event::TicketResolved(e) => e.ticket_id,
-        Event::TicketReopened(e) => e.ticket_id,
-        Event::TicketClosed(e) => e.ticket_id,
-        Event::SatisfactionRecorded(e) => e.ticket_id,
-        Event::SlaWarningRaised(e) => e.ticket_id,
-        Event::SlaBreached(e) => e.ticket_id,
-        _ => return None,
-    })
-}
-
 /// Invariants of any state `decide` can lead to.
 fn check_state(t: &Ticket) -> Result<(), TestCaseError> {
     prop_assert!((LINE_MIN..=LINE_MAX).contains(&t.line), "line {}", t.line);
@@ -408,7 +388,7 @@ fn run_covering(
             }
         }
         for event in &events {
-            prop_assert_eq!(event_ticket_id(event), Some(TICKET));
+            prop_assert_eq!(Event::ticket_id(event), Some(TICKET));
             prop_assert_eq!(
                 &Event::from_data(event.event_type(), event.data()).map_err(TestCaseError::fail)?,
                 event
