@@ -134,6 +134,7 @@ fn log_steps(log: &Arc<PostgresLog>, clients: usize) -> Vec<Step> {
                         expected: ExpectedVersion::Exact(version.load(Ordering::Relaxed) as u64),
                         command_id,
                         events: vec![event(command_id)],
+                        unchanged: None,
                     };
                     match log.append(request).await {
                         Ok(AppendOutcome::Committed(c)) => {

@@ -1,13 +1,15 @@
 //! The command handler: the only way events enter the log.
 //!
-//! For each command: parse strictly; catch the directory up with the log; load the ticket
-//! (from a cache, refreshed on conflict); decide (pure); append with the stream's expected
-//! version and the command id. On a version conflict with no caller-given `expected_version`,
+//! For each command: parse strictly; catch the directory up with the log if it is known to
+//! lag; load the ticket (from a cache, refreshed on conflict; a ticket being opened is not
+//! read: the append's expected version 0 checks that it is new); decide (pure); append with
+//! the stream's expected version, the command id, and the condition that the directory has
+//! not changed since the position it was decided on ([`Unchanged`]). On a version conflict with no caller-given `expected_version`,
 //! decide again against the fresh stream, at most `conflict_retries_max` times. Nothing is
 //! appended for a rejected command. A retried `command_id` gets its first reply: the append
 //! detects it atomically, and a refusal is checked against the log's record of the id.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use closeloop_core::domain::{
@@ -16,7 +18,7 @@ use closeloop_core::domain::{
 };
 use closeloop_core::log::{
     AppendOutcome, AppendRequest, EventLog, ExpectedVersion, Filter, Metadata, NewEvent, Position,
-    READ_BATCH_MAX,
+    Unchanged, READ_BATCH_MAX,
 };
 use dashmap::DashMap;
 use jiff::Timestamp;
@@ -68,6 +70,12 @@ pub struct Handler {
     /// Catch-ups begun, and the number of the last one finished (see `catch_up_directory`).
     catch_ups_begun: AtomicU64,
     catch_up_finished: AtomicU64,
+    /// Set when the directory is known to lag the log (at start, after this handler appended
+    /// to it, after an append was refused because it moved): the next command catches up
+    /// first. Otherwise commands do not read the log for it: each append carries an
+    /// [`Unchanged`] condition on the directory's categories, so one decided against a
+    /// directory that another process has since changed is refused, and decided again.
+    directory_stale: AtomicBool,
     tickets: DashMap<String, Ticket>,
 }
 
@@ -80,6 +88,7 @@ impl Handler {
             catch_up: Mutex::new(()),
             catch_ups_begun: AtomicU64::new(0),
             catch_up_finished: AtomicU64::new(0),
+            directory_stale: AtomicBool::new(true),
             tickets: DashMap::new(),
         }
     }
@@ -132,12 +141,18 @@ impl Handler {
         let occurred_at = envelope
             .occurred_at
             .unwrap_or_else(|| (self.config.clock)());
+        let opens = matches!(envelope.command, domain::Command::OpenTicket(_));
         let mut fresh = false;
         for _ in 0..=self.config.conflict_retries_max {
-            self.catch_up_directory().await?;
-            let directory = self.directory.read().await.directory.clone();
+            if self.directory_stale.load(Ordering::Acquire) {
+                self.catch_up_directory().await?;
+            }
+            let (directory, directory_position) = {
+                let view = self.directory.read().await;
+                (view.directory.clone(), view.position)
+            };
             let state: TicketState = if is_ticket {
-                self.ticket(&stream, fresh).await?
+                self.ticket(&stream, fresh, opens && !fresh).await?
             } else {
                 None
             };
@@ -180,13 +195,22 @@ impl Handler {
                     .iter()
                     .map(|e| new_event(e, envelope, occurred_at))
                     .collect(),
+                unchanged: Some(Unchanged {
+                    categories: DIRECTORY_CATEGORIES,
+                    after: directory_position,
+                }),
             };
             match self.log.append(request).await {
                 Ok(AppendOutcome::Committed(committed)) => {
                     if is_ticket {
                         self.remember(&stream, events.iter().fold(state, domain::evolve));
+                    } else {
+                        self.directory_stale.store(true, Ordering::Release);
                     }
                     return Ok(Reply::accepted(id, committed));
+                }
+                Err(closeloop_core::Error::Changed { .. }) => {
+                    self.directory_stale.store(true, Ordering::Release);
                 }
                 Ok(AppendOutcome::Duplicate(first)) => return Ok(Reply::duplicate(id, first)),
                 Err(closeloop_core::Error::WrongExpectedVersion { actual, .. }) => {
@@ -201,6 +225,9 @@ impl Handler {
                         ));
                     }
                     self.tickets.remove(&stream);
+                    if !is_ticket {
+                        self.directory_stale.store(true, Ordering::Release);
+                    }
                     fresh = true;
                 }
                 Err(e) => return Err(e),
@@ -219,16 +246,22 @@ impl Handler {
     }
 
     /// The ticket's state: from the cache, or (when `fresh` or missing) brought up to date
-    /// from the log.
+    /// from the log. With `assume_new`, a ticket not in the cache is taken to be new without
+    /// reading: for `open_ticket`, whose append then expects version 0, so an existing one
+    /// is found by the append and read on the retry.
     async fn ticket(
         &self,
         stream: &str,
         fresh: bool,
+        assume_new: bool,
     ) -> Result<TicketState, closeloop_core::Error> {
         let cached = self.tickets.get(stream).map(|t| t.clone());
         if !fresh {
             if let Some(ticket) = cached {
                 return Ok(Some(ticket));
+            }
+            if assume_new {
+                return Ok(None);
             }
         }
         let after = cached.as_ref().map_or(0, |t| t.version);
@@ -263,6 +296,18 @@ impl Handler {
             return Ok(());
         }
         let begun = self.catch_ups_begun.fetch_add(1, Ordering::AcqRel) + 1;
+        // Cleared before reading: a directory append committed from now on sets it again.
+        self.directory_stale.store(false, Ordering::Release);
+        let read = self.read_directory().await;
+        if read.is_err() {
+            self.directory_stale.store(true, Ordering::Release);
+        }
+        self.catch_up_finished.store(begun, Ordering::Release);
+        read
+    }
+
+    /// Reads the directory events appended since the directory's position and folds them.
+    async fn read_directory(&self) -> Result<(), closeloop_core::Error> {
         let mut position = self.directory.read().await.position;
         // Positions are gap-free and in commit order, so once a filtered read comes back short,
         // every directory event at or below the head read before it has been seen: the next
@@ -297,8 +342,6 @@ impl Handler {
             view.directory = Arc::new(directory);
         }
         view.position = view.position.max(position).max(head_before);
-        drop(view);
-        self.catch_up_finished.store(begun, Ordering::Release);
         Ok(())
     }
 }

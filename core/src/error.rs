@@ -12,6 +12,14 @@ pub enum Error {
         expected: String,
         actual: u64,
     },
+    /// An append's [`crate::log::Unchanged`] condition failed: an event of `category` was
+    /// appended at `position`, after `after`. The caller catches up and decides again.
+    #[error("an event of category {category} was appended at position {position}, after position {after} that the append was decided on")]
+    Changed {
+        category: String,
+        position: u64,
+        after: u64,
+    },
     /// An append broke a limit or an invariant of the log (too many events, empty batch,
     /// bad stream name). A bug in the caller: not retried.
     #[error("invalid append: {0}")]

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::domain::{Actor, Role};
 use crate::log::{
     chain_hash, verify_chain, AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion,
-    Filter, Metadata, NewEvent, Position, StoredEvent, APPEND_EVENTS_MAX, GENESIS_HASH,
+    Filter, Metadata, NewEvent, Position, StoredEvent, Unchanged, APPEND_EVENTS_MAX, GENESIS_HASH,
     READ_BATCH_MAX,
 };
 use crate::Error;
@@ -72,6 +72,8 @@ macro_rules! conformance_tests {
             racing_exact_appends_one_winner_per_version,
             concurrent_any_appends_commit_exactly_once,
             tailing_reader_sees_every_event_once,
+            unchanged_condition_refuses_after_a_newer_event,
+            unchanged_condition_holds_under_concurrent_appends,
         );
     };
     (@checks $factory:expr; $($check:ident),+ $(,)?) => {
@@ -166,6 +168,7 @@ pub fn append_request(
         expected,
         command_id,
         events,
+        unchanged: None,
     }
 }
 
@@ -1469,4 +1472,186 @@ pub async fn tailing_reader_sees_every_event_once(log: Arc<dyn EventLog>) {
     assert_eq!(seen_ids.len(), seen.len(), "the tail saw an event twice");
     assert_eq!(seen_ids, written, "the tail saw exactly the written events");
     assert_eq!(seen, read_everything(&*log).await);
+}
+
+/// The categories the [`Unchanged`] checks guard.
+const GUARDED: &[&str] = &["agent", "customer"];
+
+/// An append carrying [`Unchanged`] commits while no event of its categories came after its
+/// position, whatever else was appended (other categories, its own stream); once one has,
+/// it is refused with [`Error::Changed`] naming the category and position, and stores
+/// nothing, not even its command id.
+pub async fn unchanged_condition_refuses_after_a_newer_event(log: Arc<dyn EventLog>) {
+    let log = &*log;
+    let agent = stream_name("agent");
+    let seen = commit(
+        log,
+        append_request(&agent, ExpectedVersion::Exact(0), numbered_events(1)),
+    )
+    .await
+    .position;
+    // Other categories moving does not matter.
+    commit(
+        log,
+        append_request(
+            &stream_name("calendar"),
+            ExpectedVersion::Any,
+            numbered_events(2),
+        ),
+    )
+    .await;
+    let ticket = stream_name("ticket");
+    let mut guarded = append_request(&ticket, ExpectedVersion::Exact(0), numbered_events(1));
+    guarded.unchanged = Some(Unchanged {
+        categories: GUARDED,
+        after: seen,
+    });
+    let first = commit(log, guarded).await;
+    assert_eq!(first.version, 1, "a guarded append whose condition holds");
+
+    let moved = commit(
+        log,
+        append_request(
+            &stream_name("customer"),
+            ExpectedVersion::Any,
+            numbered_events(1),
+        ),
+    )
+    .await
+    .position;
+    let head = log.head().await.expect("head");
+    let mut stale = append_request(&ticket, ExpectedVersion::Exact(1), numbered_events(2));
+    stale.unchanged = Some(Unchanged {
+        categories: GUARDED,
+        after: seen,
+    });
+    match log.append(stale.clone()).await {
+        Err(Error::Changed {
+            category,
+            position,
+            after,
+        }) => assert_eq!(
+            (category.as_str(), position, after),
+            ("customer", moved, seen),
+            "the refusal names the category that moved, where, and the position decided on"
+        ),
+        other => panic!("a guarded append after a newer customer event: got {other:?}"),
+    }
+    assert_eq!(
+        log.head().await.expect("head"),
+        head,
+        "a refused append stores nothing"
+    );
+    assert_eq!(
+        log.find_command(stale.command_id)
+            .await
+            .expect("find_command"),
+        None,
+        "a refused append does not record its command id"
+    );
+
+    stale.unchanged = Some(Unchanged {
+        categories: GUARDED,
+        after: moved,
+    });
+    let retried = commit(log, stale).await;
+    assert_eq!(
+        (retried.version, retried.position),
+        (3, head + 2),
+        "decided again on the newer position, the same command appends"
+    );
+}
+
+/// Many guarded appends race appends to a guarded category (in one process, so backends
+/// that batch put them in the same batches): every guarded append that commits comes before
+/// any guarded-category event after its position, and every refused one had such an event
+/// before it. Whatever the interleaving, the log never holds a guarded append committed
+/// after a change it did not see.
+pub async fn unchanged_condition_holds_under_concurrent_appends(log: Arc<dyn EventLog>) {
+    const GUARDED_APPENDS: usize = 48;
+    const CHANGES: usize = 8;
+    let seen = commit(
+        log.as_ref(),
+        append_request(
+            &stream_name("agent"),
+            ExpectedVersion::Any,
+            numbered_events(1),
+        ),
+    )
+    .await
+    .position;
+    let barrier = Arc::new(Barrier::new(GUARDED_APPENDS + CHANGES));
+    let mut tasks = Vec::new();
+    for i in 0..GUARDED_APPENDS + CHANGES {
+        let (log, barrier) = (log.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut request = if i < GUARDED_APPENDS {
+                let mut r = append_request(
+                    &stream_name("ticket"),
+                    ExpectedVersion::Exact(0),
+                    numbered_events(1),
+                );
+                r.unchanged = Some(Unchanged {
+                    categories: GUARDED,
+                    after: seen,
+                });
+                r
+            } else {
+                append_request(
+                    &stream_name("customer"),
+                    ExpectedVersion::Any,
+                    numbered_events(1),
+                )
+            };
+            request.events[0].data = json!({ "task": i });
+            barrier.wait().await;
+            (i < GUARDED_APPENDS, log.append(request).await)
+        }));
+    }
+    let mut refused = 0;
+    let mut committed_guarded = Vec::new();
+    for task in tasks {
+        match task.await.expect("append task") {
+            (true, Ok(AppendOutcome::Committed(c))) => committed_guarded.push(c.position),
+            (
+                true,
+                Err(Error::Changed {
+                    category,
+                    position,
+                    after,
+                }),
+            ) => {
+                assert_eq!((category.as_str(), after), ("customer", seen));
+                assert!(
+                    position > seen,
+                    "the change named is after the position decided on"
+                );
+                refused += 1;
+            }
+            (false, Ok(AppendOutcome::Committed(_))) => {}
+            (guarded, other) => panic!("append (guarded: {guarded}) failed: {other:?}"),
+        }
+    }
+    let events = read_everything(log.as_ref()).await;
+    let first_change = events
+        .iter()
+        .find(|e| e.position > seen && GUARDED.contains(&e.category()))
+        .map(|e| e.position)
+        .expect("the changes were appended");
+    for position in &committed_guarded {
+        assert!(
+            *position < first_change,
+            "a guarded append committed at {position}, after the change at {first_change}"
+        );
+    }
+    assert_eq!(
+        committed_guarded.len() + refused,
+        GUARDED_APPENDS,
+        "each guarded append either committed or was refused"
+    );
+    assert_eq!(
+        events.len(),
+        1 + committed_guarded.len() + CHANGES,
+        "refused appends stored nothing"
+    );
 }

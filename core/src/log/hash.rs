@@ -183,6 +183,7 @@ mod tests {
                 expected: ExpectedVersion::Any,
                 command_id: uuid::Uuid::from_u128(u128::from(n)),
                 events: vec![event(n)],
+                unchanged: None,
             };
             let sealed = seal(&request, version, n + 1, prev, at);
             heads.insert(stream, (sealed[0].version, sealed[0].hash.clone()));

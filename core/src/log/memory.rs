@@ -17,6 +17,8 @@ struct Inner {
     /// Stream name -> indexes into `events`, in version order.
     streams: HashMap<String, Vec<usize>>,
     commands: HashMap<Uuid, Committed>,
+    /// Category -> position of its last event, for [`Unchanged`] conditions.
+    category_heads: HashMap<String, Position>,
 }
 
 /// An event log held in memory.
@@ -56,6 +58,10 @@ impl EventLog for MemoryLog {
             None => (0, GENESIS_HASH.to_owned()),
         };
         check_expected(&request.stream, request.expected, current)?;
+        if let Some(unchanged) = &request.unchanged {
+            unchanged
+                .check(|category| Ok(inner.category_heads.get(category).copied().unwrap_or(0)))?;
+        }
         let first_position = inner.events.len() as Position + 1;
         let sealed = seal(
             &request,
@@ -70,6 +76,10 @@ impl EventLog for MemoryLog {
         let indexes = inner.streams.entry(request.stream.clone()).or_default();
         indexes.extend(start..start + request.events.len());
         inner.commands.insert(request.command_id, committed.clone());
+        inner.category_heads.insert(
+            stream_category(&request.stream).to_owned(),
+            committed.position,
+        );
         // Publish the head while still holding the lock, so heads are published in commit
         // order and `head()` never goes backwards.
         self.head.send_replace(inner.events.len() as Position);

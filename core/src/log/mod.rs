@@ -124,6 +124,45 @@ pub struct AppendRequest {
     /// Unique in the log: a second append with the same id returns the first's outcome.
     pub command_id: Uuid,
     pub events: Vec<NewEvent>,
+    /// A condition on other streams, checked atomically with the append (see [`Unchanged`]).
+    pub unchanged: Option<Unchanged>,
+}
+
+/// "No event of these stream categories was appended after `after`": a condition an append
+/// can carry, checked in the same atomic step as its expected version.
+///
+/// Why: the handler decides ticket commands against the directory (agents, customers,
+/// calendars, policies), which lives in other streams and may be changed by another process.
+/// Re-reading it before every command would cost a round trip per command; instead the
+/// handler decides against the directory as of position `after` and lets the log refuse the
+/// append with [`Error::Changed`] if the directory moved since. It then catches up and
+/// decides again. Committed appends are thereby always consistent with the directory as of
+/// their own commit, which is stronger than "as of when the command arrived".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unchanged {
+    pub categories: &'static [&'static str],
+    pub after: Position,
+}
+
+impl Unchanged {
+    /// Checks the condition against the last position of each category (`last_of`): the
+    /// first category that moved, as the error to return.
+    pub(crate) fn check(
+        &self,
+        mut last_of: impl FnMut(&str) -> Result<Position, Error>,
+    ) -> Result<(), Error> {
+        for category in self.categories {
+            let last = last_of(category)?;
+            if last > self.after {
+                return Err(Error::Changed {
+                    category: (*category).to_owned(),
+                    position: last,
+                    after: self.after,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where an append landed.
@@ -176,7 +215,8 @@ impl Filter<'_> {
 /// The event log. All methods are safe to call concurrently.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    /// Appends atomically, or fails with [`Error::WrongExpectedVersion`] and appends nothing.
+    /// Appends atomically, or fails with [`Error::WrongExpectedVersion`] (or
+    /// [`Error::Changed`] when its [`Unchanged`] condition does not hold) and appends nothing.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error>;
 
     /// The stream's events with version greater than `after_version`, in version order.
@@ -204,6 +244,12 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The outcome of the append made with this command id, if any.
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error>;
+
+    /// This log as the PostgreSQL backend, if it is one: replay then streams it with
+    /// [`postgres::PostgresLog::scan`] instead of paging through `read_all`.
+    fn as_postgres(&self) -> Option<&postgres::PostgresLog> {
+        None
+    }
 }
 
 /// Checks an append request against the log's limits before any backend work.

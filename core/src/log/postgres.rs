@@ -179,6 +179,11 @@ use uuid::Uuid;
 
 use super::*;
 
+// The streaming read path of replay (`PostgresLog::scan`); a child module, for the pool.
+#[path = "postgres_scan.rs"]
+mod scan;
+pub use scan::{Scan, ScannedRow};
+
 /// The schema used when neither the URL nor the caller names one.
 pub const DEFAULT_SCHEMA: &str = "closeloop";
 /// Most appends one group-commit transaction carries.
@@ -347,6 +352,8 @@ struct Sql {
     read_all: String,
     read_all_filtered: String,
     head: String,
+    category_heads: String,
+    category_heads_to_head: String,
 }
 
 impl Sql {
@@ -433,6 +440,23 @@ impl Sql {
                   ORDER BY position LIMIT $2"
             ),
             head: format!("SELECT position FROM {s}.log_head"),
+            // The last position of each category among events after $1. Under the writer's
+            // lock, "after $1" is everything up to the locked head.
+            category_heads: format!(
+                "SELECT split_part(stream, '-', 1), max(position) FROM {s}.events
+                  WHERE position > $1 GROUP BY 1"
+            ),
+            // The same without the lock, up to the head of the statement's own snapshot (the
+            // head row and the events it counts commit together, so the two agree).
+            category_heads_to_head: format!(
+                "WITH h AS (SELECT position FROM {s}.log_head)
+                 SELECT h.position, c.category, c.last
+                   FROM h LEFT JOIN LATERAL (
+                        SELECT split_part(stream, '-', 1) AS category, max(position) AS last
+                          FROM {s}.events
+                         WHERE position > $1 AND position <= h.position GROUP BY 1) AS c
+                     ON true"
+            ),
         }
     }
 }
@@ -498,6 +522,7 @@ impl PostgresLog {
             options: options.clone(),
             conn: None,
             cache: HeadCache::default(),
+            categories: CategoryHeads::default(),
             contended: 0,
             shared: shared.clone(),
             outstanding_seen: 0,
@@ -708,6 +733,10 @@ impl EventLog for PostgresLog {
         Ok(head)
     }
 
+    fn as_postgres(&self) -> Option<&PostgresLog> {
+        Some(self)
+    }
+
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {
         let ids = vec![command_id];
         let rows = self.query(&self.sql.commands, &[&ids]).await?;
@@ -769,6 +798,27 @@ impl HeadCache {
     }
 }
 
+/// The last position of each stream category, exact for the events at or below `through`
+/// (committed events never change, so this stays true however the cache is invalidated).
+/// Checks appends' [`Unchanged`] conditions. Kept equal to the cached head whenever there
+/// is one, so the fast path can check conditions without reading.
+#[derive(Default, Clone)]
+struct CategoryHeads {
+    through: Position,
+    last: HashMap<String, Position>,
+}
+
+impl CategoryHeads {
+    fn raise(&mut self, category: String, position: Position) {
+        let last = self.last.entry(category).or_insert(0);
+        *last = (*last).max(position);
+    }
+
+    fn last_of(&self, category: &str) -> Position {
+        self.last.get(category).copied().unwrap_or(0)
+    }
+}
+
 /// What the planner knows of a stream's head.
 enum Known {
     Head(u64, String),
@@ -813,17 +863,20 @@ struct Plan {
     /// The command ids of the requests the plan does not write: the write checks that they
     /// are not in the log. (Those it writes are checked by the primary key of `commands`.)
     unwritten_ids: Vec<Uuid>,
+    /// The categories' last positions once the plan is committed (through `last`).
+    categories: CategoryHeads,
 }
 
 /// Decides a batch against the head `first` and the stream heads `lookup` gives.
 fn plan(
     batch: &[Pending],
     first: Position,
+    categories: &CategoryHeads,
     lookup: impl Fn(&str) -> Known,
     known: &HashMap<Uuid, KnownCommand>,
     recorded_at: Timestamp,
 ) -> Plan {
-    let mut planner = Planner::new(first, recorded_at);
+    let mut planner = Planner::new(first, categories, recorded_at);
     for pending in batch {
         planner.add(pending, &lookup, known);
     }
@@ -843,11 +896,15 @@ struct Planner {
     assumed_new: Vec<String>,
     /// Command ids of the requests not written, in batch order.
     unwritten_ids: Vec<Uuid>,
+    categories: CategoryHeads,
 }
 
 impl Planner {
-    fn new(first: Position, recorded_at: Timestamp) -> Planner {
+    /// `categories` must be exact through `first`.
+    fn new(first: Position, categories: &CategoryHeads, recorded_at: Timestamp) -> Planner {
+        debug_assert_eq!(categories.through, first);
         Planner {
+            categories: categories.clone(),
             first,
             next: first + 1,
             recorded_at,
@@ -907,6 +964,9 @@ impl Planner {
             },
         };
         check_expected(&request.stream, request.expected, current)?;
+        if let Some(unchanged) = &request.unchanged {
+            unchanged.check(|category| Ok(self.categories.last_of(category)))?;
+        }
         let next = self.next;
         let sealed = seal(request, current, next, prev_hash, self.recorded_at);
         let committed = committed_of(&sealed);
@@ -930,6 +990,10 @@ impl Planner {
             rows.data.push(event.data);
             rows.hashes.push(event.hash);
         }
+        self.categories.raise(
+            stream_category(&request.stream).to_owned(),
+            committed.position,
+        );
         self.accepted.insert(request.command_id, committed.clone());
         Ok(AppendOutcome::Committed(committed))
     }
@@ -943,7 +1007,9 @@ impl Planner {
         let heads = &self.heads;
         self.assumed_new
             .retain(|stream| !heads.contains_key(stream));
+        self.categories.through = self.next - 1;
         Plan {
+            categories: self.categories,
             first: self.first,
             last: self.next - 1,
             rows: self.rows,
@@ -984,6 +1050,7 @@ struct WriterConn {
     lock_head: Statement,
     stream_heads: Statement,
     commands: Statement,
+    category_heads: Statement,
 }
 
 impl WriterConn {
@@ -1010,6 +1077,7 @@ struct Writer {
     options: PostgresOptions,
     conn: Option<WriterConn>,
     cache: HeadCache,
+    categories: CategoryHeads,
     /// Batches left to run on the slow path.
     contended: u32,
     shared: Arc<Shared>,
@@ -1035,13 +1103,30 @@ impl Writer {
                 "SET idle_in_transaction_session_timeout = {WRITER_IDLE_IN_TRANSACTION_MS}"
             ))
             .await?;
-        let (append, append_one, lock_head, stream_heads, commands) = tokio::try_join!(
+        let (append, append_one, lock_head, stream_heads, commands, category_heads) = tokio::try_join!(
             client.prepare(&self.sql.append),
             client.prepare(&self.sql.append_one),
             client.prepare(&self.sql.lock_head),
             client.prepare(&self.sql.stream_heads),
             client.prepare(&self.sql.commands),
+            client.prepare(&self.sql.category_heads),
         )?;
+        // Learn the categories' last positions without the lock, so that the scan under
+        // the lock (in `slow`) only covers what was appended since: at start, the whole log.
+        let through = to_i64(self.categories.through);
+        let rows = client
+            .query(&self.sql.category_heads_to_head, &[&through])
+            .await?;
+        for row in &rows {
+            let head: i64 = row.get(0);
+            self.categories.through = self.categories.through.max(head.max(0) as u64);
+            if let (Some(category), Some(last)) = (
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<i64>>(2),
+            ) {
+                self.categories.raise(category, last.max(0) as u64);
+            }
+        }
         self.conn = Some(WriterConn {
             client,
             append,
@@ -1049,6 +1134,7 @@ impl Writer {
             lock_head,
             stream_heads,
             commands,
+            category_heads,
         });
         Counters::bump(&self.shared.counters.connects, 1);
         Ok(())
@@ -1106,7 +1192,9 @@ impl Writer {
     /// A planner for the fast path, if the writer is on it.
     fn fast_planner(&self) -> Option<Planner> {
         match self.cache.head {
-            Some(head) if self.contended == 0 => Some(Planner::new(head, Timestamp::now())),
+            Some(head) if self.contended == 0 => {
+                Some(Planner::new(head, &self.categories, Timestamp::now()))
+            }
             _ => None,
         }
     }
@@ -1257,6 +1345,7 @@ impl Writer {
                 _ => plan(
                     batch,
                     head,
+                    &self.categories,
                     |stream| self.cache.lookup(stream),
                     &HashMap::new(),
                     recorded_at,
@@ -1310,20 +1399,29 @@ impl Writer {
         let ids: Vec<Uuid> = batch.iter().map(|p| p.request.command_id).collect();
         // Pipelined: the reads run after the lock is granted, each with a snapshot that
         // includes the previous lock holder's commit.
-        let (heads_params, commands_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-            ([&streams], [&ids]);
-        let (begin, locked, heads, commands) = tokio::join!(
+        let through = to_i64(self.categories.through);
+        let heads_params: [&(dyn ToSql + Sync); 1] = [&streams];
+        let commands_params: [&(dyn ToSql + Sync); 1] = [&ids];
+        let categories_params: [&(dyn ToSql + Sync); 1] = [&through];
+        let (begin, locked, heads, commands, categories) = tokio::join!(
             conn.client.batch_execute("BEGIN"),
             conn.client.query_one(&conn.lock_head, &[]),
             conn.client.query(&conn.stream_heads, &heads_params),
             conn.client.query(&conn.commands, &commands_params),
+            conn.client.query(&conn.category_heads, &categories_params),
         );
         let failure = |e| conn.failure(e);
         begin.map_err(failure)?;
         let locked = locked.map_err(failure)?;
         let heads = heads.map_err(failure)?;
         let commands = commands.map_err(failure)?;
+        let categories = categories.map_err(failure)?;
         let locked = to_u64(locked.get::<_, i64>(0), "log head").map_err(Failure::Rejected)?;
+        for row in &categories {
+            let last = to_u64(row.get::<_, i64>(1), "position").map_err(Failure::Rejected)?;
+            self.categories.raise(row.get(0), last);
+        }
+        self.categories.through = self.categories.through.max(locked);
         let mut read = HashMap::with_capacity(heads.len());
         for row in &heads {
             let stream: String = row.get(0);
@@ -1342,6 +1440,7 @@ impl Writer {
         let plan = plan(
             batch,
             locked,
+            &self.categories,
             |stream| match read.get(stream) {
                 Some((version, hash)) => Known::Head(*version, hash.clone()),
                 None => Known::New,
@@ -1446,6 +1545,7 @@ impl Writer {
 
     fn committed(&mut self, plan: &Plan) {
         self.cache.apply(plan);
+        self.categories = plan.categories.clone();
         self.shared.publish_head(plan.last);
     }
 }

@@ -58,6 +58,8 @@ const EVENT_COLUMNS: &str =
     "position, stream, version, event_id, type, schema_version, data, metadata, hash";
 
 const SQL_HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
+/// The last position of a category (index `events_category_position`).
+const SQL_CATEGORY_HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events WHERE category = ?1";
 const SQL_FIND_COMMAND: &str =
     "SELECT stream, version, position, events FROM commands WHERE command_id = ?1";
 const SQL_STREAM_TIP: &str =
@@ -359,6 +361,14 @@ fn append_one(
         None => (0, GENESIS_HASH.to_owned()),
     };
     check_expected(&request.stream, request.expected, current)?;
+    if let Some(unchanged) = &request.unchanged {
+        // Inside the batch's write transaction: no other writer can append in between.
+        let mut last_of = conn.prepare_cached(SQL_CATEGORY_HEAD)?;
+        unchanged.check(|category| {
+            let last: i64 = last_of.query_row(params![category], |row| row.get(0))?;
+            position_of(last).map_err(|e| Error::Corrupt(format!("category {category}: {e}")))
+        })?;
+    }
 
     let sealed = seal(
         request,
@@ -703,6 +713,7 @@ mod tests {
                     metadata: metadata.clone(),
                 })
                 .collect(),
+            unchanged: None,
         }
     }
 
