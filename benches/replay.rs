@@ -2,13 +2,24 @@
 //! projections from position 0 into a new model, saved in `<schema>_read`, then the atomic
 //! switch) in events/s, beside a raw `COPY (SELECT * FROM <schema>.events ORDER BY position)
 //! TO STDOUT` of the same table (tokio-postgres `copy_out`, bytes counted and dropped),
-//! measured in the same run, interleaved, with the ratio.
+//! measured in the same run, interleaved, with the ratio. Also per round: the log API alone
+//! (`read_all` pages, nothing folded), replay's own read path alone (`PostgresLog::scan`,
+//! rows counted, nothing decoded), and the replay's peak memory (VmHWM of this process,
+//! reset before the replay through `/proc/self/clear_refs`).
 //!
 //! Run: `cargo bench --bench replay` (PostgreSQL from `CLOSELOOP_BENCH_POSTGRES`, else
 //! `CLOSELOOP_TEST_POSTGRES`, else `postgres://postgres@127.0.0.1:5432/test`). The log is a
 //! generated workload (`BENCH_TICKETS` tickets, default 2000, over 28 days) driven through
 //! the real command handler; each figure is the best and the mean of `BENCH_ROUNDS`
 //! (default 3) rounds. Works in a scratch schema that it drops at the end.
+//!
+//! Large logs, for replay's memory bound: `BENCH_EVENTS=10000000` grows the log to that many
+//! events by copying its ticket events server side (`INSERT ... SELECT`), each copy with
+//! fresh ticket ids (in the stream name and the data) at the next positions, so the tickets
+//! grow with the events as in a real log (the last copy may stop mid-ticket). The copies' hashes are
+//! not re-chained (replay does not verify them; `closeloop verify` would refuse this log).
+//! `BENCH_SCHEMA=NAME` uses (and keeps) that schema, filling it only if it is empty, so a
+//! large log is built once.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,7 +29,7 @@ use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig};
 use closeloop_core::log::{Filter, READ_BATCH_MAX};
 use closeloop_projections::store::open_store;
-use closeloop_replay::rebuild::{self, ReplayConfig};
+use closeloop_replay::rebuild::{self, ReplayConfig, SCAN_RANGE_BATCHES};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 
@@ -55,6 +66,88 @@ fn stats(rates: &[f64]) -> (f64, f64) {
     (best, rates.iter().sum::<f64>() / rates.len() as f64)
 }
 
+/// A line of `/proc/self/status` in MiB (`VmHWM`: peak resident set; `VmRSS`: now).
+fn status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Resets `VmHWM` to the current resident set (Linux ≥ 4.0), so the next reading is the
+/// peak of what follows.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Copies the log's ticket events with fresh ticket ids until it holds `target`
+/// events (see the module doc).
+async fn grow(admin: &tokio_postgres::Client, schema: &str, target: u64) {
+    let started = Instant::now();
+    let s = schema;
+    admin
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE seed AS
+               SELECT row_number() OVER (ORDER BY position) AS rn,
+                      substr(stream, 8) AS ticket, stream, version, type, schema_version,
+                      data::text AS data, metadata, hash
+                 FROM {s}.events WHERE stream LIKE 'ticket-%'"
+        ))
+        .await
+        .expect("seed");
+    let seed: i64 = admin
+        .query_one("SELECT count(*) FROM seed", &[])
+        .await
+        .expect("seed size")
+        .get(0);
+    assert!(seed > 0, "no ticket events to copy");
+    loop {
+        let head: i64 = admin
+            .query_one(&format!("SELECT position FROM {s}.log_head"), &[])
+            .await
+            .expect("head")
+            .get(0);
+        if head as u64 >= target {
+            break;
+        }
+        // A few copies per statement: one transaction each, so the log stays consistent
+        // (head and rows) if this is interrupted.
+        let copies = ((target - head as u64).div_ceil(seed as u64)).min(8) as i64;
+        admin
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO {s}.events
+                        (position, stream, version, event_id, type, schema_version, data,
+                         metadata, hash)
+                 SELECT {head} + (k - 1) * {seed} + rn,
+                        'ticket-' || md5(ticket || '/' || ({head} + k))::uuid, version,
+                        gen_random_uuid(), type, schema_version,
+                        replace(data, ticket, md5(ticket || '/' || ({head} + k))::uuid::text)::jsonb,
+                        metadata, hash
+                   FROM seed CROSS JOIN generate_series(1, {copies}) AS k
+                  WHERE (k - 1) * {seed} + rn <= {target} - {head};
+                 UPDATE {s}.log_head SET position = {head} + LEAST({copies} * {seed}, {target} - {head});
+                 COMMIT;"
+            ))
+            .await
+            .expect("copy ticket events");
+        println!(
+            "grow: {} events after {:.0} s",
+            (head + copies * seed).min(target as i64),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    admin
+        .batch_execute("DROP TABLE seed")
+        .await
+        .expect("drop seed");
+    // Its own statement: VACUUM cannot run in the implicit transaction of a batch.
+    admin
+        .batch_execute(&format!("VACUUM ANALYZE {s}.events"))
+        .await
+        .expect("vacuum");
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -62,7 +155,11 @@ async fn main() {
     }
     let tickets = env_or("BENCH_TICKETS", 2_000);
     let rounds = env_or("BENCH_ROUNDS", 3).max(1);
-    let schema = format!("cl_bench_replay_{}", uuid::Uuid::new_v4().simple());
+    let grow_to = env_or("BENCH_EVENTS", 0) as u64;
+    let kept = std::env::var("BENCH_SCHEMA").ok();
+    let schema = kept
+        .clone()
+        .unwrap_or_else(|| format!("cl_bench_replay_{}", uuid::Uuid::new_v4().simple()));
     let sep = if base_url().contains('?') { '&' } else { '?' };
     let url = format!("{}{sep}schema={schema}", base_url());
     let admin = admin().await;
@@ -70,27 +167,35 @@ async fn main() {
     let result = async {
         let log = closeloop_core::log::open(&url).await.expect("open the log");
         let store = open_store(&url).await.expect("open the read-model store");
-        // Fill the log through the real handler.
-        let fill = Instant::now();
-        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
-        let load = workload::generate(&WorkloadConfig {
-            tickets,
-            ..WorkloadConfig::default()
-        })
-        .expect("workload");
-        let stats_run = workload::run(handler, &load, 32, |_| {}).await;
+        if log.head().await.expect("head") == 0 {
+            // Fill the log through the real handler.
+            let fill = Instant::now();
+            let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+            let load = workload::generate(&WorkloadConfig {
+                tickets,
+                ..WorkloadConfig::default()
+            })
+            .expect("workload");
+            let stats_run = workload::run(handler, &load, 32, |_| {}).await;
+            println!(
+                "log: {} events ({tickets} tickets, {} commands accepted, {} rejected) \
+                 filled in {:.1} s",
+                log.head().await.expect("head"),
+                stats_run.accepted,
+                stats_run.rejected,
+                fill.elapsed().as_secs_f64()
+            );
+        }
+        if grow_to > log.head().await.expect("head") {
+            grow(&admin, &schema, grow_to).await;
+        }
         let events = log.head().await.expect("head");
-        println!(
-            "log: {events} events ({tickets} tickets, {} commands accepted, {} rejected) \
-             filled in {:.1} s",
-            stats_run.accepted,
-            stats_run.rejected,
-            fill.elapsed().as_secs_f64()
-        );
+        let pg = log.as_postgres().expect("a PostgreSQL log");
 
         let copy_sql = format!("COPY (SELECT * FROM {schema}.events ORDER BY position) TO STDOUT");
-        let (mut replay_rates, mut copy_rates, mut read_rates) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let (mut replay_rates, mut copy_rates, mut read_rates, mut scan_rates) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut peaks = Vec::new();
         for round in 1..=rounds {
             // Raw ceiling: the same rows, out of PostgreSQL, nothing decoded.
             let started = Instant::now();
@@ -119,7 +224,26 @@ async fn main() {
             let read_s = started.elapsed().as_secs_f64();
             read_rates.push(events as f64 / read_s);
 
+            // Replay's read path alone: every event streamed by `scan`, nothing decoded.
+            let started = Instant::now();
+            let mut from = 0;
+            let mut rows = 0u64;
+            while from < events {
+                let to = events.min(from + READ_BATCH_MAX as u64 * SCAN_RANGE_BATCHES);
+                let mut scan = pg.scan(from, to, Filter::All).await.expect("scan");
+                while let Some(row) = scan.next().await {
+                    row.expect("row");
+                    rows += 1;
+                }
+                from = to;
+            }
+            assert_eq!(rows, events);
+            let scan_s = started.elapsed().as_secs_f64();
+            scan_rates.push(events as f64 / scan_s);
+
             // Ours: replay all, from 0, saved and switched.
+            let rss_before = status_mib("VmRSS:").unwrap_or(0.0);
+            let reset = reset_peak();
             let summary = rebuild::replay(
                 log.as_ref(),
                 store.as_ref(),
@@ -131,18 +255,26 @@ async fn main() {
             )
             .await
             .expect("replay");
+            let peak = status_mib("VmHWM:").unwrap_or(0.0);
+            peaks.push(peak);
             assert!(summary.completed && summary.resumed_from == 0);
             // Rate over the whole log (its events of other categories are skipped by the
             // category filter, not read): comparable with COPY's rows of the whole table.
             replay_rates.push(summary.position as f64 / summary.seconds);
             println!(
                 "round {round}: replay all: log of {} events ({} folded) in {:.3} s \
-                 ({:.0} events/s); read_all only {read_s:.3} s; \
+                 ({:.0} events/s), peak RSS {peak:.0} MiB{} (RSS before {rss_before:.0} MiB); \
+                 read_all only {read_s:.3} s; scan only {scan_s:.3} s; \
                  COPY {events} rows ({:.1} MB) in {:.3} s ({:.0} rows/s)",
                 summary.position,
                 summary.events,
                 summary.seconds,
                 summary.position as f64 / summary.seconds,
+                if reset {
+                    ""
+                } else {
+                    " (of the whole run: no clear_refs)"
+                },
                 bytes as f64 / 1e6,
                 copy_s,
                 events as f64 / copy_s
@@ -151,19 +283,26 @@ async fn main() {
         let (replay_best, replay_mean) = stats(&replay_rates);
         let (copy_best, copy_mean) = stats(&copy_rates);
         let (read_best, read_mean) = stats(&read_rates);
+        let (scan_best, scan_mean) = stats(&scan_rates);
         println!(
             "replay all:  best {replay_best:.0} events/s, mean {replay_mean:.0} events/s\n\
              read_all:    best {read_best:.0} events/s, mean {read_mean:.0} events/s\n\
+             scan:        best {scan_best:.0} events/s, mean {scan_mean:.0} events/s\n\
              raw COPY:    best {copy_best:.0} rows/s, mean {copy_mean:.0} rows/s\n\
-             ratio (replay / COPY, means): {:.1}%",
-            100.0 * replay_mean / copy_mean
+             ratio (replay / COPY, means): {:.1}%\n\
+             replay peak RSS: {:.0} MiB (highest of {rounds} rounds)",
+            100.0 * replay_mean / copy_mean,
+            peaks.iter().copied().fold(0.0, f64::max)
         );
     }
     .await;
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP SCHEMA IF EXISTS {schema}_read CASCADE;"
-        ))
-        .await;
+    if kept.is_none() {
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; \
+                 DROP SCHEMA IF EXISTS {schema}_read CASCADE;"
+            ))
+            .await;
+    }
     result
 }

@@ -203,6 +203,7 @@ fn a_failing_projector_stops_at_the_event_and_the_others_go_on() {
                         recorded_at: now,
                     },
                 }],
+                unchanged: None,
             })
             .await
             .unwrap();

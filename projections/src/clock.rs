@@ -17,10 +17,11 @@
 
 use std::collections::HashMap;
 
-use closeloop_core::domain::{CalendarDefined, Event, SlaTarget, SlaTargets};
+use closeloop_core::domain::{CalendarDefined, SlaTarget};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::BusinessCalendar;
+use crate::fact::{Fact, Targets as EventTargets};
 use crate::period::Names;
 
 /// Calendars, folded from `calendar_defined`, and interned as small numbers in order of
@@ -70,7 +71,7 @@ impl Calendars {
     }
 
     /// The compact targets of a ticket, interning its calendar.
-    pub fn targets(&mut self, sla: &SlaTargets) -> Targets {
+    pub fn targets(&mut self, sla: &EventTargets) -> Targets {
         Targets {
             calendar: self.names.id(&sla.calendar_id),
             first_response_minutes: sla.first_response_minutes,
@@ -180,7 +181,7 @@ impl TicketClock {
     /// instants (the performance fold needs only the times used).
     pub fn open(
         at: i64,
-        sla: Option<&SlaTargets>,
+        sla: Option<&EventTargets>,
         deadlines: bool,
         calendars: &mut Calendars,
     ) -> TicketClock {
@@ -359,10 +360,10 @@ impl TicketClock {
 
     /// Folds one of the ticket's events at business time `at` (Unix seconds); returns the
     /// timers it fulfilled.
-    pub fn apply(&mut self, event: &Event, at: i64, calendars: &mut Calendars) -> Vec<Stopped> {
+    pub fn apply(&mut self, event: &Fact, at: i64, calendars: &mut Calendars) -> Vec<Stopped> {
         let mut out = Vec::new();
         match event {
-            Event::CustomerRespondedTo(_) | Event::CustomerInfoRequested(_) => {
+            Fact::CustomerRespondedTo(_) | Fact::CustomerInfoRequested(_) => {
                 self.responded = true;
                 self.stop(
                     &[SlaTarget::FirstResponse, SlaTarget::NextResponse],
@@ -370,11 +371,11 @@ impl TicketClock {
                     calendars,
                     &mut out,
                 );
-                if matches!(event, Event::CustomerInfoRequested(_)) {
+                if matches!(event, Fact::CustomerInfoRequested(_)) {
                     self.pause(at, calendars);
                 }
             }
-            Event::CustomerReplied(_) => {
+            Fact::CustomerReplied(_) => {
                 self.resume(at, calendars);
                 let next_live = self
                     .timers
@@ -386,7 +387,7 @@ impl TicketClock {
                     }
                 }
             }
-            Event::TicketResolved(_) => {
+            Fact::TicketResolved(_) => {
                 self.resume(at, calendars);
                 self.resolved = true;
                 self.stop(
@@ -400,25 +401,25 @@ impl TicketClock {
                     &mut out,
                 );
             }
-            Event::TicketReopened(_) => {
+            Fact::TicketReopened(_) => {
                 self.resolved = false;
                 if let Some(minutes) = self.minutes_for(SlaTarget::Resolution) {
                     self.start(SlaTarget::Resolution, minutes, at, calendars);
                 }
             }
-            Event::TicketClosed(_) => {
+            Fact::TicketClosed(_) => {
                 // Nothing more can run: the pause history is no longer needed.
                 self.pauses = Vec::new();
                 self.paused_since = None;
             }
-            Event::PriorityChanged(e) => {
+            Fact::PriorityChanged(e) => {
                 let targets = e.sla.as_ref().map(|s| calendars.targets(s));
                 self.retarget(targets, calendars)
             }
             // Marks the timer whose deadline it was (a deadline moved by a priority change is
             // a new deadline, with its own warning and breach).
-            Event::SlaWarningRaised(e) => {
-                let due = Some(e.due_at.as_second());
+            Fact::SlaWarningRaised(e) => {
+                let due = Some(e.due_at);
                 if let Some(t) = self
                     .timers
                     .iter_mut()
@@ -427,8 +428,8 @@ impl TicketClock {
                     t.warned = true;
                 }
             }
-            Event::SlaBreached(e) => {
-                let due = Some(e.due_at.as_second());
+            Fact::SlaBreached(e) => {
+                let due = Some(e.due_at);
                 if let Some(t) = self
                     .timers
                     .iter_mut()

@@ -5,7 +5,8 @@
 //!   the log, tails it, and saves state and checkpoint together; `store.rs`: where they are
 //!   saved (memory, the SQLite file's `projections` table, PostgreSQL's `closeloop_read`
 //!   schema in `pg_store.rs`).
-//! - `record.rs`: the decoded event a fold takes (from a stored event or its JSON).
+//! - `record.rs`: the decoded event a fold takes (from a stored event or its JSON); `fact.rs`:
+//!   its lean form, what the report folds read (decoded from JSON without copying text).
 //! - `calendar.rs`: business-time arithmetic (time zone, weekly hours, holidays, DST).
 //! - `clock.rs`: a ticket's SLA timers, shared by the SLA and performance folds.
 //! - `sla.rs`, `satisfaction.rs`, `performance.rs`: the three read models; `report.rs`: the
@@ -20,6 +21,7 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod fact;
 pub mod models;
 pub mod performance;
 pub mod period;

@@ -11,11 +11,12 @@
 //! rated agent. A justified complaint is a survey rating of 1 or 2 (the only complaint about an
 //! agent the log records). Teams get what their agents get, by the ticket's team at the time.
 
-use closeloop_core::domain::{Event, RatingSource, SlaTarget};
+use closeloop_core::domain::{RatingSource, SlaTarget};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clock::{Calendars, TicketClock};
+use crate::fact::{Fact, Lean};
 use crate::period::{day_of, FastMap, Names};
 use crate::record::Record;
 use crate::runtime::Projection;
@@ -132,6 +133,54 @@ impl PerformanceModel {
         self.agent_team.keys().copied()
     }
 
+    /// Folds one event ([`Projection::apply`] of its lean form).
+    pub fn fold(&mut self, record: &Lean) -> Result<(), String> {
+        let (at, day) = (record.at, day_of(record.at));
+        let id = match &record.fact {
+            Fact::CalendarDefined(e) => {
+                self.calendars.define(e).map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            Fact::AgentRegistered(e) => {
+                let (agent, team) = (self.names.id(&e.agent_id), self.names.id(&e.team));
+                self.agent_team.insert(agent, team);
+                return Ok(());
+            }
+            Fact::TicketOpened(e) => {
+                let clock = TicketClock::open(at, e.sla.as_ref(), false, &mut self.calendars);
+                self.tickets.insert(
+                    e.ticket_id,
+                    PerfTicket {
+                        clock,
+                        agent: None,
+                        team: None,
+                        resolver: None,
+                        assignments: 0,
+                        escalated: false,
+                        reopened: false,
+                        open: true,
+                    },
+                );
+                return Ok(());
+            }
+            _ => match record.fact.ticket_id() {
+                Some(id) => id,
+                None => return Ok(()),
+            },
+        };
+        // Taking the map out (O(1)) lets the ticket and the rest of the model be borrowed at
+        // once, without moving the ticket out and back in.
+        let mut tickets = std::mem::take(&mut self.tickets);
+        let result = match tickets.get_mut(&id) {
+            Some(t) => self.apply_ticket(t, &record.fact, at, day),
+            None => Err(format!(
+                "ticket {id} has events but no ticket_opened before them"
+            )),
+        };
+        self.tickets = tickets;
+        result
+    }
+
     fn bump(&mut self, agent: Option<u32>, team: Option<u32>, day: i32, f: impl Fn(&mut Perf)) {
         if let Some(a) = agent {
             f(self.days.entry((Who::Agent, a, day)).or_default());
@@ -154,50 +203,7 @@ impl Projection for PerformanceModel {
     const CATEGORIES: &'static [&'static str] = &["ticket", "calendar", "agent"];
 
     fn apply(&mut self, record: &Record) -> Result<(), String> {
-        let (at, day) = (record.at, day_of(record.at));
-        let id = match &record.event {
-            Event::CalendarDefined(e) => {
-                self.calendars.define(e).map_err(|e| e.to_string())?;
-                return Ok(());
-            }
-            Event::AgentRegistered(e) => {
-                let (agent, team) = (self.names.id(&e.agent_id), self.names.id(&e.team));
-                self.agent_team.insert(agent, team);
-                return Ok(());
-            }
-            Event::TicketOpened(e) => {
-                let clock = TicketClock::open(at, e.sla.as_ref(), false, &mut self.calendars);
-                self.tickets.insert(
-                    e.ticket_id,
-                    PerfTicket {
-                        clock,
-                        agent: None,
-                        team: None,
-                        resolver: None,
-                        assignments: 0,
-                        escalated: false,
-                        reopened: false,
-                        open: true,
-                    },
-                );
-                return Ok(());
-            }
-            _ => match record.ticket_id() {
-                Some(id) => id,
-                None => return Ok(()),
-            },
-        };
-        // Taking the map out (O(1)) lets the ticket and the rest of the model be borrowed at
-        // once, without moving the ticket out and back in.
-        let mut tickets = std::mem::take(&mut self.tickets);
-        let result = match tickets.get_mut(&id) {
-            Some(t) => self.apply_ticket(t, &record.event, at, day),
-            None => Err(format!(
-                "ticket {id} has events but no ticket_opened before them"
-            )),
-        };
-        self.tickets = tickets;
-        result
+        self.fold(&record.lean())
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -210,12 +216,12 @@ impl PerformanceModel {
     fn apply_ticket(
         &mut self,
         t: &mut PerfTicket,
-        event: &Event,
+        event: &Fact,
         at: i64,
         day: i32,
     ) -> Result<(), String> {
         match event {
-            Event::TicketAssigned(e) => {
+            Fact::TicketAssigned(e) => {
                 let (agent, team) = (self.names.id(&e.agent_id), self.names.id(&e.team));
                 if t.open {
                     self.load(t.agent, -1);
@@ -226,7 +232,7 @@ impl PerformanceModel {
                 t.assignments = t.assignments.saturating_add(1);
                 self.bump(Some(agent), Some(team), day, |p| p.assigned += 1);
             }
-            Event::TicketEscalated(e) => {
+            Fact::TicketEscalated(e) => {
                 t.escalated = true;
                 self.bump(t.agent, t.team, day, |p| p.escalated += 1);
                 let to = e.to_agent_id.as_deref().map(|a| self.names.id(a));
@@ -238,7 +244,7 @@ impl PerformanceModel {
                 t.agent = to;
                 t.team = team;
             }
-            Event::TicketResolved(e) => {
+            Fact::TicketResolved(e) => {
                 let resolver = self.names.id(&e.agent_id);
                 t.resolver = Some(resolver);
                 if t.open {
@@ -251,7 +257,7 @@ impl PerformanceModel {
                     p.one_touch += u32::from(one_touch);
                 });
             }
-            Event::TicketReopened(_) => {
+            Fact::TicketReopened(_) => {
                 t.reopened = true;
                 if !t.open {
                     self.load(t.agent, 1);
@@ -259,14 +265,14 @@ impl PerformanceModel {
                 t.open = true;
                 self.bump(t.resolver, t.team, day, |p| p.reopened += 1);
             }
-            Event::TicketClosed(_) => {
+            Fact::TicketClosed(_) => {
                 if t.open {
                     self.load(t.agent, -1);
                 }
                 t.open = false;
                 self.bump(t.agent, t.team, day, |p| p.closed += 1);
             }
-            Event::SatisfactionRecorded(e) if e.source == RatingSource::Survey => {
+            Fact::SatisfactionRecorded(e) if e.source == RatingSource::Survey => {
                 let agent = e.agent_id.as_deref().map(|a| self.names.id(a));
                 let score = u32::from(e.score);
                 self.bump(agent, t.team, day, |p| {

@@ -4,10 +4,11 @@
 //! resolutions (for the response rate), tickets and complaint tickets (for the complaint
 //! rate). Quality-inspection callbacks are kept apart, per dimension.
 
-use closeloop_core::domain::{Category, Event, RatingSource};
+use closeloop_core::domain::{Category, RatingSource};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::fact::{Fact, Lean};
 use crate::period::{day_of, FastMap, Names};
 use crate::record::Record;
 use crate::runtime::Projection;
@@ -120,20 +121,11 @@ impl SatisfactionModel {
         self.callbacks.iter()
     }
 
-    fn bump(&mut self, by: By, key: u32, day: i32, f: impl FnOnce(&mut Ratings)) {
-        f(self.ratings.entry((by, key, day)).or_default());
-    }
-}
-
-impl Projection for SatisfactionModel {
-    const NAME: &'static str = "satisfaction";
-    const VERSION: u32 = 1;
-    const CATEGORIES: &'static [&'static str] = &["ticket"];
-
-    fn apply(&mut self, record: &Record) -> Result<(), String> {
+    /// Folds one event ([`Projection::apply`] of its lean form).
+    pub fn fold(&mut self, record: &Lean) -> Result<(), String> {
         let day = day_of(record.at);
-        match &record.event {
-            Event::TicketOpened(e) => {
+        match &record.fact {
+            Fact::TicketOpened(e) => {
                 let keys = [
                     self.names.id(e.category.as_str()),
                     self.names.id(e.grade.as_str()),
@@ -155,7 +147,7 @@ impl Projection for SatisfactionModel {
                     },
                 );
             }
-            Event::TicketAssigned(e) => {
+            Fact::TicketAssigned(e) => {
                 let (agent, team) = (self.names.id(&e.agent_id), self.names.id(&e.team));
                 let t = self
                     .tickets
@@ -170,7 +162,7 @@ impl Projection for SatisfactionModel {
                     });
                 }
             }
-            Event::TicketEscalated(e) => {
+            Fact::TicketEscalated(e) => {
                 let team = e.to_team.as_deref().map(|t| self.names.id(t));
                 let t = self
                     .tickets
@@ -178,7 +170,7 @@ impl Projection for SatisfactionModel {
                     .ok_or("escalated before opened")?;
                 t.team = team;
             }
-            Event::TicketResolved(e) => {
+            Fact::TicketResolved(e) => {
                 let agent = self.names.id(&e.agent_id);
                 let t = self
                     .tickets
@@ -193,7 +185,7 @@ impl Projection for SatisfactionModel {
                     self.bump(by, key, day, |r| r.resolutions += 1);
                 }
             }
-            Event::SatisfactionRecorded(e) => {
+            Fact::SatisfactionRecorded(e) => {
                 if !(1..=5).contains(&e.score) {
                     return Err(format!("score {} is outside 1..=5", e.score));
                 }
@@ -202,15 +194,17 @@ impl Projection for SatisfactionModel {
                     .tickets
                     .get(&e.ticket_id)
                     .ok_or("rated before opened")?;
-                let mut groups = vec![
-                    (By::Category, t.keys[0]),
-                    (By::Grade, t.keys[1]),
-                    (By::Channel, t.keys[2]),
+                // In this order: the order of first insertion does not show in the state
+                // (it is sorted), but keep it anyway. An array, not a `Vec`: no allocation.
+                let groups = [
+                    Some((By::Category, t.keys[0])),
+                    Some((By::Grade, t.keys[1])),
+                    Some((By::Channel, t.keys[2])),
+                    agent.map(|a| (By::Agent, a)),
+                    t.team.map(|t| (By::Team, t)),
                 ];
-                groups.extend(agent.map(|a| (By::Agent, a)));
-                groups.extend(t.team.map(|t| (By::Team, t)));
                 let score = u32::from(e.score);
-                for (by, key) in groups {
+                for (by, key) in groups.into_iter().flatten() {
                     match e.source {
                         RatingSource::Survey => self.bump(by, key, day, |r| {
                             r.ratings += 1;
@@ -235,6 +229,20 @@ impl Projection for SatisfactionModel {
             _ => {}
         }
         Ok(())
+    }
+
+    fn bump(&mut self, by: By, key: u32, day: i32, f: impl FnOnce(&mut Ratings)) {
+        f(self.ratings.entry((by, key, day)).or_default());
+    }
+}
+
+impl Projection for SatisfactionModel {
+    const NAME: &'static str = "satisfaction";
+    const VERSION: u32 = 1;
+    const CATEGORIES: &'static [&'static str] = &["ticket"];
+
+    fn apply(&mut self, record: &Record) -> Result<(), String> {
+        self.fold(&record.lean())
     }
 
     fn restored(&mut self) -> Result<(), String> {

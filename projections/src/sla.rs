@@ -4,11 +4,12 @@
 //! and missed. Folds ticket events and `calendar_defined` (the calendars in force), nothing
 //! else; "now" is a parameter of the reads, never inside the fold.
 
-use closeloop_core::domain::{Event, Grade, Priority, SlaTarget};
+use closeloop_core::domain::{Grade, Priority, SlaTarget};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clock::{Calendars, TicketClock, Timer};
+use crate::fact::{Fact, Lean};
 use crate::period::{FastMap, Names};
 use crate::record::Record;
 use crate::runtime::Projection;
@@ -83,25 +84,16 @@ impl SlaModel {
     pub fn used_at(&self, ticket: &SlaTicket, timer: &Timer, now: i64) -> (i64, i64) {
         ticket.clock.used_at(timer, now, &self.calendars)
     }
-}
 
-fn missing(id: Uuid) -> String {
-    format!("ticket {id} has events but no ticket_opened before them")
-}
-
-impl Projection for SlaModel {
-    const NAME: &'static str = "sla";
-    const VERSION: u32 = 1;
-    const CATEGORIES: &'static [&'static str] = &["ticket", "calendar"];
-
-    fn apply(&mut self, record: &Record) -> Result<(), String> {
+    /// Folds one event ([`Projection::apply`] of its lean form).
+    pub fn fold(&mut self, record: &Lean) -> Result<(), String> {
         let at = record.at;
-        match &record.event {
-            Event::CalendarDefined(e) => {
+        match &record.fact {
+            Fact::CalendarDefined(e) => {
                 self.calendars.define(e).map_err(|e| e.to_string())?;
                 return Ok(());
             }
-            Event::TicketOpened(e) => {
+            Fact::TicketOpened(e) => {
                 let clock = TicketClock::open(at, e.sla.as_ref(), true, &mut self.calendars);
                 self.tickets.insert(
                     e.ticket_id,
@@ -119,28 +111,42 @@ impl Projection for SlaModel {
             }
             _ => {}
         }
-        let Some(id) = record.ticket_id() else {
+        let Some(id) = record.fact.ticket_id() else {
             return Ok(());
         };
         let ticket = self.tickets.get_mut(&id).ok_or_else(|| missing(id))?;
-        match &record.event {
-            Event::TicketAssigned(e) => {
+        match &record.fact {
+            Fact::TicketAssigned(e) => {
                 ticket.assignee = Some(self.names.id(&e.agent_id));
                 ticket.team = Some(self.names.id(&e.team));
             }
-            Event::TicketEscalated(e) => {
+            Fact::TicketEscalated(e) => {
                 ticket.assignee = e.to_agent_id.as_deref().map(|a| self.names.id(a));
                 ticket.team = e.to_team.as_deref().map(|t| self.names.id(t));
             }
-            Event::PriorityChanged(e) => ticket.priority = e.to,
-            Event::TicketResolved(_) | Event::TicketClosed(_) => ticket.open = false,
-            Event::TicketReopened(_) => ticket.open = true,
+            Fact::PriorityChanged(e) => ticket.priority = e.to,
+            Fact::TicketResolved(_) | Fact::TicketClosed(_) => ticket.open = false,
+            Fact::TicketReopened(_) => ticket.open = true,
             _ => {}
         }
-        for s in ticket.clock.apply(&record.event, at, &mut self.calendars) {
+        for s in ticket.clock.apply(&record.fact, at, &mut self.calendars) {
             ticket.done[target_index(s.target)][usize::from(!s.met)] += 1;
         }
         Ok(())
+    }
+}
+
+fn missing(id: Uuid) -> String {
+    format!("ticket {id} has events but no ticket_opened before them")
+}
+
+impl Projection for SlaModel {
+    const NAME: &'static str = "sla";
+    const VERSION: u32 = 1;
+    const CATEGORIES: &'static [&'static str] = &["ticket", "calendar"];
+
+    fn apply(&mut self, record: &Record) -> Result<(), String> {
+        self.fold(&record.lean())
     }
 
     fn restored(&mut self) -> Result<(), String> {

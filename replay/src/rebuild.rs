@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use closeloop_core::log::{stream_category, EventLog, Filter, Position, READ_BATCH_MAX};
+use closeloop_core::log::postgres::{PostgresLog, ScannedRow};
+use closeloop_core::log::{
+    stream_category, EventLog, Filter, Position, StoredEvent, READ_BATCH_MAX,
+};
 use closeloop_projections::models::{ReadModels, REPORTS};
 use closeloop_projections::performance::PerformanceModel;
 use closeloop_projections::record::Record;
@@ -32,6 +35,7 @@ use closeloop_projections::satisfaction::SatisfactionModel;
 use closeloop_projections::sla::SlaModel;
 use closeloop_projections::store::CheckpointStore;
 use jiff::Timestamp;
+use tokio::sync::mpsc;
 
 use crate::Error;
 
@@ -240,9 +244,34 @@ pub fn target_name(projection: &str, until: Option<Until>) -> String {
     until.map_or_else(|| projection.to_owned(), |u| u.target(projection))
 }
 
+/// Batches' worth of positions one PostgreSQL scan query covers (see [`PostgresLog::scan`]):
+/// with the default batch, 160,000 positions, about a second of reading. Long enough that
+/// starting a query (one round trip) is noise; short enough that the query's snapshot,
+/// which holds back vacuum, is short-lived, and that a batch of a rare category reaches the
+/// fold (progress, Ctrl-C) at least once per range.
+pub const SCAN_RANGE_BATCHES: u64 = 16;
+
+/// Saves rewrite whole models, whose size grows with the tickets: after a save that took
+/// `d`, the next periodic one waits at least `SAVE_SPACING * d` (and `save_interval_ms`),
+/// so saving takes at most 1 / (1 + `SAVE_SPACING`) of a replay's time whatever the size.
+/// (With a fixed interval, a long log's replay ends up doing little but saving.)
+pub const SAVE_SPACING: u32 = 4;
+
+/// Batches read ahead of the fold: the reader fills the next batch while the fold works on
+/// the current one. With the batch being filled and the one being folded, at most
+/// `READ_AHEAD_BATCHES + 2` batches are in memory.
+pub const READ_AHEAD_BATCHES: usize = 1;
+
 /// Rebuilds `projections` (names from [`select`]) from the log into their targets, resuming
 /// a rebuild an earlier run left. `cancel` turning true stops it after the current batch,
 /// saved; `progress` is called after every batch.
+///
+/// Reading and folding overlap: a reader (polled on this task) reads and decodes batches
+/// into a bounded channel while the fold of the previous batch runs on a blocking thread,
+/// so on a PostgreSQL log the server, the decoding and the fold use the cores at once. From
+/// PostgreSQL the reader streams ranges of positions with [`PostgresLog::scan`] and decodes
+/// each event's data once, straight into its type; other backends are read with
+/// [`EventLog::read_all`], batch by batch.
 pub async fn replay(
     log: &dyn EventLog,
     store: &dyn CheckpointStore,
@@ -277,93 +306,127 @@ pub async fn replay(
         Some(Until::Time(_)) => Filter::All,
         _ => Filter::Categories(&categories),
     };
-    let limit = config.batch_events.clamp(1, READ_BATCH_MAX);
     let start = slots.iter().map(|s| s.position()).min().unwrap_or(0);
-    let mut after = start;
-    let mut events = 0u64;
-    let mut batches = 0u64;
-    let mut last_save = Instant::now();
-    let mut saved_at = start;
-    // A `--until TIME` bound becomes a position once the first later event is seen.
-    let mut end_fixed = match until {
-        Some(Until::Position(p)) => Some(p),
-        _ => None,
+    let reading = Reading {
+        log,
+        until: match until {
+            Some(Until::Position(p)) => Some(p),
+            _ => None,
+        },
+        limit: config.batch_events.clamp(1, READ_BATCH_MAX),
+        filter,
+        categories: &categories,
+        need_time: matches!(until, Some(Until::Time(_))),
     };
-    let mut completed = false;
-    // The next batch, read while the previous one was folded: (read after, result).
-    let mut prefetched = None;
-    while !completed {
-        if cancel.load(Ordering::Acquire) || config.stop_after_batches.is_some_and(|n| batches >= n)
-        {
-            break;
-        }
-        let head = log.head().await?;
-        let end = end_fixed.map_or(head, |p| p.min(head));
-        if after >= end {
-            after = after.max(end);
-            completed = true;
-            break;
-        }
-        let mut batch = match prefetched.take() {
-            Some((from, read)) if from == after => read?,
-            _ => log.read_all(after, limit, filter).await?,
-        };
-        let (full, read) = (batch.len() >= limit, batch.len());
-        batch.retain(|e| e.position <= end);
-        let mut reached =
-            !full || batch.len() < read || batch.last().is_none_or(|e| e.position >= end);
-        if let Some(Until::Time(t)) = until {
-            if let Some(i) = batch.iter().position(|e| e.metadata.occurred_at > t) {
-                let stop = batch[i].position - 1;
-                end_fixed = Some(stop);
-                batch.truncate(i);
-                reached = true;
-            }
-        }
-        let folded = batch.len();
-        let last = batch.last().map(|e| e.position);
-        // Fold this batch on a blocking thread while the next one is read (the read is
-        // what costs most); the next read is the one the next turn would make.
-        let next_after = last.filter(|_| !reached);
-        let fold = tokio::task::spawn_blocking(move || {
-            let result = fold_batch(&mut slots, &batch);
-            (slots, result)
-        });
-        let next = async {
-            match next_after {
-                Some(from) => Some((from, log.read_all(from, limit, filter).await)),
-                None => None,
+    let (tx, mut rx) = mpsc::channel(READ_AHEAD_BATCHES);
+    let mut fold = Folding {
+        slots,
+        after: start,
+        events: 0,
+        batches: 0,
+        completed: false,
+    };
+    let mut last_save = Instant::now();
+    let mut save_every = Duration::from_millis(config.save_interval_ms);
+    let mut saved_at = start;
+    let folded = {
+        let reader = async move {
+            if let Err(e) = reading.read(start, &tx).await {
+                let _ = tx.send(Err(e)).await;
             }
         };
-        let (fold, next) = tokio::join!(fold, next);
-        let (returned, result) = fold.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        slots = returned;
-        result?;
-        prefetched = next;
-        events += folded as u64;
-        batches += 1;
-        after = if reached {
-            // Positions are contiguous and in commit order: a short batch read after seeing
-            // `end` has seen everything up to `end`, matching or not.
-            end_fixed.map_or(end, |p| p.min(end))
-        } else {
-            last.unwrap_or(after)
+        let folder = async {
+            loop {
+                if cancel.load(Ordering::Acquire)
+                    || config.stop_after_batches.is_some_and(|n| fold.batches >= n)
+                {
+                    break;
+                }
+                let (mut events, mut through, mut end) = match rx.recv().await {
+                    Some(Ok(Read::Batch {
+                        events,
+                        through,
+                        end,
+                    })) => (events, through, end),
+                    Some(Ok(Read::End(end))) => {
+                        fold.after = fold.after.max(end);
+                        fold.completed = true;
+                        break;
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => {
+                        return Err(Error::Corrupt(
+                            "the log reader stopped before the end".into(),
+                        ))
+                    }
+                };
+                let mut reached = false;
+                if let Some(Until::Time(t)) = until {
+                    if let Some(i) = events
+                        .iter()
+                        .position(|e| e.occurred_at.is_some_and(|at| at > t))
+                    {
+                        // The log as it stood at `t` ends before this event.
+                        through = events[i].position - 1;
+                        end = through;
+                        events.truncate(i);
+                        reached = true;
+                    }
+                }
+                let count = events.len() as u64;
+                // Fold on a blocking thread; meanwhile this task keeps polling the reader.
+                let mut slots = std::mem::take(&mut fold.slots);
+                let (slots, result) = tokio::task::spawn_blocking(move || {
+                    let result = fold_batch(&mut slots, &events);
+                    (slots, result)
+                })
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                fold.slots = slots;
+                result?;
+                fold.events += count;
+                fold.batches += 1;
+                fold.after = through;
+                for slot in fold.slots.iter_mut() {
+                    slot.set_position(slot.position().max(through));
+                }
+                progress(&Progress {
+                    position: through,
+                    end,
+                    start,
+                    events: fold.events,
+                });
+                if reached {
+                    fold.completed = true;
+                    break;
+                }
+                if last_save.elapsed() >= save_every {
+                    let saving = Instant::now();
+                    save(store, &fold.slots, &temps).await?;
+                    last_save = Instant::now();
+                    save_every = Duration::from_millis(config.save_interval_ms)
+                        .max(saving.elapsed() * SAVE_SPACING);
+                    saved_at = through;
+                }
+            }
+            Ok(())
         };
-        for slot in slots.iter_mut() {
-            slot.set_position(slot.position().max(after));
+        tokio::pin!(reader, folder);
+        tokio::select! {
+            biased;
+            done = &mut folder => done,
+            () = &mut reader => folder.await,
         }
-        progress(&Progress {
-            position: after,
-            end: end_fixed.map_or(end, |p| p.min(end)),
-            start,
-            events,
-        });
-        if last_save.elapsed() >= Duration::from_millis(config.save_interval_ms) {
-            save(store, &slots, &temps).await?;
-            last_save = Instant::now();
-            saved_at = after;
-        }
-    }
+        // The reader (and a scan it may hold) is dropped here.
+    };
+    folded?;
+    let Folding {
+        slots,
+        after,
+        events,
+        completed,
+        ..
+    } = fold;
     if completed || saved_at != after {
         save(store, &slots, &temps).await?;
     }
@@ -386,36 +449,300 @@ pub async fn replay(
     })
 }
 
-/// Folds one batch into every slot that has not seen its events yet (each event decoded
-/// once), and moves every slot's position past it.
-fn fold_batch(
-    slots: &mut [Box<dyn Rebuilding>],
-    batch: &[closeloop_core::log::StoredEvent],
-) -> Result<(), Error> {
-    for stored in batch {
-        let mut record = None;
+/// The fold's side of a replay.
+struct Folding {
+    slots: Vec<Box<dyn Rebuilding>>,
+    /// Every event up to here is folded (or not for any selected projection).
+    after: Position,
+    /// Events folded by this run.
+    events: u64,
+    batches: u64,
+    completed: bool,
+}
+
+/// One event read for a rebuild.
+struct Scanned {
+    position: Position,
+    /// Business time, read only for `--until TIME`.
+    occurred_at: Option<Timestamp>,
+    body: Body,
+}
+
+enum Body {
+    /// Decoded: its category is one a selected projection folds.
+    Record(Record),
+    /// Its category is one a selected projection folds, and it does not decode; an error
+    /// only if a projection that has not seen it yet folds it.
+    Failed { stream: String, message: String },
+    /// A category no selected projection folds (read for `--until TIME`).
+    Skipped(String),
+}
+
+impl Scanned {
+    fn stream(&self) -> &str {
+        match &self.body {
+            Body::Record(r) => &r.stream,
+            Body::Failed { stream, .. } | Body::Skipped(stream) => stream,
+        }
+    }
+}
+
+/// What the reader hands to the fold.
+enum Read {
+    /// Every event with a position up to `through` (and beyond the previous batch) that
+    /// passes the filter, in position order; `end` is where the reader is heading.
+    Batch {
+        events: Vec<Scanned>,
+        through: Position,
+        end: Position,
+    },
+    /// Everything up to this position (the head, or `--until`) has been handed over.
+    End(Position),
+}
+
+/// The reader's side of a replay.
+struct Reading<'a> {
+    log: &'a dyn EventLog,
+    /// `--until POSITION`.
+    until: Option<Position>,
+    /// Events per batch.
+    limit: usize,
+    filter: Filter<'a>,
+    /// The categories the selected projections fold: only their events are decoded.
+    categories: &'a [&'static str],
+    /// `--until TIME`: read every event's business time.
+    need_time: bool,
+}
+
+type Sender = mpsc::Sender<Result<Read, Error>>;
+
+impl Reading<'_> {
+    /// Hands every event after `after` over in batches, up to the head (re-read until it
+    /// stops moving) or `--until`, then [`Read::End`]. Returns early, `Ok`, when the fold
+    /// has stopped listening.
+    async fn read(&self, mut after: Position, tx: &Sender) -> Result<(), Error> {
+        loop {
+            let head = self.log.head().await?;
+            let end = self.until.map_or(head, |p| p.min(head));
+            if after >= end {
+                let _ = tx.send(Ok(Read::End(end))).await;
+                return Ok(());
+            }
+            let reached = match self.log.as_postgres() {
+                Some(pg) => self.scan(pg, after, end, tx).await?,
+                None => self.page(after, end, tx).await?,
+            };
+            match reached {
+                Some(p) => after = p,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// PostgreSQL: streams `(after, end]` in ranges of [`SCAN_RANGE_BATCHES`] batches'
+    /// worth of positions, one query each. Returns `end`, or `None` if the fold stopped
+    /// listening.
+    async fn scan(
+        &self,
+        pg: &PostgresLog,
+        after: Position,
+        end: Position,
+        tx: &Sender,
+    ) -> Result<Option<Position>, Error> {
+        let mut events = Vec::with_capacity(self.limit);
+        let mut envelope = Vec::new();
+        let (mut from, mut sent) = (after, after);
+        while from < end {
+            let to = end.min(from.saturating_add(self.limit as u64 * SCAN_RANGE_BATCHES));
+            let mut scan = pg.scan(from, to, self.filter).await?;
+            while let Some(row) = scan.next().await {
+                events.push(self.decode_row(&row?, &mut envelope)?);
+                if events.len() >= self.limit {
+                    let through = events.last().map_or(from, |e: &Scanned| e.position);
+                    let batch = std::mem::replace(&mut events, Vec::with_capacity(self.limit));
+                    if !send(tx, batch, through, end).await {
+                        return Ok(None);
+                    }
+                    sent = through;
+                }
+            }
+            from = to;
+            // The range is done: hand over what there is, so that progress and Ctrl-C never
+            // wait for more than one range.
+            if sent < to {
+                let batch = std::mem::replace(&mut events, Vec::with_capacity(self.limit));
+                if !send(tx, batch, to, end).await {
+                    return Ok(None);
+                }
+                sent = to;
+            }
+        }
+        Ok(Some(end))
+    }
+
+    /// Other backends: `read_all` batches up to `end`. Returns `end`, or `None` if the fold
+    /// stopped listening.
+    async fn page(
+        &self,
+        mut after: Position,
+        end: Position,
+        tx: &Sender,
+    ) -> Result<Option<Position>, Error> {
+        while after < end {
+            let batch = self.log.read_all(after, self.limit, self.filter).await?;
+            let (full, read) = (batch.len() >= self.limit, batch.len());
+            let events: Vec<Scanned> = batch
+                .into_iter()
+                .filter(|e| e.position <= end)
+                .map(|e| self.decode_stored(e))
+                .collect();
+            // Positions are contiguous and in commit order: a short batch, or one that
+            // reached `end`, has seen everything up to `end`, matching or not.
+            let reached =
+                !full || events.len() < read || events.last().is_none_or(|e| e.position >= end);
+            let through = match events.last() {
+                Some(e) if !reached => e.position,
+                _ => end,
+            };
+            if !send(tx, events, through, end).await {
+                return Ok(None);
+            }
+            after = through;
+        }
+        Ok(Some(end))
+    }
+
+    fn decode_stored(&self, stored: StoredEvent) -> Scanned {
+        let occurred_at = self.need_time.then_some(stored.metadata.occurred_at);
+        let body = if self.categories.contains(&stream_category(&stored.stream)) {
+            match Record::from_stored(&stored) {
+                Ok(record) => Body::Record(record),
+                Err(e) => Body::Failed {
+                    stream: stored.stream,
+                    message: e.to_string(),
+                },
+            }
+        } else {
+            Body::Skipped(stored.stream)
+        };
+        Scanned {
+            position: stored.position,
+            occurred_at,
+            body,
+        }
+    }
+
+    /// Decodes a scanned row once, straight into its event type: the row's fields are
+    /// written as the JSON envelope [`Record::from_json`] reads (the data as PostgreSQL
+    /// printed it, unparsed), so it decodes the way live processing does, with the same
+    /// upcasting, and nothing goes through a `serde_json::Value`.
+    fn decode_row(&self, row: &ScannedRow, envelope: &mut Vec<u8>) -> Result<Scanned, Error> {
+        let position = row.position()?;
+        let stream = row.stream()?;
+        let occurred_at = row.occurred_at()?;
+        let time = if self.need_time {
+            Some(occurred_at.parse::<Timestamp>().map_err(|e| {
+                Error::Corrupt(format!(
+                    "occurred_at of the event at position {position}: {e}"
+                ))
+            })?)
+        } else {
+            None
+        };
+        let body = if self.categories.contains(&stream_category(stream)) {
+            envelope.clear();
+            write_envelope(
+                envelope,
+                position,
+                stream,
+                row.event_type()?,
+                row.schema_version()?,
+                row.data_json()?,
+                occurred_at,
+            );
+            match Record::from_json(envelope) {
+                Ok(record) => Body::Record(record),
+                Err(e) => Body::Failed {
+                    stream: stream.to_owned(),
+                    message: e.to_string(),
+                },
+            }
+        } else {
+            Body::Skipped(stream.to_owned())
+        };
+        Ok(Scanned {
+            position,
+            occurred_at: time,
+            body,
+        })
+    }
+}
+
+/// The stored-event JSON envelope, with the fields [`Record::from_json`] reads, in the
+/// order the log writes them (type and schema version before data: its one-pass path).
+fn write_envelope(
+    out: &mut Vec<u8>,
+    position: Position,
+    stream: &str,
+    event_type: &str,
+    schema_version: u32,
+    data_json: &str,
+    occurred_at: &str,
+) {
+    use std::io::Write;
+    let text = |out: &mut Vec<u8>, s: &str| {
+        serde_json::to_writer(&mut *out, s).expect("a string serializes into a Vec")
+    };
+    write!(out, "{{\"position\":{position},\"stream\":").expect("writing into a Vec");
+    text(out, stream);
+    out.extend_from_slice(b",\"type\":");
+    text(out, event_type);
+    write!(out, ",\"schema_version\":{schema_version},\"data\":").expect("writing into a Vec");
+    out.extend_from_slice(data_json.as_bytes());
+    out.extend_from_slice(b",\"metadata\":{\"occurred_at\":");
+    text(out, occurred_at);
+    out.extend_from_slice(b"}}");
+}
+
+/// Sends a batch; false when the fold has stopped listening.
+async fn send(tx: &Sender, events: Vec<Scanned>, through: Position, end: Position) -> bool {
+    tx.send(Ok(Read::Batch {
+        events,
+        through,
+        end,
+    }))
+    .await
+    .is_ok()
+}
+
+/// Folds one batch into every slot that has not seen its events yet, and moves every
+/// slot's position past it.
+fn fold_batch(slots: &mut [Box<dyn Rebuilding>], batch: &[Scanned]) -> Result<(), Error> {
+    for scanned in batch {
+        let category = stream_category(scanned.stream());
         for slot in slots.iter_mut() {
-            if slot.position() >= stored.position
-                || !slot.categories().contains(&stream_category(&stored.stream))
-            {
+            if slot.position() >= scanned.position || !slot.categories().contains(&category) {
                 continue;
             }
-            if record.is_none() {
-                record = Some(Record::from_stored(stored).map_err(|e| Error::Fold {
-                    projection: slot.name(),
-                    position: stored.position,
-                    message: e.to_string(),
-                })?);
-            }
-            let r = record.as_ref().expect("decoded above");
-            slot.apply(r).map_err(|message| Error::Fold {
+            let record = match &scanned.body {
+                Body::Record(record) => record,
+                Body::Failed { message, .. } => {
+                    return Err(Error::Fold {
+                        projection: slot.name(),
+                        position: scanned.position,
+                        message: message.clone(),
+                    })
+                }
+                Body::Skipped(_) => unreachable!("every selected projection's category is decoded"),
+            };
+            slot.apply(record).map_err(|message| Error::Fold {
                 projection: slot.name(),
-                position: stored.position,
+                position: scanned.position,
                 message,
             })?;
         }
         for slot in slots.iter_mut() {
-            slot.set_position(slot.position().max(stored.position));
+            slot.set_position(slot.position().max(scanned.position));
         }
     }
     Ok(())
