@@ -8,4 +8,5 @@ mod nats;
 mod postgres;
 mod projections;
 mod replay;
+mod restart;
 mod schemas;

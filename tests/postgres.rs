@@ -170,7 +170,7 @@ async fn append_retrying(log: &dyn EventLog, request: &AppendRequest) -> (Append
 /// Checks the whole log: positions 1..=N, every stream contiguous with its chain intact
 /// after the jsonb round trip, every command's events present exactly once where its
 /// outcome says. Returns the events.
-async fn assert_log_sound(
+pub(crate) async fn assert_log_sound(
     log: &dyn EventLog,
     acknowledged: &HashMap<Uuid, (Committed, usize)>,
 ) -> Vec<StoredEvent> {
