@@ -4,6 +4,7 @@
 
 mod cli;
 mod conformance;
+mod handler;
 mod nats;
 mod postgres;
 mod projections;

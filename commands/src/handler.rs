@@ -8,6 +8,9 @@
 //! decide again against the fresh stream, at most `conflict_retries_max` times. Nothing is
 //! appended for a rejected command. A retried `command_id` gets its first reply: the append
 //! detects it atomically, and a refusal is checked against the log's record of the id.
+//! A refusal is decided once more against the directory and the ticket read afresh from
+//! the log before it is returned: nothing guards a refusal the way the expected version
+//! and the `Unchanged` condition guard an append, and the caches may be behind the log.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -143,7 +146,9 @@ impl Handler {
             .unwrap_or_else(|| (self.config.clock)());
         let opens = matches!(envelope.command, domain::Command::OpenTicket(_));
         let mut fresh = false;
-        for _ in 0..=self.config.conflict_retries_max {
+        let mut refusal_rechecked = false;
+        // One attempt more than the retries on conflict, for the recheck of a refusal.
+        for _ in 0..=self.config.conflict_retries_max + 1 {
             if self.directory_stale.load(Ordering::Acquire) {
                 self.catch_up_directory().await?;
             }
@@ -185,6 +190,17 @@ impl Handler {
             };
             let events = match domain::decide(&state, &envelope.command, &ctx) {
                 Ok(events) => events,
+                // A refusal appends nothing, so no `Unchanged` condition or expected version
+                // guards it: the directory or the cached ticket it was decided against may be
+                // behind the log (changed by another process, or by a directory append here
+                // whose catch-up another task is still reading). Before refusing, decide once
+                // more against both read afresh from the log.
+                Err(_) if !refusal_rechecked => {
+                    refusal_rechecked = true;
+                    fresh = is_ticket;
+                    self.directory_stale.store(true, Ordering::Release);
+                    continue;
+                }
                 Err(rejection) => return Ok(Reply::rejected(Some(id), rejection)),
             };
             let request = AppendRequest {
@@ -239,7 +255,7 @@ impl Handler {
                 RejectionCode::Conflict,
                 format!(
                     "stream {stream} kept changing: gave up after {} attempts; retry with the same command_id",
-                    self.config.conflict_retries_max + 1
+                    self.config.conflict_retries_max + 2
                 ),
             ),
         ))

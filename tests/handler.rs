@@ -1,0 +1,166 @@
+//! The command handler across processes: two handlers on one log stand for two `serve`
+//! instances. Each caches the directory and the tickets it has seen; a command refused
+//! against a cache that another instance has since made stale must be decided again against
+//! the log, not refused (a refusal appends nothing, so no expected version or `Unchanged`
+//! condition guards it).
+
+use std::sync::Arc;
+
+use closeloop_commands::{Handler, HandlerConfig, Reply};
+use closeloop_core::log::memory::MemoryLog;
+use closeloop_core::log::EventLog;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn cmd(kind: &str, actor: (&str, &str), at: &str, payload: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "command_id": Uuid::now_v7(),
+        "type": kind,
+        "actor": {"id": actor.0, "role": actor.1},
+        "occurred_at": at,
+        "payload": payload,
+    }))
+    .expect("json")
+}
+
+const ADMIN: (&str, &str) = ("provisioning", "system");
+const CRM: (&str, &str) = ("crm", "service");
+const AGENT1: (&str, &str) = ("agent-1", "agent");
+const BACKUP: (&str, &str) = ("agent-b", "agent");
+
+async fn accept(handler: &Handler, bytes: Vec<u8>) {
+    let reply = handler.handle_bytes(&bytes).await;
+    assert!(
+        matches!(reply, Reply::Accepted { .. }),
+        "expected accepted: {}",
+        reply.to_json()
+    );
+}
+
+/// Two handlers on one log; agent-1 (backed up by agent-b) holds an open ticket, and both
+/// handlers have seen the directory and the ticket.
+async fn two_instances() -> (Arc<dyn EventLog>, Handler, Handler, Uuid) {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let one = Handler::new(log.clone(), HandlerConfig::default());
+    let two = Handler::new(log.clone(), HandlerConfig::default());
+    let at = "2026-11-02T08:00:00Z";
+    for (id, backup) in [("agent-1", Some("agent-b")), ("agent-b", None)] {
+        accept(
+            &one,
+            cmd(
+                "register_agent",
+                ADMIN,
+                at,
+                json!({"agent_id": id, "name": id, "team": "front", "line": 1,
+                       "level": "senior", "backup_agent_id": backup}),
+            ),
+        )
+        .await;
+    }
+    let ticket = Uuid::now_v7();
+    accept(
+        &one,
+        cmd(
+            "open_ticket",
+            CRM,
+            at,
+            json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email",
+                   "category": "incident", "priority": "normal", "subject": "down"}),
+        ),
+    )
+    .await;
+    accept(
+        &one,
+        cmd(
+            "assign_ticket",
+            AGENT1,
+            at,
+            json!({"ticket_id": ticket, "agent_id": "agent-1"}),
+        ),
+    )
+    .await;
+    // The second instance sees the directory and the ticket as they are now.
+    accept(
+        &two,
+        cmd(
+            "respond_to_customer",
+            AGENT1,
+            "2026-11-02T08:10:00Z",
+            json!({"ticket_id": ticket, "message": "on it"}),
+        ),
+    )
+    .await;
+    (log, one, two, ticket)
+}
+
+#[tokio::test]
+async fn a_refusal_against_a_directory_another_instance_changed_is_decided_again() {
+    let (log, one, two, ticket) = two_instances().await;
+    // Instance one records agent-1's leave: agent-b now covers agent-1's tickets.
+    accept(
+        &one,
+        cmd(
+            "set_agent_availability",
+            AGENT1,
+            "2026-11-03T00:00:00Z",
+            json!({"agent_id": "agent-1", "available": false}),
+        ),
+    )
+    .await;
+    let head = log.head().await.expect("head");
+    // Instance two's directory still has agent-1 available: deciding against it alone would
+    // refuse the backup as forbidden.
+    accept(
+        &two,
+        cmd(
+            "resolve_ticket",
+            BACKUP,
+            "2026-11-03T09:00:00Z",
+            json!({"ticket_id": ticket, "resolution": "fixed"}),
+        ),
+    )
+    .await;
+    assert_eq!(log.head().await.expect("head"), head + 1);
+}
+
+#[tokio::test]
+async fn a_refusal_against_a_ticket_another_instance_changed_is_decided_again() {
+    let (log, one, two, ticket) = two_instances().await;
+    accept(
+        &one,
+        cmd(
+            "resolve_ticket",
+            AGENT1,
+            "2026-11-02T09:00:00Z",
+            json!({"ticket_id": ticket, "resolution": "fixed"}),
+        ),
+    )
+    .await;
+    // Instance two's cached ticket is still in progress, where a rating is refused.
+    accept(
+        &two,
+        cmd(
+            "record_satisfaction",
+            CRM,
+            "2026-11-02T10:00:00Z",
+            json!({"ticket_id": ticket, "score": 5, "source": "survey"}),
+        ),
+    )
+    .await;
+    // A refusal that stands after the recheck is still a refusal, and appends nothing.
+    let head = log.head().await.expect("head");
+    let reply = two
+        .handle_bytes(&cmd(
+            "record_satisfaction",
+            CRM,
+            "2026-11-02T10:05:00Z",
+            json!({"ticket_id": ticket, "score": 4, "source": "survey"}),
+        ))
+        .await;
+    assert!(
+        matches!(reply, Reply::Rejected { .. }),
+        "a second survey rating for one resolution is refused: {}",
+        reply.to_json()
+    );
+    assert_eq!(log.head().await.expect("head"), head);
+}
