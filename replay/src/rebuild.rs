@@ -26,6 +26,7 @@ use closeloop_core::log::postgres::{PostgresLog, ScannedRow};
 use closeloop_core::log::{
     stream_category, EventLog, Filter, Position, StoredEvent, READ_BATCH_MAX,
 };
+use closeloop_projections::fact::{FoldLean, Lean};
 use closeloop_projections::models::{ReadModels, REPORTS};
 use closeloop_projections::performance::PerformanceModel;
 use closeloop_projections::record::Record;
@@ -164,7 +165,8 @@ trait Rebuilding: Send {
     fn categories(&self) -> &'static [&'static str];
     fn position(&self) -> Position;
     fn set_position(&mut self, position: Position);
-    fn apply(&mut self, record: &Record) -> Result<(), String>;
+    /// Folds one event in its lean form (what the report folds read).
+    fn apply(&mut self, lean: &Lean) -> Result<(), String>;
     fn version(&self) -> u32;
     fn state(&self) -> String;
 }
@@ -174,7 +176,7 @@ struct Slot<P: Projection> {
     position: Position,
 }
 
-impl<P: Projection> Rebuilding for Slot<P> {
+impl<P: Projection + FoldLean> Rebuilding for Slot<P> {
     fn name(&self) -> &'static str {
         P::NAME
     }
@@ -187,8 +189,8 @@ impl<P: Projection> Rebuilding for Slot<P> {
     fn set_position(&mut self, position: Position) {
         self.position = position;
     }
-    fn apply(&mut self, record: &Record) -> Result<(), String> {
-        self.model.apply(record)
+    fn apply(&mut self, lean: &Lean) -> Result<(), String> {
+        self.model.fold_lean(lean)
     }
     fn version(&self) -> u32 {
         P::VERSION
@@ -199,7 +201,7 @@ impl<P: Projection> Rebuilding for Slot<P> {
 }
 
 /// Loads the rebuild saved under `temp` (same projection version), or starts empty.
-async fn resume<P: Projection>(
+async fn resume<P: Projection + FoldLean>(
     store: &dyn CheckpointStore,
     temp: &str,
 ) -> Result<Box<dyn Rebuilding>, Error> {
@@ -465,25 +467,29 @@ struct Scanned {
     position: Position,
     /// Business time, read only for `--until TIME`.
     occurred_at: Option<Timestamp>,
+    /// Its stream's category, if a selected projection folds it; `None` for one read only
+    /// for `--until TIME`.
+    category: Option<&'static str>,
     body: Body,
 }
 
 enum Body {
-    /// Decoded: its category is one a selected projection folds.
+    /// Decoded from a stored event (backends other than PostgreSQL).
     Record(Record),
-    /// Its category is one a selected projection folds, and it does not decode; an error
-    /// only if a projection that has not seen it yet folds it.
-    Failed { stream: String, message: String },
-    /// A category no selected projection folds (read for `--until TIME`).
-    Skipped(String),
+    /// The serialized envelope, decoded into its lean form by the fold (PostgreSQL): the
+    /// decoding then runs on the fold's thread, beside the reader's, and borrows from it.
+    Json(Vec<u8>),
+    /// It does not decode; an error only if a projection that has not seen it yet folds it.
+    Failed(String),
+    /// A category no selected projection folds.
+    Skipped,
 }
 
-impl Scanned {
-    fn stream(&self) -> &str {
-        match &self.body {
-            Body::Record(r) => &r.stream,
-            Body::Failed { stream, .. } | Body::Skipped(stream) => stream,
-        }
+impl Reading<'_> {
+    /// The selected category that `stream` belongs to, if any.
+    fn category_of(&self, stream: &str) -> Option<&'static str> {
+        let category = stream_category(stream);
+        self.categories.iter().copied().find(|c| *c == category)
     }
 }
 
@@ -550,13 +556,12 @@ impl Reading<'_> {
         tx: &Sender,
     ) -> Result<Option<Position>, Error> {
         let mut events = Vec::with_capacity(self.limit);
-        let mut envelope = Vec::new();
         let (mut from, mut sent) = (after, after);
         while from < end {
             let to = end.min(from.saturating_add(self.limit as u64 * SCAN_RANGE_BATCHES));
             let mut scan = pg.scan(from, to, self.filter).await?;
             while let Some(row) = scan.next().await {
-                events.push(self.decode_row(&row?, &mut envelope)?);
+                events.push(self.decode_row(&row?)?);
                 if events.len() >= self.limit {
                     let through = events.last().map_or(from, |e: &Scanned| e.position);
                     let batch = std::mem::replace(&mut events, Vec::with_capacity(self.limit));
@@ -614,29 +619,27 @@ impl Reading<'_> {
 
     fn decode_stored(&self, stored: StoredEvent) -> Scanned {
         let occurred_at = self.need_time.then_some(stored.metadata.occurred_at);
-        let body = if self.categories.contains(&stream_category(&stored.stream)) {
-            match Record::from_stored(&stored) {
+        let category = self.category_of(&stored.stream);
+        let body = match category {
+            Some(_) => match Record::from_stored(&stored) {
                 Ok(record) => Body::Record(record),
-                Err(e) => Body::Failed {
-                    stream: stored.stream,
-                    message: e.to_string(),
-                },
-            }
-        } else {
-            Body::Skipped(stored.stream)
+                Err(e) => Body::Failed(e.to_string()),
+            },
+            None => Body::Skipped,
         };
         Scanned {
             position: stored.position,
             occurred_at,
+            category,
             body,
         }
     }
 
-    /// Decodes a scanned row once, straight into its event type: the row's fields are
-    /// written as the JSON envelope [`Record::from_json`] reads (the data as PostgreSQL
-    /// printed it, unparsed), so it decodes the way live processing does, with the same
-    /// upcasting, and nothing goes through a `serde_json::Value`.
-    fn decode_row(&self, row: &ScannedRow, envelope: &mut Vec<u8>) -> Result<Scanned, Error> {
+    /// Prepares a scanned row for the fold: its fields are written as the JSON envelope
+    /// [`Lean::from_json`] reads (the data as PostgreSQL printed it, unparsed), which the
+    /// fold decodes once, straight into the lean form, the way live processing does, with
+    /// the same upcasting; nothing goes through a `serde_json::Value`.
+    fn decode_row(&self, row: &ScannedRow) -> Result<Scanned, Error> {
         let position = row.position()?;
         let stream = row.stream()?;
         let occurred_at = row.occurred_at()?;
@@ -649,36 +652,36 @@ impl Reading<'_> {
         } else {
             None
         };
-        let body = if self.categories.contains(&stream_category(stream)) {
-            envelope.clear();
-            write_envelope(
-                envelope,
-                position,
-                stream,
-                row.event_type()?,
-                row.schema_version()?,
-                row.data_json()?,
-                occurred_at,
-            );
-            match Record::from_json(envelope) {
-                Ok(record) => Body::Record(record),
-                Err(e) => Body::Failed {
-                    stream: stream.to_owned(),
-                    message: e.to_string(),
-                },
+        let category = self.category_of(stream);
+        let body = match category {
+            Some(_) => {
+                let mut envelope = Vec::with_capacity(ENVELOPE_BYTES + row.data_json()?.len());
+                write_envelope(
+                    &mut envelope,
+                    position,
+                    stream,
+                    row.event_type()?,
+                    row.schema_version()?,
+                    row.data_json()?,
+                    occurred_at,
+                );
+                Body::Json(envelope)
             }
-        } else {
-            Body::Skipped(stream.to_owned())
+            None => Body::Skipped,
         };
         Ok(Scanned {
             position,
             occurred_at: time,
+            category,
             body,
         })
     }
 }
 
-/// The stored-event JSON envelope, with the fields [`Record::from_json`] reads, in the
+/// The envelope's bytes besides the event's data, as allocated up front.
+const ENVELOPE_BYTES: usize = 192;
+
+/// The stored-event JSON envelope, with the fields [`Lean::from_json`] reads, in the
 /// order the log writes them (type and schema version before data: its one-pass path).
 fn write_envelope(
     out: &mut Vec<u8>,
@@ -719,30 +722,37 @@ async fn send(tx: &Sender, events: Vec<Scanned>, through: Position, end: Positio
 /// slot's position past it.
 fn fold_batch(slots: &mut [Box<dyn Rebuilding>], batch: &[Scanned]) -> Result<(), Error> {
     for scanned in batch {
-        let category = stream_category(scanned.stream());
-        for slot in slots.iter_mut() {
-            if slot.position() >= scanned.position || !slot.categories().contains(&category) {
-                continue;
-            }
-            let record = match &scanned.body {
-                Body::Record(record) => record,
-                Body::Failed { message, .. } => {
-                    return Err(Error::Fold {
-                        projection: slot.name(),
-                        position: scanned.position,
-                        message: message.clone(),
-                    })
-                }
-                Body::Skipped(_) => unreachable!("every selected projection's category is decoded"),
-            };
-            slot.apply(record).map_err(|message| Error::Fold {
-                projection: slot.name(),
-                position: scanned.position,
+        let position = scanned.position;
+        let wants = |slot: &dyn Rebuilding| {
+            slot.position() < position
+                && scanned
+                    .category
+                    .is_some_and(|c| slot.categories().contains(&c))
+        };
+        // Decoded once, and only if some projection has not folded it yet.
+        if let Some(first) = slots.iter().find(|s| wants(s.as_ref())) {
+            let fold_error = |projection: &'static str, message: String| Error::Fold {
+                projection,
+                position,
                 message,
-            })?;
+            };
+            let lean = match &scanned.body {
+                Body::Record(record) => record.lean(),
+                Body::Json(json) => {
+                    Lean::from_json(json).map_err(|e| fold_error(first.name(), e.to_string()))?
+                }
+                Body::Failed(message) => return Err(fold_error(first.name(), message.clone())),
+                Body::Skipped => unreachable!("every selected projection's category is read"),
+            };
+            for slot in slots.iter_mut() {
+                if wants(slot.as_ref()) {
+                    slot.apply(&lean)
+                        .map_err(|message| fold_error(slot.name(), message))?;
+                }
+            }
         }
         for slot in slots.iter_mut() {
-            slot.set_position(slot.position().max(scanned.position));
+            slot.set_position(slot.position().max(position));
         }
     }
     Ok(())
