@@ -670,3 +670,75 @@ fn projectors_tail_the_log_in_their_own_tasks_and_the_scheduler_runs_alone() {
             .any(|t| t["breach_recorded"] == true));
     });
 }
+
+/// An older binary's projector never overwrites a model stored by a newer projector version
+/// (one a newer binary's replay switched in), and refuses to start on it, on every store.
+#[test]
+fn a_newer_projector_version_is_never_overwritten() {
+    use closeloop_projections::runtime::Runner;
+    use closeloop_projections::sla::SlaModel;
+    use closeloop_projections::store::StoreError;
+
+    async fn check(store: Arc<dyn CheckpointStore>) {
+        let newer = SlaModel::VERSION + 1;
+        store
+            .save(SlaModel::NAME, newer, 7, "{\"newer\":true}".into())
+            .await
+            .unwrap();
+        let older = store
+            .save(SlaModel::NAME, SlaModel::VERSION, 9, "{}".into())
+            .await;
+        assert!(
+            matches!(older, Err(StoreError::Superseded { stored, ours, .. })
+                if stored == newer && ours == SlaModel::VERSION),
+            "{older:?}"
+        );
+        let kept = store.load(SlaModel::NAME).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.version, kept.position, kept.state.as_str()),
+            (newer, 7, "{\"newer\":true}")
+        );
+        let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+        let opened = Runner::<SlaModel>::open(log, store.clone(), RunnerConfig::default()).await;
+        let error = opened
+            .err()
+            .expect("an older projector refuses a newer model");
+        assert!(error.to_string().contains("newer"), "{error}");
+        // The same or a newer version saves as before.
+        store
+            .save(SlaModel::NAME, newer + 1, 8, "{}".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load(SlaModel::NAME).await.unwrap().unwrap().version,
+            newer + 1
+        );
+    }
+
+    runtime().block_on(async {
+        check(Arc::new(MemoryStore::new())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.db");
+        check(Arc::new(SqliteStore::open(path).unwrap())).await;
+        let base = std::env::var("CLOSELOOP_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("cl_proj_{}", uuid::Uuid::new_v4().simple());
+        let store = closeloop_projections::pg_store::PostgresStore::connect(&format!(
+            "{base}?schema={schema}"
+        ))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at {base} ({e}); start it with scripts/services.sh")
+        });
+        let result = tokio::spawn(check(Arc::new(store))).await;
+        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema}_read CASCADE"))
+            .await
+            .unwrap();
+        result.unwrap();
+    });
+}

@@ -135,18 +135,24 @@ impl CheckpointStore for PostgresStore {
         let client = slot.as_ref().expect("connected");
         let version = i32::try_from(version).map_err(|_| StoreError::Corrupt(name.into()))?;
         let position = i64::try_from(position).map_err(|_| StoreError::Corrupt(name.into()))?;
-        client
+        let saved = client
             .execute(
                 &format!(
-                    "INSERT INTO {}.projections (name, version, position, state)
+                    "INSERT INTO {s}.projections AS p (name, version, position, state)
                      VALUES ($1, $2, $3, $4)
                      ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                         position = excluded.position, state = excluded.state",
-                    self.schema
+                         position = excluded.position, state = excluded.state
+                     WHERE p.version <= excluded.version",
+                    s = self.schema
                 ),
                 &[&name, &version, &position, &state],
             )
             .await?;
+        if saved == 0 {
+            drop(slot);
+            let stored = self.load(name).await?.map_or(0, |c| c.version);
+            return Err(crate::store::superseded(name, stored, version as u32));
+        }
         Ok(())
     }
 

@@ -177,6 +177,11 @@ impl<P: Projection> Runner<P> {
                 model.restored().map_err(store_err)?;
                 (model, c.position)
             }
+            Some(c) if c.version > P::VERSION => {
+                return Err(store_err(
+                    crate::store::superseded(P::NAME, c.version, P::VERSION).to_string(),
+                ))
+            }
             Some(c) => {
                 tracing::info!(
                     projector = P::NAME,

@@ -42,13 +42,25 @@ pub enum StoreError {
     /// The store could not be reached or a background task failed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The stored model was written by a newer version of its projector (a replay by a
+    /// newer binary was switched in): this process must leave it alone. Not retried: run
+    /// the newer binary.
+    #[error("{name} is stored at projector version {stored}, newer than this binary's {ours}: run the newer binary")]
+    Superseded {
+        name: String,
+        stored: u32,
+        ours: u32,
+    },
 }
 
 /// Saves and loads projector states.
 #[async_trait::async_trait]
 pub trait CheckpointStore: Send + Sync + 'static {
     async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError>;
-    /// Replaces the projector's state and position atomically (one transaction).
+    /// Replaces the projector's state and position atomically (one transaction), unless
+    /// the stored state is of a newer projector version: then nothing changes and the error
+    /// is [`StoreError::Superseded`] (an older `serve` never overwrites a model rebuilt and
+    /// switched in by a newer binary).
     async fn save(
         &self,
         name: &str,
@@ -87,15 +99,19 @@ impl CheckpointStore for MemoryStore {
         position: Position,
         state: String,
     ) -> Result<(), StoreError> {
-        self.states.insert(
-            name.to_owned(),
-            Checkpoint {
-                version,
-                position,
-                state,
-            },
-        );
-        Ok(())
+        match self.states.entry(name.to_owned()) {
+            dashmap::Entry::Occupied(e) if e.get().version > version => {
+                Err(superseded(name, e.get().version, version))
+            }
+            entry => {
+                entry.insert(Checkpoint {
+                    version,
+                    position,
+                    state,
+                });
+                Ok(())
+            }
+        }
     }
 
     async fn promote(&self, from: &str, to: &str) -> Result<bool, StoreError> {
@@ -179,12 +195,17 @@ impl CheckpointStore for SqliteStore {
         let (conn, name) = (self.conn.clone(), name.to_owned());
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().expect("sqlite store lock poisoned");
-            conn.execute(
+            let saved = conn.execute(
                 "INSERT INTO projections (name, version, position, state) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                     position = excluded.position, state = excluded.state",
+                     position = excluded.position, state = excluded.state
+                 WHERE projections.version <= excluded.version",
                 rusqlite::params![name, i64::from(version), position as i64, state],
             )?;
+            if saved == 0 {
+                let stored = SqliteStore::load_blocking(&conn, &name)?.map_or(0, |c| c.version);
+                return Err(superseded(&name, stored, version));
+            }
             Ok(())
         })
         .await
@@ -209,6 +230,14 @@ impl CheckpointStore for SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+pub(crate) fn superseded(name: &str, stored: u32, ours: u32) -> StoreError {
+    StoreError::Superseded {
+        name: name.to_owned(),
+        stored,
+        ours,
     }
 }
 
