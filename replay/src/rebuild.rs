@@ -257,7 +257,7 @@ pub const SCAN_RANGE_BATCHES: u64 = 16;
 /// `d`, the next periodic one waits at least `SAVE_SPACING * d` (and `save_interval_ms`),
 /// so saving takes at most 1 / (1 + `SAVE_SPACING`) of a replay's time whatever the size.
 /// (With a fixed interval, a long log's replay ends up doing little but saving.)
-pub const SAVE_SPACING: u32 = 4;
+pub const SAVE_SPACING: u32 = 8;
 
 /// Batches read ahead of the fold: the reader fills the next batch while the fold works on
 /// the current one. With the batch being filled and the one being folded, at most
