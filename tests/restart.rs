@@ -87,6 +87,20 @@ fn id(args: &[&str]) -> u32 {
         .expect("`id` prints a number")
 }
 
+/// A finished command's outcome: `Err` naming `what` with its output unless it succeeded.
+fn checked(run: std::io::Result<std::process::Output>, what: &str) -> Result<(), String> {
+    let output = run.map_err(|e| format!("run {what}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 /// The tail of a server's log file, for failure messages.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -247,47 +261,33 @@ impl PgCluster {
             self.port,
             self.dir.path().display()
         );
-        let output = self
+        let run = self
             .command("pg_ctl")
             .arg("-D")
             .arg(self.data())
             .arg("-l")
             .arg(self.server_log())
             .args(["-o", &options, "-w", "-t", "60", "start"])
-            .output()
-            .map_err(|e| format!("run pg_ctl: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "pg_ctl start on port {}: {}{}\nserver log:\n{}",
+            .output();
+        checked(run, "pg_ctl start").map_err(|e| {
+            format!(
+                "on port {}: {e}\nserver log:\n{}",
                 self.port,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr),
                 log_tail(&self.server_log())
-            ))
-        }
+            )
+        })
     }
 
     /// `pg_ctl stop -m immediate`: every server process quits at once, no shutdown
     /// checkpoint; the next start runs crash recovery.
     fn pg_ctl_crash(&self) -> Result<(), String> {
-        let output = self
+        let run = self
             .command("pg_ctl")
             .arg("-D")
             .arg(self.data())
             .args(["-m", "immediate", "-w", "-t", "60", "stop"])
-            .output()
-            .map_err(|e| format!("run pg_ctl: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "pg_ctl stop: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
+            .output();
+        checked(run, "pg_ctl stop")
     }
 
     /// Crashes the server and starts it again on the same port and data directory. Blocking
