@@ -528,12 +528,44 @@ impl PostgresLog {
             outstanding_seen: 0,
             sent: Vec::new(),
         };
-        writer
-            .connect()
-            .await
-            .map_err(|e| unavailable("cannot open the writer connection", &e))?;
         let (queue, rx) = mpsc::channel(options.queue_appends_max.max(1));
-        tokio::spawn(writer.run(rx));
+        // The writer and its connection run on a runtime of their own, on one thread: the
+        // hand-offs between them (a query out, its result back, for every batch) are then
+        // plain task switches on that thread rather than wake-ups of other worker threads,
+        // which cost a lone committer a good part of its round trip.
+        let (ready, connected) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("closeloop-pg-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready.send(Err(Error::Unavailable(format!(
+                            "cannot start the PostgreSQL writer's runtime: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match writer.connect().await {
+                        Ok(()) => {
+                            let _ = ready.send(Ok(()));
+                            writer.run(rx).await;
+                        }
+                        Err(e) => {
+                            let _ = ready
+                                .send(Err(unavailable("cannot open the writer connection", &e)));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| Error::Unavailable(format!("cannot start the PostgreSQL writer: {e}")))?;
+        connected.await.map_err(|_| {
+            Error::Unavailable("the PostgreSQL writer stopped while connecting".into())
+        })??;
 
         let log = PostgresLog {
             queue,
