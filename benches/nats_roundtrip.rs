@@ -113,10 +113,42 @@ async fn open_store() -> (Arc<dyn EventLog>, String, Option<tempfile::TempDir>) 
         let log = closeloop_core::log::open(&url).await.expect("open SQLite");
         return (log, "sqlite (temporary file)".into(), Some(dir));
     }
-    let log = closeloop_core::log::open(&wanted)
+    let log = closeloop_core::log::open(&scratch_url(&wanted))
         .await
         .unwrap_or_else(|e| panic!("open {wanted}: {e}"));
     (log, wanted, None)
+}
+
+/// The schema a PostgreSQL run works in: its own, dropped at the end (see [`drop_scratch`]).
+fn scratch_schema() -> String {
+    format!("cl_bench_nats_{}", std::process::id())
+}
+
+/// A PostgreSQL URL with the scratch schema; other stores unchanged.
+fn scratch_url(store: &str) -> String {
+    if !store.starts_with("postgres") {
+        return store.to_owned();
+    }
+    let sep = if store.contains('?') { '&' } else { '?' };
+    format!("{store}{sep}schema={}", scratch_schema())
+}
+
+/// Drops the scratch schema of a PostgreSQL run, so the bench leaves nothing behind.
+async fn drop_scratch(store: &str) {
+    if !store.starts_with("postgres") {
+        return;
+    }
+    let Ok((client, connection)) = tokio_postgres::connect(store, tokio_postgres::NoTls).await
+    else {
+        return;
+    };
+    tokio::spawn(connection);
+    let _ = client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            scratch_schema()
+        ))
+        .await;
 }
 
 #[tokio::main]
@@ -214,4 +246,6 @@ async fn main() {
     let js = async_nats::jetstream::new(client);
     let _ = js.delete_stream(&config.events_stream).await;
     let _ = js.delete_key_value(&config.lease.bucket).await;
+    drop(log);
+    drop_scratch(&store).await;
 }
