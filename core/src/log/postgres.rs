@@ -79,7 +79,8 @@
 //!
 //! # Group commit
 //!
-//! Each [`PostgresLog`] has one writer task that owns one connection. `append` sends its
+//! Each [`PostgresLog`] has one writer task that owns one connection; the two run on a
+//! current-thread runtime on a thread of their own (`closeloop-pg-writer`). `append` sends its
 //! request and a oneshot reply over a bounded queue ([`QUEUE_APPENDS_MAX`]); the writer takes
 //! the first request, drains whatever else is already queued (at most
 //! [`BATCH_APPENDS_MAX`] appends and [`BATCH_EVENTS_MAX`] events) and commits the batch as
