@@ -4,9 +4,9 @@
 //! lag; load the ticket (from a cache, refreshed on conflict; a ticket being opened is not
 //! read: the append's expected version 0 checks that it is new); decide (pure); append with
 //! the stream's expected version, the command id, and the condition that the directory has
-//! not changed since the position it was decided on ([`Unchanged`]). On a version conflict with no caller-given `expected_version`,
-//! decide again against the fresh stream, at most `conflict_retries_max` times. Nothing is
-//! appended for a rejected command. A retried `command_id` gets its first reply: the append
+//! not changed since the position it was decided on ([`Unchanged`]). On a version conflict
+//! with no caller-given `expected_version`, decide again against the fresh stream, at most
+//! `conflict_retries_max` times. Nothing is appended for a rejected command. A retried `command_id` gets its first reply: the append
 //! detects it atomically, and a refusal is checked against the log's record of the id.
 //! A refusal is decided once more against the directory and the ticket read afresh from
 //! the log before it is returned: nothing guards a refusal the way the expected version
