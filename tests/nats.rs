@@ -302,19 +302,41 @@ impl InProcess {
         queries: Queries,
         jobs: Vec<nats::Job>,
     ) -> InProcess {
+        let serving = InProcess::spawn(config, handler, scope.client.clone(), queries, jobs);
+        scope.wait_serving().await;
+        serving
+    }
+
+    /// Starts serving on `client`, without waiting until it answers.
+    pub fn spawn(
+        config: ServeConfig,
+        handler: Arc<Handler>,
+        client: async_nats::Client,
+        queries: Queries,
+        jobs: Vec<nats::Job>,
+    ) -> InProcess {
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(nats::run(
             config,
             handler,
-            scope.client.clone(),
+            client,
             queries,
             jobs,
             async move {
                 let _ = stopped.await;
             },
         ));
-        scope.wait_serving().await;
         InProcess { stop, done }
+    }
+
+    /// True once serve has returned (on its own, unless stopped).
+    pub fn is_finished(&self) -> bool {
+        self.done.is_finished()
+    }
+
+    /// What serve returned; waits for it.
+    pub async fn outcome(self) -> Result<Result<(), nats::ServeError>, tokio::task::JoinError> {
+        self.done.await
     }
 
     pub async fn stop(self) {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use closeloop_commands::nats::{self as serve_nats, Queries, ServeConfig, ServeError};
+use closeloop_commands::nats::{Queries, ServeConfig};
 use closeloop_commands::relay::POSITION_HEADER;
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::log::conformance::{
@@ -39,10 +39,10 @@ use closeloop_core::Error;
 use futures::StreamExt;
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::nats::open_ticket;
+use crate::nats::{open_ticket, InProcess};
 use crate::postgres::assert_log_sound;
 
 /// Longest wait for any one observable condition.
@@ -766,58 +766,38 @@ fn command_id(command: &Value) -> Uuid {
         .expect("a UUID")
 }
 
-/// `serve` in this process, on its own client.
-struct Serving {
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<Result<(), ServeError>>,
-}
-
-impl Serving {
-    async fn start(
-        config: &ServeConfig,
-        client: async_nats::Client,
-        log: Arc<dyn EventLog>,
-    ) -> Serving {
-        let handler = Arc::new(Handler::new(log, HandlerConfig::default()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(serve_nats::run(
-            config.clone(),
-            handler,
-            client.clone(),
-            Queries::new(),
-            Vec::new(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        let serving = Serving { stop, done };
-        // Serving once request/reply answers (a malformed command: rejected, nothing appended).
-        let started = Instant::now();
-        loop {
-            let probe = client.request(config.command_subject("open_ticket"), "{}".into());
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
-                return serving;
-            }
-            assert!(
-                !serving.done.is_finished(),
-                "serve stopped while starting: {:?}",
-                serving.done.await
-            );
-            assert!(
-                started.elapsed() < DEADLINE,
-                "serve did not start answering"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+/// `serve` in this process, on its own client, once it answers.
+async fn start_serving(
+    config: &ServeConfig,
+    client: async_nats::Client,
+    log: Arc<dyn EventLog>,
+) -> InProcess {
+    let handler = Arc::new(Handler::new(log, HandlerConfig::default()));
+    let serving = InProcess::spawn(
+        config.clone(),
+        handler,
+        client.clone(),
+        Queries::new(),
+        Vec::new(),
+    );
+    // Serving once request/reply answers (a malformed command: rejected, nothing appended).
+    let started = Instant::now();
+    loop {
+        let probe = client.request(config.command_subject("open_ticket"), "{}".into());
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
+            return serving;
         }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(DEADLINE, self.done)
-            .await
-            .expect("serve drains in time")
-            .expect("serve task")
-            .expect("serve ends cleanly");
+        if serving.is_finished() {
+            panic!(
+                "serve stopped while starting: {:?}",
+                serving.outcome().await
+            );
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "serve did not start answering"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
     }
 }
 
@@ -943,7 +923,7 @@ async fn nats_restart_keeps_durable_commands() {
     };
     config.lease.ttl = Duration::from_secs(2);
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let serve = Serving::start(
+    let serve = start_serving(
         &config,
         nats_client(&server, "closeloop-serve").await,
         log.clone(),
@@ -1084,7 +1064,7 @@ async fn nats_restart_keeps_durable_commands() {
         .collect();
     assert_eq!(relayed, logged, "the events stream is the log");
 
-    assert!(!serve.done.is_finished(), "serve is still running");
+    assert!(!serve.is_finished(), "serve is still running");
     eprintln!(
         "{} commands in the log once each; {failed_publishes} publish attempts failed and were \
          repeated; {} replies (with redeliveries' duplicates)",
