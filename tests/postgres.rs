@@ -759,12 +759,23 @@ async fn postgres_terminated_connections_lose_and_double_nothing() {
     let streams: Vec<String> = (0..4).map(|_| stream_name("ticket")).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicU64::new(0));
+    // Acknowledged appends: the killer strikes again only once one more has gone through,
+    // so that a slow machine, where getting a connection back takes longer than the
+    // killer's pace, still makes progress.
+    let progress = Arc::new(AtomicU64::new(0));
     let killer = {
         let (stop, kills, app) = (stop.clone(), kills.clone(), app.clone());
+        let progress = progress.clone();
         tokio::spawn(async move {
             let db = admin().await;
+            let mut seen = 0;
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(40)).await;
+                let now = progress.load(Ordering::Relaxed);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
                 let killed: i64 = db
                     .query_one(
                         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -781,6 +792,7 @@ async fn postgres_terminated_connections_lose_and_double_nothing() {
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (log, streams) = (log.clone(), streams.clone());
+            let progress = progress.clone();
             tokio::spawn(async move {
                 let mut acknowledged = HashMap::new();
                 for i in 0..APPENDS {
@@ -797,6 +809,7 @@ async fn postgres_terminated_connections_lose_and_double_nothing() {
                         other => panic!("unexpected {other:?}"),
                     };
                     acknowledged.insert(request.command_id, (c, request.events.len()));
+                    progress.fetch_add(1, Ordering::Relaxed);
                     // And a retry of an acknowledged command is a duplicate.
                     if i % 10 == 0 {
                         let (again, _) = append_retrying(&*log, &request).await;

@@ -518,7 +518,7 @@ impl PostgresLog {
         });
 
         let mut writer = Writer {
-            config: config.clone(),
+            config: writer_config(&config),
             sql: sql.clone(),
             options: options.clone(),
             conn: None,
@@ -1131,25 +1131,24 @@ impl Writer {
                 tracing::debug!("postgres writer connection ended: {}", describe(&e));
             }
         });
-        client
-            .batch_execute(&format!(
-                "SET idle_in_transaction_session_timeout = {WRITER_IDLE_IN_TRANSACTION_MS}"
-            ))
-            .await?;
-        let (append, append_one, lock_head, stream_heads, commands, category_heads) = tokio::try_join!(
+        // Everything the writer needs before its first batch goes out in one pipelined
+        // round trip: a writer whose connections keep being cut must be able to get back
+        // to work in the briefest window.
+        //
+        // The query learns the categories' last positions without the lock, so that the
+        // scan under the lock (in `slow`) only covers what was appended since: at start,
+        // the whole log.
+        let through = to_i64(self.categories.through);
+        let params: [&(dyn ToSql + Sync); 1] = [&through];
+        let (append, append_one, lock_head, stream_heads, commands, category_heads, rows) = tokio::try_join!(
             client.prepare(&self.sql.append),
             client.prepare(&self.sql.append_one),
             client.prepare(&self.sql.lock_head),
             client.prepare(&self.sql.stream_heads),
             client.prepare(&self.sql.commands),
             client.prepare(&self.sql.category_heads),
+            client.query(&self.sql.category_heads_to_head, &params),
         )?;
-        // Learn the categories' last positions without the lock, so that the scan under
-        // the lock (in `slow`) only covers what was appended since: at start, the whole log.
-        let through = to_i64(self.categories.through);
-        let rows = client
-            .query(&self.sql.category_heads_to_head, &[&through])
-            .await?;
         for row in &rows {
             let head: i64 = row.get(0);
             self.categories.through = self.categories.through.max(head.max(0) as u64);
@@ -1742,6 +1741,19 @@ async fn migrate_config(config: &tokio_postgres::Config, schema: &str) -> Result
     })
 }
 
+/// The writer's connection settings: the user's, plus its server-side limit on an idle
+/// transaction, sent in the startup packet rather than as a statement of its own.
+fn writer_config(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    let limit = format!("-c idle_in_transaction_session_timeout={WRITER_IDLE_IN_TRANSACTION_MS}");
+    let options = match config.get_options() {
+        Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {limit}"),
+        _ => limit,
+    };
+    config.options(&options);
+    config
+}
+
 async fn connect_plain(config: &tokio_postgres::Config) -> Result<Client, Error> {
     let (client, connection) = config
         .connect(NoTls)
@@ -1963,6 +1975,18 @@ mod tests {
         assert_eq!(config.get_ports(), &[5433]);
         let (_, none) = parse_url("postgres://u@h/db").unwrap();
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn the_writer_limits_idle_transactions_and_keeps_the_users_options() {
+        let limit = "-c idle_in_transaction_session_timeout=10000";
+        let (plain, _) = parse_url("postgres://u@h/db").unwrap();
+        assert_eq!(writer_config(&plain).get_options(), Some(limit));
+        let (theirs, _) = parse_url("postgres://u@h/db?options=-c%20work_mem%3D8MB").unwrap();
+        assert_eq!(
+            writer_config(&theirs).get_options(),
+            Some(format!("-c work_mem=8MB {limit}").as_str())
+        );
     }
 
     #[test]
