@@ -4,30 +4,104 @@
 //! object keys sorted. The global position is not covered: it is assigned at commit and is
 //! checked separately (contiguity), while the chain proves each stream complete and untouched.
 
+use jiff::Timestamp;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
-use super::StoredEvent;
+use super::{Metadata, StoredEvent};
+use crate::domain::Actor;
 
 /// The "previous hash" of a stream's first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The hash of `event` chained after `prev_hash` (lowercase hex).
+///
+/// The canonical bytes are written straight into the hasher: the writer seals every event
+/// it commits on its one thread, and building the canonical form as a `Value` first (a deep
+/// copy of the data, a map per object) cost more than the hashing itself. A test checks the
+/// bytes against that form (`serde_json::json!` of the fields, whose maps sort their keys).
 pub fn chain_hash(prev_hash: &str, event: &StoredEvent) -> String {
-    // serde_json's Value keeps object keys in a BTreeMap (no `preserve_order`), so the
-    // serialization below is canonical: sorted keys, no whitespace.
-    let canonical = serde_json::json!({
-        "stream": event.stream,
-        "version": event.version,
-        "event_id": event.event_id,
-        "type": event.event_type,
-        "schema_version": event.schema_version,
-        "data": event.data,
-        "metadata": event.metadata,
-    });
     let mut hasher = Sha256::new();
-    hasher.update(hex::decode(prev_hash).unwrap_or_else(|_| prev_hash.as_bytes().to_vec()));
-    hasher.update(serde_json::to_vec(&canonical).expect("JSON values always serialize"));
+    let mut prev = [0u8; 32];
+    match hex::decode_to_slice(prev_hash, &mut prev) {
+        Ok(()) => hasher.update(prev),
+        // Not a hash of ours (a damaged row): hashed as it is, so it still cannot match.
+        Err(_) => hasher.update(prev_hash.as_bytes()),
+    }
+    serde_json::to_writer(HashWriter(&mut hasher), &Canonical::of(event))
+        .expect("events always serialize");
     hex::encode(hasher.finalize())
+}
+
+/// Feeds what is written to the hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The hashed fields of an event, declared in sorted key order (serde writes a struct's
+/// fields in declaration order): compact JSON with sorted keys, as the chain is defined.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    data: &'a serde_json::Value,
+    event_id: &'a Uuid,
+    metadata: CanonicalMetadata<'a>,
+    schema_version: u32,
+    stream: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    version: u64,
+}
+
+/// [`Metadata`] with its keys sorted. (`Actor`'s own fields, `id` and `role`, already are.)
+#[derive(Serialize)]
+struct CanonicalMetadata<'a> {
+    actor: &'a Actor,
+    causation_id: &'a Uuid,
+    command_id: &'a Uuid,
+    correlation_id: &'a Uuid,
+    occurred_at: &'a Timestamp,
+    recorded_at: &'a Timestamp,
+}
+
+impl<'a> Canonical<'a> {
+    fn of(event: &'a StoredEvent) -> Canonical<'a> {
+        // Destructured so that a field added to `Metadata` fails to compile here rather
+        // than silently falling outside the hash.
+        let Metadata {
+            command_id,
+            correlation_id,
+            causation_id,
+            actor,
+            occurred_at,
+            recorded_at,
+        } = &event.metadata;
+        Canonical {
+            data: &event.data,
+            event_id: &event.event_id,
+            metadata: CanonicalMetadata {
+                actor,
+                causation_id,
+                command_id,
+                correlation_id,
+                occurred_at,
+                recorded_at,
+            },
+            schema_version: event.schema_version,
+            stream: &event.stream,
+            event_type: &event.event_type,
+            version: event.version,
+        }
+    }
 }
 
 /// A place where a stream's history does not hold together.
@@ -190,6 +264,87 @@ mod tests {
             out.extend(sealed);
         }
         out
+    }
+
+    /// The chain's definition, built the slow way: a `Value` whose maps sort their keys.
+    fn reference_hash(prev_hash: &str, event: &StoredEvent) -> String {
+        let canonical = serde_json::json!({
+            "stream": event.stream,
+            "version": event.version,
+            "event_id": event.event_id,
+            "type": event.event_type,
+            "schema_version": event.schema_version,
+            "data": event.data,
+            "metadata": event.metadata,
+        });
+        let mut hasher = Sha256::new();
+        hasher.update(hex::decode(prev_hash).unwrap_or_else(|_| prev_hash.as_bytes().to_vec()));
+        hasher.update(serde_json::to_vec(&canonical).unwrap());
+        hex::encode(hasher.finalize())
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            proptest::prelude::any::<u64>().prop_map(serde_json::Value::from),
+            (-1e12f64..1e12).prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,8}", inner, 0..5)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn the_hash_is_that_of_the_sorted_canonical_json(
+            data in json_value(),
+            stream in ".{0,16}",
+            event_type in "[a-z_]{1,16}",
+            actor_id in ".{0,10}",
+            role in 0..Role::ALL.len(),
+            version in proptest::prelude::any::<u64>(),
+            schema_version in proptest::prelude::any::<u32>(),
+            ids in proptest::prelude::any::<[u128; 4]>(),
+            seconds in 0i64..4_000_000_000,
+            nanos in 0i32..1_000_000_000,
+            prev in proptest::prop_oneof![
+                proptest::strategy::Just(GENESIS_HASH.to_owned()),
+                "[0-9a-f]{64}".prop_map(String::from),
+                ".{0,70}".prop_map(String::from),
+            ],
+        ) {
+            let at = jiff::Timestamp::new(seconds, nanos).unwrap();
+            let role = Role::ALL[role];
+            let event = StoredEvent {
+                position: 7,
+                stream,
+                version,
+                event_id: uuid::Uuid::from_u128(ids[0]),
+                event_type,
+                schema_version,
+                data,
+                metadata: Metadata {
+                    command_id: uuid::Uuid::from_u128(ids[1]),
+                    correlation_id: uuid::Uuid::from_u128(ids[2]),
+                    causation_id: uuid::Uuid::from_u128(ids[3]),
+                    actor: Actor { id: actor_id, role },
+                    occurred_at: at,
+                    recorded_at: at + jiff::SignedDuration::from_millis(1),
+                },
+                hash: String::new(),
+            };
+            proptest::prop_assert_eq!(chain_hash(&prev, &event), reference_hash(&prev, &event));
+        }
     }
 
     fn check_all(events: &[StoredEvent]) -> Vec<ChainBreak> {
