@@ -95,4 +95,8 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
+/// The allocator the `closeloop` binary uses (src/main.rs), so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 criterion_main!(benches);

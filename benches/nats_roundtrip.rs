@@ -151,6 +151,10 @@ async fn drop_scratch(store: &str) {
         .await;
 }
 
+/// The allocator the `closeloop` binary uses (src/main.rs), so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let url =

@@ -246,6 +246,10 @@ fn verdict(ratio: f64, target: f64) -> &'static str {
     }
 }
 
+/// The allocator the `closeloop` binary uses (src/main.rs), so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {

@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench projections` (`BENCH_TICKETS` scales the workload, default
 //! 20,000 tickets over 28 days).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,8 +23,10 @@ use closeloop_projections::record::Record;
 use closeloop_projections::runtime::Projection;
 use closeloop_projections::satisfaction::SatisfactionModel;
 use closeloop_projections::sla::SlaModel;
+use mimalloc::MiMalloc;
 
-/// Counts live heap bytes, to measure the read models.
+/// Counts live heap bytes, to measure the read models, over the allocator the `closeloop`
+/// binary uses (src/main.rs).
 struct Counting;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
@@ -32,18 +34,18 @@ static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE_BYTES.fetch_add(
             new_size as isize - layout.size() as isize,
             Ordering::Relaxed,
         );
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 

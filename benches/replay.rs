@@ -148,6 +148,10 @@ async fn grow(admin: &tokio_postgres::Client, schema: &str, target: u64) {
         .expect("vacuum");
 }
 
+/// The allocator the `closeloop` binary uses (src/main.rs), so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {

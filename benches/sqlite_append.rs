@@ -61,6 +61,10 @@ fn raw_insert(
     rows.len() as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The allocator the `closeloop` binary uses (src/main.rs), so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
