@@ -4,7 +4,7 @@
 //!
 //! - The rebuild folds the log in bounded batches (at most `batch_events` per read) into a
 //!   row of the checkpoint store under a temporary name, `<target>~rebuild`, with its own
-//!   checkpoint: it is saved at most every `save_interval_ms` and when interrupted, so an
+//!   checkpoint: it is saved every `save_interval_ms` at most and when interrupted, so an
 //!   interrupted replay (Ctrl-C, a crash) continues where it stopped when run again.
 //! - When the rebuild reaches its end (the head of the log, or `--until`), every temporary
 //!   row is promoted to its target with [`CheckpointStore::promote`]: one transaction per
@@ -104,7 +104,11 @@ pub fn select(name: &str) -> Result<Vec<&'static str>, Error> {
 pub struct ReplayConfig {
     /// Events read per batch (at most [`READ_BATCH_MAX`]).
     pub batch_events: usize,
-    /// Save the rebuild's state and checkpoint at least this often (milliseconds).
+    /// Save the rebuild's state and checkpoint at most this often (milliseconds), and
+    /// further apart when saves are slow (`SAVE_SPACING`). A periodic save only matters if
+    /// the process dies (Ctrl-C saves at once), and each one rewrites the whole models:
+    /// the default, 10 s, bounds what a crash loses to about ten seconds of replay, where
+    /// 2 s had cost a million-event replay a fifth of its time (1.4 s of 6.6 s).
     pub save_interval_ms: u64,
     /// Stop (as if interrupted, after saving) after this many batches; for tests.
     pub stop_after_batches: Option<u64>,
@@ -114,7 +118,7 @@ impl Default for ReplayConfig {
     fn default() -> ReplayConfig {
         ReplayConfig {
             batch_events: READ_BATCH_MAX,
-            save_interval_ms: 2_000,
+            save_interval_ms: 10_000,
             stop_after_batches: None,
         }
     }
