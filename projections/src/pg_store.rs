@@ -17,6 +17,10 @@ use crate::store::{Checkpoint, CheckpointStore, StoreError};
 pub const READ_SCHEMA: &str = "closeloop_read";
 /// Longest schema name PostgreSQL keeps (NAMEDATALEN - 1).
 const SCHEMA_NAME_MAX: usize = 63;
+/// Most bytes of a state sent in one statement: PostgreSQL holds at most 1 GB - 1 in one
+/// value and refuses a protocol message beyond that, which also carries the other
+/// parameters (1 MiB of room for them).
+const POSTGRES_VALUE_MAX: usize = 0x3fff_ffff - (1 << 20);
 
 /// Read models in a PostgreSQL schema.
 pub struct PostgresStore {
@@ -131,6 +135,7 @@ impl CheckpointStore for PostgresStore {
         position: Position,
         state: String,
     ) -> Result<(), StoreError> {
+        crate::store::check_size(name, &state, POSTGRES_VALUE_MAX, "PostgreSQL")?;
         let slot = self.client().await?;
         let client = slot.as_ref().expect("connected");
         let version = i32::try_from(version).map_err(|_| StoreError::Corrupt(name.into()))?;

@@ -51,6 +51,15 @@ pub enum StoreError {
         stored: u32,
         ours: u32,
     },
+    /// A model's state is larger than one value of the store holds. Models are stored as
+    /// one JSON document each, and the SLA model grows by about 750 bytes per ticket.
+    #[error("{name}'s state is {bytes} bytes, more than one {store} value holds ({limit} bytes): a model this large needs row-by-row storage")]
+    TooLarge {
+        name: String,
+        bytes: usize,
+        limit: usize,
+        store: &'static str,
+    },
 }
 
 /// Saves and loads projector states.
@@ -192,6 +201,7 @@ impl CheckpointStore for SqliteStore {
         position: Position,
         state: String,
     ) -> Result<(), StoreError> {
+        check_size(name, &state, SQLITE_VALUE_MAX, "SQLite")?;
         let (conn, name) = (self.conn.clone(), name.to_owned());
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().expect("sqlite store lock poisoned");
@@ -233,6 +243,29 @@ impl CheckpointStore for SqliteStore {
     }
 }
 
+/// Refuses a state larger than `limit` bytes with an error that names the model and the
+/// limit: the store's own error for it names neither (PostgreSQL refuses the message, SQLite
+/// answers "string or blob too big").
+pub(crate) fn check_size(
+    name: &str,
+    state: &str,
+    limit: usize,
+    store: &'static str,
+) -> Result<(), StoreError> {
+    if state.len() > limit {
+        return Err(StoreError::TooLarge {
+            name: name.to_owned(),
+            bytes: state.len(),
+            limit,
+            store,
+        });
+    }
+    Ok(())
+}
+
+/// Most bytes of one SQLite value (its default `SQLITE_MAX_LENGTH`).
+pub(crate) const SQLITE_VALUE_MAX: usize = 1_000_000_000;
+
 pub(crate) fn superseded(name: &str, stored: u32, ours: u32) -> StoreError {
     StoreError::Superseded {
         name: name.to_owned(),
@@ -257,5 +290,25 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn CheckpointStore>, StoreErro
         ))
     } else {
         Err(StoreError::Unsupported(url.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_over_the_limit_is_refused_naming_model_and_limit() {
+        assert!(check_size("sla", "0123456789", 10, "PostgreSQL").is_ok());
+        let e = check_size("sla", "0123456789a", 10, "PostgreSQL").unwrap_err();
+        assert!(matches!(
+            &e,
+            StoreError::TooLarge { name, bytes: 11, limit: 10, store: "PostgreSQL" } if name == "sla"
+        ));
+        let message = e.to_string();
+        assert!(
+            message.contains("sla") && message.contains("10 bytes"),
+            "{message}"
+        );
     }
 }
