@@ -220,6 +220,8 @@ impl LogVerifier {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::domain::{Actor, Role};
     use crate::log::{seal, AppendRequest, ExpectedVersion, Metadata, NewEvent};
@@ -283,28 +285,25 @@ mod tests {
         hex::encode(hasher.finalize())
     }
 
-    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
-        use proptest::prelude::*;
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
-            proptest::prelude::any::<u64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
             (-1e12f64..1e12).prop_map(serde_json::Value::from),
             ".{0,12}".prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(3, 24, 5, |inner| {
             prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-                proptest::collection::btree_map(".{0,8}", inner, 0..5)
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(".{0,8}", inner, 0..5)
                     .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
     }
 
-    use proptest::strategy::Strategy as _;
-
-    proptest::proptest! {
+    proptest! {
         #[test]
         fn the_hash_is_that_of_the_sorted_canonical_json(
             data in json_value(),
@@ -312,13 +311,13 @@ mod tests {
             event_type in "[a-z_]{1,16}",
             actor_id in ".{0,10}",
             role in 0..Role::ALL.len(),
-            version in proptest::prelude::any::<u64>(),
-            schema_version in proptest::prelude::any::<u32>(),
-            ids in proptest::prelude::any::<[u128; 4]>(),
+            version in any::<u64>(),
+            schema_version in any::<u32>(),
+            ids in any::<[u128; 4]>(),
             seconds in 0i64..4_000_000_000,
             nanos in 0i32..1_000_000_000,
-            prev in proptest::prop_oneof![
-                proptest::strategy::Just(GENESIS_HASH.to_owned()),
+            prev in prop_oneof![
+                Just(GENESIS_HASH.to_owned()),
                 "[0-9a-f]{64}".prop_map(String::from),
                 ".{0,70}".prop_map(String::from),
             ],
@@ -343,7 +342,7 @@ mod tests {
                 },
                 hash: String::new(),
             };
-            proptest::prop_assert_eq!(chain_hash(&prev, &event), reference_hash(&prev, &event));
+            prop_assert_eq!(chain_hash(&prev, &event), reference_hash(&prev, &event));
         }
     }
 
