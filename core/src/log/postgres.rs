@@ -79,7 +79,7 @@
 //!
 //! # Group commit
 //!
-//! Each [`PostgresLog`] has one writer task that owns one connection; the two run on a
+//! Each [`PostgresLog`] has one writer task with its own connection; the two run on a
 //! current-thread runtime on a thread of their own (`closeloop-pg-writer`). `append` sends its
 //! request and a oneshot reply over a bounded queue ([`QUEUE_APPENDS_MAX`]); the writer takes
 //! the first request, drains whatever else is already queued (at most
@@ -102,22 +102,27 @@
 //!    `log_head` from the head the batch was planned on to its new head *only if the head is
 //!    still there*, inserts every event with `unnest` over column arrays (plain scalars for a
 //!    batch of one event: cheaper for the server), inserts the command rows and
-//!    `pg_notify`s the new head; then COMMIT and answer.
+//!    `pg_notify`s the new head; then COMMIT and answer. Each statement has a plain form
+//!    and a guarded one (below); the plain one serves every batch that writes all its
+//!    requests, which is nearly all of them.
 //!
 //! The fast path does it in one round trip: the writer caches the log head and the stream
 //! heads it has seen (exact as long as nobody else wrote since), plans the batch against
 //! the cache, taking streams it has not seen as new and command ids as unknown, and sends the
-//! guarded statement alone (autocommit; the reply comes after the commit). What the cache
-//! cannot know is checked by the statement: a command id or a new stream's version 1 that
-//! exists fails a unique index, and for the requests it does not write (a failed check may
-//! be a duplicate, or a stream taken as new may exist) explicit `NOT EXISTS` guards make it
-//! write nothing. The guards are evaluated before the statement gets the row lock, but they
+//! statement alone (autocommit; the reply comes after the commit). What the cache cannot
+//! know is checked by the statement: a command id or a new stream's version 1 that exists
+//! fails a unique index, and for the requests it does not write (a failed check may be a
+//! duplicate, or a stream taken as new may exist) the guarded form's `NOT EXISTS` guards
+//! make it write nothing. (A batch that writes all its requests has nothing to guard, and
+//! sends the plain form: the guards' plan nodes, set up at every execution even for empty
+//! arrays, cost the server about a tenth of a lone append.) The guards are evaluated before
+//! the statement gets the row lock, but they
 //! are exact whenever the head check passes: the head moves with every commit that writes
 //! anything, so an unchanged head means nothing was committed since the cache was exact.
 //! If it writes nothing (another process wrote, a command id is a retry, an uncached stream
 //! exists), the slow path runs: `BEGIN; SELECT ... FOR UPDATE` on `log_head`, read the
 //! batch's stream heads and known command ids (pipelined with the lock: one round trip),
-//! plan, then the same guarded statement and COMMIT (pipelined: a second round trip). When
+//! plan, then the plain statement and COMMIT (pipelined: a second round trip). When
 //! the head had moved, other processes are writing, and the writer stays on the slow path
 //! for a few batches rather than pay a failed fast attempt each time.
 //!
@@ -139,6 +144,26 @@
 //! `Duplicate` if the lost write did commit. An acknowledged append was committed (the reply
 //! follows the COMMIT's response; `synchronous_commit`, `on` by default, makes it durable),
 //! so a PostgreSQL restart loses none.
+//!
+//! # Direct appends
+//!
+//! Handing a lone append to the writer thread and its answer back costs two wake-ups of
+//! sleeping threads per append, each tens of microseconds on a virtual machine: a good part
+//! of a single committer's round trip. So an append that finds nothing else in flight, after
+//! a batch that was alone too, is written by its caller's own task: it takes the writer's
+//! state (the same lock the writer thread holds for each batch; `try_lock`, never waiting),
+//! and runs the same batch path on a second connection, the *direct* one, opened by
+//! [`PostgresLog::connect`] on its caller's runtime (and reopened, when lost, on the runtime
+//! of the direct append that finds it lost), which drives it. Nothing else differs: the
+//! cached heads, the plan, the statements and the fault handling are the writer's, so every
+//! argument above holds; at most one batch is written at a time, by whichever holds the
+//! state. Appends that arrive meanwhile queue for the writer thread, which waits for the
+//! state; as soon as appends overlap, batches go through the thread again and group commit
+//! takes over. A caller that gives up during its direct append (its future is dropped)
+//! leaves that append in doubt: the direct connection is then dropped, which rolls back
+//! whatever it had begun and releases the row lock, and the cached heads are forgotten, so
+//! the next batch reads the truth under the lock; the append itself, if it committed, is
+//! found by its command id on retry.
 //!
 //! # Immutability and hashes
 //!
@@ -262,6 +287,8 @@ pub struct WriterStats {
     pub batches: u64,
     /// Appends answered.
     pub appends: u64,
+    /// Appends written by their caller's own task (see "Direct appends" in the module doc).
+    pub direct_appends: u64,
     /// Batches committed in one round trip against the cached heads.
     pub fast_commits: u64,
     /// Batches committed after reading the heads under the lock.
@@ -269,18 +296,24 @@ pub struct WriterStats {
     /// Fast-path writes whose guard failed (another process wrote since, a command id was
     /// a retry, or an uncached stream existed): nothing written, the slow path followed.
     pub guard_misses: u64,
-    /// Times the writer connection was (re)established.
+    /// Writer connections opened: the writer thread's and the direct one at start, and
+    /// every reconnection.
     pub connects: u64,
+    /// Writer connections opened again after one was lost (or dropped, by an abandoned
+    /// direct append).
+    pub reconnects: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     batches: AtomicU64,
     appends: AtomicU64,
+    direct_appends: AtomicU64,
     fast_commits: AtomicU64,
     slow_commits: AtomicU64,
     guard_misses: AtomicU64,
     connects: AtomicU64,
+    reconnects: AtomicU64,
 }
 
 impl Counters {
@@ -302,6 +335,10 @@ pub struct Migrated {
 /// An event log in PostgreSQL. Cheap to share behind an `Arc`; all methods are concurrent.
 pub struct PostgresLog {
     queue: mpsc::Sender<Pending>,
+    /// The writer's state: its connections, cached heads and counters. The writer thread
+    /// holds it for each batch; an append with nothing else in flight takes it for its own
+    /// (see "Direct appends" in the module doc).
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     pool: Pool,
     sql: Arc<Sql>,
     shared: Arc<Shared>,
@@ -317,6 +354,9 @@ struct Shared {
     head: watch::Sender<Position>,
     /// Appends sent to the writer and not answered yet.
     outstanding: AtomicUsize,
+    /// `outstanding` when the last batch was answered (that batch included): 1 when its
+    /// append was alone, so that the next one may be direct.
+    outstanding_at_answer: AtomicUsize,
     counters: Counters,
 }
 
@@ -344,8 +384,9 @@ impl Drop for AbortOnDrop {
 struct Sql {
     schema: String,
     channel: String,
-    append: String,
-    append_one: String,
+    /// The guarded writes of a batch, and of a batch of one event ([`Writes`]).
+    append: Writes,
+    append_one: Writes,
     lock_head: String,
     stream_heads: String,
     commands: String,
@@ -360,56 +401,78 @@ struct Sql {
 impl Sql {
     fn new(schema: &str) -> Sql {
         let s = format!("\"{schema}\"");
-        let head = format!(
-            "UPDATE {s}.log_head SET position = $2
-              WHERE position = $1
-                AND NOT EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS u(id)
-                                 CROSS JOIN LATERAL (
-                                       SELECT 1 FROM {s}.commands AS c
-                                        WHERE c.command_id = u.id LIMIT 1) AS known)
-                AND NOT EXISTS (SELECT 1 FROM unnest($4::text[]) AS n(stream)
-                                 CROSS JOIN LATERAL (
-                                       SELECT e.version FROM {s}.events AS e
-                                        WHERE e.stream = n.stream
-                                        ORDER BY e.version DESC LIMIT 1) AS hit)
-             RETURNING position"
-        );
+        // The head moves from $1 to $2 only if it is still at $1 and, when the batch leaves
+        // requests unwritten, only if their command ids ($g) and the streams it took as new
+        // ($n) are not in the log. (The checks look each id and stream up on its own,
+        // through its index: as `EXISTS (... = ANY($n))` a generic plan may scan the whole
+        // table hoping for an early match.)
+        let head = |guards: Option<(usize, usize)>| {
+            let guards = guards.map_or_else(String::new, |(g, n)| {
+                format!(
+                    "AND NOT EXISTS (SELECT 1 FROM unnest(${g}::uuid[]) AS u(id)
+                                      CROSS JOIN LATERAL (
+                                            SELECT 1 FROM {s}.commands AS c
+                                             WHERE c.command_id = u.id LIMIT 1) AS known)
+                     AND NOT EXISTS (SELECT 1 FROM unnest(${n}::text[]) AS n(stream)
+                                      CROSS JOIN LATERAL (
+                                            SELECT e.version FROM {s}.events AS e
+                                             WHERE e.stream = n.stream
+                                             ORDER BY e.version DESC LIMIT 1) AS hit)"
+                )
+            });
+            format!(
+                "UPDATE {s}.log_head SET position = $2 WHERE position = $1 {guards}
+                 RETURNING position"
+            )
+        };
+        // The guarded write of a batch (module doc, "Group commit"): `head` locks the
+        // counter row and moves it only if it is still where the batch was planned; the
+        // inserts and the notification happen only if it moved.
+        let append = |guards| {
+            format!(
+                "WITH head AS ({}), appended AS (
+                     INSERT INTO {s}.events ({EVENT_COLUMNS})
+                     SELECT r.* FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::uuid[],
+                                            $7::text[], $8::integer[], $9::jsonb[],
+                                            $10::jsonb[], $11::text[]) AS r
+                      WHERE EXISTS (SELECT 1 FROM head)
+                 ), recorded AS (
+                     INSERT INTO {s}.commands (command_id, first_position, last_position)
+                     SELECT r.* FROM unnest($12::uuid[], $13::bigint[], $14::bigint[]) AS r
+                      WHERE EXISTS (SELECT 1 FROM head)
+                 )
+                 SELECT position, pg_notify($15, position::text) FROM head",
+                head(guards)
+            )
+        };
+        // The same for a batch of one event (a lone appender's): scalars instead of
+        // arrays, which costs the server noticeably less.
+        let append_one = |guards| {
+            format!(
+                "WITH head AS ({}), appended AS (
+                     INSERT INTO {s}.events ({EVENT_COLUMNS})
+                     SELECT $2, $3::text, $4::bigint, $5::uuid, $6::text, $7::integer,
+                            $8::jsonb, $9::jsonb, $10::text
+                      WHERE EXISTS (SELECT 1 FROM head)
+                 ), recorded AS (
+                     INSERT INTO {s}.commands (command_id, first_position, last_position)
+                     SELECT $11::uuid, $2, $2 WHERE EXISTS (SELECT 1 FROM head)
+                 )
+                 SELECT position, pg_notify($12, position::text) FROM head",
+                head(guards)
+            )
+        };
         Sql {
             schema: schema.to_owned(),
             channel: format!("{schema}_head"),
-            // The guarded write of a batch (module doc, "Group commit"). `head` locks the
-            // counter row and moves it only if it is still where the batch was planned;
-            // the inserts and the notification happen only if it moved. (The checks look
-            // each id and stream up on its own, through its index: as `EXISTS (... = ANY($n))`
-            // a generic plan may scan the whole table hoping for an early match.)
-            append: format!(
-                "WITH head AS ({head}), appended AS (
-                     INSERT INTO {s}.events ({EVENT_COLUMNS})
-                     SELECT r.* FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::uuid[],
-                                            $9::text[], $10::integer[], $11::jsonb[],
-                                            $12::jsonb[], $13::text[]) AS r
-                      WHERE EXISTS (SELECT 1 FROM head)
-                 ), recorded AS (
-                     INSERT INTO {s}.commands (command_id, first_position, last_position)
-                     SELECT r.* FROM unnest($14::uuid[], $15::bigint[], $16::bigint[]) AS r
-                      WHERE EXISTS (SELECT 1 FROM head)
-                 )
-                 SELECT position, pg_notify($17, position::text) FROM head"
-            ),
-            // The same for a batch of one event (a lone appender's): scalars instead of
-            // arrays, which costs the server noticeably less.
-            append_one: format!(
-                "WITH head AS ({head}), appended AS (
-                     INSERT INTO {s}.events ({EVENT_COLUMNS})
-                     SELECT $2, $5::text, $6::bigint, $7::uuid, $8::text, $9::integer, $10::jsonb,
-                            $11::jsonb, $12::text
-                      WHERE EXISTS (SELECT 1 FROM head)
-                 ), recorded AS (
-                     INSERT INTO {s}.commands (command_id, first_position, last_position)
-                     SELECT $13::uuid, $2, $2 WHERE EXISTS (SELECT 1 FROM head)
-                 )
-                 SELECT position, pg_notify($14, position::text) FROM head"
-            ),
+            append: Writes {
+                plain: append(None),
+                guarded: append(Some((16, 17))),
+            },
+            append_one: Writes {
+                plain: append_one(None),
+                guarded: append_one(Some((13, 14))),
+            },
             lock_head: format!("SELECT position FROM {s}.log_head FOR UPDATE"),
             stream_heads: format!(
                 "SELECT s.stream, e.version, e.hash
@@ -460,6 +523,23 @@ impl Sql {
             ),
         }
     }
+}
+
+/// A write statement in its two forms. The guards cost the server a good part of a lone
+/// append (each of their plan nodes is set up at every execution), and most batches write
+/// every request they hold, which leaves nothing to guard.
+struct Writes {
+    /// For a batch that writes all its requests and read every stream it takes as new.
+    plain: String,
+    /// For the others: the head moves only if the unwritten requests' command ids and the
+    /// unread streams taken as new are not in the log.
+    guarded: String,
+}
+
+/// [`Writes`] prepared on a connection.
+struct WriteStatements {
+    plain: Statement,
+    guarded: Statement,
 }
 
 impl PostgresLog {
@@ -514,6 +594,7 @@ impl PostgresLog {
         let shared = Arc::new(Shared {
             head: watch::channel(0).0,
             outstanding: AtomicUsize::new(0),
+            outstanding_at_answer: AtomicUsize::new(0),
             counters: Counters::default(),
         });
 
@@ -522,6 +603,7 @@ impl PostgresLog {
             sql: sql.clone(),
             options: options.clone(),
             conn: None,
+            direct: None,
             cache: HeadCache::default(),
             categories: CategoryHeads::default(),
             contended: 0,
@@ -529,6 +611,13 @@ impl PostgresLog {
             outstanding_seen: 0,
             sent: Vec::new(),
         };
+        // The direct connection first, here on the caller's runtime, which is the one its
+        // direct appends will run on (see "Direct appends" in the module doc).
+        writer
+            .connect()
+            .await
+            .map_err(|e| unavailable("cannot open the writer connection", &e))?;
+        writer.direct = writer.conn.take();
         let (queue, rx) = mpsc::channel(options.queue_appends_max.max(1));
         // The writer and its connection run on a runtime of their own, on one thread: the
         // hand-offs between them (a query out, its result back, for every batch) are then
@@ -553,8 +642,9 @@ impl PostgresLog {
                 runtime.block_on(async move {
                     match writer.connect().await {
                         Ok(()) => {
-                            let _ = ready.send(Ok(()));
-                            writer.run(rx).await;
+                            let state = Arc::new(tokio::sync::Mutex::new(writer));
+                            let _ = ready.send(Ok(state.clone()));
+                            Writer::run(state, rx).await;
                         }
                         Err(e) => {
                             let _ = ready
@@ -564,12 +654,13 @@ impl PostgresLog {
                 });
             })
             .map_err(|e| Error::Unavailable(format!("cannot start the PostgreSQL writer: {e}")))?;
-        connected.await.map_err(|_| {
+        let writer = connected.await.map_err(|_| {
             Error::Unavailable("the PostgreSQL writer stopped while connecting".into())
         })??;
 
         let log = PostgresLog {
             queue,
+            writer,
             pool,
             sql,
             shared,
@@ -608,10 +699,12 @@ impl PostgresLog {
         WriterStats {
             batches: c.batches.load(Ordering::Relaxed),
             appends: c.appends.load(Ordering::Relaxed),
+            direct_appends: c.direct_appends.load(Ordering::Relaxed),
             fast_commits: c.fast_commits.load(Ordering::Relaxed),
             slow_commits: c.slow_commits.load(Ordering::Relaxed),
             guard_misses: c.guard_misses.load(Ordering::Relaxed),
             connects: c.connects.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
         }
     }
 
@@ -677,7 +770,12 @@ impl EventLog for PostgresLog {
             reply,
             lost_at: None,
         };
-        self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        let in_flight = self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        if in_flight == 0 && self.shared.outstanding_at_answer.load(Ordering::Relaxed) <= 1 {
+            if let Ok(writer) = self.writer.try_lock() {
+                return append_direct(writer, pending, answer).await;
+            }
+        }
         if self.queue.send(pending).await.is_err() {
             self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
             return Err(Error::Unavailable(
@@ -788,6 +886,60 @@ struct Pending {
     /// Where a write that lost its connection put this append's last event, had it
     /// committed: finding the command at exactly that position proves it did.
     lost_at: Option<Position>,
+}
+
+/// Writes `pending` on the caller's own task (see "Direct appends" in the module doc):
+/// the batch of one goes through the writer's usual path, on the direct connection.
+async fn append_direct(
+    writer: tokio::sync::MutexGuard<'_, Writer>,
+    pending: Pending,
+    answer: oneshot::Receiver<Result<AppendOutcome, Error>>,
+) -> Result<AppendOutcome, Error> {
+    let mut turn = DirectTurn::begin(writer);
+    Counters::bump(&turn.writer.shared.counters.direct_appends, 1);
+    turn.writer.run_batch(vec![pending], None).await;
+    turn.finished = true;
+    drop(turn);
+    match answer.await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::Unavailable(
+            "a direct append was not answered; retry with the same command id".into(),
+        )),
+    }
+}
+
+/// A direct append's hold on the writer: the direct connection is swapped in for the turn
+/// and back out when it ends. A turn abandoned midway (its caller's future was dropped, by
+/// a timeout say) left its append in doubt: the connection is dropped, which rolls back
+/// anything it had begun, and the cached heads are forgotten, so the next batch reads the
+/// truth under the lock; the append was never answered, so it is no longer outstanding.
+struct DirectTurn<'a> {
+    writer: tokio::sync::MutexGuard<'a, Writer>,
+    finished: bool,
+}
+
+impl<'a> DirectTurn<'a> {
+    fn begin(mut writer: tokio::sync::MutexGuard<'a, Writer>) -> DirectTurn<'a> {
+        let w = &mut *writer;
+        std::mem::swap(&mut w.conn, &mut w.direct);
+        DirectTurn {
+            writer,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for DirectTurn<'_> {
+    fn drop(&mut self) {
+        let w = &mut *self.writer;
+        if !self.finished {
+            w.conn = None;
+            w.cache.invalidate();
+            w.sent.clear();
+            w.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
+        std::mem::swap(&mut w.conn, &mut w.direct);
+    }
 }
 
 /// A command found in the log.
@@ -1078,8 +1230,8 @@ enum Failure {
 /// The writer connection and its prepared statements.
 struct WriterConn {
     client: Client,
-    append: Statement,
-    append_one: Statement,
+    append: WriteStatements,
+    append_one: WriteStatements,
     lock_head: Statement,
     stream_heads: Statement,
     commands: Statement,
@@ -1108,7 +1260,13 @@ struct Writer {
     config: tokio_postgres::Config,
     sql: Arc<Sql>,
     options: PostgresOptions,
+    /// The connection of the batch being written: the writer thread's own, or during a
+    /// direct append the caller's (the two are swapped for the turn).
     conn: Option<WriterConn>,
+    /// The connection of direct appends while the writer thread has the turn; it lives on
+    /// the runtime that opened it (`connect`'s caller's, or that of the direct append that
+    /// had to reopen it).
+    direct: Option<WriterConn>,
     cache: HeadCache,
     categories: CategoryHeads,
     /// Batches left to run on the slow path.
@@ -1140,14 +1298,27 @@ impl Writer {
         // the whole log.
         let through = to_i64(self.categories.through);
         let params: [&(dyn ToSql + Sync); 1] = [&through];
-        let (append, append_one, lock_head, stream_heads, commands, category_heads, rows) = tokio::try_join!(
-            client.prepare(&self.sql.append),
-            client.prepare(&self.sql.append_one),
-            client.prepare(&self.sql.lock_head),
-            client.prepare(&self.sql.stream_heads),
-            client.prepare(&self.sql.commands),
-            client.prepare(&self.sql.category_heads),
-            client.query(&self.sql.category_heads_to_head, &params),
+        let sql = &self.sql;
+        let (
+            append,
+            append_guarded,
+            append_one,
+            append_one_guarded,
+            lock_head,
+            stream_heads,
+            commands,
+            category_heads,
+            rows,
+        ) = tokio::try_join!(
+            client.prepare(&sql.append.plain),
+            client.prepare(&sql.append.guarded),
+            client.prepare(&sql.append_one.plain),
+            client.prepare(&sql.append_one.guarded),
+            client.prepare(&sql.lock_head),
+            client.prepare(&sql.stream_heads),
+            client.prepare(&sql.commands),
+            client.prepare(&sql.category_heads),
+            client.query(&sql.category_heads_to_head, &params),
         )?;
         for row in &rows {
             let head: i64 = row.get(0);
@@ -1161,8 +1332,14 @@ impl Writer {
         }
         self.conn = Some(WriterConn {
             client,
-            append,
-            append_one,
+            append: WriteStatements {
+                plain: append,
+                guarded: append_guarded,
+            },
+            append_one: WriteStatements {
+                plain: append_one,
+                guarded: append_one_guarded,
+            },
             lock_head,
             stream_heads,
             commands,
@@ -1174,10 +1351,11 @@ impl Writer {
 
     /// Collects batches and commits them, until every `PostgresLog` handle is dropped and
     /// the queue is drained.
-    async fn run(mut self, mut queue: mpsc::Receiver<Pending>) {
-        let appends_max = self.options.batch_appends_max.clamp(1, BATCH_APPENDS_MAX);
-        let events_max = self.options.batch_events_max.clamp(1, BATCH_EVENTS_MAX);
-        let wait = Duration::from_micros(self.options.batch_wait_us);
+    async fn run(state: Arc<tokio::sync::Mutex<Writer>>, mut queue: mpsc::Receiver<Pending>) {
+        let options = state.lock().await.options.clone();
+        let appends_max = options.batch_appends_max.clamp(1, BATCH_APPENDS_MAX);
+        let events_max = options.batch_events_max.clamp(1, BATCH_EVENTS_MAX);
+        let wait = Duration::from_micros(options.batch_wait_us);
         let mut carried: Option<Pending> = None;
         // How many appends are expected per batch: a peak of the appends outstanding when
         // batches were answered, decaying when load drops.
@@ -1190,13 +1368,15 @@ impl Writer {
                     None => return,
                 },
             };
+            // A direct append may have the turn: it ends within one append's round trips.
+            let mut this = state.lock().await;
             let deadline = tokio::time::Instant::now() + wait;
             let target = expected.clamp(1, appends_max);
             let mut events = first.request.events.len();
             // On the fast path, each append is decided as it arrives, while the next ones
             // are still on their way.
-            let mut planner = self.fast_planner();
-            self.preplan(&mut planner, &first);
+            let mut planner = this.fast_planner();
+            this.preplan(&mut planner, &first);
             let mut batch = vec![first];
             while batch.len() < appends_max {
                 let next = match queue.try_recv() {
@@ -1212,12 +1392,12 @@ impl Writer {
                     break;
                 }
                 events += next.request.events.len();
-                self.preplan(&mut planner, &next);
+                this.preplan(&mut planner, &next);
                 batch.push(next);
             }
-            self.run_batch(batch, planner.map(Planner::finish)).await;
-            expected = self.outstanding_seen.max(expected - expected / 8);
-            self.outstanding_seen = 0;
+            this.run_batch(batch, planner.map(Planner::finish)).await;
+            expected = this.outstanding_seen.max(expected - expected / 8);
+            this.outstanding_seen = 0;
         }
     }
 
@@ -1254,6 +1434,7 @@ impl Writer {
                     self.fail_all(batch, &reason);
                     return;
                 }
+                Counters::bump(&self.shared.counters.reconnects, 1);
             }
             match self.attempt(&batch, planned.take()).await {
                 Ok(outcomes) => {
@@ -1333,6 +1514,9 @@ impl Writer {
         // This batch plus what queued up while it committed.
         let outstanding = self.shared.outstanding.load(Ordering::Relaxed);
         self.outstanding_seen = self.outstanding_seen.max(outstanding);
+        self.shared
+            .outstanding_at_answer
+            .store(outstanding, Ordering::Relaxed);
         self.shared
             .outstanding
             .fetch_sub(batch.len(), Ordering::Relaxed);
@@ -1522,56 +1706,56 @@ impl Writer {
         let r = &plan.rows;
         let first = to_i64(plan.first);
         let last = to_i64(plan.last);
-        if r.positions.len() == 1 {
-            let rows = conn
-                .client
-                .query(
-                    &conn.append_one,
-                    &[
-                        &first,
-                        &last,
-                        &guard_ids,
-                        &assumed_new,
-                        &r.streams[0],
-                        &r.versions[0],
-                        &r.event_ids[0],
-                        &r.types[0],
-                        &r.schema_versions[0],
-                        &r.data[0],
-                        &r.metadata[0],
-                        &r.hashes[0],
-                        &r.command_ids[0],
-                        &self.sql.channel,
-                    ],
-                )
-                .await?;
-            return Ok(!rows.is_empty());
-        }
-        let rows = conn
-            .client
-            .query(
-                &conn.append,
-                &[
-                    &first,
-                    &last,
-                    &guard_ids,
-                    &assumed_new,
-                    &r.positions,
-                    &r.streams,
-                    &r.versions,
-                    &r.event_ids,
-                    &r.types,
-                    &r.schema_versions,
-                    &r.data,
-                    &r.metadata,
-                    &r.hashes,
-                    &r.command_ids,
-                    &r.command_first,
-                    &r.command_last,
-                    &self.sql.channel,
-                ],
-            )
-            .await?;
+        let guarded = !guard_ids.is_empty() || !assumed_new.is_empty();
+        let guards: [&(dyn ToSql + Sync); 2] = [&guard_ids, &assumed_new];
+        let rows = if r.positions.len() == 1 {
+            let params: [&(dyn ToSql + Sync); 12] = [
+                &first,
+                &last,
+                &r.streams[0],
+                &r.versions[0],
+                &r.event_ids[0],
+                &r.types[0],
+                &r.schema_versions[0],
+                &r.data[0],
+                &r.metadata[0],
+                &r.hashes[0],
+                &r.command_ids[0],
+                &self.sql.channel,
+            ];
+            let statements = &conn.append_one;
+            if guarded {
+                let all: Vec<_> = params.iter().chain(&guards).copied().collect();
+                conn.client.query(&statements.guarded, &all).await?
+            } else {
+                conn.client.query(&statements.plain, &params).await?
+            }
+        } else {
+            let params: [&(dyn ToSql + Sync); 15] = [
+                &first,
+                &last,
+                &r.positions,
+                &r.streams,
+                &r.versions,
+                &r.event_ids,
+                &r.types,
+                &r.schema_versions,
+                &r.data,
+                &r.metadata,
+                &r.hashes,
+                &r.command_ids,
+                &r.command_first,
+                &r.command_last,
+                &self.sql.channel,
+            ];
+            let statements = &conn.append;
+            if guarded {
+                let all: Vec<_> = params.iter().chain(&guards).copied().collect();
+                conn.client.query(&statements.guarded, &all).await?
+            } else {
+                conn.client.query(&statements.plain, &params).await?
+            }
+        };
         Ok(!rows.is_empty())
     }
 
