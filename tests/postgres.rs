@@ -948,6 +948,26 @@ async fn command_committed_on_server(schema: &str, command_id: Uuid) -> bool {
     false
 }
 
+/// Sends `request` through `proxy` with the server's replies swallowed, and returns once
+/// the server has committed it: the append's task is still waiting for its reply.
+async fn append_whose_reply_is_lost(
+    log: &Arc<PostgresLog>,
+    proxy: &Proxy,
+    schema: &str,
+    request: &AppendRequest,
+) -> tokio::task::JoinHandle<Result<AppendOutcome, Error>> {
+    proxy.set(Flow::Blackhole);
+    let pending = {
+        let (log, request) = (log.clone(), request.clone());
+        tokio::spawn(async move { log.append(request).await })
+    };
+    assert!(
+        command_committed_on_server(schema, request.command_id).await,
+        "the append reached the server and committed"
+    );
+    pending
+}
+
 /// The server commits an append but its reply is lost and the server stays unreachable:
 /// the caller is told the outcome is unknown, and its retry with the same command id
 /// answers `Duplicate` with the first outcome.
@@ -973,15 +993,7 @@ async fn postgres_unknown_outcome_then_retry_answers_duplicate() {
     .await;
 
     let request = append_request(&stream, ExpectedVersion::Exact(1), numbered_events(2));
-    proxy.set(Flow::Blackhole);
-    let pending = {
-        let (log, request) = (log.clone(), request.clone());
-        tokio::spawn(async move { log.append(request).await })
-    };
-    assert!(
-        command_committed_on_server(&scratch.schema, request.command_id).await,
-        "the append reached the server and committed"
-    );
+    let pending = append_whose_reply_is_lost(&log, &proxy, &scratch.schema, &request).await;
     proxy.set(Flow::Cut);
     match pending.await.expect("append task") {
         Err(Error::Unavailable(message)) => assert!(
@@ -1016,12 +1028,7 @@ async fn postgres_lost_reply_is_resolved_by_command_id_inside_the_writer() {
     .await;
 
     let request = append_request(&stream, ExpectedVersion::Exact(1), numbered_events(2));
-    proxy.set(Flow::Blackhole);
-    let pending = {
-        let (log, request) = (log.clone(), request.clone());
-        tokio::spawn(async move { log.append(request).await })
-    };
-    assert!(command_committed_on_server(&scratch.schema, request.command_id).await);
+    let pending = append_whose_reply_is_lost(&log, &proxy, &scratch.schema, &request).await;
     proxy.set(Flow::Cut);
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.set(Flow::Open);
@@ -1059,15 +1066,7 @@ async fn postgres_abandoned_direct_append_is_resolved_and_doubles_nothing() {
     );
 
     let request = append_request(&stream, ExpectedVersion::Exact(1), numbered_events(2));
-    proxy.set(Flow::Blackhole);
-    let abandoned = {
-        let (log, request) = (log.clone(), request.clone());
-        tokio::spawn(async move { log.append(request).await })
-    };
-    assert!(
-        command_committed_on_server(&scratch.schema, request.command_id).await,
-        "the append reached the server and committed"
-    );
+    let abandoned = append_whose_reply_is_lost(&log, &proxy, &scratch.schema, &request).await;
     abandoned.abort();
     assert!(
         abandoned.await.expect_err("aborted").is_cancelled(),

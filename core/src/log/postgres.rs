@@ -542,6 +542,25 @@ struct WriteStatements {
     guarded: Statement,
 }
 
+impl WriteStatements {
+    /// The plain form with `params`, or the guarded one with the guards' two arrays after
+    /// them.
+    async fn run(
+        &self,
+        client: &Client,
+        params: &[&(dyn ToSql + Sync)],
+        guards: Option<[&(dyn ToSql + Sync); 2]>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        match guards {
+            None => client.query(&self.plain, params).await,
+            Some(guards) => {
+                let all: Vec<_> = params.iter().chain(&guards).copied().collect();
+                client.query(&self.guarded, &all).await
+            }
+        }
+    }
+}
+
 impl PostgresLog {
     /// Connects to `url` (`postgres://...`), in the schema named by its `schema` query
     /// parameter or [`DEFAULT_SCHEMA`]; creates or upgrades the schema if needed.
@@ -1707,7 +1726,7 @@ impl Writer {
         let first = to_i64(plan.first);
         let last = to_i64(plan.last);
         let guarded = !guard_ids.is_empty() || !assumed_new.is_empty();
-        let guards: [&(dyn ToSql + Sync); 2] = [&guard_ids, &assumed_new];
+        let guards = guarded.then_some([&guard_ids as &(dyn ToSql + Sync), &assumed_new]);
         let rows = if r.positions.len() == 1 {
             let params: [&(dyn ToSql + Sync); 12] = [
                 &first,
@@ -1723,13 +1742,7 @@ impl Writer {
                 &r.command_ids[0],
                 &self.sql.channel,
             ];
-            let statements = &conn.append_one;
-            if guarded {
-                let all: Vec<_> = params.iter().chain(&guards).copied().collect();
-                conn.client.query(&statements.guarded, &all).await?
-            } else {
-                conn.client.query(&statements.plain, &params).await?
-            }
+            conn.append_one.run(&conn.client, &params, guards).await?
         } else {
             let params: [&(dyn ToSql + Sync); 15] = [
                 &first,
@@ -1748,13 +1761,7 @@ impl Writer {
                 &r.command_last,
                 &self.sql.channel,
             ];
-            let statements = &conn.append;
-            if guarded {
-                let all: Vec<_> = params.iter().chain(&guards).copied().collect();
-                conn.client.query(&statements.guarded, &all).await?
-            } else {
-                conn.client.query(&statements.plain, &params).await?
-            }
+            conn.append.run(&conn.client, &params, guards).await?
         };
         Ok(!rows.is_empty())
     }
