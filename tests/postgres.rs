@@ -1102,6 +1102,66 @@ async fn postgres_abandoned_direct_append_is_resolved_and_doubles_nothing() {
     assert_eq!(assert_log_sound(&*log, &acknowledged).await.len(), 4);
 }
 
+/// Lone appends are direct (written by their callers' tasks) and overlapping ones go
+/// through the writer thread: a load that keeps switching between the two hands the writer's
+/// state back and forth, and the log stays exact (every append once, positions 1..=N,
+/// every stream's chain intact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_direct_and_batched_appends_interleave_exactly() {
+    const ROUNDS: usize = 10;
+    const LONE: usize = 5;
+    const BURST: usize = 32;
+    let scratch = Scratch::new().await;
+    let log = Arc::new(connect(&url(), scratch.options()).await);
+    let streams: Vec<String> = (0..4).map(|_| stream_name("ticket")).collect();
+    let mut acknowledged = HashMap::new();
+    for _ in 0..ROUNDS {
+        for i in 0..LONE {
+            let request = append_request(
+                &streams[i % streams.len()],
+                ExpectedVersion::Any,
+                numbered_events(1 + i % 2),
+            );
+            let committed = commit(&*log, request.clone()).await;
+            acknowledged.insert(request.command_id, (committed, request.events.len()));
+        }
+        let barrier = Arc::new(Barrier::new(BURST));
+        let burst: Vec<_> = (0..BURST)
+            .map(|k| {
+                let (log, barrier) = (log.clone(), barrier.clone());
+                let request = append_request(
+                    &streams[k % streams.len()],
+                    ExpectedVersion::Any,
+                    numbered_events(1),
+                );
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let committed = commit(&*log, request.clone()).await;
+                    (request, committed)
+                })
+            })
+            .collect();
+        for task in burst {
+            let (request, committed) = task.await.expect("append task");
+            acknowledged.insert(request.command_id, (committed, request.events.len()));
+        }
+    }
+    let stats = log.stats();
+    // After a burst, the first lone append goes through the thread (its batch was not
+    // alone); the others of its round are direct.
+    assert!(
+        stats.direct_appends >= (ROUNDS * (LONE - 1)) as u64,
+        "lone appends are direct: {stats:?}"
+    );
+    assert!(
+        stats.batches < stats.appends,
+        "the bursts shared transactions: {stats:?}"
+    );
+    let events = assert_log_sound(&*log, &acknowledged).await;
+    assert_eq!(acknowledged.len(), ROUNDS * (LONE + BURST));
+    assert_eq!(events.len(), ROUNDS * (LONE + LONE / 2 + BURST));
+}
+
 /// An outage in the middle of a load (every connection dropped, the server unreachable for
 /// longer than the writer waits): appends caught in it fail with `Unavailable`, their
 /// callers retry with the same command id, and in the end every command is in the log

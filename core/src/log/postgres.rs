@@ -151,7 +151,8 @@
 //! sleeping threads per append, each tens of microseconds on a virtual machine: a good part
 //! of a single committer's round trip. So an append that finds nothing else in flight, after
 //! a batch that was alone too, is written by its caller's own task: it takes the writer's
-//! state (the same lock the writer thread holds for each batch; `try_lock`, never waiting),
+//! state (the same lock the writer thread holds for each batch: with nothing in flight, the
+//! thread has nothing left to do with it and lets go of it at once after its last answer),
 //! and runs the same batch path on a second connection, the *direct* one, opened by
 //! [`PostgresLog::connect`] on its caller's runtime (and reopened, when lost, on the runtime
 //! of the direct append that finds it lost), which drives it. Nothing else differs: the
@@ -791,9 +792,10 @@ impl EventLog for PostgresLog {
         };
         let in_flight = self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
         if in_flight == 0 && self.shared.outstanding_at_answer.load(Ordering::Relaxed) <= 1 {
-            if let Ok(writer) = self.writer.try_lock() {
-                return append_direct(writer, pending, answer).await;
-            }
+            // Nothing in flight: the writer thread, if it holds the state, is only finishing
+            // the batch it has just answered.
+            let writer = self.writer.lock().await;
+            return append_direct(writer, pending, answer).await;
         }
         if self.queue.send(pending).await.is_err() {
             self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
