@@ -790,19 +790,20 @@ impl EventLog for PostgresLog {
             reply,
             lost_at: None,
         };
-        let in_flight = self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        let (in_flight, counted) = Outstanding::count(&self.shared);
         if in_flight == 0 && self.shared.outstanding_at_answer.load(Ordering::Relaxed) <= 1 {
             // Nothing in flight: the writer thread, if it holds the state, is only finishing
             // the batch it has just answered.
             let writer = self.writer.lock().await;
+            counted.hand_over();
             return append_direct(writer, pending, answer).await;
         }
         if self.queue.send(pending).await.is_err() {
-            self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
             return Err(Error::Unavailable(
                 "the PostgreSQL writer has stopped".into(),
             ));
         }
+        counted.hand_over();
         answer.await.map_err(|_| {
             Error::Unavailable(
                 "the PostgreSQL writer stopped during this append: its outcome is unknown; \
@@ -907,6 +908,41 @@ struct Pending {
     /// Where a write that lost its connection put this append's last event, had it
     /// committed: finding the command at exactly that position proves it did.
     lost_at: Option<Position>,
+}
+
+/// An append counted in `Shared::outstanding` that nobody has taken charge of yet: if its
+/// caller gives up before it reaches the writer thread or a direct turn (its future dropped
+/// while it waits for the queue or the state), it is uncounted again. Once handed over, it is
+/// uncounted when answered (`Writer::answer`) or when its direct turn is abandoned.
+struct Outstanding<'a> {
+    shared: &'a Shared,
+    handed_over: bool,
+}
+
+impl<'a> Outstanding<'a> {
+    /// Counts one more append; also returns how many were in flight before it.
+    fn count(shared: &'a Shared) -> (usize, Outstanding<'a>) {
+        let before = shared.outstanding.fetch_add(1, Ordering::Relaxed);
+        (
+            before,
+            Outstanding {
+                shared,
+                handed_over: false,
+            },
+        )
+    }
+
+    fn hand_over(mut self) {
+        self.handed_over = true;
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Writes `pending` on the caller's own task (see "Direct appends" in the module doc):
