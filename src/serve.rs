@@ -183,6 +183,7 @@ pub async fn run(
     args: ServeArgs,
 ) -> anyhow::Result<ExitCode> {
     init_tracing();
+    let shutdown = shutdown_signal();
     let config = args.config();
     let client = async_nats::ConnectOptions::new()
         .name(format!("closeloop-serve-{}", config.instance_id))
@@ -192,7 +193,7 @@ pub async fn run(
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
     let (jobs, models) = read_side(&log, &handler, &args.read_side(store)).await?;
     let queries = queries(log, handler.clone(), models);
-    nats::run(config, handler, client, queries, jobs, shutdown_signal()).await?;
+    nats::run(config, handler, client, queries, jobs, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -351,13 +352,14 @@ pub async fn schedule(
     interval: Duration,
 ) -> anyhow::Result<ExitCode> {
     init_tracing();
+    let shutdown = shutdown_signal();
     let checkpoints = open_store(store)
         .await
         .with_context(|| format!("opening read-model storage in {store}"))?;
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutdown requested");
         stop.send_replace(true);
     });
@@ -378,21 +380,30 @@ pub async fn schedule(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// A future that completes on SIGINT or SIGTERM.
+///
+/// The handlers are registered when this is called, not when the future is first polled:
+/// `serve` answers its first request before its select loop polls the shutdown future, and a
+/// SIGTERM landing in between would otherwise find the default disposition and kill the
+/// process instead of draining it. Call it before anything serves.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
