@@ -848,7 +848,18 @@ enum Flow {
 struct Proxy {
     port: u16,
     flow: watch::Sender<Flow>,
+    /// How many client connections are piped through now.
+    pipes: watch::Sender<usize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// One piped connection, counted in `Proxy::pipes` until both its ends are closed.
+struct PipeCount(watch::Sender<usize>);
+
+impl Drop for PipeCount {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Drop for Proxy {
@@ -873,6 +884,8 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let (flow, _) = watch::channel(Flow::Open);
         let flows = flow.clone();
+        let pipes = watch::channel(0).0;
+        let counts = pipes.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -884,14 +897,36 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(pipe(client, server, flows.subscribe()));
+                counts.send_modify(|n| *n += 1);
+                let count = PipeCount(counts.clone());
+                let flow = flows.subscribe();
+                tokio::spawn(async move {
+                    pipe(client, server, flow).await;
+                    drop(count);
+                });
             }
         });
-        Proxy { port, flow, task }
+        Proxy {
+            port,
+            flow,
+            pipes,
+            task,
+        }
     }
 
     fn set(&self, flow: Flow) {
         self.flow.send_replace(flow);
+    }
+
+    /// Drops every connection and returns once all are closed, so a `set(Flow::Open)` right
+    /// after cannot be taken by a pipe for the new state before it saw the cut.
+    async fn cut(&self) {
+        self.set(Flow::Cut);
+        let mut pipes = self.pipes.subscribe();
+        tokio::time::timeout(Duration::from_secs(20), pipes.wait_for(|n| *n == 0))
+            .await
+            .expect("the proxy's connections close after a cut")
+            .expect("the proxy is alive");
     }
 
     fn url(&self) -> String {
@@ -968,32 +1003,57 @@ async fn append_whose_reply_is_lost(
     pending
 }
 
+/// A log connected through a proxy, in a scratch schema, with one event committed on a
+/// fresh stream: where the lost-reply tests begin.
+struct Proxied {
+    scratch: Scratch,
+    proxy: Proxy,
+    log: Arc<PostgresLog>,
+    stream: String,
+    /// The first append and its outcome.
+    first: (AppendRequest, Committed),
+}
+
+impl Proxied {
+    /// With `options` applied to the scratch schema's defaults.
+    async fn start(options: impl FnOnce(PostgresOptions) -> PostgresOptions) -> Proxied {
+        let scratch = Scratch::new().await;
+        let proxy = Proxy::start().await;
+        let log = Arc::new(connect(&proxy.url(), options(scratch.options())).await);
+        let stream = stream_name("ticket");
+        let request = append_request(&stream, ExpectedVersion::Any, numbered_events(1));
+        let committed = commit(&*log, request.clone()).await;
+        Proxied {
+            scratch,
+            proxy,
+            log,
+            stream,
+            first: (request, committed),
+        }
+    }
+
+    /// [`append_whose_reply_is_lost`] on this log.
+    async fn lose_reply_of(
+        &self,
+        request: &AppendRequest,
+    ) -> tokio::task::JoinHandle<Result<AppendOutcome, Error>> {
+        append_whose_reply_is_lost(&self.log, &self.proxy, &self.scratch.schema, request).await
+    }
+}
+
 /// The server commits an append but its reply is lost and the server stays unreachable:
 /// the caller is told the outcome is unknown, and its retry with the same command id
 /// answers `Duplicate` with the first outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unknown_outcome_then_retry_answers_duplicate() {
-    let scratch = Scratch::new().await;
-    let proxy = Proxy::start().await;
-    let log = Arc::new(
-        connect(
-            &proxy.url(),
-            PostgresOptions {
-                reconnect_timeout_ms: 300,
-                ..scratch.options()
-            },
-        )
-        .await,
-    );
-    let stream = stream_name("ticket");
-    commit(
-        &*log,
-        append_request(&stream, ExpectedVersion::Any, numbered_events(1)),
-    )
+    let t = Proxied::start(|options| PostgresOptions {
+        reconnect_timeout_ms: 300,
+        ..options
+    })
     .await;
-
-    let request = append_request(&stream, ExpectedVersion::Exact(1), numbered_events(2));
-    let pending = append_whose_reply_is_lost(&log, &proxy, &scratch.schema, &request).await;
+    let (proxy, log) = (&t.proxy, t.log.clone());
+    let request = append_request(&t.stream, ExpectedVersion::Exact(1), numbered_events(2));
+    let pending = t.lose_reply_of(&request).await;
     proxy.set(Flow::Cut);
     match pending.await.expect("append task") {
         Err(Error::Unavailable(message)) => assert!(
@@ -1017,20 +1077,11 @@ async fn postgres_unknown_outcome_then_retry_answers_duplicate() {
 /// writer finds the command by its id and answers `Committed`, as if the reply had arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_lost_reply_is_resolved_by_command_id_inside_the_writer() {
-    let scratch = Scratch::new().await;
-    let proxy = Proxy::start().await;
-    let log = Arc::new(connect(&proxy.url(), scratch.options()).await);
-    let stream = stream_name("ticket");
-    commit(
-        &*log,
-        append_request(&stream, ExpectedVersion::Any, numbered_events(1)),
-    )
-    .await;
-
-    let request = append_request(&stream, ExpectedVersion::Exact(1), numbered_events(2));
-    let pending = append_whose_reply_is_lost(&log, &proxy, &scratch.schema, &request).await;
-    proxy.set(Flow::Cut);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Proxied::start(|options| options).await;
+    let (proxy, log) = (&t.proxy, t.log.clone());
+    let request = append_request(&t.stream, ExpectedVersion::Exact(1), numbered_events(2));
+    let pending = t.lose_reply_of(&request).await;
+    proxy.cut().await;
     proxy.set(Flow::Open);
     let committed = match pending.await.expect("append task") {
         Ok(AppendOutcome::Committed(c)) => c,
@@ -1053,26 +1104,23 @@ async fn postgres_lost_reply_is_resolved_by_command_id_inside_the_writer() {
 /// and lone appends are direct again afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_abandoned_direct_append_is_resolved_and_doubles_nothing() {
-    let scratch = Scratch::new().await;
-    let proxy = Proxy::start().await;
-    let log = Arc::new(connect(&proxy.url(), scratch.options()).await);
-    let stream = stream_name("ticket");
-    let first_request = append_request(&stream, ExpectedVersion::Any, numbered_events(1));
-    let first = commit(&*log, first_request.clone()).await;
+    let t = Proxied::start(|options| options).await;
+    let (proxy, log, stream) = (&t.proxy, t.log.clone(), t.stream.as_str());
+    let (first_request, first) = t.first.clone();
     let before = log.stats();
     assert_eq!(
         before.direct_appends, 1,
         "a lone append is direct: {before:?}"
     );
 
-    let request = append_request(&stream, ExpectedVersion::Exact(1), numbered_events(2));
-    let abandoned = append_whose_reply_is_lost(&log, &proxy, &scratch.schema, &request).await;
+    let request = append_request(stream, ExpectedVersion::Exact(1), numbered_events(2));
+    let abandoned = t.lose_reply_of(&request).await;
     abandoned.abort();
     assert!(
         abandoned.await.expect_err("aborted").is_cancelled(),
         "the caller gave up before any answer"
     );
-    proxy.set(Flow::Cut);
+    // No cut: the abandoned turn dropped its connection itself (`reconnects` below).
     proxy.set(Flow::Open);
 
     let (outcome, _) = append_retrying(&*log, &request).await;
@@ -1080,7 +1128,7 @@ async fn postgres_abandoned_direct_append_is_resolved_and_doubles_nothing() {
         panic!("the abandoned append committed: its retry must be a duplicate, got {outcome:?}");
     };
     assert_eq!((retried.version, retried.position), (3, 3));
-    let next_request = append_request(&stream, ExpectedVersion::Exact(3), numbered_events(1));
+    let next_request = append_request(stream, ExpectedVersion::Exact(3), numbered_events(1));
     let next = commit(&*log, next_request.clone()).await;
     assert_eq!((next.version, next.position), (4, 4));
     let after = log.stats();
@@ -1100,6 +1148,117 @@ async fn postgres_abandoned_direct_append_is_resolved_and_doubles_nothing() {
         (next_request.command_id, (next, 1)),
     ]);
     assert_eq!(assert_log_sound(&*log, &acknowledged).await.len(), 4);
+}
+
+/// Appends whose callers give up while they wait for room in the writer's queue leave
+/// nothing behind: they are not counted as in flight afterwards (which would turn direct
+/// appends off and make every batch wait for them), and the appends around them commit.
+/// The queue holds one append; a direct append whose reply is swallowed holds the writer's
+/// state, so behind it the writer thread holds one append (taken from the queue, waiting for
+/// the state), the queue one more, and the rest wait for room until their callers give up.
+/// Which appends take those two places is up to the scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_appends_abandoned_while_queued_are_uncounted() {
+    const GIVEN_UP: usize = 6;
+    /// The writer thread's hand and the queue's one place.
+    const PLACES: usize = 2;
+    let t = Proxied::start(|options| PostgresOptions {
+        queue_appends_max: 1,
+        ..options
+    })
+    .await;
+    let log = t.log.clone();
+    let held = append_request(&t.stream, ExpectedVersion::Exact(1), numbered_events(1));
+    let held_task = t.lose_reply_of(&held).await;
+    // Appends of one event each to new streams, each in a task of its own.
+    let spawn_appends = |count: usize| {
+        let requests: Vec<AppendRequest> = (0..count)
+            .map(|_| {
+                append_request(
+                    &stream_name("ticket"),
+                    ExpectedVersion::Any,
+                    numbered_events(1),
+                )
+            })
+            .collect();
+        let tasks: Vec<_> = requests
+            .iter()
+            .map(|request| {
+                let (log, request) = (log.clone(), request.clone());
+                tokio::spawn(async move { log.append(request).await })
+            })
+            .collect();
+        (requests, tasks)
+    };
+    let (kept, kept_tasks) = spawn_appends(2);
+    let (given_up, given_up_tasks) = spawn_appends(GIVEN_UP);
+    let all = 1 + kept.len() + GIVEN_UP;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.stats().outstanding < all {
+        assert!(
+            Instant::now() < deadline,
+            "appends in flight: {:?}",
+            log.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await; // poll interval
+    }
+    for task in given_up_tasks {
+        task.abort();
+        assert!(task.await.expect_err("aborted").is_cancelled());
+    }
+    // At most PLACES of those given up had been taken in; the others were waiting for room.
+    assert!(
+        log.stats().outstanding <= 1 + kept.len() + PLACES,
+        "appends given up while waiting for room are uncounted: {:?}",
+        log.stats()
+    );
+
+    // Let the held append's connection go: it is resolved by its command id, then the
+    // writer thread commits the rest.
+    t.proxy.cut().await;
+    t.proxy.set(Flow::Open);
+    let mut acknowledged = HashMap::from([(t.first.0.command_id, (t.first.1.clone(), 1))]);
+    match held_task.await.expect("append task") {
+        Ok(AppendOutcome::Committed(c)) => acknowledged.insert(held.command_id, (c, 1)),
+        other => panic!("the held append is resolved by its command id: {other:?}"),
+    };
+    for (request, task) in kept.iter().zip(kept_tasks) {
+        match task.await.expect("append task") {
+            Ok(AppendOutcome::Committed(c)) => acknowledged.insert(request.command_id, (c, 1)),
+            other => panic!("an append behind the held one commits: {other:?}"),
+        };
+    }
+    assert_eq!(log.stats().outstanding, 0, "{:?}", log.stats());
+
+    // Lone appends are direct again (after one through the writer thread, whose batch is
+    // then alone).
+    for _ in 0..2 {
+        let request = append_request(&t.stream, ExpectedVersion::Any, numbered_events(1));
+        acknowledged.insert(
+            request.command_id,
+            (commit(&*log, request.clone()).await, 1),
+        );
+    }
+    let before = log.stats().direct_appends;
+    let request = append_request(&t.stream, ExpectedVersion::Any, numbered_events(1));
+    acknowledged.insert(
+        request.command_id,
+        (commit(&*log, request.clone()).await, 1),
+    );
+    assert_eq!(log.stats().direct_appends, before + 1, "{:?}", log.stats());
+
+    // Every acknowledged append once; of those given up, at most those that were taken in.
+    let events = assert_log_sound(&*log, &acknowledged).await;
+    let written: HashSet<Uuid> = events.iter().map(|e| e.metadata.command_id).collect();
+    let queued = given_up
+        .iter()
+        .filter(|r| written.contains(&r.command_id))
+        .count();
+    assert!(
+        queued <= PLACES,
+        "{queued} appends given up while waiting for room were written"
+    );
+    assert_eq!(events.len(), acknowledged.len() + queued);
 }
 
 /// Lone appends are direct (written by their callers' tasks) and overlapping ones go

@@ -166,6 +166,13 @@
 //! the next batch reads the truth under the lock; the append itself, if it committed, is
 //! found by its command id on retry.
 //!
+//! Both choices rest on one count, the appends in flight (`outstanding`, in
+//! [`WriterStats`]). Each append's request carries its place in it and gives it back when it
+//! is answered or dropped unanswered, wherever that happens (waiting for room in the queue,
+//! for the state, or midway through a direct turn), so a caller that gives up can never
+//! leave an append counted for ever, which would turn direct appends off and make every
+//! batch wait for an append that is not coming.
+//!
 //! # Immutability and hashes
 //!
 //! Triggers reject UPDATE, DELETE (row triggers) and TRUNCATE (statement trigger) on `events`
@@ -303,6 +310,9 @@ pub struct WriterStats {
     /// Writer connections opened again after one was lost (or dropped, by an abandoned
     /// direct append).
     pub reconnects: u64,
+    /// Appends in flight now: taken by `append` and not yet answered or given up by their
+    /// callers. 0 whenever the log is idle.
+    pub outstanding: usize,
 }
 
 #[derive(Default)]
@@ -662,9 +672,10 @@ impl PostgresLog {
                 runtime.block_on(async move {
                     match writer.connect().await {
                         Ok(()) => {
+                            let options = writer.options.clone();
                             let state = Arc::new(tokio::sync::Mutex::new(writer));
                             let _ = ready.send(Ok(state.clone()));
-                            Writer::run(state, rx).await;
+                            Writer::run(state, &options, rx).await;
                         }
                         Err(e) => {
                             let _ = ready
@@ -725,6 +736,7 @@ impl PostgresLog {
             guard_misses: c.guard_misses.load(Ordering::Relaxed),
             connects: c.connects.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            outstanding: self.shared.outstanding.load(Ordering::Relaxed),
         }
     }
 
@@ -785,17 +797,17 @@ impl EventLog for PostgresLog {
         check_request(&request)?;
         check_storable(&request)?;
         let (reply, answer) = oneshot::channel();
+        let (in_flight, counted) = Counted::count(&self.shared);
         let pending = Pending {
             request,
             reply,
             lost_at: None,
+            counted,
         };
-        let (in_flight, counted) = Outstanding::count(&self.shared);
         if in_flight == 0 && self.shared.outstanding_at_answer.load(Ordering::Relaxed) <= 1 {
             // Nothing in flight: the writer thread, if it holds the state, is only finishing
             // the batch it has just answered.
             let writer = self.writer.lock().await;
-            counted.hand_over();
             return append_direct(writer, pending, answer).await;
         }
         if self.queue.send(pending).await.is_err() {
@@ -803,7 +815,6 @@ impl EventLog for PostgresLog {
                 "the PostgreSQL writer has stopped".into(),
             ));
         }
-        counted.hand_over();
         answer.await.map_err(|_| {
             Error::Unavailable(
                 "the PostgreSQL writer stopped during this append: its outcome is unknown; \
@@ -908,40 +919,28 @@ struct Pending {
     /// Where a write that lost its connection put this append's last event, had it
     /// committed: finding the command at exactly that position proves it did.
     lost_at: Option<Position>,
+    /// Uncounts the append from `Shared::outstanding` when it goes.
+    counted: Counted,
 }
 
-/// An append counted in `Shared::outstanding` that nobody has taken charge of yet: if its
-/// caller gives up before it reaches the writer thread or a direct turn (its future dropped
-/// while it waits for the queue or the state), it is uncounted again. Once handed over, it is
-/// uncounted when answered (`Writer::answer`) or when its direct turn is abandoned.
-struct Outstanding<'a> {
-    shared: &'a Shared,
-    handed_over: bool,
-}
+/// One append's place in `Shared::outstanding`, held by its [`Pending`]: the append stops
+/// counting when its `Pending` is answered or dropped unanswered, whichever way it goes: its
+/// caller gave up while it waited for room in the queue or for the writer's state, or in the
+/// middle of its direct turn. One mechanism, so no path can leave an append counted for ever
+/// (which would turn direct appends off and make every batch wait for one more append).
+struct Counted(Arc<Shared>);
 
-impl<'a> Outstanding<'a> {
+impl Counted {
     /// Counts one more append; also returns how many were in flight before it.
-    fn count(shared: &'a Shared) -> (usize, Outstanding<'a>) {
+    fn count(shared: &Arc<Shared>) -> (usize, Counted) {
         let before = shared.outstanding.fetch_add(1, Ordering::Relaxed);
-        (
-            before,
-            Outstanding {
-                shared,
-                handed_over: false,
-            },
-        )
-    }
-
-    fn hand_over(mut self) {
-        self.handed_over = true;
+        (before, Counted(shared.clone()))
     }
 }
 
-impl Drop for Outstanding<'_> {
+impl Drop for Counted {
     fn drop(&mut self) {
-        if !self.handed_over {
-            self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -969,7 +968,7 @@ async fn append_direct(
 /// and back out when it ends. A turn abandoned midway (its caller's future was dropped, by
 /// a timeout say) left its append in doubt: the connection is dropped, which rolls back
 /// anything it had begun, and the cached heads are forgotten, so the next batch reads the
-/// truth under the lock; the append was never answered, so it is no longer outstanding.
+/// truth under the lock. (The append's `Pending`, dropped with the turn, uncounts it.)
 struct DirectTurn<'a> {
     writer: tokio::sync::MutexGuard<'a, Writer>,
     finished: bool,
@@ -993,7 +992,6 @@ impl Drop for DirectTurn<'_> {
             w.conn = None;
             w.cache.invalidate();
             w.sent.clear();
-            w.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
         }
         std::mem::swap(&mut w.conn, &mut w.direct);
     }
@@ -1408,8 +1406,11 @@ impl Writer {
 
     /// Collects batches and commits them, until every `PostgresLog` handle is dropped and
     /// the queue is drained.
-    async fn run(state: Arc<tokio::sync::Mutex<Writer>>, mut queue: mpsc::Receiver<Pending>) {
-        let options = state.lock().await.options.clone();
+    async fn run(
+        state: Arc<tokio::sync::Mutex<Writer>>,
+        options: &PostgresOptions,
+        mut queue: mpsc::Receiver<Pending>,
+    ) {
         let appends_max = options.batch_appends_max.clamp(1, BATCH_APPENDS_MAX);
         let events_max = options.batch_events_max.clamp(1, BATCH_EVENTS_MAX);
         let wait = Duration::from_micros(options.batch_wait_us);
@@ -1574,13 +1575,19 @@ impl Writer {
         self.shared
             .outstanding_at_answer
             .store(outstanding, Ordering::Relaxed);
-        self.shared
-            .outstanding
-            .fetch_sub(batch.len(), Ordering::Relaxed);
         Counters::bump(&self.shared.counters.appends, batch.len() as u64);
-        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        // Every append of the batch is uncounted before any caller hears: one that appends
+        // again at once must not find its batch neighbours still in flight.
+        let replies: Vec<_> = batch
+            .into_iter()
+            .map(|Pending { reply, counted, .. }| {
+                drop(counted);
+                reply
+            })
+            .collect();
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // The caller may have given up waiting; the outcome stands regardless.
-            let _ = pending.reply.send(outcome);
+            let _ = reply.send(outcome);
         }
     }
 
