@@ -14,7 +14,9 @@ use closeloop_core::log::{AppendRequest, EventLog, ExpectedVersion, Metadata, Ne
 use closeloop_projections::models::{Projectors, ReadModels};
 use closeloop_projections::report::ReportQuery;
 use closeloop_projections::runtime::{Projection, RunnerConfig};
-use closeloop_projections::store::{CheckpointStore, MemoryStore, SqliteStore};
+use closeloop_projections::store::{
+    Checkpoint, CheckpointStore, MemoryStore, SqliteStore, StoreError,
+};
 use proptest::prelude::*;
 
 fn small(seed: u64, tickets: usize) -> workload::Workload {
@@ -677,7 +679,7 @@ fn projectors_tail_the_log_in_their_own_tasks_and_the_scheduler_runs_alone() {
 fn a_newer_projector_version_is_never_overwritten() {
     use closeloop_projections::runtime::Runner;
     use closeloop_projections::sla::SlaModel;
-    use closeloop_projections::store::StoreError;
+    use StoreError;
 
     async fn check(store: Arc<dyn CheckpointStore>) {
         let newer = SlaModel::VERSION + 1;
@@ -740,5 +742,79 @@ fn a_newer_projector_version_is_never_overwritten() {
             .await
             .unwrap();
         result.unwrap();
+    });
+}
+
+/// A checkpoint store whose first `failures` saves fail, as a store that is briefly
+/// unreachable does.
+struct FlakyStore {
+    inner: MemoryStore,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CheckpointStore for FlakyStore {
+    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.load(name).await
+    }
+
+    async fn save(
+        &self,
+        name: &str,
+        version: u32,
+        position: closeloop_core::log::Position,
+        state: String,
+    ) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::Relaxed);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable("the store is down".into()));
+        }
+        self.inner.save(name, version, position, state).await
+    }
+
+    async fn promote(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        self.inner.promote(from, to).await
+    }
+}
+
+/// A projector whose store fails shows the error in its status (and so in every report)
+/// while it lasts; once a catch-up succeeds the error is gone and the model is the one-pass
+/// model: a transient failure is not reported as staleness for ever.
+#[test]
+fn a_store_error_is_shown_until_the_projector_recovers() {
+    runtime().block_on(async {
+        let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+        let handler = Handler::new(log.clone(), HandlerConfig::default());
+        for envelope in small(5, 5).sequential() {
+            handler.handle(envelope.clone()).await;
+        }
+        let store = Arc::new(FlakyStore {
+            inner: MemoryStore::new(),
+            failures: std::sync::atomic::AtomicUsize::new(3),
+        });
+        let mut p = Projectors::open(log.clone(), store.clone(), config(7))
+            .await
+            .unwrap();
+        let failures = p.catch_up().await;
+        assert_eq!(
+            failures.len(),
+            3,
+            "every projector's save failed: {failures:?}"
+        );
+        let models = p.read_models();
+        for status in &models.statuses {
+            let error = status.error().expect("the failure is shown");
+            assert!(error.contains("the store is down"), "{error}");
+        }
+
+        assert!(p.catch_up().await.is_empty(), "the store is back");
+        let models = p.read_models();
+        for status in &models.statuses {
+            assert_eq!(status.error(), None, "{}", status.name);
+            assert_eq!(status.lag(), 0);
+        }
+        assert_eq!(states(&models), states(&one_pass(log).await));
     });
 }

@@ -316,11 +316,20 @@ impl<P: Projection> Runner<P> {
         Ok(self.status.position())
     }
 
+    /// Shows the outcome in the status. A store error (the log or the checkpoint store
+    /// unreachable for a while) is shown until a later catch-up succeeds; an event it could
+    /// not fold stays shown, since the projector never passes it.
     fn record<T>(&self, result: Result<T, ProjectorError>) -> Result<T, ProjectorError> {
-        if let Err(e) = &result {
-            tracing::error!(projector = P::NAME, error = %e, "projector stopped");
-            *self.status.error.lock().expect("status lock") = Some(e.to_string());
+        let mut error = self.status.error.lock().expect("status lock");
+        match &result {
+            Err(e) => {
+                tracing::error!(projector = P::NAME, error = %e, "projector stopped");
+                *error = Some(e.to_string());
+            }
+            Ok(_) if self.failed.is_none() => *error = None,
+            Ok(_) => {}
         }
+        drop(error);
         result
     }
 
