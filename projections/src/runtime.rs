@@ -264,6 +264,9 @@ impl<P: Projection> Runner<P> {
                 }
             }
         }
+        // The batch may hold events appended after `head` was read: the head is at least
+        // as far as the last of them (else the status would show a head behind its position).
+        self.status.head.fetch_max(position, Ordering::AcqRel);
         if let Some(e) = failure {
             // The model holds exactly the events up to `position`: saving stays consistent.
             self.status.position.store(position, Ordering::Release);
