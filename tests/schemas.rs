@@ -165,38 +165,15 @@ fn event_schema<D: JsonSchema>(event_type: &str, version: u32) -> Value {
 /// Every schema file, by path under `schemas/json/`.
 fn generate() -> BTreeMap<String, Value> {
     let mut files = BTreeMap::new();
+    // One schema per command and event type, from core's own lists of them.
     macro_rules! commands {
         ($($wire:literal => $payload:ty),+ $(,)?) => {{
-            let listed: &[&str] = &[$($wire),+];
-            assert_eq!(listed, Command::TYPES, "a command type has no schema here: add it");
             $(files.insert(format!("commands/{}.json", $wire), command_schema::<$payload>($wire));)+
         }};
     }
-    commands! {
-        "open_ticket" => OpenTicket,
-        "assign_ticket" => AssignTicket,
-        "respond_to_customer" => RespondToCustomer,
-        "request_customer_info" => RequestCustomerInfo,
-        "record_customer_reply" => RecordCustomerReply,
-        "escalate_ticket" => EscalateTicket,
-        "change_priority" => ChangePriority,
-        "add_note" => AddNote,
-        "resolve_ticket" => ResolveTicket,
-        "reopen_ticket" => ReopenTicket,
-        "close_ticket" => CloseTicket,
-        "record_satisfaction" => RecordSatisfaction,
-        "register_agent" => RegisterAgent,
-        "set_agent_availability" => SetAgentAvailability,
-        "register_customer" => RegisterCustomer,
-        "define_calendar" => DefineCalendar,
-        "define_sla_policy" => DefineSlaPolicy,
-        "raise_sla_warning" => RaiseSlaWarning,
-        "record_sla_breach" => RecordSlaBreach,
-    }
+    closeloop_core::for_each_command!(commands);
     macro_rules! events {
         ($($wire:literal => $data:ty),+ $(,)?) => {{
-            let listed: &[&str] = &[$($wire),+];
-            assert_eq!(listed, Event::TYPES, "an event type has no schema here: add it");
             $(files.insert(
                 format!("events/{}.v{}.json", $wire, current_schema_version($wire)),
                 event_schema::<$data>($wire, current_schema_version($wire)),
@@ -208,27 +185,7 @@ fn generate() -> BTreeMap<String, Value> {
         "events/note_added.v1.json".into(),
         event_schema::<NoteAddedV1>("note_added", 1),
     );
-    events! {
-        "ticket_opened" => TicketOpened,
-        "ticket_assigned" => TicketAssigned,
-        "ticket_escalated" => TicketEscalated,
-        "customer_responded_to" => CustomerRespondedTo,
-        "customer_info_requested" => CustomerInfoRequested,
-        "customer_replied" => CustomerReplied,
-        "priority_changed" => PriorityChanged,
-        "note_added" => NoteAdded,
-        "ticket_resolved" => TicketResolved,
-        "ticket_reopened" => TicketReopened,
-        "ticket_closed" => TicketClosed,
-        "satisfaction_recorded" => SatisfactionRecorded,
-        "sla_warning_raised" => SlaWarningRaised,
-        "sla_breached" => SlaBreached,
-        "agent_registered" => AgentRegistered,
-        "agent_availability_changed" => AgentAvailabilityChanged,
-        "customer_registered" => CustomerRegistered,
-        "calendar_defined" => CalendarDefined,
-        "sla_policy_defined" => SlaPolicyDefined,
-    }
+    closeloop_core::for_each_event!(events);
     let any_command: Vec<Value> = Command::TYPES
         .iter()
         .map(|t| json!({"$ref": format!("commands/{t}.json")}))

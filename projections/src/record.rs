@@ -529,27 +529,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for DataSeed<'_> {
                 }
             };
         }
-        decode! {
-            "ticket_opened" => TicketOpened,
-            "ticket_assigned" => TicketAssigned,
-            "ticket_escalated" => TicketEscalated,
-            "customer_responded_to" => CustomerRespondedTo,
-            "customer_info_requested" => CustomerInfoRequested,
-            "customer_replied" => CustomerReplied,
-            "priority_changed" => PriorityChanged,
-            "note_added" => NoteAdded,
-            "ticket_resolved" => TicketResolved,
-            "ticket_reopened" => TicketReopened,
-            "ticket_closed" => TicketClosed,
-            "satisfaction_recorded" => SatisfactionRecorded,
-            "sla_warning_raised" => SlaWarningRaised,
-            "sla_breached" => SlaBreached,
-            "agent_registered" => AgentRegistered,
-            "agent_availability_changed" => AgentAvailabilityChanged,
-            "customer_registered" => CustomerRegistered,
-            "calendar_defined" => CalendarDefined,
-            "sla_policy_defined" => SlaPolicyDefined,
-        }
+        closeloop_core::for_each_event!(decode)
     }
 }
 

@@ -37,12 +37,43 @@ pub const fn current_schema_version(event_type: &str) -> u32 {
     NOTE_ADDED_SCHEMA_VERSION
 }
 
+/// Calls `$callback! { "ticket_opened" => TicketOpened, ... }` with every event of the
+/// public contract: its type name and its variant of [`Event`], which is also the name of its
+/// data type. Code elsewhere that must handle every event type (the lean decoder of the
+/// projections, the schema generator) follows this one list instead of a copy of it.
+#[macro_export]
+macro_rules! for_each_event {
+    ($callback:ident) => {
+        $callback! {
+            "ticket_opened" => TicketOpened,
+            "ticket_assigned" => TicketAssigned,
+            "ticket_escalated" => TicketEscalated,
+            "customer_responded_to" => CustomerRespondedTo,
+            "customer_info_requested" => CustomerInfoRequested,
+            "customer_replied" => CustomerReplied,
+            "priority_changed" => PriorityChanged,
+            "note_added" => NoteAdded,
+            "ticket_resolved" => TicketResolved,
+            "ticket_reopened" => TicketReopened,
+            "ticket_closed" => TicketClosed,
+            "satisfaction_recorded" => SatisfactionRecorded,
+            "sla_warning_raised" => SlaWarningRaised,
+            "sla_breached" => SlaBreached,
+            "agent_registered" => AgentRegistered,
+            "agent_availability_changed" => AgentAvailabilityChanged,
+            "customer_registered" => CustomerRegistered,
+            "calendar_defined" => CalendarDefined,
+            "sla_policy_defined" => SlaPolicyDefined,
+        }
+    };
+}
+
 macro_rules! events {
-    ($($variant:ident($data:ident) => $wire:literal),+ $(,)?) => {
+    ($($wire:literal => $variant:ident),+ $(,)?) => {
         /// Every event of the public contract.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
         #[serde(tag = "type", content = "data", rename_all = "snake_case")]
-        pub enum Event { $($variant($data)),+ }
+        pub enum Event { $($variant($variant)),+ }
 
         impl Event {
             /// Every event type name, as stored and as the last token of its NATS subject.
@@ -78,27 +109,7 @@ macro_rules! events {
     };
 }
 
-events! {
-    TicketOpened(TicketOpened) => "ticket_opened",
-    TicketAssigned(TicketAssigned) => "ticket_assigned",
-    TicketEscalated(TicketEscalated) => "ticket_escalated",
-    CustomerRespondedTo(CustomerRespondedTo) => "customer_responded_to",
-    CustomerInfoRequested(CustomerInfoRequested) => "customer_info_requested",
-    CustomerReplied(CustomerReplied) => "customer_replied",
-    PriorityChanged(PriorityChanged) => "priority_changed",
-    NoteAdded(NoteAdded) => "note_added",
-    TicketResolved(TicketResolved) => "ticket_resolved",
-    TicketReopened(TicketReopened) => "ticket_reopened",
-    TicketClosed(TicketClosed) => "ticket_closed",
-    SatisfactionRecorded(SatisfactionRecorded) => "satisfaction_recorded",
-    SlaWarningRaised(SlaWarningRaised) => "sla_warning_raised",
-    SlaBreached(SlaBreached) => "sla_breached",
-    AgentRegistered(AgentRegistered) => "agent_registered",
-    AgentAvailabilityChanged(AgentAvailabilityChanged) => "agent_availability_changed",
-    CustomerRegistered(CustomerRegistered) => "customer_registered",
-    CalendarDefined(CalendarDefined) => "calendar_defined",
-    SlaPolicyDefined(SlaPolicyDefined) => "sla_policy_defined",
-}
+crate::for_each_event!(events);
 
 impl Event {
     /// The ticket a ticket event belongs to; `None` for directory events.

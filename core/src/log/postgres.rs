@@ -763,9 +763,32 @@ impl PostgresLog {
             .map(|_| ())
     }
 
-    /// Runs one read query on a pooled connection, once more on a fresh connection if the
-    /// first one turns out to be lost.
+    /// Runs one read query on a pooled connection (see [`PostgresLog::on_connection`]).
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        let (_, rows) = self
+            .on_connection(sql, |client, statement| async move {
+                let rows = client.query(&statement, params).await;
+                (client, rows)
+            })
+            .await?;
+        Ok(rows)
+    }
+
+    /// Runs `run` with `sql` prepared on a pooled connection, and once more on another if
+    /// that one turns out to be lost (a pooled connection can die between two uses: a
+    /// server restart, a terminated backend). Gives the connection back with the result,
+    /// for results that go on reading from it (a scan's row stream).
+    pub(super) async fn on_connection<T, F, Fut>(
+        &self,
+        sql: &str,
+        run: F,
+    ) -> Result<(deadpool_postgres::Object, T), Error>
+    where
+        F: Fn(deadpool_postgres::Object, Statement) -> Fut,
+        Fut: std::future::Future<
+            Output = (deadpool_postgres::Object, Result<T, tokio_postgres::Error>),
+        >,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -774,12 +797,12 @@ impl PostgresLog {
                 .get()
                 .await
                 .map_err(|e| Error::Unavailable(format!("no PostgreSQL connection: {e}")))?;
-            let result = match client.prepare_cached(sql).await {
-                Ok(statement) => client.query(&statement, params).await,
-                Err(e) => Err(e),
+            let (client, result) = match client.prepare_cached(sql).await {
+                Ok(statement) => run(client, statement).await,
+                Err(e) => (client, Err(e)),
             };
             match result {
-                Ok(rows) => return Ok(rows),
+                Ok(value) => return Ok((client, value)),
                 Err(e) if is_connection_error(&e, client.is_closed()) => {
                     if attempt >= 2 {
                         return Err(unavailable("lost the PostgreSQL connection", &e));

@@ -28,9 +28,7 @@
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, RowStream};
 
-use super::{
-    is_connection_error, saturate_i64, to_u64, unavailable, Error, Filter, Position, PostgresLog,
-};
+use super::{saturate_i64, to_u64, Error, Filter, Position, PostgresLog};
 
 /// The columns a scan selects, in [`ScannedRow`]'s order.
 const SCAN_COLUMNS: &str = "position, stream, type, schema_version, data::text, \
@@ -129,32 +127,16 @@ impl PostgresLog {
         if let Some(c) = &categories {
             params.push(c);
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let client = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| Error::Unavailable(format!("no PostgreSQL connection: {e}")))?;
-            let result = match client.prepare_cached(&sql).await {
-                Ok(statement) => client.query_raw(&statement, params.iter().copied()).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(rows) => {
-                    return Ok(Scan {
-                        rows: Box::pin(rows),
-                        _client: client,
-                    })
-                }
-                Err(e) if is_connection_error(&e, client.is_closed()) => {
-                    if attempt >= 2 {
-                        return Err(unavailable("lost the PostgreSQL connection", &e));
-                    }
-                }
-                Err(e) => return Err(Error::Postgres(e)),
-            }
-        }
+        let params = &params;
+        let (client, rows) = self
+            .on_connection(&sql, |client, statement| async move {
+                let rows = client.query_raw(&statement, params.iter().copied()).await;
+                (client, rows)
+            })
+            .await?;
+        Ok(Scan {
+            rows: Box::pin(rows),
+            _client: client,
+        })
     }
 }
