@@ -106,6 +106,17 @@ async fn live_run(
     models
 }
 
+/// An in-memory log holding the `small(seed, tickets)` workload, submitted one command at a
+/// time through a handler.
+async fn memory_log_with(seed: u64, tickets: usize) -> Arc<dyn EventLog> {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    for envelope in small(seed, tickets).sequential() {
+        handler.handle(envelope.clone()).await;
+    }
+    log
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -172,11 +183,7 @@ fn sqlite_keeps_state_and_checkpoint_together() {
 #[test]
 fn a_failing_projector_stops_at_the_event_and_the_others_go_on() {
     runtime().block_on(async {
-        let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-        let handler = Handler::new(log.clone(), HandlerConfig::default());
-        for envelope in small(3, 5).sequential() {
-            handler.handle(envelope.clone()).await;
-        }
+        let log = memory_log_with(3, 5).await;
         // A calendar no projector can use, appended behind the handler's back.
         let bad = Event::CalendarDefined(CalendarDefined {
             calendar_id: "mars".into(),
@@ -327,11 +334,7 @@ fn two_schedulers_write_one_breach_per_deadline() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-        let setup = Handler::new(log.clone(), HandlerConfig::default());
-        for envelope in small(21, 40).sequential() {
-            setup.handle(envelope.clone()).await;
-        }
+        let log = memory_log_with(21, 40).await;
         let mut instances = Vec::new();
         for _ in 0..2 {
             let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
@@ -785,11 +788,7 @@ impl CheckpointStore for FlakyStore {
 #[test]
 fn a_store_error_is_shown_until_the_projector_recovers() {
     runtime().block_on(async {
-        let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-        let handler = Handler::new(log.clone(), HandlerConfig::default());
-        for envelope in small(5, 5).sequential() {
-            handler.handle(envelope.clone()).await;
-        }
+        let log = memory_log_with(5, 5).await;
         let store = Arc::new(FlakyStore {
             inner: MemoryStore::new(),
             failures: std::sync::atomic::AtomicUsize::new(3),
@@ -869,11 +868,7 @@ impl EventLog for HeadOneBehind {
 #[test]
 fn a_projector_never_shows_a_head_behind_its_position() {
     runtime().block_on(async {
-        let inner: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-        let handler = Handler::new(inner.clone(), HandlerConfig::default());
-        for envelope in small(9, 4).sequential() {
-            handler.handle(envelope.clone()).await;
-        }
+        let inner = memory_log_with(9, 4).await;
         let log: Arc<dyn EventLog> = Arc::new(HeadOneBehind(inner.clone()));
         let mut p = Projectors::open(log, Arc::new(MemoryStore::new()), config(1_000))
             .await
