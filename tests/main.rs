@@ -11,3 +11,4 @@ mod projections;
 mod replay;
 mod restart;
 mod schemas;
+mod tables;

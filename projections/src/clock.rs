@@ -47,6 +47,11 @@ impl Calendars {
             .unwrap_or_else(|| ALWAYS.get_or_init(|| BusinessCalendar::always("")))
     }
 
+    /// How many calendar names are interned (defined or named by a ticket).
+    pub fn names_len(&self) -> usize {
+        self.names.len()
+    }
+
     /// The name of an interned calendar id.
     pub fn name(&self, id: u32) -> &str {
         self.names.name(id)

@@ -34,3 +34,4 @@ pub mod scheduler;
 pub mod sla;
 pub mod store;
 pub mod summary;
+pub mod tables;

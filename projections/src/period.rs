@@ -221,6 +221,15 @@ impl Names {
         self.names.get(id as usize).map_or("?", String::as_str)
     }
 
+    /// How many names are interned.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// Rebuilds the index after deserializing.
     pub fn restored(&mut self) {
         self.index = self

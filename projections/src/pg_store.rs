@@ -1,6 +1,6 @@
 //! Read models on PostgreSQL: the schema `closeloop_read` (`pg_store.sql`): the table
 //! `projections` (state and checkpoint, saved in one statement) and views that flatten the
-//! states for analysts (`sla_timers`, `satisfaction_daily`, `quality_callbacks_daily`,
+//! states for analysts (`satisfaction_daily`, `quality_callbacks_daily`,
 //! `performance_daily`).
 //!
 //! The store URL may carry `?schema=S` (the log's schema); the read models then live in
@@ -30,7 +30,7 @@ pub struct PostgresStore {
 }
 
 /// Splits `?schema=S` off a URL: (URL for tokio-postgres, read-model schema).
-fn split_url(url: &str) -> Result<(String, String), StoreError> {
+pub(crate) fn split_url(url: &str) -> Result<(String, String), StoreError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = None;
     let mut kept = Vec::new();

@@ -35,32 +35,6 @@ $$;
 COMMENT ON TABLE {schema}.projections IS
     'One row per projector: state (JSON) and the last log position folded into it, saved together.';
 
--- Every SLA timer: one row per ticket and target (the live one, or the last fulfilled).
--- A running timer's use up to "now" is not stored (it depends on the report time): compute
--- it with `closeloop report sla --json`.
-CREATE OR REPLACE VIEW {schema}.sla_timers AS
-WITH s AS (SELECT state::jsonb AS j FROM {schema}.projections WHERE name = 'sla')
-SELECT t.key::uuid                                             AS ticket_id,
-       t.value->>'grade'                                       AS grade,
-       t.value->>'priority'                                    AS priority,
-       s.j->'names'->>((t.value->>'assignee')::int)            AS assignee,
-       s.j->'names'->>((t.value->>'team')::int)                AS team,
-       (t.value->>'open')::boolean                             AS ticket_open,
-       s.j->'calendars'->'names'->>((t.value->'clock'->'sla'->>'calendar')::int) AS calendar_id,
-       tm->>'target'                                           AS target,
-       (tm->>'target_minutes')::int                            AS target_minutes,
-       to_timestamp((tm->>'start')::bigint)                    AS started_at,
-       to_timestamp((tm->>'stop')::bigint)                     AS fulfilled_at,
-       to_timestamp((tm->>'due_at')::bigint)                   AS due_at,
-       to_timestamp((tm->>'warn_at')::bigint)                  AS warn_at,
-       CASE WHEN tm ? 'stop' THEN (tm->>'used_business_s')::bigint / 60 END AS business_minutes_used,
-       CASE WHEN tm ? 'stop' THEN (tm->>'used_calendar_s')::bigint / 60 END AS calendar_minutes_used,
-       coalesce((tm->>'warned')::boolean, false)               AS warned,
-       coalesce((tm->>'breach_recorded')::boolean, false)      AS breach_recorded
-  FROM s
- CROSS JOIN LATERAL jsonb_each(s.j->'tickets') t
- CROSS JOIN LATERAL jsonb_array_elements(t.value->'clock'->'timers') tm;
-
 -- Survey figures per group (agent, team, category, grade, channel) and UTC day.
 CREATE OR REPLACE VIEW {schema}.satisfaction_daily AS
 WITH s AS (SELECT state::jsonb AS j FROM {schema}.projections WHERE name = 'satisfaction')
@@ -119,8 +93,6 @@ SELECT r->0->>0                                   AS who,
        (r->1->>'justified_complaints')::int       AS justified_complaints
   FROM s CROSS JOIN LATERAL jsonb_array_elements(s.j->'days') r;
 
-COMMENT ON VIEW {schema}.sla_timers IS
-    'SLA timers per ticket and target: start, deadline (due_at), warning instant, fulfilment; business and calendar minutes once fulfilled.';
 COMMENT ON VIEW {schema}.satisfaction_daily IS
     'Survey ratings per agent/team/category/grade/channel and UTC day: count, score sum, distribution 1..5, resolutions, tickets, complaints.';
 COMMENT ON VIEW {schema}.quality_callbacks_daily IS

@@ -114,6 +114,19 @@ impl Status {
         self.head().saturating_sub(self.position())
     }
 
+    pub(crate) fn set_position(&self, position: Position) {
+        self.position.store(position, Ordering::Release);
+        self.head.fetch_max(position, Ordering::AcqRel);
+    }
+
+    pub(crate) fn raise_head(&self, head: Position) {
+        self.head.fetch_max(head, Ordering::AcqRel);
+    }
+
+    pub(crate) fn set_error(&self, error: Option<String>) {
+        *self.error.lock().expect("status lock") = error;
+    }
+
     /// Why it stopped, if it did.
     pub fn error(&self) -> Option<String> {
         self.error.lock().expect("status lock").clone()

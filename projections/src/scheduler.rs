@@ -34,11 +34,7 @@ pub const TICK_COMMANDS_MAX: usize = 1_000;
 
 /// The deterministic id of a deadline's command.
 pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach: bool) -> Uuid {
-    let target = match target {
-        SlaTarget::FirstResponse => "first_response",
-        SlaTarget::NextResponse => "next_response",
-        SlaTarget::Resolution => "resolution",
-    };
+    let target = crate::sla::target_name(target);
     let kind = if breach { "breach" } else { "warning" };
     let name = format!("{ticket_id}/{target}/{}/{kind}", due_at.as_second());
     Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())

@@ -23,6 +23,15 @@ pub fn target_index(target: SlaTarget) -> usize {
     }
 }
 
+/// A target's name as events and reports spell it.
+pub fn target_name(target: SlaTarget) -> &'static str {
+    match target {
+        SlaTarget::FirstResponse => "first_response",
+        SlaTarget::NextResponse => "next_response",
+        SlaTarget::Resolution => "resolution",
+    }
+}
+
 /// The targets in per-target array order.
 pub const TARGETS: [SlaTarget; 3] = [
     SlaTarget::FirstResponse,

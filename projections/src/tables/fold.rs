@@ -1,0 +1,430 @@
+//! The pure fold of the analysts' tables: one event and the state of the one ticket it
+//! concerns in, the rows it changes out. No IO: the runner loads the ticket's state
+//! ([`TicketWork`]) before a batch and writes the changed rows and states after it, with its
+//! checkpoint, in one transaction.
+//!
+//! Why per ticket: every fact of these tables belongs to one ticket (or one agent, or one
+//! calendar), so a batch touches only the rows of the tickets in it, and its cost is
+//! proportional to its events, never to the number of tickets ever seen.
+
+use std::collections::{BTreeMap, HashMap};
+
+use closeloop_core::domain::{evolve, Event, SlaTarget, Ticket};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::clock::{Calendars, TicketClock, Timer};
+use crate::fact::Fact;
+use crate::record::Record;
+use crate::sla::{target_index, target_name};
+
+use super::rows::*;
+
+/// The stream categories the tables are folded from.
+pub const CATEGORIES: &[&str] = &["ticket", "calendar", "agent"];
+
+/// What one ticket's next events need to know: kept per ticket (the private table
+/// `ticket_state`), never shown to analysts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketWork {
+    /// The domain's own fold of the ticket (its free text dropped: read models keep none).
+    pub ticket: Ticket,
+    pub opened_at: i64,
+    pub first_response_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub clock: TicketClock,
+    /// Timer cycles started per target (first response, next response, resolution).
+    pub cycles: [u32; 3],
+    /// Per target: (due, when) of the last warning and breach recorded.
+    #[serde(default)]
+    pub warned: [Option<(i64, i64)>; 3],
+    #[serde(default)]
+    pub breached: [Option<(i64, i64)>; 3],
+    /// The assignment period still open, if any, and how many periods there were.
+    pub assignment: Option<AssignmentRow>,
+    pub assignment_seq: u32,
+    /// `ticket_assigned` events (one-touch means at most one).
+    pub assigned: u32,
+    pub escalated: bool,
+    pub reopened: bool,
+    pub first_response_minutes: Option<u32>,
+    pub last_resolution: Option<ResolutionRow>,
+}
+
+/// The rows a batch changes, keyed by primary key: a row changed twice in a batch is written
+/// once, as it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub tickets: BTreeMap<Uuid, TicketRow>,
+    pub sla_timers: BTreeMap<(Uuid, String, u32), TimerRow>,
+    pub assignments: BTreeMap<(Uuid, u32), AssignmentRow>,
+    pub resolutions: BTreeMap<(Uuid, u32), ResolutionRow>,
+    pub satisfaction_ratings: BTreeMap<(Uuid, u32, String), RatingRow>,
+    pub agents: BTreeMap<String, AgentRow>,
+    /// Ticket states to store (JSON of [`TicketWork`]).
+    pub work: BTreeMap<Uuid, String>,
+    /// The calendars (JSON of [`Calendars`]), when a batch changed them.
+    pub calendars: Option<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+            && self.agents.is_empty()
+            && self.work.is_empty()
+            && self.calendars.is_none()
+    }
+
+    /// Rows written by this batch, all tables together.
+    pub fn rows(&self) -> usize {
+        self.tickets.len()
+            + self.sla_timers.len()
+            + self.assignments.len()
+            + self.resolutions.len()
+            + self.satisfaction_ratings.len()
+            + self.agents.len()
+            + self.work.len()
+    }
+}
+
+/// The fold's state shared by every ticket: the calendars in force.
+#[derive(Debug, Default)]
+pub struct Folder {
+    pub calendars: Calendars,
+}
+
+impl Folder {
+    /// From stored calendars (JSON of [`Calendars`]).
+    pub fn restore(calendars: Option<&str>) -> Result<Folder, String> {
+        let mut calendars: Calendars = match calendars {
+            Some(json) => serde_json::from_str(json).map_err(|e| e.to_string())?,
+            None => Calendars::default(),
+        };
+        calendars.restored().map_err(|e| e.to_string())?;
+        Ok(Folder { calendars })
+    }
+
+    /// Folds one event. `works` must hold the state of the event's ticket if it has one
+    /// (the runner loads it); the state is updated and the changed rows recorded in `changes`.
+    pub fn fold(
+        &mut self,
+        record: &Record,
+        works: &mut HashMap<Uuid, TicketWork>,
+        changes: &mut Changes,
+    ) -> Result<(), String> {
+        let at = record.at;
+        match &record.event {
+            Event::CalendarDefined(e) => {
+                self.calendars.define(e).map_err(|e| e.to_string())?;
+                changes.calendars = Some(self.calendars_json());
+                return Ok(());
+            }
+            Event::AgentRegistered(e) => {
+                changes.agents.insert(
+                    e.agent_id.clone(),
+                    AgentRow {
+                        agent_id: e.agent_id.clone(),
+                        team: e.team.clone(),
+                        line: e.line,
+                        level: e.level.as_str().to_owned(),
+                        team_lead: e.team_lead,
+                    },
+                );
+                return Ok(());
+            }
+            Event::TicketOpened(e) => {
+                let calendars_before = self.calendars.names_len();
+                let lean = record.lean();
+                let Fact::TicketOpened(opened) = &lean.fact else {
+                    unreachable!("a ticket_opened event is a TicketOpened fact")
+                };
+                let clock = TicketClock::open(at, opened.sla.as_ref(), true, &mut self.calendars);
+                if self.calendars.names_len() != calendars_before {
+                    changes.calendars = Some(self.calendars_json());
+                }
+                let mut ticket = evolve(None, &record.event).ok_or("ticket_opened did not open")?;
+                ticket.subject = String::new();
+                let mut work = TicketWork {
+                    ticket,
+                    opened_at: at,
+                    first_response_at: None,
+                    resolved_at: None,
+                    closed_at: None,
+                    clock,
+                    cycles: [0; 3],
+                    warned: [None; 3],
+                    breached: [None; 3],
+                    assignment: None,
+                    assignment_seq: 0,
+                    assigned: 0,
+                    escalated: false,
+                    reopened: false,
+                    first_response_minutes: None,
+                    last_resolution: None,
+                };
+                for t in &work.clock.timers {
+                    work.cycles[target_index(t.target)] += 1;
+                }
+                self.emit(&work, &[], changes);
+                works.insert(e.ticket_id, work);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let Some(id) = record.lean().ticket_id() else {
+            return Ok(());
+        };
+        let work = works
+            .get_mut(&id)
+            .ok_or_else(|| format!("ticket {id} has events but no ticket_opened before them"))?;
+        let before = self.timer_rows(work);
+        self.apply(work, record, changes)?;
+        self.emit(work, &before, changes);
+        Ok(())
+    }
+
+    fn calendars_json(&self) -> String {
+        serde_json::to_string(&self.calendars).expect("calendars serialize")
+    }
+
+    fn apply(
+        &mut self,
+        w: &mut TicketWork,
+        record: &Record,
+        changes: &mut Changes,
+    ) -> Result<(), String> {
+        let at = record.at;
+        let id = w.ticket.ticket_id;
+        let team_before = w.ticket.team.clone();
+        match &record.event {
+            Event::TicketAssigned(e) => {
+                end_assignment(w, at, "reassigned", changes);
+                w.assigned += 1;
+                start_assignment(w, &e.agent_id, &e.team, at, changes);
+            }
+            Event::TicketEscalated(e) => {
+                w.escalated = true;
+                end_assignment(w, at, "escalated", changes);
+                if let (Some(agent), Some(team)) = (&e.to_agent_id, &e.to_team) {
+                    start_assignment(w, agent, team, at, changes);
+                }
+            }
+            Event::CustomerRespondedTo(_) | Event::CustomerInfoRequested(_) => {
+                w.first_response_at.get_or_insert(at);
+            }
+            Event::TicketReopened(_) => {
+                w.reopened = true;
+                if let Some(r) = &mut w.last_resolution {
+                    r.reopened_later = true;
+                    changes.resolutions.insert((id, r.resolution), r.clone());
+                }
+            }
+            Event::TicketClosed(_) => {
+                w.closed_at = Some(at);
+                end_assignment(w, at, "closed", changes);
+            }
+            Event::SatisfactionRecorded(e) => {
+                let d = e.dimensions;
+                let row = RatingRow {
+                    ticket_id: id,
+                    resolution: e.resolution,
+                    source: e.source.as_str().to_owned(),
+                    rated_at: at,
+                    score: e.score,
+                    agent_id: e.agent_id.clone(),
+                    team: team_before.clone(),
+                    category: w.ticket.category.as_str().to_owned(),
+                    grade: w.ticket.grade.as_str().to_owned(),
+                    channel: w.ticket.channel.as_str().to_owned(),
+                    recognition: d.map(|d| d.recognition),
+                    efficiency: d.map(|d| d.efficiency),
+                    quality: d.map(|d| d.quality),
+                    overall: d.map(|d| d.overall),
+                };
+                changes
+                    .satisfaction_ratings
+                    .insert((id, e.resolution, row.source.clone()), row);
+            }
+            Event::SlaWarningRaised(e) => {
+                w.warned[target_index(e.target)] = Some((e.due_at.as_second(), at));
+            }
+            Event::SlaBreached(e) => {
+                w.breached[target_index(e.target)] = Some((e.due_at.as_second(), at));
+            }
+            _ => {}
+        }
+        let lean = record.lean();
+        let live_before: Vec<(SlaTarget, bool)> = w
+            .clock
+            .timers
+            .iter()
+            .map(|t| (t.target, t.is_live()))
+            .collect();
+        let stopped = w.clock.apply(&lean.fact, at, &mut self.calendars);
+        for t in &w.clock.timers {
+            let was = live_before.iter().find(|(target, _)| *target == t.target);
+            if was.is_none_or(|(_, live)| !live && t.is_live()) {
+                w.cycles[target_index(t.target)] += 1;
+            }
+        }
+        let mut resolution_minutes = None;
+        for s in &stopped {
+            let minutes = u32::try_from(s.business_s / 60).unwrap_or(u32::MAX);
+            match s.target {
+                SlaTarget::FirstResponse => {
+                    w.first_response_minutes.get_or_insert(minutes);
+                }
+                SlaTarget::Resolution => resolution_minutes = Some(minutes),
+                SlaTarget::NextResponse => {}
+            }
+        }
+        if let Event::TicketResolved(e) = &record.event {
+            w.resolved_at = Some(at);
+            let number = w.ticket.resolutions + 1;
+            let row = ResolutionRow {
+                ticket_id: id,
+                resolution: number,
+                resolved_by: e.agent_id.clone(),
+                team: team_before,
+                resolved_at: at,
+                first_response_business_minutes: if number == 1 {
+                    w.first_response_minutes
+                } else {
+                    None
+                },
+                resolution_business_minutes: resolution_minutes,
+                one_touch: w.assigned <= 1 && !w.escalated && !w.reopened,
+                reopened_later: false,
+            };
+            changes.resolutions.insert((id, number), row.clone());
+            w.last_resolution = Some(row);
+        }
+        let mut ticket =
+            evolve(Some(w.ticket.clone()), &record.event).ok_or("a ticket's state vanished")?;
+        ticket.subject = String::new();
+        w.ticket = ticket;
+        Ok(())
+    }
+
+    /// The rows of the ticket's timers as they stand.
+    fn timer_rows(&self, w: &TicketWork) -> Vec<TimerRow> {
+        w.clock
+            .timers
+            .iter()
+            .map(|t| self.timer_row(w, t))
+            .collect()
+    }
+
+    fn timer_row(&self, w: &TicketWork, t: &Timer) -> TimerRow {
+        let i = target_index(t.target);
+        let recorded = |mark: Option<(i64, i64)>, set: bool| {
+            mark.filter(|(due, _)| set && Some(*due) == t.due_at)
+                .map(|(_, when)| when)
+        };
+        let status = match t.stop {
+            Some(_) if t.met() => "fulfilled",
+            Some(_) => "breached",
+            None if t.breach_recorded => "breached",
+            None if w.clock.is_paused() => "paused",
+            None => "running",
+        };
+        let stopped = t.stop.is_some();
+        TimerRow {
+            ticket_id: w.ticket.ticket_id,
+            target: target_name(t.target).to_owned(),
+            cycle: w.cycles[i],
+            status: status.to_owned(),
+            started_at: t.start,
+            due_at: t.due_at,
+            warn_at: t.warn_at,
+            warned_at: recorded(w.warned[i], t.warned),
+            breached_at: recorded(w.breached[i], t.breach_recorded),
+            fulfilled_at: t.stop,
+            met: stopped.then(|| t.met()),
+            target_minutes: t.target_minutes,
+            business_minutes_used: stopped.then_some(t.used_business_s / 60),
+            calendar_minutes_used: stopped.then_some(t.used_calendar_s / 60),
+            calendar_id: w.clock.sla.as_ref().map_or(String::new(), |s| {
+                self.calendars.name(s.calendar).to_owned()
+            }),
+            grade: w.ticket.grade.as_str().to_owned(),
+            priority: w.ticket.priority.as_str().to_owned(),
+        }
+    }
+
+    /// Records the ticket's row, its state and every timer row that changed since `before`
+    /// (a live timer that a new policy dropped is `cancelled`).
+    fn emit(&self, w: &TicketWork, before: &[TimerRow], changes: &mut Changes) {
+        let id = w.ticket.ticket_id;
+        let after = self.timer_rows(w);
+        for old in before {
+            let kept = after
+                .iter()
+                .any(|n| n.target == old.target && n.cycle == old.cycle);
+            if !kept && old.fulfilled_at.is_none() {
+                let mut row = old.clone();
+                row.status = "cancelled".to_owned();
+                changes
+                    .sla_timers
+                    .insert((id, row.target.clone(), row.cycle), row);
+            }
+        }
+        for row in after {
+            if !before.contains(&row) {
+                changes
+                    .sla_timers
+                    .insert((id, row.target.clone(), row.cycle), row);
+            }
+        }
+        let t = &w.ticket;
+        changes.tickets.insert(
+            id,
+            TicketRow {
+                ticket_id: id,
+                customer_id: t.customer_id.clone(),
+                grade: t.grade.as_str().to_owned(),
+                channel: t.channel.as_str().to_owned(),
+                category: t.category.as_str().to_owned(),
+                priority: t.priority.as_str().to_owned(),
+                status: t.status.as_str().to_owned(),
+                line: t.line,
+                assignee: t.assignee.clone(),
+                team: t.team.clone(),
+                opened_at: w.opened_at,
+                first_response_at: w.first_response_at,
+                resolved_at: w.resolved_at,
+                closed_at: w.closed_at,
+                reopenings: t.reopens,
+                escalations: t.escalations,
+            },
+        );
+        changes.work.insert(
+            id,
+            serde_json::to_string(w).expect("a ticket's state serializes"),
+        );
+    }
+}
+
+fn end_assignment(w: &mut TicketWork, at: i64, why: &str, changes: &mut Changes) {
+    if let Some(mut a) = w.assignment.take() {
+        a.until_at = Some(at);
+        a.ended_by = Some(why.to_owned());
+        changes.assignments.insert((a.ticket_id, a.seq), a);
+    }
+}
+
+fn start_assignment(w: &mut TicketWork, agent: &str, team: &str, at: i64, changes: &mut Changes) {
+    w.assignment_seq += 1;
+    let a = AssignmentRow {
+        ticket_id: w.ticket.ticket_id,
+        seq: w.assignment_seq,
+        agent_id: agent.to_owned(),
+        team: team.to_owned(),
+        from_at: at,
+        until_at: None,
+        ended_by: None,
+    };
+    changes.assignments.insert((a.ticket_id, a.seq), a.clone());
+    w.assignment = Some(a);
+}

@@ -1,0 +1,109 @@
+//! The read side as tables: the analysts' fact tables (`tickets`, `sla_timers`,
+//! `assignments`, `resolutions`, `satisfaction_ratings`, `agents`), folded from the log one
+//! batch at a time and written with their checkpoint in one transaction.
+//!
+//! - `rows.rs`: one struct per table (the public contract: the README documents each column).
+//! - `fold.rs`: the pure fold: an event and its ticket's state in, changed rows out.
+//! - `memory.rs`: the reference store, in memory; `sqlite.rs` (+ `sqlite.sql`) and
+//!   `postgres.rs` (+ `postgres.sql`): the same tables in SQL. One conformance suite
+//!   (`tests/tables.rs`) checks that every store ends with the same rows.
+//! - `runner.rs`: the projector: loads the states of the tickets a batch touches (a bounded
+//!   cache keeps the hot ones), folds, and commits rows and checkpoint together, guarded by
+//!   the position it started from.
+//!
+//! Why tables: a model kept as one document must be held whole in memory and rewritten whole
+//! at every save, so the cost of one event grew with every ticket ever seen. Here a batch
+//! writes only the rows of the tickets it touches, memory holds a bounded cache, and
+//! analysts query plain columns with plain SQL.
+
+pub mod fold;
+pub mod memory;
+pub mod postgres;
+pub mod rows;
+pub mod runner;
+pub mod sqlite;
+
+use closeloop_core::log::Position;
+use uuid::Uuid;
+
+pub use fold::{Changes, Folder, TicketWork, CATEGORIES};
+pub use rows::*;
+
+/// The projector's name: the key of its checkpoint.
+pub const NAME: &str = "tables";
+/// Bumped when the fold or a table's shape changes: stored tables of another version are
+/// dropped and rebuilt from position zero.
+pub const VERSION: u32 = 1;
+
+/// What a table store's checkpoint says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub version: u32,
+    /// The last log position folded into the tables.
+    pub position: Position,
+    /// The calendars in force (JSON of `clock::Calendars`).
+    pub calendars: Option<String>,
+}
+
+/// What can go wrong storing the tables. Each kind says what the caller does.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TableError {
+    /// Another writer moved the checkpoint since this one read it (two projectors on one
+    /// store): nothing was written. The caller reloads the checkpoint and goes on from there.
+    #[error("the checkpoint of {NAME} is at {found}, not at {expected} where this batch began: another writer is folding")]
+    Fenced { expected: Position, found: Position },
+    /// The tables were written by a newer projector version: leave them alone.
+    #[error("{NAME} tables are at version {stored}, newer than this binary's {ours}: run the newer binary")]
+    Superseded { stored: u32, ours: u32 },
+    /// The database could not be reached or failed transiently: retry later.
+    #[error("read-model store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row this code cannot have written.
+    #[error("corrupt read-model row: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for TableError {
+    fn from(e: rusqlite::Error) -> TableError {
+        TableError::Unavailable(format!("sqlite: {e}"))
+    }
+}
+
+impl From<tokio_postgres::Error> for TableError {
+    fn from(e: tokio_postgres::Error) -> TableError {
+        TableError::Unavailable(format!("postgres: {e}"))
+    }
+}
+
+/// Where the tables live. Every method is one transaction.
+#[async_trait::async_trait]
+pub trait TableStore: Send + Sync + 'static {
+    /// The checkpoint (creating the tables and a checkpoint at position 0 when absent). A
+    /// checkpoint of an older version empties the tables first.
+    async fn open(&self) -> Result<Saved, TableError>;
+    /// The stored states of these tickets (absent ones are left out).
+    async fn works(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, TableError>;
+    /// Writes the batch's rows and moves the checkpoint from `from` to `to`, in one
+    /// transaction; [`TableError::Fenced`] (and nothing written) when the checkpoint is not
+    /// at `from`.
+    async fn commit(
+        &self,
+        from: Position,
+        to: Position,
+        changes: Changes,
+    ) -> Result<(), TableError>;
+    /// Every row of every table, in primary-key order.
+    async fn dump(&self) -> Result<Dump, TableError>;
+}
+
+/// Checks a stored version against this binary's.
+pub(crate) fn check_version(stored: u32) -> Result<bool, TableError> {
+    match stored.cmp(&VERSION) {
+        std::cmp::Ordering::Greater => Err(TableError::Superseded {
+            stored,
+            ours: VERSION,
+        }),
+        std::cmp::Ordering::Equal => Ok(true),
+        std::cmp::Ordering::Less => Ok(false),
+    }
+}

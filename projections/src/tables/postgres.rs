@@ -1,0 +1,384 @@
+//! The tables on PostgreSQL (`postgres.sql`), in the read-model schema (`closeloop_read`, or
+//! `S_read` for a log in schema S). A commit is one transaction: the checkpoint moves only
+//! if it is still where the batch began, then each table's changed rows go in as one
+//! statement (`jsonb_populate_recordset` over the batch's rows as JSON, upserted by primary
+//! key): a handful of round trips per batch whatever its size.
+
+use closeloop_core::log::Position;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use super::rows::*;
+use super::{check_version, Changes, Dump, Saved, TableError, TableStore, NAME, VERSION};
+
+/// A table: name, primary key, the other columns, and the dump's order.
+struct Table {
+    name: &'static str,
+    key: &'static [&'static str],
+    columns: &'static [&'static str],
+    order: &'static str,
+}
+
+const TICKETS: Table = Table {
+    name: "tickets",
+    key: &["ticket_id"],
+    columns: &[
+        "customer_id",
+        "grade",
+        "channel",
+        "category",
+        "priority",
+        "status",
+        "line",
+        "assignee",
+        "team",
+        "opened_at",
+        "first_response_at",
+        "resolved_at",
+        "closed_at",
+        "reopenings",
+        "escalations",
+    ],
+    order: "ticket_id",
+};
+const SLA_TIMERS: Table = Table {
+    name: "sla_timers",
+    key: &["ticket_id", "target", "cycle"],
+    columns: &[
+        "status",
+        "started_at",
+        "due_at",
+        "warn_at",
+        "warned_at",
+        "breached_at",
+        "fulfilled_at",
+        "met",
+        "target_minutes",
+        "business_minutes_used",
+        "calendar_minutes_used",
+        "calendar_id",
+        "grade",
+        "priority",
+    ],
+    order: "ticket_id, target COLLATE \"C\", cycle",
+};
+const ASSIGNMENTS: Table = Table {
+    name: "assignments",
+    key: &["ticket_id", "seq"],
+    columns: &["agent_id", "team", "from_at", "until_at", "ended_by"],
+    order: "ticket_id, seq",
+};
+const RESOLUTIONS: Table = Table {
+    name: "resolutions",
+    key: &["ticket_id", "resolution"],
+    columns: &[
+        "resolved_by",
+        "team",
+        "resolved_at",
+        "first_response_business_minutes",
+        "resolution_business_minutes",
+        "one_touch",
+        "reopened_later",
+    ],
+    order: "ticket_id, resolution",
+};
+const RATINGS: Table = Table {
+    name: "satisfaction_ratings",
+    key: &["ticket_id", "resolution", "source"],
+    columns: &[
+        "rated_at",
+        "score",
+        "agent_id",
+        "team",
+        "category",
+        "grade",
+        "channel",
+        "recognition",
+        "efficiency",
+        "quality",
+        "overall",
+    ],
+    order: "ticket_id, resolution, source COLLATE \"C\"",
+};
+const AGENTS: Table = Table {
+    name: "agents",
+    key: &["agent_id"],
+    columns: &["team", "line", "level", "team_lead"],
+    order: "agent_id COLLATE \"C\"",
+};
+const TICKET_STATE: Table = Table {
+    name: "ticket_state",
+    key: &["ticket_id"],
+    columns: &["state"],
+    order: "ticket_id",
+};
+
+impl Table {
+    fn upsert(&self, schema: &str) -> String {
+        let names = |cols: &[&str]| cols.join(", ");
+        let excluded: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("excluded.{c}"))
+            .collect();
+        format!(
+            "INSERT INTO {schema}.{t} SELECT * FROM jsonb_populate_recordset(NULL::{schema}.{t}, $1::text::jsonb)
+             ON CONFLICT ({key}) DO UPDATE SET ({cols}) = ROW({ex})",
+            t = self.name,
+            key = names(self.key),
+            cols = names(self.columns),
+            ex = excluded.join(", "),
+        )
+    }
+
+    fn dump(&self, schema: &str) -> String {
+        format!(
+            "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order}), '[]')::text FROM {schema}.{name} t",
+            order = self.order,
+            name = self.name,
+        )
+    }
+}
+
+/// The tables in a PostgreSQL schema. One connection, reopened on the next call after it
+/// was lost.
+pub struct PostgresTables {
+    url: String,
+    schema: String,
+    client: Mutex<Option<Client>>,
+}
+
+impl PostgresTables {
+    /// Connects and creates (or updates) the tables. `url` may carry `?schema=S`.
+    pub async fn connect(url: &str) -> Result<PostgresTables, TableError> {
+        let (url, schema) =
+            crate::pg_store::split_url(url).map_err(|e| TableError::Unavailable(e.to_string()))?;
+        PostgresTables::in_schema(url, schema).await
+    }
+
+    /// The tables in `schema` (a rebuild's shadow schema, say) of the database at `url`.
+    pub async fn in_schema(url: String, schema: String) -> Result<PostgresTables, TableError> {
+        let tables = PostgresTables {
+            url,
+            schema,
+            client: Mutex::new(None),
+        };
+        let sql = include_str!("postgres.sql").replace("{schema}", &tables.schema);
+        let mut slot = tables.client().await?;
+        let client = slot.as_mut().expect("connected");
+        // Concurrent first connects may race to create the schema: one wins, the others see
+        // a unique violation and find everything there on a second run.
+        if client.batch_execute(&sql).await.is_err() {
+            client.batch_execute(&sql).await?;
+        }
+        drop(slot);
+        Ok(tables)
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, TableError> {
+        let mut slot = self.client.lock().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "read-model tables connection closed");
+                }
+            });
+            *slot = Some(client);
+        }
+        Ok(slot)
+    }
+}
+
+fn json<T: Serialize>(rows: impl Iterator<Item = T>) -> String {
+    serde_json::to_string(&rows.collect::<Vec<T>>()).expect("rows serialize")
+}
+
+async fn dump_table<T: DeserializeOwned>(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+    table: &Table,
+) -> Result<Vec<T>, TableError> {
+    let text: String = client.query_one(&table.dump(schema), &[]).await?.get(0);
+    serde_json::from_str(&text).map_err(|e| TableError::Corrupt(format!("{}: {e}", table.name)))
+}
+
+#[async_trait::async_trait]
+impl TableStore for PostgresTables {
+    async fn open(&self) -> Result<Saved, TableError> {
+        let s = &self.schema;
+        let mut slot = self.client().await?;
+        let tx = slot.as_mut().expect("connected").transaction().await?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {s}.table_checkpoint (name, version, position) VALUES ($1, $2, 0)
+                 ON CONFLICT (name) DO NOTHING"
+            ),
+            &[&NAME, &(VERSION as i32)],
+        )
+        .await?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT version, position, calendars FROM {s}.table_checkpoint WHERE name = $1 FOR UPDATE"
+                ),
+                &[&NAME],
+            )
+            .await?;
+        let (version, position, calendars): (i32, i64, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        let version = u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?;
+        let saved = if check_version(version)? {
+            Saved {
+                version,
+                position: u64::try_from(position)
+                    .map_err(|_| TableError::Corrupt("position".into()))?,
+                calendars,
+            }
+        } else {
+            for t in [
+                &TICKETS,
+                &SLA_TIMERS,
+                &ASSIGNMENTS,
+                &RESOLUTIONS,
+                &RATINGS,
+                &AGENTS,
+                &TICKET_STATE,
+            ] {
+                tx.execute(&format!("TRUNCATE {s}.{}", t.name), &[]).await?;
+            }
+            tx.execute(
+                &format!(
+                    "UPDATE {s}.table_checkpoint SET version = $2, position = 0, calendars = NULL WHERE name = $1"
+                ),
+                &[&NAME, &(VERSION as i32)],
+            )
+            .await?;
+            Saved {
+                version: VERSION,
+                position: 0,
+                calendars: None,
+            }
+        };
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    async fn works(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, TableError> {
+        let slot = self.client().await?;
+        let rows = slot
+            .as_ref()
+            .expect("connected")
+            .query(
+                &format!(
+                    "SELECT ticket_id, state FROM {}.ticket_state WHERE ticket_id = ANY($1)",
+                    self.schema
+                ),
+                &[&ids],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn commit(&self, from: Position, to: Position, c: Changes) -> Result<(), TableError> {
+        let s = &self.schema;
+        let mut slot = self.client().await?;
+        let tx = slot.as_mut().expect("connected").transaction().await?;
+        let moved = tx
+            .execute(
+                &format!(
+                    "UPDATE {s}.table_checkpoint SET position = $2, calendars = coalesce($4, calendars)
+                      WHERE name = $1 AND position = $3"
+                ),
+                &[&NAME, &(to as i64), &(from as i64), &c.calendars],
+            )
+            .await?;
+        if moved != 1 {
+            let found: i64 = tx
+                .query_one(
+                    &format!("SELECT position FROM {s}.table_checkpoint WHERE name = $1"),
+                    &[&NAME],
+                )
+                .await?
+                .get(0);
+            return Err(TableError::Fenced {
+                expected: from,
+                found: found as u64,
+            });
+        }
+        let batches = [
+            (
+                &TICKETS,
+                (!c.tickets.is_empty()).then(|| json(c.tickets.values())),
+            ),
+            (
+                &SLA_TIMERS,
+                (!c.sla_timers.is_empty()).then(|| json(c.sla_timers.values())),
+            ),
+            (
+                &ASSIGNMENTS,
+                (!c.assignments.is_empty()).then(|| json(c.assignments.values())),
+            ),
+            (
+                &RESOLUTIONS,
+                (!c.resolutions.is_empty()).then(|| json(c.resolutions.values())),
+            ),
+            (
+                &RATINGS,
+                (!c.satisfaction_ratings.is_empty()).then(|| json(c.satisfaction_ratings.values())),
+            ),
+            (
+                &AGENTS,
+                (!c.agents.is_empty()).then(|| json(c.agents.values())),
+            ),
+            (
+                &TICKET_STATE,
+                (!c.work.is_empty()).then(|| {
+                    json(
+                        c.work.iter().map(
+                            |(id, state)| serde_json::json!({"ticket_id": id, "state": state}),
+                        ),
+                    )
+                }),
+            ),
+        ];
+        for (table, rows) in batches {
+            if let Some(rows) = rows {
+                tx.execute(&table.upsert(s), &[&rows]).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dump(&self) -> Result<Dump, TableError> {
+        let s = &self.schema;
+        let mut slot = self.client().await?;
+        let tx = slot
+            .as_mut()
+            .expect("connected")
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let dump = Dump {
+            tickets: dump_table::<TicketRow>(&tx, s, &TICKETS).await?,
+            sla_timers: dump_table::<TimerRow>(&tx, s, &SLA_TIMERS).await?,
+            assignments: dump_table::<AssignmentRow>(&tx, s, &ASSIGNMENTS).await?,
+            resolutions: dump_table::<ResolutionRow>(&tx, s, &RESOLUTIONS).await?,
+            satisfaction_ratings: dump_table::<RatingRow>(&tx, s, &RATINGS).await?,
+            agents: dump_table::<AgentRow>(&tx, s, &AGENTS).await?,
+        };
+        tx.commit().await?;
+        Ok(dump)
+    }
+}

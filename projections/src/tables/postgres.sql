@@ -1,0 +1,115 @@
+-- The analysts' tables on PostgreSQL, in the read-model schema (`closeloop_read`, or `S_read`
+-- for a log in schema S; written {schema} below, the code substitutes it). The same tables
+-- and columns as on SQLite; times are timestamptz, flags boolean. Idempotent; run on every
+-- connect. The README documents every column.
+CREATE SCHEMA IF NOT EXISTS {schema};
+-- An earlier version flattened the JSON model into a view of this name.
+DROP VIEW IF EXISTS {schema}.sla_timers;
+CREATE TABLE IF NOT EXISTS {schema}.tickets (
+    ticket_id                        uuid        PRIMARY KEY,
+    customer_id                      text        NOT NULL,
+    grade                            text        NOT NULL,
+    channel                          text        NOT NULL,
+    category                         text        NOT NULL,
+    priority                         text        NOT NULL,
+    status                           text        NOT NULL,
+    line                             integer     NOT NULL,
+    assignee                         text,
+    team                             text,
+    opened_at                        timestamptz NOT NULL,
+    first_response_at                timestamptz,
+    resolved_at                      timestamptz,
+    closed_at                        timestamptz,
+    reopenings                       integer     NOT NULL,
+    escalations                      integer     NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_open_by_assignee ON {schema}.tickets (assignee)
+    WHERE status NOT IN ('resolved', 'closed');
+
+CREATE TABLE IF NOT EXISTS {schema}.sla_timers (
+    ticket_id                        uuid        NOT NULL,
+    target                           text        NOT NULL,
+    cycle                            integer     NOT NULL,
+    status                           text        NOT NULL,
+    started_at                       timestamptz NOT NULL,
+    due_at                           timestamptz,
+    warn_at                          timestamptz,
+    warned_at                        timestamptz,
+    breached_at                      timestamptz,
+    fulfilled_at                     timestamptz,
+    met                              boolean,
+    target_minutes                   integer     NOT NULL,
+    business_minutes_used            integer,
+    calendar_minutes_used            integer,
+    calendar_id                      text        NOT NULL,
+    grade                            text        NOT NULL,
+    priority                         text        NOT NULL,
+    PRIMARY KEY (ticket_id, target, cycle)
+);
+-- The scheduler's and the at-risk list's question: live timers by due time.
+CREATE INDEX IF NOT EXISTS sla_timers_open_by_due ON {schema}.sla_timers (due_at)
+    WHERE fulfilled_at IS NULL AND status IN ('running', 'paused', 'breached');
+
+CREATE TABLE IF NOT EXISTS {schema}.assignments (
+    ticket_id                        uuid        NOT NULL,
+    seq                              integer     NOT NULL,
+    agent_id                         text        NOT NULL,
+    team                             text        NOT NULL,
+    from_at                          timestamptz NOT NULL,
+    until_at                         timestamptz,
+    ended_by                         text,
+    PRIMARY KEY (ticket_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.resolutions (
+    ticket_id                        uuid        NOT NULL,
+    resolution                       integer     NOT NULL,
+    resolved_by                      text        NOT NULL,
+    team                             text,
+    resolved_at                      timestamptz NOT NULL,
+    first_response_business_minutes  integer,
+    resolution_business_minutes      integer,
+    one_touch                        boolean     NOT NULL,
+    reopened_later                   boolean     NOT NULL,
+    PRIMARY KEY (ticket_id, resolution)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.satisfaction_ratings (
+    ticket_id                        uuid        NOT NULL,
+    resolution                       integer     NOT NULL,
+    source                           text        NOT NULL,
+    rated_at                         timestamptz NOT NULL,
+    score                            integer     NOT NULL,
+    agent_id                         text,
+    team                             text,
+    category                         text        NOT NULL,
+    grade                            text        NOT NULL,
+    channel                          text        NOT NULL,
+    recognition                      integer,
+    efficiency                       integer,
+    quality                          integer,
+    overall                          integer,
+    PRIMARY KEY (ticket_id, resolution, source)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.agents (
+    agent_id                         text        PRIMARY KEY,
+    team                             text        NOT NULL,
+    line                             integer     NOT NULL,
+    level                            text        NOT NULL,
+    team_lead                        boolean     NOT NULL
+);
+
+-- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
+-- calendars in force, written in the same transaction as the rows.
+CREATE TABLE IF NOT EXISTS {schema}.ticket_state (
+    ticket_id                        uuid        PRIMARY KEY,
+    state                            text        NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.table_checkpoint (
+    name                             text        PRIMARY KEY,
+    version                          integer     NOT NULL,
+    position                         bigint      NOT NULL CHECK (position >= 0),
+    calendars                        text
+);

@@ -1,0 +1,207 @@
+//! The rows of the analysts' tables, one struct per table, at the grain of a fact. These
+//! tables and their columns are a public contract (the README documents each column): a
+//! field renamed here is a column renamed for every analyst's SQL.
+//!
+//! Times are Unix seconds here; SQLite stores them as RFC 3339 text (`2026-11-23T09:15:00Z`,
+//! which sorts and works with SQLite's date functions), PostgreSQL as `timestamptz`.
+//! Durations are whole minutes.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `tickets`: one row per ticket, as it stands after the last event folded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRow {
+    pub ticket_id: Uuid,
+    pub customer_id: String,
+    pub grade: String,
+    pub channel: String,
+    pub category: String,
+    pub priority: String,
+    /// `unassigned`, `assigned`, `in_progress`, `pending_customer`, `resolved`, `closed`.
+    pub status: String,
+    /// Support line 1..3.
+    pub line: u8,
+    pub assignee: Option<String>,
+    pub team: Option<String>,
+    #[serde(with = "time")]
+    pub opened_at: i64,
+    /// The first answer to the customer (`customer_responded_to` or `customer_info_requested`).
+    #[serde(with = "time_opt")]
+    pub first_response_at: Option<i64>,
+    /// The latest resolution (a reopened ticket keeps its last one until resolved again).
+    #[serde(with = "time_opt")]
+    pub resolved_at: Option<i64>,
+    #[serde(with = "time_opt")]
+    pub closed_at: Option<i64>,
+    pub reopenings: u32,
+    pub escalations: u32,
+}
+
+/// `sla_timers`: one row per timer cycle. A target's first timer is cycle 1; a reopen starts
+/// a new `resolution` cycle, a customer reply after an answer a new `next_response` cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRow {
+    pub ticket_id: Uuid,
+    /// `first_response`, `next_response`, `resolution`.
+    pub target: String,
+    pub cycle: u32,
+    /// As of the last event folded: `running`, `paused`, `fulfilled` (in time), `breached`
+    /// (fulfilled late, or a breach recorded), `cancelled` (a priority change's policy has no
+    /// such target). A running timer past its due time is `breached` in `report sla` at the
+    /// report's time; here it stays `running` until the breach is recorded.
+    pub status: String,
+    #[serde(with = "time")]
+    pub started_at: i64,
+    /// When the clock reaches the target (recomputed by pauses and priority changes).
+    #[serde(with = "time_opt")]
+    pub due_at: Option<i64>,
+    /// When the warning threshold is reached.
+    #[serde(with = "time_opt")]
+    pub warn_at: Option<i64>,
+    /// When `sla_warning_raised` was recorded for this deadline.
+    #[serde(with = "time_opt")]
+    pub warned_at: Option<i64>,
+    /// When `sla_breached` was recorded for this deadline.
+    #[serde(with = "time_opt")]
+    pub breached_at: Option<i64>,
+    #[serde(with = "time_opt")]
+    pub fulfilled_at: Option<i64>,
+    /// Whether it was fulfilled within its target (only once fulfilled).
+    pub met: Option<bool>,
+    pub target_minutes: u32,
+    /// Business and calendar minutes used, once fulfilled (a live timer's use depends on
+    /// the time you ask: `report sla` computes it).
+    pub business_minutes_used: Option<u32>,
+    pub calendar_minutes_used: Option<u32>,
+    pub calendar_id: String,
+    pub grade: String,
+    pub priority: String,
+}
+
+/// `assignments`: one row per period a ticket spent with one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentRow {
+    pub ticket_id: Uuid,
+    /// 1, 2, ... in the ticket's order.
+    pub seq: u32,
+    pub agent_id: String,
+    pub team: String,
+    #[serde(with = "time")]
+    pub from_at: i64,
+    /// `None` while the ticket is still with the agent.
+    #[serde(with = "time_opt")]
+    pub until_at: Option<i64>,
+    /// Why it ended: `reassigned`, `escalated`, `closed`.
+    pub ended_by: Option<String>,
+}
+
+/// `resolutions`: one row per resolution (a reopen starts the next).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolutionRow {
+    pub ticket_id: Uuid,
+    /// 1, 2, ...: the `resolution` that ratings name.
+    pub resolution: u32,
+    pub resolved_by: String,
+    /// The ticket's team when resolved.
+    pub team: Option<String>,
+    #[serde(with = "time")]
+    pub resolved_at: i64,
+    /// Business minutes from opening to the first answer (the ticket's first resolution
+    /// only; none without SLA targets).
+    pub first_response_business_minutes: Option<u32>,
+    /// Business minutes of this resolution's `resolution` timer (none without SLA targets).
+    pub resolution_business_minutes: Option<u32>,
+    /// Resolved by the first agent it was assigned to, never escalated nor reopened.
+    pub one_touch: bool,
+    pub reopened_later: bool,
+}
+
+/// `satisfaction_ratings`: one row per rating (at most one per source and resolution).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingRow {
+    pub ticket_id: Uuid,
+    pub resolution: u32,
+    /// `survey` or `callback`.
+    pub source: String,
+    #[serde(with = "time")]
+    pub rated_at: i64,
+    pub score: u8,
+    /// The agent credited (the assignee or resolver when rated).
+    pub agent_id: Option<String>,
+    pub team: Option<String>,
+    pub category: String,
+    pub grade: String,
+    pub channel: String,
+    /// Quality-inspection callback dimensions, 1..5.
+    pub recognition: Option<u8>,
+    pub efficiency: Option<u8>,
+    pub quality: Option<u8>,
+    pub overall: Option<u8>,
+}
+
+/// `agents`: one row per registered agent, as last registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub team: String,
+    pub line: u8,
+    pub level: String,
+    pub team_lead: bool,
+}
+
+/// Every table's rows in primary-key order: what tests compare between backends, and between
+/// a live model and its replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dump {
+    pub tickets: Vec<TicketRow>,
+    pub sla_timers: Vec<TimerRow>,
+    pub assignments: Vec<AssignmentRow>,
+    pub resolutions: Vec<ResolutionRow>,
+    pub satisfaction_ratings: Vec<RatingRow>,
+    pub agents: Vec<AgentRow>,
+}
+
+/// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and
+/// prints it back in a form this reads, whatever the session's time zone.
+mod time {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(seconds: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*seconds))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        super::parse_time(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod time_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(seconds: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match seconds {
+            Some(t) => s.serialize_str(&super::rfc3339(*t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<std::borrow::Cow<str>>::deserialize(d)?
+            .map(|text| super::parse_time(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// A time as the tables store it: RFC 3339 in UTC, to the second.
+pub fn rfc3339(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds).map_or_else(|_| seconds.to_string(), |t| t.to_string())
+}
+
+/// Unix seconds of an RFC 3339 time (any offset).
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|e| format!("time `{text}`: {e}"))
+}

@@ -1,0 +1,434 @@
+//! The tables on SQLite (`sqlite.sql`), in the log's own file, through a connection of their
+//! own. A commit is one `IMMEDIATE` transaction: the checkpoint moves only if it is still
+//! where the batch began, then every changed row is upserted with cached statements.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use closeloop_core::log::Position;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use uuid::Uuid;
+
+use super::rows::*;
+use super::{check_version, Changes, Dump, Saved, TableError, TableStore, NAME, VERSION};
+
+/// How long a commit waits for the log's writer to release the file.
+pub const BUSY_TIMEOUT_MS: u64 = 10_000;
+
+const TABLES: [&str; 7] = [
+    "tickets",
+    "sla_timers",
+    "assignments",
+    "resolutions",
+    "satisfaction_ratings",
+    "agents",
+    "ticket_state",
+];
+
+/// The tables in an SQLite file.
+#[derive(Clone)]
+pub struct SqliteTables {
+    conn: Arc<Mutex<Connection>>,
+}
+
+use super::rows::rfc3339 as to_text;
+
+fn from_text(text: &str) -> rusqlite::Result<i64> {
+    parse_time(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn time(row: &Row, i: usize) -> rusqlite::Result<i64> {
+    from_text(&row.get::<_, String>(i)?)
+}
+
+fn time_opt(row: &Row, i: usize) -> rusqlite::Result<Option<i64>> {
+    row.get::<_, Option<String>>(i)?
+        .map(|t| from_text(&t))
+        .transpose()
+}
+
+fn uuid(row: &Row, i: usize) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(i)?;
+    text.parse().map_err(|e: uuid::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+impl SqliteTables {
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteTables, TableError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        conn.execute_batch(include_str!("sqlite.sql"))?;
+        Ok(SqliteTables {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, TableError> + Send + 'static,
+    ) -> Result<T, TableError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&mut conn.lock().expect("sqlite tables lock")))
+            .await
+            .map_err(|e| TableError::Unavailable(e.to_string()))?
+    }
+}
+
+fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = tx
+        .query_row(
+            "SELECT version, position, calendars FROM table_checkpoint WHERE name = ?1",
+            [NAME],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let saved = match found {
+        Some((version, position, calendars)) => {
+            let version =
+                u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?;
+            if check_version(version)? {
+                Saved {
+                    version,
+                    position: u64::try_from(position)
+                        .map_err(|_| TableError::Corrupt("position".into()))?,
+                    calendars,
+                }
+            } else {
+                for table in TABLES {
+                    tx.execute(&format!("DELETE FROM {table}"), [])?;
+                }
+                tx.execute(
+                    "UPDATE table_checkpoint SET version = ?2, position = 0, calendars = NULL WHERE name = ?1",
+                    params![NAME, VERSION],
+                )?;
+                Saved {
+                    version: VERSION,
+                    position: 0,
+                    calendars: None,
+                }
+            }
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO table_checkpoint (name, version, position) VALUES (?1, ?2, 0)",
+                params![NAME, VERSION],
+            )?;
+            Saved {
+                version: VERSION,
+                position: 0,
+                calendars: None,
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(saved)
+}
+
+fn commit_blocking(
+    conn: &mut Connection,
+    from: Position,
+    to: Position,
+    c: &Changes,
+) -> Result<(), TableError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let moved = tx.execute(
+        "UPDATE table_checkpoint SET position = ?2, calendars = coalesce(?4, calendars)
+          WHERE name = ?1 AND position = ?3",
+        params![NAME, to as i64, from as i64, c.calendars],
+    )?;
+    if moved != 1 {
+        let found: i64 = tx
+            .query_row(
+                "SELECT position FROM table_checkpoint WHERE name = ?1",
+                [NAME],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        return Err(TableError::Fenced {
+            expected: from,
+            found: found as u64,
+        });
+    }
+    {
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO tickets VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+        )?;
+        for r in c.tickets.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.customer_id,
+                r.grade,
+                r.channel,
+                r.category,
+                r.priority,
+                r.status,
+                r.line,
+                r.assignee,
+                r.team,
+                to_text(r.opened_at),
+                r.first_response_at.map(to_text),
+                r.resolved_at.map(to_text),
+                r.closed_at.map(to_text),
+                r.reopenings,
+                r.escalations
+            ])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO sla_timers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+        )?;
+        for r in c.sla_timers.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.target,
+                r.cycle,
+                r.status,
+                to_text(r.started_at),
+                r.due_at.map(to_text),
+                r.warn_at.map(to_text),
+                r.warned_at.map(to_text),
+                r.breached_at.map(to_text),
+                r.fulfilled_at.map(to_text),
+                r.met,
+                r.target_minutes,
+                r.business_minutes_used,
+                r.calendar_minutes_used,
+                r.calendar_id,
+                r.grade,
+                r.priority
+            ])?;
+        }
+        let mut s =
+            tx.prepare_cached("INSERT OR REPLACE INTO assignments VALUES (?1,?2,?3,?4,?5,?6,?7)")?;
+        for r in c.assignments.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.seq,
+                r.agent_id,
+                r.team,
+                to_text(r.from_at),
+                r.until_at.map(to_text),
+                r.ended_by
+            ])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO resolutions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+        )?;
+        for r in c.resolutions.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.resolution,
+                r.resolved_by,
+                r.team,
+                to_text(r.resolved_at),
+                r.first_response_business_minutes,
+                r.resolution_business_minutes,
+                r.one_touch,
+                r.reopened_later
+            ])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO satisfaction_ratings VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+        )?;
+        for r in c.satisfaction_ratings.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.resolution,
+                r.source,
+                to_text(r.rated_at),
+                r.score,
+                r.agent_id,
+                r.team,
+                r.category,
+                r.grade,
+                r.channel,
+                r.recognition,
+                r.efficiency,
+                r.quality,
+                r.overall
+            ])?;
+        }
+        let mut s = tx.prepare_cached("INSERT OR REPLACE INTO agents VALUES (?1,?2,?3,?4,?5)")?;
+        for r in c.agents.values() {
+            s.execute(params![r.agent_id, r.team, r.line, r.level, r.team_lead])?;
+        }
+        let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
+        for (id, state) in &c.work {
+            s.execute(params![id.to_string(), state])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
+    fn all<T>(
+        conn: &Connection,
+        sql: &str,
+        f: impl FnMut(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, TableError> {
+        let mut s = conn.prepare(sql)?;
+        let rows = s.query_map([], f)?.collect::<rusqlite::Result<Vec<T>>>()?;
+        Ok(rows)
+    }
+    let tx = conn.transaction()?;
+    let dump = Dump {
+        tickets: all(&tx, "SELECT * FROM tickets ORDER BY ticket_id", |r| {
+            Ok(TicketRow {
+                ticket_id: uuid(r, 0)?,
+                customer_id: r.get(1)?,
+                grade: r.get(2)?,
+                channel: r.get(3)?,
+                category: r.get(4)?,
+                priority: r.get(5)?,
+                status: r.get(6)?,
+                line: r.get(7)?,
+                assignee: r.get(8)?,
+                team: r.get(9)?,
+                opened_at: time(r, 10)?,
+                first_response_at: time_opt(r, 11)?,
+                resolved_at: time_opt(r, 12)?,
+                closed_at: time_opt(r, 13)?,
+                reopenings: r.get(14)?,
+                escalations: r.get(15)?,
+            })
+        })?,
+        sla_timers: all(
+            &tx,
+            "SELECT * FROM sla_timers ORDER BY ticket_id, target, cycle",
+            |r| {
+                Ok(TimerRow {
+                    ticket_id: uuid(r, 0)?,
+                    target: r.get(1)?,
+                    cycle: r.get(2)?,
+                    status: r.get(3)?,
+                    started_at: time(r, 4)?,
+                    due_at: time_opt(r, 5)?,
+                    warn_at: time_opt(r, 6)?,
+                    warned_at: time_opt(r, 7)?,
+                    breached_at: time_opt(r, 8)?,
+                    fulfilled_at: time_opt(r, 9)?,
+                    met: r.get(10)?,
+                    target_minutes: r.get(11)?,
+                    business_minutes_used: r.get(12)?,
+                    calendar_minutes_used: r.get(13)?,
+                    calendar_id: r.get(14)?,
+                    grade: r.get(15)?,
+                    priority: r.get(16)?,
+                })
+            },
+        )?,
+        assignments: all(
+            &tx,
+            "SELECT * FROM assignments ORDER BY ticket_id, seq",
+            |r| {
+                Ok(AssignmentRow {
+                    ticket_id: uuid(r, 0)?,
+                    seq: r.get(1)?,
+                    agent_id: r.get(2)?,
+                    team: r.get(3)?,
+                    from_at: time(r, 4)?,
+                    until_at: time_opt(r, 5)?,
+                    ended_by: r.get(6)?,
+                })
+            },
+        )?,
+        resolutions: all(
+            &tx,
+            "SELECT * FROM resolutions ORDER BY ticket_id, resolution",
+            |r| {
+                Ok(ResolutionRow {
+                    ticket_id: uuid(r, 0)?,
+                    resolution: r.get(1)?,
+                    resolved_by: r.get(2)?,
+                    team: r.get(3)?,
+                    resolved_at: time(r, 4)?,
+                    first_response_business_minutes: r.get(5)?,
+                    resolution_business_minutes: r.get(6)?,
+                    one_touch: r.get(7)?,
+                    reopened_later: r.get(8)?,
+                })
+            },
+        )?,
+        satisfaction_ratings: all(
+            &tx,
+            "SELECT * FROM satisfaction_ratings ORDER BY ticket_id, resolution, source",
+            |r| {
+                Ok(RatingRow {
+                    ticket_id: uuid(r, 0)?,
+                    resolution: r.get(1)?,
+                    source: r.get(2)?,
+                    rated_at: time(r, 3)?,
+                    score: r.get(4)?,
+                    agent_id: r.get(5)?,
+                    team: r.get(6)?,
+                    category: r.get(7)?,
+                    grade: r.get(8)?,
+                    channel: r.get(9)?,
+                    recognition: r.get(10)?,
+                    efficiency: r.get(11)?,
+                    quality: r.get(12)?,
+                    overall: r.get(13)?,
+                })
+            },
+        )?,
+        agents: all(&tx, "SELECT * FROM agents ORDER BY agent_id", |r| {
+            Ok(AgentRow {
+                agent_id: r.get(0)?,
+                team: r.get(1)?,
+                line: r.get(2)?,
+                level: r.get(3)?,
+                team_lead: r.get(4)?,
+            })
+        })?,
+    };
+    Ok(dump)
+}
+
+#[async_trait::async_trait]
+impl TableStore for SqliteTables {
+    async fn open(&self) -> Result<Saved, TableError> {
+        self.blocking(open_blocking).await
+    }
+
+    async fn works(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, TableError> {
+        let ids = ids.to_vec();
+        self.blocking(move |conn| {
+            let mut s =
+                conn.prepare_cached("SELECT state FROM ticket_state WHERE ticket_id = ?1")?;
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(state) = s.query_row([id.to_string()], |r| r.get(0)).optional()? {
+                    found.push((id, state));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        from: Position,
+        to: Position,
+        changes: Changes,
+    ) -> Result<(), TableError> {
+        self.blocking(move |conn| commit_blocking(conn, from, to, &changes))
+            .await
+    }
+
+    async fn dump(&self) -> Result<Dump, TableError> {
+        self.blocking(dump_blocking).await
+    }
+}

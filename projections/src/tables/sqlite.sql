@@ -1,0 +1,112 @@
+-- The analysts' tables on SQLite, in the log's own file. Times are RFC 3339 text in UTC
+-- ('2026-11-23T09:15:00Z': sorts as time does and works with SQLite's date functions),
+-- durations whole minutes, flags 0/1. Idempotent; run on every open. The README documents
+-- every column.
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id          TEXT    PRIMARY KEY,
+    customer_id        TEXT    NOT NULL,
+    grade              TEXT    NOT NULL,
+    channel            TEXT    NOT NULL,
+    category           TEXT    NOT NULL,
+    priority           TEXT    NOT NULL,
+    status             TEXT    NOT NULL,
+    line               INTEGER NOT NULL,
+    assignee           TEXT,
+    team               TEXT,
+    opened_at          TEXT    NOT NULL,
+    first_response_at  TEXT,
+    resolved_at        TEXT,
+    closed_at          TEXT,
+    reopenings         INTEGER NOT NULL,
+    escalations        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS tickets_open_by_assignee ON tickets (assignee)
+    WHERE status NOT IN ('resolved', 'closed');
+
+CREATE TABLE IF NOT EXISTS sla_timers (
+    ticket_id              TEXT    NOT NULL,
+    target                 TEXT    NOT NULL,
+    cycle                  INTEGER NOT NULL,
+    status                 TEXT    NOT NULL,
+    started_at             TEXT    NOT NULL,
+    due_at                 TEXT,
+    warn_at                TEXT,
+    warned_at              TEXT,
+    breached_at            TEXT,
+    fulfilled_at           TEXT,
+    met                    INTEGER,
+    target_minutes         INTEGER NOT NULL,
+    business_minutes_used  INTEGER,
+    calendar_minutes_used  INTEGER,
+    calendar_id            TEXT    NOT NULL,
+    grade                  TEXT    NOT NULL,
+    priority               TEXT    NOT NULL,
+    PRIMARY KEY (ticket_id, target, cycle)
+) STRICT, WITHOUT ROWID;
+-- The scheduler's and the at-risk list's question: live timers by due time.
+CREATE INDEX IF NOT EXISTS sla_timers_open_by_due ON sla_timers (due_at)
+    WHERE fulfilled_at IS NULL AND status IN ('running', 'paused', 'breached');
+
+CREATE TABLE IF NOT EXISTS assignments (
+    ticket_id  TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    agent_id   TEXT    NOT NULL,
+    team       TEXT    NOT NULL,
+    from_at    TEXT    NOT NULL,
+    until_at   TEXT,
+    ended_by   TEXT,
+    PRIMARY KEY (ticket_id, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS resolutions (
+    ticket_id                        TEXT    NOT NULL,
+    resolution                       INTEGER NOT NULL,
+    resolved_by                      TEXT    NOT NULL,
+    team                             TEXT,
+    resolved_at                      TEXT    NOT NULL,
+    first_response_business_minutes  INTEGER,
+    resolution_business_minutes      INTEGER,
+    one_touch                        INTEGER NOT NULL,
+    reopened_later                   INTEGER NOT NULL,
+    PRIMARY KEY (ticket_id, resolution)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS satisfaction_ratings (
+    ticket_id    TEXT    NOT NULL,
+    resolution   INTEGER NOT NULL,
+    source       TEXT    NOT NULL,
+    rated_at     TEXT    NOT NULL,
+    score        INTEGER NOT NULL,
+    agent_id     TEXT,
+    team         TEXT,
+    category     TEXT    NOT NULL,
+    grade        TEXT    NOT NULL,
+    channel      TEXT    NOT NULL,
+    recognition  INTEGER,
+    efficiency   INTEGER,
+    quality      INTEGER,
+    overall      INTEGER,
+    PRIMARY KEY (ticket_id, resolution, source)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id   TEXT    PRIMARY KEY,
+    team       TEXT    NOT NULL,
+    line       INTEGER NOT NULL,
+    level      TEXT    NOT NULL,
+    team_lead  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
+-- calendars in force, written in the same transaction as the rows.
+CREATE TABLE IF NOT EXISTS ticket_state (
+    ticket_id  TEXT PRIMARY KEY,
+    state      TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS table_checkpoint (
+    name       TEXT    PRIMARY KEY,
+    version    INTEGER NOT NULL,
+    position   INTEGER NOT NULL CHECK (position >= 0),
+    calendars  TEXT
+) STRICT;
