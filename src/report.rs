@@ -76,12 +76,31 @@ pub async fn caught_up(log: Arc<dyn EventLog>, store: &str) -> anyhow::Result<Re
         }
         Err(e) => return Err(e).context("opening read-model storage"),
     };
-    let mut projectors = Projectors::open(log, checkpoints, RunnerConfig::default()).await?;
+    let mut projectors =
+        Projectors::open(log.clone(), checkpoints, RunnerConfig::default()).await?;
     let failures = projectors.catch_up().await;
     for f in &failures {
         eprintln!("warning: {f}");
     }
-    Ok(projectors.read_models())
+    let mut models = projectors.read_models();
+    models.statuses.push(tables_caught_up(log, store).await?);
+    Ok(models)
+}
+
+/// The analysts' tables of a store, caught up to the head of its log; their status.
+pub async fn tables_caught_up(
+    log: Arc<dyn EventLog>,
+    store: &str,
+) -> anyhow::Result<Arc<closeloop_projections::runtime::Status>> {
+    use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+    let tables = closeloop_projections::tables::open_tables(store)
+        .await
+        .context("opening the read-model tables")?;
+    let mut projector = TableProjector::open(log, tables, TableConfig::default()).await?;
+    if let Err(e) = projector.catch_up().await {
+        eprintln!("warning: {e}");
+    }
+    Ok(projector.status())
 }
 
 pub async fn run(

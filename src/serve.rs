@@ -52,6 +52,7 @@ use closeloop_projections::report::ReportQuery;
 use closeloop_projections::runtime::{Projection, ProjectorError, Runner, RunnerConfig};
 use closeloop_projections::scheduler;
 use closeloop_projections::store::{open_store, StoreError};
+use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_replay::history::{ticket_history, History};
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -243,7 +244,14 @@ pub async fn read_side(
     let projectors = Projectors::open(log.clone(), store, RunnerConfig::default())
         .await
         .context("opening the projectors")?;
-    let models = projectors.read_models();
+    let mut models = projectors.read_models();
+    let tables = closeloop_projections::tables::open_tables(&config.store)
+        .await
+        .with_context(|| format!("opening the read-model tables in {}", config.store))?;
+    let tables = TableProjector::open(log.clone(), tables, TableConfig::default())
+        .await
+        .context("opening the tables' projector")?;
+    models.statuses.push(tables.status());
     let Projectors {
         sla,
         satisfaction,
@@ -253,6 +261,7 @@ pub async fn read_side(
         projector_job(sla, log.clone()),
         projector_job(satisfaction, log.clone()),
         projector_job(performance, log.clone()),
+        tables_job(tables, log.clone()),
     ];
     if let Some(interval) = config.scheduler_interval {
         let (model, handler) = (models.sla.clone(), handler.clone());
@@ -342,6 +351,42 @@ async fn tail<P: Projection>(
             _ = shutdown.wait() => return Ok(()),
         }
     }
+}
+
+/// The analysts' tables' projector: one writer per deployment (a leased job; a second writer
+/// would only be fenced out at its next commit), catching up and then tailing the log like
+/// the other projectors.
+fn tables_job(projector: TableProjector, log: Arc<dyn EventLog>) -> Job {
+    let projector = Arc::new(tokio::sync::Mutex::new(projector));
+    Job::once(
+        "projector-tables",
+        Arc::new(move |mut shutdown: Shutdown| {
+            let (projector, log) = (projector.clone(), log.clone());
+            Box::pin(async move {
+                let mut projector = projector.lock().await;
+                loop {
+                    match projector.catch_up().await {
+                        Ok(_) => {}
+                        Err(ProjectorError::Apply { .. }) => {
+                            shutdown.wait().await;
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                    if shutdown.is_set() {
+                        return Ok(());
+                    }
+                    let position = projector.status().position();
+                    tokio::select! {
+                        waited = log.wait_beyond(position, PROJECTOR_TAIL_WAIT) => {
+                            waited.map_err(|e| format!("projector tables: {e}"))?;
+                        }
+                        _ = shutdown.wait() => return Ok(()),
+                    }
+                }
+            })
+        }),
+    )
 }
 
 /// `closeloop schedule`: the SLA scheduler on its own, with its own SLA projector (state and

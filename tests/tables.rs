@@ -233,3 +233,210 @@ fn two_writers_on_postgres_never_apply_an_event_twice() {
 fn two_writers_in_memory_never_apply_an_event_twice() {
     runtime().block_on(two_writers(Arc::new(MemoryTables::new())));
 }
+
+/// The analysts' queries exactly as the README writes them: (title, SQL).
+fn readme_queries() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    readme
+        .split("```sql\n")
+        .skip(1)
+        .filter_map(|block| {
+            let sql = block.split("```").next()?;
+            let title = sql.lines().next()?.strip_prefix("-- analyst: ")?;
+            Some((title.to_owned(), sql.to_owned()))
+        })
+        .collect()
+}
+
+fn query(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut statement = conn.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+    let columns = statement.column_count();
+    let params: Vec<(&str, &dyn rusqlite::ToSql)> = params
+        .iter()
+        .map(|(k, v)| (*k, v as &dyn rusqlite::ToSql))
+        .collect();
+    statement
+        .query_map(params.as_slice(), |r| {
+            (0..columns)
+                .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                .collect()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn text(v: &rusqlite::types::Value) -> String {
+    match v {
+        rusqlite::types::Value::Text(t) => t.clone(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+fn int(v: &rusqlite::types::Value) -> i64 {
+    match v {
+        rusqlite::types::Value::Integer(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn real(v: &rusqlite::types::Value) -> f64 {
+    match v {
+        rusqlite::types::Value::Real(x) => *x,
+        rusqlite::types::Value::Integer(i) => *i as f64,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+#[test]
+fn the_readme_analyst_queries_agree_with_the_reports() {
+    use closeloop_core::log::sqlite::SqliteLog;
+    use closeloop_projections::models::Projectors;
+    use closeloop_projections::period::Granularity;
+    use closeloop_projections::report::ReportQuery;
+    use closeloop_projections::runtime::RunnerConfig;
+    use closeloop_projections::store::MemoryStore;
+
+    let queries = readme_queries();
+    assert_eq!(queries.len(), 4, "the README's four analyst queries");
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.db");
+        let log: Arc<dyn EventLog> =
+            Arc::new(SqliteLog::open(path.to_str().unwrap()).await.unwrap());
+        let work = workload::generate(&WorkloadConfig {
+            seed: 5,
+            tickets: 150,
+            days: 10,
+            customers: 40,
+            ..WorkloadConfig::default()
+        })
+        .unwrap();
+        let handler = Handler::new(log.clone(), HandlerConfig::default());
+        for envelope in work.sequential() {
+            handler.handle(envelope.clone()).await;
+        }
+        let mut projectors = Projectors::open(log.clone(), Arc::new(MemoryStore::new()), RunnerConfig::default())
+            .await
+            .unwrap();
+        assert!(projectors.catch_up().await.is_empty());
+        let models = projectors.read_models();
+        fold_into(log.clone(), Arc::new(SqliteTables::open(&path).unwrap())).await;
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // A report time inside the workload, so that some timers are still running.
+        let now = jiff::Timestamp::from_second(
+            query(&conn, "SELECT max(started_at) FROM sla_timers", &[])[0]
+                .first()
+                .map(|v| closeloop_projections::tables::parse_time(&text(v)).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let now_text = closeloop_projections::tables::rfc3339(now.as_second());
+
+        // 1. Mean satisfaction per team per ISO week.
+        let weekly = ReportQuery { period: Granularity::Week, ..Default::default() };
+        let report = models.report("satisfaction", &weekly, now).unwrap();
+        let mut expected: Vec<(String, String, i64, f64)> = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["by"] == "team" && g["ratings"].as_i64() > Some(0))
+            .map(|g| {
+                (
+                    g["key"].as_str().unwrap().to_owned(),
+                    g["period"].as_str().unwrap().to_owned(),
+                    g["ratings"].as_i64().unwrap(),
+                    g["mean"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let mut found: Vec<(String, String, i64, f64)> = query(&conn, &queries[0].1, &[])
+            .iter()
+            .map(|r| (text(&r[0]), text(&r[1]), int(&r[2]), real(&r[3])))
+            .collect();
+        expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        assert!(!found.is_empty());
+        assert_eq!(found, expected, "{}", queries[0].0);
+
+        // 2. SLA compliance per grade and target, as of `now`.
+        let report = models.report("sla", &ReportQuery::default(), now).unwrap();
+        let expected: Vec<(String, String, i64, i64, f64)> = report["compliance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["grade"].as_str().unwrap().to_owned(),
+                    c["target"].as_str().unwrap().to_owned(),
+                    c["met"].as_i64().unwrap(),
+                    c["breached"].as_i64().unwrap(),
+                    c["percent"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let mut found: Vec<(String, String, i64, i64, f64)> =
+            query(&conn, &queries[1].1, &[(":now", &now_text)])
+                .iter()
+                .map(|r| (text(&r[0]), text(&r[1]), int(&r[2]), int(&r[3]), real(&r[4])))
+                .collect();
+        let mut expected = expected;
+        expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        assert!(found.iter().any(|c| c.3 > 0), "some target breached");
+        assert_eq!(found, expected, "{}", queries[1].0);
+
+        // 3. The 10 slowest first responses of the busiest month: the report's fulfilled
+        // first-response timers started that month, slowest first.
+        let month = query(
+            &conn,
+            "SELECT strftime('%Y-%m', started_at) AS m FROM sla_timers GROUP BY m ORDER BY count(*) DESC LIMIT 1",
+            &[],
+        )[0][0]
+            .clone();
+        let month = text(&month);
+        let mut expected: Vec<i64> = report["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| {
+                t["target"] == "first_response"
+                    && !t["fulfilled_at"].is_null()
+                    && t["started_at"].as_str().unwrap().starts_with(&month)
+            })
+            .map(|t| t["business_minutes_used"].as_i64().unwrap())
+            .collect();
+        expected.sort_unstable_by(|a, b| b.cmp(a));
+        expected.truncate(10);
+        let found: Vec<i64> = query(&conn, &queries[2].1, &[(":month", &month)])
+            .iter()
+            .map(|r| int(&r[2]))
+            .collect();
+        assert_eq!(found.len(), 10);
+        assert_eq!(found, expected, "{}", queries[2].0);
+
+        // 4. The open backlog per agent: the performance report's `open_now`.
+        let total = ReportQuery { period: Granularity::Total, ..Default::default() };
+        let report = models.report("performance", &total, now).unwrap();
+        let mut expected: Vec<(String, i64)> = report["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["open_now"].as_i64().unwrap() > 0)
+            .map(|a| (a["agent_id"].as_str().unwrap().to_owned(), a["open_now"].as_i64().unwrap()))
+            .collect();
+        let mut found: Vec<(String, i64)> = query(&conn, &queries[3].1, &[])
+            .iter()
+            .map(|r| (text(&r[0]), int(&r[1])))
+            .collect();
+        expected.sort();
+        found.sort();
+        assert!(!found.is_empty());
+        assert_eq!(found, expected, "{}", queries[3].0);
+    });
+}

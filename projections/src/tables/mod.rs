@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 pub use fold::{Changes, Folder, TicketWork, CATEGORIES};
 pub use rows::*;
+pub use rows::{parse_time, rfc3339};
 
 /// The projector's name: the key of its checkpoint.
 pub const NAME: &str = "tables";
@@ -105,5 +106,27 @@ pub(crate) fn check_version(stored: u32) -> Result<bool, TableError> {
         }),
         std::cmp::Ordering::Equal => Ok(true),
         std::cmp::Ordering::Less => Ok(false),
+    }
+}
+
+/// The tables of a `--store` URL: in memory for `memory:`, in the log's own file for
+/// `sqlite://PATH`, in the read-model schema for `postgres://...`.
+pub async fn open_tables(url: &str) -> Result<std::sync::Arc<dyn TableStore>, TableError> {
+    if url == "memory:" || url == "memory://" {
+        Ok(std::sync::Arc::new(memory::MemoryTables::new()))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.to_owned();
+        let tables = tokio::task::spawn_blocking(move || sqlite::SqliteTables::open(path))
+            .await
+            .map_err(|e| TableError::Unavailable(e.to_string()))??;
+        Ok(std::sync::Arc::new(tables))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresTables::connect(url).await?,
+        ))
+    } else {
+        Err(TableError::Unavailable(format!(
+            "no read-model tables for store `{url}`"
+        )))
     }
 }
