@@ -49,7 +49,7 @@ use closeloop_core::domain::{
 use closeloop_core::log::EventLog;
 use closeloop_projections::models::{Projectors, ReadModels, REPORTS};
 use closeloop_projections::report::ReportQuery;
-use closeloop_projections::runtime::{Projection, ProjectorError, Runner, RunnerConfig};
+use closeloop_projections::runtime::{CatchUp, Projection, ProjectorError, Runner, RunnerConfig};
 use closeloop_projections::scheduler;
 use closeloop_projections::store::{open_store, StoreError};
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
@@ -325,8 +325,8 @@ fn projector_job<P: Projection>(runner: Runner<P>, log: Arc<dyn EventLog>) -> Jo
     )
 }
 
-async fn tail<P: Projection>(
-    runner: Arc<tokio::sync::Mutex<Runner<P>>>,
+async fn tail<R: CatchUp>(
+    runner: Arc<tokio::sync::Mutex<R>>,
     log: Arc<dyn EventLog>,
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
@@ -346,7 +346,7 @@ async fn tail<P: Projection>(
         let position = runner.status().position();
         tokio::select! {
             waited = log.wait_beyond(position, PROJECTOR_TAIL_WAIT) => {
-                waited.map_err(|e| format!("projector {}: {e}", P::NAME))?;
+                waited.map_err(|e| format!("projector {}: {e}", runner.status().name))?;
             }
             _ = shutdown.wait() => return Ok(()),
         }
@@ -354,37 +354,14 @@ async fn tail<P: Projection>(
 }
 
 /// The analysts' tables' projector: one writer per deployment (a leased job; a second writer
-/// would only be fenced out at its next commit), catching up and then tailing the log like
-/// the other projectors.
+/// would only be fenced out at its next commit), catching up and tailing like the others.
 fn tables_job(projector: TableProjector, log: Arc<dyn EventLog>) -> Job {
     let projector = Arc::new(tokio::sync::Mutex::new(projector));
     Job::once(
         "projector-tables",
-        Arc::new(move |mut shutdown: Shutdown| {
+        Arc::new(move |shutdown: Shutdown| {
             let (projector, log) = (projector.clone(), log.clone());
-            Box::pin(async move {
-                let mut projector = projector.lock().await;
-                loop {
-                    match projector.catch_up().await {
-                        Ok(_) => {}
-                        Err(ProjectorError::Apply { .. }) => {
-                            shutdown.wait().await;
-                            return Ok(());
-                        }
-                        Err(e) => return Err(e.to_string()),
-                    }
-                    if shutdown.is_set() {
-                        return Ok(());
-                    }
-                    let position = projector.status().position();
-                    tokio::select! {
-                        waited = log.wait_beyond(position, PROJECTOR_TAIL_WAIT) => {
-                            waited.map_err(|e| format!("projector tables: {e}"))?;
-                        }
-                        _ = shutdown.wait() => return Ok(()),
-                    }
-                }
-            })
+            Box::pin(async move { tail(projector, log, shutdown).await })
         }),
     )
 }

@@ -49,6 +49,25 @@ pub trait Projection: Default + Serialize + DeserializeOwned + Send + Sync + 'st
     }
 }
 
+/// What `serve` needs of any projector to keep it current: catch up, and show how far.
+#[async_trait::async_trait]
+pub trait CatchUp: Send + 'static {
+    /// Folds everything up to the head; returns the position reached.
+    async fn catch_up(&mut self) -> Result<Position, ProjectorError>;
+    fn status(&self) -> Arc<Status>;
+}
+
+#[async_trait::async_trait]
+impl<P: Projection> CatchUp for Runner<P> {
+    async fn catch_up(&mut self) -> Result<Position, ProjectorError> {
+        Runner::catch_up(self).await
+    }
+
+    fn status(&self) -> Arc<Status> {
+        Runner::status(self)
+    }
+}
+
 /// Why a projector stopped.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProjectorError {

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{Changes, Folder, TableError, TableStore, TicketWork, CATEGORIES, NAME, VERSION};
 use crate::record::Record;
-use crate::runtime::{ProjectorError, Status};
+use crate::runtime::{CatchUp, ProjectorError, Status};
 
 /// Tunables, each with its unit.
 #[derive(Debug, Clone)]
@@ -258,5 +258,16 @@ impl TableProjector {
         }
         .await;
         self.record(result)
+    }
+}
+
+#[async_trait::async_trait]
+impl CatchUp for TableProjector {
+    async fn catch_up(&mut self) -> Result<Position, ProjectorError> {
+        TableProjector::catch_up(self).await
+    }
+
+    fn status(&self) -> Arc<Status> {
+        TableProjector::status(self)
     }
 }
