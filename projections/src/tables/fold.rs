@@ -50,6 +50,9 @@ pub struct TicketWork {
     pub reopened: bool,
     pub first_response_minutes: Option<u32>,
     pub last_resolution: Option<ResolutionRow>,
+    /// Per target: the agent and team credited with the current cycle, once fulfilled.
+    #[serde(default)]
+    pub credited: [Option<(Option<String>, Option<String>)>; 3],
 }
 
 /// The rows a batch changes, keyed by primary key: a row changed twice in a batch is written
@@ -162,6 +165,7 @@ impl Folder {
                     reopened: false,
                     first_response_minutes: None,
                     last_resolution: None,
+                    credited: [None, None, None],
                 };
                 for t in &work.clock.timers {
                     work.cycles[target_index(t.target)] += 1;
@@ -201,13 +205,13 @@ impl Folder {
             Event::TicketAssigned(e) => {
                 end_assignment(w, at, "reassigned", changes);
                 w.assigned += 1;
-                start_assignment(w, &e.agent_id, &e.team, at, changes);
+                start_assignment(w, &e.agent_id, &e.team, "assigned", at, changes);
             }
             Event::TicketEscalated(e) => {
                 w.escalated = true;
                 end_assignment(w, at, "escalated", changes);
                 if let (Some(agent), Some(team)) = (&e.to_agent_id, &e.to_team) {
-                    start_assignment(w, agent, team, at, changes);
+                    start_assignment(w, agent, team, "escalated", at, changes);
                 }
             }
             Event::CustomerRespondedTo(_) | Event::CustomerInfoRequested(_) => {
@@ -217,6 +221,7 @@ impl Folder {
                 w.reopened = true;
                 if let Some(r) = &mut w.last_resolution {
                     r.reopened_later = true;
+                    r.reopened_at = Some(at);
                     changes.resolutions.insert((id, r.resolution), r.clone());
                 }
             }
@@ -225,6 +230,9 @@ impl Folder {
                 end_assignment(w, at, "closed", changes);
             }
             Event::SatisfactionRecorded(e) => {
+                if !(1..=5).contains(&e.score) {
+                    return Err(format!("score {} is outside 1..=5", e.score));
+                }
                 let d = e.dimensions;
                 let row = RatingRow {
                     ticket_id: id,
@@ -266,10 +274,18 @@ impl Folder {
             let was = live_before.iter().find(|(target, _)| *target == t.target);
             if was.is_none_or(|(_, live)| !live && t.is_live()) {
                 w.cycles[target_index(t.target)] += 1;
+                w.credited[target_index(t.target)] = None;
             }
         }
+        // Credit as the performance figures do: the assignee, or the resolver when none.
+        let resolver = match &record.event {
+            Event::TicketResolved(e) => Some(e.agent_id.clone()),
+            _ => w.last_resolution.as_ref().map(|r| r.resolved_by.clone()),
+        };
+        let agent = w.ticket.assignee.clone().or(resolver);
         let mut resolution_minutes = None;
         for s in &stopped {
+            w.credited[target_index(s.target)] = Some((agent.clone(), w.ticket.team.clone()));
             let minutes = u32::try_from(s.business_s / 60).unwrap_or(u32::MAX);
             match s.target {
                 SlaTarget::FirstResponse => {
@@ -296,6 +312,10 @@ impl Folder {
                 resolution_business_minutes: resolution_minutes,
                 one_touch: w.assigned <= 1 && !w.escalated && !w.reopened,
                 reopened_later: false,
+                reopened_at: None,
+                category: w.ticket.category.as_str().to_owned(),
+                grade: w.ticket.grade.as_str().to_owned(),
+                channel: w.ticket.channel.as_str().to_owned(),
             };
             changes.resolutions.insert((id, number), row.clone());
             w.last_resolution = Some(row);
@@ -330,6 +350,7 @@ impl Folder {
             None => "running",
         };
         let stopped = t.stop.is_some();
+        let credited = if stopped { w.credited[i].clone() } else { None };
         TimerRow {
             ticket_id: w.ticket.ticket_id,
             target: target_name(t.target).to_owned(),
@@ -350,6 +371,9 @@ impl Folder {
             }),
             grade: w.ticket.grade.as_str().to_owned(),
             priority: w.ticket.priority.as_str().to_owned(),
+            agent_id: credited.as_ref().and_then(|c| c.0.clone()),
+            team: credited.and_then(|c| c.1),
+            latest: true,
         }
     }
 
@@ -362,9 +386,13 @@ impl Folder {
             let kept = after
                 .iter()
                 .any(|n| n.target == old.target && n.cycle == old.cycle);
-            if !kept && old.fulfilled_at.is_none() {
+            if !kept {
+                // A fulfilled cycle was followed by a new one; a live one was dropped.
                 let mut row = old.clone();
-                row.status = "cancelled".to_owned();
+                row.latest = false;
+                if old.fulfilled_at.is_none() {
+                    row.status = "cancelled".to_owned();
+                }
                 changes
                     .sla_timers
                     .insert((id, row.target.clone(), row.cycle), row);
@@ -414,7 +442,14 @@ fn end_assignment(w: &mut TicketWork, at: i64, why: &str, changes: &mut Changes)
     }
 }
 
-fn start_assignment(w: &mut TicketWork, agent: &str, team: &str, at: i64, changes: &mut Changes) {
+fn start_assignment(
+    w: &mut TicketWork,
+    agent: &str,
+    team: &str,
+    started_by: &str,
+    at: i64,
+    changes: &mut Changes,
+) {
     w.assignment_seq += 1;
     let a = AssignmentRow {
         ticket_id: w.ticket.ticket_id,
@@ -424,6 +459,8 @@ fn start_assignment(w: &mut TicketWork, agent: &str, team: &str, at: i64, change
         from_at: at,
         until_at: None,
         ended_by: None,
+        started_by: started_by.to_owned(),
+        category: w.ticket.category.as_str().to_owned(),
     };
     changes.assignments.insert((a.ticket_id, a.seq), a.clone());
     w.assignment = Some(a);

@@ -62,13 +62,24 @@ const SLA_TIMERS: Table = Table {
         "calendar_id",
         "grade",
         "priority",
+        "agent_id",
+        "team",
+        "latest",
     ],
     order: "ticket_id, target COLLATE \"C\", cycle",
 };
 const ASSIGNMENTS: Table = Table {
     name: "assignments",
     key: &["ticket_id", "seq"],
-    columns: &["agent_id", "team", "from_at", "until_at", "ended_by"],
+    columns: &[
+        "agent_id",
+        "team",
+        "from_at",
+        "until_at",
+        "ended_by",
+        "started_by",
+        "category",
+    ],
     order: "ticket_id, seq",
 };
 const RESOLUTIONS: Table = Table {
@@ -82,6 +93,10 @@ const RESOLUTIONS: Table = Table {
         "resolution_business_minutes",
         "one_touch",
         "reopened_later",
+        "reopened_at",
+        "category",
+        "grade",
+        "channel",
     ],
     order: "ticket_id, resolution",
 };

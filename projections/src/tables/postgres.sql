@@ -44,11 +44,14 @@ CREATE TABLE IF NOT EXISTS {schema}.sla_timers (
     calendar_id                      text        NOT NULL,
     grade                            text        NOT NULL,
     priority                         text        NOT NULL,
+    agent_id                         text,
+    team                             text,
+    latest                           boolean     NOT NULL,
     PRIMARY KEY (ticket_id, target, cycle)
 );
 -- The scheduler's and the at-risk list's question: live timers by due time.
 CREATE INDEX IF NOT EXISTS sla_timers_open_by_due ON {schema}.sla_timers (due_at)
-    WHERE fulfilled_at IS NULL AND status IN ('running', 'paused', 'breached');
+    WHERE fulfilled_at IS NULL AND status <> 'cancelled';
 
 CREATE TABLE IF NOT EXISTS {schema}.assignments (
     ticket_id                        uuid        NOT NULL,
@@ -58,6 +61,8 @@ CREATE TABLE IF NOT EXISTS {schema}.assignments (
     from_at                          timestamptz NOT NULL,
     until_at                         timestamptz,
     ended_by                         text,
+    started_by                       text        NOT NULL,
+    category                         text        NOT NULL,
     PRIMARY KEY (ticket_id, seq)
 );
 
@@ -71,6 +76,10 @@ CREATE TABLE IF NOT EXISTS {schema}.resolutions (
     resolution_business_minutes      integer,
     one_touch                        boolean     NOT NULL,
     reopened_later                   boolean     NOT NULL,
+    reopened_at                      timestamptz,
+    category                         text        NOT NULL,
+    grade                            text        NOT NULL,
+    channel                          text        NOT NULL,
     PRIMARY KEY (ticket_id, resolution)
 );
 

@@ -77,6 +77,12 @@ pub struct TimerRow {
     pub calendar_id: String,
     pub grade: String,
     pub priority: String,
+    /// The agent and team credited once fulfilled: the assignee then (the resolver when
+    /// there was none).
+    pub agent_id: Option<String>,
+    pub team: Option<String>,
+    /// The ticket's latest cycle of this target (what `report sla` lists; a cancelled one is not listed).
+    pub latest: bool,
 }
 
 /// `assignments`: one row per period a ticket spent with one agent.
@@ -94,6 +100,10 @@ pub struct AssignmentRow {
     pub until_at: Option<i64>,
     /// Why it ended: `reassigned`, `escalated`, `closed`.
     pub ended_by: Option<String>,
+    /// How it began: `assigned` (`ticket_assigned`) or `escalated` (to a named agent).
+    pub started_by: String,
+    /// The ticket's category (complaints are counted per agent and team).
+    pub category: String,
 }
 
 /// `resolutions`: one row per resolution (a reopen starts the next).
@@ -115,6 +125,12 @@ pub struct ResolutionRow {
     /// Resolved by the first agent it was assigned to, never escalated nor reopened.
     pub one_touch: bool,
     pub reopened_later: bool,
+    /// When the ticket was reopened after this resolution.
+    #[serde(with = "time_opt")]
+    pub reopened_at: Option<i64>,
+    pub category: String,
+    pub grade: String,
+    pub channel: String,
 }
 
 /// `satisfaction_ratings`: one row per rating (at most one per source and resolution).

@@ -186,7 +186,7 @@ fn commit_blocking(
             ])?;
         }
         let mut s = tx.prepare_cached(
-            "INSERT OR REPLACE INTO sla_timers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+            "INSERT OR REPLACE INTO sla_timers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
         )?;
         for r in c.sla_timers.values() {
             s.execute(params![
@@ -206,11 +206,15 @@ fn commit_blocking(
                 r.calendar_minutes_used,
                 r.calendar_id,
                 r.grade,
-                r.priority
+                r.priority,
+                r.agent_id,
+                r.team,
+                r.latest
             ])?;
         }
-        let mut s =
-            tx.prepare_cached("INSERT OR REPLACE INTO assignments VALUES (?1,?2,?3,?4,?5,?6,?7)")?;
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO assignments VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+        )?;
         for r in c.assignments.values() {
             s.execute(params![
                 r.ticket_id.to_string(),
@@ -219,11 +223,13 @@ fn commit_blocking(
                 r.team,
                 to_text(r.from_at),
                 r.until_at.map(to_text),
-                r.ended_by
+                r.ended_by,
+                r.started_by,
+                r.category
             ])?;
         }
         let mut s = tx.prepare_cached(
-            "INSERT OR REPLACE INTO resolutions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            "INSERT OR REPLACE INTO resolutions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
         )?;
         for r in c.resolutions.values() {
             s.execute(params![
@@ -235,7 +241,11 @@ fn commit_blocking(
                 r.first_response_business_minutes,
                 r.resolution_business_minutes,
                 r.one_touch,
-                r.reopened_later
+                r.reopened_later,
+                r.reopened_at.map(to_text),
+                r.category,
+                r.grade,
+                r.channel
             ])?;
         }
         let mut s = tx.prepare_cached(
@@ -272,126 +282,177 @@ fn commit_blocking(
     Ok(())
 }
 
-fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
-    fn all<T>(
-        conn: &Connection,
-        sql: &str,
-        f: impl FnMut(&Row) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, TableError> {
-        let mut s = conn.prepare(sql)?;
-        let rows = s.query_map([], f)?.collect::<rusqlite::Result<Vec<T>>>()?;
-        Ok(rows)
+/// A row type read back from its table.
+trait SqlRow: Sized {
+    const TABLE: &'static str;
+    const ORDER: &'static str;
+    fn from_row(r: &Row) -> rusqlite::Result<Self>;
+}
+
+impl SqlRow for TicketRow {
+    const TABLE: &'static str = "tickets";
+    const ORDER: &'static str = "ticket_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(TicketRow {
+            ticket_id: uuid(r, 0)?,
+            customer_id: r.get(1)?,
+            grade: r.get(2)?,
+            channel: r.get(3)?,
+            category: r.get(4)?,
+            priority: r.get(5)?,
+            status: r.get(6)?,
+            line: r.get(7)?,
+            assignee: r.get(8)?,
+            team: r.get(9)?,
+            opened_at: time(r, 10)?,
+            first_response_at: time_opt(r, 11)?,
+            resolved_at: time_opt(r, 12)?,
+            closed_at: time_opt(r, 13)?,
+            reopenings: r.get(14)?,
+            escalations: r.get(15)?,
+        })
     }
+}
+
+impl SqlRow for TimerRow {
+    const TABLE: &'static str = "sla_timers";
+    const ORDER: &'static str = "ticket_id, target, cycle";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(TimerRow {
+            ticket_id: uuid(r, 0)?,
+            target: r.get(1)?,
+            cycle: r.get(2)?,
+            status: r.get(3)?,
+            started_at: time(r, 4)?,
+            due_at: time_opt(r, 5)?,
+            warn_at: time_opt(r, 6)?,
+            warned_at: time_opt(r, 7)?,
+            breached_at: time_opt(r, 8)?,
+            fulfilled_at: time_opt(r, 9)?,
+            met: r.get(10)?,
+            target_minutes: r.get(11)?,
+            business_minutes_used: r.get(12)?,
+            calendar_minutes_used: r.get(13)?,
+            calendar_id: r.get(14)?,
+            grade: r.get(15)?,
+            priority: r.get(16)?,
+            agent_id: r.get(17)?,
+            team: r.get(18)?,
+            latest: r.get(19)?,
+        })
+    }
+}
+
+impl SqlRow for AssignmentRow {
+    const TABLE: &'static str = "assignments";
+    const ORDER: &'static str = "ticket_id, seq";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(AssignmentRow {
+            ticket_id: uuid(r, 0)?,
+            seq: r.get(1)?,
+            agent_id: r.get(2)?,
+            team: r.get(3)?,
+            from_at: time(r, 4)?,
+            until_at: time_opt(r, 5)?,
+            ended_by: r.get(6)?,
+            started_by: r.get(7)?,
+            category: r.get(8)?,
+        })
+    }
+}
+
+impl SqlRow for ResolutionRow {
+    const TABLE: &'static str = "resolutions";
+    const ORDER: &'static str = "ticket_id, resolution";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(ResolutionRow {
+            ticket_id: uuid(r, 0)?,
+            resolution: r.get(1)?,
+            resolved_by: r.get(2)?,
+            team: r.get(3)?,
+            resolved_at: time(r, 4)?,
+            first_response_business_minutes: r.get(5)?,
+            resolution_business_minutes: r.get(6)?,
+            one_touch: r.get(7)?,
+            reopened_later: r.get(8)?,
+            reopened_at: time_opt(r, 9)?,
+            category: r.get(10)?,
+            grade: r.get(11)?,
+            channel: r.get(12)?,
+        })
+    }
+}
+
+impl SqlRow for RatingRow {
+    const TABLE: &'static str = "satisfaction_ratings";
+    const ORDER: &'static str = "ticket_id, resolution, source";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(RatingRow {
+            ticket_id: uuid(r, 0)?,
+            resolution: r.get(1)?,
+            source: r.get(2)?,
+            rated_at: time(r, 3)?,
+            score: r.get(4)?,
+            agent_id: r.get(5)?,
+            team: r.get(6)?,
+            category: r.get(7)?,
+            grade: r.get(8)?,
+            channel: r.get(9)?,
+            recognition: r.get(10)?,
+            efficiency: r.get(11)?,
+            quality: r.get(12)?,
+            overall: r.get(13)?,
+        })
+    }
+}
+
+impl SqlRow for AgentRow {
+    const TABLE: &'static str = "agents";
+    const ORDER: &'static str = "agent_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(AgentRow {
+            agent_id: r.get(0)?,
+            team: r.get(1)?,
+            line: r.get(2)?,
+            level: r.get(3)?,
+            team_lead: r.get(4)?,
+        })
+    }
+}
+
+/// The rows of `T`'s table passing `filter` (SQL over the table's columns, with `?1` and
+/// `?2` the bounds of a time range as RFC 3339 text), in primary-key order.
+fn rows<T: SqlRow>(
+    conn: &Connection,
+    filter: &str,
+    bounds: (Option<String>, Option<String>),
+) -> Result<Vec<T>, TableError> {
+    let sql = format!(
+        "SELECT * FROM {} WHERE {filter} ORDER BY {}",
+        T::TABLE,
+        T::ORDER
+    );
+    let mut s = conn.prepare_cached(&sql)?;
+    let found = if filter.contains("?1") {
+        s.query_map(params![bounds.0, bounds.1], T::from_row)?
+            .collect::<rusqlite::Result<Vec<T>>>()?
+    } else {
+        s.query_map([], T::from_row)?
+            .collect::<rusqlite::Result<Vec<T>>>()?
+    };
+    Ok(found)
+}
+
+fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
     let tx = conn.transaction()?;
+    let all = "true";
     let dump = Dump {
-        tickets: all(&tx, "SELECT * FROM tickets ORDER BY ticket_id", |r| {
-            Ok(TicketRow {
-                ticket_id: uuid(r, 0)?,
-                customer_id: r.get(1)?,
-                grade: r.get(2)?,
-                channel: r.get(3)?,
-                category: r.get(4)?,
-                priority: r.get(5)?,
-                status: r.get(6)?,
-                line: r.get(7)?,
-                assignee: r.get(8)?,
-                team: r.get(9)?,
-                opened_at: time(r, 10)?,
-                first_response_at: time_opt(r, 11)?,
-                resolved_at: time_opt(r, 12)?,
-                closed_at: time_opt(r, 13)?,
-                reopenings: r.get(14)?,
-                escalations: r.get(15)?,
-            })
-        })?,
-        sla_timers: all(
-            &tx,
-            "SELECT * FROM sla_timers ORDER BY ticket_id, target, cycle",
-            |r| {
-                Ok(TimerRow {
-                    ticket_id: uuid(r, 0)?,
-                    target: r.get(1)?,
-                    cycle: r.get(2)?,
-                    status: r.get(3)?,
-                    started_at: time(r, 4)?,
-                    due_at: time_opt(r, 5)?,
-                    warn_at: time_opt(r, 6)?,
-                    warned_at: time_opt(r, 7)?,
-                    breached_at: time_opt(r, 8)?,
-                    fulfilled_at: time_opt(r, 9)?,
-                    met: r.get(10)?,
-                    target_minutes: r.get(11)?,
-                    business_minutes_used: r.get(12)?,
-                    calendar_minutes_used: r.get(13)?,
-                    calendar_id: r.get(14)?,
-                    grade: r.get(15)?,
-                    priority: r.get(16)?,
-                })
-            },
-        )?,
-        assignments: all(
-            &tx,
-            "SELECT * FROM assignments ORDER BY ticket_id, seq",
-            |r| {
-                Ok(AssignmentRow {
-                    ticket_id: uuid(r, 0)?,
-                    seq: r.get(1)?,
-                    agent_id: r.get(2)?,
-                    team: r.get(3)?,
-                    from_at: time(r, 4)?,
-                    until_at: time_opt(r, 5)?,
-                    ended_by: r.get(6)?,
-                })
-            },
-        )?,
-        resolutions: all(
-            &tx,
-            "SELECT * FROM resolutions ORDER BY ticket_id, resolution",
-            |r| {
-                Ok(ResolutionRow {
-                    ticket_id: uuid(r, 0)?,
-                    resolution: r.get(1)?,
-                    resolved_by: r.get(2)?,
-                    team: r.get(3)?,
-                    resolved_at: time(r, 4)?,
-                    first_response_business_minutes: r.get(5)?,
-                    resolution_business_minutes: r.get(6)?,
-                    one_touch: r.get(7)?,
-                    reopened_later: r.get(8)?,
-                })
-            },
-        )?,
-        satisfaction_ratings: all(
-            &tx,
-            "SELECT * FROM satisfaction_ratings ORDER BY ticket_id, resolution, source",
-            |r| {
-                Ok(RatingRow {
-                    ticket_id: uuid(r, 0)?,
-                    resolution: r.get(1)?,
-                    source: r.get(2)?,
-                    rated_at: time(r, 3)?,
-                    score: r.get(4)?,
-                    agent_id: r.get(5)?,
-                    team: r.get(6)?,
-                    category: r.get(7)?,
-                    grade: r.get(8)?,
-                    channel: r.get(9)?,
-                    recognition: r.get(10)?,
-                    efficiency: r.get(11)?,
-                    quality: r.get(12)?,
-                    overall: r.get(13)?,
-                })
-            },
-        )?,
-        agents: all(&tx, "SELECT * FROM agents ORDER BY agent_id", |r| {
-            Ok(AgentRow {
-                agent_id: r.get(0)?,
-                team: r.get(1)?,
-                line: r.get(2)?,
-                level: r.get(3)?,
-                team_lead: r.get(4)?,
-            })
-        })?,
+        tickets: rows(&tx, all, (None, None))?,
+        sla_timers: rows(&tx, all, (None, None))?,
+        assignments: rows(&tx, all, (None, None))?,
+        resolutions: rows(&tx, all, (None, None))?,
+        satisfaction_ratings: rows(&tx, all, (None, None))?,
+        agents: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }

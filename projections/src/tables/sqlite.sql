@@ -41,11 +41,14 @@ CREATE TABLE IF NOT EXISTS sla_timers (
     calendar_id            TEXT    NOT NULL,
     grade                  TEXT    NOT NULL,
     priority               TEXT    NOT NULL,
+    agent_id               TEXT,
+    team                   TEXT,
+    latest                 INTEGER NOT NULL,
     PRIMARY KEY (ticket_id, target, cycle)
 ) STRICT, WITHOUT ROWID;
 -- The scheduler's and the at-risk list's question: live timers by due time.
 CREATE INDEX IF NOT EXISTS sla_timers_open_by_due ON sla_timers (due_at)
-    WHERE fulfilled_at IS NULL AND status IN ('running', 'paused', 'breached');
+    WHERE fulfilled_at IS NULL AND status <> 'cancelled';
 
 CREATE TABLE IF NOT EXISTS assignments (
     ticket_id  TEXT    NOT NULL,
@@ -55,6 +58,8 @@ CREATE TABLE IF NOT EXISTS assignments (
     from_at    TEXT    NOT NULL,
     until_at   TEXT,
     ended_by   TEXT,
+    started_by             TEXT    NOT NULL,
+    category               TEXT    NOT NULL,
     PRIMARY KEY (ticket_id, seq)
 ) STRICT, WITHOUT ROWID;
 
@@ -68,6 +73,10 @@ CREATE TABLE IF NOT EXISTS resolutions (
     resolution_business_minutes      INTEGER,
     one_touch                        INTEGER NOT NULL,
     reopened_later                   INTEGER NOT NULL,
+    reopened_at            TEXT,
+    category               TEXT    NOT NULL,
+    grade                  TEXT    NOT NULL,
+    channel                TEXT    NOT NULL,
     PRIMARY KEY (ticket_id, resolution)
 ) STRICT, WITHOUT ROWID;
 
