@@ -1,4 +1,4 @@
-//! The PostgreSQL event log: several `closeloop` processes on one database, with no code
+//! closeloop-postgres: the PostgreSQL event log (an `EventLog` of `closeloop-log`): several `closeloop` processes on one database, with no code
 //! change (`--store postgres://USER@HOST/DB[?schema=NAME]`).
 //!
 //! # Layout
@@ -211,10 +211,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row, Statement};
 use uuid::Uuid;
 
-use super::*;
+use closeloop_log::*;
 
 // The streaming read path of replay (`PostgresLog::scan`); a child module, for the pool.
-#[path = "postgres_scan.rs"]
 mod scan;
 pub use scan::{Scan, ScannedRow};
 
@@ -778,7 +777,7 @@ impl PostgresLog {
     /// that one turns out to be lost (a pooled connection can die between two uses: a
     /// server restart, a terminated backend). Gives the connection back with the result,
     /// for results that go on reading from it (a scan's row stream).
-    pub(super) async fn on_connection<T, F, Fut>(
+    pub(crate) async fn on_connection<T, F, Fut>(
         &self,
         sql: &str,
         run: F,
@@ -808,7 +807,7 @@ impl PostgresLog {
                         return Err(unavailable("lost the PostgreSQL connection", &e));
                     }
                 }
-                Err(e) => return Err(Error::Postgres(e)),
+                Err(e) => return Err(pg(e)),
             }
         }
     }
@@ -885,7 +884,7 @@ impl EventLog for PostgresLog {
         let row = rows
             .first()
             .ok_or_else(|| Error::Corrupt("the log_head row is missing".into()))?;
-        let head = to_u64(row.try_get::<_, i64>(0)?, "log head")?;
+        let head = to_u64(row.try_get::<_, i64>(0).map_err(pg)?, "log head")?;
         self.shared.publish_head(head);
         Ok(head)
     }
@@ -920,7 +919,7 @@ impl EventLog for PostgresLog {
         Ok(head)
     }
 
-    fn as_postgres(&self) -> Option<&PostgresLog> {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
 
@@ -1329,7 +1328,7 @@ impl WriterConn {
                     .as_db_error()
                     .map_or_else(|| error.to_string(), |db| db.message().to_owned()),
             )),
-            _ => Failure::Rejected(Error::Postgres(error)),
+            _ => Failure::Rejected(pg(error)),
         }
     }
 }
@@ -1933,7 +1932,8 @@ async fn schema_version(config: &tokio_postgres::Config, schema: &str) -> Result
     let table = format!("\"{schema}\".schema_migrations");
     let exists: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
-        .await?
+        .await
+        .map_err(pg)?
         .get(0);
     if !exists {
         return Ok(0);
@@ -1943,19 +1943,21 @@ async fn schema_version(config: &tokio_postgres::Config, schema: &str) -> Result
             &format!("SELECT coalesce(max(version), 0) FROM {table}"),
             &[],
         )
-        .await?
+        .await
+        .map_err(pg)?
         .get(0);
     Ok(version.max(0) as u32)
 }
 
 async fn migrate_config(config: &tokio_postgres::Config, schema: &str) -> Result<Migrated, Error> {
     let mut client = connect_plain(config).await?;
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.map_err(pg)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         &[&MIGRATE_LOCK_KEY, &schema],
     )
-    .await?;
+    .await
+    .map_err(pg)?;
     let s = format!("\"{schema}\"");
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {s};
@@ -1964,30 +1966,34 @@ async fn migrate_config(config: &tokio_postgres::Config, schema: &str) -> Result
              name text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now());"
     ))
-    .await?;
+    .await
+    .map_err(pg)?;
     let current: i32 = tx
         .query_one(
             &format!("SELECT coalesce(max(version), 0) FROM {s}.schema_migrations"),
             &[],
         )
-        .await?
+        .await
+        .map_err(pg)?
         .get(0);
     tx.execute("SELECT set_config('search_path', $1, true)", &[&s])
-        .await?;
+        .await
+        .map_err(pg)?;
     let mut applied = Vec::new();
     for &(version, name, sql) in closeloop_schemas::POSTGRES_MIGRATIONS {
         if version as i64 <= current as i64 {
             continue;
         }
-        tx.batch_execute(sql).await?;
+        tx.batch_execute(sql).await.map_err(pg)?;
         tx.execute(
             &format!("INSERT INTO {s}.schema_migrations (version, name) VALUES ($1, $2)"),
             &[&(version as i32), &name],
         )
-        .await?;
+        .await
+        .map_err(pg)?;
         applied.push((version, name));
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(pg)?;
     for (version, name) in &applied {
         tracing::info!("postgres schema {schema}: applied migration {version} {name}");
     }
@@ -2150,6 +2156,11 @@ fn unavailable(what: &str, error: &tokio_postgres::Error) -> Error {
     Error::Unavailable(format!("{what}: {}", describe(error)))
 }
 
+/// A PostgreSQL error the log does not classify, as [`Error::Backend`].
+fn pg(error: tokio_postgres::Error) -> Error {
+    Error::backend("postgres", error)
+}
+
 /// A query bound: beyond any stored value is as good as `i64::MAX`.
 fn saturate_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -2173,26 +2184,26 @@ fn to_u64(value: i64, what: &str) -> Result<u64, Error> {
 }
 
 fn decode_event(row: &Row) -> Result<StoredEvent, Error> {
-    let position = to_u64(row.try_get(0)?, "position")?;
-    let metadata: Value = row.try_get(7)?;
+    let position = to_u64(row.try_get(0).map_err(pg)?, "position")?;
+    let metadata: Value = row.try_get(7).map_err(pg)?;
     let metadata = serde_json::from_value(metadata).map_err(|e| {
         Error::Corrupt(format!("metadata of the event at position {position}: {e}"))
     })?;
-    let schema_version: i32 = row.try_get(5)?;
+    let schema_version: i32 = row.try_get(5).map_err(pg)?;
     Ok(StoredEvent {
         position,
-        stream: row.try_get(1)?,
-        version: to_u64(row.try_get(2)?, "version")?,
-        event_id: row.try_get(3)?,
-        event_type: row.try_get(4)?,
+        stream: row.try_get(1).map_err(pg)?,
+        version: to_u64(row.try_get(2).map_err(pg)?, "version")?,
+        event_id: row.try_get(3).map_err(pg)?,
+        event_type: row.try_get(4).map_err(pg)?,
         schema_version: u32::try_from(schema_version).map_err(|_| {
             Error::Corrupt(format!(
                 "schema version {schema_version} at position {position}"
             ))
         })?,
-        data: row.try_get(6)?,
+        data: row.try_get(6).map_err(pg)?,
         metadata,
-        hash: row.try_get(8)?,
+        hash: row.try_get(8).map_err(pg)?,
     })
 }
 
@@ -2200,11 +2211,11 @@ fn decode_event(row: &Row) -> Result<StoredEvent, Error> {
 fn decode_commands(rows: &[Row]) -> Result<HashMap<Uuid, KnownCommand>, Error> {
     let mut found: HashMap<Uuid, KnownCommand> = HashMap::new();
     for row in rows {
-        let command_id: Uuid = row.try_get(0)?;
-        let stream: String = row.try_get(1)?;
-        let version = to_u64(row.try_get(2)?, "version")?;
-        let position = to_u64(row.try_get(3)?, "position")?;
-        let event_type: String = row.try_get(4)?;
+        let command_id: Uuid = row.try_get(0).map_err(pg)?;
+        let stream: String = row.try_get(1).map_err(pg)?;
+        let version = to_u64(row.try_get(2).map_err(pg)?, "version")?;
+        let position = to_u64(row.try_get(3).map_err(pg)?, "position")?;
+        let event_type: String = row.try_get(4).map_err(pg)?;
         let entry = found.entry(command_id).or_insert_with(|| KnownCommand {
             committed: Committed {
                 stream: stream.clone(),
