@@ -1,12 +1,9 @@
 //! The event log: everything of `closeloop-log` (the [`EventLog`] trait, its types, the hash
 //! chain, the [`memory`] backend), the [`sqlite`] and [`postgres`] backends, and [`open`]
-//! (a store URL to a backend). With feature `conformance`, also the conformance suite every
-//! backend passes (`conformance`).
+//! (a store URL to a backend). The conformance suite every backend passes is in
+//! `closeloop-testkit`.
 
 mod open;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 pub use closeloop_log::*;
 pub use closeloop_postgres as postgres;
