@@ -10,6 +10,7 @@
 //!   append, so that all of them decide the same way and compute the same bytes;
 //! - `error.rs`: the log's one [`Error`] enum, free of any database driver's types;
 //! - `hash.rs`: the per-stream SHA-256 hash chain;
+//! - `rules.rs`: the append rules, one pure function every backend calls to decide an append;
 //! - `memory.rs`: the in-memory backend.
 //!
 //! Invariants every backend keeps:
@@ -23,6 +24,7 @@
 mod error;
 mod hash;
 pub mod memory;
+pub mod rules;
 
 use std::time::Duration;
 

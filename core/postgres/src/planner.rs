@@ -183,38 +183,48 @@ impl Planner {
         known: &HashMap<Uuid, KnownCommand>,
     ) -> Result<AppendOutcome, Error> {
         let request = &pending.request;
-        if let Some(found) = known.get(&request.command_id) {
-            // Ours if a write of this very append lost its reply but committed (the command
-            // sits where that write put it): answer as that reply would have. Otherwise
-            // it was there before: a retry.
-            let ours = pending.lost_at == Some(found.committed.position);
-            return Ok(if ours {
-                AppendOutcome::Committed(found.committed.clone())
-            } else {
-                AppendOutcome::Duplicate(found.committed.clone())
-            });
-        }
-        if let Some(first_outcome) = self.accepted.get(&request.command_id) {
-            return Ok(AppendOutcome::Duplicate(first_outcome.clone()));
-        }
-        let (current, prev_hash) = match self.heads.get(&request.stream) {
-            Some((version, hash)) => (*version, hash.clone()),
-            None => match lookup(&request.stream) {
-                Known::Head(version, hash) => (version, hash),
-                Known::New => (0, GENESIS_HASH.to_owned()),
-                Known::AssumedNew => {
-                    self.assumed_new.push(request.stream.clone());
-                    (0, GENESIS_HASH.to_owned())
-                }
-            },
+        let found = known.get(&request.command_id);
+        let existing = found
+            .map(|found| found.committed.clone())
+            .or_else(|| self.accepted.get(&request.command_id).cloned());
+        let (heads, assumed_new, categories) =
+            (&self.heads, &mut self.assumed_new, &self.categories);
+        let stream_head = || {
+            Ok(match heads.get(&request.stream) {
+                Some((version, hash)) => Some((*version, hash.clone())),
+                None => match lookup(&request.stream) {
+                    Known::Head(version, hash) => Some((version, hash)),
+                    Known::New => None,
+                    Known::AssumedNew => {
+                        assumed_new.push(request.stream.clone());
+                        None
+                    }
+                },
+            })
         };
-        check_expected(&request.stream, request.expected, current)?;
-        if let Some(unchanged) = &request.unchanged {
-            unchanged.check(|category| Ok(self.categories.last_of(category)))?;
-        }
+        let category_head = |category: &str| Ok(categories.last_of(category));
         let next = self.next;
-        let sealed = seal(request, current, next, prev_hash, self.recorded_at);
-        let committed = committed_of(&sealed);
+        let (sealed, committed) = match rules::decide(
+            request,
+            existing,
+            stream_head,
+            category_head,
+            next,
+            self.recorded_at,
+        )? {
+            rules::Decision::Duplicate(first) => {
+                // Ours if a write of this very append lost its reply but committed (the
+                // command sits where that write put it): answer as that reply would have.
+                // Otherwise it was there before (or earlier in this batch): a retry.
+                let ours = found.is_some() && pending.lost_at == Some(first.position);
+                return Ok(if ours {
+                    AppendOutcome::Committed(first)
+                } else {
+                    AppendOutcome::Duplicate(first)
+                });
+            }
+            rules::Decision::Sealed(sealed, committed) => (sealed, committed),
+        };
         let last = sealed.last().expect("an append has at least one event");
         debug_assert_eq!(last.position, next + sealed.len() as u64 - 1);
         self.heads

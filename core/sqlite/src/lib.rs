@@ -348,45 +348,47 @@ fn append_one(
 ) -> Result<AppendOutcome, Error> {
     // Idempotency first: a retried command gets its first outcome even if the stream has
     // moved on since (and even when the first append was earlier in this very batch).
-    if let Some(first) = find_command(conn, request.command_id)? {
-        return Ok(AppendOutcome::Duplicate(first));
-    }
-    let tip = conn
-        .prepare_cached(SQL_STREAM_TIP)
-        .map_err(db)?
-        .query_row(params![request.stream], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })
-        .optional()
-        .map_err(db)?;
-    let (current, prev_hash) = match tip {
-        Some((version, hash)) => (
-            u64::try_from(version).map_err(|_| {
+    let existing = find_command(conn, request.command_id)?;
+    let stream_head = || {
+        let tip = conn
+            .prepare_cached(SQL_STREAM_TIP)
+            .map_err(db)?
+            .query_row(params![request.stream], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .optional()
+            .map_err(db)?;
+        tip.map(|(version, hash)| {
+            let version = u64::try_from(version).map_err(|_| {
                 Error::Corrupt(format!("stream {}: version {version}", request.stream))
-            })?,
-            hash,
-        ),
-        None => (0, GENESIS_HASH.to_owned()),
+            })?;
+            Ok((version, hash))
+        })
+        .transpose()
     };
-    check_expected(&request.stream, request.expected, current)?;
-    if let Some(unchanged) = &request.unchanged {
-        // Inside the batch's write transaction: no other writer can append in between.
-        let mut last_of = conn.prepare_cached(SQL_CATEGORY_HEAD).map_err(db)?;
-        unchanged.check(|category| {
-            let last: i64 = last_of
-                .query_row(params![category], |row| row.get(0))
-                .map_err(db)?;
-            position_of(last).map_err(|e| Error::Corrupt(format!("category {category}: {e}")))
-        })?;
-    }
-
-    let sealed = seal(
+    // Inside the batch's write transaction: no other writer can append in between.
+    let mut last_of = None;
+    let category_head = |category: &str| {
+        let last_of = match &mut last_of {
+            Some(statement) => statement,
+            None => last_of.insert(conn.prepare_cached(SQL_CATEGORY_HEAD).map_err(db)?),
+        };
+        let last: i64 = last_of
+            .query_row(params![category], |row| row.get(0))
+            .map_err(db)?;
+        position_of(last).map_err(|e| Error::Corrupt(format!("category {category}: {e}")))
+    };
+    let (sealed, committed) = match rules::decide(
         request,
-        current,
+        existing,
+        stream_head,
+        category_head,
         head + 1,
-        prev_hash,
         jiff::Timestamp::now(),
-    );
+    )? {
+        rules::Decision::Duplicate(first) => return Ok(AppendOutcome::Duplicate(first)),
+        rules::Decision::Sealed(sealed, committed) => (sealed, committed),
+    };
     let category = stream_category(&request.stream);
     let mut insert = conn.prepare_cached(SQL_INSERT_EVENT).map_err(db)?;
     for event in &sealed {
@@ -420,7 +422,6 @@ fn append_one(
             });
         }
     }
-    let committed = committed_of(&sealed);
     let types = serde_json::to_string(&committed.events)
         .map_err(|e| Error::InvalidAppend(format!("event types: {e}")))?;
     conn.prepare_cached(SQL_INSERT_COMMAND)
