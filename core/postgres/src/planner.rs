@@ -286,3 +286,126 @@ pub(crate) fn sent_positions(plan: &Plan) -> Vec<Option<Position>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use closeloop_domain::{Actor, Role};
+    use closeloop_log::memory::MemoryLog;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One generated append: stream, expected version, command id (from a small pool, so
+    /// that retries happen), event count, and an optional condition on `agent` events.
+    type Step = (usize, Option<u64>, u8, usize, Option<u64>);
+
+    fn request((stream, expected, command, events, after): Step) -> AppendRequest {
+        let command_id = Uuid::from_u128(u128::from(command) + 1);
+        let metadata = Metadata {
+            command_id,
+            correlation_id: command_id,
+            causation_id: command_id,
+            actor: Actor {
+                id: "tester".into(),
+                role: Role::System,
+            },
+            occurred_at: Timestamp::UNIX_EPOCH,
+            recorded_at: Timestamp::UNIX_EPOCH,
+        };
+        AppendRequest {
+            stream: ["ticket-1", "ticket-2", "agent-1"][stream].to_owned(),
+            expected: expected.map_or(ExpectedVersion::Any, ExpectedVersion::Exact),
+            command_id,
+            events: (0..events)
+                .map(|i| NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: format!("happened_{i}"),
+                    schema_version: 1,
+                    data: serde_json::json!({ "i": i }),
+                    metadata: metadata.clone(),
+                })
+                .collect(),
+            unchanged: after.map(|after| Unchanged {
+                categories: &["agent"],
+                after,
+            }),
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            head: watch::channel(0).0,
+            outstanding: AtomicUsize::new(0),
+            outstanding_at_answer: AtomicUsize::new(0),
+            counters: Counters::default(),
+        })
+    }
+
+    /// An outcome with errors compared by their message.
+    fn comparable(outcome: Result<AppendOutcome, Error>) -> Result<AppendOutcome, String> {
+        outcome.map_err(|e| e.to_string())
+    }
+
+    proptest! {
+        /// The planner, fed batches of random appends against what earlier batches
+        /// committed, answers every append as the memory log does.
+        #[test]
+        fn the_planner_answers_as_the_memory_log(
+            steps in prop::collection::vec(
+                (0..3usize, prop::option::of(0..4u64), 0..12u8, 1..4usize,
+                 prop::option::of(0..6u64)),
+                1..40,
+            ),
+            cuts in prop::collection::vec(1..6usize, 1..40),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let memory = MemoryLog::new();
+            let expected: Vec<_> = steps
+                .iter()
+                .map(|step| comparable(runtime.block_on(memory.append(request(*step)))))
+                .collect();
+
+            let shared = shared();
+            let mut head = 0;
+            let mut categories = CategoryHeads::default();
+            let mut heads: HashMap<String, (u64, String)> = HashMap::new();
+            let mut known: HashMap<Uuid, KnownCommand> = HashMap::new();
+            let mut actual = Vec::new();
+            let mut rest = &steps[..];
+            let mut cuts = cuts.iter().cycle();
+            while !rest.is_empty() {
+                let size = (*cuts.next().unwrap()).min(rest.len());
+                let (batch, later) = rest.split_at(size);
+                rest = later;
+                let batch: Vec<Pending> = batch
+                    .iter()
+                    .map(|step| Pending {
+                        request: request(*step),
+                        reply: oneshot::channel().0,
+                        lost_at: None,
+                        counted: Counted::count(&shared).1,
+                    })
+                    .collect();
+                let lookup = |stream: &str| match heads.get(stream) {
+                    Some((version, hash)) => Known::Head(*version, hash.clone()),
+                    None => Known::New,
+                };
+                let plan = plan(&batch, head, &categories, lookup, &known, Timestamp::now());
+                head = plan.last;
+                categories = plan.categories.clone();
+                heads.extend(plan.heads.clone());
+                for (pending, outcome) in batch.iter().zip(plan.outcomes) {
+                    if let Ok(AppendOutcome::Committed(c)) = &outcome {
+                        known.insert(pending.request.command_id, KnownCommand {
+                            committed: c.clone(),
+                        });
+                    }
+                    actual.push(comparable(outcome));
+                }
+            }
+            prop_assert_eq!(actual, expected);
+        }
+    }
+}
