@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig};
-use closeloop_core::log::{Filter, READ_BATCH_MAX};
+use closeloop_core::log::{AsPostgres, Filter, READ_BATCH_MAX};
 use closeloop_projections::store::open_store;
 use closeloop_replay::rebuild::{self, ReplayConfig, SCAN_RANGE_BATCHES};
 use futures::StreamExt;

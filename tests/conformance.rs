@@ -1,22 +1,22 @@
-//! The event-log conformance suite (`closeloop_core::log::conformance`) run against the
+//! The event-log conformance suite (`closeloop_testkit::conformance`) run against the
 //! memory and SQLite backends, plus what only SQLite has: a file that outlives the process,
 //! append-only triggers, group commit.
 
 use std::sync::Arc;
 
-use closeloop_core::log::conformance::{
-    append_request, commit, numbered_events, read_everything, stream_name, Subject,
-};
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::sqlite::SqliteLog;
 use closeloop_core::log::{verify_chain, AppendOutcome, EventLog, ExpectedVersion, Filter};
 use closeloop_core::Error;
+use closeloop_testkit::conformance::{
+    append_request, commit, numbered_events, read_everything, stream_name, Subject,
+};
 use tokio::sync::Barrier;
 
 mod memory {
     use super::*;
 
-    closeloop_core::conformance_tests!(|| async {
+    closeloop_testkit::conformance_tests!(|| async {
         Subject {
             log: Arc::new(MemoryLog::new()),
             cleanup: None,
@@ -37,7 +37,7 @@ mod sqlite {
         }
     }
 
-    closeloop_core::conformance_tests!(fresh);
+    closeloop_testkit::conformance_tests!(fresh);
 }
 
 /// A new SQLite log in a new temporary directory (keep the directory alive while it is used).

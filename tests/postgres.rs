@@ -16,15 +16,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use closeloop_core::log::conformance::{
-    append_request, commit, new_event, numbered_events, read_everything, stream_name, Subject,
-};
 use closeloop_core::log::postgres::{PostgresLog, PostgresOptions};
 use closeloop_core::log::{
     verify_chain, AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, Filter,
     Position, StoredEvent,
 };
 use closeloop_core::Error;
+use closeloop_testkit::conformance::{
+    append_request, commit, new_event, numbered_events, read_everything, stream_name, Subject,
+};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -143,7 +143,7 @@ mod conformance {
         }
     }
 
-    closeloop_core::conformance_tests!(fresh);
+    closeloop_testkit::conformance_tests!(fresh);
 }
 
 /// Appends until an answer comes, retrying `Unavailable` with the same command id, as a

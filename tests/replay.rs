@@ -19,7 +19,8 @@ use closeloop_core::domain::{Actor, Event, NoteAdded};
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::sqlite::SqliteLog;
 use closeloop_core::log::{
-    verify_chain, AppendRequest, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
+    verify_chain, AppendRequest, AsPostgres, EventLog, ExpectedVersion, Metadata, NewEvent,
+    Position,
 };
 use closeloop_projections::models::Projectors;
 use closeloop_projections::record::Record;

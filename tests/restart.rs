@@ -27,15 +27,15 @@ use async_nats::jetstream;
 use closeloop_commands::nats::{Queries, ServeConfig};
 use closeloop_commands::relay::POSITION_HEADER;
 use closeloop_commands::{Handler, HandlerConfig, Reply};
-use closeloop_core::log::conformance::{
-    append_request, commit, numbered_events, read_everything, stream_name,
-};
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::postgres::{PostgresLog, PostgresOptions};
 use closeloop_core::log::{
     AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, StoredEvent,
 };
 use closeloop_core::Error;
+use closeloop_testkit::conformance::{
+    append_request, commit, numbered_events, read_everything, stream_name,
+};
 use futures::StreamExt;
 use serde_json::Value;
 use tempfile::TempDir;

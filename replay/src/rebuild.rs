@@ -23,6 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use closeloop_core::log::postgres::{PostgresLog, ScannedRow};
+use closeloop_core::log::AsPostgres;
 use closeloop_core::log::{
     stream_category, EventLog, Filter, Position, StoredEvent, READ_BATCH_MAX,
 };

@@ -5,7 +5,7 @@
 //! Each test binary uses only part of this module.
 #![allow(dead_code)]
 
-use closeloop_core::domain::*;
+use closeloop_domain::*;
 use jiff::Timestamp;
 use uuid::Uuid;
 

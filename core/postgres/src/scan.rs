@@ -21,14 +21,13 @@
 //! A scan's query holds one snapshot for as long as it runs, and a long-lived snapshot holds
 //! back vacuum for the whole database (e.g. the dead versions of the `log_head` row that
 //! every append leaves). Callers therefore scan a long log in bounded ranges of positions,
-//! one query each. Positions are contiguous and in commit order (module doc of
-//! [`super::postgres`]), so ranges up to a head read earlier see exactly the events of that
+//! one query each. Positions are contiguous and in commit order (the crate's doc), so ranges up to a head read earlier see exactly the events of that
 //! range, whatever the snapshot.
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, RowStream};
 
-use super::{saturate_i64, to_u64, Error, Filter, Position, PostgresLog};
+use super::{pg, saturate_i64, to_u64, Error, Filter, Position, PostgresLog};
 
 /// The columns a scan selects, in [`ScannedRow`]'s order.
 const SCAN_COLUMNS: &str = "position, stream, type, schema_version, data::text, \
@@ -41,34 +40,34 @@ pub struct ScannedRow(Row);
 impl ScannedRow {
     /// The event's global position.
     pub fn position(&self) -> Result<Position, Error> {
-        to_u64(self.0.try_get(0)?, "position")
+        to_u64(self.0.try_get(0).map_err(pg)?, "position")
     }
 
     /// The stream's name (`ticket-<id>`, ...).
     pub fn stream(&self) -> Result<&str, Error> {
-        Ok(self.0.try_get(1)?)
+        self.0.try_get(1).map_err(pg)
     }
 
     /// The event type (`ticket_opened`, ...).
     pub fn event_type(&self) -> Result<&str, Error> {
-        Ok(self.0.try_get(2)?)
+        self.0.try_get(2).map_err(pg)
     }
 
     /// The schema version the data was written at.
     pub fn schema_version(&self) -> Result<u32, Error> {
-        let v: i32 = self.0.try_get(3)?;
+        let v: i32 = self.0.try_get(3).map_err(pg)?;
         u32::try_from(v).map_err(|_| Error::Corrupt(format!("schema version {v}")))
     }
 
     /// The event's data as JSON text (PostgreSQL's rendering of the stored jsonb: the same
     /// values `read_all` returns as a `serde_json::Value`).
     pub fn data_json(&self) -> Result<&str, Error> {
-        Ok(self.0.try_get(4)?)
+        self.0.try_get(4).map_err(pg)
     }
 
     /// `metadata.occurred_at` as stored: RFC 3339 text, as `jiff::Timestamp` serializes it.
     pub fn occurred_at(&self) -> Result<&str, Error> {
-        let text: Option<&str> = self.0.try_get(5)?;
+        let text: Option<&str> = self.0.try_get(5).map_err(pg)?;
         text.ok_or_else(|| Error::Corrupt("an event's metadata has no occurred_at".into()))
     }
 }
@@ -87,7 +86,7 @@ impl Scan {
         self.rows
             .next()
             .await
-            .map(|row| row.map(ScannedRow).map_err(Error::Postgres))
+            .map(|row| row.map(ScannedRow).map_err(pg))
     }
 }
 

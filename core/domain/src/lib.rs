@@ -1,5 +1,6 @@
-//! The pure ticket domain. Nothing here does IO, reads a clock or draws a random number:
-//! time and ids arrive in the command or the [`Context`].
+//! closeloop-domain: the pure ticket domain. Nothing here does IO, reads a clock or draws a
+//! random number (and the crate depends on no database driver, runtime or IO crate): time and
+//! ids arrive in the command or the [`Context`].
 //!
 //! - `types.rs`: the vocabulary (roles, grades, channels, states).
 //! - `command.rs` / `parse.rs`: commands and their strict decoding with JSON-Pointer errors.
@@ -8,6 +9,7 @@
 //! - `directory.rs` / `reference.rs`: agents, customers, calendars, policies.
 //! - `authorize.rs`: who may do what.
 //! - `rejection.rs`: why a command was refused.
+//! - `upcast.rs`: stored events of older schema versions, brought to the current one.
 
 mod authorize;
 mod command;

@@ -4,7 +4,7 @@
 
 mod support;
 
-use closeloop_core::domain::*;
+use closeloop_domain::*;
 use support::*;
 
 /// Past events: ticket events fold into the ticket, directory events into the directory.

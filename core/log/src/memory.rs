@@ -47,30 +47,27 @@ impl EventLog for MemoryLog {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
         check_request(&request)?;
         let mut inner = self.inner.lock().expect("memory log lock poisoned");
-        if let Some(first) = inner.commands.get(&request.command_id) {
-            return Ok(AppendOutcome::Duplicate(first.clone()));
-        }
-        let (current, prev_hash) = match inner.streams.get(&request.stream) {
-            Some(indexes) => {
+        let existing = inner.commands.get(&request.command_id).cloned();
+        let stream_head = || {
+            Ok(inner.streams.get(&request.stream).map(|indexes| {
                 let last = &inner.events[*indexes.last().expect("streams are never empty")];
                 (last.version, last.hash.clone())
-            }
-            None => (0, GENESIS_HASH.to_owned()),
+            }))
         };
-        check_expected(&request.stream, request.expected, current)?;
-        if let Some(unchanged) = &request.unchanged {
-            unchanged
-                .check(|category| Ok(inner.category_heads.get(category).copied().unwrap_or(0)))?;
-        }
+        let category_head =
+            |category: &str| Ok(inner.category_heads.get(category).copied().unwrap_or(0));
         let first_position = inner.events.len() as Position + 1;
-        let sealed = seal(
+        let (sealed, committed) = match rules::decide(
             &request,
-            current,
+            existing,
+            stream_head,
+            category_head,
             first_position,
-            prev_hash,
             jiff::Timestamp::now(),
-        );
-        let committed = committed_of(&sealed);
+        )? {
+            rules::Decision::Duplicate(first) => return Ok(AppendOutcome::Duplicate(first)),
+            rules::Decision::Sealed(sealed, committed) => (sealed, committed),
+        };
         let start = inner.events.len();
         inner.events.extend(sealed);
         let indexes = inner.streams.entry(request.stream.clone()).or_default();

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{Metadata, StoredEvent};
-use crate::domain::Actor;
+use closeloop_domain::Actor;
 
 /// The "previous hash" of a stream's first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -223,8 +223,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::{Actor, Role};
-    use crate::log::{seal, AppendRequest, ExpectedVersion, Metadata, NewEvent};
+    use crate::{seal, AppendRequest, ExpectedVersion, Metadata, NewEvent};
+    use closeloop_domain::{Actor, Role};
 
     /// Two streams interleaved in one log: positions 1..=6, three events each.
     fn log() -> Vec<StoredEvent> {

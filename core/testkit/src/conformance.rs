@@ -5,8 +5,9 @@
 //! ```ignore
 //! mod memory {
 //!     use std::sync::Arc;
-//!     use closeloop_core::log::{conformance::Subject, memory::MemoryLog};
-//!     closeloop_core::conformance_tests!(|| async {
+//!     use closeloop_core::log::memory::MemoryLog;
+//!     use closeloop_testkit::conformance::Subject;
+//!     closeloop_testkit::conformance_tests!(|| async {
 //!         Subject { log: Arc::new(MemoryLog::new()), cleanup: None }
 //!     });
 //! }
@@ -29,13 +30,13 @@ use serde_json::{json, Value};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::domain::{Actor, Role};
-use crate::log::{
+use closeloop_domain::{Actor, Role};
+use closeloop_log::Error;
+use closeloop_log::{
     chain_hash, verify_chain, AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion,
     Filter, Metadata, NewEvent, Position, StoredEvent, Unchanged, APPEND_EVENTS_MAX, GENESIS_HASH,
     READ_BATCH_MAX,
 };
-use crate::Error;
 
 /// A log under test and what to do once its test is over (drop a database schema, remove a
 /// temporary directory...). The log is dropped before the cleanup runs.
@@ -46,7 +47,7 @@ pub struct Subject {
 
 /// Writes one `#[tokio::test]` per conformance check, in the module where it is invoked.
 /// `$factory` is called (with no arguments) for each test and must return a future of a
-/// [`Subject`](crate::log::conformance::Subject) holding a fresh, empty log.
+/// [`Subject`](crate::conformance::Subject) holding a fresh, empty log.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
@@ -80,8 +81,8 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                let subject: $crate::log::conformance::Subject = ($factory)().await;
-                $crate::log::conformance::run(subject, $crate::log::conformance::$check).await;
+                let subject: $crate::conformance::Subject = ($factory)().await;
+                $crate::conformance::run(subject, $crate::conformance::$check).await;
             }
         )+
     };

@@ -57,7 +57,7 @@ pub fn upcast(event_type: &str, schema_version: u32, data: Value) -> Result<Even
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::NoteAdded;
+    use crate::NoteAdded;
     use serde_json::json;
 
     #[test]

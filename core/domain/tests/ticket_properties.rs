@@ -12,7 +12,7 @@ mod support;
 
 use std::collections::HashSet;
 
-use closeloop_core::domain::*;
+use closeloop_domain::*;
 use proptest::prelude::*;
 use proptest::sample::select;
 use support::*;

@@ -1,4 +1,5 @@
-//! The SQLite backend: the embedded default (`--store sqlite://PATH`), one file on one machine.
+//! closeloop-sqlite: the SQLite backend of the event log (an `EventLog` of `closeloop-log`),
+//! the embedded default (`--store sqlite://PATH`), one file on one machine.
 //!
 //! Layout of the work:
 //! - **One writer thread** owns the only write connection. Appends travel to it over a bounded
@@ -33,7 +34,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::*;
+use closeloop_log::*;
 
 /// Most appends the writer commits in one transaction. Bounds the latency one batch adds to
 /// its last append and the work redone if a commit fails; 256 appends of up to
@@ -175,12 +176,14 @@ impl Drop for SqliteLog {
 
 /// Opens the write connection, sets it up and creates the schema; returns it with the head.
 fn open_writer(path: &Path) -> Result<(Connection, Position), Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    let conn = Connection::open(path).map_err(db)?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(db)?;
     // WAL: readers do not block the writer nor the writer readers. It needs a real file:
     // `:memory:` (journal mode "memory") could not be shared with the read connections.
-    let journal_mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let journal_mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(db)?;
     if !journal_mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Unavailable(format!(
             "{}: SQLite refused WAL journal mode (got `{journal_mode}`); the log needs a file \
@@ -190,9 +193,12 @@ fn open_writer(path: &Path) -> Result<(Connection, Position), Error> {
     }
     // FULL: the WAL is fsynced at every commit, so an acknowledged append survives a power
     // loss, not only a process crash.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db)?;
 
-    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db)?;
     if found > SCHEMA_VERSION {
         return Err(Error::Unavailable(format!(
             "{}: schema version {found} is newer than this build understands ({SCHEMA_VERSION}); \
@@ -200,7 +206,7 @@ fn open_writer(path: &Path) -> Result<(Connection, Position), Error> {
             path.display()
         )));
     }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
     let created = conn
         .execute_batch(SCHEMA_SQL)
         .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
@@ -209,9 +215,9 @@ fn open_writer(path: &Path) -> Result<(Connection, Position), Error> {
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        return Err(e.into());
+        return Err(db(e));
     }
-    let head: i64 = conn.query_row(SQL_HEAD, [], |row| row.get(0))?;
+    let head: i64 = conn.query_row(SQL_HEAD, [], |row| row.get(0)).map_err(db)?;
     let head = position_of(head).map_err(|e| Error::Corrupt(format!("head: {e}")))?;
     Ok((conn, head))
 }
@@ -342,43 +348,49 @@ fn append_one(
 ) -> Result<AppendOutcome, Error> {
     // Idempotency first: a retried command gets its first outcome even if the stream has
     // moved on since (and even when the first append was earlier in this very batch).
-    if let Some(first) = find_command(conn, request.command_id)? {
-        return Ok(AppendOutcome::Duplicate(first));
-    }
-    let tip = conn
-        .prepare_cached(SQL_STREAM_TIP)?
-        .query_row(params![request.stream], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })
-        .optional()?;
-    let (current, prev_hash) = match tip {
-        Some((version, hash)) => (
-            u64::try_from(version).map_err(|_| {
+    let existing = find_command(conn, request.command_id)?;
+    let stream_head = || {
+        let tip = conn
+            .prepare_cached(SQL_STREAM_TIP)
+            .map_err(db)?
+            .query_row(params![request.stream], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .optional()
+            .map_err(db)?;
+        tip.map(|(version, hash)| {
+            let version = u64::try_from(version).map_err(|_| {
                 Error::Corrupt(format!("stream {}: version {version}", request.stream))
-            })?,
-            hash,
-        ),
-        None => (0, GENESIS_HASH.to_owned()),
+            })?;
+            Ok((version, hash))
+        })
+        .transpose()
     };
-    check_expected(&request.stream, request.expected, current)?;
-    if let Some(unchanged) = &request.unchanged {
-        // Inside the batch's write transaction: no other writer can append in between.
-        let mut last_of = conn.prepare_cached(SQL_CATEGORY_HEAD)?;
-        unchanged.check(|category| {
-            let last: i64 = last_of.query_row(params![category], |row| row.get(0))?;
-            position_of(last).map_err(|e| Error::Corrupt(format!("category {category}: {e}")))
-        })?;
-    }
-
-    let sealed = seal(
+    // Inside the batch's write transaction: no other writer can append in between.
+    let mut last_of = None;
+    let category_head = |category: &str| {
+        let last_of = match &mut last_of {
+            Some(statement) => statement,
+            None => last_of.insert(conn.prepare_cached(SQL_CATEGORY_HEAD).map_err(db)?),
+        };
+        let last: i64 = last_of
+            .query_row(params![category], |row| row.get(0))
+            .map_err(db)?;
+        position_of(last).map_err(|e| Error::Corrupt(format!("category {category}: {e}")))
+    };
+    let (sealed, committed) = match rules::decide(
         request,
-        current,
+        existing,
+        stream_head,
+        category_head,
         head + 1,
-        prev_hash,
         jiff::Timestamp::now(),
-    );
+    )? {
+        rules::Decision::Duplicate(first) => return Ok(AppendOutcome::Duplicate(first)),
+        rules::Decision::Sealed(sealed, committed) => (sealed, committed),
+    };
     let category = stream_category(&request.stream);
-    let mut insert = conn.prepare_cached(SQL_INSERT_EVENT)?;
+    let mut insert = conn.prepare_cached(SQL_INSERT_EVENT).map_err(db)?;
     for event in &sealed {
         let data = serde_json::to_string(&event.data)
             .map_err(|e| Error::InvalidAppend(format!("event data is not JSON: {e}")))?;
@@ -406,20 +418,22 @@ fn append_one(
                         event.event_id
                     ))
                 }
-                _ => e.into(),
+                _ => db(e),
             });
         }
     }
-    let committed = committed_of(&sealed);
     let types = serde_json::to_string(&committed.events)
         .map_err(|e| Error::InvalidAppend(format!("event types: {e}")))?;
-    conn.prepare_cached(SQL_INSERT_COMMAND)?.execute(params![
-        request.command_id.to_string(),
-        committed.stream,
-        sql_int(committed.version)?,
-        sql_int(committed.position)?,
-        types,
-    ])?;
+    conn.prepare_cached(SQL_INSERT_COMMAND)
+        .map_err(db)?
+        .execute(params![
+            request.command_id.to_string(),
+            committed.stream,
+            sql_int(committed.version)?,
+            sql_int(committed.position)?,
+            types,
+        ])
+        .map_err(db)?;
     Ok(AppendOutcome::Committed(committed))
 }
 
@@ -473,16 +487,24 @@ impl Readers {
             OpenFlags::SQLITE_OPEN_READ_ONLY
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        )
+        .map_err(db)?;
+        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(db)?;
         Ok(conn)
     }
 }
 
 /// The outcome recorded for `command_id`, if any.
+/// An SQLite error the log does not classify, as [`Error::Backend`].
+fn db(error: rusqlite::Error) -> Error {
+    Error::backend("sqlite", error)
+}
+
 fn find_command(conn: &Connection, command_id: Uuid) -> Result<Option<Committed>, Error> {
     let row = conn
-        .prepare_cached(SQL_FIND_COMMAND)?
+        .prepare_cached(SQL_FIND_COMMAND)
+        .map_err(db)?
         .query_row(params![command_id.to_string()], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -521,10 +543,10 @@ fn query_events(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<StoredEvent>, Error> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let mut rows = statement.query(params)?;
+    let mut statement = conn.prepare_cached(sql).map_err(db)?;
+    let mut rows = statement.query(params).map_err(db)?;
     let mut events = Vec::new();
-    while let Some(row) = rows.next()? {
+    while let Some(row) = rows.next().map_err(db)? {
         events.push(decode_event(row)?);
     }
     Ok(events)
@@ -685,7 +707,7 @@ impl EventLog for SqliteLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Actor, Role};
+    use closeloop_domain::{Actor, Role};
 
     fn request(stream: &str, expected: ExpectedVersion, events: usize) -> AppendRequest {
         let command_id = Uuid::now_v7();

@@ -2,7 +2,7 @@
 //! points (JSON Pointer) at the offending field, and the `command_id` is recovered when it
 //! was readable.
 
-use closeloop_core::domain::*;
+use closeloop_domain::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use uuid::Uuid;
