@@ -14,7 +14,7 @@
 use super::command::*;
 use super::directory::Agent;
 use super::rejection::Rejection;
-use super::ticket::Ticket;
+use super::ticket_state::Ticket;
 use super::types::*;
 use super::Context;
 

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::command::{PolicyMatch, WorkingHours};
 use super::event::*;
 use super::types::*;
 

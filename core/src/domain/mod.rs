@@ -4,7 +4,8 @@
 //! - `types.rs`: the vocabulary (roles, grades, channels, states).
 //! - `command.rs` / `parse.rs`: commands and their strict decoding with JSON-Pointer errors.
 //! - `event.rs`: the events the log keeps.
-//! - `ticket.rs`: the ticket's state machine (`evolve`, `decide_ticket`).
+//! - `ticket_state.rs`: a ticket's state (`Ticket`); `ticket.rs`: its state machine (`evolve`,
+//!   `decide_ticket`).
 //! - `directory.rs` / `reference.rs`: agents, customers, calendars, policies.
 //! - `authorize.rs`: who may do what.
 //! - `rejection.rs`: why a command was refused.
@@ -17,6 +18,7 @@ mod parse;
 mod reference;
 mod rejection;
 mod ticket;
+mod ticket_state;
 mod types;
 mod upcast;
 
@@ -27,6 +29,7 @@ pub use parse::*;
 pub use reference::decide_directory;
 pub use rejection::*;
 pub use ticket::*;
+pub use ticket_state::*;
 pub use types::*;
 pub use upcast::upcast;
 
