@@ -7,7 +7,8 @@
 //! - `ticket_state.rs`: a ticket's state (`Ticket`); `ticket.rs`: its state machine (`evolve`,
 //!   `decide_ticket`).
 //! - `directory.rs` / `reference.rs`: agents, customers, calendars, policies.
-//! - `authorize.rs`: who may do what.
+//! - `authorize.rs`: who may do what; `visibility.rs`: who may see what (the read side's
+//!   queries ask it).
 //! - `rejection.rs`: why a command was refused.
 
 mod authorize;
@@ -21,6 +22,7 @@ mod ticket;
 mod ticket_state;
 mod types;
 mod upcast;
+mod visibility;
 
 pub use command::*;
 pub use directory::*;
@@ -32,6 +34,7 @@ pub use ticket::*;
 pub use ticket_state::*;
 pub use types::*;
 pub use upcast::upcast;
+pub use visibility::{may_see_ticket, report_scope, ReportScope};
 
 /// What a decision may consult besides the stream's own state.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! A ticket's state: what its events leave, folded by `evolve` (`ticket.rs`). Its own module
-//! because both the decision (`ticket.rs`) and the rule on who may act on a ticket
-//! (`authorize.rs`) read it, and the decision calls that rule.
+//! because both the decision (`ticket.rs`) and the rules on who may act on or see a ticket
+//! (`authorize.rs`, `visibility.rs`) read it, and the decision calls the first.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
