@@ -1,4 +1,5 @@
-//! Who may do what (DESIGN.md roles, DOMAIN.md confidentiality):
+//! Who may do what (docs/contract.md, Roles; docs/domain.md, Records, confidentiality and
+//! audit):
 //! - `auditor`: never commands (read-only).
 //! - `system`: the engine's own process managers; may do everything.
 //! - `service`: opens tickets, records customer replies and survey results, registers

@@ -1,4 +1,4 @@
-//! Events: the facts the log keeps. Names are snake_case past tense (DESIGN.md). Each event
+//! Events: the facts the log keeps. Names are snake_case past tense (docs/contract.md). Each event
 //! carries everything a projection needs (principle 2), so `ticket_opened` copies the
 //! customer's grade and the targets in force, and `priority_changed` the re-derived targets.
 

@@ -1,5 +1,5 @@
 //! The domain's vocabulary: roles, grades, channels, states. Every enum here is part of the
-//! public contract (DESIGN.md), so variant names are the snake_case strings on the wire.
+//! public contract (docs/contract.md), so variant names are the snake_case strings on the wire.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

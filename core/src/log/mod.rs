@@ -1,4 +1,4 @@
-//! The event log: the only truth (DESIGN.md principle 2). One trait, [`EventLog`], and
+//! The event log: the only truth (docs/contract.md, principle 2). One trait, [`EventLog`], and
 //! interchangeable backends: [`memory`] (always available, the reference), [`sqlite`] (the
 //! embedded default) and [`postgres`] (many processes on one database). Every backend passes
 //! the same conformance suite (`conformance`, feature `conformance`).
@@ -86,7 +86,7 @@ pub struct NewEvent {
     pub metadata: Metadata,
 }
 
-/// An event as stored: the envelope of DESIGN.md.
+/// An event as stored: the envelope of docs/contract.md (Events).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub position: Position,
