@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use closeloop_commands::workload::{generate, WorkloadConfig};
 use closeloop_core::domain::{
     decide, evolve, CommandEnvelope, Context, Directory, Rules, TicketState,
 };
+use closeloop_workload::{generate, WorkloadConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// The demo workload's commands with the directory as its setup leaves it.

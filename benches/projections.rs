@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig};
 use closeloop_core::domain::{Channel, Event, Grade, Priority, TicketAssigned, TicketOpened};
 use closeloop_core::log::memory::MemoryLog;
@@ -23,6 +22,7 @@ use closeloop_projections::record::Record;
 use closeloop_projections::runtime::Projection;
 use closeloop_projections::satisfaction::SatisfactionModel;
 use closeloop_projections::sla::SlaModel;
+use closeloop_workload::{self as workload, WorkloadConfig};
 use mimalloc::MiMalloc;
 
 /// Counts live heap bytes, to measure the read models, over the allocator the `closeloop`

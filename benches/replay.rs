@@ -25,11 +25,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig};
 use closeloop_core::log::{AsPostgres, Filter, READ_BATCH_MAX};
 use closeloop_projections::store::open_store;
 use closeloop_replay::rebuild::{self, ReplayConfig, SCAN_RANGE_BATCHES};
+use closeloop_workload::{self as workload, WorkloadConfig};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig};
 use closeloop_core::log::{sqlite::SqliteLog, EventLog, Filter, StoredEvent, READ_BATCH_MAX};
+use closeloop_workload::{self as workload, WorkloadConfig};
 
 const RAW_SCHEMA: &str = "
 PRAGMA journal_mode = WAL;

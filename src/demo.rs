@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{Command, Event, Grade, TicketStatus};
 use closeloop_core::log::{EventLog, Filter, READ_BATCH_MAX};
@@ -16,6 +15,7 @@ use closeloop_projections::scheduler;
 use closeloop_projections::sla::SlaModel;
 use closeloop_projections::store::{CheckpointStore, MemoryStore};
 use closeloop_projections::summary::TicketSummary;
+use closeloop_workload::{self as workload, WorkloadConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
 

@@ -14,24 +14,12 @@
 //!   deadline's warning or breach and each manager's command is appended once; the lease
 //!   only avoids wasted work.
 //!
-//! Confidentiality of the `report_*` queries (request: `actor` plus `agent`, `team`, `from`,
-//! `to`, `period`, `at`):
-//! - `auditor`, `system`: every row, filters as asked.
-//! - `supervisor` (a registered team lead): the team filter is forced to their team; asking
-//!   for another team is `forbidden` (at `/team`); a supervisor who is not a registered team
-//!   lead is `forbidden`.
-//! - `agent`: the agent filter is forced to themselves; asking for another agent is
-//!   `forbidden` (at `/agent`).
-//! - `service`: `forbidden` (staff figures are not a customer system's business).
-//!
-//! Confidentiality (DOMAIN.md) of ticket queries, decided from the ticket's whole history:
-//! - `auditor`, `system`: every ticket.
-//! - `agent`: tickets that are or were assigned (or escalated) to them, tickets assigned to
-//!   an away agent they cover, and tickets of customers they are account manager of.
-//! - `supervisor` (a registered team lead): tickets that are or were with their team.
-//! - `service`: tickets it opened (it acts for those customers).
-//!
-//! Anything else is `forbidden`.
+//! Confidentiality (docs/domain.md, Records, confidentiality and audit) is the domain's:
+//! `closeloop_core::domain::report_scope` forces or refuses the filters of the `report_*`
+//! queries (request: `actor` plus `agent`, `team`, `from`, `to`, `period`, `at`), and
+//! `may_see_ticket` decides from the ticket's whole history whether the actor may see it
+//! (`ticket_history`, `ticket_state`). This module reads the history and the directory they
+//! need and turns a refusal into a `forbidden` reply.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,7 +32,8 @@ use closeloop_commands::nats::{
 use closeloop_commands::process::{ProcessConfig, ProcessManagers};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{
-    Actor, CommandEnvelope, Directory, Event, Rejection, RejectionCode, Role,
+    may_see_ticket, report_scope, Actor, CommandEnvelope, Directory, Event, Rejection,
+    RejectionCode, ReportScope, Role,
 };
 use closeloop_core::log::EventLog;
 use closeloop_projections::models::{Projectors, ReadModels, REPORTS};
@@ -499,62 +488,34 @@ async fn report(
         .ok_or_else(|| Rejection::not_found("", format!("no report `{name}`")))
 }
 
-/// Forces the filters of a report query to what `actor` may see, or refuses it.
+/// Forces the filters of a report query to what `actor` may see, or refuses it
+/// (`report_scope`, the domain's rule).
 async fn restrict(
     actor: &Actor,
     handler: &Handler,
     query: &mut ReportQuery,
 ) -> Result<(), Rejection> {
-    let forbidden =
-        |path: &str, message: String| Err(Rejection::at(RejectionCode::Forbidden, path, message));
-    match actor.role {
-        Role::Auditor | Role::System => Ok(()),
-        Role::Service => forbidden(
-            "/actor",
-            format!("service `{}` may not read staff reports", actor.id),
-        ),
-        Role::Agent => {
-            if let Some(other) = query.agent.as_deref().filter(|a| *a != actor.id) {
-                return forbidden(
-                    "/agent",
-                    format!(
-                        "agent `{}` may only read their own rows, not `{other}`'s",
-                        actor.id
-                    ),
-                );
-            }
-            query.agent = Some(actor.id.clone());
-            Ok(())
-        }
-        Role::Supervisor => {
-            let directory = handler
+    // Only a supervisor's scope depends on the directory (the team they lead).
+    let directory = match actor.role {
+        Role::Supervisor => Some(
+            handler
                 .directory()
                 .await
-                .map_err(|e| Rejection::new(RejectionCode::Unavailable, e.to_string()))?;
-            let Some(team) = directory
-                .agents
-                .get(&actor.id)
-                .filter(|a| a.team_lead)
-                .map(|a| a.team.clone())
-            else {
-                return forbidden(
-                    "/actor",
-                    format!("supervisor `{}` is not a registered team lead", actor.id),
-                );
-            };
-            if let Some(other) = query.team.as_deref().filter(|t| *t != team) {
-                return forbidden(
-                    "/team",
-                    format!(
-                        "supervisor `{}` may only read team `{team}`, not `{other}`",
-                        actor.id
-                    ),
-                );
-            }
-            query.team = Some(team);
-            Ok(())
-        }
+                .map_err(|e| Rejection::new(RejectionCode::Unavailable, e.to_string()))?,
+        ),
+        _ => None,
+    };
+    match report_scope(
+        actor,
+        query.agent.as_deref(),
+        query.team.as_deref(),
+        directory.as_deref(),
+    )? {
+        ReportScope::All => {}
+        ReportScope::Agent(agent) => query.agent = Some(agent),
+        ReportScope::Team(team) => query.team = Some(team),
     }
+    Ok(())
 }
 
 /// The ticket's history (up to `as_of`), if the actor may see the ticket.
@@ -605,44 +566,14 @@ fn history_error(e: closeloop_replay::Error, ticket_id: Uuid) -> Rejection {
     }
 }
 
-/// The confidentiality rule of the module doc.
+/// The confidentiality rule of the module doc, decided by the domain (`may_see_ticket`) from
+/// the ticket's whole history.
 fn may_see(actor: &Actor, history: &History, directory: &Directory) -> bool {
-    let events = || history.events.iter().filter_map(|e| e.decode().ok());
-    match actor.role {
-        Role::Auditor | Role::System => true,
-        Role::Service => history
-            .events
-            .first()
-            .is_some_and(|e| e.metadata.actor == *actor),
-        Role::Agent => {
-            let me = actor.id.as_str();
-            let assigned = events().any(|e| match e {
-                Event::TicketAssigned(a) => a.agent_id == me,
-                Event::TicketEscalated(x) => x.to_agent_id.as_deref() == Some(me),
-                _ => false,
-            });
-            let covering = history
-                .state
-                .assignee
-                .as_deref()
-                .and_then(|a| directory.agents.get(a))
-                .is_some_and(|a| !a.available && a.covered_by.as_deref() == Some(me));
-            let manager = directory
-                .customers
-                .get(&history.state.customer_id)
-                .is_some_and(|c| c.account_manager_id.as_deref() == Some(me));
-            assigned || covering || manager
-        }
-        Role::Supervisor => {
-            let Some(me) = directory.agents.get(&actor.id).filter(|a| a.team_lead) else {
-                return false;
-            };
-            history.state.team.as_deref() == Some(me.team.as_str())
-                || events().any(|e| match e {
-                    Event::TicketAssigned(a) => a.team == me.team,
-                    Event::TicketEscalated(x) => x.to_team.as_deref() == Some(me.team.as_str()),
-                    _ => false,
-                })
-        }
-    }
+    let events: Vec<Event> = history
+        .events
+        .iter()
+        .filter_map(|e| e.decode().ok())
+        .collect();
+    let opened_by = history.events.first().map(|e| &e.metadata.actor);
+    may_see_ticket(actor, &history.state, &events, opened_by, directory)
 }

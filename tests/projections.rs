@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{Actor, CalendarDefined, Event, WorkingHours, CURRENT_SCHEMA_VERSION};
 use closeloop_core::log::memory::MemoryLog;
@@ -21,6 +20,7 @@ use closeloop_projections::runtime::{Projection, RunnerConfig};
 use closeloop_projections::store::{
     Checkpoint, CheckpointStore, MemoryStore, SqliteStore, StoreError,
 };
+use closeloop_workload::{self as workload, WorkloadConfig};
 use proptest::prelude::*;
 
 fn small(seed: u64, tickets: usize) -> workload::Workload {

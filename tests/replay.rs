@@ -13,7 +13,6 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{Actor, Event, NoteAdded};
 use closeloop_core::log::memory::MemoryLog;
@@ -27,6 +26,7 @@ use closeloop_projections::record::Record;
 use closeloop_projections::runtime::{Projection, RunnerConfig};
 use closeloop_projections::store::{Checkpoint, CheckpointStore, MemoryStore, SqliteStore};
 use closeloop_replay::rebuild::{self, ReplayConfig, Summary, Until, REBUILD_SUFFIX};
+use closeloop_workload::{self as workload, WorkloadConfig};
 use serde_json::json;
 use uuid::Uuid;
 

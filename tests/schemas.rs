@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 const UPDATE_ENV: &str = "CLOSELOOP_UPDATE_SCHEMAS";
 
-/// A command of one type: the envelope of DESIGN.md with `P` as its payload.
+/// A command of one type: the envelope of docs/contract.md (Commands) with `P` as its payload.
 #[allow(dead_code)]
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +49,7 @@ struct CommandOf<P> {
     payload: P,
 }
 
-/// A stored event of one type: the envelope of DESIGN.md with `D` as its data.
+/// A stored event of one type: the envelope of docs/contract.md (Events) with `D` as its data.
 #[allow(dead_code)]
 #[derive(JsonSchema)]
 struct StoredEventOf<D> {

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use closeloop_commands::workload::{self, WorkloadConfig};
 use closeloop_commands::{Handler, HandlerConfig};
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::EventLog;
@@ -14,6 +13,7 @@ use closeloop_projections::tables::postgres::PostgresTables;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::sqlite::SqliteTables;
 use closeloop_projections::tables::{Dump, TableStore};
+use closeloop_workload::{self as workload, WorkloadConfig};
 use proptest::prelude::*;
 
 fn workload(seed: u64, tickets: usize) -> workload::Workload {

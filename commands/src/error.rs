@@ -6,7 +6,4 @@ pub enum Error {
     /// The event log failed; see the inner error for whether a retry helps.
     #[error(transparent)]
     Log(#[from] closeloop_core::Error),
-    /// A generated workload was asked for something impossible (zero agents, zero days).
-    #[error("invalid workload: {0}")]
-    Workload(String),
 }

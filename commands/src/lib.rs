@@ -3,8 +3,6 @@
 //! - `handler.rs`: a command's way into the log: parse, check idempotency, load the stream
 //!   and the directory, decide, append with the expected version, retry on conflict.
 //! - `reply.rs`: the replies of the public contract.
-//! - `workload.rs`: the seeded, realistic generated workload that `closeloop demo` and the
-//!   benchmarks drive through the handler.
 //! - `nats/`: the NATS front door (`closeloop serve`): request/reply and durable intake,
 //!   queries, leases for run-once jobs, graceful shutdown.
 //! - `relay.rs`: publishes the log to the JetStream events stream, checkpointed by the stream.
@@ -15,7 +13,6 @@ pub mod nats;
 pub mod process;
 pub mod relay;
 mod reply;
-pub mod workload;
 
 pub use error::Error;
 pub use handler::{Clock, Handler, HandlerConfig};

@@ -21,7 +21,10 @@ use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use closeloop_core::log::{EventLog, Filter, Position, StoredEvent};
 
-use crate::nats::{Job, ServeConfig, ServeError, Shutdown};
+use crate::nats::config::ServeConfig;
+use crate::nats::error::ServeError;
+use crate::nats::job::Job;
+use crate::nats::shutdown::Shutdown;
 
 /// Header holding the event's log position.
 pub const POSITION_HEADER: &str = "Closeloop-Position";

@@ -1,4 +1,4 @@
-//! Replies, exactly as DESIGN.md's public contract shows them.
+//! Replies, exactly as the public contract (docs/contract.md, Replies) shows them.
 
 use closeloop_core::domain::Rejection;
 use closeloop_core::log::{Committed, Position};

@@ -51,9 +51,9 @@ impl Record {
         })
     }
 
-    /// From a stored event serialized as JSON (the envelope of DESIGN.md). Reads the data
-    /// straight into its event type when `type` and `schema_version` come before `data` (as
-    /// the log writes them), without an intermediate `serde_json::Value`.
+    /// From a stored event serialized as JSON (the envelope of docs/contract.md, Events).
+    /// Reads the data straight into its event type when `type` and `schema_version` come
+    /// before `data` (as the log writes them), without an intermediate `serde_json::Value`.
     pub fn from_json(bytes: &[u8]) -> Result<Record, DecodeError> {
         let (wire, event) = decode::<Event>(bytes)?;
         Ok(Record {

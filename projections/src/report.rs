@@ -1,6 +1,6 @@
 //! The reports: JSON values read from the read models, the same for `closeloop report NAME
-//! --json` and the query `closeloop.v1.queries.report_NAME`. Their fields are DESIGN.md's
-//! stable minimum plus a few more. "Now" (for running timers) and the filters are explicit
+//! --json` and the query `closeloop.v1.queries.report_NAME`. Their fields are the stable
+//! minimum of docs/contract.md (Reports) plus a few more. "Now" (for running timers) and the filters are explicit
 //! parameters; nothing here reads a clock.
 
 use std::collections::BTreeMap;
@@ -96,8 +96,8 @@ impl ReportQuery {
     }
 }
 
-/// How the scorecard weighs an agent's figures. Configuration, not code: DOMAIN.md's
-/// 60 % results, 30 % basic service work, 10 % daily discipline, bonus and deduction each
+/// How the scorecard weighs an agent's figures. Configuration, not code: docs/domain.md's
+/// (Staff performance) 60 % results, 30 % basic service work, 10 % daily discipline, bonus and deduction each
 /// capped at 10 points, are only the default.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]

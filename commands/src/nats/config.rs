@@ -1,5 +1,6 @@
-//! Names and limits of the NATS front door. Defaults are the public names of DESIGN.md;
-//! tests give each run its own prefix and stream names so they never see each other's work.
+//! Names and limits of the NATS front door. Defaults are the public names of
+//! docs/contract.md (NATS); tests give each run its own prefix and stream names so they never
+//! see each other's work.
 
 use std::time::Duration;
 

@@ -19,8 +19,10 @@ use closeloop_core::domain::{Rejection, RejectionCode};
 use futures::StreamExt;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
+use super::config::ServeConfig;
+use super::error::ServeError;
 use super::intake::{check, last_token, log_reply};
-use super::{ServeConfig, ServeError, Shutdown};
+use super::shutdown::Shutdown;
 use crate::{Handler, Reply};
 
 /// Lock stripes for per-stream order; a stream always maps to the same stripe.

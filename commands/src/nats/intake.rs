@@ -10,7 +10,9 @@ use closeloop_core::domain::{parse_command, CommandEnvelope, Rejection};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::{ServeConfig, ServeError, Shutdown};
+use super::config::ServeConfig;
+use super::error::ServeError;
+use super::shutdown::Shutdown;
 use crate::{Handler, Reply};
 
 /// Checks one command as it arrived on a subject whose last token is `subject_type`.

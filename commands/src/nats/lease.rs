@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 
-use super::{Job, ServeError, Shutdown};
+use super::error::ServeError;
+use super::job::Job;
+use super::shutdown::Shutdown;
 
 /// Where leases live and how long one lasts without renewal.
 #[derive(Debug, Clone)]

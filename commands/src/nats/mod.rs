@@ -7,80 +7,35 @@
 //! - `durable.rs`: JetStream intake: stream `CLOSELOOP_COMMANDS`, one pull consumer shared by
 //!   every instance, ack after commit, replies on `<prefix>.replies.<command_id>`.
 //! - `query.rs`: request/reply on `<prefix>.queries.<name>`, dispatched to registered queries.
+//! - `job.rs`: a background job ([`Job`]); `error.rs`: what stops `serve` ([`ServeError`]).
 //! - `lease.rs`: "runs once across instances" for jobs such as the event relay.
 //! - `shutdown.rs`: the shutdown signal handed to every task.
 //!
-//! The event relay (`crate::relay`) runs here as a leased job.
+//! The event relay (`crate::relay`) runs here as a leased job. It depends on the leaf modules
+//! (`config`, `error`, `job`, `shutdown`), not on this one, so the two do not import each other.
 
-mod config;
+pub(crate) mod config;
 mod durable;
+pub(crate) mod error;
 mod intake;
+pub(crate) mod job;
 mod lease;
 mod query;
-mod shutdown;
+pub(crate) mod shutdown;
 
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 
 pub use config::ServeConfig;
+pub use error::ServeError;
+pub use job::{Job, JobFn};
 pub use lease::{run_leased, Lease, LeaseConfig};
 pub use query::{Queries, QueryFn, QueryRequest};
 pub use shutdown::Shutdown;
 
 use crate::Handler;
-
-/// A background job run by `serve` until shutdown: the projectors' runners, the SLA
-/// scheduler. It gets a [`Shutdown`] and must return soon after it fires. A job that fails
-/// (returns `Err`) is logged and started again after a pause.
-pub type JobFn = Arc<dyn Fn(Shutdown) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
-
-/// A named background job.
-#[derive(Clone)]
-pub struct Job {
-    /// Unique among jobs; for leased jobs, also the lease key (`[A-Za-z0-9_-]`).
-    pub name: String,
-    /// When true, the job runs in one instance at a time (a lease in a JetStream KV bucket).
-    pub run_once: bool,
-    pub run: JobFn,
-}
-
-impl Job {
-    /// A job that runs in every instance.
-    pub fn everywhere(name: &str, run: JobFn) -> Job {
-        Job {
-            name: name.to_owned(),
-            run_once: false,
-            run,
-        }
-    }
-
-    /// A job that runs in exactly one instance at a time (lease).
-    pub fn once(name: &str, run: JobFn) -> Job {
-        Job {
-            name: name.to_owned(),
-            run_once: true,
-            run,
-        }
-    }
-}
-
-/// What stopped `serve` before a shutdown was asked for.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// A NATS subscription or JetStream setup failed (server down, JetStream disabled,
-    /// a stream with the same name but other subjects): fix the server or configuration.
-    #[error("nats: {0}")]
-    Nats(String),
-}
-
-impl ServeError {
-    pub(crate) fn nats(context: &str, e: impl std::fmt::Display) -> ServeError {
-        ServeError::Nats(format!("{context}: {e}"))
-    }
-}
 
 /// Serves commands and queries over NATS and runs the relay and `jobs` until `shutdown`
 /// completes; then stops taking work, finishes what is in flight, flushes and returns.

@@ -13,8 +13,10 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use super::config::ServeConfig;
+use super::error::ServeError;
 use super::intake::last_token;
-use super::{ServeConfig, ServeError, Shutdown};
+use super::shutdown::Shutdown;
 use crate::Reply;
 
 /// A decoded query request: who asks, and the other fields of the request object.

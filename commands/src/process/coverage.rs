@@ -1,4 +1,4 @@
-//! Backup coverage (DOMAIN.md's A/B roles): while an agent is away, their open tickets move to
+//! Backup coverage (docs/domain.md, People and tiers: A/B roles): while an agent is away, their open tickets move to
 //! the agent covering them (the backup named when they left, or their registered backup),
 //! each with a handover note listing what is open; when the agent is back, the tickets still
 //! with the backup move back, with a note.

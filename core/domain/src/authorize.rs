@@ -1,4 +1,5 @@
-//! Who may do what (DESIGN.md roles, DOMAIN.md confidentiality):
+//! Who may do what (docs/contract.md, Roles; docs/domain.md, Records, confidentiality and
+//! audit):
 //! - `auditor`: never commands (read-only).
 //! - `system`: the engine's own process managers; may do everything.
 //! - `service`: opens tickets, records customer replies and survey results, registers
@@ -12,27 +13,45 @@
 //! - `raise_sla_warning` and `record_sla_breach` are the SLA scheduler's alone (`system`).
 
 use super::command::*;
-use super::directory::Agent;
+use super::directory::{Agent, Directory};
 use super::rejection::Rejection;
-use super::ticket::Ticket;
+use super::ticket_state::Ticket;
 use super::types::*;
 use super::Context;
 
 /// The registered agent behind an `agent` or `supervisor` actor.
 fn staff<'a>(ctx: &Context<'a>) -> Result<&'a Agent, Rejection> {
-    let agent = ctx.directory.agents.get(&ctx.actor.id).ok_or_else(|| {
+    registered_staff(ctx.directory, ctx.actor)
+}
+
+/// The registered agent behind an `agent` or `supervisor` actor; a supervisor must be a team
+/// lead. Also what `visibility.rs` asks of a supervisor.
+pub(crate) fn registered_staff<'d>(
+    directory: &'d Directory,
+    actor: &Actor,
+) -> Result<&'d Agent, Rejection> {
+    let agent = directory.agents.get(&actor.id).ok_or_else(|| {
         Rejection::forbidden(format!(
             "{} `{}` is not a registered agent",
-            ctx.actor.role, ctx.actor.id
+            actor.role, actor.id
         ))
     })?;
-    if ctx.actor.role == Role::Supervisor && !agent.team_lead {
+    if actor.role == Role::Supervisor && !agent.team_lead {
         return Err(Rejection::forbidden(format!(
             "`{}` is not the team lead of team {}",
-            ctx.actor.id, agent.team
+            actor.id, agent.team
         )));
     }
     Ok(agent)
+}
+
+/// Whether `agent_id` covers `assignee`: the assignee is away and `agent_id` took over their
+/// work. Such an agent may act on (and see) the assignee's tickets.
+pub(crate) fn covers(directory: &Directory, assignee: &str, agent_id: &str) -> bool {
+    directory
+        .agents
+        .get(assignee)
+        .is_some_and(|a| !a.available && a.covered_by.as_deref() == Some(agent_id))
 }
 
 fn deny(ctx: &Context, command: &Command) -> Rejection {
@@ -74,9 +93,7 @@ pub(crate) fn authorize_ticket(
             }
             let mine = match ticket.assignee.as_deref() {
                 Some(assignee) if assignee == me.agent_id => true,
-                Some(assignee) => ctx.directory.agents.get(assignee).is_some_and(|a| {
-                    !a.available && a.covered_by.as_deref() == Some(me.agent_id.as_str())
-                }),
+                Some(assignee) => covers(ctx.directory, assignee, &me.agent_id),
                 None => ticket.line == me.line && ticket.status.is_open(),
             };
             if !mine {

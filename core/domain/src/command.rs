@@ -261,17 +261,6 @@ pub struct RegisterCustomer {
     pub account_manager_id: Option<String>,
 }
 
-/// One span of working hours on a weekday.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WorkingHours {
-    pub day: Weekday,
-    /// "HH:MM", 00:00 ..= 23:59.
-    pub start: String,
-    /// "HH:MM", after `start`; "24:00" ends the day.
-    pub end: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineCalendar {
@@ -282,18 +271,6 @@ pub struct DefineCalendar {
     /// Dates (YYYY-MM-DD) on which no business minutes count.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holidays: Vec<jiff::civil::Date>,
-}
-
-/// Which tickets a policy applies to; an absent field matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyMatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grade: Option<Grade>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<Priority>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<Category>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -316,7 +293,7 @@ pub struct DefineSlaPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RaiseSlaWarning {
     pub ticket_id: Uuid,
-    pub target: super::event::SlaTarget,
+    pub target: SlaTarget,
     pub due_at: Timestamp,
 }
 
@@ -325,6 +302,6 @@ pub struct RaiseSlaWarning {
 #[serde(deny_unknown_fields)]
 pub struct RecordSlaBreach {
     pub ticket_id: Uuid,
-    pub target: super::event::SlaTarget,
+    pub target: SlaTarget,
     pub due_at: Timestamp,
 }

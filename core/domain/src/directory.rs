@@ -8,14 +8,13 @@ use std::collections::HashMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::command::{PolicyMatch, WorkingHours};
 use super::event::*;
 use super::types::*;
 
 /// The categories whose streams the directory folds.
 pub const DIRECTORY_CATEGORIES: &[&str] = &["agent", "customer", "calendar", "sla_policy"];
 
-/// Numbers from the operating manuals that are defaults, never constants (DOMAIN.md).
+/// Numbers from the operating manuals that are defaults, never constants (docs/domain.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     /// Most members of one team, the team lead included.

@@ -1,4 +1,4 @@
-//! Events: the facts the log keeps. Names are snake_case past tense (DESIGN.md). Each event
+//! Events: the facts the log keeps. Names are snake_case past tense (docs/contract.md). Each event
 //! carries everything a projection needs (principle 2), so `ticket_opened` copies the
 //! customer's grade and the targets in force, and `priority_changed` the re-derived targets.
 
@@ -6,7 +6,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::command::{PolicyMatch, WorkingHours};
 use super::types::*;
 
 /// The schema version every event type started at. Each type's current version is
@@ -268,15 +267,6 @@ pub struct SatisfactionRecorded {
     pub agent_id: Option<String>,
     /// Which resolution (1 = the first) the rating is for.
     pub resolution: u32,
-}
-
-/// Which target of a ticket a deadline belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SlaTarget {
-    FirstResponse,
-    NextResponse,
-    Resolution,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -5,9 +5,11 @@
 //! - `types.rs`: the vocabulary (roles, grades, channels, states).
 //! - `command.rs` / `parse.rs`: commands and their strict decoding with JSON-Pointer errors.
 //! - `event.rs`: the events the log keeps.
-//! - `ticket.rs`: the ticket's state machine (`evolve`, `decide_ticket`).
+//! - `ticket_state.rs`: a ticket's state (`Ticket`); `ticket.rs`: its state machine (`evolve`,
+//!   `decide_ticket`).
 //! - `directory.rs` / `reference.rs`: agents, customers, calendars, policies.
-//! - `authorize.rs`: who may do what.
+//! - `authorize.rs`: who may do what; `visibility.rs`: who may see what (the read side's
+//!   queries ask it).
 //! - `rejection.rs`: why a command was refused.
 //! - `upcast.rs`: stored events of older schema versions, brought to the current one.
 
@@ -19,8 +21,10 @@ mod parse;
 mod reference;
 mod rejection;
 mod ticket;
+mod ticket_state;
 mod types;
 mod upcast;
+mod visibility;
 
 pub use command::*;
 pub use directory::*;
@@ -29,8 +33,10 @@ pub use parse::*;
 pub use reference::decide_directory;
 pub use rejection::*;
 pub use ticket::*;
+pub use ticket_state::*;
 pub use types::*;
 pub use upcast::upcast;
+pub use visibility::{may_see_ticket, report_scope, ReportScope};
 
 /// What a decision may consult besides the stream's own state.
 #[derive(Debug, Clone, Copy)]

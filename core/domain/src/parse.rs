@@ -8,7 +8,7 @@ use super::command::*;
 use super::rejection::{Detail, Rejection, RejectionCode};
 use super::types::*;
 
-/// Largest command accepted, in bytes (DESIGN.md: 64 KiB by default).
+/// Largest command accepted, in bytes (docs/contract.md, Commands: 64 KiB by default).
 pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
 /// Longest identifier (agent, customer, calendar, policy), in characters.
 pub const ID_CHARS_MAX: usize = 128;

@@ -1,49 +1,17 @@
-//! The ticket: its state, `evolve` (fold one event) and `decide` (command -> events).
+//! The ticket's state machine: `evolve` (fold one event into the [`Ticket`] state of
+//! `ticket_state.rs`) and `decide` (command -> events).
 //!
 //! States: `unassigned -> assigned -> in_progress <-> pending_customer -> resolved -> closed`;
 //! `reopen` from resolved; escalation moves the line up by one (at most 3) from any open state;
 //! a closed ticket takes only `record_satisfaction` (once per source and resolution).
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
 use super::authorize::authorize_ticket;
 use super::command::*;
 use super::event::*;
 use super::rejection::{Rejection, RejectionCode};
+use super::ticket_state::*;
 use super::types::*;
 use super::Context;
-
-/// A ticket as its events leave it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Ticket {
-    pub ticket_id: Uuid,
-    /// Number of events folded: the stream version.
-    pub version: u64,
-    pub customer_id: String,
-    pub grade: Grade,
-    pub channel: Channel,
-    pub category: Category,
-    pub priority: Priority,
-    pub subject: String,
-    pub status: TicketStatus,
-    /// Support line: 1, 2 or 3.
-    pub line: u8,
-    pub assignee: Option<String>,
-    /// The assignee's team.
-    pub team: Option<String>,
-    pub sla: Option<SlaTargets>,
-    /// How many times it was resolved (a reopen starts a new resolution).
-    pub resolutions: u32,
-    pub escalations: u32,
-    pub reopens: u32,
-    /// Rating sources already recorded for the current resolution.
-    pub rated: Vec<RatingSource>,
-}
-
-/// A ticket stream's state: `None` before `ticket_opened`.
-pub type TicketState = Option<Ticket>;
 
 /// Folds one event into the state. Total: an event that does not apply leaves the state as it
 /// is (the log only holds events `decide` produced, so that happens only on foreign input).

@@ -1,5 +1,5 @@
 //! The domain's vocabulary: roles, grades, channels, states. Every enum here is part of the
-//! public contract (DESIGN.md), so variant names are the snake_case strings on the wire.
+//! public contract (docs/contract.md), so variant names are the snake_case strings on the wire.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -170,3 +170,35 @@ pub struct Dimensions {
 pub const LINE_MIN: u8 = 1;
 /// The highest line; escalation stops here.
 pub const LINE_MAX: u8 = 3;
+
+/// One span of working hours on a weekday.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    pub day: Weekday,
+    /// "HH:MM", 00:00 ..= 23:59.
+    pub start: String,
+    /// "HH:MM", after `start`; "24:00" ends the day.
+    pub end: String,
+}
+
+/// Which tickets a policy applies to; an absent field matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grade: Option<Grade>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+}
+
+/// Which target of a ticket a deadline belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaTarget {
+    FirstResponse,
+    NextResponse,
+    Resolution,
+}

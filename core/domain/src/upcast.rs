@@ -1,6 +1,6 @@
 //! Reading stored events of any schema version as the current [`Event`]. Old versions are
 //! upcast here, on read, one version at a time; a stored event is never rewritten
-//! (DESIGN.md).
+//! (docs/contract.md, Events).
 //!
 //! Each event type has its own current version ([`current_schema_version`]). An upcaster
 //! takes the JSON data of version `n` of one type to version `n + 1`; [`upcast`] applies

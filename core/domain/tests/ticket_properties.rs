@@ -198,7 +198,7 @@ fn scenario() -> impl Strategy<Value = Vec<(Command, Actor)>> {
         .prop_map(|(first, rest)| first.into_iter().chain(rest).collect())
 }
 
-// ---------- the allowed status graph (DESIGN.md, ticket.rs) ----------
+// ---------- the allowed status graph (docs/contract.md, Ticket states; ticket.rs) ----------
 
 use TicketStatus::*;
 
@@ -252,7 +252,7 @@ fn check_state(t: &Ticket) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Who may have caused `events` by `command` on `before` (authorize.rs, DESIGN.md roles).
+/// Who may have caused `events` by `command` on `before` (authorize.rs; docs/contract.md, Roles).
 fn check_authority(
     dir: &Directory,
     actor: &Actor,

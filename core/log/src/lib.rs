@@ -1,4 +1,4 @@
-//! closeloop-log: the event log, the only truth (DESIGN.md principle 2). One trait,
+//! closeloop-log: the event log, the only truth (docs/contract.md, principle 2). One trait,
 //! [`EventLog`], that every backend implements: [`memory`] here (always available, the
 //! reference), SQLite (`closeloop-sqlite`, the embedded default) and PostgreSQL
 //! (`closeloop-postgres`, many processes on one database). Every backend passes the same
@@ -92,7 +92,7 @@ pub struct NewEvent {
     pub metadata: Metadata,
 }
 
-/// An event as stored: the envelope of DESIGN.md.
+/// An event as stored: the envelope of docs/contract.md, "Events".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub position: Position,

@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS commands (
     events     TEXT    NOT NULL  -- JSON array of the appended event types, in order
 ) STRICT, WITHOUT ROWID;
 
--- Records are never changed (DESIGN.md principle 4): the hash chain proves it, these
+-- Records are never changed (docs/contract.md, principle 4): the hash chain proves it, these
 -- triggers enforce it for anything that writes through SQLite.
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN

@@ -1,23 +1,9 @@
-//! A seeded, realistic generated workload: the engine's `closeloop demo` and its benchmarks.
-//!
-//! It models DOMAIN.md's operations: teams of at most eight on three support lines, backup
-//! agents covering leave, graded customers, tickets arriving by hour of day and day of week
-//! over simulated weeks, first answers, requests for information, escalations, priority
-//! changes, notes, resolutions, reopenings, surveys and quality callbacks. Everything goes
-//! through the real command handler, so the demo exercises authorization and the state
-//! machine: a rejected command in the demo is a bug, and the runner counts them.
-//!
-//! Time is simulated: each command carries its `occurred_at`. The run is cut into days; a
-//! day's directory commands (leave starting or ending) run first, then its tickets' commands,
-//! each ticket in order and different tickets concurrently. [`run_with_ticks`] cuts each day
-//! further into ticks (say an hour) and calls a hook at the end of each, once every command
-//! before the tick's end is done: the demo runs the SLA scheduler there, so a deadline that
-//! passes at 10:00 is recorded before the ticket's 12:00 resolution is appended.
+//! The generator: a seeded random walk through the operations, producing commands only (it
+//! never touches the log). Every random draw comes from one ChaCha8 generator seeded by
+//! `WorkloadConfig::seed`, and command ids from it too, so the same config always gives the
+//! same commands.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use closeloop_core::domain::*;
 use jiff::{SignedDuration, Timestamp};
@@ -25,9 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
-use crate::{Error, Handler, Reply};
-
-const MINUTES_PER_DAY: i64 = 24 * 60;
+use crate::{Error, MINUTES_PER_DAY};
 
 /// A default SLA policy: id, match (grade, priority, category), first response, resolution
 /// and next response minutes, calendar.
@@ -109,16 +93,6 @@ impl Workload {
     }
 }
 
-/// Counts of what a run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunStats {
-    pub accepted: usize,
-    pub duplicates: usize,
-    pub rejected: usize,
-    /// The first few rejections, for the report.
-    pub rejections: Vec<String>,
-}
-
 #[derive(Debug, Clone)]
 struct Staff {
     id: String,
@@ -149,7 +123,7 @@ struct Generator {
 /// Generates the workload for `config`; the same config always gives the same commands.
 pub fn generate(config: &WorkloadConfig) -> Result<Workload, Error> {
     if config.days == 0 || config.customers == 0 {
-        return Err(Error::Workload(
+        return Err(Error::Invalid(
             "needs at least one day and one customer".into(),
         ));
     }
@@ -221,129 +195,6 @@ pub fn generate(config: &WorkloadConfig) -> Result<Workload, Error> {
         setup,
         days,
     })
-}
-
-/// Drives a workload through the handler: setup in order, then day by day with up to
-/// `concurrency` tickets in flight. `progress` is called with the number of commands done.
-pub async fn run(
-    handler: Arc<Handler>,
-    workload: &Workload,
-    concurrency: usize,
-    progress: impl Fn(usize) + Send + Sync + 'static,
-) -> RunStats {
-    run_with_ticks(
-        handler,
-        workload,
-        concurrency,
-        SignedDuration::from_mins(MINUTES_PER_DAY),
-        progress,
-        |_| std::future::ready(()),
-    )
-    .await
-}
-
-/// Like [`run`], with each day cut into ticks of `tick` (a day when `tick` is a day or more):
-/// a day's directory commands first, then tick by tick the tickets' commands that occur
-/// before the tick's end (each ticket in order, different tickets concurrently), then
-/// `on_tick(end of the tick)`, awaited before the next tick starts. The hook's own commands
-/// are not counted in the returned stats.
-pub async fn run_with_ticks<F, Fut>(
-    handler: Arc<Handler>,
-    workload: &Workload,
-    concurrency: usize,
-    tick: SignedDuration,
-    progress: impl Fn(usize) + Send + Sync + 'static,
-    mut on_tick: F,
-) -> RunStats
-where
-    F: FnMut(Timestamp) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let day_length = SignedDuration::from_mins(MINUTES_PER_DAY);
-    let tick = tick.clamp(SignedDuration::from_secs(1), day_length);
-    let progress = Arc::new(progress);
-    let done = Arc::new(AtomicUsize::new(0));
-    let stats = Arc::new(std::sync::Mutex::new(RunStats::default()));
-    let record = {
-        let stats = stats.clone();
-        move |reply: &Reply| {
-            let mut s = stats.lock().expect("stats lock");
-            match reply {
-                Reply::Accepted { .. } => s.accepted += 1,
-                Reply::Duplicate { .. } => s.duplicates += 1,
-                Reply::Rejected { error, .. } => {
-                    s.rejected += 1;
-                    if s.rejections.len() < 10 {
-                        s.rejections
-                            .push(serde_json::to_string(error).unwrap_or_default());
-                    }
-                }
-            }
-        }
-    };
-    for envelope in &workload.setup {
-        record(&handler.handle(envelope.clone()).await);
-        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-    }
-    for (n, day) in workload.days.iter().enumerate() {
-        for envelope in &day.directory {
-            record(&handler.handle(envelope.clone()).await);
-            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-        }
-        let day_start = workload.start + day_length * n as i32;
-        let day_end = day_start + day_length;
-        // How far each ticket's lane has run (lanes are in time order).
-        let mut ran = vec![0; day.tickets.len()];
-        let mut tick_end = day_start;
-        while tick_end < day_end {
-            tick_end = (tick_end + tick).min(day_end);
-            let mut lanes = Vec::new();
-            for (lane, ran) in day.tickets.iter().zip(&mut ran) {
-                let due = lane[*ran..]
-                    .iter()
-                    .take_while(|e| e.occurred_at.is_none_or(|at| at < tick_end))
-                    .count();
-                // The last tick takes whatever is left (a command stamped past midnight).
-                let upto = if tick_end == day_end {
-                    lane.len()
-                } else {
-                    *ran + due
-                };
-                if upto > *ran {
-                    lanes.push(lane[*ran..upto].to_vec());
-                }
-                *ran = upto;
-            }
-            let queue = Arc::new(std::sync::Mutex::new(lanes));
-            let mut workers = tokio::task::JoinSet::new();
-            for _ in 0..concurrency.max(1) {
-                let (queue, handler, done, progress, record) = (
-                    queue.clone(),
-                    handler.clone(),
-                    done.clone(),
-                    progress.clone(),
-                    record.clone(),
-                );
-                workers.spawn(async move {
-                    loop {
-                        let Some(lane) = queue.lock().expect("queue lock").pop() else {
-                            break;
-                        };
-                        for envelope in lane {
-                            record(&handler.handle(envelope).await);
-                            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                        }
-                    }
-                });
-            }
-            while let Some(joined) = workers.join_next().await {
-                joined.expect("workload worker panicked");
-            }
-            on_tick(tick_end).await;
-        }
-    }
-    let stats = stats.lock().expect("stats lock").clone();
-    stats
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, u32)]) -> T {

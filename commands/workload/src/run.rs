@@ -1,0 +1,143 @@
+//! Driving a generated workload through the real command handler, counting the replies.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use closeloop_commands::{Handler, Reply};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::{Workload, MINUTES_PER_DAY};
+
+/// Counts of what a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    /// The first few rejections, for the report.
+    pub rejections: Vec<String>,
+}
+
+/// Drives a workload through the handler: setup in order, then day by day with up to
+/// `concurrency` tickets in flight. `progress` is called with the number of commands done.
+pub async fn run(
+    handler: Arc<Handler>,
+    workload: &Workload,
+    concurrency: usize,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> RunStats {
+    run_with_ticks(
+        handler,
+        workload,
+        concurrency,
+        SignedDuration::from_mins(MINUTES_PER_DAY),
+        progress,
+        |_| std::future::ready(()),
+    )
+    .await
+}
+
+/// Like [`run`], with each day cut into ticks of `tick` (a day when `tick` is a day or more):
+/// a day's directory commands first, then tick by tick the tickets' commands that occur
+/// before the tick's end (each ticket in order, different tickets concurrently), then
+/// `on_tick(end of the tick)`, awaited before the next tick starts. The hook's own commands
+/// are not counted in the returned stats.
+pub async fn run_with_ticks<F, Fut>(
+    handler: Arc<Handler>,
+    workload: &Workload,
+    concurrency: usize,
+    tick: SignedDuration,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+    mut on_tick: F,
+) -> RunStats
+where
+    F: FnMut(Timestamp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let day_length = SignedDuration::from_mins(MINUTES_PER_DAY);
+    let tick = tick.clamp(SignedDuration::from_secs(1), day_length);
+    let progress = Arc::new(progress);
+    let done = Arc::new(AtomicUsize::new(0));
+    let stats = Arc::new(std::sync::Mutex::new(RunStats::default()));
+    let record = {
+        let stats = stats.clone();
+        move |reply: &Reply| {
+            let mut s = stats.lock().expect("stats lock");
+            match reply {
+                Reply::Accepted { .. } => s.accepted += 1,
+                Reply::Duplicate { .. } => s.duplicates += 1,
+                Reply::Rejected { error, .. } => {
+                    s.rejected += 1;
+                    if s.rejections.len() < 10 {
+                        s.rejections
+                            .push(serde_json::to_string(error).unwrap_or_default());
+                    }
+                }
+            }
+        }
+    };
+    for envelope in &workload.setup {
+        record(&handler.handle(envelope.clone()).await);
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+    }
+    for (n, day) in workload.days.iter().enumerate() {
+        for envelope in &day.directory {
+            record(&handler.handle(envelope.clone()).await);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+        let day_start = workload.start + day_length * n as i32;
+        let day_end = day_start + day_length;
+        // How far each ticket's lane has run (lanes are in time order).
+        let mut ran = vec![0; day.tickets.len()];
+        let mut tick_end = day_start;
+        while tick_end < day_end {
+            tick_end = (tick_end + tick).min(day_end);
+            let mut lanes = Vec::new();
+            for (lane, ran) in day.tickets.iter().zip(&mut ran) {
+                let due = lane[*ran..]
+                    .iter()
+                    .take_while(|e| e.occurred_at.is_none_or(|at| at < tick_end))
+                    .count();
+                // The last tick takes whatever is left (a command stamped past midnight).
+                let upto = if tick_end == day_end {
+                    lane.len()
+                } else {
+                    *ran + due
+                };
+                if upto > *ran {
+                    lanes.push(lane[*ran..upto].to_vec());
+                }
+                *ran = upto;
+            }
+            let queue = Arc::new(std::sync::Mutex::new(lanes));
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..concurrency.max(1) {
+                let (queue, handler, done, progress, record) = (
+                    queue.clone(),
+                    handler.clone(),
+                    done.clone(),
+                    progress.clone(),
+                    record.clone(),
+                );
+                workers.spawn(async move {
+                    loop {
+                        let Some(lane) = queue.lock().expect("queue lock").pop() else {
+                            break;
+                        };
+                        for envelope in lane {
+                            record(&handler.handle(envelope).await);
+                            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                        }
+                    }
+                });
+            }
+            while let Some(joined) = workers.join_next().await {
+                joined.expect("workload worker panicked");
+            }
+            on_tick(tick_end).await;
+        }
+    }
+    let stats = stats.lock().expect("stats lock").clone();
+    stats
+}

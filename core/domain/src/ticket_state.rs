@@ -1,0 +1,40 @@
+//! A ticket's state: what its events leave, folded by `evolve` (`ticket.rs`). Its own module
+//! because both the decision (`ticket.rs`) and the rules on who may act on or see a ticket
+//! (`authorize.rs`, `visibility.rs`) read it, and the decision calls the first.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::event::SlaTargets;
+use super::types::*;
+
+/// A ticket as its events leave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Ticket {
+    pub ticket_id: Uuid,
+    /// Number of events folded: the stream version.
+    pub version: u64,
+    pub customer_id: String,
+    pub grade: Grade,
+    pub channel: Channel,
+    pub category: Category,
+    pub priority: Priority,
+    pub subject: String,
+    pub status: TicketStatus,
+    /// Support line: 1, 2 or 3.
+    pub line: u8,
+    pub assignee: Option<String>,
+    /// The assignee's team.
+    pub team: Option<String>,
+    pub sla: Option<SlaTargets>,
+    /// How many times it was resolved (a reopen starts a new resolution).
+    pub resolutions: u32,
+    pub escalations: u32,
+    pub reopens: u32,
+    /// Rating sources already recorded for the current resolution.
+    pub rated: Vec<RatingSource>,
+}
+
+/// A ticket stream's state: `None` before `ticket_opened`.
+pub type TicketState = Option<Ticket>;
