@@ -234,9 +234,22 @@ pub async fn read_side(
         .await
         .context("opening the projectors")?;
     let mut models = projectors.read_models();
-    let tables = closeloop_projections::tables::open_tables(&config.store)
-        .await
-        .with_context(|| format!("opening the read-model tables in {}", config.store))?;
+    // The same race on the tables' DDL: try again shortly.
+    let mut attempt = 1;
+    let tables = loop {
+        match closeloop_projections::tables::open_tables(&config.store).await {
+            Ok(tables) => break tables,
+            Err(e) if attempt < OPEN_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "opening the read-model tables; retrying");
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening the read-model tables in {}", config.store))
+            }
+        }
+    };
     let tables = TableProjector::open(log.clone(), tables, TableConfig::default())
         .await
         .context("opening the tables' projector")?;
@@ -342,11 +355,13 @@ async fn tail<R: CatchUp>(
     }
 }
 
-/// The analysts' tables' projector: one writer per deployment (a leased job; a second writer
-/// would only be fenced out at its next commit), catching up and tailing like the others.
+/// The analysts' tables' projector, on every instance like the other projectors (each
+/// instance's status then shows its tables current): their commits are fenced by the
+/// checkpoint, so when two instances fold the same batch one commit wins and the other
+/// reloads and goes on; no event takes effect twice.
 fn tables_job(projector: TableProjector, log: Arc<dyn EventLog>) -> Job {
     let projector = Arc::new(tokio::sync::Mutex::new(projector));
-    Job::once(
+    Job::everywhere(
         "projector-tables",
         Arc::new(move |shutdown: Shutdown| {
             let (projector, log) = (projector.clone(), log.clone());
