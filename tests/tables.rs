@@ -209,6 +209,8 @@ fn postgres_tables_equal_the_memory_reference() {
         let log = memory_log_with(11, 40).await;
         let store: Arc<dyn TableStore> = Arc::new(schema.tables().await);
         let postgres = fold_into(log.clone(), store).await;
+        // Connecting again to existing tables (a restarted serve) runs the DDL again.
+        assert_same(&schema.tables().await.dump().await.unwrap(), &postgres);
         let reference = one_pass(log).await;
         assert_filled(&reference);
         assert_same(&postgres, &reference);

@@ -3,8 +3,15 @@
 -- and columns as on SQLite; times are timestamptz, flags boolean. Idempotent; run on every
 -- connect. The README documents every column.
 CREATE SCHEMA IF NOT EXISTS {schema};
--- An earlier version flattened the JSON model into a view of this name.
-DROP VIEW IF EXISTS {schema}.sla_timers;
+-- An earlier version flattened the JSON model into a view of this name (DROP VIEW fails once
+-- the name is the table).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_views WHERE schemaname = '{schema}' AND viewname = 'sla_timers') THEN
+        DROP VIEW {schema}.sla_timers;
+    END IF;
+END
+$$;
 CREATE TABLE IF NOT EXISTS {schema}.tickets (
     ticket_id                        uuid        PRIMARY KEY,
     customer_id                      text        NOT NULL,
