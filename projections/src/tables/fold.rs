@@ -71,26 +71,6 @@ pub struct Changes {
     pub calendars: Option<String>,
 }
 
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.tickets.is_empty()
-            && self.agents.is_empty()
-            && self.work.is_empty()
-            && self.calendars.is_none()
-    }
-
-    /// Rows written by this batch, all tables together.
-    pub fn rows(&self) -> usize {
-        self.tickets.len()
-            + self.sla_timers.len()
-            + self.assignments.len()
-            + self.resolutions.len()
-            + self.satisfaction_ratings.len()
-            + self.agents.len()
-            + self.work.len()
-    }
-}
-
 /// The fold's state shared by every ticket: the calendars in force.
 #[derive(Debug, Default)]
 pub struct Folder {

@@ -213,8 +213,10 @@ impl PostgresTables {
     }
 }
 
-fn json<T: Serialize>(rows: impl Iterator<Item = T>) -> String {
-    serde_json::to_string(&rows.collect::<Vec<T>>()).expect("rows serialize")
+/// A batch's rows of one table as a JSON array; `None` when it has none (no statement).
+fn json<T: Serialize>(rows: impl Iterator<Item = T>) -> Option<String> {
+    let rows: Vec<T> = rows.collect();
+    (!rows.is_empty()).then(|| serde_json::to_string(&rows).expect("rows serialize"))
 }
 
 async fn dump_table<T: DeserializeOwned>(
@@ -330,39 +332,19 @@ impl TableStore for PostgresTables {
             });
         }
         let batches = [
-            (
-                &TICKETS,
-                (!c.tickets.is_empty()).then(|| json(c.tickets.values())),
-            ),
-            (
-                &SLA_TIMERS,
-                (!c.sla_timers.is_empty()).then(|| json(c.sla_timers.values())),
-            ),
-            (
-                &ASSIGNMENTS,
-                (!c.assignments.is_empty()).then(|| json(c.assignments.values())),
-            ),
-            (
-                &RESOLUTIONS,
-                (!c.resolutions.is_empty()).then(|| json(c.resolutions.values())),
-            ),
-            (
-                &RATINGS,
-                (!c.satisfaction_ratings.is_empty()).then(|| json(c.satisfaction_ratings.values())),
-            ),
-            (
-                &AGENTS,
-                (!c.agents.is_empty()).then(|| json(c.agents.values())),
-            ),
+            (&TICKETS, json(c.tickets.values())),
+            (&SLA_TIMERS, json(c.sla_timers.values())),
+            (&ASSIGNMENTS, json(c.assignments.values())),
+            (&RESOLUTIONS, json(c.resolutions.values())),
+            (&RATINGS, json(c.satisfaction_ratings.values())),
+            (&AGENTS, json(c.agents.values())),
             (
                 &TICKET_STATE,
-                (!c.work.is_empty()).then(|| {
-                    json(
-                        c.work.iter().map(
-                            |(id, state)| serde_json::json!({"ticket_id": id, "state": state}),
-                        ),
-                    )
-                }),
+                json(
+                    c.work
+                        .iter()
+                        .map(|(id, state)| serde_json::json!({"ticket_id": id, "state": state})),
+                ),
             ),
         ];
         for (table, rows) in batches {
