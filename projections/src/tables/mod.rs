@@ -4,8 +4,8 @@
 //!
 //! - `rows.rs`: one struct per table (the public contract: the README documents each column).
 //! - `fold.rs`: the pure fold: an event and its ticket's state in, changed rows out.
-//! - `memory.rs`: the reference store, in memory; `sqlite.rs` (+ `sqlite.sql`) and
-//!   `postgres.rs` (+ `postgres.sql`): the same tables in SQL. One conformance suite
+//! - `memory.rs`: the reference store, in memory; `sqlite/` and `postgres/` (each a `mod.rs`
+//!   and its `tables.sql`): the same tables in SQL. One conformance suite
 //!   (`tests/tables.rs`) checks that every store ends with the same rows.
 //! - `runner.rs`: the projector: loads the states of the tickets a batch touches (a bounded
 //!   cache keeps the hot ones), folds, and commits rows and checkpoint together, guarded by

@@ -1,4 +1,4 @@
-//! The tables on SQLite (`sqlite.sql`), in the log's own file, through a connection of their
+//! The tables on SQLite (`tables.sql`), in the log's own file, through a connection of their
 //! own. A commit is one `IMMEDIATE` transaction: the checkpoint moves only if it is still
 //! where the batch began, then every changed row is upserted with cached statements.
 
@@ -61,7 +61,7 @@ impl SqliteTables {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteTables, TableError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
-        conn.execute_batch(include_str!("sqlite.sql"))?;
+        conn.execute_batch(include_str!("tables.sql"))?;
         Ok(SqliteTables {
             conn: Arc::new(Mutex::new(conn)),
         })

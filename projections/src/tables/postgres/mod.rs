@@ -1,4 +1,4 @@
-//! The tables on PostgreSQL (`postgres.sql`), in the read-model schema (`closeloop_read`, or
+//! The tables on PostgreSQL (`tables.sql`), in the read-model schema (`closeloop_read`, or
 //! `S_read` for a log in schema S). A commit is one transaction: the checkpoint moves only
 //! if it is still where the batch began, then each table's changed rows go in as one
 //! statement (`jsonb_populate_recordset` over the batch's rows as JSON, upserted by primary
@@ -181,7 +181,7 @@ impl PostgresTables {
             schema,
             client: Mutex::new(None),
         };
-        let sql = include_str!("postgres.sql").replace("{schema}", &tables.schema);
+        let sql = include_str!("tables.sql").replace("{schema}", &tables.schema);
         let mut slot = tables.client().await?;
         let client = slot.as_mut().expect("connected");
         // Concurrent first connects may race to create the schema: one wins, the others see
