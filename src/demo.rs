@@ -10,11 +10,10 @@ use std::time::Instant;
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{Command, Event, Grade, TicketStatus};
 use closeloop_core::log::{EventLog, Filter, READ_BATCH_MAX};
-use closeloop_projections::runtime::{Runner, RunnerConfig};
 use closeloop_projections::scheduler;
-use closeloop_projections::sla::SlaModel;
-use closeloop_projections::store::{CheckpointStore, MemoryStore};
 use closeloop_projections::summary::TicketSummary;
+use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+use closeloop_projections::tables::TableStore;
 use closeloop_workload::{self as workload, WorkloadConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
@@ -62,8 +61,9 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
             .expect("valid template"),
     );
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+    let tables = closeloop_projections::tables::open_tables(store).await?;
     let scheduler = Arc::new(tokio::sync::Mutex::new(
-        Scheduler::open(log.clone(), handler.clone()).await?,
+        Scheduler::open(log.clone(), tables.clone(), handler.clone()).await?,
     ));
     let started = Instant::now();
     let progress_bar = bar.clone();
@@ -116,7 +116,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         );
     }
     if let Some(e) = &scheduled.error {
-        println!("  the scheduler's SLA projector stopped: {e}");
+        println!("  the tables' projector stopped: {e}");
     }
 
     println!("\nReading the log back...");
@@ -141,7 +141,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     print_summary(&summary);
     println!("SLA events in the log: {warnings} warnings, {breaches} breaches");
 
-    let models = crate::report::caught_up(log.clone(), store).await?;
+    let models = crate::report::tables_caught_up(log.clone(), tables).await?;
     let query = closeloop_projections::report::ReportQuery {
         period: closeloop_projections::period::Granularity::Total,
         ..Default::default()
@@ -151,6 +151,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     for name in closeloop_projections::models::REPORTS {
         let value = models
             .report(name, &query, report_time)
+            .await?
             .expect("a known report");
         let mut out = std::io::stdout().lock();
         writeln!(out)?;
@@ -192,20 +193,26 @@ struct ScheduledCounts {
     error: Option<String>,
 }
 
-/// The SLA scheduler in simulated time: after each tick of the workload, its own SLA
-/// projector (in memory) catches up with the log and what is due at the tick's end goes
-/// through the handler, as `closeloop schedule` does with the wall clock.
+/// The SLA scheduler in simulated time: after each tick of the workload, the tables'
+/// projector catches up with the log (so the tables are kept as `serve` keeps them, batch by
+/// batch) and what is due at the tick's end goes through the handler, as `closeloop schedule`
+/// does with the wall clock.
 struct Scheduler {
-    runner: Runner<SlaModel>,
+    projector: TableProjector,
+    tables: Arc<dyn TableStore>,
     handler: Arc<Handler>,
     counts: ScheduledCounts,
 }
 
 impl Scheduler {
-    async fn open(log: Arc<dyn EventLog>, handler: Arc<Handler>) -> anyhow::Result<Scheduler> {
-        let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
+    async fn open(
+        log: Arc<dyn EventLog>,
+        tables: Arc<dyn TableStore>,
+        handler: Arc<Handler>,
+    ) -> anyhow::Result<Scheduler> {
         Ok(Scheduler {
-            runner: Runner::open(log, store, RunnerConfig::default()).await?,
+            projector: TableProjector::open(log, tables.clone(), TableConfig::default()).await?,
+            tables,
             handler,
             counts: ScheduledCounts::default(),
         })
@@ -216,21 +223,16 @@ impl Scheduler {
             return;
         }
         loop {
-            // Fold up to the head (no checkpoint saves: the model lives only for the demo).
-            loop {
-                match self.runner.step().await {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.counts.error = Some(e.to_string());
-                        return;
-                    }
-                }
+            if let Err(e) = self.projector.catch_up().await {
+                self.counts.error = Some(e.to_string());
+                return;
             }
-            let due = {
-                let model = self.runner.model();
-                let model = model.read().expect("sla model lock poisoned");
-                scheduler::due_commands(&model, now)
+            let due = match scheduler::due_commands(self.tables.as_ref(), now).await {
+                Ok(due) => due,
+                Err(e) => {
+                    self.counts.error = Some(e.to_string());
+                    return;
+                }
             };
             let (submitted, mut accepted) = (due.len(), 0);
             for envelope in due {

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use closeloop_core::log::EventLog;
-use closeloop_projections::models::{Projectors, ReadModels};
+use closeloop_projections::models::ReadModels;
 use closeloop_projections::period::Granularity;
 use closeloop_projections::report::ReportQuery;
-use closeloop_projections::runtime::RunnerConfig;
-use closeloop_projections::store::{open_store, CheckpointStore, MemoryStore};
+use closeloop_projections::runtime::Status;
+use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+use closeloop_projections::tables::{Cursor, TableStore};
 use jiff::civil::Date;
 use jiff::Timestamp;
 use serde_json::Value;
@@ -64,43 +65,36 @@ pub struct ReportArgs {
     /// time) instead of the live ones; nothing is caught up.
     #[arg(long, value_name = "UNTIL")]
     replayed: Option<closeloop_replay::rebuild::Until>,
+    /// SLA: timers per page (1..=10000).
+    #[arg(long, default_value_t = ReportQuery::LIMIT_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=ReportQuery::LIMIT_MAX as i64))]
+    limit: u32,
+    /// SLA: the page after this cursor (`timers_next_page` of the previous page).
+    #[arg(long, value_parser = |s: &str| Cursor::decode(s))]
+    page: Option<Cursor>,
+    /// SLA: list only live timers breached or past their warning threshold.
+    #[arg(long)]
+    at_risk: bool,
 }
 
-/// The projectors of a store, caught up to the head of its log.
+/// The reports of a store: its tables, caught up to the head of its log first.
 pub async fn caught_up(log: Arc<dyn EventLog>, store: &str) -> anyhow::Result<ReadModels> {
-    let checkpoints: Arc<dyn CheckpointStore> = match open_store(store).await {
-        Ok(s) => s,
-        Err(closeloop_projections::store::StoreError::Unsupported(_)) => {
-            eprintln!("note: no read-model storage for this store yet; folding the log in memory");
-            Arc::new(MemoryStore::new())
-        }
-        Err(e) => return Err(e).context("opening read-model storage"),
-    };
-    let mut projectors =
-        Projectors::open(log.clone(), checkpoints, RunnerConfig::default()).await?;
-    let failures = projectors.catch_up().await;
-    for f in &failures {
-        eprintln!("warning: {f}");
-    }
-    let mut models = projectors.read_models();
-    models.statuses.push(tables_caught_up(log, store).await?);
-    Ok(models)
-}
-
-/// The analysts' tables of a store, caught up to the head of its log; their status.
-pub async fn tables_caught_up(
-    log: Arc<dyn EventLog>,
-    store: &str,
-) -> anyhow::Result<Arc<closeloop_projections::runtime::Status>> {
-    use closeloop_projections::tables::runner::{TableConfig, TableProjector};
     let tables = closeloop_projections::tables::open_tables(store)
         .await
         .context("opening the read-model tables")?;
-    let mut projector = TableProjector::open(log, tables, TableConfig::default()).await?;
+    tables_caught_up(log, tables).await
+}
+
+/// The reports of these tables, caught up to the head of the log first (a failure to fold
+/// is a warning, and shows as the projector's error in every report).
+pub async fn tables_caught_up(
+    log: Arc<dyn EventLog>,
+    tables: Arc<dyn TableStore>,
+) -> anyhow::Result<ReadModels> {
+    let mut projector = TableProjector::open(log, tables.clone(), TableConfig::default()).await?;
     if let Err(e) = projector.catch_up().await {
         eprintln!("warning: {e}");
     }
-    Ok(projector.status())
+    Ok(ReadModels::new(tables, vec![projector.status()]))
 }
 
 pub async fn run(
@@ -110,10 +104,14 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let models = match args.replayed {
         Some(until) => {
-            let checkpoints = open_store(store)
-                .await
-                .context("opening read-model storage")?;
-            closeloop_replay::rebuild::load_models(checkpoints.as_ref(), until).await?
+            let tables = closeloop_replay::rebuild::open_replayed(store, until).await?;
+            let position = tables.checkpoint().await?.position;
+            let status = Arc::new(Status::fixed(
+                closeloop_projections::tables::NAME,
+                closeloop_projections::tables::VERSION,
+                position,
+            ));
+            ReadModels::new(tables, vec![status])
         }
         None => caught_up(log, store).await?,
     };
@@ -123,10 +121,15 @@ pub async fn run(
         from: args.from,
         to: args.to,
         period: args.period,
+        limit: args.limit,
+        page: args.page,
+        at_risk: args.at_risk,
     };
     let now = args.at.unwrap_or_else(Timestamp::now);
     let value = models
         .report(args.name.as_str(), &query, now)
+        .await
+        .context("reading the tables")?
         .expect("every ReportName is a report");
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -200,14 +203,11 @@ fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()
     }
     let timers = rows(v, "timers");
     let risky: Vec<&Value> = timers.iter().filter(|t| t["at_risk"] == true).collect();
-    let live = timers
-        .iter()
-        .filter(|t| t["fulfilled_at"].is_null())
-        .count();
     writeln!(
         out,
-        "Open timers: {live}; at risk or breached: {} (soonest due first):",
-        risky.len()
+        "Open timers: {}; at risk or breached: {} (soonest due first):",
+        num(&v["open_timers"]),
+        num(&v["at_risk_timers"])
     )?;
     if !risky.is_empty() {
         writeln!(
@@ -234,11 +234,13 @@ fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()
             num(&t["assignee"])
         )?;
     }
-    if risky.len() > limit {
+    let shown = risky.len().min(limit) as u64;
+    let at_risk = v["at_risk_timers"].as_u64().unwrap_or(0);
+    if at_risk > shown {
         writeln!(
             out,
-            "  ... {} more (closeloop report sla)",
-            risky.len() - limit
+            "  ... {} more (closeloop report sla --at-risk)",
+            at_risk - shown
         )?;
     }
     Ok(())

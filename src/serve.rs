@@ -36,12 +36,12 @@ use closeloop_core::domain::{
     RejectionCode, ReportScope, Role,
 };
 use closeloop_core::log::EventLog;
-use closeloop_projections::models::{Projectors, ReadModels, REPORTS};
+use closeloop_projections::models::{ReadModels, REPORTS};
 use closeloop_projections::report::ReportQuery;
-use closeloop_projections::runtime::{CatchUp, Projection, ProjectorError, Runner, RunnerConfig};
+use closeloop_projections::runtime::{CatchUp, ProjectorError};
 use closeloop_projections::scheduler;
-use closeloop_projections::store::{open_store, StoreError};
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+use closeloop_projections::tables::TableStore;
 use closeloop_replay::history::{ticket_history, History};
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -213,67 +213,31 @@ pub async fn read_side(
     handler: &Arc<Handler>,
     config: &ReadSideConfig,
 ) -> anyhow::Result<(Vec<Job>, ReadModels)> {
-    // Several instances starting at once all run the (idempotent) read-model DDL on
+    // Several instances starting at once all run the (idempotent) tables' DDL on
     // PostgreSQL; one may lose a race on the catalog: try again shortly.
-    let mut attempt = 1;
-    let store = loop {
-        match open_store(&config.store).await {
-            Ok(store) => break store,
-            Err(e) if attempt < OPEN_ATTEMPTS && !matches!(e, StoreError::Unsupported(_)) => {
-                tracing::warn!(error = %e, attempt, "opening read-model storage; retrying");
-                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("opening read-model storage in {}", config.store))
-            }
-        }
+    let tables = open_tables_retrying(&config.store).await?;
+    // Reports read through a connection of their own on PostgreSQL, so a long report never
+    // holds up the projector's commits (SQLite stores read on their own connection already;
+    // memory stores must be the same instance).
+    let reader = if config.store.starts_with("postgres") {
+        open_tables_retrying(&config.store).await?
+    } else {
+        tables.clone()
     };
-    let projectors = Projectors::open(log.clone(), store, RunnerConfig::default())
-        .await
-        .context("opening the projectors")?;
-    let mut models = projectors.read_models();
-    // The same race on the tables' DDL: try again shortly.
-    let mut attempt = 1;
-    let tables = loop {
-        match closeloop_projections::tables::open_tables(&config.store).await {
-            Ok(tables) => break tables,
-            Err(e) if attempt < OPEN_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "opening the read-model tables; retrying");
-                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("opening the read-model tables in {}", config.store))
-            }
-        }
-    };
-    let tables = TableProjector::open(log.clone(), tables, TableConfig::default())
+    let projector = TableProjector::open(log.clone(), tables, TableConfig::default())
         .await
         .context("opening the tables' projector")?;
-    models.statuses.push(tables.status());
-    let Projectors {
-        sla,
-        satisfaction,
-        performance,
-    } = projectors;
-    let mut jobs = vec![
-        projector_job(sla, log.clone()),
-        projector_job(satisfaction, log.clone()),
-        projector_job(performance, log.clone()),
-        tables_job(tables, log.clone()),
-    ];
+    let models = ReadModels::new(reader.clone(), vec![projector.status()]).with_log(log.clone());
+    let mut jobs = vec![tables_job(projector, log.clone())];
     if let Some(interval) = config.scheduler_interval {
-        let (model, handler) = (models.sla.clone(), handler.clone());
+        let (tables, handler) = (reader.clone(), handler.clone());
         jobs.push(Job::once(
             "sla-scheduler",
             Arc::new(move |shutdown: Shutdown| {
-                let (model, handler) = (model.clone(), handler.clone());
+                let (tables, handler) = (tables.clone(), handler.clone());
                 Box::pin(async move {
                     scheduler::run(
-                        model,
+                        tables,
                         jiff::Timestamp::now,
                         |command| submit(handler.clone(), command),
                         interval,
@@ -312,21 +276,27 @@ async fn submit(handler: Arc<Handler>, command: CommandEnvelope) {
     }
 }
 
-/// A projector as a job of every instance: catches up, then tails the log until shutdown.
-/// A store error ends the job with `Err` (restarted after a pause, from the state it holds).
-/// An event it cannot fold stops it for good (its status says so in every report) and the
-/// job then just waits for shutdown.
-fn projector_job<P: Projection>(runner: Runner<P>, log: Arc<dyn EventLog>) -> Job {
-    let runner = Arc::new(tokio::sync::Mutex::new(runner));
-    Job::everywhere(
-        &format!("projector-{}", P::NAME),
-        Arc::new(move |shutdown: Shutdown| {
-            let (runner, log) = (runner.clone(), log.clone());
-            Box::pin(async move { tail(runner, log, shutdown).await })
-        }),
-    )
+/// The tables' DDL may lose a race with another instance's: try again shortly.
+async fn open_tables_retrying(store: &str) -> anyhow::Result<Arc<dyn TableStore>> {
+    let mut attempt = 1;
+    loop {
+        match closeloop_projections::tables::open_tables(store).await {
+            Ok(tables) => return Ok(tables),
+            Err(e) if attempt < OPEN_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "opening the read-model tables; retrying");
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening the read-model tables in {store}"))
+            }
+        }
+    }
 }
 
+/// Catches up, then tails the log until shutdown. A store error ends the job with `Err`
+/// (restarted after a pause, from the state it holds). An event it cannot fold stops it for
+/// good (its status says so in every report) and the job then just waits for shutdown.
 async fn tail<R: CatchUp>(
     runner: Arc<tokio::sync::Mutex<R>>,
     log: Arc<dyn EventLog>,
@@ -355,13 +325,14 @@ async fn tail<R: CatchUp>(
     }
 }
 
-/// The analysts' tables' projector, on every instance like the other projectors (each
-/// instance's status then shows its tables current): their commits are fenced by the
-/// checkpoint, so when two instances fold the same batch one commit wins and the other
-/// reloads and goes on; no event takes effect twice.
+/// The tables' projector: one writer per deployment, under the lease (`Job::once`); every
+/// instance answers reports from the shared tables, and reads the writer's progress from
+/// their checkpoint. Its commits are also fenced by the checkpoint, so during a lease
+/// hand-over, when two instances fold the same batch, one commit wins and the other reloads
+/// and goes on: no event takes effect twice.
 fn tables_job(projector: TableProjector, log: Arc<dyn EventLog>) -> Job {
     let projector = Arc::new(tokio::sync::Mutex::new(projector));
-    Job::everywhere(
+    Job::once(
         "projector-tables",
         Arc::new(move |shutdown: Shutdown| {
             let (projector, log) = (projector.clone(), log.clone());
@@ -379,9 +350,9 @@ pub async fn schedule(
 ) -> anyhow::Result<ExitCode> {
     init_tracing();
     let shutdown = shutdown_signal();
-    let checkpoints = open_store(store)
+    let tables = closeloop_projections::tables::open_tables(store)
         .await
-        .with_context(|| format!("opening read-model storage in {store}"))?;
+        .with_context(|| format!("opening the read-model tables in {store}"))?;
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -395,7 +366,7 @@ pub async fn schedule(
     );
     scheduler::run_standalone(
         log,
-        checkpoints,
+        tables,
         jiff::Timestamp::now,
         |command| submit(handler.clone(), command),
         interval,
@@ -500,6 +471,8 @@ async fn report(
     restrict(&request.actor, handler, &mut query).await?;
     models
         .report(name, &query, at.unwrap_or_else(Timestamp::now))
+        .await
+        .map_err(|e| Rejection::new(RejectionCode::Unavailable, e.to_string()))?
         .ok_or_else(|| Rejection::not_found("", format!("no report `{name}`")))
 }
 

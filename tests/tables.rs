@@ -323,11 +323,9 @@ fn real(v: &rusqlite::types::Value) -> f64 {
 #[test]
 fn the_readme_analyst_queries_agree_with_the_reports() {
     use closeloop_core::log::sqlite::SqliteLog;
-    use closeloop_projections::models::Projectors;
+    use closeloop_projections::models::ReadModels;
     use closeloop_projections::period::Granularity;
     use closeloop_projections::report::ReportQuery;
-    use closeloop_projections::runtime::RunnerConfig;
-    use closeloop_projections::store::MemoryStore;
 
     let queries = readme_queries();
     assert_eq!(queries.len(), 4, "the README's four analyst queries");
@@ -348,12 +346,9 @@ fn the_readme_analyst_queries_agree_with_the_reports() {
         for envelope in work.sequential() {
             handler.handle(envelope.clone()).await;
         }
-        let mut projectors = Projectors::open(log.clone(), Arc::new(MemoryStore::new()), RunnerConfig::default())
-            .await
-            .unwrap();
-        assert!(projectors.catch_up().await.is_empty());
-        let models = projectors.read_models();
-        fold_into(log.clone(), Arc::new(SqliteTables::open(&path).unwrap())).await;
+        let tables = Arc::new(SqliteTables::open(&path).unwrap());
+        fold_into(log.clone(), tables.clone()).await;
+        let models = ReadModels::new(tables, vec![]);
         let conn = rusqlite::Connection::open(&path).unwrap();
         // A report time inside the workload, so that some timers are still running.
         let now = jiff::Timestamp::from_second(
@@ -367,7 +362,7 @@ fn the_readme_analyst_queries_agree_with_the_reports() {
 
         // 1. Mean satisfaction per team per ISO week.
         let weekly = ReportQuery { period: Granularity::Week, ..Default::default() };
-        let report = models.report("satisfaction", &weekly, now).unwrap();
+        let report = models.report("satisfaction", &weekly, now).await.unwrap().unwrap();
         let mut expected: Vec<(String, String, i64, f64)> = report["groups"]
             .as_array()
             .unwrap()
@@ -392,7 +387,8 @@ fn the_readme_analyst_queries_agree_with_the_reports() {
         assert_eq!(found, expected, "{}", queries[0].0);
 
         // 2. SLA compliance per grade and target, as of `now`.
-        let report = models.report("sla", &ReportQuery::default(), now).unwrap();
+        let all = ReportQuery { limit: ReportQuery::LIMIT_MAX, ..Default::default() };
+        let report = models.report("sla", &all, now).await.unwrap().unwrap();
         let expected: Vec<(String, String, i64, i64, f64)> = report["compliance"]
             .as_array()
             .unwrap()
@@ -449,7 +445,7 @@ fn the_readme_analyst_queries_agree_with_the_reports() {
 
         // 4. The open backlog per agent: the performance report's `open_now`.
         let total = ReportQuery { period: Granularity::Total, ..Default::default() };
-        let report = models.report("performance", &total, now).unwrap();
+        let report = models.report("performance", &total, now).await.unwrap().unwrap();
         let mut expected: Vec<(String, i64)> = report["agents"]
             .as_array()
             .unwrap()
@@ -465,5 +461,92 @@ fn the_readme_analyst_queries_agree_with_the_reports() {
         found.sort();
         assert!(!found.is_empty());
         assert_eq!(found, expected, "{}", queries[3].0);
+    });
+}
+
+/// The reports computed from the tables (memory, SQLite and PostgreSQL stores) equal the
+/// reports of the whole-model folds they replace, for every report, filters and periods,
+/// at report times inside and after the workload.
+#[test]
+fn reports_from_the_tables_equal_the_model_folds() {
+    use closeloop_projections::models::ReadModels;
+    use closeloop_projections::performance::PerformanceModel;
+    use closeloop_projections::period::Granularity;
+    use closeloop_projections::report::{self, ReportQuery, ScoreWeights};
+    use closeloop_projections::runtime::{Runner, RunnerConfig};
+    use closeloop_projections::satisfaction::SatisfactionModel;
+    use closeloop_projections::sla::SlaModel;
+    use closeloop_projections::store::MemoryStore;
+
+    runtime().block_on(async {
+        let log = memory_log_with(5, 150).await;
+        let store = Arc::new(MemoryStore::new());
+        let mut sla: Runner<SlaModel> = Runner::open(log.clone(), store.clone(), RunnerConfig::default()).await.unwrap();
+        let mut sat: Runner<SatisfactionModel> = Runner::open(log.clone(), store.clone(), RunnerConfig::default()).await.unwrap();
+        let mut perf: Runner<PerformanceModel> = Runner::open(log.clone(), store.clone(), RunnerConfig::default()).await.unwrap();
+        sla.catch_up().await.unwrap();
+        sat.catch_up().await.unwrap();
+        perf.catch_up().await.unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema::new();
+        let stores: Vec<(&str, Arc<dyn TableStore>)> = vec![
+            ("memory", Arc::new(MemoryTables::new())),
+            ("sqlite", Arc::new(SqliteTables::open(dir.path().join("t.db")).unwrap())),
+            ("postgres", Arc::new(schema.tables().await)),
+        ];
+        for (_, s) in &stores {
+            fold_into(log.clone(), s.clone()).await;
+        }
+        let dump = stores[0].1.dump().await.unwrap();
+        let started: Vec<i64> = dump.sla_timers.iter().map(|t| t.started_at).collect();
+        let (first, last) = (*started.iter().min().unwrap(), *started.iter().max().unwrap());
+        let times = [first + (last - first) / 2, last, last + 30 * 86_400];
+        let agent = dump.assignments[0].agent_id.clone();
+        let team = dump.assignments[0].team.clone();
+        let day = |at: i64| closeloop_projections::period::date_of(closeloop_projections::period::day_of(at));
+        let queries = vec![
+            ReportQuery { limit: ReportQuery::LIMIT_MAX, ..Default::default() },
+            ReportQuery { period: Granularity::Week, limit: ReportQuery::LIMIT_MAX, ..Default::default() },
+            ReportQuery { period: Granularity::Day, agent: Some(agent.clone()), limit: ReportQuery::LIMIT_MAX, ..Default::default() },
+            ReportQuery { period: Granularity::Total, team: Some(team.clone()), limit: ReportQuery::LIMIT_MAX, ..Default::default() },
+            ReportQuery {
+                period: Granularity::Day,
+                from: Some(day(first + 86_400)),
+                to: Some(day(first + 3 * 86_400)),
+                limit: ReportQuery::LIMIT_MAX,
+                ..Default::default()
+            },
+        ];
+        let weights = ScoreWeights::default();
+        for now in times {
+            let now = jiff::Timestamp::from_second(now).unwrap();
+            for q in &queries {
+                let expected = [
+                    report::legacy_sla_report(&sla.model().read().unwrap(), q, now),
+                    report::legacy_satisfaction_report(&sat.model().read().unwrap(), q),
+                    report::legacy_performance_report(&perf.model().read().unwrap(), q, &weights),
+                ];
+                for (name, tables) in &stores {
+                    let models = ReadModels::new(tables.clone(), vec![]);
+                    for (i, report) in ["sla", "satisfaction", "performance"].into_iter().enumerate() {
+                        let mut found = models.report(report, q, now).await.unwrap().unwrap();
+                        let map = found.as_object_mut().unwrap();
+                        for extra in ["projectors", "timers_next_page", "open_timers", "at_risk_timers"] {
+                            map.remove(extra);
+                        }
+                        if found != expected[i] {
+                            let (f, e) = (found.to_string(), expected[i].to_string());
+                            let at = f.bytes().zip(e.bytes()).position(|(a, b)| a != b).unwrap_or(0);
+                            panic!(
+                                "{report} from {name} tables differs for {q:?} at {now}:\n  found    …{}\n  expected …{}",
+                                &f[at.saturating_sub(300)..(at + 300).min(f.len())],
+                                &e[at.saturating_sub(300)..(at + 300).min(e.len())]
+                            );
+                        }
+                    }
+                }
+            }
+        }
     });
 }

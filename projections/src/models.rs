@@ -1,133 +1,121 @@
-//! The three report projectors together: open them on a log and a store, catch them up (for
-//! `closeloop report`), or run each in its own task (for `serve`), and answer report queries
-//! from whatever they have folded.
+//! The reports as the read side serves them: computed from the analysts' tables at the
+//! moment they are asked for, with the status of the projector keeping the tables, so
+//! staleness is never silent. Every `serve` instance answers from the shared tables.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use closeloop_core::log::EventLog;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::performance::PerformanceModel;
 use crate::report::{self, ReportQuery, ScoreWeights};
-use crate::runtime::{Projection, ProjectorError, Runner, RunnerConfig, Status};
-use crate::satisfaction::SatisfactionModel;
-use crate::sla::SlaModel;
-use crate::store::CheckpointStore;
+use crate::runtime::Status;
+use crate::tables::{TableError, TableStore};
 
 /// The names of the reports, as in `closeloop report NAME` and `closeloop.v1.queries.report_NAME`.
 pub const REPORTS: &[&str] = &["sla", "satisfaction", "performance"];
 
-/// The projectors, not yet running.
-pub struct Projectors {
-    pub sla: Runner<SlaModel>,
-    pub satisfaction: Runner<SatisfactionModel>,
-    pub performance: Runner<PerformanceModel>,
-}
-
-/// Shared handles on the read models and the projectors' statuses.
+/// What reports read: the tables, and the statuses of the projectors behind them.
 #[derive(Clone)]
 pub struct ReadModels {
-    pub sla: Arc<RwLock<SlaModel>>,
-    pub satisfaction: Arc<RwLock<SatisfactionModel>>,
-    pub performance: Arc<RwLock<PerformanceModel>>,
+    pub tables: Arc<dyn TableStore>,
     pub statuses: Vec<Arc<Status>>,
     pub weights: ScoreWeights,
+    /// When set, each report first reads the head of this log and the tables' checkpoint
+    /// into the tables' status: an instance that does not run the projector (it runs under
+    /// a lease elsewhere) still says how current the shared tables are.
+    pub log: Option<Arc<dyn EventLog>>,
 }
 
-impl Projectors {
-    /// Loads each projector's saved state and checkpoint.
-    pub async fn open(
-        log: Arc<dyn EventLog>,
-        store: Arc<dyn CheckpointStore>,
-        config: RunnerConfig,
-    ) -> Result<Projectors, ProjectorError> {
-        Ok(Projectors {
-            sla: Runner::open(log.clone(), store.clone(), config.clone()).await?,
-            satisfaction: Runner::open(log.clone(), store.clone(), config.clone()).await?,
-            performance: Runner::open(log, store, config).await?,
-        })
-    }
-
-    pub fn read_models(&self) -> ReadModels {
-        ReadModels {
-            sla: self.sla.model(),
-            satisfaction: self.satisfaction.model(),
-            performance: self.performance.model(),
-            statuses: vec![
-                self.sla.status(),
-                self.satisfaction.status(),
-                self.performance.status(),
-            ],
-            weights: ScoreWeights::default(),
-        }
-    }
-
-    /// Catches every projector up to the head. They are independent: one failing does not
-    /// stop the others; every failure is returned.
-    pub async fn catch_up(&mut self) -> Vec<ProjectorError> {
-        let results = [
-            self.sla.catch_up().await,
-            self.satisfaction.catch_up().await,
-            self.performance.catch_up().await,
-        ];
-        results.into_iter().filter_map(Result::err).collect()
-    }
-
-    /// Runs each projector in its own task until `shutdown` turns true.
-    pub fn spawn(
-        self,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinSet<Result<(), ProjectorError>> {
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.sla.run(shutdown.clone()));
-        tasks.spawn(self.satisfaction.run(shutdown.clone()));
-        tasks.spawn(self.performance.run(shutdown));
-        tasks
-    }
-}
-
-fn state<P: Projection>(model: &RwLock<P>) -> std::sync::RwLockReadGuard<'_, P> {
-    model.read().expect("read model lock poisoned")
+/// Why a report query got no report.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter is wrong: (JSON Pointer, why).
+    #[error("{0}: {1}")]
+    Invalid(String, String),
+    /// No such report.
+    #[error("no report `{0}`: sla, satisfaction or performance")]
+    Unknown(String),
+    /// The tables could not be read.
+    #[error(transparent)]
+    Tables(#[from] TableError),
 }
 
 impl ReadModels {
+    pub fn new(tables: Arc<dyn TableStore>, statuses: Vec<Arc<Status>>) -> ReadModels {
+        ReadModels {
+            tables,
+            statuses,
+            weights: ScoreWeights::default(),
+            log: None,
+        }
+    }
+
+    /// Refreshes the tables' status from `log` and the tables before each report.
+    pub fn with_log(mut self, log: Arc<dyn EventLog>) -> ReadModels {
+        self.log = Some(log);
+        self
+    }
+
+    async fn refresh(&self) -> Result<(), TableError> {
+        let Some(log) = &self.log else { return Ok(()) };
+        let position = self.tables.checkpoint().await?.position;
+        let head = log
+            .head()
+            .await
+            .map_err(|e| TableError::Unavailable(e.to_string()))?;
+        for status in self
+            .statuses
+            .iter()
+            .filter(|s| s.name == crate::tables::NAME)
+        {
+            status.raise_head(head);
+            if position > status.position() {
+                status.set_position(position);
+            }
+        }
+        Ok(())
+    }
+
     /// The report `name` as JSON; `None` for an unknown name. `now` is the report time
     /// (running timers are measured up to it).
-    pub fn report(&self, name: &str, query: &ReportQuery, now: Timestamp) -> Option<Value> {
+    pub async fn report(
+        &self,
+        name: &str,
+        query: &ReportQuery,
+        now: Timestamp,
+    ) -> Result<Option<Value>, TableError> {
+        self.refresh().await?;
+        let tables = self.tables.as_ref();
         let mut value = match name {
-            "sla" => report::sla_report(&state(&self.sla), query, now),
-            "satisfaction" => report::satisfaction_report(&state(&self.satisfaction), query),
-            "performance" => {
-                report::performance_report(&state(&self.performance), query, &self.weights)
-            }
-            _ => return None,
+            "sla" => report::sla_report(tables, query, now).await?,
+            "satisfaction" => report::satisfaction_report(tables, query).await?,
+            "performance" => report::performance_report(tables, query, &self.weights).await?,
+            _ => return Ok(None),
         };
         if let Value::Object(map) = &mut value {
             map.insert("projectors".into(), self.status_json());
         }
-        Some(value)
+        Ok(Some(value))
     }
 
     /// A report query as it arrives over NATS (`closeloop.v1.queries.report_NAME`): `name` is
     /// `sla`, `satisfaction` or `performance`, `params` the request's fields other than
-    /// `actor`. A bad parameter is `Err((JSON pointer, message))`, for a `validation` rejection.
-    pub fn query(
+    /// `actor`.
+    pub async fn query(
         &self,
         name: &str,
         params: &serde_json::Map<String, Value>,
         now: Timestamp,
-    ) -> Result<Value, (String, String)> {
-        let query = ReportQuery::from_params(params)?;
-        self.report(name, &query, now).ok_or_else(|| {
-            (
-                String::new(),
-                format!("no report `{name}`: sla, satisfaction or performance"),
-            )
-        })
+    ) -> Result<Value, QueryError> {
+        let query =
+            ReportQuery::from_params(params).map_err(|(at, why)| QueryError::Invalid(at, why))?;
+        self.report(name, &query, now)
+            .await?
+            .ok_or_else(|| QueryError::Unknown(name.to_owned()))
     }
 
-    /// Each projector's position, lag and error: staleness is never silent.
+    /// Each projector's position, lag and error.
     pub fn status_json(&self) -> Value {
         Value::Array(
             self.statuses

@@ -18,7 +18,7 @@ use crate::satisfaction::{By, Callbacks, Ratings, SatisfactionModel};
 use crate::sla::{target_index, SlaModel, TARGETS};
 
 /// Filters of every report. Unknown fields are ignored (a query request also carries `actor`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ReportQuery {
     /// Only this agent's rows (SLA: tickets assigned to them).
     #[serde(default)]
@@ -36,11 +36,46 @@ pub struct ReportQuery {
     /// total.
     #[serde(default)]
     pub period: Granularity,
+    /// SLA: at most this many timers per page (1..=[`ReportQuery::LIMIT_MAX`], default
+    /// [`ReportQuery::LIMIT_DEFAULT`]).
+    #[serde(default = "limit_default")]
+    pub limit: u32,
+    /// SLA: the page after this cursor (a previous page's `timers_next_page`).
+    #[serde(skip)]
+    pub page: Option<crate::tables::Cursor>,
+    /// SLA: list only live timers breached or past their warning threshold.
+    #[serde(default)]
+    pub at_risk: bool,
+}
+
+fn limit_default() -> u32 {
+    ReportQuery::LIMIT_DEFAULT
+}
+
+impl Default for ReportQuery {
+    fn default() -> ReportQuery {
+        ReportQuery {
+            agent: None,
+            team: None,
+            from: None,
+            to: None,
+            period: Granularity::default(),
+            limit: ReportQuery::LIMIT_DEFAULT,
+            page: None,
+            at_risk: false,
+        }
+    }
 }
 
 impl ReportQuery {
     /// The parameters a report query accepts.
-    pub const PARAMS: &'static [&'static str] = &["agent", "team", "from", "to", "period"];
+    pub const PARAMS: &'static [&'static str] = &[
+        "agent", "team", "from", "to", "period", "limit", "page", "at_risk",
+    ];
+    /// Timers per page of the SLA report when no `limit` is given.
+    pub const LIMIT_DEFAULT: u32 = 1_000;
+    /// The most timers one page may hold: a reply stays a few megabytes at most.
+    pub const LIMIT_MAX: u32 = 10_000;
 
     /// Decodes a query request's parameters (without `actor`); an unknown or malformed field
     /// is an error naming it (as a JSON Pointer) and saying why.
@@ -73,6 +108,26 @@ impl ReportQuery {
                     query.to =
                         serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
                 }
+                "limit" => {
+                    let limit: u32 =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+                    if !(1..=Self::LIMIT_MAX).contains(&limit) {
+                        return Err(bad(format!("must be 1..={}", Self::LIMIT_MAX)));
+                    }
+                    query.limit = limit;
+                }
+                "page" => {
+                    let text: Option<String> =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+                    query.page = text
+                        .map(|t| crate::tables::Cursor::decode(&t))
+                        .transpose()
+                        .map_err(bad)?;
+                }
+                "at_risk" => {
+                    query.at_risk =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
+                }
                 _ => {
                     query.period = serde_json::from_value::<Option<Granularity>>(value.clone())
                         .map_err(|e| bad(e.to_string()))?
@@ -88,6 +143,14 @@ impl ReportQuery {
             self.from.map_or(i32::MIN, day_of_date),
             self.to.map_or(i32::MAX, day_of_date),
         )
+    }
+
+    /// The selected days as a span of Unix seconds.
+    pub fn span(&self) -> crate::tables::Span {
+        crate::tables::Span {
+            from: self.from.map(|d| i64::from(day_of_date(d)) * 86_400),
+            to: self.to.map(|d| (i64::from(day_of_date(d)) + 1) * 86_400),
+        }
     }
 
     fn in_range(&self, day: i32) -> bool {
@@ -150,7 +213,7 @@ fn rfc3339(seconds: Option<i64>) -> Value {
 }
 
 /// The SLA report: every timer (soonest due first), then compliance per grade and target.
-pub fn sla_report(model: &SlaModel, query: &ReportQuery, now: Timestamp) -> Value {
+pub fn legacy_sla_report(model: &SlaModel, query: &ReportQuery, now: Timestamp) -> Value {
     let now_s = now.as_second();
     let mut rows = Vec::new();
     // (grade, target) -> (met, breached)
@@ -231,7 +294,7 @@ pub fn sla_report(model: &SlaModel, query: &ReportQuery, now: Timestamp) -> Valu
 
 /// The satisfaction report: survey groups by agent, team, category, grade and channel per
 /// period; quality-inspection callbacks apart.
-pub fn satisfaction_report(model: &SatisfactionModel, query: &ReportQuery) -> Value {
+pub fn legacy_satisfaction_report(model: &SatisfactionModel, query: &ReportQuery) -> Value {
     let names = model.names();
     let keep = |by: By, key: u32| match by {
         By::Agent => {
@@ -260,6 +323,24 @@ pub fn satisfaction_report(model: &SatisfactionModel, query: &ReportQuery) -> Va
                 .add(c);
         }
     }
+    render_satisfaction(
+        groups
+            .into_iter()
+            .map(|((by, k, p), r)| ((by, k.to_owned(), p), r))
+            .collect(),
+        callbacks
+            .into_iter()
+            .map(|((by, k, p), c)| ((by, k.to_owned(), p), c))
+            .collect(),
+        query,
+    )
+}
+
+fn render_satisfaction(
+    groups: BTreeMap<(By, String, String), Ratings>,
+    callbacks: BTreeMap<(By, String, String), Callbacks>,
+    query: &ReportQuery,
+) -> Value {
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|((by, key, period), r)| {
@@ -400,7 +481,7 @@ fn perf_row(p: &Perf, open_now: i64, w: &ScoreWeights) -> serde_json::Map<String
 }
 
 /// The performance report: one row per agent and period, one per team and period.
-pub fn performance_report(
+pub fn legacy_performance_report(
     model: &PerformanceModel,
     query: &ReportQuery,
     weights: &ScoreWeights,
@@ -522,4 +603,460 @@ mod tests {
         // The deduction is capped at 10 points.
         assert_eq!(score(&p, &weights), Some(92.0));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The reports from the tables.
+
+use std::collections::HashMap;
+
+use crate::tables::read::{AnyRow, Dated, Listed, TimerFilter, TimerPage};
+use crate::tables::{Cursor, Folder, TableError, TableStore, TicketWork};
+
+/// Period labels by day, computed once per day a report meets.
+#[derive(Default)]
+struct Labels {
+    period: Granularity,
+    by_day: HashMap<i32, String>,
+}
+
+impl Labels {
+    fn new(period: Granularity) -> Labels {
+        Labels {
+            period,
+            by_day: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, at: i64) -> String {
+        let day = day_of(at);
+        let period = self.period;
+        self.by_day
+            .entry(day)
+            .or_insert_with(|| period.label(day))
+            .clone()
+    }
+}
+
+/// The SLA report from the tables: compliance per grade and target and the live counts
+/// (one `GROUP BY`), then one page of timers, soonest due first (one indexed query); a live
+/// timer's status and use are measured at `now` from its ticket's clock.
+pub async fn sla_report(
+    store: &dyn TableStore,
+    query: &ReportQuery,
+    now: Timestamp,
+) -> Result<Value, TableError> {
+    let now_s = now.as_second();
+    let filter = TimerFilter {
+        agent: query.agent.clone(),
+        team: query.team.clone(),
+        opened: query.span(),
+    };
+    let counts = store.sla_counts(&filter, now_s).await?;
+    let page = TimerPage {
+        filter,
+        now: now_s,
+        at_risk_only: query.at_risk,
+        after: query.page.clone(),
+        limit: query.limit.clamp(1, ReportQuery::LIMIT_MAX),
+    };
+    let listed = store.timers(&page).await?;
+    let mut ids: Vec<uuid::Uuid> = listed.iter().map(|l| l.timer.ticket_id).collect();
+    ids.dedup();
+    let works: HashMap<uuid::Uuid, TicketWork> = store
+        .works(&ids)
+        .await?
+        .into_iter()
+        .filter_map(|(id, json)| Some((id, serde_json::from_str(&json).ok()?)))
+        .collect();
+    let saved = store.checkpoint().await?;
+    let folder = Folder::restore(saved.calendars.as_deref()).map_err(TableError::Corrupt)?;
+    let next_page = (listed.len() == page.limit as usize)
+        .then(|| listed.last())
+        .flatten()
+        .map(|l| {
+            Cursor {
+                due_at: l.timer.due_at,
+                ticket_id: l.timer.ticket_id,
+                target: l.timer.target.clone(),
+            }
+            .encode()
+        });
+    let timers: Vec<Value> = listed
+        .iter()
+        .map(|l| timer_json(l, works.get(&l.timer.ticket_id), &folder, now_s))
+        .collect();
+    let compliance: Vec<Value> = crate::tables::read::in_report_order(counts.compliance)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "grade": c.grade,
+                "target": c.target,
+                "met": c.met,
+                "breached": c.breached,
+                "percent": percent(c.met, c.met + c.breached),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "report": "sla",
+        "as_of": now.to_string(),
+        "timers": timers,
+        "timers_next_page": next_page,
+        "open_timers": counts.open,
+        "at_risk_timers": counts.at_risk,
+        "compliance": compliance,
+    }))
+}
+
+/// One listed timer: measured on its ticket's clock when the stored state has it, from the
+/// row otherwise (a fulfilled timer's row holds its final figures).
+fn timer_json(l: &Listed, work: Option<&TicketWork>, folder: &Folder, now: i64) -> Value {
+    let row = &l.timer;
+    let clocked = work.and_then(|w| {
+        w.clock
+            .timers
+            .iter()
+            .find(|t| crate::sla::target_name(t.target) == row.target && t.start == row.started_at)
+            .map(|t| (w, t))
+    });
+    let (status, business, calendar, warned, breach_recorded, at_risk) = match clocked {
+        Some((w, t)) => {
+            let status = status_at(&w.clock, t, now);
+            let (business, calendar) = w.clock.used_at(t, now, &folder.calendars);
+            let at_risk =
+                t.is_live() && (status == "breached" || t.warn_at.is_some_and(|at| at <= now));
+            (
+                status,
+                Some(business / 60),
+                Some(calendar / 60),
+                t.warned,
+                t.breach_recorded,
+                at_risk,
+            )
+        }
+        None => (
+            match (row.met, crate::tables::read::breached_at_now(row, now)) {
+                (Some(true), _) => "fulfilled",
+                (Some(false), _) | (None, true) => "breached",
+                (None, false) if row.status == "paused" => "paused",
+                (None, false) => "running",
+            },
+            row.business_minutes_used.map(i64::from),
+            row.calendar_minutes_used.map(i64::from),
+            row.warned_at.is_some(),
+            row.breached_at.is_some(),
+            crate::tables::read::at_risk_at_now(row, now),
+        ),
+    };
+    json!({
+        "ticket_id": row.ticket_id,
+        "target": row.target,
+        "status": status,
+        "due_at": rfc3339(row.due_at),
+        "warn_at": rfc3339(row.warn_at),
+        "target_minutes": row.target_minutes,
+        "business_minutes_used": business,
+        "calendar_minutes_used": calendar,
+        "started_at": rfc3339(Some(row.started_at)),
+        "fulfilled_at": rfc3339(row.fulfilled_at),
+        "at_risk": at_risk,
+        "warned": warned,
+        "breach_recorded": breach_recorded,
+        "grade": row.grade,
+        "priority": row.priority,
+        "assignee": l.assignee,
+        "team": l.team,
+        "calendar_id": (!row.calendar_id.is_empty()).then_some(&row.calendar_id),
+    })
+}
+
+/// The satisfaction report from the tables: the rows of the selected days (tickets opened,
+/// assignments begun, resolutions, ratings), streamed and counted into groups by agent,
+/// team, category, grade and channel per period. Memory: the groups, not the rows.
+pub async fn satisfaction_report(
+    store: &dyn TableStore,
+    query: &ReportQuery,
+) -> Result<Value, TableError> {
+    let span = query.span();
+    let keep = |by: By, key: &str| match by {
+        By::Agent => query.agent.as_deref().is_none_or(|a| key == a) && query.team.is_none(),
+        By::Team => query.team.as_deref().is_none_or(|x| key == x) && query.agent.is_none(),
+        _ => query.agent.is_none() && query.team.is_none(),
+    };
+    let mut labels = Labels::new(query.period);
+    let mut groups: BTreeMap<(By, String, String), Ratings> = BTreeMap::new();
+    let mut callbacks: BTreeMap<(By, String, String), Callbacks> = BTreeMap::new();
+    let mut bump = |by: By, key: &str, at: i64, labels: &mut Labels, f: &dyn Fn(&mut Ratings)| {
+        if keep(by, key) {
+            f(groups
+                .entry((by, key.to_owned(), labels.of(at)))
+                .or_default());
+        }
+    };
+    let complaint = |category: &str| u32::from(category == "complaint");
+    for dated in [
+        Dated::TicketOpened,
+        Dated::AssignmentStarted,
+        Dated::Resolved,
+        Dated::Rated,
+    ] {
+        let mut on_row = |row: AnyRow| match row {
+            AnyRow::Ticket(t) => {
+                let c = complaint(&t.category);
+                for (by, key) in [
+                    (By::Category, &t.category),
+                    (By::Grade, &t.grade),
+                    (By::Channel, &t.channel),
+                ] {
+                    bump(by, key, t.opened_at, &mut labels, &|r| {
+                        r.tickets += 1;
+                        r.complaints += c;
+                    });
+                }
+            }
+            AnyRow::Assignment(a) if a.started_by == "assigned" => {
+                let c = complaint(&a.category);
+                for (by, key) in [(By::Agent, &a.agent_id), (By::Team, &a.team)] {
+                    bump(by, key, a.from_at, &mut labels, &|r| {
+                        r.tickets += 1;
+                        r.complaints += c;
+                    });
+                }
+            }
+            AnyRow::Resolution(r) => {
+                let groups = [
+                    Some((By::Agent, &r.resolved_by)),
+                    r.team.as_ref().map(|t| (By::Team, t)),
+                    Some((By::Category, &r.category)),
+                    Some((By::Grade, &r.grade)),
+                    Some((By::Channel, &r.channel)),
+                ];
+                for (by, key) in groups.into_iter().flatten() {
+                    bump(by, key, r.resolved_at, &mut labels, &|g| g.resolutions += 1);
+                }
+            }
+            AnyRow::Rating(r) => {
+                let groups = [
+                    Some((By::Category, &r.category)),
+                    Some((By::Grade, &r.grade)),
+                    Some((By::Channel, &r.channel)),
+                    r.agent_id.as_ref().map(|a| (By::Agent, a)),
+                    r.team.as_ref().map(|t| (By::Team, t)),
+                ];
+                let score = u32::from(r.score);
+                for (by, key) in groups.into_iter().flatten() {
+                    if r.source == "survey" {
+                        bump(by, key, r.rated_at, &mut labels, &|g| {
+                            g.ratings += 1;
+                            g.score_sum += score;
+                            g.distribution[(score - 1) as usize] += 1;
+                        });
+                    } else if keep(by, key) {
+                        let c = callbacks
+                            .entry((by, key.clone(), labels.of(r.rated_at)))
+                            .or_default();
+                        c.callbacks += 1;
+                        c.score_sum += score;
+                        if let (Some(a), Some(b), Some(q), Some(o)) =
+                            (r.recognition, r.efficiency, r.quality, r.overall)
+                        {
+                            c.with_dimensions += 1;
+                            for (sum, v) in c.dimension_sums.iter_mut().zip([a, b, q, o]) {
+                                *sum += u32::from(v);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        };
+        store.scan(dated, span, &mut on_row).await?;
+    }
+    Ok(render_satisfaction(groups, callbacks, query))
+}
+
+/// The performance report from the tables: assignments begun and ended by escalation,
+/// resolutions and reopenings, closures, survey ratings and fulfilled timers of the selected
+/// days, credited as docs/domain.md says (see `tables/rows.rs` for who each row credits);
+/// open load now from the open tickets. Memory: the groups and their lists of minutes.
+pub async fn performance_report(
+    store: &dyn TableStore,
+    query: &ReportQuery,
+    weights: &ScoreWeights,
+) -> Result<Value, TableError> {
+    let span = query.span();
+    let registered: HashMap<String, String> = store
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| (a.agent_id, a.team))
+        .collect();
+    let team_of = |agent: &str| registered.get(agent).map_or("", String::as_str);
+    let mut labels = Labels::new(query.period);
+    let mut agents: BTreeMap<(String, String), Perf> = BTreeMap::new();
+    let mut teams: BTreeMap<(String, String), Perf> = BTreeMap::new();
+    let mut bump = |agent: Option<&str>,
+                    team: Option<&str>,
+                    at: i64,
+                    labels: &mut Labels,
+                    f: &dyn Fn(&mut Perf)| {
+        if let Some(a) = agent {
+            let skip = query.agent.as_deref().is_some_and(|q| q != a)
+                || query.team.as_deref().is_some_and(|t| t != team_of(a));
+            if !skip {
+                f(agents.entry((a.to_owned(), labels.of(at))).or_default());
+            }
+        }
+        if let Some(t) = team {
+            if query.agent.is_none() && query.team.as_deref().is_none_or(|q| q == t) {
+                f(teams.entry((t.to_owned(), labels.of(at))).or_default());
+            }
+        }
+    };
+    for dated in [
+        Dated::AssignmentStarted,
+        Dated::AssignmentEnded,
+        Dated::Resolved,
+        Dated::Reopened,
+        Dated::TicketClosed,
+        Dated::Rated,
+        Dated::TimerFulfilled,
+    ] {
+        let mut on_row = |row: AnyRow| match (dated, row) {
+            (Dated::AssignmentStarted, AnyRow::Assignment(a)) if a.started_by == "assigned" => {
+                bump(
+                    Some(&a.agent_id),
+                    Some(&a.team),
+                    a.from_at,
+                    &mut labels,
+                    &|p| p.assigned += 1,
+                );
+            }
+            (Dated::AssignmentEnded, AnyRow::Assignment(a))
+                if a.ended_by.as_deref() == Some("escalated") =>
+            {
+                let at = a.until_at.unwrap_or(a.from_at);
+                bump(Some(&a.agent_id), Some(&a.team), at, &mut labels, &|p| {
+                    p.escalated += 1
+                });
+            }
+            (Dated::Resolved, AnyRow::Resolution(r)) => {
+                let one_touch = u32::from(r.one_touch);
+                bump(
+                    Some(&r.resolved_by),
+                    r.team.as_deref(),
+                    r.resolved_at,
+                    &mut labels,
+                    &|p| {
+                        p.resolved += 1;
+                        p.one_touch += one_touch;
+                    },
+                );
+            }
+            (Dated::Reopened, AnyRow::Resolution(r)) => {
+                let at = r.reopened_at.unwrap_or(r.resolved_at);
+                bump(
+                    Some(&r.resolved_by),
+                    r.team.as_deref(),
+                    at,
+                    &mut labels,
+                    &|p| p.reopened += 1,
+                );
+            }
+            (Dated::TicketClosed, AnyRow::Ticket(t)) => {
+                let at = t.closed_at.unwrap_or(t.opened_at);
+                bump(
+                    t.assignee.as_deref(),
+                    t.team.as_deref(),
+                    at,
+                    &mut labels,
+                    &|p| p.closed += 1,
+                );
+            }
+            (Dated::Rated, AnyRow::Rating(r)) if r.source == "survey" => {
+                let score = u32::from(r.score);
+                bump(
+                    r.agent_id.as_deref(),
+                    r.team.as_deref(),
+                    r.rated_at,
+                    &mut labels,
+                    &|p| {
+                        p.ratings += 1;
+                        p.score_sum += score;
+                        p.justified_complaints += u32::from(score <= 2);
+                        p.excellent_ratings += u32::from(score == 5);
+                    },
+                );
+            }
+            (Dated::TimerFulfilled, AnyRow::Timer(t)) => {
+                let Some(met) = t.met else { return };
+                let i = match t.target.as_str() {
+                    "first_response" => 0,
+                    "next_response" => 1,
+                    _ => 2,
+                };
+                let minutes = t.business_minutes_used.unwrap_or(0);
+                let at = t.fulfilled_at.unwrap_or(t.started_at);
+                bump(
+                    t.agent_id.as_deref(),
+                    t.team.as_deref(),
+                    at,
+                    &mut labels,
+                    &|p| {
+                        p.sla[i][usize::from(!met)] += 1;
+                        match i {
+                            0 => p.first_response_minutes.push(minutes),
+                            2 => p.resolution_minutes.push(minutes),
+                            _ => {}
+                        }
+                    },
+                );
+            }
+            _ => {}
+        };
+        store.scan(dated, span, &mut on_row).await?;
+    }
+    let open: HashMap<String, i64> = store.open_load().await?.into_iter().collect();
+    let open_now = |agent: &str| open.get(agent).copied().unwrap_or(0);
+    let mut team_load: BTreeMap<&str, i64> = BTreeMap::new();
+    for (agent, team) in &registered {
+        *team_load.entry(team.as_str()).or_default() += open_now(agent);
+    }
+    let agent_rows: Vec<Value> = agents
+        .into_iter()
+        .map(|((agent, period), p)| {
+            let mut row = serde_json::Map::new();
+            row.insert("agent_id".into(), json!(agent));
+            row.insert("team".into(), json!(team_of(&agent)));
+            row.insert("period".into(), json!(period));
+            let load = if registered.contains_key(&agent) {
+                open_now(&agent)
+            } else {
+                0
+            };
+            row.extend(perf_row(&p, load, weights));
+            Value::Object(row)
+        })
+        .collect();
+    let team_rows: Vec<Value> = teams
+        .into_iter()
+        .map(|((team, period), p)| {
+            let mut row = serde_json::Map::new();
+            row.insert("team".into(), json!(team));
+            row.insert("period".into(), json!(period));
+            row.extend(perf_row(
+                &p,
+                team_load.get(team.as_str()).copied().unwrap_or(0),
+                weights,
+            ));
+            Value::Object(row)
+        })
+        .collect();
+    Ok(json!({
+        "report": "performance",
+        "period": query.period,
+        "agents": agent_rows,
+        "teams": team_rows,
+    }))
 }

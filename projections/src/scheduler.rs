@@ -1,4 +1,5 @@
-//! The SLA scheduler: turns deadlines into events. From the SLA read model it finds live timers
+//! The SLA scheduler: turns deadlines into events. From the tables' index on open timers it
+//! finds live timers
 //! whose warning threshold or deadline has passed at "now" and submits `raise_sla_warning` /
 //! `record_sla_breach` (role `system`), so warnings and breaches are part of the audited
 //! history.
@@ -12,7 +13,7 @@
 //! The scheduler does not depend on the command side: it takes a `submit` function (the
 //! binary passes the command handler's).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_core::domain::{
@@ -21,9 +22,10 @@ use closeloop_core::domain::{
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use crate::runtime::{ProjectorError, Runner, RunnerConfig};
-use crate::sla::SlaModel;
-use crate::store::CheckpointStore;
+use crate::runtime::ProjectorError;
+use crate::tables::read;
+use crate::tables::runner::{TableConfig, TableProjector};
+use crate::tables::{TableError, TableStore, TimerRow};
 
 /// Namespace of the scheduler's command ids (UUID v5).
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_2f0e_9a41_4b7e_8c55_3b0f_61d2_a9e7);
@@ -40,32 +42,23 @@ pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach:
     Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
 }
 
-/// The commands due at `now`, soonest deadline first (at most [`TICK_COMMANDS_MAX`]). A
-/// deadline is breached once `now` is past it: using exactly the target is meeting it, as the
-/// SLA report counts it.
-pub fn due_commands(model: &SlaModel, now: Timestamp) -> Vec<CommandEnvelope> {
+/// The commands due at `now` among `timers` (rows of [`TableStore::due_timers`]), soonest
+/// first (at most [`TICK_COMMANDS_MAX`]). A deadline is breached once `now` is past it: using
+/// exactly the target is meeting it, as the SLA report counts it.
+pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope> {
     let now_s = now.as_second();
     let mut due = Vec::new();
-    for (id, ticket) in model.tickets() {
-        if !ticket.open {
+    for timer in timers.iter().filter(|t| read::scheduler_due(t, now_s)) {
+        let Some(target) = target_of(&timer.target) else {
             continue;
-        }
-        for timer in ticket.clock.timers.iter().filter(|t| t.is_live()) {
-            let Some(due_at) = timer.due_at.and_then(|d| Timestamp::from_second(d).ok()) else {
-                continue;
-            };
-            if timer.due_at.is_some_and(|d| d < now_s) && !timer.breach_recorded {
-                due.push((due_at, *id, timer.target, true, due_at));
-            } else if timer.warn_at.is_some_and(|w| w <= now_s)
-                && !timer.warned
-                && !timer.breach_recorded
-            {
-                let warn_at = timer
-                    .warn_at
-                    .and_then(|w| Timestamp::from_second(w).ok())
-                    .unwrap_or(due_at);
-                due.push((warn_at, *id, timer.target, false, due_at));
-            }
+        };
+        let Some(due_at) = timer.due_at.and_then(|d| Timestamp::from_second(d).ok()) else {
+            continue;
+        };
+        if timer.due_at.is_some_and(|d| d < now_s) {
+            due.push((due_at, timer.ticket_id, target, true, due_at));
+        } else if let Some(warn_at) = timer.warn_at.and_then(|w| Timestamp::from_second(w).ok()) {
+            due.push((warn_at, timer.ticket_id, target, false, due_at));
         }
     }
     due.sort_by_key(|(at, id, target, breach, _)| (*at, *id, *target as u8, *breach));
@@ -93,11 +86,29 @@ pub fn due_commands(model: &SlaModel, now: Timestamp) -> Vec<CommandEnvelope> {
         .collect()
 }
 
+fn target_of(name: &str) -> Option<SlaTarget> {
+    crate::sla::TARGETS
+        .into_iter()
+        .find(|t| crate::sla::target_name(*t) == name)
+}
+
+/// The commands due at `now`: one page of the tables' index on open timers.
+pub async fn due_commands(
+    tables: &dyn TableStore,
+    now: Timestamp,
+) -> Result<Vec<CommandEnvelope>, TableError> {
+    let timers = tables
+        .due_timers(now.as_second(), TICK_COMMANDS_MAX as u32)
+        .await?;
+    Ok(commands_for(&timers, now))
+}
+
 /// Runs ticks every `interval` until `shutdown` turns true: reads "now" from `clock`, submits
-/// what is due. The model is kept current by its projector; a command the model does not yet
-/// reflect as done is simply submitted again and answered `duplicate`.
+/// what is due. The tables are kept current by their projector; a command the tables do not
+/// yet reflect as done is simply submitted again and answered `duplicate`. A failed read is
+/// logged and tried again at the next tick.
 pub async fn run<F, Fut>(
-    model: Arc<RwLock<SlaModel>>,
+    tables: Arc<dyn TableStore>,
     clock: impl Fn() -> Timestamp,
     submit: F,
     interval: Duration,
@@ -107,9 +118,13 @@ pub async fn run<F, Fut>(
     Fut: std::future::Future<Output = ()>,
 {
     while !*shutdown.borrow() {
-        let commands = due_commands(&model.read().expect("sla model lock poisoned"), clock());
-        for envelope in commands {
-            submit(envelope).await;
+        match due_commands(tables.as_ref(), clock()).await {
+            Ok(commands) => {
+                for envelope in commands {
+                    submit(envelope).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "SLA scheduler: reading due timers"),
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -118,12 +133,12 @@ pub async fn run<F, Fut>(
     }
 }
 
-/// The scheduler on its own (no `serve`): keeps its own SLA projector (state and checkpoint in
-/// `store`), and each `interval` catches it up with the log and submits what is due. Returns
-/// when `shutdown` turns true, or with the projector's error.
+/// The scheduler on its own (no `serve`): keeps the tables current with its own projector
+/// (fenced like any other writer), and each `interval` catches it up with the log and submits
+/// what is due. Returns when `shutdown` turns true, or with the projector's error.
 pub async fn run_standalone<F, Fut>(
     log: Arc<dyn closeloop_core::log::EventLog>,
-    store: Arc<dyn CheckpointStore>,
+    tables: Arc<dyn TableStore>,
     clock: impl Fn() -> Timestamp,
     submit: F,
     interval: Duration,
@@ -133,11 +148,16 @@ where
     F: Fn(CommandEnvelope) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let mut runner: Runner<SlaModel> = Runner::open(log, store, RunnerConfig::default()).await?;
-    let model = runner.model();
+    let mut projector = TableProjector::open(log, tables.clone(), TableConfig::default()).await?;
     while !*shutdown.borrow() {
-        runner.catch_up().await?;
-        let commands = due_commands(&model.read().expect("sla model lock poisoned"), clock());
+        projector.catch_up().await?;
+        let commands =
+            due_commands(tables.as_ref(), clock())
+                .await
+                .map_err(|e| ProjectorError::Store {
+                    projector: crate::tables::NAME,
+                    message: e.to_string(),
+                })?;
         for envelope in commands {
             submit(envelope).await;
         }

@@ -28,7 +28,7 @@ use closeloop_core::log::{
     stream_category, EventLog, Filter, Position, StoredEvent, READ_BATCH_MAX,
 };
 use closeloop_projections::fact::{FoldLean, Lean};
-use closeloop_projections::models::{ReadModels, REPORTS};
+use closeloop_projections::models::REPORTS;
 use closeloop_projections::performance::PerformanceModel;
 use closeloop_projections::record::Record;
 use closeloop_projections::report::ScoreWeights;
@@ -852,25 +852,13 @@ fn load_model<P: Projection>(
     ))
 }
 
-/// The read models a replay with `--until until` wrote (`<name>@<until>`), as saved: for
-/// `closeloop report NAME --replayed UNTIL`. Every report model must have been replayed
-/// (`closeloop replay all --until UNTIL`).
-pub async fn load_models(store: &dyn CheckpointStore, until: Until) -> Result<ReadModels, Error> {
-    let sla_name = until.target(SlaModel::NAME);
-    let sat_name = until.target(SatisfactionModel::NAME);
-    let perf_name = until.target(PerformanceModel::NAME);
-    let (sla, s1) = load_model::<SlaModel>(&sla_name, store.load(&sla_name).await?)?;
-    let (satisfaction, s2) =
-        load_model::<SatisfactionModel>(&sat_name, store.load(&sat_name).await?)?;
-    let (performance, s3) =
-        load_model::<PerformanceModel>(&perf_name, store.load(&perf_name).await?)?;
-    Ok(ReadModels {
-        sla,
-        satisfaction,
-        performance,
-        statuses: vec![s1, s2, s3],
-        weights: ScoreWeights::default(),
-    })
+/// The tables a replay with `--until until` wrote. Interim: the replay of the tables lands
+/// next; until then nothing was replayed into tables.
+pub async fn open_replayed(
+    _store: &str,
+    until: Until,
+) -> Result<std::sync::Arc<dyn closeloop_projections::tables::TableStore>, Error> {
+    Err(Error::NotReplayed(until.target("tables")))
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@ use std::sync::Mutex;
 use closeloop_core::log::Position;
 use uuid::Uuid;
 
-use super::{Changes, Dump, Saved, TableError, TableStore, VERSION};
+use super::read::{
+    self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
+};
+use super::{AgentRow, Changes, Dump, Saved, TableError, TableStore, TimerRow, VERSION};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -98,5 +101,160 @@ impl TableStore for MemoryTables {
             satisfaction_ratings: r.satisfaction_ratings.values().cloned().collect(),
             agents: r.agents.values().cloned().collect(),
         })
+    }
+
+    async fn checkpoint(&self) -> Result<Saved, TableError> {
+        self.open().await
+    }
+
+    async fn scan(
+        &self,
+        dated: Dated,
+        span: Span,
+        sink: &mut (dyn FnMut(AnyRow) + Send),
+    ) -> Result<(), TableError> {
+        let rows: Vec<AnyRow> = {
+            let t = self.tables.lock().expect("tables lock");
+            let r = &t.rows;
+            match dated.table_column().0 {
+                "tickets" => r.tickets.values().cloned().map(AnyRow::Ticket).collect(),
+                "assignments" => r
+                    .assignments
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Assignment)
+                    .collect(),
+                "resolutions" => r
+                    .resolutions
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Resolution)
+                    .collect(),
+                "satisfaction_ratings" => r
+                    .satisfaction_ratings
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Rating)
+                    .collect(),
+                _ => r.sla_timers.values().cloned().map(AnyRow::Timer).collect(),
+            }
+        };
+        for row in rows {
+            if dated.of(&row).is_some_and(|at| span.contains(at)) {
+                sink(row);
+            }
+        }
+        Ok(())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        Ok(t.rows.agents.values().cloned().collect())
+    }
+
+    async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut load: BTreeMap<String, i64> = BTreeMap::new();
+        for ticket in t.rows.tickets.values() {
+            if let (Some(a), false) = (
+                &ticket.assignee,
+                ["resolved", "closed"].contains(&ticket.status.as_str()),
+            ) {
+                *load.entry(a.clone()).or_default() += 1;
+            }
+        }
+        Ok(load.into_iter().collect())
+    }
+
+    async fn sla_counts(&self, filter: &TimerFilter, now: i64) -> Result<SlaCounts, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut counts = SlaCounts::default();
+        let mut by: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for timer in t.rows.sla_timers.values() {
+            let passes = t
+                .rows
+                .tickets
+                .get(&timer.ticket_id)
+                .is_some_and(|k| read::ticket_passes(filter, k));
+            if !passes {
+                continue;
+            }
+            let c = by
+                .entry((timer.grade.clone(), timer.target.clone()))
+                .or_default();
+            match timer.met {
+                Some(true) => c.0 += 1,
+                Some(false) => c.1 += 1,
+                None if timer.latest => {
+                    c.1 += u64::from(read::breached_at_now(timer, now));
+                    counts.open += 1;
+                    counts.at_risk += u64::from(read::at_risk_at_now(timer, now));
+                }
+                None => {}
+            }
+        }
+        counts.compliance = by
+            .into_iter()
+            .map(|((grade, target), (met, breached))| Compliance {
+                grade,
+                target,
+                met,
+                breached,
+            })
+            .collect();
+        Ok(counts)
+    }
+
+    async fn timers(&self, page: &TimerPage) -> Result<Vec<Listed>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut listed: Vec<Listed> = t
+            .rows
+            .sla_timers
+            .values()
+            .filter(|timer| timer.latest)
+            .filter(|timer| !page.at_risk_only || read::at_risk_at_now(timer, page.now))
+            .filter_map(|timer| {
+                let k = t.rows.tickets.get(&timer.ticket_id)?;
+                read::ticket_passes(&page.filter, k).then(|| Listed {
+                    timer: timer.clone(),
+                    assignee: k.assignee.clone(),
+                    team: k.team.clone(),
+                })
+            })
+            .collect();
+        let key = |l: &Listed| {
+            (
+                l.timer.due_at.unwrap_or(i64::MAX),
+                l.timer.ticket_id,
+                l.timer.target.clone(),
+            )
+        };
+        listed.sort_by_key(key);
+        if let Some(after) = &page.after {
+            let (due, id, target) = after.key();
+            listed.retain(|l| key(l) > (due, id, target.to_owned()));
+        }
+        listed.truncate(page.limit as usize);
+        Ok(listed)
+    }
+
+    async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut due: Vec<TimerRow> = t
+            .rows
+            .sla_timers
+            .values()
+            .filter(|timer| read::scheduler_due(timer, now))
+            .filter(|timer| {
+                t.rows
+                    .tickets
+                    .get(&timer.ticket_id)
+                    .is_some_and(|k| !["resolved", "closed"].contains(&k.status.as_str()))
+            })
+            .cloned()
+            .collect();
+        due.sort_by_key(|r| (r.due_at.unwrap_or(i64::MAX), r.ticket_id, r.target.clone()));
+        due.truncate(limit as usize);
+        Ok(due)
     }
 }

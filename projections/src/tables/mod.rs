@@ -19,6 +19,7 @@
 pub mod fold;
 pub mod memory;
 pub mod postgres;
+pub mod read;
 pub mod rows;
 pub mod runner;
 pub mod sqlite;
@@ -27,6 +28,9 @@ use closeloop_core::log::Position;
 use uuid::Uuid;
 
 pub use fold::{Changes, Folder, TicketWork, CATEGORIES};
+pub use read::{
+    AnyRow, Compliance, Cursor, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
+};
 pub use rows::*;
 pub use rows::{parse_time, rfc3339};
 
@@ -95,6 +99,32 @@ pub trait TableStore: Send + Sync + 'static {
     ) -> Result<(), TableError>;
     /// Every row of every table, in primary-key order.
     async fn dump(&self) -> Result<Dump, TableError>;
+
+    // Reads (see `read.rs`). Each is one consistent snapshot; none waits for the writer.
+
+    /// The checkpoint as stored, without creating or changing anything (position 0 and no
+    /// calendars before the first commit).
+    async fn checkpoint(&self) -> Result<Saved, TableError>;
+    /// Hands every row of `dated`'s table whose dated column lies in `span` to `sink`, in no
+    /// particular order; memory holds a few hundred rows at a time, whatever the table's size.
+    async fn scan(
+        &self,
+        dated: Dated,
+        span: Span,
+        sink: &mut (dyn FnMut(AnyRow) + Send),
+    ) -> Result<(), TableError>;
+    /// Every registered agent.
+    async fn agents(&self) -> Result<Vec<AgentRow>, TableError>;
+    /// Open tickets (neither resolved nor closed) per assignee, by assignee.
+    async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError>;
+    /// Compliance per (grade, target) and the live and at-risk counts at `now` of the
+    /// filtered tickets' timers (compliance in no particular order).
+    async fn sla_counts(&self, filter: &TimerFilter, now: i64) -> Result<SlaCounts, TableError>;
+    /// One page of the SLA list, soonest due first (see [`TimerPage`]).
+    async fn timers(&self, page: &TimerPage) -> Result<Vec<Listed>, TableError>;
+    /// At most `limit` timers the scheduler must act on at `now` ([`read::scheduler_due`]),
+    /// soonest due first.
+    async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError>;
 }
 
 /// Checks a stored version against this binary's.

@@ -12,7 +12,12 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use super::rows::*;
-use super::{check_version, Changes, Dump, Saved, TableError, TableStore, NAME, VERSION};
+use super::{
+    check_version, AnyRow, Changes, Dated, Dump, Listed, Saved, SlaCounts, Span, TableError,
+    TableStore, TimerFilter, TimerPage, NAME, VERSION,
+};
+
+mod read;
 
 /// A table: name, primary key, the other columns, and the dump's order.
 struct Table {
@@ -377,5 +382,52 @@ impl TableStore for PostgresTables {
         };
         tx.commit().await?;
         Ok(dump)
+    }
+
+    async fn checkpoint(&self) -> Result<Saved, TableError> {
+        let slot = self.client().await?;
+        read::checkpoint(slot.as_ref().expect("connected"), &self.schema).await
+    }
+
+    async fn scan(
+        &self,
+        dated: Dated,
+        span: Span,
+        sink: &mut (dyn FnMut(AnyRow) + Send),
+    ) -> Result<(), TableError> {
+        let slot = self.client().await?;
+        read::scan(
+            slot.as_ref().expect("connected"),
+            &self.schema,
+            dated,
+            span,
+            sink,
+        )
+        .await
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRow>, TableError> {
+        let slot = self.client().await?;
+        read::agents(slot.as_ref().expect("connected"), &self.schema).await
+    }
+
+    async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
+        let slot = self.client().await?;
+        read::open_load(slot.as_ref().expect("connected"), &self.schema).await
+    }
+
+    async fn sla_counts(&self, filter: &TimerFilter, now: i64) -> Result<SlaCounts, TableError> {
+        let slot = self.client().await?;
+        read::sla_counts(slot.as_ref().expect("connected"), &self.schema, filter, now).await
+    }
+
+    async fn timers(&self, page: &TimerPage) -> Result<Vec<Listed>, TableError> {
+        let slot = self.client().await?;
+        read::timers(slot.as_ref().expect("connected"), &self.schema, page).await
+    }
+
+    async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError> {
+        let slot = self.client().await?;
+        read::due_timers(slot.as_ref().expect("connected"), &self.schema, now, limit).await
     }
 }

@@ -129,3 +129,18 @@ CREATE TABLE IF NOT EXISTS {schema}.table_checkpoint (
     position                         bigint      NOT NULL CHECK (position >= 0),
     calendars                        text
 );
+
+-- Reads (see read.rs): the SLA list's order over latest cycles, the scheduler's warnings,
+-- and the dated columns statistics range over.
+CREATE INDEX IF NOT EXISTS sla_timers_latest_by_due
+    ON {schema}.sla_timers ((coalesce(due_at, 'infinity'::timestamptz)), ticket_id, target) WHERE latest;
+CREATE INDEX IF NOT EXISTS sla_timers_open_by_warn ON {schema}.sla_timers (warn_at)
+    WHERE fulfilled_at IS NULL AND status <> 'cancelled';
+CREATE INDEX IF NOT EXISTS sla_timers_by_fulfilled ON {schema}.sla_timers (fulfilled_at);
+CREATE INDEX IF NOT EXISTS tickets_by_opened ON {schema}.tickets (opened_at);
+CREATE INDEX IF NOT EXISTS tickets_by_closed ON {schema}.tickets (closed_at);
+CREATE INDEX IF NOT EXISTS assignments_by_from ON {schema}.assignments (from_at);
+CREATE INDEX IF NOT EXISTS assignments_by_until ON {schema}.assignments (until_at);
+CREATE INDEX IF NOT EXISTS resolutions_by_resolved ON {schema}.resolutions (resolved_at);
+CREATE INDEX IF NOT EXISTS resolutions_by_reopened ON {schema}.resolutions (reopened_at);
+CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON {schema}.satisfaction_ratings (rated_at);

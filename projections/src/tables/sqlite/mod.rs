@@ -11,7 +11,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
 use super::rows::*;
-use super::{check_version, Changes, Dump, Saved, TableError, TableStore, NAME, VERSION};
+use super::{
+    check_version, AnyRow, Changes, Dated, Dump, Listed, Saved, SlaCounts, Span, TableError,
+    TableStore, TimerFilter, TimerPage, NAME, VERSION,
+};
 
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -26,10 +29,14 @@ const TABLES: [&str; 7] = [
     "ticket_state",
 ];
 
-/// The tables in an SQLite file.
+mod read;
+
+/// The tables in an SQLite file: one connection writes, another reads (WAL lets a report
+/// read while a batch commits).
 #[derive(Clone)]
 pub struct SqliteTables {
     conn: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 use super::rows::rfc3339 as to_text;
@@ -59,11 +66,15 @@ fn uuid(row: &Row, i: usize) -> rusqlite::Result<Uuid> {
 
 impl SqliteTables {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteTables, TableError> {
-        let conn = Connection::open(path)?;
+        let conn = Connection::open(path.as_ref())?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
         conn.execute_batch(include_str!("tables.sql"))?;
+        let reader = Connection::open(path.as_ref())?;
+        reader.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        reader.pragma_update(None, "query_only", true)?;
         Ok(SqliteTables {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -73,6 +84,17 @@ impl SqliteTables {
     ) -> Result<T, TableError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || f(&mut conn.lock().expect("sqlite tables lock")))
+            .await
+            .map_err(|e| TableError::Unavailable(e.to_string()))?
+    }
+
+    /// Runs `f` on the read connection, on a blocking thread.
+    async fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, TableError> + Send + 'static,
+    ) -> Result<T, TableError> {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&mut conn.lock().expect("sqlite reader lock")))
             .await
             .map_err(|e| TableError::Unavailable(e.to_string()))?
     }
@@ -491,5 +513,41 @@ impl TableStore for SqliteTables {
 
     async fn dump(&self) -> Result<Dump, TableError> {
         self.blocking(dump_blocking).await
+    }
+
+    async fn checkpoint(&self) -> Result<Saved, TableError> {
+        self.reading(read::checkpoint).await
+    }
+
+    async fn scan(
+        &self,
+        dated: Dated,
+        span: Span,
+        sink: &mut (dyn FnMut(AnyRow) + Send),
+    ) -> Result<(), TableError> {
+        read::scan(self.reader.clone(), dated, span, sink).await
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRow>, TableError> {
+        self.reading(|c| rows(c, "true", (None, None))).await
+    }
+
+    async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
+        self.reading(read::open_load).await
+    }
+
+    async fn sla_counts(&self, filter: &TimerFilter, now: i64) -> Result<SlaCounts, TableError> {
+        let filter = filter.clone();
+        self.reading(move |c| read::sla_counts(c, &filter, now))
+            .await
+    }
+
+    async fn timers(&self, page: &TimerPage) -> Result<Vec<Listed>, TableError> {
+        let page = page.clone();
+        self.reading(move |c| read::timers(c, &page)).await
+    }
+
+    async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError> {
+        self.reading(move |c| read::due_timers(c, now, limit)).await
     }
 }

@@ -119,3 +119,18 @@ CREATE TABLE IF NOT EXISTS table_checkpoint (
     position   INTEGER NOT NULL CHECK (position >= 0),
     calendars  TEXT
 ) STRICT;
+
+-- Reads (see read.rs): the SLA list's order over latest cycles, the scheduler's warnings,
+-- and the dated columns statistics range over.
+CREATE INDEX IF NOT EXISTS sla_timers_latest_by_due
+    ON sla_timers (coalesce(due_at, '9999-12-31T23:59:59Z'), ticket_id, target) WHERE latest = 1;
+CREATE INDEX IF NOT EXISTS sla_timers_open_by_warn ON sla_timers (warn_at)
+    WHERE fulfilled_at IS NULL AND status <> 'cancelled';
+CREATE INDEX IF NOT EXISTS sla_timers_by_fulfilled ON sla_timers (fulfilled_at);
+CREATE INDEX IF NOT EXISTS tickets_by_opened ON tickets (opened_at);
+CREATE INDEX IF NOT EXISTS tickets_by_closed ON tickets (closed_at);
+CREATE INDEX IF NOT EXISTS assignments_by_from ON assignments (from_at);
+CREATE INDEX IF NOT EXISTS assignments_by_until ON assignments (until_at);
+CREATE INDEX IF NOT EXISTS resolutions_by_resolved ON resolutions (resolved_at);
+CREATE INDEX IF NOT EXISTS resolutions_by_reopened ON resolutions (reopened_at);
+CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON satisfaction_ratings (rated_at);

@@ -1,0 +1,228 @@
+//! Reads of the tables on PostgreSQL. Rows come back as `to_jsonb(row)` text and decode with
+//! the rows' own serde (as the dump does), so a column is named in one place. Parameters
+//! travel as text and are cast in SQL (`$n::text::timestamptz`); a timer with no due time
+//! sorts last (`coalesce(due_at, 'infinity')`, the expression of the SLA list's index).
+
+use futures::{pin_mut, TryStreamExt};
+use serde::de::DeserializeOwned;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use crate::tables::read::{
+    AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
+};
+use crate::tables::rows::*;
+use crate::tables::{Saved, TableError, NAME};
+
+fn decode<T: DeserializeOwned>(table: &str, text: &str) -> Result<T, TableError> {
+    serde_json::from_str(text).map_err(|e| TableError::Corrupt(format!("{table}: {e}")))
+}
+
+pub(super) async fn checkpoint(client: &Client, s: &str) -> Result<Saved, TableError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT version, position, calendars FROM {s}.table_checkpoint WHERE name = $1"
+            ),
+            &[&NAME],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Saved {
+            version: u32::try_from(r.get::<_, i32>(0))
+                .map_err(|_| TableError::Corrupt("version".into()))?,
+            position: u64::try_from(r.get::<_, i64>(1))
+                .map_err(|_| TableError::Corrupt("position".into()))?,
+            calendars: r.get(2),
+        },
+        None => Saved {
+            version: crate::tables::VERSION,
+            position: 0,
+            calendars: None,
+        },
+    })
+}
+
+pub(super) async fn scan(
+    client: &Client,
+    s: &str,
+    dated: Dated,
+    span: Span,
+    sink: &mut (dyn FnMut(AnyRow) + Send),
+) -> Result<(), TableError> {
+    let (table, column) = dated.table_column();
+    let mut sql = format!("SELECT to_jsonb(t)::text FROM {s}.{table} t WHERE {column} IS NOT NULL");
+    let (from, to) = span.text();
+    let mut params: Vec<String> = Vec::new();
+    for (bound, op) in [(from, ">="), (to, "<")] {
+        if let Some(b) = bound {
+            params.push(b);
+            sql.push_str(&format!(
+                " AND {column} {op} ${}::text::timestamptz",
+                params.len()
+            ));
+        }
+    }
+    let rows = client.query_raw(&sql, params.iter()).await?;
+    pin_mut!(rows);
+    while let Some(row) = rows.try_next().await? {
+        let text: &str = row.get(0);
+        sink(match table {
+            "tickets" => AnyRow::Ticket(decode(table, text)?),
+            "assignments" => AnyRow::Assignment(decode(table, text)?),
+            "resolutions" => AnyRow::Resolution(decode(table, text)?),
+            "satisfaction_ratings" => AnyRow::Rating(decode(table, text)?),
+            _ => AnyRow::Timer(decode(table, text)?),
+        });
+    }
+    Ok(())
+}
+
+pub(super) async fn agents(client: &Client, s: &str) -> Result<Vec<AgentRow>, TableError> {
+    let rows = client
+        .query(
+            &format!("SELECT to_jsonb(t)::text FROM {s}.agents t ORDER BY agent_id COLLATE \"C\""),
+            &[],
+        )
+        .await?;
+    rows.iter().map(|r| decode("agents", r.get(0))).collect()
+}
+
+pub(super) async fn open_load(client: &Client, s: &str) -> Result<Vec<(String, i64)>, TableError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT assignee, count(*) FROM {s}.tickets
+                  WHERE status NOT IN ('resolved', 'closed') AND assignee IS NOT NULL
+                  GROUP BY assignee ORDER BY assignee COLLATE \"C\""
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The filter of a ticket `k` as `$1`..`$4` (assignee, team, opened from, opened before).
+const TICKET_FILTER: &str = "($1::text IS NULL OR k.assignee = $1::text)
+   AND ($2::text IS NULL OR k.team = $2::text)
+   AND ($3::text IS NULL OR k.opened_at >= $3::text::timestamptz)
+   AND ($4::text IS NULL OR k.opened_at < $4::text::timestamptz)";
+
+fn filter_params(f: &TimerFilter) -> [Option<String>; 4] {
+    let (from, to) = f.opened.text();
+    [f.agent.clone(), f.team.clone(), from, to]
+}
+
+pub(super) async fn sla_counts(
+    client: &Client,
+    s: &str,
+    filter: &TimerFilter,
+    now: i64,
+) -> Result<SlaCounts, TableError> {
+    let sql = format!(
+        "SELECT t.grade, t.target,
+                count(*) FILTER (WHERE t.met),
+                count(*) FILTER (WHERE NOT t.met OR (t.met IS NULL AND t.latest
+                         AND (t.status = 'breached' OR t.due_at <= $5::text::timestamptz))),
+                count(*) FILTER (WHERE t.met IS NULL AND t.latest),
+                count(*) FILTER (WHERE t.met IS NULL AND t.latest AND (t.status = 'breached'
+                         OR t.due_at <= $5::text::timestamptz OR t.warn_at <= $5::text::timestamptz))
+           FROM {s}.sla_timers t JOIN {s}.tickets k ON k.ticket_id = t.ticket_id
+          WHERE {TICKET_FILTER}
+          GROUP BY t.grade, t.target"
+    );
+    let [a, b, c, d] = filter_params(filter);
+    let now = rfc3339(now);
+    let params: [&(dyn ToSql + Sync); 5] = [&a, &b, &c, &d, &now];
+    let mut counts = SlaCounts::default();
+    for r in client.query(&sql, &params).await? {
+        let count = |i: usize| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+        counts.compliance.push(Compliance {
+            grade: r.get(0),
+            target: r.get(1),
+            met: count(2),
+            breached: count(3),
+        });
+        counts.open += count(4);
+        counts.at_risk += count(5);
+    }
+    Ok(counts)
+}
+
+pub(super) async fn timers(
+    client: &Client,
+    s: &str,
+    page: &TimerPage,
+) -> Result<Vec<Listed>, TableError> {
+    let sql = format!(
+        "SELECT to_jsonb(t)::text, k.assignee, k.team
+           FROM {s}.sla_timers t JOIN {s}.tickets k ON k.ticket_id = t.ticket_id
+          WHERE t.latest AND {TICKET_FILTER}
+            AND (NOT $6::bool OR (t.fulfilled_at IS NULL AND (t.status = 'breached'
+                 OR t.due_at <= $5::text::timestamptz OR t.warn_at <= $5::text::timestamptz)))
+            AND ($7::text IS NULL OR (coalesce(t.due_at, 'infinity'::timestamptz), t.ticket_id, t.target)
+                 > ($7::text::timestamptz, $8::text::uuid, $9::text))
+          ORDER BY coalesce(t.due_at, 'infinity'::timestamptz), t.ticket_id, t.target
+          LIMIT $10::bigint"
+    );
+    let [a, b, c, d] = filter_params(&page.filter);
+    let now = rfc3339(page.now);
+    let (due, id, target) = match &page.after {
+        Some(after) => (
+            Some(after.due_at.map_or("infinity".to_owned(), rfc3339)),
+            Some(after.ticket_id.to_string()),
+            Some(after.target.clone()),
+        ),
+        None => (None, None, None),
+    };
+    let limit = i64::from(page.limit);
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &a,
+        &b,
+        &c,
+        &d,
+        &now,
+        &page.at_risk_only,
+        &due,
+        &id,
+        &target,
+        &limit,
+    ];
+    client
+        .query(&sql, &params)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Listed {
+                timer: decode("sla_timers", r.get(0))?,
+                assignee: r.get(1),
+                team: r.get(2),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn due_timers(
+    client: &Client,
+    s: &str,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<TimerRow>, TableError> {
+    let sql = format!(
+        "SELECT to_jsonb(t)::text FROM {s}.sla_timers t JOIN {s}.tickets k ON k.ticket_id = t.ticket_id
+          WHERE t.fulfilled_at IS NULL AND t.status <> 'cancelled'
+            AND t.latest AND t.status <> 'breached'
+            AND (t.due_at < $1::text::timestamptz
+                 OR (t.warn_at <= $1::text::timestamptz AND t.warned_at IS NULL))
+            AND k.status NOT IN ('resolved', 'closed')
+          ORDER BY coalesce(t.due_at, 'infinity'::timestamptz), t.ticket_id, t.target
+          LIMIT $2::bigint"
+    );
+    let now = rfc3339(now);
+    client
+        .query(&sql, &[&now, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(|r| decode("sla_timers", r.get(0)))
+        .collect()
+}
