@@ -526,3 +526,28 @@ pub fn status_at(clock: &TicketClock, timer: &Timer, now: i64) -> &'static str {
         "running"
     }
 }
+
+/// Index of a target in per-target arrays.
+pub fn target_index(target: SlaTarget) -> usize {
+    match target {
+        SlaTarget::FirstResponse => 0,
+        SlaTarget::NextResponse => 1,
+        SlaTarget::Resolution => 2,
+    }
+}
+
+/// A target's name as events, tables and reports spell it.
+pub fn target_name(target: SlaTarget) -> &'static str {
+    match target {
+        SlaTarget::FirstResponse => "first_response",
+        SlaTarget::NextResponse => "next_response",
+        SlaTarget::Resolution => "resolution",
+    }
+}
+
+/// The targets in per-target array order.
+pub const TARGETS: [SlaTarget; 3] = [
+    SlaTarget::FirstResponse,
+    SlaTarget::NextResponse,
+    SlaTarget::Resolution,
+];

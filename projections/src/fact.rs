@@ -408,28 +408,3 @@ impl Fact<'_> {
         })
     }
 }
-
-/// A projection that folds the lean form of an event directly: the report models. Replay
-/// decodes events straight into [`Lean`] for them, never into the full [`Event`].
-pub trait FoldLean {
-    /// Folds one event; an `Err` stops the fold at this event.
-    fn fold_lean(&mut self, lean: &Lean) -> Result<(), String>;
-}
-
-impl FoldLean for crate::sla::SlaModel {
-    fn fold_lean(&mut self, lean: &Lean) -> Result<(), String> {
-        self.fold(lean)
-    }
-}
-
-impl FoldLean for crate::satisfaction::SatisfactionModel {
-    fn fold_lean(&mut self, lean: &Lean) -> Result<(), String> {
-        self.fold(lean)
-    }
-}
-
-impl FoldLean for crate::performance::PerformanceModel {
-    fn fold_lean(&mut self, lean: &Lean) -> Result<(), String> {
-        self.fold(lean)
-    }
-}

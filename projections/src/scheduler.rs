@@ -36,7 +36,7 @@ pub const TICK_COMMANDS_MAX: usize = 1_000;
 
 /// The deterministic id of a deadline's command.
 pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach: bool) -> Uuid {
-    let target = crate::sla::target_name(target);
+    let target = crate::clock::target_name(target);
     let kind = if breach { "breach" } else { "warning" };
     let name = format!("{ticket_id}/{target}/{}/{kind}", due_at.as_second());
     Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
@@ -87,9 +87,9 @@ pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope>
 }
 
 fn target_of(name: &str) -> Option<SlaTarget> {
-    crate::sla::TARGETS
+    crate::clock::TARGETS
         .into_iter()
-        .find(|t| crate::sla::target_name(*t) == name)
+        .find(|t| crate::clock::target_name(*t) == name)
 }
 
 /// The commands due at `now`: one page of the tables' index on open timers.

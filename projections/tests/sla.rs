@@ -1,14 +1,17 @@
-//! SLA arithmetic through the SLA fold, with hand-computed expectations.
+//! SLA arithmetic through the tables' fold, with hand-computed expectations.
 //!
 //! The "office" calendar is Europe/Berlin (UTC+1 in November), Mon-Fri 08:00-18:00 and
 //! Sat 09:00-13:00. 2026-11-23 is a Monday.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use closeloop_core::domain::*;
 use closeloop_projections::clock::status_at;
 use closeloop_projections::record::Record;
 use closeloop_projections::report::{sla_report, ReportQuery};
-use closeloop_projections::runtime::Projection;
-use closeloop_projections::sla::SlaModel;
+use closeloop_projections::tables::memory::MemoryTables;
+use closeloop_projections::tables::{Changes, Folder, TableStore, TicketWork};
 use uuid::Uuid;
 
 fn ts(s: &str) -> i64 {
@@ -21,16 +24,25 @@ fn iso(s: i64) -> String {
 
 const TICKET: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
 
+/// The fold, and the tables it commits to after every event.
 struct Fold {
-    model: SlaModel,
+    folder: Folder,
+    works: HashMap<Uuid, TicketWork>,
+    tables: Arc<MemoryTables>,
     position: u64,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Fold {
     fn new() -> Fold {
         let mut f = Fold {
-            model: SlaModel::default(),
+            folder: Folder::default(),
+            works: HashMap::new(),
+            tables: Arc::new(MemoryTables::new()),
             position: 0,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
         };
         let office: Vec<WorkingHours> = [
             Weekday::Mon,
@@ -83,14 +95,26 @@ impl Fold {
 
     fn apply(&mut self, stream: &str, at: &str, event: Event) {
         self.position += 1;
-        self.model
-            .apply(&Record {
-                position: self.position,
-                stream: stream.into(),
-                at: ts(at),
-                event,
-            })
+        let record = Record {
+            position: self.position,
+            stream: stream.into(),
+            at: ts(at),
+            event,
+        };
+        let mut changes = Changes::default();
+        self.folder
+            .fold(&record, &mut self.works, &mut changes)
             .unwrap();
+        self.runtime
+            .block_on(
+                self.tables
+                    .commit(self.position - 1, self.position, changes),
+            )
+            .unwrap();
+    }
+
+    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(f)
     }
 
     fn ticket(&mut self, at: &str, event: Event) {
@@ -120,9 +144,9 @@ impl Fold {
         target: SlaTarget,
         now: &str,
     ) -> (&'static str, Option<String>, Option<String>, i64, i64) {
-        let t = self.model.ticket(&TICKET).unwrap();
+        let t = &self.works[&TICKET];
         let timer = t.clock.timers.iter().find(|x| x.target == target).unwrap();
-        let (b, c) = self.model.used_at(t, timer, ts(now));
+        let (b, c) = t.clock.used_at(timer, ts(now), &self.folder.calendars);
         (
             status_at(&t.clock, timer, ts(now)),
             timer.due_at.map(iso),
@@ -335,14 +359,29 @@ fn late_fulfilment_counts_as_breached_and_reopen_starts_a_new_clock() {
         (status, due.as_deref(), b),
         ("running", Some("2026-11-29T13:00:00Z"), 60)
     );
-    let t = f.model.ticket(&TICKET).unwrap();
-    assert_eq!(t.done, [[0, 1], [0, 0], [1, 0]]);
-
-    let report = sla_report(
-        &f.model,
-        &ReportQuery::default(),
-        "2026-11-29T06:00:00Z".parse().unwrap(),
+    // In the tables: the first response breached, the first resolution met, the second
+    // resolution cycle running.
+    let timers = f.block_on(f.tables.dump()).unwrap().sla_timers;
+    let cycles: Vec<(&str, u32, Option<bool>, bool)> = timers
+        .iter()
+        .map(|t| (t.target.as_str(), t.cycle, t.met, t.latest))
+        .collect();
+    assert_eq!(
+        cycles,
+        [
+            ("first_response", 1, Some(false), true),
+            ("resolution", 1, Some(true), false),
+            ("resolution", 2, None, true),
+        ]
     );
+
+    let report = f
+        .block_on(sla_report(
+            f.tables.as_ref(),
+            &ReportQuery::default(),
+            "2026-11-29T06:00:00Z".parse().unwrap(),
+        ))
+        .unwrap();
     let compliance = report["compliance"].as_array().unwrap();
     assert!(compliance.iter().any(|c| c["grade"] == "vip_diamond"
         && c["target"] == "first_response"
@@ -362,10 +401,15 @@ fn state_round_trips_byte_for_byte() {
     let mut f = Fold::new();
     f.open("2026-11-23T15:00:00Z", Grade::Standard, office_targets());
     f.ticket("2026-11-23T16:00:00Z", info_requested());
-    let state = f.model.to_state();
-    let mut back: SlaModel = serde_json::from_str(&state).unwrap();
-    back.restored().unwrap();
-    assert_eq!(back.to_state(), state);
+    let state = serde_json::to_string(&f.works[&TICKET]).unwrap();
+    let back: TicketWork = serde_json::from_str(&state).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), state);
+    let calendars = serde_json::to_string(&f.folder.calendars).unwrap();
+    let restored = Folder::restore(Some(&calendars)).unwrap();
+    assert_eq!(
+        serde_json::to_string(&restored.calendars).unwrap(),
+        calendars
+    );
 }
 
 #[test]
@@ -384,7 +428,7 @@ fn a_moved_deadline_gets_its_own_breach() {
     // At 22:20 the scheduler has a breach to record for the 22:15 deadline, and a warning for
     // nothing else (the resolution is far).
     let now: jiff::Timestamp = "2026-11-28T22:20:00Z".parse().unwrap();
-    let due = due_commands(&f.model, now);
+    let due = f.block_on(due_commands(f.tables.as_ref(), now)).unwrap();
     assert_eq!(due.len(), 1);
     let first_due: jiff::Timestamp = "2026-11-28T22:15:00Z".parse().unwrap();
     assert_eq!(
@@ -399,7 +443,12 @@ fn a_moved_deadline_gets_its_own_breach() {
             due_at: first_due,
         }),
     );
-    assert!(due_commands(&f.model, now).is_empty(), "recorded once");
+    assert!(
+        f.block_on(due_commands(f.tables.as_ref(), now))
+            .unwrap()
+            .is_empty(),
+        "recorded once"
+    );
     // The priority drops: 60 minutes now, a new deadline at 23:00, not breached yet.
     f.ticket(
         "2026-11-28T22:25:00Z",
@@ -419,7 +468,7 @@ fn a_moved_deadline_gets_its_own_breach() {
     assert_eq!(due_at.as_deref(), Some("2026-11-28T23:00:00Z"));
     assert_eq!(warn_at.as_deref(), Some("2026-11-28T22:48:00Z"));
     let later: jiff::Timestamp = "2026-11-28T23:01:00Z".parse().unwrap();
-    let due = due_commands(&f.model, later);
+    let due = f.block_on(due_commands(f.tables.as_ref(), later)).unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(
         due[0].command_id,

@@ -13,10 +13,9 @@ use closeloop_core::domain::{evolve, Event, SlaTarget, Ticket};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::clock::{Calendars, TicketClock, Timer};
+use crate::clock::{target_index, target_name, Calendars, TicketClock, Timer};
 use crate::fact::Fact;
 use crate::record::Record;
-use crate::sla::{target_index, target_name};
 
 use super::rows::*;
 

@@ -18,6 +18,7 @@ use super::{
 };
 
 mod read;
+pub mod url;
 
 /// A table: name, primary key, the other columns, and the dump's order.
 struct Table {
@@ -174,8 +175,7 @@ pub struct PostgresTables {
 impl PostgresTables {
     /// Connects and creates (or updates) the tables. `url` may carry `?schema=S`.
     pub async fn connect(url: &str) -> Result<PostgresTables, TableError> {
-        let (url, schema) =
-            crate::pg_store::split_url(url).map_err(|e| TableError::Unavailable(e.to_string()))?;
+        let (url, schema) = url::split_url(url)?;
         PostgresTables::in_schema(url, schema).await
     }
 

@@ -1,0 +1,257 @@
+//! The reports: JSON values read from the read models, the same for `closeloop report NAME
+//! --json` and the query `closeloop.v1.queries.report_NAME`. Their fields are the stable
+//! minimum of docs/contract.md (Reports) plus a few more. "Now" (for running timers) and the filters are explicit
+//! parameters; nothing here reads a clock.
+
+use std::collections::HashMap;
+
+use jiff::civil::Date;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::period::{day_of, day_of_date, Granularity};
+
+mod performance;
+mod satisfaction;
+mod sla;
+
+pub use performance::{performance_report, score, Perf};
+pub use satisfaction::{satisfaction_report, By, Callbacks, Ratings};
+pub use sla::sla_report;
+
+/// Filters of every report. Unknown fields are ignored (a query request also carries `actor`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ReportQuery {
+    /// Only this agent's rows (SLA: tickets assigned to them).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Only this team's rows (SLA: tickets of the team; performance: the team and its agents).
+    #[serde(default)]
+    pub team: Option<String>,
+    /// First UTC day included (SLA: timers started on or after it).
+    #[serde(default)]
+    pub from: Option<Date>,
+    /// Last UTC day included.
+    #[serde(default)]
+    pub to: Option<Date>,
+    /// How days are grouped in satisfaction and performance: day, week, month (default) or
+    /// total.
+    #[serde(default)]
+    pub period: Granularity,
+    /// SLA: at most this many timers per page (1..=[`ReportQuery::LIMIT_MAX`], default
+    /// [`ReportQuery::LIMIT_DEFAULT`]).
+    #[serde(default = "limit_default")]
+    pub limit: u32,
+    /// SLA: the page after this cursor (a previous page's `timers_next_page`).
+    #[serde(skip)]
+    pub page: Option<crate::tables::Cursor>,
+    /// SLA: list only live timers breached or past their warning threshold.
+    #[serde(default)]
+    pub at_risk: bool,
+}
+
+fn limit_default() -> u32 {
+    ReportQuery::LIMIT_DEFAULT
+}
+
+impl Default for ReportQuery {
+    fn default() -> ReportQuery {
+        ReportQuery {
+            agent: None,
+            team: None,
+            from: None,
+            to: None,
+            period: Granularity::default(),
+            limit: ReportQuery::LIMIT_DEFAULT,
+            page: None,
+            at_risk: false,
+        }
+    }
+}
+
+impl ReportQuery {
+    /// The parameters a report query accepts.
+    pub const PARAMS: &'static [&'static str] = &[
+        "agent", "team", "from", "to", "period", "limit", "page", "at_risk",
+    ];
+    /// Timers per page of the SLA report when no `limit` is given.
+    pub const LIMIT_DEFAULT: u32 = 1_000;
+    /// The most timers one page may hold: a reply stays a few megabytes at most.
+    pub const LIMIT_MAX: u32 = 10_000;
+
+    /// Decodes a query request's parameters (without `actor`); an unknown or malformed field
+    /// is an error naming it (as a JSON Pointer) and saying why.
+    pub fn from_params(
+        params: &serde_json::Map<String, Value>,
+    ) -> Result<ReportQuery, (String, String)> {
+        if let Some(unknown) = params.keys().find(|k| !Self::PARAMS.contains(&k.as_str())) {
+            return Err((
+                format!("/{unknown}"),
+                format!("unknown field; expected actor, {}", Self::PARAMS.join(", ")),
+            ));
+        }
+        let mut query = ReportQuery::default();
+        for (key, value) in params {
+            let bad = |e: String| (format!("/{key}"), e);
+            match key.as_str() {
+                "agent" => {
+                    query.agent =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
+                }
+                "team" => {
+                    query.team =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
+                }
+                "from" => {
+                    query.from =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
+                }
+                "to" => {
+                    query.to =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
+                }
+                "limit" => {
+                    let limit: u32 =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+                    if !(1..=Self::LIMIT_MAX).contains(&limit) {
+                        return Err(bad(format!("must be 1..={}", Self::LIMIT_MAX)));
+                    }
+                    query.limit = limit;
+                }
+                "page" => {
+                    let text: Option<String> =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+                    query.page = text
+                        .map(|t| crate::tables::Cursor::decode(&t))
+                        .transpose()
+                        .map_err(bad)?;
+                }
+                "at_risk" => {
+                    query.at_risk =
+                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
+                }
+                _ => {
+                    query.period = serde_json::from_value::<Option<Granularity>>(value.clone())
+                        .map_err(|e| bad(e.to_string()))?
+                        .unwrap_or_default()
+                }
+            }
+        }
+        Ok(query)
+    }
+
+    /// The selected days as a span of Unix seconds.
+    pub fn span(&self) -> crate::tables::Span {
+        crate::tables::Span {
+            from: self.from.map(|d| i64::from(day_of_date(d)) * 86_400),
+            to: self.to.map(|d| (i64::from(day_of_date(d)) + 1) * 86_400),
+        }
+    }
+}
+
+/// How the scorecard weighs an agent's figures. Configuration, not code: docs/domain.md's
+/// (Staff performance) 60 % results, 30 % basic service work, 10 % daily discipline, bonus and deduction each
+/// capped at 10 points, are only the default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ScoreWeights {
+    /// Results: mean of SLA compliance and satisfaction (mean score x 20), in percent.
+    pub results_percent: f64,
+    /// Basic service work: mean of resolution rate (resolved / assigned) and one-touch rate.
+    pub basic_percent: f64,
+    /// Daily discipline: 100 minus the reopen rate (reopened / resolved).
+    pub discipline_percent: f64,
+    /// Points per survey rating of 5.
+    pub bonus_per_excellent_rating: f64,
+    pub bonus_cap_points: f64,
+    /// Points taken per justified complaint.
+    pub deduction_per_justified_complaint: f64,
+    pub deduction_cap_points: f64,
+}
+
+impl Default for ScoreWeights {
+    fn default() -> ScoreWeights {
+        ScoreWeights {
+            results_percent: 60.0,
+            basic_percent: 30.0,
+            discipline_percent: 10.0,
+            bonus_per_excellent_rating: 0.5,
+            bonus_cap_points: 10.0,
+            deduction_per_justified_complaint: 2.0,
+            deduction_cap_points: 10.0,
+        }
+    }
+}
+
+pub(crate) fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+pub(crate) fn percent(part: u64, whole: u64) -> Value {
+    if whole == 0 {
+        Value::Null
+    } else {
+        json!(round(part as f64 * 100.0 / whole as f64, 1))
+    }
+}
+
+pub(crate) fn rfc3339(seconds: Option<i64>) -> Value {
+    seconds
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .map_or(Value::Null, |t| json!(t.to_string()))
+}
+
+/// Period labels by day, computed once per day a report meets.
+#[derive(Default)]
+pub(crate) struct Labels {
+    period: Granularity,
+    by_day: HashMap<i32, String>,
+}
+
+impl Labels {
+    pub(crate) fn new(period: Granularity) -> Labels {
+        Labels {
+            period,
+            by_day: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn of(&mut self, at: i64) -> String {
+        let day = day_of(at);
+        let period = self.period;
+        self.by_day
+            .entry(day)
+            .or_insert_with(|| period.label(day))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        let params = serde_json::json!({"agent": "a1", "from": "2026-11-01", "period": "week"});
+        let q = ReportQuery::from_params(params.as_object().unwrap()).unwrap();
+        assert_eq!(q.agent.as_deref(), Some("a1"));
+        assert_eq!(q.from, Some("2026-11-01".parse().unwrap()));
+        assert_eq!(q.period, Granularity::Week);
+        let bad = serde_json::json!({"from": "yesterday"});
+        assert_eq!(
+            ReportQuery::from_params(bad.as_object().unwrap())
+                .unwrap_err()
+                .0,
+            "/from"
+        );
+        let unknown = serde_json::json!({"colour": 1});
+        assert_eq!(
+            ReportQuery::from_params(unknown.as_object().unwrap())
+                .unwrap_err()
+                .0,
+            "/colour"
+        );
+    }
+}
