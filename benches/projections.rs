@@ -1,39 +1,43 @@
-//! The three report projections together (SLA, satisfaction, performance), fed serialized
-//! stored events (JSON decoding included), on one core; and the memory each open ticket costs
-//! across the three read models. Events decode into the lean form the folds read
-//! (`Lean::from_json`); decoding into the full `Event` (`Record::from_json`) is shown beside
-//! it for comparison.
+//! The analysts' tables' fold, on one core, beside the floor any projection pays: decoding
+//! each stored event from its JSON. Then the whole projector (read a batch from the log,
+//! fold, commit rows and checkpoint) into memory and SQLite tables, with the bytes the SQLite
+//! commits wrote and the heap the projector holds at most (its ticket cache is bounded,
+//! whatever the number of tickets).
 //!
 //! Run: `cargo bench --bench projections` (`BENCH_TICKETS` scales the workload, default
 //! 20,000 tickets over 28 days).
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use closeloop_commands::{Handler, HandlerConfig};
-use closeloop_core::domain::{Channel, Event, Grade, Priority, TicketAssigned, TicketOpened};
 use closeloop_core::log::memory::MemoryLog;
-use closeloop_core::log::{EventLog, Filter, READ_BATCH_MAX};
-use closeloop_projections::fact::Lean;
-use closeloop_projections::performance::PerformanceModel;
+use closeloop_core::log::{stream_category, EventLog, Filter, READ_BATCH_MAX};
 use closeloop_projections::record::Record;
-use closeloop_projections::runtime::Projection;
-use closeloop_projections::satisfaction::SatisfactionModel;
-use closeloop_projections::sla::SlaModel;
+use closeloop_projections::tables::memory::MemoryTables;
+use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+use closeloop_projections::tables::sqlite::SqliteTables;
+use closeloop_projections::tables::{Changes, Folder, TableStore, CATEGORIES};
 use closeloop_workload::{self as workload, WorkloadConfig};
 use mimalloc::MiMalloc;
 
-/// Counts live heap bytes, to measure the read models, over the allocator the `closeloop`
-/// binary uses (src/main.rs).
+/// Counts live heap bytes (and their peak), over the allocator the `closeloop` binary uses.
 struct Counting;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static PEAK_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+fn grew(by: isize) {
+    let now = LIVE_BYTES.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grew(layout.size() as isize);
         unsafe { MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -41,10 +45,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
+        grew(new_size as isize - layout.size() as isize);
         unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
@@ -52,30 +53,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-#[derive(Default)]
-struct Models {
-    sla: SlaModel,
-    satisfaction: SatisfactionModel,
-    performance: PerformanceModel,
-}
-
-fn wants<P: Projection>(category: &str) -> bool {
-    P::CATEGORIES.contains(&category)
-}
-
-impl Models {
-    fn apply(&mut self, record: &Lean) {
-        let category = closeloop_core::log::stream_category(&record.stream);
-        if wants::<SlaModel>(category) {
-            self.sla.fold(record).expect("sla folds");
-        }
-        if wants::<SatisfactionModel>(category) {
-            self.satisfaction.fold(record).expect("satisfaction folds");
-        }
-        if wants::<PerformanceModel>(category) {
-            self.performance.fold(record).expect("performance folds");
-        }
-    }
+/// Bytes this process has written to storage (`/proc/self/io`), WAL and checkpoints included.
+fn write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: ").map(str::to_owned))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -104,7 +91,7 @@ fn main() {
         let mut after = 0;
         loop {
             let batch = log
-                .read_all(after, READ_BATCH_MAX, Filter::All)
+                .read_all(after, READ_BATCH_MAX, Filter::Categories(CATEGORIES))
                 .await
                 .expect("read");
             let Some(last) = batch.last() else { break };
@@ -118,136 +105,85 @@ fn main() {
         .map(|e| serde_json::to_vec(e).expect("serialize"))
         .collect();
     drop(stored);
-    let bytes: usize = lines.iter().map(Vec::len).sum();
+    let n = lines.len() as f64;
     println!(
-        "{} events, {:.1} MB of JSON ({} bytes per event on average)",
+        "{} events the tables read ({} categories: {})",
         lines.len(),
-        bytes as f64 / 1e6,
-        bytes / lines.len().max(1)
+        CATEGORIES.len(),
+        CATEGORIES.join(", ")
     );
 
-    // Throughput: decode every line and fold it into all three models, on this one thread.
-    let mut best = f64::MAX;
-    let mut best_decode = f64::MAX;
-    let mut best_decode_full = f64::MAX;
+    // The floor: decode every event; then decode and fold, every ticket's state in memory.
+    let (mut best_decode, mut best_fold) = (f64::MAX, f64::MAX);
     for _ in 0..3 {
         let started = Instant::now();
         for line in &lines {
-            let record = Record::from_json(line).expect("decode");
-            std::hint::black_box(&record);
-        }
-        best_decode_full = best_decode_full.min(started.elapsed().as_secs_f64());
-        let started = Instant::now();
-        for line in &lines {
-            let record = Lean::from_json(line).expect("decode");
-            std::hint::black_box(&record);
+            std::hint::black_box(Record::from_json(line).expect("decode"));
         }
         best_decode = best_decode.min(started.elapsed().as_secs_f64());
         let started = Instant::now();
-        let mut models = Models::default();
-        for line in &lines {
-            let record = Lean::from_json(line).expect("decode");
-            models.apply(&record);
-        }
-        best = best.min(started.elapsed().as_secs_f64());
-        std::hint::black_box(&models);
-    }
-    // The folds alone, on records decoded beforehand.
-    let records: Vec<Lean> = lines
-        .iter()
-        .map(|l| Lean::from_json(l).expect("decode"))
-        .collect();
-    let mut best_fold = f64::MAX;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let mut models = Models::default();
-        for record in &records {
-            models.apply(record);
-        }
-        best_fold = best_fold.min(started.elapsed().as_secs_f64());
-        std::hint::black_box(&models);
-    }
-    drop(records);
-    let n = lines.len() as f64;
-    println!("\n| measure | events/s | ns/event |");
-    println!("|---|---:|---:|");
-    println!(
-        "| JSON decode only, full `Event` (`Record::from_json`) | {:.0} | {:.0} |",
-        n / best_decode_full,
-        best_decode_full * 1e9 / n
-    );
-    println!(
-        "| JSON decode only, lean (`Lean::from_json`) | {:.0} | {:.0} |",
-        n / best_decode,
-        best_decode * 1e9 / n
-    );
-    println!(
-        "| SLA + satisfaction + performance folds only | {:.0} | {:.0} |",
-        n / best_fold,
-        best_fold * 1e9 / n
-    );
-    println!(
-        "| decode + SLA + satisfaction + performance | {:.0} | {:.0} |",
-        n / best,
-        best * 1e9 / n
-    );
-
-    // Memory: build the models, then open K more tickets (opened + assigned, so every model
-    // tracks them) and count what the heap grew by.
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
-    let mut models = Models::default();
-    let mut template = None;
-    for line in &lines {
-        let record = Record::from_json(line).expect("decode");
-        if template.is_none() {
-            if let Event::TicketOpened(e) = &record.event {
-                template = Some(e.clone());
+        let mut folder = Folder::default();
+        let mut works = HashMap::new();
+        let mut changes = Changes::default();
+        for (i, line) in lines.iter().enumerate() {
+            let record = Record::from_json(line).expect("decode");
+            debug_assert!(CATEGORIES.contains(&stream_category(&record.stream)));
+            folder
+                .fold(&record, &mut works, &mut changes)
+                .expect("folds");
+            if i % 2_000 == 1_999 {
+                std::hint::black_box(std::mem::take(&mut changes));
             }
         }
-        models.apply(&record.lean());
+        best_fold = best_fold.min(started.elapsed().as_secs_f64());
     }
-    let all_tickets = LIVE_BYTES.load(Ordering::Relaxed) - before;
-    let template: TicketOpened = template.expect("an opened ticket");
-    let extra = 20_000u128;
-    let grown_from = LIVE_BYTES.load(Ordering::Relaxed);
-    let mut position = lines.len() as u64;
-    let at = 1_800_000_000;
-    for i in 0..extra {
-        let ticket_id = uuid::Uuid::from_u128(0xFFFF_0000_0000_0000_0000_0000_0000_0000 | i);
-        let stream = format!("ticket-{ticket_id}");
-        let opened = Event::TicketOpened(TicketOpened {
-            ticket_id,
-            customer_id: format!("bench-{i}"),
-            grade: Grade::Standard,
-            channel: Channel::Email,
-            priority: Priority::Normal,
-            ..template.clone()
-        });
-        let assigned = Event::TicketAssigned(TicketAssigned {
-            ticket_id,
-            agent_id: "front-a-1".into(),
-            team: "front-a".into(),
-            previous_agent_id: None,
-        });
-        for event in [opened, assigned] {
-            position += 1;
-            let record = Record {
-                position,
-                stream: stream.clone(),
-                at,
-                event,
-            };
-            models.apply(&record.lean());
-        }
-    }
-    let per_open = (LIVE_BYTES.load(Ordering::Relaxed) - grown_from) as f64 / extra as f64;
-    println!(
-        "\nRead models after the workload: {:.1} MB for {tickets} tickets ({:.0} bytes per ticket, open or closed)",
-        all_tickets as f64 / 1e6,
-        all_tickets as f64 / tickets as f64
+
+    // The projector: batches from the log, folded, committed with the checkpoint.
+    let projector_run = |store: Arc<dyn TableStore>| {
+        let log = log.clone();
+        runtime.block_on(async move {
+            let started = Instant::now();
+            let written = write_bytes();
+            PEAK_BYTES.store(LIVE_BYTES.load(Ordering::Relaxed), Ordering::Relaxed);
+            let base = LIVE_BYTES.load(Ordering::Relaxed);
+            let mut p = TableProjector::open(log, store, TableConfig::default())
+                .await
+                .expect("open");
+            p.catch_up().await.expect("catch up");
+            (
+                started.elapsed().as_secs_f64(),
+                write_bytes() - written,
+                PEAK_BYTES.load(Ordering::Relaxed) - base,
+            )
+        })
+    };
+    let (memory_s, _, _) = projector_run(Arc::new(MemoryTables::new()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteTables::open(dir.path().join("tables.db")).expect("sqlite tables");
+    let (sqlite_s, sqlite_written, sqlite_peak) = projector_run(Arc::new(sqlite));
+
+    println!("\n| measure | events/s | ns/event | of the decode floor |");
+    println!("|---|---:|---:|---:|");
+    let row = |name: &str, s: f64| {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0}% |",
+            n / s,
+            s * 1e9 / n,
+            best_decode / s * 100.0
+        )
+    };
+    row("JSON decode only (`Record::from_json`): the floor", best_decode);
+    row("decode + the tables' fold, in memory", best_fold);
+    row(
+        "projector into memory tables (batches of 2,000, commits)",
+        memory_s,
     );
+    row("projector into SQLite tables", sqlite_s);
     println!(
-        "Memory per additional open ticket across the three models: {per_open:.0} bytes (target < 1024)"
+        "\nSQLite projector: {:.1} MB written ({:.0} bytes per event); heap held at most {:.1} MB above the start (ticket cache {} tickets)",
+        sqlite_written as f64 / 1e6,
+        sqlite_written as f64 / n,
+        sqlite_peak as f64 / 1e6,
+        TableConfig::default().cached_tickets_max
     );
-    std::hint::black_box(&models);
 }
