@@ -7,7 +7,7 @@ mod conformance;
 mod handler;
 mod nats;
 mod postgres;
-// mod projections;
+mod projections;
 // mod replay;
 mod restart;
 mod schemas;
