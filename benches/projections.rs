@@ -172,7 +172,10 @@ fn main() {
             best_decode / s * 100.0
         )
     };
-    row("JSON decode only (`Record::from_json`): the floor", best_decode);
+    row(
+        "JSON decode only (`Record::from_json`): the floor",
+        best_decode,
+    );
     row("decode + the tables' fold, in memory", best_fold);
     row(
         "projector into memory tables (batches of 2,000, commits)",

@@ -115,7 +115,10 @@ fn a_failing_projector_stops_at_the_event_and_every_report_says_so() {
             .await
             .unwrap();
         let error = p.catch_up().await.unwrap_err().to_string();
-        assert!(error.contains(&format!("position {bad_position}")), "{error}");
+        assert!(
+            error.contains(&format!("position {bad_position}")),
+            "{error}"
+        );
         assert!(error.contains("calendar_defined"), "{error}");
         let status = p.status();
         assert_eq!(status.error().as_deref(), Some(error.as_str()));
@@ -142,7 +145,9 @@ fn a_failing_projector_stops_at_the_event_and_every_report_says_so() {
             .unwrap();
         let groups = value["groups"].as_array().unwrap();
         assert!(!groups.is_empty());
-        assert!(groups.iter().all(|g| g["by"] == "team" && g["key"] == "front-a"));
+        assert!(groups
+            .iter()
+            .all(|g| g["by"] == "team" && g["key"] == "front-a"));
         let bad = serde_json::json!({"period": "fortnight"});
         assert!(matches!(
             models.query("performance", bad.as_object().unwrap(), now).await,
@@ -546,7 +551,9 @@ fn tables_of_a_newer_version_are_never_overwritten() {
             .execute("UPDATE table_checkpoint SET version = ?1", [newer])
             .unwrap();
         let opened = TableProjector::open(log.clone(), tables.clone(), config(100)).await;
-        let error = opened.err().expect("an older projector refuses newer tables");
+        let error = opened
+            .err()
+            .expect("an older projector refuses newer tables");
         assert!(error.to_string().contains("newer"), "{error}");
         assert!(matches!(
             tables.open().await,
