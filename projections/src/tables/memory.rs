@@ -7,11 +7,12 @@ use std::sync::Mutex;
 use closeloop_core::log::Position;
 use uuid::Uuid;
 
-use super::{Changes, Dump, Saved, TableError, TableStore, VERSION};
+use super::{new_generation, Changes, Dump, Saved, TableError, TableStore, VERSION};
 
 #[derive(Debug, Default)]
 struct Tables {
     position: Position,
+    generation: String,
     calendars: Option<String>,
     work: HashMap<Uuid, String>,
     rows: Changes,
@@ -38,11 +39,15 @@ fn merge<K: Ord + Clone, V: Clone>(into: &mut BTreeMap<K, V>, from: &BTreeMap<K,
 #[async_trait::async_trait]
 impl TableStore for MemoryTables {
     async fn open(&self) -> Result<Saved, TableError> {
-        let t = self.tables.lock().expect("tables lock");
+        let mut t = self.tables.lock().expect("tables lock");
+        if t.generation.is_empty() {
+            t.generation = new_generation();
+        }
         Ok(Saved {
             version: VERSION,
             position: t.position,
             calendars: t.calendars.clone(),
+            generation: t.generation.clone(),
         })
     }
 
@@ -56,12 +61,13 @@ impl TableStore for MemoryTables {
 
     async fn commit(
         &self,
+        generation: &str,
         from: Position,
         to: Position,
         changes: Changes,
     ) -> Result<(), TableError> {
         let mut t = self.tables.lock().expect("tables lock");
-        if t.position != from {
+        if t.position != from || t.generation != generation {
             return Err(TableError::Fenced {
                 expected: from,
                 found: t.position,

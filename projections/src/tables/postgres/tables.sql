@@ -129,3 +129,5 @@ CREATE TABLE IF NOT EXISTS {schema}.table_checkpoint (
     position                         bigint      NOT NULL CHECK (position >= 0),
     calendars                        text
 );
+-- Which build of the tables (see `Saved::generation`); '' until `open` sets one.
+ALTER TABLE {schema}.table_checkpoint ADD COLUMN IF NOT EXISTS generation text NOT NULL DEFAULT '';

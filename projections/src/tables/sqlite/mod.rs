@@ -11,7 +11,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
 use super::rows::*;
-use super::{check_version, Changes, Dump, Saved, TableError, TableStore, NAME, VERSION};
+use super::{
+    check_version, new_generation, Changes, Dump, Saved, TableError, TableStore, NAME, VERSION,
+};
+
+mod shadow;
+pub use shadow::SqliteShadows;
 
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -62,6 +67,7 @@ impl SqliteTables {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
         conn.execute_batch(include_str!("tables.sql"))?;
+        shadow::add_generation(&conn)?;
         Ok(SqliteTables {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -82,52 +88,69 @@ fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = tx
         .query_row(
-            "SELECT version, position, calendars FROM table_checkpoint WHERE name = ?1",
+            "SELECT version, position, calendars, generation FROM table_checkpoint WHERE name = ?1",
             [NAME],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
                 ))
             },
         )
         .optional()?;
     let saved = match found {
-        Some((version, position, calendars)) => {
+        Some((version, position, calendars, generation)) => {
             let version =
                 u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?;
             if check_version(version)? {
+                let generation = if generation.is_empty() {
+                    // Written by a build without generations: give it one now.
+                    let generation = new_generation();
+                    tx.execute(
+                        "UPDATE table_checkpoint SET generation = ?2 WHERE name = ?1",
+                        params![NAME, generation],
+                    )?;
+                    generation
+                } else {
+                    generation
+                };
                 Saved {
                     version,
                     position: u64::try_from(position)
                         .map_err(|_| TableError::Corrupt("position".into()))?,
                     calendars,
+                    generation,
                 }
             } else {
                 for table in TABLES {
                     tx.execute(&format!("DELETE FROM {table}"), [])?;
                 }
+                let generation = new_generation();
                 tx.execute(
-                    "UPDATE table_checkpoint SET version = ?2, position = 0, calendars = NULL WHERE name = ?1",
-                    params![NAME, VERSION],
+                    "UPDATE table_checkpoint SET version = ?2, position = 0, calendars = NULL, generation = ?3 WHERE name = ?1",
+                    params![NAME, VERSION, generation],
                 )?;
                 Saved {
                     version: VERSION,
                     position: 0,
                     calendars: None,
+                    generation,
                 }
             }
         }
         None => {
+            let generation = new_generation();
             tx.execute(
-                "INSERT INTO table_checkpoint (name, version, position) VALUES (?1, ?2, 0)",
-                params![NAME, VERSION],
+                "INSERT INTO table_checkpoint (name, version, position, generation) VALUES (?1, ?2, 0, ?3)",
+                params![NAME, VERSION, generation],
             )?;
             Saved {
                 version: VERSION,
                 position: 0,
                 calendars: None,
+                generation,
             }
         }
     };
@@ -137,6 +160,7 @@ fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
 
 fn commit_blocking(
     conn: &mut Connection,
+    generation: &str,
     from: Position,
     to: Position,
     c: &Changes,
@@ -144,8 +168,8 @@ fn commit_blocking(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let moved = tx.execute(
         "UPDATE table_checkpoint SET position = ?2, calendars = coalesce(?4, calendars)
-          WHERE name = ?1 AND position = ?3",
-        params![NAME, to as i64, from as i64, c.calendars],
+          WHERE name = ?1 AND position = ?3 AND generation = ?5",
+        params![NAME, to as i64, from as i64, c.calendars, generation],
     )?;
     if moved != 1 {
         let found: i64 = tx
@@ -481,11 +505,13 @@ impl TableStore for SqliteTables {
 
     async fn commit(
         &self,
+        generation: &str,
         from: Position,
         to: Position,
         changes: Changes,
     ) -> Result<(), TableError> {
-        self.blocking(move |conn| commit_blocking(conn, from, to, &changes))
+        let generation = generation.to_owned();
+        self.blocking(move |conn| commit_blocking(conn, &generation, from, to, &changes))
             .await
     }
 
