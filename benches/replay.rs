@@ -1,13 +1,14 @@
-//! Replay throughput from PostgreSQL: `closeloop replay all` (rebuild of the three report
-//! projections from position 0 into a new model, saved in `<schema>_read`, then the atomic
-//! switch) in events/s, beside a raw `COPY (SELECT * FROM <schema>.events ORDER BY position)
-//! TO STDOUT` of the same table (tokio-postgres `copy_out`, bytes counted and dropped),
+//! Replay throughput from PostgreSQL: `closeloop replay all` (rebuild of the read side's
+//! tables from position 0 into `<schema>_read_rebuild`, bulk-loaded, then the atomic swap)
+//! in events/s, beside a raw `COPY (SELECT * FROM <schema>.events ORDER BY position) TO
+//! STDOUT` of the same table (tokio-postgres `copy_out`, bytes counted and dropped),
 //! measured in the same run, interleaved, with the ratio. Also per round: the log API alone
-//! (`read_all` pages, nothing folded), replay's own read path alone (`PostgresLog::scan`,
-//! rows counted, nothing decoded), and the replay's peak memory (VmHWM of this process,
+//! (`read_all` pages, nothing folded), replay's own read path alone (`EventLog::scan`,
+//! events counted, nothing folded), and the replay's peak memory (VmHWM of this process,
 //! reset before the replay through `/proc/self/clear_refs`).
 //!
-//! Run: `cargo bench --bench replay` (PostgreSQL from `CLOSELOOP_BENCH_POSTGRES`, else
+//! Run: `cargo bench --bench replay [-- EVENTS]` (EVENTS, or `BENCH_EVENTS`: grow the log to
+//! that many events, see below; PostgreSQL from `CLOSELOOP_BENCH_POSTGRES`, else
 //! `CLOSELOOP_TEST_POSTGRES`, else `postgres://postgres@127.0.0.1:5432/test`). The log is a
 //! generated workload (`BENCH_TICKETS` tickets, default 2000, over 28 days) driven through
 //! the real command handler; each figure is the best and the mean of `BENCH_ROUNDS`
@@ -26,9 +27,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use closeloop_commands::{Handler, HandlerConfig};
-use closeloop_core::log::{AsPostgres, Filter, READ_BATCH_MAX};
-use closeloop_projections::store::open_store;
-use closeloop_replay::rebuild::{self, ReplayConfig, SCAN_RANGE_BATCHES};
+use closeloop_core::log::{Filter, READ_BATCH_MAX};
+use closeloop_replay::rebuild::{self, ReplayConfig};
 use closeloop_workload::{self as workload, WorkloadConfig};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
@@ -159,7 +159,12 @@ async fn main() {
     }
     let tickets = env_or("BENCH_TICKETS", 2_000);
     let rounds = env_or("BENCH_ROUNDS", 3).max(1);
-    let grow_to = env_or("BENCH_EVENTS", 0) as u64;
+    // The event count: the first argument that is a number (cargo passes `--bench`), else
+    // BENCH_EVENTS.
+    let grow_to = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse::<u64>().ok())
+        .unwrap_or(env_or("BENCH_EVENTS", 0) as u64);
     let kept = std::env::var("BENCH_SCHEMA").ok();
     let schema = kept
         .clone()
@@ -170,7 +175,7 @@ async fn main() {
 
     let result = async {
         let log = closeloop_core::log::open(&url).await.expect("open the log");
-        let store = open_store(&url).await.expect("open the read-model store");
+        let shadows = rebuild::shadows(&url).await.expect("the read-model tables");
         if log.head().await.expect("head") == 0 {
             // Fill the log through the real handler.
             let fill = Instant::now();
@@ -194,7 +199,6 @@ async fn main() {
             grow(&admin, &schema, grow_to).await;
         }
         let events = log.head().await.expect("head");
-        let pg = log.as_postgres().expect("a PostgreSQL log");
 
         let copy_sql = format!("COPY (SELECT * FROM {schema}.events ORDER BY position) TO STDOUT");
         let (mut replay_rates, mut copy_rates, mut read_rates, mut scan_rates) =
@@ -228,19 +232,14 @@ async fn main() {
             let read_s = started.elapsed().as_secs_f64();
             read_rates.push(events as f64 / read_s);
 
-            // Replay's read path alone: every event streamed by `scan`, nothing decoded.
+            // Replay's read path alone: every event streamed by `scan`, nothing folded.
             let started = Instant::now();
-            let mut from = 0;
             let mut rows = 0u64;
-            while from < events {
-                let to = events.min(from + READ_BATCH_MAX as u64 * SCAN_RANGE_BATCHES);
-                let mut scan = pg.scan(from, to, Filter::All).await.expect("scan");
-                while let Some(row) = scan.next().await {
-                    row.expect("row");
-                    rows += 1;
-                }
-                from = to;
+            let mut scan = log.scan(0, events, Filter::All, READ_BATCH_MAX);
+            while let Some(batch) = scan.next().await {
+                rows += batch.expect("scan").events.len() as u64;
             }
+            drop(scan);
             assert_eq!(rows, events);
             let scan_s = started.elapsed().as_secs_f64();
             scan_rates.push(events as f64 / scan_s);
@@ -250,8 +249,7 @@ async fn main() {
             let reset = reset_peak();
             let summary = rebuild::replay(
                 log.as_ref(),
-                store.as_ref(),
-                &rebuild::select("all").expect("all"),
+                shadows.as_ref(),
                 None,
                 &ReplayConfig::default(),
                 &AtomicBool::new(false),
@@ -266,7 +264,7 @@ async fn main() {
             // category filter, not read): comparable with COPY's rows of the whole table.
             replay_rates.push(summary.position as f64 / summary.seconds);
             println!(
-                "round {round}: replay all: log of {} events ({} folded) in {:.3} s \
+                "round {round}: replay tables: log of {} events ({} folded) in {:.3} s \
                  ({:.0} events/s), peak RSS {peak:.0} MiB{} (RSS before {rss_before:.0} MiB); \
                  read_all only {read_s:.3} s; scan only {scan_s:.3} s; \
                  COPY {events} rows ({:.1} MB) in {:.3} s ({:.0} rows/s)",
@@ -289,7 +287,7 @@ async fn main() {
         let (read_best, read_mean) = stats(&read_rates);
         let (scan_best, scan_mean) = stats(&scan_rates);
         println!(
-            "replay all:  best {replay_best:.0} events/s, mean {replay_mean:.0} events/s\n\
+            "replay:      best {replay_best:.0} events/s, mean {replay_mean:.0} events/s\n\
              read_all:    best {read_best:.0} events/s, mean {read_mean:.0} events/s\n\
              scan:        best {scan_best:.0} events/s, mean {scan_mean:.0} events/s\n\
              raw COPY:    best {copy_best:.0} rows/s, mean {copy_mean:.0} rows/s\n\

@@ -1,6 +1,7 @@
-//! `closeloop replay PROJECTION|all [--until TIME|POSITION]`: rebuild read models from the log
-//! beside the live ones, with a progress bar, then switch atomically (closeloop-replay's
-//! `rebuild.rs`). Ctrl-C stops after the current batch, saved; running again resumes.
+//! `closeloop replay tables|all [--until TIME|POSITION]`: rebuild the read side's tables from
+//! the log beside the live ones, with a progress bar, then swap them in atomically
+//! (closeloop-replay's `rebuild.rs`). Ctrl-C stops after the current batch, committed;
+//! running again resumes.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,17 +9,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use closeloop_core::log::EventLog;
-use closeloop_projections::store::open_store;
 use closeloop_replay::rebuild::{self, ReplayConfig, Until};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
 pub struct ReplayArgs {
-    /// sla, satisfaction, performance, or all.
+    /// tables, or all.
     projection: String,
-    /// Build the model as of this log position or business time (RFC 3339) into a separate
-    /// model `<name>@<until>`, leaving the live one alone (read it with
-    /// `report NAME --replayed UNTIL`).
+    /// Build the tables as of this log position or business time (RFC 3339) under a name
+    /// of their own (`<read schema>_until_<until>`, or a file `<path>.until-<until>`),
+    /// leaving the live ones alone (read them with `report NAME --replayed UNTIL`).
     #[arg(long)]
     until: Option<Until>,
     /// Events read per batch.
@@ -31,10 +31,10 @@ pub async fn run(
     store: &str,
     args: ReplayArgs,
 ) -> anyhow::Result<ExitCode> {
-    let projections = rebuild::select(&args.projection)?;
-    let checkpoints = open_store(store)
+    rebuild::select(&args.projection)?;
+    let shadows = rebuild::shadows(store)
         .await
-        .context("opening read-model storage")?;
+        .context("opening the read-model tables")?;
     let cancel = Arc::new(AtomicBool::new(false));
     let on_signal = cancel.clone();
     tokio::spawn(async move {
@@ -55,8 +55,7 @@ pub async fn run(
     };
     let summary = rebuild::replay(
         log.as_ref(),
-        checkpoints.as_ref(),
-        &projections,
+        shadows.as_ref(),
         args.until,
         &config,
         &cancel,
@@ -79,11 +78,16 @@ pub async fn run(
         summary.seconds,
         summary.events_per_second()
     );
-    if summary.completed {
+    if summary.completed && args.until.is_some() {
         println!(
-            "{} rebuilt to position {} and switched",
-            summary.targets.join(", "),
-            summary.position
+            "tables built as of position {} in {}",
+            summary.position, summary.target
+        );
+        Ok(ExitCode::SUCCESS)
+    } else if summary.completed {
+        println!(
+            "tables rebuilt to position {} in {} and switched",
+            summary.position, summary.target
         );
         Ok(ExitCode::SUCCESS)
     } else {

@@ -8,7 +8,7 @@ mod handler;
 mod nats;
 mod postgres;
 mod projections;
-// mod replay;
+mod replay;
 mod restart;
 mod schemas;
 mod tables;

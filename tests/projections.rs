@@ -580,6 +580,7 @@ impl TableStore for FlakyTables {
     }
     async fn commit(
         &self,
+        generation: &str,
         from: Position,
         to: Position,
         changes: closeloop_projections::tables::Changes,
@@ -592,7 +593,7 @@ impl TableStore for FlakyTables {
         {
             return Err(TableError::Unavailable("the store is down".into()));
         }
-        self.inner.commit(from, to, changes).await
+        self.inner.commit(generation, from, to, changes).await
     }
     async fn dump(&self) -> Result<Dump, TableError> {
         self.inner.dump().await

@@ -2,12 +2,14 @@
 //!
 //! - `note_added` schema version 1 (no `visible_to_customer`) stored raw reads back as
 //!   version 2 (internal note) through `StoredEvent::decode`, `closeloop history` and the
-//!   projections, while the stored row stays byte for byte what was written and its hash
-//!   chain verifies; an unknown future version is an error naming the stream and version.
-//! - A replay (blue/green rebuild, then an atomic switch) gives byte for byte the read models
-//!   live processing gave, on memory, SQLite and PostgreSQL; an interrupted replay resumes and
-//!   gives the same result while the live models stay untouched; `--until` builds the models
-//!   as of a position into `<name>@<until>`, which `report --replayed` reads.
+//!   tables, while the stored row stays byte for byte what was written and its hash chain
+//!   verifies; an unknown future version is an error naming the stream and version.
+//! - A replay (the tables rebuilt into a shadow, then swapped in) gives exactly the rows live
+//!   processing gave (`TableStore::dump`), on SQLite and PostgreSQL; an interrupted replay
+//!   leaves the live tables untouched and resumes to the same result; a replay swapped in
+//!   under a running projector is never overwritten by it (fenced, it reloads and goes on);
+//!   `--until` builds the tables as of a position or time under their own name, which
+//!   `open_replayed` reads.
 
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -18,19 +20,18 @@ use closeloop_core::domain::{Actor, Event, NoteAdded};
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::sqlite::SqliteLog;
 use closeloop_core::log::{
-    verify_chain, AppendRequest, AsPostgres, EventLog, ExpectedVersion, Metadata, NewEvent,
-    Position,
+    verify_chain, AppendRequest, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
 };
-use closeloop_projections::models::Projectors;
 use closeloop_projections::record::Record;
-use closeloop_projections::runtime::{Projection, RunnerConfig};
-use closeloop_projections::store::{Checkpoint, CheckpointStore, MemoryStore, SqliteStore};
-use closeloop_replay::rebuild::{self, ReplayConfig, Summary, Until, REBUILD_SUFFIX};
+use closeloop_projections::tables::memory::MemoryTables;
+use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+use closeloop_projections::tables::shadow::Shadows;
+use closeloop_projections::tables::sqlite::{SqliteShadows, SqliteTables};
+use closeloop_projections::tables::{Dump, TableStore};
+use closeloop_replay::rebuild::{self, ReplayConfig, Summary, Until};
 use closeloop_workload::{self as workload, WorkloadConfig};
 use serde_json::json;
 use uuid::Uuid;
-
-const NAMES: [&str; 3] = ["sla", "satisfaction", "performance"];
 
 fn small(seed: u64, tickets: usize) -> workload::Workload {
     workload::generate(&WorkloadConfig {
@@ -54,37 +55,56 @@ async fn submit<'a>(
     }
 }
 
-/// Live projectors caught up and saved into `store`.
-async fn live(log: Arc<dyn EventLog>, store: Arc<dyn CheckpointStore>) {
-    let mut p = Projectors::open(
-        log,
-        store,
-        RunnerConfig {
-            batch_events_max: 64,
-            save_interval_ms: 0,
-            tail_wait_ms: 10,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(p.catch_up().await.is_empty());
-}
-
-async fn saved(store: &dyn CheckpointStore, names: &[String]) -> Vec<Option<Checkpoint>> {
-    let mut out = Vec::new();
-    for n in names {
-        out.push(store.load(n).await.unwrap());
+fn table_config() -> TableConfig {
+    TableConfig {
+        batch_events_max: 64,
+        cached_tickets_max: 50,
+        tail_wait_ms: 10,
     }
-    out
 }
 
-fn names(suffix: &str) -> Vec<String> {
-    NAMES.iter().map(|n| format!("{n}{suffix}")).collect()
+/// The live projector caught up into `store`; its dump.
+async fn fold_live(log: Arc<dyn EventLog>, store: Arc<dyn TableStore>) -> Dump {
+    let mut p = TableProjector::open(log, store.clone(), table_config())
+        .await
+        .unwrap();
+    p.catch_up().await.unwrap();
+    store.dump().await.unwrap()
+}
+
+/// The tables folded from the whole log in one pass, in memory.
+async fn one_pass(log: Arc<dyn EventLog>) -> Dump {
+    fold_live(log, Arc::new(MemoryTables::new())).await
+}
+
+/// Compares two dumps table by table, naming the first row that differs.
+fn assert_same(found: &Dump, expected: &Dump) {
+    fn table<T: PartialEq + std::fmt::Debug>(name: &str, a: &[T], b: &[T]) {
+        if let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
+            panic!(
+                "{name} differs at row {i} ({} rows against {}):\n  found    {:?}\n  expected {:?}",
+                a.len(),
+                b.len(),
+                a.get(i),
+                b.get(i)
+            );
+        }
+    }
+    table("tickets", &found.tickets, &expected.tickets);
+    table("sla_timers", &found.sla_timers, &expected.sla_timers);
+    table("assignments", &found.assignments, &expected.assignments);
+    table("resolutions", &found.resolutions, &expected.resolutions);
+    table(
+        "satisfaction_ratings",
+        &found.satisfaction_ratings,
+        &expected.satisfaction_ratings,
+    );
+    table("agents", &found.agents, &expected.agents);
 }
 
 async fn replay(
     log: &dyn EventLog,
-    store: &dyn CheckpointStore,
+    shadows: &dyn Shadows,
     until: Option<Until>,
     batch: usize,
     stop_after: Option<u64>,
@@ -92,12 +112,11 @@ async fn replay(
     let mut calls = 0;
     let summary = rebuild::replay(
         log,
-        store,
-        &NAMES,
+        shadows,
         until,
         &ReplayConfig {
             batch_events: batch,
-            save_interval_ms: 0,
+            cached_tickets_max: 7,
             stop_after_batches: stop_after,
         },
         &AtomicBool::new(false),
@@ -109,74 +128,257 @@ async fn replay(
     summary
 }
 
-/// The live models equal, byte for byte, a replay (which switches them in); an interrupted
-/// replay leaves them untouched and resumes to the same result.
-async fn replay_equals_live(log: Arc<dyn EventLog>, store: Arc<dyn CheckpointStore>) {
+/// The live tables equal a replay (which swaps its build in); an interrupted replay leaves
+/// them untouched and resumes to the same result.
+async fn replay_equals_live(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn TableStore>,
+    shadows: &dyn Shadows,
+) {
     let handler = Handler::new(log.clone(), HandlerConfig::default());
     submit(&handler, small(11, 40).sequential()).await;
-    live(log.clone(), store.clone()).await;
-    let live_names = names("");
-    let before = saved(store.as_ref(), &live_names).await;
-    assert!(before.iter().all(Option::is_some));
+    let before = fold_live(log.clone(), store.clone()).await;
+    assert!(!before.tickets.is_empty());
     let head = log.head().await.unwrap();
-    assert_eq!(before[0].as_ref().unwrap().position, head);
+    assert_eq!(store.open().await.unwrap().position, head);
 
-    // Interrupted after 3 batches: the live models are untouched, the rebuild is saved.
-    let partial = replay(log.as_ref(), store.as_ref(), None, 50, Some(3)).await;
+    // Interrupted after 3 batches: the live tables are untouched, the build is kept.
+    let partial = replay(log.as_ref(), shadows, None, 50, Some(3)).await;
     assert!(!partial.completed);
     assert!(
         partial.position > 0 && partial.position < head,
         "{partial:?}"
     );
-    assert_eq!(saved(store.as_ref(), &live_names).await, before);
-    let temps = names(REBUILD_SUFFIX);
-    for c in saved(store.as_ref(), &temps).await {
-        assert_eq!(c.expect("rebuild saved").position, partial.position);
-    }
+    assert_same(&store.dump().await.unwrap(), &before);
 
-    // Running again resumes from there and switches.
-    let done = replay(log.as_ref(), store.as_ref(), None, 50, None).await;
+    // Running again resumes from there and swaps.
+    let done = replay(log.as_ref(), shadows, None, 50, None).await;
     assert!(done.completed);
     assert_eq!(done.resumed_from, partial.position);
     assert_eq!(done.position, head);
-    assert_eq!(saved(store.as_ref(), &live_names).await, before);
-    assert!(saved(store.as_ref(), &temps)
-        .await
-        .iter()
-        .all(Option::is_none));
+    assert_same(&store.dump().await.unwrap(), &before);
+    assert_eq!(store.open().await.unwrap().position, head);
 
-    // And from scratch, in one batch size or another, the same bytes.
-    let again = replay(log.as_ref(), store.as_ref(), None, 1_000, None).await;
+    // And from scratch, in another batch size, the same rows.
+    let again = replay(log.as_ref(), shadows, None, 1_000, None).await;
     assert_eq!((again.resumed_from, again.completed), (0, true));
-    assert_eq!(saved(store.as_ref(), &live_names).await, before);
+    assert_same(&store.dump().await.unwrap(), &before);
+    assert_same(&before, &one_pass(log).await);
 }
 
-#[tokio::test]
-async fn replay_equals_live_memory() {
-    replay_equals_live(Arc::new(MemoryLog::new()), Arc::new(MemoryStore::new())).await;
+/// A projector tailing the live tables while a replay is swapped in: its next commit is
+/// fenced (the new tables' generation is not the one it read), it reloads and goes on from
+/// the swapped checkpoint; it never writes what it folded from the old tables into the new.
+async fn swapped_under_a_projector(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn TableStore>,
+    shadows: &dyn Shadows,
+) {
+    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let commands: Vec<_> = small(17, 30).sequential().cloned().collect();
+    let third = commands.len() / 3;
+    submit(&handler, commands[..third].iter()).await;
+    let mut projector = TableProjector::open(log.clone(), store.clone(), table_config())
+        .await
+        .unwrap();
+    projector.catch_up().await.unwrap();
+    let at = log.head().await.unwrap();
+    let generation = store.open().await.unwrap().generation;
+
+    // Swapped in at the very position the projector stands at.
+    let swapped = replay(log.as_ref(), shadows, None, 40, None).await;
+    assert_eq!((swapped.position, swapped.completed), (at, true));
+    let new = store.open().await.unwrap();
+    assert_eq!(new.position, at);
+    assert_ne!(new.generation, generation, "a swap brings a new generation");
+
+    submit(&handler, commands[third..2 * third].iter()).await;
+    projector.step().await.unwrap();
+    assert_eq!(
+        projector.fenced(),
+        1,
+        "the projector's stale commit is fenced"
+    );
+    let kept = store.open().await.unwrap();
+    assert_eq!(
+        (kept.position, &kept.generation),
+        (at, &new.generation),
+        "nothing written"
+    );
+    // It goes on from the swapped checkpoint.
+    submit(&handler, commands[2 * third..].iter()).await;
+    projector.catch_up().await.unwrap();
+    assert_eq!(projector.fenced(), 1);
+    assert_eq!(
+        store.open().await.unwrap().position,
+        log.head().await.unwrap()
+    );
+    assert_same(&store.dump().await.unwrap(), &one_pass(log).await);
+}
+
+/// `--until P` gives the tables as of P under their own name, the live ones untouched; so
+/// does `--until TIME` (everything before the first event that occurred after TIME).
+async fn until_is_the_tables_as_of_then(
+    url: &str,
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn TableStore>,
+    shadows: &dyn Shadows,
+) {
+    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let commands: Vec<_> = small(5, 40).sequential().cloned().collect();
+    let half = commands.len() / 2;
+    submit(&handler, commands[..half].iter()).await;
+    let as_of: Position = log.head().await.unwrap();
+    let expected = one_pass(log.clone()).await;
+    submit(&handler, commands[half..].iter()).await;
+    let live_now = fold_live(log.clone(), store.clone()).await;
+    assert!(log.head().await.unwrap() > as_of);
+
+    let until = Until::Position(as_of);
+    assert!(matches!(
+        rebuild::open_replayed(url, until).await,
+        Err(closeloop_replay::Error::NotReplayed(_))
+    ));
+    let partial = replay(log.as_ref(), shadows, Some(until), 37, Some(2)).await;
+    assert!(!partial.completed);
+    assert!(
+        matches!(
+            rebuild::open_replayed(url, until).await,
+            Err(closeloop_replay::Error::NotReplayed(_))
+        ),
+        "an interrupted build is not read"
+    );
+    let summary = replay(log.as_ref(), shadows, Some(until), 37, None).await;
+    assert!(summary.completed);
+    assert_eq!(summary.position, as_of);
+    let replayed = rebuild::open_replayed(url, until).await.unwrap();
+    assert_eq!(replayed.open().await.unwrap().position, as_of);
+    assert_same(&replayed.dump().await.unwrap(), &expected);
+    assert_same(&store.dump().await.unwrap(), &live_now);
+
+    // `--until TIME`: the same tables as `--until` the position before the first event
+    // that occurred after TIME.
+    let all = log
+        .read_all(0, 100_000, closeloop_core::log::Filter::All)
+        .await
+        .unwrap();
+    let t = all[all.len() / 3].metadata.occurred_at;
+    let stop = all
+        .iter()
+        .find(|e| e.metadata.occurred_at > t)
+        .map_or(all.len() as Position, |e| e.position - 1);
+    let by_time = replay(log.as_ref(), shadows, Some(Until::Time(t)), 29, None).await;
+    assert_eq!((by_time.position, by_time.completed), (stop, true));
+    let by_position = replay(
+        log.as_ref(),
+        shadows,
+        Some(Until::Position(stop)),
+        1_000,
+        None,
+    )
+    .await;
+    assert_eq!(by_position.position, stop);
+    let time_tables = rebuild::open_replayed(url, Until::Time(t)).await.unwrap();
+    let position_tables = rebuild::open_replayed(url, Until::Position(stop))
+        .await
+        .unwrap();
+    assert_same(
+        &time_tables.dump().await.unwrap(),
+        &position_tables.dump().await.unwrap(),
+    );
+
+    // Beyond the head: refused.
+    let head = log.head().await.unwrap();
+    let beyond = rebuild::replay(
+        log.as_ref(),
+        shadows,
+        Some(Until::Position(head + 1)),
+        &ReplayConfig::default(),
+        &AtomicBool::new(false),
+        |_| {},
+    )
+    .await;
+    assert!(matches!(
+        beyond,
+        Err(closeloop_replay::Error::UntilBeyondHead { .. })
+    ));
+}
+
+/// A fresh SQLite log, its live tables and its shadows, in a temporary directory.
+async fn sqlite() -> (
+    tempfile::TempDir,
+    String,
+    Arc<dyn EventLog>,
+    Arc<dyn TableStore>,
+    SqliteShadows,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closeloop.db");
+    let log: Arc<dyn EventLog> = Arc::new(SqliteLog::open(path.to_str().unwrap()).await.unwrap());
+    let store: Arc<dyn TableStore> = Arc::new(SqliteTables::open(&path).unwrap());
+    let shadows = SqliteShadows::new(&path).unwrap();
+    (
+        dir,
+        format!("sqlite://{}", path.display()),
+        log,
+        store,
+        shadows,
+    )
 }
 
 #[tokio::test]
 async fn replay_equals_live_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("closeloop.db");
-    let log = Arc::new(SqliteLog::open(path.to_str().unwrap()).await.unwrap());
-    let store = Arc::new(SqliteStore::open(&path).unwrap());
-    replay_equals_live(log, store).await;
+    let (_dir, _url, log, store, shadows) = sqlite().await;
+    replay_equals_live(log, store, &shadows).await;
+}
+
+#[tokio::test]
+async fn replay_swapped_under_a_projector_sqlite() {
+    let (_dir, _url, log, store, shadows) = sqlite().await;
+    swapped_under_a_projector(log, store, &shadows).await;
+}
+
+#[tokio::test]
+async fn replay_until_sqlite() {
+    let (_dir, url, log, store, shadows) = sqlite().await;
+    until_is_the_tables_as_of_then(&url, log, store, &shadows).await;
+}
+
+/// A log in memory has no tables to rebuild: refused by name.
+#[tokio::test]
+async fn replay_of_a_memory_store_is_refused() {
+    let e = rebuild::shadows("memory:").await.err().unwrap().to_string();
+    assert!(e.contains("memory:"), "{e}");
+    let _ = MemoryLog::new();
 }
 
 mod postgres {
     use super::*;
+    use closeloop_projections::tables::postgres::{PostgresShadows, PostgresTables};
+
+    fn base() -> String {
+        std::env::var("CLOSELOOP_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
 
     fn url(schema: &str) -> String {
-        let base = std::env::var("CLOSELOOP_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let base = base();
         let sep = if base.contains('?') { '&' } else { '?' };
         format!("{base}{sep}schema={schema}")
     }
 
-    /// The test's schemas (log and `_read`), dropped at the end even on a panic.
+    /// The test's schemas (the log's, `_read` and every build beside it), dropped at the end
+    /// even on a panic. Short names: a build's schema name must fit in 63 bytes.
     struct Scratch(String);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            Scratch(format!(
+                "clr_{}",
+                &Uuid::new_v4().simple().to_string()[..16]
+            ))
+        }
+    }
 
     impl Drop for Scratch {
         fn drop(&mut self) {
@@ -187,163 +389,70 @@ mod postgres {
                     .build()
                     .unwrap()
                     .block_on(async {
-                        let base = std::env::var("CLOSELOOP_TEST_POSTGRES").unwrap_or_else(|_| {
-                            "postgres://postgres@127.0.0.1:5432/test".to_owned()
-                        });
                         let Ok((client, conn)) =
-                            tokio_postgres::connect(&base, tokio_postgres::NoTls).await
+                            tokio_postgres::connect(&base(), tokio_postgres::NoTls).await
                         else {
                             return;
                         };
                         tokio::spawn(conn);
-                        let _ = client
-                            .batch_execute(&format!(
-                                "DROP SCHEMA IF EXISTS {schema} CASCADE; \
-                                 DROP SCHEMA IF EXISTS {schema}_read CASCADE;"
-                            ))
-                            .await;
+                        let Ok(rows) = client
+                            .query(
+                                "SELECT nspname::text FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $1 || '\\_%'",
+                                &[&schema],
+                            )
+                            .await
+                        else {
+                            return;
+                        };
+                        for row in rows {
+                            let name: String = row.get(0);
+                            let _ = client
+                                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                                .await;
+                        }
                     })
             })
             .join();
         }
     }
 
-    #[tokio::test]
-    async fn replay_equals_live_postgres() {
-        let scratch = Scratch(format!("cl_test_{}", Uuid::new_v4().simple()));
+    async fn open(
+        scratch: &Scratch,
+    ) -> (
+        String,
+        Arc<dyn EventLog>,
+        Arc<dyn TableStore>,
+        PostgresShadows,
+    ) {
         let url = url(&scratch.0);
         let log = closeloop_core::log::open(&url).await.unwrap_or_else(|e| {
             panic!("PostgreSQL at {url}: {e}; start it with `scripts/services.sh`")
         });
-        let store = closeloop_projections::store::open_store(&url)
-            .await
-            .unwrap();
-        replay_equals_live(log, store).await;
+        let store: Arc<dyn TableStore> = Arc::new(PostgresTables::connect(&url).await.unwrap());
+        let shadows = PostgresShadows::connect(&url).await.unwrap();
+        (url, log, store, shadows)
     }
 
-    /// From PostgreSQL, replay streams ranges of positions (`PostgresLog::scan`) and decodes
-    /// the data straight from its text; in memory it pages through `read_all` and decodes
-    /// `StoredEvent`s. The same commands on both give the same models, byte for byte: to
-    /// the head, `--until` a position and `--until` a time, in batch sizes that cut the
-    /// scan's ranges and batches at different places.
     #[tokio::test]
-    async fn replay_scan_equals_paged_postgres() {
-        let scratch = Scratch(format!("cl_test_{}", Uuid::new_v4().simple()));
-        let url = url(&scratch.0);
-        let pg = closeloop_core::log::open(&url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {url}: {e}; start it with `scripts/services.sh`")
-        });
-        assert!(pg.as_postgres().is_some(), "replay takes the scan path");
-        let pg_store = closeloop_projections::store::open_store(&url)
-            .await
-            .unwrap();
-        let mem: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-        let mem_store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
-        let commands: Vec<_> = small(23, 30).sequential().cloned().collect();
-        for log in [&pg, &mem] {
-            let handler = Handler::new(log.clone(), HandlerConfig::default());
-            submit(&handler, commands.iter()).await;
-        }
-        let head = pg.head().await.unwrap();
-        assert_eq!(head, mem.head().await.unwrap());
-        let all = mem
-            .read_all(0, 100_000, closeloop_core::log::Filter::All)
-            .await
-            .unwrap();
-        let t = all[all.len() / 2].metadata.occurred_at;
-        let cases = [
-            (None, 7),
-            (None, 10_000),
-            (Some(Until::Position(head / 3)), 5),
-            (Some(Until::Time(t)), 13),
-        ];
-        for (until, batch) in cases {
-            let a = replay(pg.as_ref(), pg_store.as_ref(), until, batch, None).await;
-            let b = replay(mem.as_ref(), mem_store.as_ref(), until, batch, None).await;
-            assert!(a.completed && b.completed, "{until:?} {batch}");
-            assert_eq!((a.position, a.events), (b.position, b.events), "{until:?}");
-            let suffix = until.map_or(String::new(), |u| format!("@{u}"));
-            let models = saved(pg_store.as_ref(), &names(&suffix)).await;
-            assert!(models.iter().all(Option::is_some), "{until:?}");
-            assert_eq!(models, saved(mem_store.as_ref(), &names(&suffix)).await);
-        }
+    async fn replay_equals_live_postgres() {
+        let scratch = Scratch::new();
+        let (_url, log, store, shadows) = open(&scratch).await;
+        replay_equals_live(log, store, &shadows).await;
     }
-}
 
-/// `--until P` gives the models as of P in `<name>@P`, the live ones untouched.
-#[tokio::test]
-async fn replay_until_position_is_the_model_as_of_then() {
-    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let store: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
-    let commands: Vec<_> = small(5, 40).sequential().cloned().collect();
-    let half = commands.len() / 2;
-    submit(&handler, commands[..half].iter()).await;
-    // The live models as of P, saved aside under `<name>@P` names by hand.
-    let as_of: Position = log.head().await.unwrap();
-    let then: Arc<dyn CheckpointStore> = Arc::new(MemoryStore::new());
-    live(log.clone(), then.clone()).await;
-    let expected = saved(then.as_ref(), &names("")).await;
-    submit(&handler, commands[half..].iter()).await;
-    live(log.clone(), store.clone()).await;
-    let live_now = saved(store.as_ref(), &names("")).await;
-    assert!(log.head().await.unwrap() > as_of);
+    #[tokio::test]
+    async fn replay_swapped_under_a_projector_postgres() {
+        let scratch = Scratch::new();
+        let (_url, log, store, shadows) = open(&scratch).await;
+        swapped_under_a_projector(log, store, &shadows).await;
+    }
 
-    let until = Until::Position(as_of);
-    let summary = replay(log.as_ref(), store.as_ref(), Some(until), 37, None).await;
-    assert!(summary.completed);
-    assert_eq!(summary.position, as_of);
-    assert_eq!(summary.targets, names(&format!("@{as_of}")));
-    assert_eq!(
-        saved(store.as_ref(), &names(&format!("@{as_of}"))).await,
-        expected
-    );
-    assert_eq!(saved(store.as_ref(), &names("")).await, live_now);
-
-    // Read back as a report.
-    let models = rebuild::load_models(store.as_ref(), until).await.unwrap();
-    let status = models.status_json();
-    assert_eq!(status[0]["position"], json!(as_of));
-    assert_eq!(
-        models.sla.read().unwrap().to_state(),
-        expected[0].as_ref().unwrap().state
-    );
-
-    // `--until TIME`: the log as it stood then, i.e. everything before the first event that
-    // occurred after TIME: the same model as `--until` that position.
-    let all = log
-        .read_all(0, 100_000, closeloop_core::log::Filter::All)
-        .await
-        .unwrap();
-    let t = all[all.len() / 3].metadata.occurred_at;
-    let stop = all
-        .iter()
-        .find(|e| e.metadata.occurred_at > t)
-        .map_or(all.len() as Position, |e| e.position - 1);
-    let by_time = replay(log.as_ref(), store.as_ref(), Some(Until::Time(t)), 29, None).await;
-    assert_eq!((by_time.position, by_time.completed), (stop, true));
-    let by_position = replay(
-        log.as_ref(),
-        store.as_ref(),
-        Some(Until::Position(stop)),
-        1_000,
-        None,
-    )
-    .await;
-    assert_eq!(by_position.position, stop);
-    let time_models = saved(store.as_ref(), &names(&format!("@{t}"))).await;
-    assert!(time_models.iter().all(Option::is_some));
-    assert_eq!(
-        time_models,
-        saved(store.as_ref(), &names(&format!("@{stop}"))).await
-    );
-
-    // `--until TIME` parses, and a time before everything is the empty model.
-    assert_eq!("1200".parse::<Until>().unwrap(), Until::Position(1200));
-    let t: Until = "2000-01-01T00:00:00Z".parse().unwrap();
-    let s = replay(log.as_ref(), store.as_ref(), Some(t), 100, None).await;
-    assert_eq!((s.position, s.completed), (0, true));
-    assert!("yesterday".parse::<Until>().is_err());
+    #[tokio::test]
+    async fn replay_until_postgres() {
+        let scratch = Scratch::new();
+        let (url, log, store, shadows) = open(&scratch).await;
+        until_is_the_tables_as_of_then(&url, log, store, &shadows).await;
+    }
 }
 
 fn raw_note(command_id: Uuid, schema_version: u32, data: serde_json::Value) -> NewEvent {
@@ -435,14 +544,13 @@ async fn note_added_v1_is_upcast_on_read_and_never_rewritten() {
     let bytes = serde_json::to_vec(stored).unwrap();
     assert_eq!(Record::from_json(&bytes).unwrap().event, expected);
 
-    // The projections fold it (live and by replay), and the engine keeps working on the
-    // ticket.
-    let store: Arc<dyn CheckpointStore> = Arc::new(SqliteStore::open(&path).unwrap());
-    live(log.clone(), store.clone()).await;
-    let live_models = saved(store.as_ref(), &names("")).await;
-    let summary = replay(log.as_ref(), store.as_ref(), None, 100, None).await;
+    // The tables fold it (live and by replay), and the engine keeps working on the ticket.
+    let store: Arc<dyn TableStore> = Arc::new(SqliteTables::open(&path).unwrap());
+    let live_tables = fold_live(log.clone(), store.clone()).await;
+    let shadows = SqliteShadows::new(&path).unwrap();
+    let summary = replay(log.as_ref(), &shadows, None, 100, None).await;
     assert!(summary.completed);
-    assert_eq!(saved(store.as_ref(), &names("")).await, live_models);
+    assert_same(&store.dump().await.unwrap(), &live_tables);
     assert!(verify_chain(&log.read_stream(&ticket, 0).await.unwrap()).is_empty());
 
     // `closeloop history`: the note, as an internal note.
@@ -519,18 +627,22 @@ async fn note_added_v1_is_upcast_on_read_and_never_rewritten() {
     assert!(e.contains("schema version 3"), "{e}");
 }
 
-/// The binary: `replay all --until P` then `report NAME --replayed P`.
+/// The binary: `replay all --until P`, read back with `open_replayed`; `replay tables`
+/// swaps; an unknown name is refused, naming the known ones.
 #[test]
-fn cli_replay_until_then_report() {
+fn cli_replay_until_then_all() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("closeloop.db").display());
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        Command::new(env!("CARGO_BIN_EXE_closeloop"))
             .arg("--store")
             .arg(&url)
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -538,7 +650,7 @@ fn cli_replay_until_then_report() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    run(&[
+    ok(&[
         "demo",
         "--tickets",
         "60",
@@ -547,12 +659,20 @@ fn cli_replay_until_then_report() {
         "--customers",
         "20",
     ]);
-    let summary = run(&["replay", "all", "--until", "300"]);
+    let summary = ok(&["replay", "all", "--until", "300"]);
     assert!(summary.contains("events/s"), "{summary}");
-    assert!(summary.contains("sla@300"), "{summary}");
-    let report: serde_json::Value =
-        serde_json::from_str(&run(&["report", "sla", "--replayed", "300", "--json"])).unwrap();
-    assert_eq!(report["projectors"][0]["position"], json!(300));
-    let live = run(&["replay", "all"]);
+    assert!(summary.contains("until-300"), "{summary}");
+    let position = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let tables = rebuild::open_replayed(&url, Until::Position(300))
+            .await
+            .unwrap();
+        tables.open().await.unwrap().position
+    });
+    assert_eq!(position, 300);
+    let live = ok(&["replay", "tables"]);
     assert!(live.contains("switched"), "{live}");
+    let refused = run(&["replay", "sla"]);
+    assert!(!refused.status.success());
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(e.contains("sla") && e.contains("tables"), "{e}");
 }

@@ -6,7 +6,7 @@
 //! ([`Lean::from_json`], which copies no text; see `fact.rs`).
 
 use closeloop_core::domain::*;
-use closeloop_core::log::{Position, StoredEvent};
+use closeloop_core::log::{Position, ScannedEvent, StoredEvent};
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
@@ -60,6 +60,34 @@ impl Record {
             position: wire.position,
             stream: wire.stream.into_owned(),
             at: wire.at,
+            event,
+        })
+    }
+
+    /// From a scanned event ([`EventLog::scan`](closeloop_core::log::EventLog::scan), what
+    /// replay reads): the data text decodes straight into its event type (upcast first when
+    /// it is of an older schema version), without a `serde_json::Value`. The same record as
+    /// [`Record::from_stored`] of the same event.
+    pub fn from_scanned(scanned: &ScannedEvent) -> Result<Record, DecodeError> {
+        let fail = |message: String| DecodeError {
+            position: scanned.position,
+            event_type: scanned.event_type.clone(),
+            message,
+        };
+        let event = if scanned.schema_version == current_schema_version(&scanned.event_type) {
+            let mut de = serde_json::Deserializer::from_str(&scanned.data);
+            let event = <Event as Body>::decode(&scanned.event_type, &mut de)
+                .and_then(|event| de.end().map(|()| event))
+                .map_err(|e| fail(e.to_string()))?;
+            event
+        } else {
+            let value = serde_json::from_str(&scanned.data).map_err(|e| fail(e.to_string()))?;
+            upcast(&scanned.event_type, scanned.schema_version, value).map_err(fail)?
+        };
+        Ok(Record {
+            position: scanned.position,
+            stream: scanned.stream.clone(),
+            at: scanned.occurred_at.as_second(),
             event,
         })
     }

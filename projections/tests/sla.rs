@@ -29,20 +29,25 @@ struct Fold {
     folder: Folder,
     works: HashMap<Uuid, TicketWork>,
     tables: Arc<MemoryTables>,
+    generation: String,
     position: u64,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Fold {
     fn new() -> Fold {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let tables = Arc::new(MemoryTables::new());
+        let generation = runtime.block_on(tables.open()).unwrap().generation;
         let mut f = Fold {
+            generation,
             folder: Folder::default(),
             works: HashMap::new(),
-            tables: Arc::new(MemoryTables::new()),
+            tables,
             position: 0,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap(),
+            runtime,
         };
         let office: Vec<WorkingHours> = [
             Weekday::Mon,
@@ -106,10 +111,12 @@ impl Fold {
             .fold(&record, &mut self.works, &mut changes)
             .unwrap();
         self.runtime
-            .block_on(
-                self.tables
-                    .commit(self.position - 1, self.position, changes),
-            )
+            .block_on(self.tables.commit(
+                &self.generation,
+                self.position - 1,
+                self.position,
+                changes,
+            ))
             .unwrap();
     }
 

@@ -1,5 +1,7 @@
 //! The crate's one error enum.
 
+use closeloop_core::log::Position;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The log failed or holds an event this build cannot read; see the inner error.
@@ -11,23 +13,28 @@ pub enum Error {
     /// Writing the output failed (a closed pipe, a full disk).
     #[error("output: {0}")]
     Output(#[from] std::io::Error),
-    /// The read-model storage failed; retrying later may help.
-    #[error("read-model storage: {0}")]
-    Store(#[from] closeloop_projections::store::StoreError),
+    /// The read-model tables (live or being rebuilt) failed; see the inner error.
+    #[error("read-model tables: {0}")]
+    Tables(#[from] closeloop_projections::tables::TableError),
     /// `replay NAME` with a name that is not a projection.
-    #[error("no projection `{0}`: sla, satisfaction, performance or all")]
-    UnknownProjection(String),
-    /// An event could not be decoded or folded; the rebuild stays saved before it.
+    #[error("no projection `{name}`: {known}, or all")]
+    UnknownProjection { name: String, known: String },
+    /// `--until POSITION` beyond the log's head: the tables "as of" it would be those of
+    /// the head, under a name that says otherwise.
+    #[error("--until {until} is beyond the log's head, position {head}")]
+    UntilBeyondHead { until: Position, head: Position },
+    /// An event could not be decoded or folded; the rebuild stays committed before its
+    /// batch.
     #[error("projection {projection} stopped at position {position}: {message}")]
     Fold {
         projection: &'static str,
-        position: closeloop_core::log::Position,
+        position: Position,
         message: String,
     },
-    /// A saved model this code cannot read.
+    /// A stored state this code cannot read.
     #[error("corrupt read model {0}")]
     Corrupt(String),
-    /// A model asked for by name that no replay wrote.
-    #[error("no replayed model {0}: run `closeloop replay all --until ...` first")]
+    /// Tables (or a model) asked for by name that no replay completed.
+    #[error("nothing replayed as of {0}: run `closeloop replay all --until ...` first")]
     NotReplayed(String),
 }

@@ -1,48 +1,44 @@
-//! `closeloop replay PROJECTION|all [--until TIME|POSITION]`: rebuilds read models from
-//! position zero into a **new** version of the model while the live one keeps serving, then
-//! switches atomically (blue/green).
+//! `closeloop replay tables|all [--until TIME|POSITION]`: rebuilds the read side's tables
+//! from position zero beside the live ones, then swaps them in atomically (blue/green).
 //!
-//! - The rebuild folds the log in bounded batches (at most `batch_events` per read) into a
-//!   row of the checkpoint store under a temporary name, `<target>~rebuild`, with its own
-//!   checkpoint: it is saved every `save_interval_ms` at most and when interrupted, so an
-//!   interrupted replay (Ctrl-C, a crash) continues where it stopped when run again.
-//! - When the rebuild reaches its end (the head of the log, or `--until`), every temporary
-//!   row is promoted to its target with [`CheckpointStore::promote`]: one transaction per
-//!   projection replaces the target row, so readers see the old model or the new one.
-//! - Without `--until` the target is the live model (`sla`, ...). With `--until` it is a
-//!   separate model as of that point, `<name>@<until>` (e.g. `sla@1200`,
-//!   `sla@2026-11-01T00:00:00Z`), and the live one is left alone; [`load_models`] reads it
-//!   back (`closeloop report NAME --replayed UNTIL`).
-//! - All selected projections are folded in one pass over the log: each event is read and
-//!   decoded once. The fold is the projections' own `apply`, so (principle 2) the result is
-//!   byte for byte the model live processing gave at the same position.
+//! - The rebuild folds the log with the tables' own pure fold (`tables::fold`), so (principle
+//!   2) it ends with exactly the rows live processing gave at the same position. It reads
+//!   the log with [`EventLog::scan`] (streamed ranges, the data decoded once straight into
+//!   its event type) one batch ahead of the fold, which runs on a blocking thread, while the
+//!   previous batch's rows are being written: reading, folding and writing overlap.
+//! - It writes into a build of the tables ([`Shadows`]: a sibling SQLite file, or a
+//!   PostgreSQL schema `<read schema>_rebuild`), bulk-loaded (secondary indexes built at
+//!   the end), with its own checkpoint moved by every batch's commit: a replay stopped by
+//!   Ctrl-C or a crash resumes where it stopped when run again.
+//! - At the end the build is swapped in atomically ([`Shadows::finish`]); a running `serve`'s
+//!   projector is fenced by the new tables' generation, reloads and goes on from their
+//!   checkpoint, never overwriting them.
+//! - With `--until` the build is kept under a name of its own (`<read>_until_<slug>`, a
+//!   file `<path>.until-<slug>`), the live tables left alone; [`open_replayed`] reads it.
+//!
+//! Memory: at most [`READ_AHEAD_BATCHES`] + 2 batches of events, and the states of at most
+//! [`ReplayConfig::cached_tickets_max`] tickets.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use closeloop_core::log::postgres::{PostgresLog, ScannedRow};
-use closeloop_core::log::AsPostgres;
-use closeloop_core::log::{
-    stream_category, EventLog, Filter, Position, StoredEvent, READ_BATCH_MAX,
-};
-use closeloop_projections::fact::{FoldLean, Lean};
-use closeloop_projections::models::REPORTS;
-use closeloop_projections::performance::PerformanceModel;
+use closeloop_core::log::{EventLog, Filter, Position, ScanBatch, ScannedEvent, READ_BATCH_MAX};
 use closeloop_projections::record::Record;
-use closeloop_projections::report::ScoreWeights;
-use closeloop_projections::runtime::{Projection, Status};
-use closeloop_projections::satisfaction::SatisfactionModel;
-use closeloop_projections::sla::SlaModel;
-use closeloop_projections::store::CheckpointStore;
+use closeloop_projections::tables::shadow::{open_shadows, Build, Shadows};
+use closeloop_projections::tables::{Changes, Folder, TableStore, TicketWork, CATEGORIES, NAME};
+use futures::StreamExt;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::Error;
 
-/// Suffix of the row a rebuild writes before it is promoted.
-pub const REBUILD_SUFFIX: &str = "~rebuild";
+/// The projections `closeloop replay` rebuilds, by name: the registry `replay NAME` checks.
+pub const PROJECTIONS: &[&str] = &[NAME];
 
 /// Where a replay stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,38 +78,49 @@ impl std::fmt::Display for Until {
 }
 
 impl Until {
-    /// The name of the model of `projection` as of this point: `<projection>@<until>`.
-    pub fn target(&self, projection: &str) -> String {
-        format!("{projection}@{self}")
+    /// The name of the tables as of this point, in file and schema names: the position, or
+    /// the time as `20261101t000000z` (with `_` and nanoseconds when it has any).
+    pub fn slug(&self) -> String {
+        match self {
+            Until::Position(p) => p.to_string(),
+            Until::Time(t) => {
+                let mut slug = t.strftime("%Y%m%dt%H%M%S").to_string();
+                let nanos = t.subsec_nanosecond().unsigned_abs();
+                if nanos != 0 {
+                    slug.push_str(&format!("_{nanos:09}"));
+                }
+                slug.push('z');
+                slug
+            }
+        }
     }
 }
 
-/// The projections `closeloop replay` knows: `sla`, `satisfaction`, `performance`, or `all`.
+/// The projections `replay NAME` selects: one of [`PROJECTIONS`], or `all`.
 pub fn select(name: &str) -> Result<Vec<&'static str>, Error> {
     match name {
-        "all" => Ok(REPORTS.to_vec()),
-        other => REPORTS
+        "all" => Ok(PROJECTIONS.to_vec()),
+        other => PROJECTIONS
             .iter()
-            .find(|r| **r == other)
-            .map(|r| vec![*r])
-            .ok_or_else(|| Error::UnknownProjection(other.to_owned())),
+            .find(|p| **p == other)
+            .map(|p| vec![*p])
+            .ok_or_else(|| Error::UnknownProjection {
+                name: other.to_owned(),
+                known: PROJECTIONS.join(", "),
+            }),
     }
 }
 
 /// Tunables, each with its unit.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
-    /// Events read per batch (at most [`READ_BATCH_MAX`]).
+    /// Events read, folded and committed per batch (at most [`READ_BATCH_MAX`]). Each batch
+    /// is one transaction moving the build's checkpoint: what a crash loses at most.
     pub batch_events: usize,
-    /// Save the rebuild's state and checkpoint at most this often (milliseconds), further
-    /// apart when saves are slow (`SAVE_SPACING`), and not when the replay is about to end
-    /// anyway (`ends_within`). A periodic save only matters if the process dies (Ctrl-C
-    /// saves at once), and each one rewrites the whole models: the default, 30 s, bounds
-    /// what a crash loses to about half a minute of replay, where 2 s had cost a
-    /// million-event replay a fifth of its time (1.4 s of 6.6 s), and 10 s a 10 M-event
-    /// replay 8 s of 57 s.
-    pub save_interval_ms: u64,
-    /// Stop (as if interrupted, after saving) after this many batches; for tests.
+    /// Ticket states kept between batches (tickets). A replay from zero never reads a
+    /// state back until the cache is first emptied, so the larger, the fewer reads.
+    pub cached_tickets_max: usize,
+    /// Stop (as if interrupted) after this many batches; for tests.
     pub stop_after_batches: Option<u64>,
 }
 
@@ -121,7 +128,7 @@ impl Default for ReplayConfig {
     fn default() -> ReplayConfig {
         ReplayConfig {
             batch_events: READ_BATCH_MAX,
-            save_interval_ms: 30_000,
+            cached_tickets_max: 100_000,
             stop_after_batches: None,
         }
     }
@@ -143,16 +150,16 @@ pub struct Progress {
 /// What a replay did.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    /// The models written (after the switch), or to be written (when interrupted).
-    pub targets: Vec<String>,
+    /// Where the tables were built (and, without `--until`, swapped in from).
+    pub target: String,
     /// Position this run started after (0, or where an interrupted rebuild had stopped).
     pub resumed_from: Position,
-    /// The position the models reflect.
+    /// The position the tables reflect.
     pub position: Position,
     /// Events read and folded by this run.
     pub events: u64,
     pub seconds: f64,
-    /// False when interrupted: the rebuild is saved and continues on the next run.
+    /// False when interrupted: the build is kept and continues on the next run.
     pub completed: bool,
 }
 
@@ -166,201 +173,94 @@ impl Summary {
     }
 }
 
-/// One projection being rebuilt (type-erased so several fold in one pass).
-trait Rebuilding: Send {
-    fn name(&self) -> &'static str;
-    fn categories(&self) -> &'static [&'static str];
-    fn position(&self) -> Position;
-    fn set_position(&mut self, position: Position);
-    /// Folds one event in its lean form (what the report folds read).
-    fn apply(&mut self, lean: &Lean) -> Result<(), String>;
-    fn version(&self) -> u32;
-    fn state(&self) -> String;
-}
-
-struct Slot<P: Projection> {
-    model: P,
-    position: Position,
-}
-
-impl<P: Projection + FoldLean> Rebuilding for Slot<P> {
-    fn name(&self) -> &'static str {
-        P::NAME
-    }
-    fn categories(&self) -> &'static [&'static str] {
-        P::CATEGORIES
-    }
-    fn position(&self) -> Position {
-        self.position
-    }
-    fn set_position(&mut self, position: Position) {
-        self.position = position;
-    }
-    fn apply(&mut self, lean: &Lean) -> Result<(), String> {
-        self.model.fold_lean(lean)
-    }
-    fn version(&self) -> u32 {
-        P::VERSION
-    }
-    fn state(&self) -> String {
-        self.model.to_state()
-    }
-}
-
-/// Loads the rebuild saved under `temp` (same projection version), or starts empty.
-async fn resume<P: Projection + FoldLean>(
-    store: &dyn CheckpointStore,
-    temp: &str,
-) -> Result<Box<dyn Rebuilding>, Error> {
-    let slot = match store.load(temp).await? {
-        Some(c) if c.version == P::VERSION => {
-            let mut model: P = serde_json::from_str(&c.state)
-                .map_err(|e| Error::Corrupt(format!("{temp}: {e}")))?;
-            model
-                .restored()
-                .map_err(|e| Error::Corrupt(format!("{temp}: {e}")))?;
-            Slot {
-                model,
-                position: c.position,
-            }
-        }
-        _ => Slot {
-            model: P::default(),
-            position: 0,
-        },
-    };
-    Ok(Box::new(slot))
-}
-
-async fn open_slot(
-    store: &dyn CheckpointStore,
-    name: &str,
-    temp: &str,
-) -> Result<Box<dyn Rebuilding>, Error> {
-    if name == SlaModel::NAME {
-        resume::<SlaModel>(store, temp).await
-    } else if name == SatisfactionModel::NAME {
-        resume::<SatisfactionModel>(store, temp).await
-    } else if name == PerformanceModel::NAME {
-        resume::<PerformanceModel>(store, temp).await
-    } else {
-        Err(Error::UnknownProjection(name.to_owned()))
-    }
-}
-
-/// The name a projection's model is written to: the live name, or `<name>@<until>`.
-pub fn target_name(projection: &str, until: Option<Until>) -> String {
-    until.map_or_else(|| projection.to_owned(), |u| u.target(projection))
-}
-
-/// Batches' worth of positions one PostgreSQL scan query covers (see [`PostgresLog::scan`]):
-/// with the default batch, 160,000 positions, about a second of reading. Long enough that
-/// starting a query (one round trip) is noise; short enough that the query's snapshot,
-/// which holds back vacuum, is short-lived, and that a batch of a rare category reaches the
-/// fold (progress, Ctrl-C) at least once per range.
-pub const SCAN_RANGE_BATCHES: u64 = 16;
-
-/// Saves rewrite whole models, whose size grows with the tickets: after a save that took
-/// `d`, the next periodic one waits at least `SAVE_SPACING * d` (and `save_interval_ms`),
-/// so saving takes at most 1 / (1 + `SAVE_SPACING`) of a replay's time whatever the size.
-/// (With a fixed interval, a long log's replay ends up doing little but saving.)
-pub const SAVE_SPACING: u32 = 8;
-
 /// Batches read ahead of the fold: the reader fills the next batch while the fold works on
-/// the current one. With the batch being filled and the one being folded, at most
-/// `READ_AHEAD_BATCHES + 2` batches are in memory.
+/// the current one.
 pub const READ_AHEAD_BATCHES: usize = 1;
 
-/// Rebuilds `projections` (names from [`select`]) from the log into their targets, resuming
-/// a rebuild an earlier run left. `cancel` turning true stops it after the current batch,
-/// saved; `progress` is called after every batch.
-///
-/// Reading and folding overlap: a reader (polled on this task) reads and decodes batches
-/// into a bounded channel while the fold of the previous batch runs on a blocking thread,
-/// so on a PostgreSQL log the server, the decoding and the fold use the cores at once. From
-/// PostgreSQL the reader streams ranges of positions with [`PostgresLog::scan`] and decodes
-/// each event's data once, straight into its type; other backends are read with
-/// [`EventLog::read_all`], batch by batch.
+/// What the reader hands to the fold.
+enum Read {
+    Batch(ScanBatch),
+    /// Everything up to this position (the head, or `--until`) has been handed over.
+    End(Position),
+}
+
+type Sender = mpsc::Sender<Result<Read, Error>>;
+
+/// Rebuilds the tables from the log into the build of `until` (the live tables' shadow
+/// without it), resuming what an earlier run left, then finishes it: swaps it in, or keeps
+/// it complete under its name. `cancel` turning true stops after the current batch, whose
+/// commit is awaited (the next run resumes after it); `progress` is called after each batch.
 pub async fn replay(
     log: &dyn EventLog,
-    store: &dyn CheckpointStore,
-    projections: &[&'static str],
+    shadows: &dyn Shadows,
     until: Option<Until>,
     config: &ReplayConfig,
     cancel: &AtomicBool,
     mut progress: impl FnMut(&Progress),
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let targets: Vec<String> = projections.iter().map(|p| target_name(p, until)).collect();
-    let temps: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{t}{REBUILD_SUFFIX}"))
-        .collect();
-    let mut slots = Vec::with_capacity(projections.len());
-    for (name, temp) in projections.iter().zip(&temps) {
-        slots.push(open_slot(store, name, temp).await?);
-    }
-    let mut categories: Vec<&'static str> = Vec::new();
-    for slot in &slots {
-        for c in slot.categories() {
-            if !categories.contains(c) {
-                categories.push(c);
-            }
+    let build = until.map_or(Build::Live, |u| Build::AsOf(u.slug()));
+    let head = log.head().await?;
+    if let Some(Until::Position(p)) = until {
+        if p > head {
+            return Err(Error::UntilBeyondHead { until: p, head });
         }
     }
-    // With `--until TIME` every event is read: the first one that occurred after TIME ends
-    // the replay whatever its category, so the bound does not depend on which projections
-    // are selected.
-    let filter = match until {
-        Some(Until::Time(_)) => Filter::All,
-        _ => Filter::Categories(&categories),
-    };
-    let start = slots.iter().map(|s| s.position()).min().unwrap_or(0);
-    let reading = Reading {
-        log,
-        until: match until {
-            Some(Until::Position(p)) => Some(p),
-            _ => None,
-        },
-        limit: config.batch_events.clamp(1, READ_BATCH_MAX),
-        filter,
-        categories: &categories,
-        need_time: matches!(until, Some(Until::Time(_))),
-    };
-    let (tx, mut rx) = mpsc::channel(READ_AHEAD_BATCHES);
-    let mut fold = Folding {
-        slots,
-        after: start,
+    let store = shadows.open(&build).await?;
+    let saved = store.open().await?;
+    let start = saved.position;
+    if let Some(Until::Position(p)) = until {
+        if start > p {
+            return Err(Error::Corrupt(format!(
+                "{} is at position {start}, beyond --until {p}",
+                shadows.describe(&build)
+            )));
+        }
+    }
+    let mut fold = Fold {
+        folder: Folder::restore(saved.calendars.as_deref()).map_err(|e| {
+            Error::Corrupt(format!("calendars of {}: {e}", shadows.describe(&build)))
+        })?,
+        store,
+        generation: saved.generation,
+        works: HashMap::new(),
+        // Nothing folded yet: every state there is, is in the cache.
+        cache_complete: start == 0,
+        cached_max: config.cached_tickets_max.max(1),
+        position: start,
+        pending: None,
         events: 0,
         batches: 0,
-        completed: false,
     };
-    let mut last_save = Instant::now();
-    let mut save_every = Duration::from_millis(config.save_interval_ms);
-    let mut saved_at = start;
+    // With `--until TIME` every event is read: the first one that occurred after TIME ends
+    // the replay, whatever its category.
+    let filter = match until {
+        Some(Until::Time(_)) => Filter::All,
+        _ => Filter::Categories(CATEGORIES),
+    };
+    let limit = config.batch_events.clamp(1, READ_BATCH_MAX);
+    let (tx, mut rx) = mpsc::channel(READ_AHEAD_BATCHES);
+    let mut completed = false;
+    let mut end_seen = head;
     let folded = {
-        let reader = async move {
-            if let Err(e) = reading.read(start, &tx).await {
+        let reader = async {
+            if let Err(e) = read(log, start, until, filter, limit, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
         };
-        let folder = async {
+        let folding = async {
             loop {
                 if cancel.load(Ordering::Acquire)
                     || config.stop_after_batches.is_some_and(|n| fold.batches >= n)
                 {
-                    break;
+                    return Ok(());
                 }
-                let (mut events, mut through, mut end) = match rx.recv().await {
-                    Some(Ok(Read::Batch {
-                        events,
-                        through,
-                        end,
-                    })) => (events, through, end),
+                let batch = match rx.recv().await {
+                    Some(Ok(Read::Batch(batch))) => batch,
                     Some(Ok(Read::End(end))) => {
-                        fold.after = fold.after.max(end);
-                        fold.completed = true;
-                        break;
+                        end_seen = end;
+                        completed = true;
+                        return Ok(());
                     }
                     Some(Err(e)) => return Err(e),
                     None => {
@@ -369,496 +269,222 @@ pub async fn replay(
                         ))
                     }
                 };
+                let ScanBatch {
+                    mut events,
+                    mut through,
+                } = batch;
                 let mut reached = false;
                 if let Some(Until::Time(t)) = until {
-                    if let Some(i) = events
-                        .iter()
-                        .position(|e| e.occurred_at.is_some_and(|at| at > t))
-                    {
+                    if let Some(i) = events.iter().position(|e| e.occurred_at > t) {
                         // The log as it stood at `t` ends before this event.
                         through = events[i].position - 1;
-                        end = through;
                         events.truncate(i);
                         reached = true;
                     }
                 }
-                let count = events.len() as u64;
-                // Fold on a blocking thread; meanwhile this task keeps polling the reader.
-                let mut slots = std::mem::take(&mut fold.slots);
-                let (slots, result) = tokio::task::spawn_blocking(move || {
-                    let result = fold_batch(&mut slots, &events);
-                    (slots, result)
-                })
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                fold.slots = slots;
-                result?;
-                fold.events += count;
-                fold.batches += 1;
-                fold.after = through;
-                for slot in fold.slots.iter_mut() {
-                    slot.set_position(slot.position().max(through));
-                }
+                fold.batch(events, through).await?;
+                end_seen = end_seen.max(through);
                 progress(&Progress {
                     position: through,
-                    end,
+                    end: match until {
+                        Some(Until::Position(p)) => p,
+                        _ => end_seen,
+                    },
                     start,
                     events: fold.events,
                 });
                 if reached {
-                    fold.completed = true;
-                    break;
-                }
-                if last_save.elapsed() >= save_every
-                    && !ends_within(save_every, started.elapsed(), start, through, end)
-                {
-                    let saving = Instant::now();
-                    fold.slots = save(store, std::mem::take(&mut fold.slots), &temps).await?;
-                    last_save = Instant::now();
-                    save_every = Duration::from_millis(config.save_interval_ms)
-                        .max(saving.elapsed() * SAVE_SPACING);
-                    saved_at = through;
+                    completed = true;
+                    return Ok(());
                 }
             }
-            Ok(())
         };
-        tokio::pin!(reader, folder);
+        tokio::pin!(reader, folding);
         tokio::select! {
             biased;
-            done = &mut folder => done,
-            () = &mut reader => folder.await,
+            done = &mut folding => done,
+            () = &mut reader => folding.await,
         }
-        // The reader (and a scan it may hold) is dropped here.
+        // The reader (and the scan it may hold) is dropped here.
     };
+    // Whatever happened, the batch being written lands (or fails) before this returns.
+    let written = fold.settle().await;
     folded?;
-    let Folding {
-        slots,
-        after,
-        events,
-        completed,
-        ..
+    written?;
+    let Fold {
+        position, events, ..
     } = fold;
-    if completed || saved_at != after {
-        save(store, slots, &temps).await?;
-    }
     if completed {
-        for (temp, target) in temps.iter().zip(&targets) {
-            if !store.promote(temp, target).await? {
-                return Err(Error::Corrupt(format!(
-                    "rebuild {temp} vanished before the switch"
-                )));
-            }
-        }
+        shadows.finish(&build).await?;
     }
     Ok(Summary {
-        targets,
+        target: shadows.describe(&build),
         resumed_from: start,
-        position: after,
+        position,
         events,
         seconds: started.elapsed().as_secs_f64(),
         completed,
     })
 }
 
-/// The fold's side of a replay.
-struct Folding {
-    slots: Vec<Box<dyn Rebuilding>>,
-    /// Every event up to here is folded (or not for any selected projection).
-    after: Position,
-    /// Events folded by this run.
-    events: u64,
-    batches: u64,
-    completed: bool,
-}
-
-/// One event read for a rebuild.
-struct Scanned {
-    position: Position,
-    /// Business time, read only for `--until TIME`.
-    occurred_at: Option<Timestamp>,
-    /// Its stream's category, if a selected projection folds it; `None` for one read only
-    /// for `--until TIME`.
-    category: Option<&'static str>,
-    body: Body,
-}
-
-enum Body {
-    /// Decoded from a stored event (backends other than PostgreSQL).
-    Record(Record),
-    /// The serialized envelope, decoded into its lean form by the fold (PostgreSQL): the
-    /// decoding then runs on the fold's thread, beside the reader's, and borrows from it.
-    Json(Vec<u8>),
-    /// It does not decode; an error only if a projection that has not seen it yet folds it.
-    Failed(String),
-    /// A category no selected projection folds.
-    Skipped,
-}
-
-impl Reading<'_> {
-    /// The selected category that `stream` belongs to, if any.
-    fn category_of(&self, stream: &str) -> Option<&'static str> {
-        let category = stream_category(stream);
-        self.categories.iter().copied().find(|c| *c == category)
-    }
-}
-
-/// What the reader hands to the fold.
-enum Read {
-    /// Every event with a position up to `through` (and beyond the previous batch) that
-    /// passes the filter, in position order; `end` is where the reader is heading.
-    Batch {
-        events: Vec<Scanned>,
-        through: Position,
-        end: Position,
-    },
-    /// Everything up to this position (the head, or `--until`) has been handed over.
-    End(Position),
-}
-
-/// The reader's side of a replay.
-struct Reading<'a> {
-    log: &'a dyn EventLog,
-    /// `--until POSITION`.
-    until: Option<Position>,
-    /// Events per batch.
+/// Hands every event after `after` over in batches, up to `--until POSITION`, or up to the
+/// head (read again until it stops moving), then [`Read::End`]. Returns early, `Ok`, when
+/// the fold has stopped listening.
+async fn read(
+    log: &dyn EventLog,
+    mut after: Position,
+    until: Option<Until>,
+    filter: Filter<'_>,
     limit: usize,
-    filter: Filter<'a>,
-    /// The categories the selected projections fold: only their events are decoded.
-    categories: &'a [&'static str],
-    /// `--until TIME`: read every event's business time.
-    need_time: bool,
-}
-
-type Sender = mpsc::Sender<Result<Read, Error>>;
-
-impl Reading<'_> {
-    /// Hands every event after `after` over in batches, up to the head (re-read until it
-    /// stops moving) or `--until`, then [`Read::End`]. Returns early, `Ok`, when the fold
-    /// has stopped listening.
-    async fn read(&self, mut after: Position, tx: &Sender) -> Result<(), Error> {
-        loop {
-            let head = self.log.head().await?;
-            let end = self.until.map_or(head, |p| p.min(head));
-            if after >= end {
-                let _ = tx.send(Ok(Read::End(end))).await;
+    tx: &Sender,
+) -> Result<(), Error> {
+    loop {
+        let end = match until {
+            Some(Until::Position(p)) => p,
+            _ => log.head().await?,
+        };
+        if after >= end {
+            let _ = tx.send(Ok(Read::End(after))).await;
+            return Ok(());
+        }
+        let mut scan = log.scan(after, end, filter, limit);
+        while let Some(batch) = scan.next().await {
+            let batch = batch?;
+            after = batch.through;
+            if tx.send(Ok(Read::Batch(batch))).await.is_err() {
                 return Ok(());
             }
-            let reached = match self.log.as_postgres() {
-                Some(pg) => self.scan(pg, after, end, tx).await?,
-                None => self.page(after, end, tx).await?,
-            };
-            match reached {
-                Some(p) => after = p,
-                None => return Ok(()),
-            }
         }
-    }
-
-    /// PostgreSQL: streams `(after, end]` in ranges of [`SCAN_RANGE_BATCHES`] batches'
-    /// worth of positions, one query each. Returns `end`, or `None` if the fold stopped
-    /// listening.
-    async fn scan(
-        &self,
-        pg: &PostgresLog,
-        after: Position,
-        end: Position,
-        tx: &Sender,
-    ) -> Result<Option<Position>, Error> {
-        let mut events = Vec::with_capacity(self.limit);
-        let (mut from, mut sent) = (after, after);
-        while from < end {
-            let to = end.min(from.saturating_add(self.limit as u64 * SCAN_RANGE_BATCHES));
-            let mut scan = pg.scan(from, to, self.filter).await?;
-            while let Some(row) = scan.next().await {
-                events.push(self.decode_row(&row?)?);
-                if events.len() >= self.limit {
-                    let through = events.last().map_or(from, |e: &Scanned| e.position);
-                    let batch = std::mem::replace(&mut events, Vec::with_capacity(self.limit));
-                    if !send(tx, batch, through, end).await {
-                        return Ok(None);
-                    }
-                    sent = through;
-                }
-            }
-            from = to;
-            // The range is done: hand over what there is, so that progress and Ctrl-C never
-            // wait for more than one range.
-            if sent < to {
-                let batch = std::mem::replace(&mut events, Vec::with_capacity(self.limit));
-                if !send(tx, batch, to, end).await {
-                    return Ok(None);
-                }
-                sent = to;
-            }
-        }
-        Ok(Some(end))
-    }
-
-    /// Other backends: `read_all` batches up to `end`. Returns `end`, or `None` if the fold
-    /// stopped listening.
-    async fn page(
-        &self,
-        mut after: Position,
-        end: Position,
-        tx: &Sender,
-    ) -> Result<Option<Position>, Error> {
-        while after < end {
-            let batch = self.log.read_all(after, self.limit, self.filter).await?;
-            let (full, read) = (batch.len() >= self.limit, batch.len());
-            let events: Vec<Scanned> = batch
-                .into_iter()
-                .filter(|e| e.position <= end)
-                .map(|e| self.decode_stored(e))
-                .collect();
-            // Positions are contiguous and in commit order: a short batch, or one that
-            // reached `end`, has seen everything up to `end`, matching or not.
-            let reached =
-                !full || events.len() < read || events.last().is_none_or(|e| e.position >= end);
-            let through = match events.last() {
-                Some(e) if !reached => e.position,
-                _ => end,
-            };
-            if !send(tx, events, through, end).await {
-                return Ok(None);
-            }
-            after = through;
-        }
-        Ok(Some(end))
-    }
-
-    fn decode_stored(&self, stored: StoredEvent) -> Scanned {
-        let occurred_at = self.need_time.then_some(stored.metadata.occurred_at);
-        let category = self.category_of(&stored.stream);
-        let body = match category {
-            Some(_) => match Record::from_stored(&stored) {
-                Ok(record) => Body::Record(record),
-                Err(e) => Body::Failed(e.to_string()),
-            },
-            None => Body::Skipped,
-        };
-        Scanned {
-            position: stored.position,
-            occurred_at,
-            category,
-            body,
-        }
-    }
-
-    /// Prepares a scanned row for the fold: its fields are written as the JSON envelope
-    /// [`Lean::from_json`] reads (the data as PostgreSQL printed it, unparsed), which the
-    /// fold decodes once, straight into the lean form, the way live processing does, with
-    /// the same upcasting; nothing goes through a `serde_json::Value`.
-    fn decode_row(&self, row: &ScannedRow) -> Result<Scanned, Error> {
-        let position = row.position()?;
-        let stream = row.stream()?;
-        let occurred_at = row.occurred_at()?;
-        let time = if self.need_time {
-            Some(occurred_at.parse::<Timestamp>().map_err(|e| {
-                Error::Corrupt(format!(
-                    "occurred_at of the event at position {position}: {e}"
-                ))
-            })?)
-        } else {
-            None
-        };
-        let category = self.category_of(stream);
-        let body = match category {
-            Some(_) => {
-                let mut envelope = Vec::with_capacity(ENVELOPE_BYTES + row.data_json()?.len());
-                write_envelope(
-                    &mut envelope,
-                    position,
-                    stream,
-                    row.event_type()?,
-                    row.schema_version()?,
-                    row.data_json()?,
-                    occurred_at,
-                );
-                Body::Json(envelope)
-            }
-            None => Body::Skipped,
-        };
-        Ok(Scanned {
-            position,
-            occurred_at: time,
-            category,
-            body,
-        })
     }
 }
 
-/// The envelope's bytes besides the event's data, as allocated up front.
-const ENVELOPE_BYTES: usize = 192;
-
-/// The stored-event JSON envelope, with the fields [`Lean::from_json`] reads, in the
-/// order the log writes them (type and schema version before data: its one-pass path).
-fn write_envelope(
-    out: &mut Vec<u8>,
+/// The fold's side of a replay: the fold's state, and the commit in flight.
+struct Fold {
+    folder: Folder,
+    store: Arc<dyn TableStore>,
+    generation: String,
+    works: HashMap<Uuid, TicketWork>,
+    /// Every ticket state stored is also in `works` (a replay from zero that has not
+    /// emptied its cache yet): a ticket missing from it has none, nothing to read.
+    cache_complete: bool,
+    cached_max: usize,
+    /// The build's checkpoint once the commit in flight lands.
     position: Position,
-    stream: &str,
-    event_type: &str,
-    schema_version: u32,
-    data_json: &str,
-    occurred_at: &str,
-) {
-    use std::io::Write;
-    let text = |out: &mut Vec<u8>, s: &str| {
-        serde_json::to_writer(&mut *out, s).expect("a string serializes into a Vec")
-    };
-    write!(out, "{{\"position\":{position},\"stream\":").expect("writing into a Vec");
-    text(out, stream);
-    out.extend_from_slice(b",\"type\":");
-    text(out, event_type);
-    write!(out, ",\"schema_version\":{schema_version},\"data\":").expect("writing into a Vec");
-    out.extend_from_slice(data_json.as_bytes());
-    out.extend_from_slice(b",\"metadata\":{\"occurred_at\":");
-    text(out, occurred_at);
-    out.extend_from_slice(b"}}");
+    /// The commit in flight, if any.
+    pending: Option<JoinHandle<Result<(), Error>>>,
+    events: u64,
+    batches: u64,
 }
 
-/// Sends a batch; false when the fold has stopped listening.
-async fn send(tx: &Sender, events: Vec<Scanned>, through: Position, end: Position) -> bool {
-    tx.send(Ok(Read::Batch {
-        events,
-        through,
-        end,
-    }))
-    .await
-    .is_ok()
-}
+impl Fold {
+    /// Waits for the commit in flight.
+    async fn settle(&mut self) -> Result<(), Error> {
+        match self.pending.take() {
+            Some(commit) => commit
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            None => Ok(()),
+        }
+    }
 
-/// Folds one batch into every slot that has not seen its events yet, and moves every
-/// slot's position past it.
-fn fold_batch(slots: &mut [Box<dyn Rebuilding>], batch: &[Scanned]) -> Result<(), Error> {
-    for scanned in batch {
-        let position = scanned.position;
-        let wants = |slot: &dyn Rebuilding| {
-            slot.position() < position
-                && scanned
-                    .category
-                    .is_some_and(|c| slot.categories().contains(&c))
-        };
-        // Decoded once, and only if some projection has not folded it yet.
-        if let Some(first) = slots.iter().find(|s| wants(s.as_ref())) {
-            let fold_error = |projection: &'static str, message: String| Error::Fold {
-                projection,
-                position,
-                message,
-            };
-            let lean = match &scanned.body {
-                Body::Record(record) => record.lean(),
-                Body::Json(json) => {
-                    Lean::from_json(json).map_err(|e| fold_error(first.name(), e.to_string()))?
-                }
-                Body::Failed(message) => return Err(fold_error(first.name(), message.clone())),
-                Body::Skipped => unreachable!("every selected projection's category is read"),
-            };
-            for slot in slots.iter_mut() {
-                if wants(slot.as_ref()) {
-                    slot.apply(&lean)
-                        .map_err(|message| fold_error(slot.name(), message))?;
-                }
+    /// Decodes and folds one batch (on a blocking thread) and starts its commit, which moves
+    /// the checkpoint to `through`, once the previous one has landed.
+    async fn batch(&mut self, events: Vec<ScannedEvent>, through: Position) -> Result<(), Error> {
+        let records = tokio::task::spawn_blocking(move || decode(&events))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        let mut missing: Vec<Uuid> = records
+            .iter()
+            .filter_map(Record::ticket_id)
+            .filter(|id| !self.works.contains_key(id))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if self.works.len() + missing.len() > self.cached_max {
+            // States folded into the cache land with the commit in flight: wait for it
+            // before forgetting them.
+            self.settle().await?;
+            self.works.clear();
+            self.cache_complete = false;
+            missing = records.iter().filter_map(Record::ticket_id).collect();
+            missing.sort_unstable();
+            missing.dedup();
+        }
+        if !self.cache_complete && !missing.is_empty() {
+            for (id, state) in self.store.works(&missing).await? {
+                let work: TicketWork = serde_json::from_str(&state)
+                    .map_err(|e| Error::Corrupt(format!("stored state of ticket {id}: {e}")))?;
+                self.works.insert(id, work);
             }
         }
-        for slot in slots.iter_mut() {
-            slot.set_position(slot.position().max(position));
-        }
-    }
-    Ok(())
-}
-
-/// Whether, at the pace so far (`through - start` positions in `elapsed`), the replay
-/// reaches `end` within `window`. A periodic save is then skipped: the final save comes as
-/// soon, so a crash still loses no more than about `window` of work, and the save (a
-/// whole-model rewrite) is not done twice in a row.
-fn ends_within(
-    window: Duration,
-    elapsed: Duration,
-    start: Position,
-    through: Position,
-    end: Position,
-) -> bool {
-    let done = through.saturating_sub(start);
-    if end <= through || done == 0 {
-        return end <= through;
-    }
-    let left = (end - through) as f64 * elapsed.as_secs_f64() / done as f64;
-    left < window.as_secs_f64()
-}
-
-/// Saves every slot under its temporary name, and hands the slots back.
-///
-/// The models are serialized at once, each on a thread of its own, and each is written as
-/// soon as its text is ready: a save is a whole-model rewrite (2 GB of JSON for the three
-/// models of a 10 M-event log), and one after the other the serializing and the writing
-/// each waited for the other. This holds every model's text at once, which the memory
-/// bound in the README counts.
-async fn save(
-    store: &dyn CheckpointStore,
-    slots: Vec<Box<dyn Rebuilding>>,
-    temps: &[String],
-) -> Result<Vec<Box<dyn Rebuilding>>, Error> {
-    let heads: Vec<(u32, Position)> = slots.iter().map(|s| (s.version(), s.position())).collect();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let serializing = tokio::task::spawn_blocking(move || {
-        std::thread::scope(|scope| {
-            let threads: Vec<_> = slots
-                .into_iter()
-                .enumerate()
-                .map(|(i, slot)| {
-                    let tx = tx.clone();
-                    scope.spawn(move || {
-                        // The receiver only goes away when a write failed: nothing to do.
-                        let _ = tx.send((i, slot.state()));
-                        slot
+        let count = records.len() as u64;
+        let mut folder = std::mem::take(&mut self.folder);
+        let mut works = std::mem::take(&mut self.works);
+        let (folder, works, changes) = tokio::task::spawn_blocking(move || {
+            let mut changes = Changes::default();
+            let result = records.iter().try_for_each(|record| {
+                folder
+                    .fold(record, &mut works, &mut changes)
+                    .map_err(|message| Error::Fold {
+                        projection: NAME,
+                        position: record.position,
+                        message,
                     })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect::<Vec<_>>()
+            });
+            result.map(|()| (folder, works, changes))
         })
-    });
-    while let Some((i, state)) = rx.recv().await {
-        let (version, position) = heads[i];
-        store.save(&temps[i], version, position, state).await?;
-    }
-    serializing
         .await
-        .map_err(|e| std::panic::resume_unwind(e.into_panic()))
-}
-
-fn load_model<P: Projection>(
-    name: &str,
-    checkpoint: Option<closeloop_projections::store::Checkpoint>,
-) -> Result<(Arc<RwLock<P>>, Arc<Status>), Error> {
-    let c = checkpoint.ok_or_else(|| Error::NotReplayed(name.to_owned()))?;
-    if c.version != P::VERSION {
-        return Err(Error::NotReplayed(format!(
-            "{name} (saved at projection version {}, this build folds version {}: replay again)",
-            c.version,
-            P::VERSION
-        )));
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        self.folder = folder;
+        self.works = works;
+        self.settle().await?;
+        if through > self.position {
+            let (store, generation, from) =
+                (self.store.clone(), self.generation.clone(), self.position);
+            self.pending = Some(tokio::spawn(async move {
+                store
+                    .commit(&generation, from, through, changes)
+                    .await
+                    .map_err(Error::from)
+            }));
+            self.position = through;
+        }
+        self.events += count;
+        self.batches += 1;
+        Ok(())
     }
-    let mut model: P =
-        serde_json::from_str(&c.state).map_err(|e| Error::Corrupt(format!("{name}: {e}")))?;
-    model
-        .restored()
-        .map_err(|e| Error::Corrupt(format!("{name}: {e}")))?;
-    Ok((
-        Arc::new(RwLock::new(model)),
-        Arc::new(Status::fixed(P::NAME, P::VERSION, c.position)),
-    ))
 }
 
-/// The tables a replay with `--until until` wrote. Interim: the replay of the tables lands
-/// next; until then nothing was replayed into tables.
-pub async fn open_replayed(
-    _store: &str,
-    until: Until,
-) -> Result<std::sync::Arc<dyn closeloop_projections::tables::TableStore>, Error> {
-    Err(Error::NotReplayed(until.target("tables")))
+/// The batch's events of the tables' categories, decoded.
+fn decode(events: &[ScannedEvent]) -> Result<Vec<Record>, Error> {
+    events
+        .iter()
+        .filter(|e| CATEGORIES.contains(&e.category()))
+        .map(|e| {
+            Record::from_scanned(e).map_err(|d| Error::Fold {
+                projection: NAME,
+                position: d.position,
+                message: format!("{}: {}", d.event_type, d.message),
+            })
+        })
+        .collect()
+}
+
+/// The tables a replay with `--until until` built (`closeloop replay all --until UNTIL`),
+/// for `closeloop report ... --replayed UNTIL`: [`Error::NotReplayed`] when no replay
+/// completed them.
+pub async fn open_replayed(store_url: &str, until: Until) -> Result<Arc<dyn TableStore>, Error> {
+    let shadows = open_shadows(store_url).await?;
+    let build = Build::AsOf(until.slug());
+    shadows
+        .open_complete(&until.slug())
+        .await?
+        .ok_or_else(|| Error::NotReplayed(format!("{until} ({})", shadows.describe(&build))))
+}
+
+/// Where the live tables of a `--store` URL are rebuilt: for [`replay`].
+pub async fn shadows(store_url: &str) -> Result<Box<dyn Shadows>, Error> {
+    Ok(open_shadows(store_url).await?)
 }
 
 #[cfg(test)]
@@ -866,18 +492,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_periodic_save_is_skipped_only_when_the_end_is_nearer_than_the_interval() {
-        let s = Duration::from_secs;
-        // 100 positions in 10 s: 50 left take 5 s.
-        assert!(ends_within(s(10), s(10), 0, 100, 150));
-        assert!(!ends_within(s(4), s(10), 0, 100, 150));
-        // Resumed at 1,000: only what this run folded sets the pace.
-        assert!(!ends_within(s(10), s(10), 1_000, 1_010, 1_100));
-        // Nothing folded yet: no pace to go by.
-        assert!(!ends_within(s(10), s(10), 7, 7, 100));
-        // At the end already.
-        assert!(ends_within(s(0), s(10), 0, 100, 100));
-        // An interval of zero always saves.
-        assert!(!ends_within(Duration::ZERO, s(10), 0, 99, 100));
+    fn until_parses_and_names_its_build() {
+        assert_eq!("1200".parse::<Until>().unwrap(), Until::Position(1200));
+        assert_eq!(Until::Position(1200).slug(), "1200");
+        let t: Until = "2026-11-01T00:00:00Z".parse().unwrap();
+        assert_eq!(t.slug(), "20261101t000000z");
+        let t: Until = "2026-11-01T08:30:05.25+01:00".parse().unwrap();
+        assert_eq!(t.slug(), "20261101t073005_250000000z");
+        assert!("yesterday".parse::<Until>().is_err());
+        assert!("".parse::<Until>().is_err());
+        for u in [Until::Position(7), t] {
+            Build::AsOf(u.slug()).check().unwrap();
+        }
+    }
+
+    #[test]
+    fn select_knows_the_registry() {
+        assert_eq!(select("all").unwrap(), vec!["tables"]);
+        assert_eq!(select("tables").unwrap(), vec!["tables"]);
+        let e = select("sla").unwrap_err().to_string();
+        assert!(e.contains("sla") && e.contains("tables"), "{e}");
     }
 }

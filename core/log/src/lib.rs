@@ -11,7 +11,9 @@
 //! - `error.rs`: the log's one [`Error`] enum, free of any database driver's types;
 //! - `hash.rs`: the per-stream SHA-256 hash chain;
 //! - `rules.rs`: the append rules, one pure function every backend calls to decide an append;
-//! - `memory.rs`: the in-memory backend.
+//! - `memory.rs`: the in-memory backend;
+//! - `scan.rs`: [`EventLog::scan`]'s types ([`ScannedEvent`], [`ScanBatch`]) and the paged
+//!   scan a backend without a faster path uses.
 //!
 //! Invariants every backend keeps:
 //! - an append is atomic: all of its events or none, checked against its expected version;
@@ -25,6 +27,7 @@ mod error;
 mod hash;
 pub mod memory;
 pub mod rules;
+mod scan;
 
 use std::time::Duration;
 
@@ -36,6 +39,8 @@ use uuid::Uuid;
 use closeloop_domain::Actor;
 
 pub use error::Error;
+
+pub use scan::{paged_scan, Scan, ScanBatch, ScannedEvent};
 
 pub use hash::{chain_hash, verify_chain, ChainBreak, LogVerifier, GENESIS_HASH};
 
@@ -251,11 +256,26 @@ pub trait EventLog: Send + Sync + 'static {
     /// The outcome of the append made with this command id, if any.
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error>;
 
-    /// This log as [`Any`](std::any::Any), for a backend that wants to be recognised behind
-    /// `dyn EventLog` (the PostgreSQL backend, whose replay path streams instead of paging
-    /// through `read_all`); `None` for the others.
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
+    /// Streams the events with `after < position <= end` that pass `filter`, in position
+    /// order, in batches of at most `batch_events` (clamped to 1..=[`READ_BATCH_MAX`]).
+    ///
+    /// Why beside `read_all`: a rebuild of the read side reads the whole log once, and paging
+    /// costs a query (PostgreSQL: a round trip during which the client idles) and a full
+    /// decoding of every event's data into a `serde_json::Value` per page. A scan is lazy
+    /// (nothing is read before the stream is polled, and a backend reads at most one batch
+    /// ahead of its caller, so memory stays bounded), carries each event's data as JSON
+    /// text for the caller to decode once into its own types, and tells with each batch how
+    /// far it has looked ([`ScanBatch::through`]), so a caller filtering a rare category
+    /// still sees progress. `end` should be at most a head read earlier: beyond it nothing
+    /// is promised. The last batch has `through == end`; an empty range yields no batch.
+    fn scan<'a>(
+        &'a self,
+        after: Position,
+        end: Position,
+        filter: Filter<'a>,
+        batch_events: usize,
+    ) -> Scan<'a> {
+        paged_scan(self, after, end, filter, batch_events)
     }
 }
 

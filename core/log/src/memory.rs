@@ -121,6 +121,17 @@ impl EventLog for MemoryLog {
             .collect())
     }
 
+    /// The reference: pages of `read_all`, the semantics every faster scan must match.
+    fn scan<'a>(
+        &'a self,
+        after: Position,
+        end: Position,
+        filter: Filter<'a>,
+        batch_events: usize,
+    ) -> Scan<'a> {
+        paged_scan(self, after, end, filter, batch_events)
+    }
+
     async fn head(&self) -> Result<Position, Error> {
         Ok(*self.head.borrow())
     }

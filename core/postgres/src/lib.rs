@@ -229,7 +229,7 @@ mod direct;
 mod listen;
 mod migrate;
 mod planner;
-// The streaming read path of replay (`PostgresLog::scan`); a child module, for the pool.
+// The streaming read path of replay (`EventLog::scan`); a child module, for the pool.
 mod scan;
 mod statements;
 mod url;
@@ -239,7 +239,7 @@ use direct::*;
 use listen::*;
 use migrate::*;
 use planner::*;
-pub use scan::{Scan, ScannedRow};
+pub use scan::SCAN_RANGE_POSITIONS;
 use statements::*;
 use url::*;
 use writer::*;
@@ -765,8 +765,14 @@ impl EventLog for PostgresLog {
         Ok(head)
     }
 
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn scan<'a>(
+        &'a self,
+        after: Position,
+        end: Position,
+        filter: Filter<'a>,
+        batch_events: usize,
+    ) -> closeloop_log::Scan<'a> {
+        scan::scan(self, after, end, filter, batch_events)
     }
 
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {

@@ -9,16 +9,3 @@ pub use closeloop_log::*;
 pub use closeloop_postgres as postgres;
 pub use closeloop_sqlite as sqlite;
 pub use open::open;
-
-/// Recognises the PostgreSQL backend behind `dyn EventLog`.
-pub trait AsPostgres {
-    /// This log as the PostgreSQL backend, if it is one: replay then streams it with
-    /// [`postgres::PostgresLog::scan`] instead of paging through `read_all`.
-    fn as_postgres(&self) -> Option<&postgres::PostgresLog>;
-}
-
-impl AsPostgres for dyn EventLog {
-    fn as_postgres(&self) -> Option<&postgres::PostgresLog> {
-        self.as_any()?.downcast_ref()
-    }
-}

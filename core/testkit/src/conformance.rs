@@ -34,8 +34,8 @@ use closeloop_domain::{Actor, Role};
 use closeloop_log::Error;
 use closeloop_log::{
     chain_hash, verify_chain, AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion,
-    Filter, Metadata, NewEvent, Position, StoredEvent, Unchanged, APPEND_EVENTS_MAX, GENESIS_HASH,
-    READ_BATCH_MAX,
+    Filter, Metadata, NewEvent, Position, ScanBatch, ScannedEvent, StoredEvent, Unchanged,
+    APPEND_EVENTS_MAX, GENESIS_HASH, READ_BATCH_MAX,
 };
 
 /// A log under test and what to do once its test is over (drop a database schema, remove a
@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             read_all_pages_visit_every_event_once,
             read_all_caps_limit_at_read_batch_max,
             read_all_filters_by_category,
+            scan_streams_ranges_in_position_order,
             read_stream_after_version,
             head_follows_appends,
             wait_beyond_wakes_on_append,
@@ -856,6 +857,116 @@ pub async fn read_all_filters_by_category(log: Arc<dyn EventLog>) {
             .collect::<Vec<_>>(),
         "a filter combined with `after`"
     );
+}
+
+/// Collects a scan: its events, and each batch's `through` (checking the batch's size and
+/// that its events are within the range and at or below its `through`).
+async fn scan_all(
+    log: &dyn EventLog,
+    after: Position,
+    end: Position,
+    filter: Filter<'_>,
+    batch: usize,
+) -> (Vec<ScannedEvent>, Vec<Position>) {
+    use futures::StreamExt;
+    let mut scan = log.scan(after, end, filter, batch);
+    let (mut events, mut throughs) = (Vec::new(), Vec::new());
+    while let Some(b) = scan.next().await {
+        let b: ScanBatch = b.expect("scan batch");
+        assert!(b.events.len() <= batch.max(1), "a batch of at most {batch}");
+        for e in &b.events {
+            assert!(
+                e.position > after && e.position <= b.through && b.through <= end,
+                "event at {} in a batch through {} of the scan ({after}, {end}]",
+                e.position,
+                b.through
+            );
+        }
+        events.extend(b.events);
+        throughs.push(b.through);
+    }
+    (events, throughs)
+}
+
+/// `scan` streams exactly what `read_all` reads, in position order, in batches of at most
+/// the size asked for, over any range and with a category filter; each batch's `through`
+/// increases and the last one is the range's end; an empty range yields nothing.
+pub async fn scan_streams_ranges_in_position_order(log: Arc<dyn EventLog>) {
+    let log = &*log;
+    let streams = [
+        stream_name("ticket"),
+        stream_name("agent"),
+        stream_name("calendar"),
+        stream_name("ticketing"),
+    ];
+    for i in 0..40 {
+        commit(
+            log,
+            append_request(
+                &streams[i % 7 % streams.len()],
+                ExpectedVersion::Any,
+                numbered_events(1 + i % 3),
+            ),
+        )
+        .await;
+    }
+    let everything = read_everything(log).await;
+    let head = log.head().await.expect("head");
+    assert_eq!(everything.len() as Position, head);
+    for (after, end) in [(0, head), (5, head - 7), (head / 2, head / 2 + 1), (9, 9)] {
+        for categories in [
+            None,
+            Some(&["agent", "calendar"][..]),
+            Some(&["nothing"][..]),
+        ] {
+            let filter = categories.map_or(Filter::All, Filter::Categories);
+            let expected: Vec<ScannedEvent> = everything
+                .iter()
+                .filter(|e| e.position > after && e.position <= end && filter.accepts(&e.stream))
+                .map(ScannedEvent::of)
+                .collect();
+            for batch in [1, 4, READ_BATCH_MAX] {
+                let (found, throughs) = scan_all(log, after, end, filter, batch).await;
+                let what = format!("scan ({after}, {end}] of {categories:?} in batches of {batch}");
+                assert_eq!(found.len(), expected.len(), "{what}");
+                for (f, e) in found.iter().zip(&expected) {
+                    // The data as text in the backend's rendering: compare as values.
+                    let (fv, ev): (Value, Value) = (
+                        serde_json::from_str(&f.data).expect("scanned data is JSON"),
+                        serde_json::from_str(&e.data).expect("JSON"),
+                    );
+                    assert_eq!(
+                        (
+                            f.position,
+                            &f.stream,
+                            &f.event_type,
+                            f.schema_version,
+                            f.occurred_at,
+                            fv
+                        ),
+                        (
+                            e.position,
+                            &e.stream,
+                            &e.event_type,
+                            e.schema_version,
+                            e.occurred_at,
+                            ev
+                        ),
+                        "{what}"
+                    );
+                }
+                if after >= end {
+                    assert!(throughs.is_empty(), "{what}: an empty range yields nothing");
+                } else {
+                    assert!(
+                        throughs.windows(2).all(|w| w[0] < w[1]),
+                        "{what}: {throughs:?}"
+                    );
+                    assert_eq!(throughs.last(), Some(&end), "{what}: ends at the end");
+                }
+            }
+        }
+    }
 }
 
 /// `read_stream` returns the versions after `after_version`.

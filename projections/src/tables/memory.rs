@@ -10,11 +10,14 @@ use uuid::Uuid;
 use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
-use super::{AgentRow, Changes, Dump, Saved, TableError, TableStore, TimerRow, VERSION};
+use super::{
+    new_generation, AgentRow, Changes, Dump, Saved, TableError, TableStore, TimerRow, VERSION,
+};
 
 #[derive(Debug, Default)]
 struct Tables {
     position: Position,
+    generation: String,
     calendars: Option<String>,
     work: HashMap<Uuid, String>,
     rows: Changes,
@@ -41,11 +44,15 @@ fn merge<K: Ord + Clone, V: Clone>(into: &mut BTreeMap<K, V>, from: &BTreeMap<K,
 #[async_trait::async_trait]
 impl TableStore for MemoryTables {
     async fn open(&self) -> Result<Saved, TableError> {
-        let t = self.tables.lock().expect("tables lock");
+        let mut t = self.tables.lock().expect("tables lock");
+        if t.generation.is_empty() {
+            t.generation = new_generation();
+        }
         Ok(Saved {
             version: VERSION,
             position: t.position,
             calendars: t.calendars.clone(),
+            generation: t.generation.clone(),
         })
     }
 
@@ -59,12 +66,13 @@ impl TableStore for MemoryTables {
 
     async fn commit(
         &self,
+        generation: &str,
         from: Position,
         to: Position,
         changes: Changes,
     ) -> Result<(), TableError> {
         let mut t = self.tables.lock().expect("tables lock");
-        if t.position != from {
+        if t.position != from || t.generation != generation {
             return Err(TableError::Fenced {
                 expected: from,
                 found: t.position,

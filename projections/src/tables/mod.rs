@@ -7,6 +7,8 @@
 //! - `memory.rs`: the reference store, in memory; `sqlite/` and `postgres/` (each a `mod.rs`
 //!   and its `tables.sql`): the same tables in SQL. One conformance suite
 //!   (`tests/tables.rs`) checks that every store ends with the same rows.
+//! - `shadow.rs` (and each backend's `shadow.rs`): the tables a replay builds beside the
+//!   live ones, and how they are switched in.
 //! - `runner.rs`: the projector: loads the states of the tickets a batch touches (a bounded
 //!   cache keeps the hot ones), folds, and commits rows and checkpoint together, guarded by
 //!   the position it started from.
@@ -22,6 +24,7 @@ pub mod postgres;
 pub mod read;
 pub mod rows;
 pub mod runner;
+pub mod shadow;
 pub mod sqlite;
 
 use closeloop_core::log::Position;
@@ -48,6 +51,17 @@ pub struct Saved {
     pub position: Position,
     /// The calendars in force (JSON of `clock::Calendars`).
     pub calendars: Option<String>,
+    /// Which build of the tables this is: new whenever they are (re)created, emptied for a
+    /// new version, or swapped in by a replay. Commits are guarded by it as well as by the
+    /// position, so a projector that read these tables before a replay swapped new ones in
+    /// is fenced (even where the positions agree) instead of writing rows folded from its
+    /// stale cache into them.
+    pub generation: String,
+}
+
+/// A new generation for [`Saved::generation`].
+pub fn new_generation() -> String {
+    Uuid::new_v4().to_string()
 }
 
 /// What can go wrong storing the tables. Each kind says what the caller does.
@@ -55,7 +69,7 @@ pub struct Saved {
 pub enum TableError {
     /// Another writer moved the checkpoint since this one read it (two projectors on one
     /// store): nothing was written. The caller reloads the checkpoint and goes on from there.
-    #[error("the checkpoint of {NAME} is at {found}, not at {expected} where this batch began: another writer is folding")]
+    #[error("the checkpoint of {NAME} is at {found}, not at {expected} of the generation where this batch began: another writer is folding, or a replay swapped the tables")]
     Fenced { expected: Position, found: Position },
     /// The tables were written by a newer projector version: leave them alone.
     #[error("{NAME} tables are at version {stored}, newer than this binary's {ours}: run the newer binary")]
@@ -66,6 +80,10 @@ pub enum TableError {
     /// A stored row this code cannot have written.
     #[error("corrupt read-model row: {0}")]
     Corrupt(String),
+    /// A request the store cannot take (a name it cannot hold, a store with nothing to
+    /// rebuild): nothing was done.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<rusqlite::Error> for TableError {
@@ -90,9 +108,10 @@ pub trait TableStore: Send + Sync + 'static {
     async fn works(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, TableError>;
     /// Writes the batch's rows and moves the checkpoint from `from` to `to`, in one
     /// transaction; [`TableError::Fenced`] (and nothing written) when the checkpoint is not
-    /// at `from`.
+    /// at `from` of `generation` (what [`TableStore::open`] returned).
     async fn commit(
         &self,
+        generation: &str,
         from: Position,
         to: Position,
         changes: Changes,

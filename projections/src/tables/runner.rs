@@ -50,6 +50,10 @@ pub struct TableProjector {
     config: TableConfig,
     folder: Folder,
     works: HashMap<Uuid, TicketWork>,
+    /// The generation of the tables the checkpoint and the cached states were read from.
+    generation: String,
+    /// Commits refused because another writer (or a replay's swap) moved the checkpoint.
+    fenced: u64,
     status: Arc<Status>,
     /// Set when an event could not be folded: nothing more is folded.
     failed: Option<ProjectorError>,
@@ -76,6 +80,8 @@ impl TableProjector {
             config,
             folder: Folder::default(),
             works: HashMap::new(),
+            generation: String::new(),
+            fenced: 0,
             status,
             failed: None,
         };
@@ -88,8 +94,14 @@ impl TableProjector {
         let saved = self.store.open().await.map_err(store_err)?;
         self.folder = Folder::restore(saved.calendars.as_deref()).map_err(store_err)?;
         self.works.clear();
+        self.generation = saved.generation;
         self.status.set_position(saved.position);
         Ok(())
+    }
+
+    /// How many commits were fenced (and their batches dropped) since opening.
+    pub fn fenced(&self) -> u64 {
+        self.fenced
     }
 
     pub fn status(&self) -> Arc<Status> {
@@ -183,12 +195,13 @@ impl TableProjector {
         if to == from {
             return Ok(());
         }
-        match self.store.commit(from, to, changes).await {
+        match self.store.commit(&self.generation, from, to, changes).await {
             Ok(()) => {
                 self.status.set_position(to);
                 Ok(())
             }
             Err(TableError::Fenced { expected, found }) => {
+                self.fenced += 1;
                 tracing::info!(
                     projector = NAME,
                     expected,

@@ -13,12 +13,14 @@ use uuid::Uuid;
 
 use super::rows::*;
 use super::{
-    check_version, AnyRow, Changes, Dated, Dump, Listed, Saved, SlaCounts, Span, TableError,
-    TableStore, TimerFilter, TimerPage, NAME, VERSION,
+    check_version, new_generation, AnyRow, Changes, Dated, Dump, Listed, Saved, SlaCounts, Span,
+    TableError, TableStore, TimerFilter, TimerPage, NAME, VERSION,
 };
 
 mod read;
+mod shadow;
 pub mod url;
+pub use shadow::PostgresShadows;
 
 /// A table: name, primary key, the other columns, and the dump's order.
 struct Table {
@@ -241,29 +243,42 @@ impl TableStore for PostgresTables {
         let tx = slot.as_mut().expect("connected").transaction().await?;
         tx.execute(
             &format!(
-                "INSERT INTO {s}.table_checkpoint (name, version, position) VALUES ($1, $2, 0)
+                "INSERT INTO {s}.table_checkpoint (name, version, position, generation) VALUES ($1, $2, 0, $3)
                  ON CONFLICT (name) DO NOTHING"
             ),
-            &[&NAME, &(VERSION as i32)],
+            &[&NAME, &(VERSION as i32), &new_generation()],
         )
         .await?;
         let row = tx
             .query_one(
                 &format!(
-                    "SELECT version, position, calendars FROM {s}.table_checkpoint WHERE name = $1 FOR UPDATE"
+                    "SELECT version, position, calendars, generation FROM {s}.table_checkpoint WHERE name = $1 FOR UPDATE"
                 ),
                 &[&NAME],
             )
             .await?;
-        let (version, position, calendars): (i32, i64, Option<String>) =
-            (row.get(0), row.get(1), row.get(2));
+        let (version, position, calendars, generation): (i32, i64, Option<String>, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
         let version = u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?;
         let saved = if check_version(version)? {
+            let generation = if generation.is_empty() {
+                // Written by a build without generations: give it one now.
+                let generation = new_generation();
+                tx.execute(
+                    &format!("UPDATE {s}.table_checkpoint SET generation = $2 WHERE name = $1"),
+                    &[&NAME, &generation],
+                )
+                .await?;
+                generation
+            } else {
+                generation
+            };
             Saved {
                 version,
                 position: u64::try_from(position)
                     .map_err(|_| TableError::Corrupt("position".into()))?,
                 calendars,
+                generation,
             }
         } else {
             for t in [
@@ -277,17 +292,19 @@ impl TableStore for PostgresTables {
             ] {
                 tx.execute(&format!("TRUNCATE {s}.{}", t.name), &[]).await?;
             }
+            let generation = new_generation();
             tx.execute(
                 &format!(
-                    "UPDATE {s}.table_checkpoint SET version = $2, position = 0, calendars = NULL WHERE name = $1"
+                    "UPDATE {s}.table_checkpoint SET version = $2, position = 0, calendars = NULL, generation = $3 WHERE name = $1"
                 ),
-                &[&NAME, &(VERSION as i32)],
+                &[&NAME, &(VERSION as i32), &generation],
             )
             .await?;
             Saved {
                 version: VERSION,
                 position: 0,
                 calendars: None,
+                generation,
             }
         };
         tx.commit().await?;
@@ -310,7 +327,13 @@ impl TableStore for PostgresTables {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    async fn commit(&self, from: Position, to: Position, c: Changes) -> Result<(), TableError> {
+    async fn commit(
+        &self,
+        generation: &str,
+        from: Position,
+        to: Position,
+        c: Changes,
+    ) -> Result<(), TableError> {
         let s = &self.schema;
         let mut slot = self.client().await?;
         let tx = slot.as_mut().expect("connected").transaction().await?;
@@ -318,9 +341,9 @@ impl TableStore for PostgresTables {
             .execute(
                 &format!(
                     "UPDATE {s}.table_checkpoint SET position = $2, calendars = coalesce($4, calendars)
-                      WHERE name = $1 AND position = $3"
+                      WHERE name = $1 AND position = $3 AND generation = $5"
                 ),
-                &[&NAME, &(to as i64), &(from as i64), &c.calendars],
+                &[&NAME, &(to as i64), &(from as i64), &c.calendars, &generation],
             )
             .await?;
         if moved != 1 {

@@ -22,7 +22,7 @@ pub(super) async fn checkpoint(client: &Client, s: &str) -> Result<Saved, TableE
     let row = client
         .query_opt(
             &format!(
-                "SELECT version, position, calendars FROM {s}.table_checkpoint WHERE name = $1"
+                "SELECT version, position, calendars, generation FROM {s}.table_checkpoint WHERE name = $1"
             ),
             &[&NAME],
         )
@@ -34,11 +34,13 @@ pub(super) async fn checkpoint(client: &Client, s: &str) -> Result<Saved, TableE
             position: u64::try_from(r.get::<_, i64>(1))
                 .map_err(|_| TableError::Corrupt("position".into()))?,
             calendars: r.get(2),
+            generation: r.get(3),
         },
         None => Saved {
             version: crate::tables::VERSION,
             position: 0,
             calendars: None,
+            generation: String::new(),
         },
     })
 }

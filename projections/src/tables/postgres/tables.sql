@@ -144,3 +144,5 @@ CREATE INDEX IF NOT EXISTS assignments_by_until ON {schema}.assignments (until_a
 CREATE INDEX IF NOT EXISTS resolutions_by_resolved ON {schema}.resolutions (resolved_at);
 CREATE INDEX IF NOT EXISTS resolutions_by_reopened ON {schema}.resolutions (reopened_at);
 CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON {schema}.satisfaction_ratings (rated_at);
+-- Which build of the tables (see `Saved::generation`); '' until `open` sets one.
+ALTER TABLE {schema}.table_checkpoint ADD COLUMN IF NOT EXISTS generation text NOT NULL DEFAULT '';

@@ -12,9 +12,12 @@ use uuid::Uuid;
 
 use super::rows::*;
 use super::{
-    check_version, AnyRow, Changes, Dated, Dump, Listed, Saved, SlaCounts, Span, TableError,
-    TableStore, TimerFilter, TimerPage, NAME, VERSION,
+    check_version, new_generation, AnyRow, Changes, Dated, Dump, Listed, Saved, SlaCounts, Span,
+    TableError, TableStore, TimerFilter, TimerPage, NAME, VERSION,
 };
+
+mod shadow;
+pub use shadow::SqliteShadows;
 
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -69,6 +72,7 @@ impl SqliteTables {
         let conn = Connection::open(path.as_ref())?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
         conn.execute_batch(include_str!("tables.sql"))?;
+        shadow::add_generation(&conn)?;
         let reader = Connection::open(path.as_ref())?;
         reader.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
         reader.pragma_update(None, "query_only", true)?;
@@ -104,52 +108,69 @@ fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = tx
         .query_row(
-            "SELECT version, position, calendars FROM table_checkpoint WHERE name = ?1",
+            "SELECT version, position, calendars, generation FROM table_checkpoint WHERE name = ?1",
             [NAME],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
                 ))
             },
         )
         .optional()?;
     let saved = match found {
-        Some((version, position, calendars)) => {
+        Some((version, position, calendars, generation)) => {
             let version =
                 u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?;
             if check_version(version)? {
+                let generation = if generation.is_empty() {
+                    // Written by a build without generations: give it one now.
+                    let generation = new_generation();
+                    tx.execute(
+                        "UPDATE table_checkpoint SET generation = ?2 WHERE name = ?1",
+                        params![NAME, generation],
+                    )?;
+                    generation
+                } else {
+                    generation
+                };
                 Saved {
                     version,
                     position: u64::try_from(position)
                         .map_err(|_| TableError::Corrupt("position".into()))?,
                     calendars,
+                    generation,
                 }
             } else {
                 for table in TABLES {
                     tx.execute(&format!("DELETE FROM {table}"), [])?;
                 }
+                let generation = new_generation();
                 tx.execute(
-                    "UPDATE table_checkpoint SET version = ?2, position = 0, calendars = NULL WHERE name = ?1",
-                    params![NAME, VERSION],
+                    "UPDATE table_checkpoint SET version = ?2, position = 0, calendars = NULL, generation = ?3 WHERE name = ?1",
+                    params![NAME, VERSION, generation],
                 )?;
                 Saved {
                     version: VERSION,
                     position: 0,
                     calendars: None,
+                    generation,
                 }
             }
         }
         None => {
+            let generation = new_generation();
             tx.execute(
-                "INSERT INTO table_checkpoint (name, version, position) VALUES (?1, ?2, 0)",
-                params![NAME, VERSION],
+                "INSERT INTO table_checkpoint (name, version, position, generation) VALUES (?1, ?2, 0, ?3)",
+                params![NAME, VERSION, generation],
             )?;
             Saved {
                 version: VERSION,
                 position: 0,
                 calendars: None,
+                generation,
             }
         }
     };
@@ -159,6 +180,7 @@ fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
 
 fn commit_blocking(
     conn: &mut Connection,
+    generation: &str,
     from: Position,
     to: Position,
     c: &Changes,
@@ -166,8 +188,8 @@ fn commit_blocking(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let moved = tx.execute(
         "UPDATE table_checkpoint SET position = ?2, calendars = coalesce(?4, calendars)
-          WHERE name = ?1 AND position = ?3",
-        params![NAME, to as i64, from as i64, c.calendars],
+          WHERE name = ?1 AND position = ?3 AND generation = ?5",
+        params![NAME, to as i64, from as i64, c.calendars, generation],
     )?;
     if moved != 1 {
         let found: i64 = tx
@@ -503,11 +525,13 @@ impl TableStore for SqliteTables {
 
     async fn commit(
         &self,
+        generation: &str,
         from: Position,
         to: Position,
         changes: Changes,
     ) -> Result<(), TableError> {
-        self.blocking(move |conn| commit_blocking(conn, from, to, &changes))
+        let generation = generation.to_owned();
+        self.blocking(move |conn| commit_blocking(conn, &generation, from, to, &changes))
             .await
     }
 

@@ -23,28 +23,31 @@ const SCAN_CHUNK: usize = 256;
 pub(super) fn checkpoint(conn: &mut Connection) -> Result<Saved, TableError> {
     let found = conn
         .query_row(
-            "SELECT version, position, calendars FROM table_checkpoint WHERE name = ?1",
+            "SELECT version, position, calendars, generation FROM table_checkpoint WHERE name = ?1",
             [NAME],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
                 ))
             },
         )
         .optional()?;
     Ok(match found {
-        Some((version, position, calendars)) => Saved {
+        Some((version, position, calendars, generation)) => Saved {
             version: u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?,
             position: u64::try_from(position)
                 .map_err(|_| TableError::Corrupt("position".into()))?,
             calendars,
+            generation,
         },
         None => Saved {
             version: crate::tables::VERSION,
             position: 0,
             calendars: None,
+            generation: String::new(),
         },
     })
 }

@@ -117,7 +117,9 @@ CREATE TABLE IF NOT EXISTS table_checkpoint (
     name       TEXT    PRIMARY KEY,
     version    INTEGER NOT NULL,
     position   INTEGER NOT NULL CHECK (position >= 0),
-    calendars  TEXT
+    calendars  TEXT,
+    -- Which build of the tables (see `Saved::generation`); '' until `open` sets one.
+    generation TEXT    NOT NULL DEFAULT ''
 ) STRICT;
 
 -- Reads (see read.rs): the SLA list's order over latest cycles, the scheduler's warnings,
