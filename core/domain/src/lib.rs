@@ -3,7 +3,8 @@
 //! ids arrive in the command or the [`Context`].
 //!
 //! - `types.rs`: the vocabulary (roles, grades, channels, states).
-//! - `command.rs` / `parse.rs`: commands and their strict decoding with JSON-Pointer errors.
+//! - `command.rs` / `parse.rs`: commands and their strict decoding with JSON-Pointer errors;
+//!   `strict.rs`: what the raw JSON must be first (no duplicate keys, no NUL).
 //! - `event.rs`: the events the log keeps.
 //! - `ticket_state.rs`: a ticket's state (`Ticket`); `ticket.rs`: its state machine (`evolve`,
 //!   `decide_ticket`).
@@ -20,6 +21,7 @@ mod event;
 mod parse;
 mod reference;
 mod rejection;
+mod strict;
 mod ticket;
 mod ticket_state;
 mod types;
@@ -32,6 +34,7 @@ pub use event::*;
 pub use parse::*;
 pub use reference::decide_directory;
 pub use rejection::*;
+pub use strict::check as check_strict_json;
 pub use ticket::*;
 pub use ticket_state::*;
 pub use types::*;

@@ -75,8 +75,16 @@ pub fn parse_command(bytes: &[u8]) -> Result<CommandEnvelope, ParseFailure> {
         .get("command_id")
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok());
+    if let Err((path, message)) = super::strict::check(text) {
+        return Err(fail(command_id, Rejection::validation(&path, message)));
+    }
     parse_object(&mut object).map_err(|rejection| fail(command_id, rejection))
 }
+
+/// The earliest business time a command may carry: anything earlier is a mistake (the engine
+/// did not exist). The latest is the last a timestamp holds (9999-12-30T22:00:00Z): a
+/// four-digit year, as the log's columns and calendars need.
+pub const OCCURRED_AT_MIN: &str = "2000-01-01T00:00:00Z";
 
 fn parse_object(object: &mut Map<String, Value>) -> Result<CommandEnvelope, Rejection> {
     if let Some(unknown) = object
@@ -102,8 +110,20 @@ fn parse_object(object: &mut Map<String, Value>) -> Result<CommandEnvelope, Reje
             ),
         ));
     }
+    if object.get("actor").is_some_and(|a| !a.is_object()) {
+        return Err(Rejection::validation("/actor", "expected a JSON object"));
+    }
     let actor: Actor = field(object, "actor", true)?.expect("required");
     let occurred_at: Option<jiff::Timestamp> = field(object, "occurred_at", false)?;
+    if let Some(at) = occurred_at {
+        let min: jiff::Timestamp = OCCURRED_AT_MIN.parse().expect("a valid time");
+        if at < min {
+            return Err(Rejection::validation(
+                "/occurred_at",
+                format!("must be {OCCURRED_AT_MIN} or later"),
+            ));
+        }
+    }
     let expected_version: Option<u64> = field(object, "expected_version", false)?;
     let payload = object
         .remove("payload")

@@ -913,7 +913,7 @@ proptest! {
         id in any::<u128>(),
         role in proptest::sample::select(Role::ALL),
         expected_version in proptest::option::of(any::<u64>()),
-        seconds in proptest::option::of(0i64..4_000_000_000),
+        seconds in proptest::option::of(946_684_800i64..4_000_000_000),
     ) {
         let envelope = CommandEnvelope {
             command_id: Uuid::from_u128(id),
@@ -933,5 +933,40 @@ proptest! {
             prop_assert_eq!(failure.rejection.code, RejectionCode::Validation);
             prop_assert!(failure.rejection.details.iter().all(|d| d.path.is_empty() || d.path.starts_with('/')));
         }
+    }
+}
+
+#[test]
+fn duplicate_keys_nul_non_object_actors_and_ancient_times_are_refused() {
+    let base = serde_json::to_string(&open_ticket()).unwrap();
+    // The same key twice: the second `actor` would win in serde_json; refused at its path.
+    let twice = base.replacen(
+        "\"actor\":",
+        "\"actor\":{\"id\":\"auditor-1\",\"role\":\"auditor\"},\"actor\":",
+        1,
+    );
+    let failure = rejected_raw(twice.as_bytes(), "/actor");
+    assert_eq!(
+        failure.command_id.map(|id| id.to_string()).as_deref(),
+        Some(ID)
+    );
+    // NUL in a text: PostgreSQL cannot store it; refused on every backend, at its path.
+    let nul = base.replacen("Broken screen", "Broken\\u0000screen", 1);
+    rejected_raw(nul.as_bytes(), "/payload/subject");
+    // An actor as an array is not the published shape.
+    rejected_raw(
+        &bytes(&with(
+            open_ticket(),
+            "/actor",
+            Some(json!(["crm", "service"])),
+        )),
+        "/actor",
+    );
+    // Year 0000, and anything before 2000.
+    for at in ["0000-01-01T00:00:00Z", "1999-12-31T23:59:59Z"] {
+        rejected_raw(
+            &bytes(&with(open_ticket(), "/occurred_at", Some(json!(at)))),
+            "/occurred_at",
+        );
     }
 }
