@@ -194,6 +194,9 @@ async fn main() {
     let (log, store, _dir) = open_store().await;
     let mut config = ServeConfig::isolated(&tag);
     config.durable_intake = false;
+    // The body's actor, unverified (`--insecure-no-auth`): this measures intake and the
+    // append, not a token's signature check.
+    config.auth = nats::Auth::Insecure;
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
     let serve_client = async_nats::connect(&url).await.expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

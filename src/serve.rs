@@ -14,6 +14,12 @@
 //!   deadline's warning or breach and each manager's command is appended once; the lease
 //!   only avoids wasted work.
 //!
+//! Who is acting: over NATS, the actor of every command and query comes from a token verified
+//! with `--auth-keys` (`closeloop_commands::nats::auth`); without keys `serve` refuses to
+//! start unless `--insecure-no-auth` is given. The SLA scheduler and the process managers
+//! act as `system` by calling the handler in process, never through NATS (where `system` is
+//! refused).
+//!
 //! Confidentiality (docs/domain.md, Records, confidentiality and audit) is the domain's:
 //! `closeloop_core::domain::report_scope` forces or refuses the filters of the `report_*`
 //! queries (request: `actor` plus `agent`, `team`, `from`, `to`, `period`, `at`), and
@@ -27,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use closeloop_commands::nats::{
-    self, Job, LeaseConfig, Queries, QueryRequest, ServeConfig, Shutdown,
+    self, Auth, Job, LeaseConfig, Queries, QueryRequest, ServeConfig, Shutdown, Verifier,
 };
 use closeloop_commands::process::{ProcessConfig, ProcessManagers};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
@@ -117,6 +123,20 @@ pub struct ServeArgs {
     /// this instance.
     #[arg(long, env = "CLOSELOOP_NO_PROCESS_MANAGERS")]
     no_process_managers: bool,
+    /// JSON file of the public keys that sign callers' tokens (`Authorization: Bearer <jwt>`),
+    /// each with the roles its tokens may assert (README, Integrating from another service).
+    #[arg(long, env = "CLOSELOOP_AUTH_KEYS", value_name = "FILE")]
+    auth_keys: Option<std::path::PathBuf>,
+    /// Require this `iss` claim in every token.
+    #[arg(long, env = "CLOSELOOP_AUTH_ISSUER")]
+    auth_issuer: Option<String>,
+    /// Require this `aud` claim in every token.
+    #[arg(long, env = "CLOSELOOP_AUTH_AUDIENCE")]
+    auth_audience: Option<String>,
+    /// DEVELOPMENT ONLY: take the actor from the body, unverified (anyone reaching the NATS
+    /// subjects may act as any agent, supervisor, service or auditor).
+    #[arg(long, env = "CLOSELOOP_INSECURE_NO_AUTH", conflicts_with = "auth_keys")]
+    insecure_no_auth: bool,
 }
 
 impl ServeArgs {
@@ -129,9 +149,37 @@ impl ServeArgs {
         }
     }
 
-    fn config(&self) -> ServeConfig {
+    /// Who is acting: tokens verified with `--auth-keys`, or (explicitly) nobody checks.
+    fn auth(&self) -> anyhow::Result<Auth> {
+        match (&self.auth_keys, self.insecure_no_auth) {
+            (Some(path), _) => {
+                let verifier = Verifier::load(path)?
+                    .with_issuer(self.auth_issuer.clone())
+                    .with_audience(self.auth_audience.clone());
+                tracing::info!(keys = ?verifier.kids(), "actors from tokens signed by these keys");
+                Ok(Auth::Tokens(Arc::new(verifier)))
+            }
+            (None, true) => {
+                tracing::warn!(
+                    "INSECURE: --insecure-no-auth: the actor of every command and query is \
+                     whatever its body claims, unverified; for development only, never in \
+                     production (configure --auth-keys instead)"
+                );
+                Ok(Auth::Insecure)
+            }
+            (None, false) => anyhow::bail!(
+                "serve needs the public keys that sign callers' tokens: pass --auth-keys FILE \
+                 (env CLOSELOOP_AUTH_KEYS), a JSON file \
+                 {{\"keys\":[{{\"kid\":\"crm\",\"alg\":\"EdDSA\",\"pem\":\"-----BEGIN PUBLIC KEY-----\\n...\",\"roles\":[\"service\"]}}]}} \
+                 (README, Integrating from another service); or, for development only, \
+                 --insecure-no-auth (env CLOSELOOP_INSECURE_NO_AUTH)"
+            ),
+        }
+    }
+
+    fn config(&self) -> anyhow::Result<ServeConfig> {
         let defaults = ServeConfig::default();
-        ServeConfig {
+        Ok(ServeConfig {
             subject_prefix: self.subject_prefix.clone(),
             queue_group: self.queue_group.clone(),
             commands_stream: self.commands_stream.clone(),
@@ -150,8 +198,9 @@ impl ServeArgs {
             ack_wait: Duration::from_millis(self.ack_wait_ms.max(100)),
             durable_intake: !self.no_durable_intake,
             relay: !self.no_relay,
+            auth: self.auth()?,
             ..defaults
-        }
+        })
     }
 }
 
@@ -174,7 +223,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     init_tracing();
     let shutdown = shutdown_signal();
-    let config = args.config();
+    let config = args.config()?;
     let client = async_nats::ConnectOptions::new()
         .name(format!("closeloop-serve-{}", config.instance_id))
         .connect(nats_url)

@@ -5,14 +5,20 @@
 //! own subject prefix, streams, consumer and lease bucket (`ServeConfig::isolated`), deleted
 //! when it ends, so tests run in parallel on one server. Nothing waits on a sleep: tests wait
 //! for observable conditions (a reply, a consumer, a stream's message count) with deadlines.
+//!
+//! Callers authenticate (`Authorization: Bearer <jwt>`): the tests' own Ed25519 key
+//! ([`test_auth`]) signs a token for the actor of every command and query they send, and
+//! `system`, never accepted over NATS, is provisioned in process ([`provision`]).
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use closeloop_commands::nats::{self, Lease, LeaseConfig, Queries, ServeConfig};
+use base64::Engine as _;
+use closeloop_commands::nats::{self, Auth, Lease, LeaseConfig, Queries, ServeConfig, Verifier};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::{EventLog, Filter, StoredEvent};
@@ -56,6 +62,122 @@ pub async fn connect() -> async_nats::Client {
     }
 }
 
+// ---- authentication ---------------------------------------------------------------------
+
+/// An Ed25519 key pair of a calling service: `kid`, the signing key, the public key's PEM.
+pub struct TestKey {
+    pub kid: String,
+    signing: jsonwebtoken::EncodingKey,
+    pub pem: String,
+}
+
+impl TestKey {
+    pub fn generate(kid: &str) -> TestKey {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        // SubjectPublicKeyInfo of an Ed25519 key: a fixed prefix, then the 32 key bytes.
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+        TestKey {
+            kid: kid.to_owned(),
+            signing: jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
+            pem: format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n"),
+        }
+    }
+
+    /// This key's entry in a keys file.
+    pub fn entry(&self, roles: &[&str]) -> Value {
+        json!({"kid": self.kid, "alg": "EdDSA", "pem": self.pem, "roles": roles})
+    }
+
+    /// A token for `actor` (`{"id", "role"}`) expiring at `exp` (Unix seconds).
+    pub fn token_until(&self, actor: &Value, exp: i64) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let claims = json!({"sub": actor["id"], "role": actor["role"], "exp": exp});
+        jsonwebtoken::encode(&header, &claims, &self.signing).expect("a token")
+    }
+
+    /// A token for `actor` valid for five minutes.
+    pub fn token(&self, actor: &Value) -> String {
+        self.token_until(actor, jiff::Timestamp::now().as_second() + 300)
+    }
+}
+
+/// The keys file of `entries`.
+pub fn keys_file(entries: &[Value]) -> String {
+    json!({ "keys": entries }).to_string()
+}
+
+/// The tests' key (kid `tests`, every role but `system`), its keys file and [`Auth`].
+pub struct TestAuth {
+    pub key: TestKey,
+    pub path: PathBuf,
+    pub auth: Auth,
+}
+
+/// One key for the whole test process.
+pub fn test_auth() -> &'static TestAuth {
+    static AUTH: OnceLock<TestAuth> = OnceLock::new();
+    AUTH.get_or_init(|| {
+        let key = TestKey::generate("tests");
+        let text = keys_file(&[key.entry(&["agent", "supervisor", "auditor", "service"])]);
+        let path =
+            std::env::temp_dir().join(format!("closeloop-test-keys-{}.json", std::process::id()));
+        std::fs::write(&path, &text).expect("writing the test keys file");
+        let auth = Auth::Tokens(Arc::new(Verifier::from_json(&text).expect("test keys")));
+        TestAuth { key, path, auth }
+    })
+}
+
+/// `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {token}").as_str());
+    headers
+}
+
+/// Headers authenticating `actor` with the tests' key.
+pub fn headers_for(actor: &Value) -> async_nats::HeaderMap {
+    bearer(&test_auth().key.token(actor))
+}
+
+/// The actor a body claims, or `crm` (service) when it names none.
+fn body_actor(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("actor").filter(|a| a.is_object()).cloned())
+        .unwrap_or_else(|| json!({"id": "crm", "role": "service"}))
+}
+
+/// Appends the engine's own `system` commands (agents, calendars, policies) in process, as
+/// `closeloop submit` does: `system` is never accepted over NATS.
+pub async fn provision(log: &Arc<dyn EventLog>, commands: &[Value]) {
+    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    for command in commands {
+        let envelope = closeloop_core::domain::parse_command(&serde_json::to_vec(command).unwrap())
+            .unwrap_or_else(|f| panic!("a command: {:?}", f.rejection));
+        let reply = handler.handle(envelope).await;
+        assert!(
+            matches!(reply, Reply::Accepted { .. }),
+            "provisioning: {}",
+            reply.to_json()
+        );
+    }
+}
+
+/// [`provision`] into a store no `serve` has open yet.
+pub async fn provision_store(store: &str, commands: &[Value]) {
+    let log = closeloop_core::log::open(store)
+        .await
+        .expect("open the store");
+    provision(&log, commands).await;
+}
+
 /// A test's own names on the shared server, deleted when the test ends (even by a panic).
 pub struct Scope {
     pub config: ServeConfig,
@@ -75,6 +197,7 @@ impl Scope {
             unreachable("JetStream is not enabled (start nats-server with -js)");
         }
         let mut config = ServeConfig::isolated(&Uuid::new_v4().simple().to_string()[..12]);
+        config.auth = test_auth().auth.clone();
         config.ack_wait = Duration::from_secs(2);
         config.lease.ttl = Duration::from_secs(2);
         Scope { config, client, js }
@@ -90,22 +213,42 @@ impl Scope {
             ("--lease-bucket", c.lease.bucket.clone()),
             ("--lease-ttl-ms", c.lease.ttl.as_millis().to_string()),
             ("--ack-wait-ms", c.ack_wait.as_millis().to_string()),
+            ("--auth-keys", test_auth().path.display().to_string()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v])
         .collect()
     }
 
-    /// Sends a command by request/reply and decodes the reply.
+    /// Sends a command by request/reply, with a token for the actor its body names (`crm`
+    /// when it names none), and decodes the reply.
     pub async fn request(&self, command_type: &str, body: Vec<u8>) -> Reply {
-        let reply = tokio::time::timeout(
-            DEADLINE,
-            self.client
-                .request(self.config.command_subject(command_type), body.into()),
-        )
-        .await
-        .expect("a reply in time")
-        .expect("a reply");
+        let headers = headers_for(&body_actor(&body));
+        self.request_with(command_type, body, Some(headers)).await
+    }
+
+    /// Sends a command by request/reply with `headers` (none: no credential).
+    pub async fn request_with(
+        &self,
+        command_type: &str,
+        body: Vec<u8>,
+        headers: Option<async_nats::HeaderMap>,
+    ) -> Reply {
+        let subject = self.config.command_subject(command_type);
+        let asked = async {
+            match headers {
+                Some(headers) => {
+                    self.client
+                        .request_with_headers(subject, headers, body.into())
+                        .await
+                }
+                None => self.client.request(subject, body.into()).await,
+            }
+        };
+        let reply = tokio::time::timeout(DEADLINE, asked)
+            .await
+            .expect("a reply in time")
+            .expect("a reply");
         serde_json::from_slice(&reply.payload).unwrap_or_else(|e| {
             panic!(
                 "reply is not a Reply ({e}): {}",
@@ -120,23 +263,52 @@ impl Scope {
             .await
     }
 
+    /// Sends a query with a token for the actor its body names.
     pub async fn query(&self, name: &str, body: &Value) -> Value {
-        let reply = tokio::time::timeout(
-            DEADLINE,
-            self.client.request(
-                self.config.query_subject(name),
-                serde_json::to_vec(body).unwrap().into(),
-            ),
-        )
-        .await
-        .expect("a query reply in time")
-        .expect("a query reply");
+        let bytes = serde_json::to_vec(body).unwrap();
+        let headers = headers_for(&body_actor(&bytes));
+        self.query_with(name, body, Some(headers)).await
+    }
+
+    /// Sends a query with `headers` (none: no credential).
+    pub async fn query_with(
+        &self,
+        name: &str,
+        body: &Value,
+        headers: Option<async_nats::HeaderMap>,
+    ) -> Value {
+        let subject = self.config.query_subject(name);
+        let payload = serde_json::to_vec(body).unwrap().into();
+        let asked = async {
+            match headers {
+                Some(headers) => {
+                    self.client
+                        .request_with_headers(subject, headers, payload)
+                        .await
+                }
+                None => self.client.request(subject, payload).await,
+            }
+        };
+        let reply = tokio::time::timeout(DEADLINE, asked)
+            .await
+            .expect("a query reply in time")
+            .expect("a query reply");
         serde_json::from_slice(&reply.payload).expect("query reply is JSON")
     }
 
-    /// Publishes a command to durable intake; returns once JetStream has stored it.
+    /// Publishes a command to durable intake, with a token for its actor; returns once
+    /// JetStream has stored it.
     pub async fn publish_durable(&self, command: &Value) -> jetstream::publish::PublishAck {
-        let mut headers = async_nats::HeaderMap::new();
+        let headers = headers_for(&command["actor"]);
+        self.publish_durable_with(command, headers).await
+    }
+
+    /// Publishes a command to durable intake with `headers` (and `Nats-Msg-Id`).
+    pub async fn publish_durable_with(
+        &self,
+        command: &Value,
+        mut headers: async_nats::HeaderMap,
+    ) -> jetstream::publish::PublishAck {
         headers.insert(
             "Nats-Msg-Id",
             command["command_id"].as_str().expect("command_id"),
@@ -471,12 +643,12 @@ fn rejected(reply: &Reply) -> (Value, Option<Uuid>) {
 async fn nats_full_ticket_life_over_request_reply() {
     let scope = Scope::new().await;
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    provision(&log, &[register_agent("agent-1", "blue")]).await;
     let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
     let agent = json!({"id": "agent-1", "role": "agent"});
     let ticket = Uuid::new_v4();
     let t = json!(ticket);
 
-    accepted(&scope.command(&register_agent("agent-1", "blue")).await);
     let opened = scope.command(&open_ticket(ticket)).await;
     let (stream, version, events) = accepted(&opened);
     assert_eq!(stream, format!("ticket-{ticket}"));
@@ -648,11 +820,11 @@ async fn nats_bad_input_is_rejected_with_a_path_and_appends_nothing() {
             "/actor",
         ),
         (
-            "assign_ticket",
+            "record_customer_reply",
             serde_json::to_vec(&envelope(
-                "assign_ticket",
-                system(),
-                json!({"ticket_id": Uuid::new_v4(), "agent_id": "agent-1"}),
+                "record_customer_reply",
+                json!({"id": "crm", "role": "service"}),
+                json!({"ticket_id": Uuid::new_v4(), "message": "hello?"}),
             ))
             .unwrap(),
             "not_found",
@@ -694,7 +866,7 @@ async fn nats_bad_input_is_rejected_with_a_path_and_appends_nothing() {
     let mut mismatch = open_ticket(ticket);
     mismatch["type"] = json!("close_ticket");
     let id: Uuid = mismatch["command_id"].as_str().unwrap().parse().unwrap();
-    let mut headers = async_nats::HeaderMap::new();
+    let mut headers = headers_for(&mismatch["actor"]);
     headers.insert("Nats-Msg-Id", id.to_string().as_str());
     scope
         .js
@@ -724,6 +896,9 @@ async fn nats_durable_intake_keeps_commands_while_no_serve_runs() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
 
+    // The agent is provisioned in the store (`system` is not accepted over NATS).
+    provision_store(&store, &[register_agent("agent-7", "green")]).await;
+
     // A first run creates the stream and the consumer; SIGTERM drains it and exits 0.
     let serve = Binary::start(&scope, &store, &["--no-process-managers"]);
     scope.wait_serving().await;
@@ -732,13 +907,14 @@ async fn nats_durable_intake_keeps_commands_while_no_serve_runs() {
     // Nobody serves now: JetStream alone takes the commands.
     let mut replies = scope.replies().await;
     let mut ids = HashSet::new();
-    let mut commands = vec![register_agent("agent-7", "green")];
+    let mut commands = Vec::new();
     for _ in 0..20 {
         let ticket = Uuid::new_v4();
         commands.push(open_ticket(ticket));
+        // The agent takes it: agents may assign to themselves.
         commands.push(envelope(
             "assign_ticket",
-            system(),
+            json!({"id": "agent-7", "role": "agent"}),
             json!({"ticket_id": ticket, "agent_id": "agent-7"}),
         ));
     }
@@ -769,7 +945,8 @@ async fn nats_durable_intake_keeps_commands_while_no_serve_runs() {
             reply.to_json()
         );
     }
-    scope.wait_events(commands.len() as u64).await;
+    // And the provisioned agent's event.
+    scope.wait_events(commands.len() as u64 + 1).await;
     assert!(serve.terminate().success());
 }
 
@@ -909,18 +1086,24 @@ async fn nats_queries_answer_history_with_confidentiality() {
     let scope = Scope::new().await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    provision_store(
+        &store,
+        &[
+            register_agent("agent-1", "blue"),
+            register_agent("agent-2", "blue"),
+        ],
+    )
+    .await;
     // Without auto-assignment, which would take the ticket before the test assigns it.
     let serve = Binary::start(&scope, &store, &["--no-process-managers"]);
     scope.wait_serving().await;
     let ticket = Uuid::new_v4();
-    accepted(&scope.command(&register_agent("agent-1", "blue")).await);
-    accepted(&scope.command(&register_agent("agent-2", "blue")).await);
     accepted(&scope.command(&open_ticket(ticket)).await);
     accepted(
         &scope
             .command(&envelope(
                 "assign_ticket",
-                system(),
+                json!({"id": "agent-1", "role": "agent"}),
                 json!({"ticket_id": ticket, "agent_id": "agent-1"}),
             ))
             .await,
@@ -965,6 +1148,36 @@ async fn nats_queries_answer_history_with_confidentiality() {
     assert_eq!(bad["error"]["details"][0]["path"], "/ticket_id");
     let unknown = scope.query("no_such_query", &ask("auditor", "a")).await;
     assert_eq!(unknown["error"]["code"], "not_found");
+    // The token says who asks: `actor` may be left out, and must not differ.
+    let token_only = scope
+        .query_with(
+            "ticket_state",
+            &json!({"ticket_id": ticket}),
+            Some(headers_for(&json!({"id": "agent-1", "role": "agent"}))),
+        )
+        .await;
+    assert_eq!(token_only, state);
+    let token_only = scope
+        .query_with(
+            "ticket_state",
+            &json!({"ticket_id": ticket}),
+            Some(headers_for(&json!({"id": "agent-2", "role": "agent"}))),
+        )
+        .await;
+    assert_eq!(token_only["error"]["code"], "forbidden");
+    let impostor = scope
+        .query_with(
+            "ticket_history",
+            &ask("agent", "agent-1"),
+            Some(headers_for(&json!({"id": "agent-2", "role": "agent"}))),
+        )
+        .await;
+    assert_eq!(impostor["error"]["code"], "forbidden");
+    assert_eq!(impostor["error"]["details"][0]["path"], "/actor");
+    let anonymous = scope
+        .query_with("ticket_history", &ask("auditor", "a"), None)
+        .await;
+    assert_eq!(anonymous["error"]["code"], "unauthorized");
     assert!(serve.terminate().success());
 
     // The same JSON as `closeloop history --json`.
@@ -1099,6 +1312,323 @@ async fn nats_serve_exits_0_on_sigint() {
     assert!(status.success(), "{status}");
 }
 
+// ---- authentication ---------------------------------------------------------------------
+
+fn unauthorized(reply: &Reply) -> String {
+    let (error, command_id) = rejected(reply);
+    assert_eq!(error["code"], "unauthorized", "{}", reply.to_json());
+    assert_eq!(command_id, None, "nothing of the body is read");
+    error["message"].as_str().unwrap().to_owned()
+}
+
+/// A query answering who asks, as `serve` sees it.
+fn whoami() -> Queries {
+    let mut queries = Queries::new();
+    queries.register(
+        "whoami",
+        Arc::new(|request: nats::QueryRequest| {
+            Box::pin(async move { Ok(serde_json::to_value(&request.actor).unwrap()) })
+        }),
+    );
+    queries
+}
+
+/// Two calling services with keys of their own: the CRM may assert `service` only, the help
+/// desk `agent` and `supervisor`. Each acts as itself; a body actor other than the token's,
+/// no token, an unknown key, a bad signature, an expired token, `system`, and a role the key
+/// may not assert are all refused and append nothing; durable intake verifies the token in the
+/// stored message's headers.
+#[tokio::test]
+async fn nats_actors_come_from_verified_tokens() {
+    let mut scope = Scope::new().await;
+    let (crm_key, desk_key) = (TestKey::generate("crm"), TestKey::generate("desk"));
+    let keys = keys_file(&[
+        crm_key.entry(&["service"]),
+        desk_key.entry(&["agent", "supervisor"]),
+    ]);
+    scope.config.auth = Auth::Tokens(Arc::new(Verifier::from_json(&keys).unwrap()));
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    provision(&log, &[register_agent("agent-1", "blue")]).await;
+    let serve = InProcess::start(&scope, log.clone(), whoami()).await;
+    let crm = json!({"id": "crm", "role": "service"});
+    let agent1 = json!({"id": "agent-1", "role": "agent"});
+    let send = |command: &Value, headers: Option<async_nats::HeaderMap>| {
+        let command_type = command["type"].as_str().unwrap().to_owned();
+        let body = serde_json::to_vec(command).unwrap();
+        let scope = &scope;
+        async move { scope.request_with(&command_type, body, headers).await }
+    };
+
+    // Each service acts as itself.
+    let ticket = Uuid::new_v4();
+    accepted(&send(&open_ticket(ticket), Some(bearer(&crm_key.token(&crm)))).await);
+    let assign = envelope(
+        "assign_ticket",
+        agent1.clone(),
+        json!({"ticket_id": ticket, "agent_id": "agent-1"}),
+    );
+    accepted(&send(&assign, Some(bearer(&desk_key.token(&agent1)))).await);
+    let stored = log
+        .read_stream(&format!("ticket-{ticket}"), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&stored[0].metadata.actor).unwrap(),
+        crm
+    );
+    assert_eq!(
+        serde_json::to_value(&stored[1].metadata.actor).unwrap(),
+        agent1
+    );
+    let head = log.head().await.unwrap();
+
+    // A body actor other than the token's is forbidden at /actor.
+    let note = envelope(
+        "add_note",
+        agent1.clone(),
+        json!({"ticket_id": ticket, "text": "the CRM speaking"}),
+    );
+    for token in [
+        crm_key.token(&crm),
+        desk_key.token(&json!({"id": "agent-2", "role": "agent"})),
+        desk_key.token(&json!({"id": "agent-1", "role": "supervisor"})),
+    ] {
+        let (error, _) = rejected(&send(&note, Some(bearer(&token))).await);
+        assert_eq!(error["code"], "forbidden");
+        assert_eq!(error["details"][0]["path"], "/actor");
+    }
+
+    // Credentials that do not hold.
+    let now = jiff::Timestamp::now().as_second();
+    let system = json!({"id": "ops", "role": "system"});
+    let lead = json!({"id": "lead-1", "role": "supervisor"});
+    let with_actor = |actor: &Value| {
+        let mut c = note.clone();
+        c["actor"] = actor.clone();
+        c
+    };
+    let cases: Vec<(&str, Value, Option<async_nats::HeaderMap>, &str)> = vec![
+        ("no token", note.clone(), None, "no credential"),
+        (
+            "not a bearer token",
+            note.clone(),
+            Some({
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Authorization", "Basic YWdlbnQtMTpwdw==");
+                h
+            }),
+            "Bearer",
+        ),
+        (
+            "garbage",
+            note.clone(),
+            Some(bearer("not.a.token")),
+            "malformed",
+        ),
+        (
+            "an unknown key",
+            note.clone(),
+            Some(bearer(&TestKey::generate("eve").token(&agent1))),
+            "`eve` is not configured",
+        ),
+        (
+            "a key not the one its kid names",
+            note.clone(),
+            Some(bearer(&TestKey::generate("desk").token(&agent1))),
+            "signature",
+        ),
+        (
+            "expired",
+            note.clone(),
+            Some(bearer(&desk_key.token_until(&agent1, now - 3_600))),
+            "expired",
+        ),
+        (
+            "system",
+            register_agent("agent-9", "blue"),
+            Some(bearer(&desk_key.token(&system))),
+            "system",
+        ),
+        (
+            "a role the key may not assert",
+            with_actor(&lead),
+            Some(bearer(&crm_key.token(&lead))),
+            "may not assert role `supervisor`",
+        ),
+    ];
+    for (case, command, headers, says) in cases {
+        let message = unauthorized(&send(&command, headers).await);
+        assert!(message.contains(says), "{case}: {message}");
+    }
+    assert_eq!(
+        log.head().await.unwrap(),
+        head,
+        "a refused command appended"
+    );
+
+    // Queries: the token says who asks.
+    let me = scope
+        .query_with("whoami", &json!({}), Some(bearer(&crm_key.token(&crm))))
+        .await;
+    assert_eq!(me, crm);
+    let me = scope
+        .query_with(
+            "whoami",
+            &json!({"actor": agent1}),
+            Some(bearer(&desk_key.token(&agent1))),
+        )
+        .await;
+    assert_eq!(me, agent1);
+    let impostor = scope
+        .query_with(
+            "whoami",
+            &json!({"actor": agent1}),
+            Some(bearer(&crm_key.token(&crm))),
+        )
+        .await;
+    assert_eq!(impostor["error"]["code"], "forbidden");
+    let anonymous = scope.query_with("whoami", &json!({}), None).await;
+    assert_eq!(anonymous["error"]["code"], "unauthorized");
+
+    // Durable intake: the token travels in the stored message's headers.
+    let mut replies = scope.replies().await;
+    let durable = open_ticket(Uuid::new_v4());
+    scope
+        .publish_durable_with(&durable, bearer(&crm_key.token(&crm)))
+        .await;
+    let unsigned = open_ticket(Uuid::new_v4());
+    scope
+        .publish_durable_with(&unsigned, async_nats::HeaderMap::new())
+        .await;
+    let mut got: HashMap<String, Reply> = HashMap::new();
+    let started = Instant::now();
+    while got.len() < 2 {
+        let message = tokio::time::timeout(DEADLINE, replies.next())
+            .await
+            .expect("durable replies")
+            .unwrap();
+        let id = last_token_of(message.subject.as_str());
+        got.insert(id, serde_json::from_slice(&message.payload).unwrap());
+        assert!(started.elapsed() < DEADLINE);
+    }
+    accepted(&got[durable["command_id"].as_str().unwrap()]);
+    unauthorized(&got[unsigned["command_id"].as_str().unwrap()]);
+    assert_eq!(log.head().await.unwrap(), head + 1);
+    serve.stop().await;
+}
+
+fn last_token_of(subject: &str) -> String {
+    subject.rsplit('.').next().unwrap().to_owned()
+}
+
+/// A durable command is judged by its token as of when JetStream stored it: one stored while
+/// no `serve` ran, whose token has expired since, is still taken; the same token sent now by
+/// request/reply is refused.
+#[tokio::test]
+async fn nats_durable_token_is_judged_as_of_when_jetstream_stored_it() {
+    let mut scope = Scope::new().await;
+    let key = TestKey::generate("crm");
+    let keys = keys_file(&[key.entry(&["service"])]);
+    // No clock leeway, so the token expires within the test.
+    scope.config.auth = Auth::Tokens(Arc::new(Verifier::from_json(&keys).unwrap().with_leeway(0)));
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    // A first run creates the commands stream.
+    InProcess::start(&scope, log.clone(), Queries::new())
+        .await
+        .stop()
+        .await;
+
+    let crm = json!({"id": "crm", "role": "service"});
+    let exp = jiff::Timestamp::now().as_second() + 2;
+    let token = key.token_until(&crm, exp);
+    let mut replies = scope.replies().await;
+    let command = open_ticket(Uuid::new_v4());
+    scope.publish_durable_with(&command, bearer(&token)).await;
+    // The condition waited for is the clock passing the token's expiry.
+    while jiff::Timestamp::now().as_second() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let id: Uuid = command["command_id"].as_str().unwrap().parse().unwrap();
+    let mut got = HashMap::new();
+    collect_replies(&mut replies, &HashSet::from([id]), &mut got).await;
+    accepted(&got[&id]);
+    let now = scope
+        .request_with(
+            "open_ticket",
+            serde_json::to_vec(&open_ticket(Uuid::new_v4())).unwrap(),
+            Some(bearer(&token)),
+        )
+        .await;
+    assert!(unauthorized(&now).contains("expired"));
+    assert_eq!(log.head().await.unwrap(), 1);
+    serve.stop().await;
+}
+
+/// `serve` without keys refuses to start and says how to configure them; with
+/// `--insecure-no-auth` it trusts the body and says so loudly.
+#[tokio::test]
+async fn nats_serve_needs_keys_or_an_explicit_insecure_flag() {
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    let mut args = scope.serve_args();
+    let at = args.iter().position(|a| a == "--auth-keys").unwrap();
+    args.drain(at..at + 2);
+    let refused = Process::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", &store, "--nats", &nats_url(), "serve"])
+        .args(&args)
+        .env_remove("CLOSELOOP_AUTH_KEYS")
+        .env_remove("CLOSELOOP_INSECURE_NO_AUTH")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--auth-keys FILE") && stderr.contains("--insecure-no-auth"),
+        "{stderr}"
+    );
+
+    let log_file = dir.path().join("serve.log");
+    let child = Process::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", &store, "--nats", &nats_url(), "serve"])
+        .args(&args)
+        .arg("--insecure-no-auth")
+        .env("CLOSELOOP_LOG", "warn")
+        .env_remove("CLOSELOOP_AUTH_KEYS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_file).unwrap())
+        .spawn()
+        .unwrap();
+    let serve = Binary { child };
+    scope.wait_serving().await;
+    let reply = scope
+        .request_with(
+            "open_ticket",
+            serde_json::to_vec(&open_ticket(Uuid::new_v4())).unwrap(),
+            None,
+        )
+        .await;
+    accepted(&reply);
+    // `system` is refused even so.
+    let (error, _) = rejected(
+        &scope
+            .request_with(
+                "register_agent",
+                serde_json::to_vec(&register_agent("agent-1", "blue")).unwrap(),
+                None,
+            )
+            .await,
+    );
+    assert_eq!(error["code"], "forbidden");
+    assert_eq!(error["details"][0]["path"], "/actor/role");
+    assert!(serve.terminate().success());
+    let logged = std::fs::read_to_string(&log_file).unwrap();
+    assert!(logged.contains("INSECURE"), "{logged}");
+}
+
 // ---- read side: report queries, SLA scheduler ------------------------------------------
 
 /// A command with an explicit actor and business time.
@@ -1168,10 +1698,6 @@ async fn nats_report_queries_equal_the_cli_and_follow_confidentiality() {
     let scope = Scope::new().await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
-    // Nothing appends on its own: the log's head is the test's last command.
-    let serve = Binary::start(&scope, &store, &["--no-process-managers", "--no-scheduler"]);
-    scope.wait_serving().await;
-
     let agent = |id: &str, team: &str, lead: bool| {
         at_command(
             "register_agent",
@@ -1180,13 +1706,19 @@ async fn nats_report_queries_equal_the_cli_and_follow_confidentiality() {
             json!({"agent_id": id, "name": id, "team": team, "line": 1, "level": "senior", "team_lead": lead}),
         )
     };
-    let mut commands = calendar_and_policy("2026-11-02T07:00:00Z", 60);
-    commands.extend([
+    // The directory is provisioned in the store (`system` is not accepted over NATS).
+    let mut directory = calendar_and_policy("2026-11-02T07:00:00Z", 60);
+    directory.extend([
         agent("lead-1", "blue", true),
         agent("agent-1", "blue", false),
         agent("lead-2", "red", true),
         agent("agent-2", "red", false),
     ]);
+    provision_store(&store, &directory).await;
+    // Nothing appends on its own: the log's head is the test's last command.
+    let serve = Binary::start(&scope, &store, &["--no-process-managers", "--no-scheduler"]);
+    scope.wait_serving().await;
+    let mut commands = Vec::new();
     let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let ticket = |id: Uuid, payload: Value| {
         let mut p = payload;
@@ -1209,7 +1741,7 @@ async fn nats_report_queries_equal_the_cli_and_follow_confidentiality() {
     }
     commands.extend([
         at_command("open_ticket", CRM, "2026-11-02T15:00:00Z", ticket(c, json!({"customer_id": "c-2", "channel": "chat", "category": "complaint", "priority": "normal", "subject": "Late"}))),
-        at_command("assign_ticket", ADMIN, "2026-11-02T15:01:00Z", ticket(c, json!({"agent_id": "agent-1"}))),
+        at_command("assign_ticket", ("lead-1", "supervisor"), "2026-11-02T15:01:00Z", ticket(c, json!({"agent_id": "agent-1"}))),
     ]);
     let mut head = 0;
     for command in &commands {
@@ -1375,6 +1907,14 @@ async fn nats_two_instances_record_a_past_deadline_breach_once() {
         scheduler_interval: Some(Duration::from_millis(200)),
         process_managers: true,
     };
+    // Whole seconds: deadlines are kept to the second.
+    let opened = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 3_600).unwrap();
+    let ticket = Uuid::new_v4();
+    let calendar = calendar_and_policy(
+        &(opened - jiff::SignedDuration::from_mins(1)).to_string(),
+        5,
+    );
+    provision(&log, &calendar).await;
     let mut instances = Vec::new();
     let mut models = Vec::new();
     let mut handlers = Vec::new();
@@ -1389,23 +1929,14 @@ async fn nats_two_instances_record_a_past_deadline_breach_once() {
         handlers.push(handler);
     }
 
-    // Whole seconds: deadlines are kept to the second.
-    let opened = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 3_600).unwrap();
-    let ticket = Uuid::new_v4();
-    let mut commands = calendar_and_policy(
-        &(opened - jiff::SignedDuration::from_mins(1)).to_string(),
-        5,
-    );
-    commands.push(at_command(
+    let opening = at_command(
         "open_ticket",
         CRM,
         &opened.to_string(),
         json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "phone",
                "category": "incident", "priority": "urgent", "subject": "Outage"}),
-    ));
-    for command in &commands {
-        accepted(&scope.command(command).await);
-    }
+    );
+    accepted(&scope.command(&opening).await);
 
     // Wait on the log: the breach, then its escalation by the process managers.
     let count = |events: &[StoredEvent], event_type: &str| {

@@ -42,7 +42,7 @@ use tempfile::TempDir;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::nats::{open_ticket, InProcess};
+use crate::nats::{headers_for, open_ticket, test_auth, InProcess};
 use crate::postgres::assert_log_sound;
 
 /// Longest wait for any one observable condition.
@@ -735,7 +735,7 @@ async fn publish_until_acked(
     let deadline = Instant::now() + DEADLINE;
     let mut failures = 0;
     loop {
-        let mut headers = async_nats::HeaderMap::new();
+        let mut headers = headers_for(&command["actor"]);
         headers.insert("Nats-Msg-Id", id);
         let attempt = match js
             .publish_with_headers(subject.clone(), headers, payload.clone().into())
@@ -919,6 +919,7 @@ async fn nats_restart_keeps_durable_commands() {
         instance_id: "restart-test".into(),
         // Redeliveries of commands delivered but not acked before the crash come quickly.
         ack_wait: Duration::from_secs(2),
+        auth: test_auth().auth.clone(),
         ..ServeConfig::default()
     };
     config.lease.ttl = Duration::from_secs(2);
@@ -999,8 +1000,9 @@ async fn nats_restart_keeps_durable_commands() {
     let request_reply = open_ticket(Uuid::new_v4());
     let started = Instant::now();
     let reply = loop {
-        let asked = publisher.request(
+        let asked = publisher.request_with_headers(
             config.command_subject("open_ticket"),
+            headers_for(&request_reply["actor"]),
             serde_json::to_vec(&request_reply).expect("JSON").into(),
         );
         match tokio::time::timeout(Duration::from_secs(2), asked).await {

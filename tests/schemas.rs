@@ -75,8 +75,11 @@ struct StoredEventOf<D> {
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TicketQuery {
-    /// Who asks; confidentiality rules apply to this actor.
-    actor: Actor,
+    /// Who asks; confidentiality rules apply to this actor. Over NATS the token in the
+    /// `Authorization` header says who asks: `actor` may be left out, and if given must equal
+    /// the token's.
+    #[serde(default)]
+    actor: Option<Actor>,
     ticket_id: Uuid,
     /// Stop at this business time.
     #[serde(default)]

@@ -4,7 +4,8 @@
 //!   and the directory, decide, append with the expected version, retry on conflict.
 //! - `reply.rs`: the replies of the public contract.
 //! - `nats/`: the NATS front door (`closeloop serve`): request/reply and durable intake,
-//!   queries, leases for run-once jobs, graceful shutdown.
+//!   queries, authentication of callers (signed tokens), leases for run-once jobs,
+//!   graceful shutdown.
 //! - `relay.rs`: publishes the log to the JetStream events stream, checkpointed by the stream.
 
 mod error;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use closeloop_core::domain::COMMAND_BYTES_MAX;
 
+use super::auth::Auth;
 use super::lease::LeaseConfig;
 
 /// Configuration of [`run`](super::run).
@@ -46,6 +47,9 @@ pub struct ServeConfig {
     pub relay: bool,
     /// Events read from the log and published per relay round.
     pub relay_batch_events_max: usize,
+    /// Who is acting: verified tokens (the default; with no keys every request is refused)
+    /// or, for development only, the body's word.
+    pub auth: Auth,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +71,7 @@ impl Default for ServeConfig {
             durable_intake: true,
             relay: true,
             relay_batch_events_max: 512,
+            auth: Auth::default(),
         }
     }
 }

@@ -6,6 +6,10 @@
 //! `<prefix>.replies.<command_id>` before the ack. A crash before the ack means redelivery
 //! after `ack_wait`, and the log's command-id idempotency turns the retry into `duplicate`.
 //!
+//! Authentication: the token travels in the stored message's headers and is checked as of
+//! the time JetStream stored the message (its stream timestamp), so a command stored while no
+//! `serve` ran is not refused for having waited.
+//!
 //! Order: within an instance, commands of one stream are handled in delivery order, and a
 //! directory command (agents, customers, calendars, policies) waits for everything before
 //! it and holds everything after it, so "register the agent, then assign" works when
@@ -19,9 +23,10 @@ use closeloop_core::domain::{Rejection, RejectionCode};
 use futures::StreamExt;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
+use super::auth::now_seconds;
 use super::config::ServeConfig;
 use super::error::ServeError;
-use super::intake::{check, last_token, log_reply};
+use super::intake::{admit, last_token, log_reply};
 use super::shutdown::Shutdown;
 use crate::{Handler, Reply};
 
@@ -114,10 +119,17 @@ impl DurableIntake {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let checked = check(
+            // The credential is judged as of when JetStream stored the command.
+            let stored_at = message
+                .info()
+                .map(|info| info.published.unix_timestamp())
+                .unwrap_or_else(|_| now_seconds());
+            let checked = admit(
                 &config,
                 last_token(message.subject.as_str()),
+                message.headers.as_ref(),
                 &message.payload,
+                stored_at,
             )
             .and_then(|envelope| same_id(&message, envelope));
             let envelope = match checked {

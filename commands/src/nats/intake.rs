@@ -1,6 +1,7 @@
 //! Request/reply intake: `<prefix>.commands.<type>` in the queue group, so every instance
-//! shares the requests. Each request is checked (size, UTF-8, JSON, schema, subject token =
-//! body `type`), handled, and answered on its reply subject; a request without one is
+//! shares the requests. Each request is authenticated (`auth.rs`: the token in its
+//! `Authorization` header, checked as of its receipt), checked (size, UTF-8, JSON, schema,
+//! subject token = body `type`, body `actor` = the token's), handled, and answered on its reply subject; a request without one is
 //! answered on `<prefix>.replies.<command_id>`. Bad input is a `rejected` reply, never a
 //! crash and never an append.
 
@@ -10,6 +11,7 @@ use closeloop_core::domain::{parse_command, CommandEnvelope, Rejection};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use super::auth::now_seconds;
 use super::config::ServeConfig;
 use super::error::ServeError;
 use super::shutdown::Shutdown;
@@ -48,6 +50,28 @@ pub(crate) fn check(
             ),
         ));
     }
+    Ok(envelope)
+}
+
+/// Authenticates a command (its credential as of `now`, Unix seconds), then checks it and
+/// binds its actor to the credential's: a missing or invalid credential is `unauthorized`
+/// (with no `command_id`: nothing of the body is read), a body actor other than the token's
+/// `forbidden` at `/actor`.
+pub(crate) fn admit(
+    config: &ServeConfig,
+    subject_type: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+    now: i64,
+) -> Result<CommandEnvelope, Reply> {
+    let caller = config
+        .auth
+        .authenticate(headers, now)
+        .map_err(|e| Reply::rejected(None, e.rejection()))?;
+    let envelope = check(config, subject_type, payload)?;
+    caller
+        .bind(Some(&envelope.actor))
+        .map_err(|r| Reply::rejected(Some(envelope.command_id), r))?;
     Ok(envelope)
 }
 
@@ -123,7 +147,14 @@ async fn answer(
     message: async_nats::Message,
 ) {
     let subject_type = last_token(message.subject.as_str());
-    let reply = match check(config, subject_type, &message.payload) {
+    let admitted = admit(
+        config,
+        subject_type,
+        message.headers.as_ref(),
+        &message.payload,
+        now_seconds(),
+    );
+    let reply = match admitted {
         Ok(envelope) => handler.handle(envelope).await,
         Err(rejected) => rejected,
     };

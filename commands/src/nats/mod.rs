@@ -2,6 +2,8 @@
 //! (a [`Handler`], a connected NATS client, the queries and background jobs to serve, a
 //! shutdown future) and returns when shutdown has completed.
 //!
+//! - `auth.rs`: who is acting: the actor from a verified token (`Authorization: Bearer
+//!   <jwt>`), never from the body alone; `system` never from outside.
 //! - `config.rs`: names (subject prefix, stream names, queue group) and limits.
 //! - `intake.rs`: request/reply on `<prefix>.commands.<type>` in the queue group.
 //! - `durable.rs`: JetStream intake: stream `CLOSELOOP_COMMANDS`, one pull consumer shared by
@@ -14,6 +16,7 @@
 //! The event relay (`crate::relay`) runs here as a leased job. It depends on the leaf modules
 //! (`config`, `error`, `job`, `shutdown`), not on this one, so the two do not import each other.
 
+pub mod auth;
 pub(crate) mod config;
 mod durable;
 pub(crate) mod error;
@@ -28,6 +31,7 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use tokio::task::JoinSet;
 
+pub use auth::{Auth, AuthError, AuthErrorKind, Caller, KeysError, Verifier};
 pub use config::ServeConfig;
 pub use error::ServeError;
 pub use job::{Job, JobFn};

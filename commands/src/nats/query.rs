@@ -1,5 +1,6 @@
-//! Queries: request/reply on `<prefix>.queries.<name>`. The request is a JSON object with
-//! `actor` and the query's parameters; the reply is the query's JSON, or a `rejected` reply
+//! Queries: request/reply on `<prefix>.queries.<name>`. The request carries a token in its
+//! `Authorization` header (`auth.rs`), which says who asks; the body is a JSON object with
+//! the query's parameters and, optionally, `actor` (which must then equal the token's); the reply is the query's JSON, or a `rejected` reply
 //! (`command_id` null). Queries are registered by name ([`Queries::register`]); the binary
 //! registers `ticket_history` and `ticket_state`, and the read models add `report_*`.
 //! Confidentiality is each query's own business: it gets the actor.
@@ -13,13 +14,15 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use super::auth::{now_seconds, AuthError, Caller};
 use super::config::ServeConfig;
 use super::error::ServeError;
 use super::intake::last_token;
 use super::shutdown::Shutdown;
 use crate::Reply;
 
-/// A decoded query request: who asks, and the other fields of the request object.
+/// A decoded query request: who asks (the credential's actor), and the other fields of the
+/// request object.
 #[derive(Debug, Clone)]
 pub struct QueryRequest {
     pub actor: Actor,
@@ -85,9 +88,33 @@ impl Queries {
         names
     }
 
-    /// Answers one request's bytes for the query `name`.
-    pub async fn answer(&self, name: &str, payload: &[u8], bytes_max: usize) -> Vec<u8> {
-        let result = match self.by_name.get(name) {
+    /// Answers one request's bytes for the query `name`, from `caller` (its credential,
+    /// verified or refused): a refused credential is `unauthorized` before anything else.
+    pub async fn answer(
+        &self,
+        name: &str,
+        payload: &[u8],
+        bytes_max: usize,
+        caller: Result<Caller, AuthError>,
+    ) -> Vec<u8> {
+        let result = match caller {
+            Err(refused) => Err(refused.rejection()),
+            Ok(caller) => self.dispatch(name, payload, bytes_max, &caller).await,
+        };
+        match result {
+            Ok(value) => serde_json::to_vec(&value).expect("JSON values serialize"),
+            Err(rejection) => Reply::rejected(None, rejection).to_json().into_bytes(),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        name: &str,
+        payload: &[u8],
+        bytes_max: usize,
+        caller: &Caller,
+    ) -> Result<Value, Rejection> {
+        match self.by_name.get(name) {
             None => Err(Rejection::at(
                 RejectionCode::NotFound,
                 "",
@@ -96,19 +123,15 @@ impl Queries {
                     self.names().join(", ")
                 ),
             )),
-            Some(query) => match decode(payload, bytes_max) {
+            Some(query) => match decode(payload, bytes_max, caller) {
                 Ok(request) => query(request).await,
                 Err(rejection) => Err(rejection),
             },
-        };
-        match result {
-            Ok(value) => serde_json::to_vec(&value).expect("JSON values serialize"),
-            Err(rejection) => Reply::rejected(None, rejection).to_json().into_bytes(),
         }
     }
 }
 
-fn decode(payload: &[u8], bytes_max: usize) -> Result<QueryRequest, Rejection> {
+fn decode(payload: &[u8], bytes_max: usize, caller: &Caller) -> Result<QueryRequest, Rejection> {
     if payload.len() > bytes_max {
         return Err(Rejection::validation(
             "",
@@ -125,13 +148,14 @@ fn decode(payload: &[u8], bytes_max: usize) -> Result<QueryRequest, Rejection> {
     let Value::Object(mut params) = value else {
         return Err(Rejection::validation("", "expected a JSON object"));
     };
-    let actor = match params.remove("actor") {
-        None | Some(Value::Null) => {
-            return Err(Rejection::validation("/actor", "missing required field"))
-        }
-        Some(v) => serde_json::from_value::<Actor>(v)
-            .map_err(|e| Rejection::validation("/actor", e.to_string()))?,
+    let body_actor = match params.remove("actor") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value::<Actor>(v)
+                .map_err(|e| Rejection::validation("/actor", e.to_string()))?,
+        ),
     };
+    let actor = caller.bind(body_actor.as_ref())?;
     Ok(QueryRequest { actor, params })
 }
 
@@ -185,9 +209,14 @@ impl QueryIntake {
                 .expect("the semaphore is never closed");
             let (queries, client, bytes_max) =
                 (self.queries.clone(), client.clone(), config.bytes_max());
+            let caller = config
+                .auth
+                .authenticate(message.headers.as_ref(), now_seconds());
             tokio::spawn(async move {
                 let name = last_token(message.subject.as_str());
-                let answer = queries.answer(name, &message.payload, bytes_max).await;
+                let answer = queries
+                    .answer(name, &message.payload, bytes_max, caller)
+                    .await;
                 if let Err(e) = client.publish(inbox, answer.into()).await {
                     tracing::warn!(error = %e, "publishing a query reply");
                 }

@@ -18,6 +18,9 @@ pub enum RejectionCode {
     InvalidTransition,
     /// The actor may not do this.
     Forbidden,
+    /// Over NATS: no valid credential (a missing, malformed, unverifiable or expired token,
+    /// or one asserting a role its key may not): nothing was decided.
+    Unauthorized,
     /// The engine could not reach its store: retry later with the same `command_id`.
     Unavailable,
 }
