@@ -368,7 +368,7 @@ fn schemas_mirror_types_have_the_fields_of_the_real_values() {
     let command = CommandEnvelope {
         command_id: Uuid::new_v4(),
         actor: actor.clone(),
-        occurred_at: Some(Timestamp::UNIX_EPOCH),
+        occurred_at: Some("2026-11-23T09:15:00Z".parse().unwrap()),
         expected_version: Some(1),
         command: Command::CloseTicket(CloseTicket { ticket_id: ticket }),
     };
