@@ -110,6 +110,7 @@ impl Fold {
         self.folder
             .fold(&record, &mut self.works, &mut changes)
             .unwrap();
+        changes.store_states(&self.works);
         self.runtime
             .block_on(self.tables.commit(
                 &self.generation,

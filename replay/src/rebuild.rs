@@ -8,8 +8,9 @@
 //!   previous batch's rows are being written: reading, folding and writing overlap.
 //! - It writes into a build of the tables ([`Shadows`]: a sibling SQLite file, or a
 //!   PostgreSQL schema `<read schema>_rebuild`), bulk-loaded (secondary indexes built at
-//!   the end), with its own checkpoint moved by every batch's commit: a replay stopped by
-//!   Ctrl-C or a crash resumes where it stopped when run again.
+//!   the end), with its own checkpoint, moved with the ticket states at save points (every
+//!   [`SAVE_EVERY_BATCHES`] batches, and when stopped): a replay stopped by Ctrl-C or a
+//!   crash resumes from the last one when run again.
 //! - At the end the build is swapped in atomically ([`Shadows::finish`]); a running `serve`'s
 //!   projector is fenced by the new tables' generation, reloads and goes on from their
 //!   checkpoint, never overwriting them.
@@ -114,8 +115,8 @@ pub fn select(name: &str) -> Result<Vec<&'static str>, Error> {
 /// Tunables, each with its unit.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
-    /// Events read, folded and committed per batch (at most [`READ_BATCH_MAX`]). Each batch
-    /// is one transaction moving the build's checkpoint: what a crash loses at most.
+    /// Events read, folded and committed per batch (at most [`READ_BATCH_MAX`]). The
+    /// checkpoint moves every [`SAVE_EVERY_BATCHES`] batches: what a crash costs at most.
     pub batch_events: usize,
     /// Ticket states kept between batches (tickets). A replay from zero never reads a
     /// state back until the cache is first emptied, so the larger, the fewer reads.
@@ -173,6 +174,11 @@ impl Summary {
     }
 }
 
+/// Batches between save points (see `Fold::saved`): at batches of [`READ_BATCH_MAX`] events,
+/// a crash costs at most this many batches folded again, and memory holds at most the rows
+/// this many batches change.
+pub const SAVE_EVERY_BATCHES: u64 = 10;
+
 /// Batches read ahead of the fold: the reader fills the next batch while the fold works on
 /// the current one.
 pub const READ_AHEAD_BATCHES: usize = 1;
@@ -228,6 +234,9 @@ pub async fn replay(
         cache_complete: start == 0,
         cached_max: config.cached_tickets_max.max(1),
         position: start,
+        saved: start,
+        unsaved: Changes::default(),
+        since_save: 0,
         pending: None,
         events: 0,
         batches: 0,
@@ -311,8 +320,12 @@ pub async fn replay(
     let written = fold.settle().await;
     folded?;
     written?;
+    // Stopped or done: a save point, so the next run resumes here (or the build is whole).
+    fold.save().await?;
     let Fold {
-        position, events, ..
+        saved: position,
+        events,
+        ..
     } = fold;
     if completed {
         shadows.finish(&build).await?;
@@ -368,8 +381,17 @@ struct Fold {
     /// emptied its cache yet): a ticket missing from it has none, nothing to read.
     cache_complete: bool,
     cached_max: usize,
-    /// The build's checkpoint once the commit in flight lands.
+    /// The last position folded.
     position: Position,
+    /// The build's checkpoint: the last save point. Nothing is written between save points;
+    /// a save point writes the rows and the ticket states changed since the last one and
+    /// moves the checkpoint, in one transaction.
+    saved: Position,
+    /// What changed since the last save point: rows (each kept as the last batch left it,
+    /// so a row changed by many batches is written once) and the tickets whose state changed.
+    unsaved: Changes,
+    /// Batches committed since the last save point.
+    since_save: u64,
     /// The commit in flight, if any.
     pending: Option<JoinHandle<Result<(), Error>>>,
     events: u64,
@@ -387,6 +409,39 @@ impl Fold {
         }
     }
 
+    /// A save point: the states of the tickets changed since the last one, and the
+    /// checkpoint moved to the last position folded, in one commit (after the one in flight).
+    async fn save(&mut self) -> Result<(), Error> {
+        self.settle().await?;
+        self.start_save();
+        self.settle().await
+    }
+
+    /// Starts the commit of a save point (after the one in flight has landed): every row
+    /// changed since the last one, the states of the tickets changed, and the checkpoint
+    /// moved to the last position folded.
+    fn start_save(&mut self) {
+        let mut changes = std::mem::take(&mut self.unsaved);
+        if self.position == self.saved && changes == Changes::default() {
+            return;
+        }
+        changes.store_states(&self.works);
+        let (store, generation, from, to) = (
+            self.store.clone(),
+            self.generation.clone(),
+            self.saved,
+            self.position,
+        );
+        self.pending = Some(tokio::spawn(async move {
+            store
+                .commit(&generation, from, to, changes)
+                .await
+                .map_err(Error::from)
+        }));
+        self.saved = to;
+        self.since_save = 0;
+    }
+
     /// Decodes and folds one batch (on a blocking thread) and starts its commit, which moves
     /// the checkpoint to `through`, once the previous one has landed.
     async fn batch(&mut self, events: Vec<ScannedEvent>, through: Position) -> Result<(), Error> {
@@ -401,9 +456,9 @@ impl Fold {
         missing.sort_unstable();
         missing.dedup();
         if self.works.len() + missing.len() > self.cached_max {
-            // States folded into the cache land with the commit in flight: wait for it
-            // before forgetting them.
-            self.settle().await?;
+            // The cached states are the only copy of what changed since the last save
+            // point: store them before forgetting them.
+            self.save().await?;
             self.works.clear();
             self.cache_complete = false;
             missing = records.iter().filter_map(Record::ticket_id).collect();
@@ -437,17 +492,12 @@ impl Fold {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
         self.folder = folder;
         self.works = works;
-        self.settle().await?;
-        if through > self.position {
-            let (store, generation, from) =
-                (self.store.clone(), self.generation.clone(), self.position);
-            self.pending = Some(tokio::spawn(async move {
-                store
-                    .commit(&generation, from, through, changes)
-                    .await
-                    .map_err(Error::from)
-            }));
-            self.position = through;
+        self.unsaved.merge(changes);
+        self.position = self.position.max(through);
+        self.since_save += 1;
+        if self.since_save >= SAVE_EVERY_BATCHES {
+            self.settle().await?;
+            self.start_save();
         }
         self.events += count;
         self.batches += 1;

@@ -7,7 +7,7 @@
 //! calendar), so a batch touches only the rows of the tickets in it, and its cost is
 //! proportional to its events, never to the number of tickets ever seen.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use closeloop_core::domain::{evolve, Event, SlaTarget, Ticket};
 use serde::{Deserialize, Serialize};
@@ -64,10 +64,43 @@ pub struct Changes {
     pub resolutions: BTreeMap<(Uuid, u32), ResolutionRow>,
     pub satisfaction_ratings: BTreeMap<(Uuid, u32, String), RatingRow>,
     pub agents: BTreeMap<String, AgentRow>,
-    /// Ticket states to store (JSON of [`TicketWork`]).
+    /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
+    /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
+    /// Tickets whose state the batch changed. Serializing a state once per batch (or, in a
+    /// replay, once per save point) instead of once per event keeps JSON off the fold's path.
+    pub dirty: BTreeSet<Uuid>,
     /// The calendars (JSON of [`Calendars`]), when a batch changed them.
     pub calendars: Option<String>,
+}
+
+impl Changes {
+    /// Adds a later batch's changes: a row changed in both is kept as the later one left it.
+    pub fn merge(&mut self, later: Changes) {
+        self.tickets.extend(later.tickets);
+        self.sla_timers.extend(later.sla_timers);
+        self.assignments.extend(later.assignments);
+        self.resolutions.extend(later.resolutions);
+        self.satisfaction_ratings.extend(later.satisfaction_ratings);
+        self.agents.extend(later.agents);
+        self.work.extend(later.work);
+        self.dirty.extend(later.dirty);
+        if later.calendars.is_some() {
+            self.calendars = later.calendars;
+        }
+    }
+
+    /// Serializes the state of every dirty ticket (from `works`) into `work`.
+    pub fn store_states(&mut self, works: &HashMap<Uuid, TicketWork>) {
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(w) = works.get(&id) {
+                self.work.insert(
+                    id,
+                    serde_json::to_string(w).expect("a ticket's state serializes"),
+                );
+            }
+        }
+    }
 }
 
 /// The fold's state shared by every ticket: the calendars in force.
@@ -162,7 +195,13 @@ impl Folder {
             .get_mut(&id)
             .ok_or_else(|| format!("ticket {id} has events but no ticket_opened before them"))?;
         let before = self.timer_rows(work);
-        self.apply(work, record, changes)?;
+        // An event that cannot be folded leaves the state as it was (the projector stops at
+        // it, and what it stores must be the state before it).
+        let saved = work.clone();
+        if let Err(e) = self.apply(work, record, changes) {
+            *work = saved;
+            return Err(e);
+        }
         self.emit(work, &before, changes);
         Ok(())
     }
@@ -406,10 +445,7 @@ impl Folder {
                 escalations: t.escalations,
             },
         );
-        changes.work.insert(
-            id,
-            serde_json::to_string(w).expect("a ticket's state serializes"),
-        );
+        changes.dirty.insert(id);
     }
 }
 

@@ -190,11 +190,12 @@ impl TableProjector {
         &mut self,
         from: Position,
         to: Position,
-        changes: Changes,
+        mut changes: Changes,
     ) -> Result<(), ProjectorError> {
         if to == from {
             return Ok(());
         }
+        changes.store_states(&self.works);
         match self.store.commit(&self.generation, from, to, changes).await {
             Ok(()) => {
                 self.status.set_position(to);
