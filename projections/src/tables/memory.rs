@@ -11,7 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AgentRow, Changes, Dump, Saved, TableError, TableStore, TimerRow, VERSION,
+    new_generation, AgentRow, Changes, Dump, Saved, TableError, TableStore, TicketRow, TimerRow,
+    VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -164,10 +165,7 @@ impl TableStore for MemoryTables {
         let t = self.tables.lock().expect("tables lock");
         let mut load: BTreeMap<String, i64> = BTreeMap::new();
         for ticket in t.rows.tickets.values() {
-            if let (Some(a), false) = (
-                &ticket.assignee,
-                ["resolved", "closed"].contains(&ticket.status.as_str()),
-            ) {
+            if let (Some(a), true) = (&ticket.assignee, ticket.is_open()) {
                 *load.entry(a.clone()).or_default() += 1;
             }
         }
@@ -257,7 +255,7 @@ impl TableStore for MemoryTables {
                 t.rows
                     .tickets
                     .get(&timer.ticket_id)
-                    .is_some_and(|k| !["resolved", "closed"].contains(&k.status.as_str()))
+                    .is_some_and(TicketRow::is_open)
             })
             .cloned()
             .collect();

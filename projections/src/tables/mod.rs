@@ -59,6 +59,18 @@ pub struct Saved {
     pub generation: String,
 }
 
+impl Saved {
+    /// What [`TableStore::checkpoint`] says of tables no projector has opened yet.
+    pub fn absent() -> Saved {
+        Saved {
+            version: VERSION,
+            position: 0,
+            calendars: None,
+            generation: String::new(),
+        }
+    }
+}
+
 /// A new generation for [`Saved::generation`].
 pub fn new_generation() -> String {
     Uuid::new_v4().to_string()

@@ -38,6 +38,13 @@ pub struct TicketRow {
     pub escalations: u32,
 }
 
+impl TicketRow {
+    /// Neither resolved nor closed: in an agent's open load, and its timers due.
+    pub fn is_open(&self) -> bool {
+        !["resolved", "closed"].contains(&self.status.as_str())
+    }
+}
+
 /// `sla_timers`: one row per timer cycle. A target's first timer is cycle 1; a reopen starts
 /// a new `resolution` cycle, a customer reply after an answer a new `next_response` cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -235,6 +235,34 @@ async fn dump_table<T: DeserializeOwned>(
     serde_json::from_str(&text).map_err(|e| TableError::Corrupt(format!("{}: {e}", table.name)))
 }
 
+/// The checkpoint row as stored, if there is one (`lock`: `FOR UPDATE` or nothing): what
+/// `open` starts from and what reports read.
+async fn stored(
+    client: &impl tokio_postgres::GenericClient,
+    s: &str,
+    lock: &str,
+) -> Result<Option<Saved>, TableError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT version, position, calendars, generation FROM {s}.table_checkpoint WHERE name = $1 {lock}"
+            ),
+            &[&NAME],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Saved {
+            version: u32::try_from(r.get::<_, i32>(0))
+                .map_err(|_| TableError::Corrupt("version".into()))?,
+            position: u64::try_from(r.get::<_, i64>(1))
+                .map_err(|_| TableError::Corrupt("position".into()))?,
+            calendars: r.get(2),
+            generation: r.get(3),
+        })
+    })
+    .transpose()
+}
+
 #[async_trait::async_trait]
 impl TableStore for PostgresTables {
     async fn open(&self) -> Result<Saved, TableError> {
@@ -249,19 +277,11 @@ impl TableStore for PostgresTables {
             &[&NAME, &(VERSION as i32), &new_generation()],
         )
         .await?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "SELECT version, position, calendars, generation FROM {s}.table_checkpoint WHERE name = $1 FOR UPDATE"
-                ),
-                &[&NAME],
-            )
-            .await?;
-        let (version, position, calendars, generation): (i32, i64, Option<String>, String) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        let version = u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?;
-        let saved = if check_version(version)? {
-            let generation = if generation.is_empty() {
+        let stored = stored(&tx, s, "FOR UPDATE")
+            .await?
+            .ok_or_else(|| TableError::Corrupt("the checkpoint row vanished".into()))?;
+        let saved = if check_version(stored.version)? {
+            let generation = if stored.generation.is_empty() {
                 // Written by a build without generations: give it one now.
                 let generation = new_generation();
                 tx.execute(
@@ -271,14 +291,11 @@ impl TableStore for PostgresTables {
                 .await?;
                 generation
             } else {
-                generation
+                stored.generation
             };
             Saved {
-                version,
-                position: u64::try_from(position)
-                    .map_err(|_| TableError::Corrupt("position".into()))?,
-                calendars,
                 generation,
+                ..stored
             }
         } else {
             for t in [

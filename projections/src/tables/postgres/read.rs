@@ -12,37 +12,16 @@ use crate::tables::read::{
     AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use crate::tables::rows::*;
-use crate::tables::{Saved, TableError, NAME};
+use crate::tables::{Saved, TableError};
 
 fn decode<T: DeserializeOwned>(table: &str, text: &str) -> Result<T, TableError> {
     serde_json::from_str(text).map_err(|e| TableError::Corrupt(format!("{table}: {e}")))
 }
 
 pub(super) async fn checkpoint(client: &Client, s: &str) -> Result<Saved, TableError> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT version, position, calendars, generation FROM {s}.table_checkpoint WHERE name = $1"
-            ),
-            &[&NAME],
-        )
-        .await?;
-    Ok(match row {
-        Some(r) => Saved {
-            version: u32::try_from(r.get::<_, i32>(0))
-                .map_err(|_| TableError::Corrupt("version".into()))?,
-            position: u64::try_from(r.get::<_, i64>(1))
-                .map_err(|_| TableError::Corrupt("position".into()))?,
-            calendars: r.get(2),
-            generation: r.get(3),
-        },
-        None => Saved {
-            version: crate::tables::VERSION,
-            position: 0,
-            calendars: None,
-            generation: String::new(),
-        },
-    })
+    Ok(super::stored(client, s, "")
+        .await?
+        .unwrap_or_else(Saved::absent))
 }
 
 pub(super) async fn scan(

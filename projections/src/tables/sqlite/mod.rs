@@ -104,9 +104,10 @@ impl SqliteTables {
     }
 }
 
-fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let found = tx
+/// The checkpoint row as stored, if there is one: what `open` starts from and what reports
+/// read.
+fn stored(conn: &Connection) -> Result<Option<Saved>, TableError> {
+    let found = conn
         .query_row(
             "SELECT version, position, calendars, generation FROM table_checkpoint WHERE name = ?1",
             [NAME],
@@ -120,12 +121,27 @@ fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
             },
         )
         .optional()?;
+    found
+        .map(|(version, position, calendars, generation)| {
+            Ok(Saved {
+                version: u32::try_from(version)
+                    .map_err(|_| TableError::Corrupt("version".into()))?,
+                position: u64::try_from(position)
+                    .map_err(|_| TableError::Corrupt("position".into()))?,
+                calendars,
+                generation,
+            })
+        })
+        .transpose()
+}
+
+fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = stored(&tx)?;
     let saved = match found {
-        Some((version, position, calendars, generation)) => {
-            let version =
-                u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?;
-            if check_version(version)? {
-                let generation = if generation.is_empty() {
+        Some(stored) => {
+            if check_version(stored.version)? {
+                let generation = if stored.generation.is_empty() {
                     // Written by a build without generations: give it one now.
                     let generation = new_generation();
                     tx.execute(
@@ -134,14 +150,11 @@ fn open_blocking(conn: &mut Connection) -> Result<Saved, TableError> {
                     )?;
                     generation
                 } else {
-                    generation
+                    stored.generation
                 };
                 Saved {
-                    version,
-                    position: u64::try_from(position)
-                        .map_err(|_| TableError::Corrupt("position".into()))?,
-                    calendars,
                     generation,
+                    ..stored
                 }
             } else {
                 for table in TABLES {

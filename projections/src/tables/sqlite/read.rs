@@ -4,14 +4,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::SqlRow;
 use crate::tables::read::{
     AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use crate::tables::rows::*;
-use crate::tables::{Saved, TableError, NAME};
+use crate::tables::{Saved, TableError};
 
 /// Sorts after every stored time (`coalesce(due_at, NO_DUE)` is the SLA list's order, and
 /// the expression of its index).
@@ -21,35 +21,7 @@ const NO_DUE: &str = "9999-12-31T23:59:59Z";
 const SCAN_CHUNK: usize = 256;
 
 pub(super) fn checkpoint(conn: &mut Connection) -> Result<Saved, TableError> {
-    let found = conn
-        .query_row(
-            "SELECT version, position, calendars, generation FROM table_checkpoint WHERE name = ?1",
-            [NAME],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    Ok(match found {
-        Some((version, position, calendars, generation)) => Saved {
-            version: u32::try_from(version).map_err(|_| TableError::Corrupt("version".into()))?,
-            position: u64::try_from(position)
-                .map_err(|_| TableError::Corrupt("position".into()))?,
-            calendars,
-            generation,
-        },
-        None => Saved {
-            version: crate::tables::VERSION,
-            position: 0,
-            calendars: None,
-            generation: String::new(),
-        },
-    })
+    Ok(super::stored(conn)?.unwrap_or_else(Saved::absent))
 }
 
 /// The `WHERE` clause of a range of `column` (`?1`, `?2` bound to the span's ends).
