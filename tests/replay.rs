@@ -77,30 +77,7 @@ async fn one_pass(log: Arc<dyn EventLog>) -> Dump {
     fold_live(log, Arc::new(MemoryTables::new())).await
 }
 
-/// Compares two dumps table by table, naming the first row that differs.
-fn assert_same(found: &Dump, expected: &Dump) {
-    fn table<T: PartialEq + std::fmt::Debug>(name: &str, a: &[T], b: &[T]) {
-        if let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
-            panic!(
-                "{name} differs at row {i} ({} rows against {}):\n  found    {:?}\n  expected {:?}",
-                a.len(),
-                b.len(),
-                a.get(i),
-                b.get(i)
-            );
-        }
-    }
-    table("tickets", &found.tickets, &expected.tickets);
-    table("sla_timers", &found.sla_timers, &expected.sla_timers);
-    table("assignments", &found.assignments, &expected.assignments);
-    table("resolutions", &found.resolutions, &expected.resolutions);
-    table(
-        "satisfaction_ratings",
-        &found.satisfaction_ratings,
-        &expected.satisfaction_ratings,
-    );
-    table("agents", &found.agents, &expected.agents);
-}
+use crate::tables::assert_same;
 
 async fn replay(
     log: &dyn EventLog,

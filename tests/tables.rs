@@ -62,7 +62,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Compares two dumps table by table, naming the first row that differs.
-fn assert_same(found: &Dump, expected: &Dump) {
+pub(crate) fn assert_same(found: &Dump, expected: &Dump) {
     fn table<T: PartialEq + std::fmt::Debug>(name: &str, a: &[T], b: &[T]) {
         if let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
             panic!(
