@@ -1,12 +1,13 @@
 //! The tables on PostgreSQL (`tables.sql`), in the read-model schema (`closeloop_read`, or
 //! `S_read` for a log in schema S). A commit is one transaction: the checkpoint moves only
-//! if it is still where the batch began, then each table's changed rows go in as one
-//! statement (`jsonb_populate_recordset` over the batch's rows as JSON, upserted by primary
-//! key): a handful of round trips per batch whatever its size.
+//! if it is still where the batch began, then each table's changed rows are copied in
+//! binary into a staging table and upserted from there by primary key (`copy.rs`): a
+//! handful of round trips per batch whatever its size.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use closeloop_core::log::Position;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
@@ -17,6 +18,7 @@ use super::{
     TableError, TableStore, TimerFilter, TimerPage, NAME, VERSION,
 };
 
+mod copy;
 mod read;
 mod shadow;
 pub mod url;
@@ -139,22 +141,23 @@ const TICKET_STATE: Table = Table {
     order: "ticket_id",
 };
 
+/// Every table the projector writes.
+const ALL: [&Table; 7] = [
+    &TICKETS,
+    &SLA_TIMERS,
+    &ASSIGNMENTS,
+    &RESOLUTIONS,
+    &RATINGS,
+    &AGENTS,
+    &TICKET_STATE,
+];
+
 impl Table {
-    fn upsert(&self, schema: &str) -> String {
-        let names = |cols: &[&str]| cols.join(", ");
-        let excluded: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("excluded.{c}"))
-            .collect();
-        format!(
-            "INSERT INTO {schema}.{t} SELECT * FROM jsonb_populate_recordset(NULL::{schema}.{t}, $1::text::jsonb)
-             ON CONFLICT ({key}) DO UPDATE SET ({cols}) = ROW({ex})",
-            t = self.name,
-            key = names(self.key),
-            cols = names(self.columns),
-            ex = excluded.join(", "),
-        )
+    /// The key's columns, then the others: the order rows are copied in.
+    fn all_columns(&self) -> String {
+        let mut all = self.key.to_vec();
+        all.extend_from_slice(self.columns);
+        all.join(", ")
     }
 
     fn dump(&self, schema: &str) -> String {
@@ -172,6 +175,9 @@ pub struct PostgresTables {
     url: String,
     schema: String,
     client: Mutex<Option<Client>>,
+    /// Whether the connection in `client` has its staging tables (`copy.rs`): created by
+    /// its first commit, gone with it.
+    staged: AtomicBool,
 }
 
 impl PostgresTables {
@@ -187,6 +193,7 @@ impl PostgresTables {
             url,
             schema,
             client: Mutex::new(None),
+            staged: AtomicBool::new(false),
         };
         let sql = include_str!("tables.sql").replace("{schema}", &tables.schema);
         let mut slot = tables.client().await?;
@@ -215,15 +222,10 @@ impl PostgresTables {
                 }
             });
             *slot = Some(client);
+            self.staged.store(false, Ordering::Release);
         }
         Ok(slot)
     }
-}
-
-/// A batch's rows of one table as a JSON array; `None` when it has none (no statement).
-fn json<T: Serialize>(rows: impl Iterator<Item = T>) -> Option<String> {
-    let rows: Vec<T> = rows.collect();
-    (!rows.is_empty()).then(|| serde_json::to_string(&rows).expect("rows serialize"))
 }
 
 async fn dump_table<T: DeserializeOwned>(
@@ -298,15 +300,7 @@ impl TableStore for PostgresTables {
                 ..stored
             }
         } else {
-            for t in [
-                &TICKETS,
-                &SLA_TIMERS,
-                &ASSIGNMENTS,
-                &RESOLUTIONS,
-                &RATINGS,
-                &AGENTS,
-                &TICKET_STATE,
-            ] {
+            for t in ALL {
                 tx.execute(&format!("TRUNCATE {s}.{}", t.name), &[]).await?;
             }
             let generation = new_generation();
@@ -353,7 +347,12 @@ impl TableStore for PostgresTables {
     ) -> Result<(), TableError> {
         let s = &self.schema;
         let mut slot = self.client().await?;
-        let tx = slot.as_mut().expect("connected").transaction().await?;
+        let client = slot.as_mut().expect("connected");
+        if !self.staged.load(Ordering::Acquire) {
+            client.batch_execute(&copy::create_stages(s, &ALL)).await?;
+            self.staged.store(true, Ordering::Release);
+        }
+        let tx = client.transaction().await?;
         let moved = tx
             .execute(
                 &format!(
@@ -376,27 +375,14 @@ impl TableStore for PostgresTables {
                 found: found as u64,
             });
         }
-        let batches = [
-            (&TICKETS, json(c.tickets.values())),
-            (&SLA_TIMERS, json(c.sla_timers.values())),
-            (&ASSIGNMENTS, json(c.assignments.values())),
-            (&RESOLUTIONS, json(c.resolutions.values())),
-            (&RATINGS, json(c.satisfaction_ratings.values())),
-            (&AGENTS, json(c.agents.values())),
-            (
-                &TICKET_STATE,
-                json(
-                    c.work
-                        .iter()
-                        .map(|(id, state)| serde_json::json!({"ticket_id": id, "state": state})),
-                ),
-            ),
-        ];
-        for (table, rows) in batches {
-            if let Some(rows) = rows {
-                tx.execute(&table.upsert(s), &[&rows]).await?;
-            }
-        }
+        copy::upsert(&tx, s, &TICKETS, c.tickets.values()).await?;
+        copy::upsert(&tx, s, &SLA_TIMERS, c.sla_timers.values()).await?;
+        copy::upsert(&tx, s, &ASSIGNMENTS, c.assignments.values()).await?;
+        copy::upsert(&tx, s, &RESOLUTIONS, c.resolutions.values()).await?;
+        copy::upsert(&tx, s, &RATINGS, c.satisfaction_ratings.values()).await?;
+        copy::upsert(&tx, s, &AGENTS, c.agents.values()).await?;
+        let states = c.work.iter().map(|(id, state)| copy::StateRow(*id, state));
+        copy::upsert(&tx, s, &TICKET_STATE, states).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,0 +1,398 @@
+//! A commit's rows into PostgreSQL by binary `COPY`: each table's changed rows are encoded
+//! in PostgreSQL's binary copy format, copied into a temporary staging table of the same
+//! shape (no index, no WAL, emptied at commit), and upserted from there by primary key in
+//! one `INSERT ... SELECT ... ON CONFLICT`.
+//!
+//! Why not one statement over the rows as JSON: PostgreSQL spent most of a replay's save
+//! point parsing the JSON (measured: 0.42 s of 0.55 s for 32,000 timers), and the JSON text
+//! was three times the binary rows' bytes.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::SinkExt;
+use jiff::Timestamp;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::Table;
+use crate::tables::rows::*;
+use crate::tables::TableError;
+
+/// The binary copy format's signature, then its flags and header extension length (none).
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Rows in PostgreSQL's binary copy format.
+pub(super) struct Encoder {
+    buf: BytesMut,
+    rows: usize,
+}
+
+impl Encoder {
+    pub(super) fn new() -> Encoder {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.put_slice(SIGNATURE);
+        buf.put_i32(0);
+        buf.put_i32(0);
+        Encoder { buf, rows: 0 }
+    }
+
+    /// One row: `values` in the table's column order, each of the matching type.
+    fn row(&mut self, types: &[Type], values: &[&(dyn ToSql + Sync)]) -> Result<(), TableError> {
+        debug_assert_eq!(types.len(), values.len());
+        self.buf.put_i16(values.len() as i16);
+        for (value, ty) in values.iter().zip(types) {
+            let at = self.buf.len();
+            self.buf.put_i32(0);
+            let length = match value
+                .to_sql_checked(ty, &mut self.buf)
+                .map_err(|e| TableError::Invalid(format!("a {ty} column: {e}")))?
+            {
+                IsNull::Yes => -1,
+                IsNull::No => i32::try_from(self.buf.len() - at - 4)
+                    .map_err(|_| TableError::Invalid("a value over 2 GiB".into()))?,
+            };
+            self.buf[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Bytes {
+        self.buf.put_i16(-1);
+        self.buf.freeze()
+    }
+}
+
+/// A row of one of the tables, as the binary copy of its columns (primary key first, then
+/// the table's other columns, in [`Table`]'s order).
+pub(super) trait CopyRow {
+    /// The columns' types, in that order.
+    const TYPES: &'static [Type];
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError>;
+}
+
+impl<T: CopyRow> CopyRow for &T {
+    const TYPES: &'static [Type] = T::TYPES;
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        (*self).encode(e)
+    }
+}
+
+/// Copies `rows` into `table`'s staging table and upserts them into `schema.table`; nothing
+/// when there are none.
+pub(super) async fn upsert<R: CopyRow>(
+    tx: &Transaction<'_>,
+    schema: &str,
+    table: &Table,
+    rows: impl Iterator<Item = R>,
+) -> Result<(), TableError> {
+    let mut encoder = Encoder::new();
+    for row in rows {
+        row.encode(&mut encoder)?;
+    }
+    if encoder.rows == 0 {
+        return Ok(());
+    }
+    let stage = stage_name(table);
+    let columns = table.all_columns();
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {stage} ({columns}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    futures::pin_mut!(sink);
+    sink.send(encoder.finish()).await?;
+    sink.finish().await?;
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("excluded.{c}"))
+        .collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.{t} ({columns}) SELECT {columns} FROM {stage}
+             ON CONFLICT ({key}) DO UPDATE SET ({cols}) = ROW({updates})",
+            t = table.name,
+            key = table.key.join(", "),
+            cols = table.columns.join(", "),
+            updates = updates.join(", "),
+        ),
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The staging table of `table`, in the connection's temporary schema.
+fn stage_name(table: &Table) -> String {
+    format!("pg_temp.closeloop_stage_{}", table.name)
+}
+
+/// Creates the staging tables of `tables` (after `schema`'s) on this connection: once per
+/// connection, since temporary tables live as long as it. Emptied at every commit.
+pub(super) fn create_stages(schema: &str, tables: &[&Table]) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE TEMP TABLE IF NOT EXISTS closeloop_stage_{name} (LIKE {schema}.{name}) ON COMMIT DELETE ROWS;",
+                name = t.name
+            )
+        })
+        .collect()
+}
+
+fn int(v: u32) -> Result<i32, TableError> {
+    i32::try_from(v).map_err(|_| TableError::Invalid(format!("{v} does not fit an integer column")))
+}
+
+fn time(seconds: i64) -> Result<Timestamp, TableError> {
+    Timestamp::from_second(seconds).map_err(|e| TableError::Invalid(format!("time {seconds}: {e}")))
+}
+
+fn time_opt(seconds: Option<i64>) -> Result<Option<Timestamp>, TableError> {
+    seconds.map(time).transpose()
+}
+
+fn int_opt(v: Option<u32>) -> Result<Option<i32>, TableError> {
+    v.map(int).transpose()
+}
+
+impl CopyRow for TicketRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+        Type::INT4,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &self.customer_id,
+                &self.grade,
+                &self.channel,
+                &self.category,
+                &self.priority,
+                &self.status,
+                &i32::from(self.line),
+                &self.assignee,
+                &self.team,
+                &time(self.opened_at)?,
+                &time_opt(self.first_response_at)?,
+                &time_opt(self.resolved_at)?,
+                &time_opt(self.closed_at)?,
+                &int(self.reopenings)?,
+                &int(self.escalations)?,
+            ],
+        )
+    }
+}
+
+impl CopyRow for TimerRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::TEXT,
+        Type::INT4,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::BOOL,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BOOL,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &self.target,
+                &int(self.cycle)?,
+                &self.status,
+                &time(self.started_at)?,
+                &time_opt(self.due_at)?,
+                &time_opt(self.warn_at)?,
+                &time_opt(self.warned_at)?,
+                &time_opt(self.breached_at)?,
+                &time_opt(self.fulfilled_at)?,
+                &self.met,
+                &int(self.target_minutes)?,
+                &int_opt(self.business_minutes_used)?,
+                &int_opt(self.calendar_minutes_used)?,
+                &self.calendar_id,
+                &self.grade,
+                &self.priority,
+                &self.agent_id,
+                &self.team,
+                &self.latest,
+            ],
+        )
+    }
+}
+
+impl CopyRow for AssignmentRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &int(self.seq)?,
+                &self.agent_id,
+                &self.team,
+                &time(self.from_at)?,
+                &time_opt(self.until_at)?,
+                &self.ended_by,
+                &self.started_by,
+                &self.category,
+            ],
+        )
+    }
+}
+
+impl CopyRow for ResolutionRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+        Type::INT4,
+        Type::BOOL,
+        Type::BOOL,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &int(self.resolution)?,
+                &self.resolved_by,
+                &self.team,
+                &time(self.resolved_at)?,
+                &int_opt(self.first_response_business_minutes)?,
+                &int_opt(self.resolution_business_minutes)?,
+                &self.one_touch,
+                &self.reopened_later,
+                &time_opt(self.reopened_at)?,
+                &self.category,
+                &self.grade,
+                &self.channel,
+            ],
+        )
+    }
+}
+
+impl CopyRow for RatingRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::INT4,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        let dimension = |d: Option<u8>| d.map(i32::from);
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &int(self.resolution)?,
+                &self.source,
+                &time(self.rated_at)?,
+                &i32::from(self.score),
+                &self.agent_id,
+                &self.team,
+                &self.category,
+                &self.grade,
+                &self.channel,
+                &dimension(self.recognition),
+                &dimension(self.efficiency),
+                &dimension(self.quality),
+                &dimension(self.overall),
+            ],
+        )
+    }
+}
+
+impl CopyRow for AgentRow {
+    const TYPES: &'static [Type] = &[Type::TEXT, Type::TEXT, Type::INT4, Type::TEXT, Type::BOOL];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.agent_id,
+                &self.team,
+                &i32::from(self.line),
+                &self.level,
+                &self.team_lead,
+            ],
+        )
+    }
+}
+
+/// A ticket's fold state (`ticket_state`): its id and its JSON.
+pub(super) struct StateRow<'a>(pub Uuid, pub &'a str);
+
+impl CopyRow for StateRow<'_> {
+    const TYPES: &'static [Type] = &[Type::UUID, Type::TEXT];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(Self::TYPES, &[&self.0, &self.1])
+    }
+}
