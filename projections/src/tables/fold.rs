@@ -72,6 +72,11 @@ pub struct Changes {
     pub dirty: BTreeSet<Uuid>,
     /// The calendars (JSON of [`Calendars`]), when a batch changed them.
     pub calendars: Option<String>,
+    /// Tickets these events opened. None of their rows nor their state can be stored yet
+    /// (a ticket's stream begins with its one `ticket_opened`, and rows are committed with
+    /// the checkpoint), so a store may insert them without looking for one: PostgreSQL
+    /// copies them in (a duplicate would be refused, not overwritten).
+    pub opened: BTreeSet<Uuid>,
 }
 
 impl Changes {
@@ -85,6 +90,7 @@ impl Changes {
         self.agents.extend(later.agents);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
+        self.opened.extend(later.opened);
         if later.calendars.is_some() {
             self.calendars = later.calendars;
         }
@@ -183,6 +189,7 @@ impl Folder {
                     work.cycles[target_index(t.target)] += 1;
                 }
                 self.emit(&work, &[], changes);
+                changes.opened.insert(e.ticket_id);
                 works.insert(e.ticket_id, work);
                 return Ok(());
             }

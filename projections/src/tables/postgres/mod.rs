@@ -375,14 +375,50 @@ impl TableStore for PostgresTables {
                 found: found as u64,
             });
         }
-        copy::upsert(&tx, s, &TICKETS, c.tickets.values()).await?;
-        copy::upsert(&tx, s, &SLA_TIMERS, c.sla_timers.values()).await?;
-        copy::upsert(&tx, s, &ASSIGNMENTS, c.assignments.values()).await?;
-        copy::upsert(&tx, s, &RESOLUTIONS, c.resolutions.values()).await?;
-        copy::upsert(&tx, s, &RATINGS, c.satisfaction_ratings.values()).await?;
-        copy::upsert(&tx, s, &AGENTS, c.agents.values()).await?;
-        let states = c.work.iter().map(|(id, state)| copy::StateRow(*id, state));
-        copy::upsert(&tx, s, &TICKET_STATE, states).await?;
+        let new = |id: &Uuid| c.opened.contains(id);
+        copy::write(
+            &tx,
+            s,
+            &TICKETS,
+            c.tickets.values().map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
+        copy::write(
+            &tx,
+            s,
+            &SLA_TIMERS,
+            c.sla_timers.values().map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
+        copy::write(
+            &tx,
+            s,
+            &ASSIGNMENTS,
+            c.assignments.values().map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
+        copy::write(
+            &tx,
+            s,
+            &RESOLUTIONS,
+            c.resolutions.values().map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
+        copy::write(
+            &tx,
+            s,
+            &RATINGS,
+            c.satisfaction_ratings
+                .values()
+                .map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
+        copy::write(&tx, s, &AGENTS, c.agents.values().map(|r| (false, r))).await?;
+        let states = c
+            .work
+            .iter()
+            .map(|(id, state)| (new(id), copy::StateRow(*id, state)));
+        copy::write(&tx, s, &TICKET_STATE, states).await?;
         tx.commit().await?;
         Ok(())
     }
