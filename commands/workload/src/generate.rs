@@ -1,7 +1,11 @@
 //! The generator: a seeded random walk through the operations, producing commands only (it
-//! never touches the log). Every random draw comes from one ChaCha8 generator seeded by
-//! `WorkloadConfig::seed`, and command ids from it too, so the same config always gives the
-//! same commands.
+//! never touches the log). Every random draw, command ids included, comes from ChaCha8
+//! generators seeded by `WorkloadConfig::seed`, so the same config always gives the same
+//! commands: stream 0 draws the setup, the leave and each ticket's opening day; ticket `n`
+//! draws its whole life from stream `n + 1`. A ticket needs no draw of any other ticket, so
+//! the days can be generated one at a time ([`generate_lazy`]) without keeping the days
+//! before: only the commands that tickets already opened will send on later days are
+//! carried over.
 
 use std::collections::BTreeMap;
 
@@ -58,7 +62,7 @@ pub struct Day {
     pub tickets: Vec<Vec<CommandEnvelope>>,
 }
 
-/// A generated workload.
+/// A generated workload, held whole (tests and benches that replay it several times).
 #[derive(Debug, Clone)]
 pub struct Workload {
     /// Midnight (UTC) of the first day; day `n` starts `n` times 24 hours later.
@@ -110,24 +114,100 @@ struct Away {
     backup: usize,
 }
 
+/// A workload generated day by day: the setup up front, then each [`Day`] made when
+/// `days` yields it. What `closeloop demo` runs, so that its memory holds about one simulated
+/// day of commands whatever the number of tickets.
+#[derive(Debug)]
+pub struct LazyWorkload {
+    /// Midnight (UTC) of the first day; day `n` starts `n` times 24 hours later.
+    pub start: Timestamp,
+    /// Calendars, policies, agents and customers, in order.
+    pub setup: Vec<CommandEnvelope>,
+    pub days: Days,
+}
+
+/// The days of a [`LazyWorkload`], generated as they are iterated.
+#[derive(Debug)]
+pub struct Days {
+    generator: Generator,
+    /// The next day to yield.
+    next: i64,
+    /// How many tickets open on each day; ticket numbers run on from one day to the next.
+    opening: Vec<usize>,
+    next_ticket: usize,
+    /// Leave starting or ending, by day (a handful of commands, made up front).
+    directory: BTreeMap<i64, Vec<CommandEnvelope>>,
+    /// Commands of tickets already opened, by (day, ticket), for the days not yet yielded:
+    /// the only state carried from one day to the next (tickets still in flight).
+    pending: BTreeMap<(i64, usize), Vec<CommandEnvelope>>,
+}
+
+impl Iterator for Days {
+    type Item = Day;
+
+    fn next(&mut self) -> Option<Day> {
+        let day = self.next;
+        let opening = *self.opening.get(usize::try_from(day).ok()?)?;
+        self.next += 1;
+        for _ in 0..opening {
+            let n = self.next_ticket;
+            self.next_ticket += 1;
+            for (minute, envelope) in self.generator.ticket(n, day) {
+                self.pending
+                    .entry((minute / MINUTES_PER_DAY, n))
+                    .or_default()
+                    .push(envelope);
+            }
+        }
+        let later = self.pending.split_off(&(day + 1, 0));
+        let today = std::mem::replace(&mut self.pending, later);
+        Some(Day {
+            directory: self.directory.remove(&day).unwrap_or_default(),
+            tickets: today.into_values().collect(),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.opening.len() - self.next as usize;
+        (left, Some(left))
+    }
+}
+
+#[derive(Debug)]
 struct Generator {
+    seed: u64,
+    /// The stream being drawn from: stream 0 while setting up, then each ticket's own.
     rng: ChaCha8Rng,
     start: Timestamp,
     end_minute: i64,
     staff: Vec<Staff>,
     away: Vec<Away>,
     customers: Vec<(String, Grade)>,
-    timed: Vec<(i64, usize, CommandEnvelope)>,
+    /// The current ticket's commands, with their minute.
+    timed: Vec<(i64, CommandEnvelope)>,
 }
 
-/// Generates the workload for `config`; the same config always gives the same commands.
+/// Generates the workload for `config`, held whole; the same config always gives the same
+/// commands, those of [`generate_lazy`].
 pub fn generate(config: &WorkloadConfig) -> Result<Workload, Error> {
+    let lazy = generate_lazy(config)?;
+    Ok(Workload {
+        start: lazy.start,
+        setup: lazy.setup,
+        days: lazy.days.collect(),
+    })
+}
+
+/// Generates the setup for `config` now and its days as they are iterated; the same config
+/// always gives the same commands.
+pub fn generate_lazy(config: &WorkloadConfig) -> Result<LazyWorkload, Error> {
     if config.days == 0 || config.customers == 0 {
         return Err(Error::Invalid(
             "needs at least one day and one customer".into(),
         ));
     }
     let mut g = Generator {
+        seed: config.seed,
         rng: ChaCha8Rng::seed_from_u64(config.seed),
         start: config.start,
         end_minute: i64::from(config.days) * MINUTES_PER_DAY,
@@ -171,29 +251,18 @@ pub fn generate(config: &WorkloadConfig) -> Result<Workload, Error> {
             directory_days.entry(a.to_day).or_default().push(back);
         }
     }
-    for ticket in 0..config.tickets {
-        g.ticket_life(ticket, config.days);
-    }
-    let mut days: Vec<Day> = (0..config.days).map(|_| Day::default()).collect();
-    for (day, commands) in directory_days {
-        days[day as usize].directory = commands;
-    }
-    g.timed
-        .sort_by_key(|(minute, ticket, _)| (*ticket, *minute));
-    let mut lanes: BTreeMap<(i64, usize), Vec<CommandEnvelope>> = BTreeMap::new();
-    for (minute, ticket, envelope) in g.timed.drain(..) {
-        lanes
-            .entry((minute / MINUTES_PER_DAY, ticket))
-            .or_default()
-            .push(envelope);
-    }
-    for ((day, _), commands) in lanes {
-        days[day as usize].tickets.push(commands);
-    }
-    Ok(Workload {
+    let opening = g.opening_days(config.tickets, config.days);
+    Ok(LazyWorkload {
         start: config.start,
         setup,
-        days,
+        days: Days {
+            generator: g,
+            next: 0,
+            opening,
+            next_ticket: 0,
+            directory: directory_days,
+            pending: BTreeMap::new(),
+        },
     })
 }
 
@@ -535,30 +604,47 @@ impl Generator {
         pool[self.rng.random_range(0..pool.len())]
     }
 
-    fn push(&mut self, ticket: usize, minute: i64, actor: Actor, command: Command) {
+    /// How many of `tickets` open on each of `days` days (fewer at the weekend), drawn from
+    /// stream 0: the only draw made for a ticket outside its own stream.
+    fn opening_days(&mut self, tickets: usize, days: u32) -> Vec<usize> {
+        let weights: Vec<(usize, u32)> = (0..days as usize)
+            .map(|d| {
+                let weight = match d % 7 {
+                    5 => 40,
+                    6 => 25,
+                    _ => 100,
+                };
+                (d, weight)
+            })
+            .collect();
+        let mut opening = vec![0; days as usize];
+        for _ in 0..tickets {
+            opening[pick(&mut self.rng, &weights)] += 1;
+        }
+        opening
+    }
+
+    /// Ticket `n`'s commands in time order, with their minute, for a ticket opening on `day`.
+    /// Drawn from the ticket's own stream, so no other ticket's draws are needed.
+    fn ticket(&mut self, n: usize, day: i64) -> Vec<(i64, CommandEnvelope)> {
+        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.rng.set_stream(n as u64 + 1);
+        self.ticket_life(n, day);
+        let mut commands = std::mem::take(&mut self.timed);
+        // Stable: a survey answered after the closing stays after it.
+        commands.sort_by_key(|(minute, _)| *minute);
+        commands
+    }
+
+    fn push(&mut self, minute: i64, actor: Actor, command: Command) {
         if minute < self.end_minute {
             let envelope = self.envelope(minute, actor, command);
-            self.timed.push((minute, ticket, envelope));
+            self.timed.push((minute, envelope));
         }
     }
 
-    fn ticket_life(&mut self, n: usize, days: u32) {
+    fn ticket_life(&mut self, n: usize, day: i64) {
         let rng = &mut self.rng;
-        let day = pick(
-            rng,
-            &(0..i64::from(days))
-                .map(|d| {
-                    (
-                        d,
-                        match d % 7 {
-                            5 => 40,
-                            6 => 25,
-                            _ => 100,
-                        },
-                    )
-                })
-                .collect::<Vec<_>>(),
-        );
         const HOURLY: [u32; 24] = [
             2, 1, 1, 1, 1, 2, 4, 8, 14, 18, 20, 18, 12, 14, 18, 19, 17, 14, 10, 8, 6, 5, 4, 3,
         ];
@@ -646,7 +732,6 @@ impl Generator {
             ][n % 6]
         );
         self.push(
-            n,
             t,
             opener,
             Command::OpenTicket(OpenTicket {
@@ -672,7 +757,6 @@ impl Generator {
             // The agent is away; their lead dispatches instead.
             let lead = self.lead_of(&self.staff[agent].team.clone());
             self.push(
-                n,
                 t,
                 lead,
                 Command::AssignTicket(AssignTicket {
@@ -682,7 +766,6 @@ impl Generator {
             );
         } else {
             self.push(
-                n,
                 t,
                 assigner,
                 Command::AssignTicket(AssignTicket {
@@ -694,7 +777,6 @@ impl Generator {
         t += exp_minutes(&mut self.rng, 90.0 * speed);
         let hands = self.hands(agent, t);
         self.push(
-            n,
             t,
             hands,
             Command::RespondToCustomer(RespondToCustomer {
@@ -706,7 +788,6 @@ impl Generator {
             t += exp_minutes(&mut self.rng, 30.0);
             let hands = self.hands(agent, t);
             self.push(
-                n,
                 t,
                 hands,
                 Command::AddNote(AddNote {
@@ -720,7 +801,6 @@ impl Generator {
             t += exp_minutes(&mut self.rng, 60.0 * speed);
             let hands = self.hands(agent, t);
             self.push(
-                n,
                 t,
                 hands,
                 Command::RequestCustomerInfo(RequestCustomerInfo {
@@ -730,7 +810,6 @@ impl Generator {
             );
             t += exp_minutes(&mut self.rng, 600.0);
             self.push(
-                n,
                 t,
                 service(),
                 Command::RecordCustomerReply(RecordCustomerReply {
@@ -741,7 +820,6 @@ impl Generator {
             t += exp_minutes(&mut self.rng, 120.0 * speed);
             let hands = self.hands(agent, t);
             self.push(
-                n,
                 t,
                 hands,
                 Command::RespondToCustomer(RespondToCustomer {
@@ -759,7 +837,6 @@ impl Generator {
             };
             let lead = self.lead_of(&self.staff[agent].team.clone());
             self.push(
-                n,
                 t,
                 lead,
                 Command::ChangePriority(ChangePriority {
@@ -789,7 +866,6 @@ impl Generator {
                 "serious case for management"
             };
             self.push(
-                n,
                 t,
                 hands,
                 Command::EscalateTicket(EscalateTicket {
@@ -803,7 +879,6 @@ impl Generator {
             agent = self.pick_agent(line, t);
             let lead = self.lead_of(&self.staff[agent].team.clone());
             self.push(
-                n,
                 t,
                 lead,
                 Command::AssignTicket(AssignTicket {
@@ -814,7 +889,6 @@ impl Generator {
             t += exp_minutes(&mut self.rng, 60.0 * speed);
             let hands = self.hands(agent, t);
             self.push(
-                n,
                 t,
                 hands,
                 Command::RespondToCustomer(RespondToCustomer {
@@ -836,7 +910,6 @@ impl Generator {
             t += exp_minutes(&mut self.rng, work_mean);
             let hands = self.hands(agent, t);
             self.push(
-                n,
                 t,
                 hands,
                 Command::ResolveTicket(ResolveTicket {
@@ -858,7 +931,6 @@ impl Generator {
                 let rt = t + exp_minutes(&mut self.rng, 300.0);
                 settled = rt;
                 self.push(
-                    n,
                     rt,
                     service(),
                     Command::RecordSatisfaction(RecordSatisfaction {
@@ -875,7 +947,6 @@ impl Generator {
                 t = settled + exp_minutes(&mut self.rng, 1_440.0);
                 let hands = self.hands(agent, t);
                 self.push(
-                    n,
                     t,
                     hands,
                     Command::ReopenTicket(ReopenTicket {
@@ -889,7 +960,7 @@ impl Generator {
         }
         t += 600 + exp_minutes(&mut self.rng, 1_440.0);
         let hands = self.hands(agent, t);
-        self.push(n, t, hands, Command::CloseTicket(CloseTicket { ticket_id }));
+        self.push(t, hands, Command::CloseTicket(CloseTicket { ticket_id }));
         if self.rng.random_bool(0.05) {
             t += exp_minutes(&mut self.rng, 2_880.0);
             let lead = self.lead_of(&self.staff[agent].team.clone());
@@ -901,7 +972,6 @@ impl Generator {
                 overall: d(),
             };
             self.push(
-                n,
                 t,
                 lead,
                 Command::RecordSatisfaction(RecordSatisfaction {
@@ -913,5 +983,51 @@ impl Generator {
                 }),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> WorkloadConfig {
+        WorkloadConfig {
+            tickets: 300,
+            days: 6,
+            customers: 40,
+            ..WorkloadConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_same_config_gives_the_same_commands() {
+        let (a, b) = (generate(&small()).unwrap(), generate(&small()).unwrap());
+        assert!(a.sequential().eq(b.sequential()));
+        let other = generate(&WorkloadConfig { seed: 8, ..small() }).unwrap();
+        assert!(!a.sequential().eq(other.sequential()));
+    }
+
+    /// Each day holds its own commands only, each ticket's lane in time order, and every
+    /// ticket is opened once, on the day it starts.
+    #[test]
+    fn days_hold_their_own_commands_in_order() {
+        let config = small();
+        let work = generate(&config).unwrap();
+        assert_eq!(work.days.len(), config.days as usize);
+        let mut opened = 0;
+        for (n, day) in work.days.iter().enumerate() {
+            let day_start = config.start + SignedDuration::from_mins(MINUTES_PER_DAY) * n as i32;
+            let day_end = day_start + SignedDuration::from_mins(MINUTES_PER_DAY);
+            for lane in &day.tickets {
+                let times: Vec<Timestamp> = lane.iter().map(|e| e.occurred_at.unwrap()).collect();
+                assert!(times.is_sorted(), "{times:?}");
+                assert!(times.iter().all(|t| (day_start..day_end).contains(t)));
+                opened += lane
+                    .iter()
+                    .filter(|e| matches!(e.command, Command::OpenTicket(_)))
+                    .count();
+            }
+        }
+        assert_eq!(opened, config.tickets);
     }
 }

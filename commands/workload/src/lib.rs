@@ -15,15 +15,16 @@
 //! before the tick's end is done: the demo runs the SLA scheduler there, so a deadline that
 //! passes at 10:00 is recorded before the ticket's 12:00 resolution is appended.
 //!
-//! - `generate.rs`: [`generate`] makes the commands (pure: no log, no clock; depends on
-//!   `closeloop-core` alone).
-//! - `run.rs`: [`run`] and [`run_with_ticks`] drive them through a
+//! - `generate.rs`: [`generate_lazy`] makes the commands day by day as they are needed,
+//!   [`generate`] all at once (pure: no log, no clock; depends on `closeloop-core` alone).
+//! - `run.rs`: [`run`] (a [`Workload`] held whole) and [`run_with_ticks`] (a
+//!   [`LazyWorkload`], consumed day by day) drive them through a
 //!   `closeloop_commands::Handler` and count the replies.
 
 mod generate;
 mod run;
 
-pub use generate::{generate, Day, Workload, WorkloadConfig};
+pub use generate::{generate, generate_lazy, Day, Days, LazyWorkload, Workload, WorkloadConfig};
 pub use run::{run, run_with_ticks, RunStats};
 
 const MINUTES_PER_DAY: i64 = 24 * 60;

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use closeloop_commands::{Handler, Reply};
+use closeloop_core::domain::CommandEnvelope;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::{Workload, MINUTES_PER_DAY};
+use crate::{Day, LazyWorkload, Workload, MINUTES_PER_DAY};
 
 /// Counts of what a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,17 +20,18 @@ pub struct RunStats {
     pub rejections: Vec<String>,
 }
 
-/// Drives a workload through the handler: setup in order, then day by day with up to
-/// `concurrency` tickets in flight. `progress` is called with the number of commands done.
+/// Drives a workload held whole through the handler: setup in order, then day by day with up
+/// to `concurrency` tickets in flight. `progress` is called with the number of commands done.
 pub async fn run(
     handler: Arc<Handler>,
     workload: &Workload,
     concurrency: usize,
     progress: impl Fn(usize) + Send + Sync + 'static,
 ) -> RunStats {
-    run_with_ticks(
+    drive(
         handler,
-        workload,
+        &workload.setup,
+        dated(workload.start, workload.days.iter().cloned()),
         concurrency,
         SignedDuration::from_mins(MINUTES_PER_DAY),
         progress,
@@ -38,14 +40,52 @@ pub async fn run(
     .await
 }
 
-/// Like [`run`], with each day cut into ticks of `tick` (a day when `tick` is a day or more):
-/// a day's directory commands first, then tick by tick the tickets' commands that occur
-/// before the tick's end (each ticket in order, different tickets concurrently), then
-/// `on_tick(end of the tick)`, awaited before the next tick starts. The hook's own commands
-/// are not counted in the returned stats.
+/// Like [`run`] for a workload generated day by day, each day dropped once run (so memory
+/// holds one day of commands), and with each day cut into ticks of `tick` (a day when `tick`
+/// is a day or more): a day's directory commands first, then tick by tick the tickets'
+/// commands that occur before the tick's end (each ticket in order, different tickets
+/// concurrently), then `on_tick(end of the tick)`, awaited before the next tick starts. The
+/// hook's own commands are not counted in the returned stats.
 pub async fn run_with_ticks<F, Fut>(
     handler: Arc<Handler>,
-    workload: &Workload,
+    workload: LazyWorkload,
+    concurrency: usize,
+    tick: SignedDuration,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+    on_tick: F,
+) -> RunStats
+where
+    F: FnMut(Timestamp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    drive(
+        handler,
+        &workload.setup,
+        dated(workload.start, workload.days),
+        concurrency,
+        tick,
+        progress,
+        on_tick,
+    )
+    .await
+}
+
+/// Each day with the instant it starts.
+fn dated(
+    start: Timestamp,
+    days: impl Iterator<Item = Day>,
+) -> impl Iterator<Item = (Timestamp, Day)> {
+    let day_length = SignedDuration::from_mins(MINUTES_PER_DAY);
+    days.enumerate()
+        .map(move |(n, day)| (start + day_length * n as i32, day))
+}
+
+/// [`run_with_ticks`] over the setup and the dated days, taking each day's commands out of
+/// it as they are due (moved, not copied).
+async fn drive<F, Fut>(
+    handler: Arc<Handler>,
+    setup: &[CommandEnvelope],
+    days: impl Iterator<Item = (Timestamp, Day)>,
     concurrency: usize,
     tick: SignedDuration,
     progress: impl Fn(usize) + Send + Sync + 'static,
@@ -77,38 +117,34 @@ where
             }
         }
     };
-    for envelope in &workload.setup {
+    for envelope in setup {
         record(&handler.handle(envelope.clone()).await);
         progress(done.fetch_add(1, Ordering::Relaxed) + 1);
     }
-    for (n, day) in workload.days.iter().enumerate() {
-        for envelope in &day.directory {
-            record(&handler.handle(envelope.clone()).await);
+    for (day_start, day) in days {
+        for envelope in day.directory {
+            record(&handler.handle(envelope).await);
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
         }
-        let day_start = workload.start + day_length * n as i32;
         let day_end = day_start + day_length;
-        // How far each ticket's lane has run (lanes are in time order).
-        let mut ran = vec![0; day.tickets.len()];
+        // What is left of each ticket's lane (lanes are in time order).
+        let mut left = day.tickets;
         let mut tick_end = day_start;
         while tick_end < day_end {
             tick_end = (tick_end + tick).min(day_end);
             let mut lanes = Vec::new();
-            for (lane, ran) in day.tickets.iter().zip(&mut ran) {
-                let due = lane[*ran..]
-                    .iter()
-                    .take_while(|e| e.occurred_at.is_none_or(|at| at < tick_end))
-                    .count();
+            for lane in &mut left {
                 // The last tick takes whatever is left (a command stamped past midnight).
-                let upto = if tick_end == day_end {
+                let due = if tick_end == day_end {
                     lane.len()
                 } else {
-                    *ran + due
+                    lane.iter()
+                        .take_while(|e| e.occurred_at.is_none_or(|at| at < tick_end))
+                        .count()
                 };
-                if upto > *ran {
-                    lanes.push(lane[*ran..upto].to_vec());
+                if due > 0 {
+                    lanes.push(lane.drain(..due).collect::<Vec<_>>());
                 }
-                *ran = upto;
             }
             let queue = Arc::new(std::sync::Mutex::new(lanes));
             let mut workers = tokio::task::JoinSet::new();
