@@ -69,6 +69,7 @@ fn event(command_id: Uuid) -> NewEvent {
             },
             occurred_at: Timestamp::now(),
             recorded_at: Timestamp::now(),
+            command_hash: None,
         },
     }
 }

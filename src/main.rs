@@ -83,9 +83,9 @@ enum Cmd {
         /// Only this ticket's stream.
         ticket_id: Option<Uuid>,
     },
-    /// Stored events as JSON lines with their hashes.
     /// Create or upgrade the PostgreSQL schema (`--store postgres://...[?schema=NAME]`).
     Migrate,
+    /// Stored events as JSON lines with their hashes.
     Export {
         /// A stream name such as `ticket-<uuid>`.
         #[arg(long)]

@@ -567,3 +567,35 @@ fn migrate_creates_then_finds_the_postgres_schema_up_to_date() {
         String::from_utf8_lossy(&dropped.stderr)
     );
 }
+
+/// `closeloop --help` gives every subcommand its own one-line description.
+#[test]
+fn help_describes_every_subcommand_once() {
+    let output = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .arg("--help")
+        .output()
+        .expect("run closeloop --help");
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).expect("utf-8");
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(commands.len() >= 10, "{help}");
+    for line in &commands {
+        let mut words = line.split_whitespace();
+        let name = words.next().expect("a name");
+        let description: Vec<&str> = words.collect();
+        assert!(
+            !description.is_empty(),
+            "`{name}` has no description:\n{help}"
+        );
+        // One sentence each: a description that runs into another's is two docs merged.
+        assert!(
+            description.join(" ").matches(". ").count() == 0,
+            "`{name}`'s description holds two sentences: {line}"
+        );
+    }
+}

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use closeloop_commands::{Handler, HandlerConfig, Reply};
+use closeloop_core::domain::RejectionCode;
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::EventLog;
 use serde_json::{json, Value};
@@ -163,4 +164,117 @@ async fn a_refusal_against_a_ticket_another_instance_changed_is_decided_again() 
         reply.to_json()
     );
     assert_eq!(log.head().await.expect("head"), head);
+}
+
+fn with_id(kind: &str, actor: (&str, &str), at: &str, id: Uuid, payload: Value) -> Vec<u8> {
+    let mut command: Value = serde_json::from_slice(&cmd(kind, actor, at, payload)).expect("json");
+    command["command_id"] = json!(id);
+    serde_json::to_vec(&command).expect("json")
+}
+
+/// Issue 14, item 2: an agent who knows the id the SLA scheduler will use for a breach
+/// cannot take it first and so erase the breach. The scheduler's own command under that id is
+/// still appended, not answered with the agent's reply.
+#[tokio::test]
+async fn an_outside_command_cannot_squat_the_schedulers_id() {
+    let (log, one, _two, ticket) = two_instances().await;
+    let due: jiff::Timestamp = "2026-11-02T12:00:00Z".parse().expect("time");
+    let breach_id = closeloop_projections::scheduler::command_id(
+        ticket,
+        closeloop_core::domain::SlaTarget::Resolution,
+        due,
+        true,
+    );
+    let squat = one
+        .handle_bytes(&with_id(
+            "add_note",
+            AGENT1,
+            "2026-11-02T08:20:00Z",
+            breach_id,
+            json!({"ticket_id": ticket, "text": "mine now"}),
+        ))
+        .await;
+    assert!(
+        matches!(squat, Reply::Accepted { .. }),
+        "{}",
+        squat.to_json()
+    );
+    let head = log.head().await.expect("head");
+    let breach = one
+        .handle_bytes(&with_id(
+            "record_sla_breach",
+            (closeloop_projections::scheduler::ACTOR_ID, "system"),
+            "2026-11-02T12:00:01Z",
+            breach_id,
+            json!({"ticket_id": ticket, "target": "resolution", "due_at": due}),
+        ))
+        .await;
+    let Reply::Accepted { events, .. } = &breach else {
+        panic!(
+            "the scheduler's breach must be appended: {}",
+            breach.to_json()
+        );
+    };
+    assert!(events.iter().any(|e| e == "sla_breached"), "{events:?}");
+    assert!(log.head().await.expect("head") > head);
+}
+
+/// A command id is bound to its command: a retry with the same content gets the first
+/// reply, other content under the same id is refused at `/command_id` and appends nothing,
+/// and another actor's use of the same id is a command of its own.
+#[tokio::test]
+async fn a_command_id_is_bound_to_its_actor_and_content() {
+    let (log, one, two, ticket) = two_instances().await;
+    let id = Uuid::now_v7();
+    let note = |actor, text: &str| {
+        with_id(
+            "add_note",
+            actor,
+            "2026-11-02T08:30:00Z",
+            id,
+            json!({"ticket_id": ticket, "text": text}),
+        )
+    };
+    let first = one.handle_bytes(&note(AGENT1, "called back")).await;
+    let Reply::Accepted { position, .. } = first else {
+        panic!("{}", first.to_json());
+    };
+    let head = log.head().await.expect("head");
+
+    // The same command again, on the other instance: the first reply, nothing appended.
+    let retry = two.handle_bytes(&note(AGENT1, "called back")).await;
+    assert!(
+        matches!(retry, Reply::Duplicate { position: p, .. } if p == position),
+        "{}",
+        retry.to_json()
+    );
+
+    // Other content under the same id: refused, naming the field, nothing appended.
+    for instance in [&one, &two] {
+        let other = instance.handle_bytes(&note(AGENT1, "never called")).await;
+        let error = other
+            .rejection()
+            .unwrap_or_else(|| panic!("{}", other.to_json()));
+        assert_eq!(error.code, RejectionCode::Conflict, "{}", other.to_json());
+        assert_eq!(error.details[0].path, "/command_id", "{}", other.to_json());
+    }
+    assert_eq!(log.head().await.expect("head"), head);
+
+    // Another actor's command under the same id is its own command.
+    let other_actor = one
+        .handle_bytes(&with_id(
+            "open_ticket",
+            CRM,
+            "2026-11-02T08:40:00Z",
+            id,
+            json!({"ticket_id": Uuid::now_v7(), "customer_id": "c-2", "channel": "phone",
+                   "category": "inquiry", "priority": "low", "subject": "bill"}),
+        ))
+        .await;
+    assert!(
+        matches!(other_actor, Reply::Accepted { .. }),
+        "{}",
+        other_actor.to_json()
+    );
+    assert_eq!(log.head().await.expect("head"), head + 1);
 }

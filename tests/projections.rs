@@ -102,6 +102,7 @@ fn a_failing_projector_stops_at_the_event_and_every_report_says_so() {
                         actor: Actor::system("test"),
                         occurred_at: now,
                         recorded_at: now,
+                        command_hash: None,
                     },
                 }],
                 unchanged: None,

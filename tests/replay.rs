@@ -446,6 +446,7 @@ fn raw_note(command_id: Uuid, schema_version: u32, data: serde_json::Value) -> N
             actor: Actor::system("release-1"),
             occurred_at: at,
             recorded_at: at,
+            command_hash: None,
         },
     }
 }

@@ -395,6 +395,7 @@ fn schemas_mirror_types_have_the_fields_of_the_real_values() {
             actor,
             occurred_at: Timestamp::UNIX_EPOCH,
             recorded_at: Timestamp::UNIX_EPOCH,
+            command_hash: None,
         },
         hash: "00".into(),
     };

@@ -20,13 +20,14 @@ use closeloop_core::domain::{
     Rules, Ticket, TicketState, DIRECTORY_CATEGORIES,
 };
 use closeloop_core::log::{
-    AppendOutcome, AppendRequest, EventLog, ExpectedVersion, Filter, Metadata, NewEvent, Position,
-    Unchanged, READ_BATCH_MAX,
+    AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, Filter, Metadata, NewEvent,
+    Position, Unchanged, READ_BATCH_MAX,
 };
 use dashmap::DashMap;
 use jiff::Timestamp;
 use tokio::sync::{Mutex, RwLock};
 
+use crate::idempotency;
 use crate::reply::Reply;
 
 /// Where "now" comes from: the wall clock in production, a fixed or simulated one in tests.
@@ -125,9 +126,50 @@ impl Handler {
         // created (closing twice): the log's record of the id wins, so the caller gets the
         // first reply. Checked only on this path, so accepted commands cost no extra read;
         // an accepted retry is caught atomically by the append itself.
-        match self.log.find_command(id).await {
-            Ok(Some(first)) => Reply::duplicate(id, first),
+        match self.log.find_command(idempotency::log_key(&envelope)).await {
+            Ok(Some(first)) => self.duplicate(&envelope, first).await,
             _ => reply,
+        }
+    }
+
+    /// The answer to a command whose key the log already holds: the first append's reply
+    /// if it was this command, `conflict` at `/command_id` if the id was used for other
+    /// content (see [`idempotency`]).
+    async fn duplicate(&self, envelope: &CommandEnvelope, first: Committed) -> Reply {
+        let id = envelope.command_id;
+        let recorded = match self
+            .log
+            .read_all(first.position.saturating_sub(1), 1, Filter::All)
+            .await
+        {
+            Ok(events) => events
+                .into_iter()
+                .next()
+                .and_then(|e| e.metadata.command_hash),
+            Err(e) => {
+                return Reply::rejected(
+                    Some(id),
+                    Rejection::new(RejectionCode::Unavailable, e.to_string()),
+                )
+            }
+        };
+        match recorded {
+            // Appended before hashes were recorded: nothing to compare.
+            None => Reply::duplicate(id, first),
+            Some(hash) if hash == idempotency::content_hash(envelope) => {
+                Reply::duplicate(id, first)
+            }
+            Some(_) => Reply::rejected(
+                Some(id),
+                Rejection::at(
+                    RejectionCode::Conflict,
+                    "/command_id",
+                    format!(
+                        "command_id {id} was already used for another command (appended at position {}): use a new id for a new command",
+                        first.position
+                    ),
+                ),
+            ),
         }
     }
 
@@ -145,6 +187,8 @@ impl Handler {
             .occurred_at
             .unwrap_or_else(|| (self.config.clock)());
         let opens = matches!(envelope.command, domain::Command::OpenTicket(_));
+        let key = idempotency::log_key(envelope);
+        let hash = idempotency::content_hash(envelope);
         let mut fresh = false;
         let mut refusal_rechecked = false;
         // One attempt more than the retries on conflict, for the recheck of a refusal.
@@ -206,10 +250,10 @@ impl Handler {
             let request = AppendRequest {
                 stream: stream.clone(),
                 expected: ExpectedVersion::Exact(current),
-                command_id: id,
+                command_id: key,
                 events: events
                     .iter()
-                    .map(|e| new_event(e, envelope, occurred_at))
+                    .map(|e| new_event(e, envelope, occurred_at, &hash))
                     .collect(),
                 unchanged: Some(Unchanged {
                     categories: DIRECTORY_CATEGORIES,
@@ -228,7 +272,9 @@ impl Handler {
                 Err(closeloop_core::Error::Changed { .. }) => {
                     self.directory_stale.store(true, Ordering::Release);
                 }
-                Ok(AppendOutcome::Duplicate(first)) => return Ok(Reply::duplicate(id, first)),
+                Ok(AppendOutcome::Duplicate(first)) => {
+                    return Ok(self.duplicate(envelope, first).await)
+                }
                 Err(closeloop_core::Error::WrongExpectedVersion { actual, .. }) => {
                     if envelope.expected_version.is_some() {
                         return Ok(Reply::rejected(
@@ -362,7 +408,12 @@ impl Handler {
     }
 }
 
-fn new_event(event: &Event, envelope: &CommandEnvelope, occurred_at: Timestamp) -> NewEvent {
+fn new_event(
+    event: &Event,
+    envelope: &CommandEnvelope,
+    occurred_at: Timestamp,
+    command_hash: &str,
+) -> NewEvent {
     NewEvent {
         event_id: uuid::Uuid::now_v7(),
         event_type: event.event_type().to_owned(),
@@ -375,6 +426,7 @@ fn new_event(event: &Event, envelope: &CommandEnvelope, occurred_at: Timestamp) 
             actor: envelope.actor.clone(),
             occurred_at,
             recorded_at: occurred_at,
+            command_hash: Some(command_hash.to_owned()),
         },
     }
 }

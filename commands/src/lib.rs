@@ -10,6 +10,7 @@
 
 mod error;
 mod handler;
+pub mod idempotency;
 pub mod nats;
 pub mod process;
 pub mod relay;

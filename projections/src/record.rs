@@ -583,6 +583,7 @@ mod tests {
                 actor: Actor::system("t"),
                 occurred_at: at,
                 recorded_at: at,
+                command_hash: None,
             },
             hash: "00".into(),
         }

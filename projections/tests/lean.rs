@@ -313,6 +313,7 @@ fn stored(position: u64, stream: &str, at: i64, event: &Event) -> StoredEvent {
             actor: Actor::system("t\"é"),
             occurred_at: at,
             recorded_at: at,
+            command_hash: None,
         },
         hash: "ab".repeat(32),
     }

@@ -12,7 +12,8 @@ pub enum RejectionCode {
     Validation,
     /// The ticket, agent, calendar or policy named does not exist.
     NotFound,
-    /// `expected_version` did not match the stream: reload and decide again.
+    /// `expected_version` did not match the stream: reload and decide again. Or, at
+    /// `/command_id`, the id was already used for another command: use a new id.
     Conflict,
     /// The ticket's state does not allow this command now.
     InvalidTransition,

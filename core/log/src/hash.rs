@@ -1,7 +1,7 @@
 //! The per-stream hash chain. Each event's hash is SHA-256 over the previous event's hash
 //! (32 zero bytes for a stream's first event) followed by the event's canonical bytes: the
 //! compact JSON of `{data, event_id, metadata, schema_version, stream, type, version}` with
-//! object keys sorted. The global position is not covered: it is assigned at commit and is
+//! object keys sorted (metadata's `command_hash` only when the event has one). The global position is not covered: it is assigned at commit and is
 //! checked separately (contiguity), while the chain proves each stream complete and untouched.
 
 use jiff::Timestamp;
@@ -67,6 +67,8 @@ struct Canonical<'a> {
 struct CanonicalMetadata<'a> {
     actor: &'a Actor,
     causation_id: &'a Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_hash: &'a Option<String>,
     command_id: &'a Uuid,
     correlation_id: &'a Uuid,
     occurred_at: &'a Timestamp,
@@ -84,6 +86,7 @@ impl<'a> Canonical<'a> {
             actor,
             occurred_at,
             recorded_at,
+            command_hash,
         } = &event.metadata;
         Canonical {
             data: &event.data,
@@ -91,6 +94,7 @@ impl<'a> Canonical<'a> {
             metadata: CanonicalMetadata {
                 actor,
                 causation_id,
+                command_hash,
                 command_id,
                 correlation_id,
                 occurred_at,
@@ -244,6 +248,7 @@ mod tests {
                 },
                 occurred_at: at,
                 recorded_at: at,
+                command_hash: None,
             },
         };
         let mut out = Vec::new();
@@ -339,6 +344,7 @@ mod tests {
                     actor: Actor { id: actor_id, role },
                     occurred_at: at,
                     recorded_at: at + jiff::SignedDuration::from_millis(1),
+                    command_hash: None,
                 },
                 hash: String::new(),
             };

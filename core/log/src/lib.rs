@@ -83,6 +83,12 @@ pub struct Metadata {
     pub occurred_at: Timestamp,
     /// When the log stored it; set by the backend at append.
     pub recorded_at: Timestamp,
+    /// Lowercase hex SHA-256 of the command's canonical content without its id (see the
+    /// handler's `idempotency` module): a retry under the same id with other content is
+    /// refused rather than answered with this append's reply. Absent on events written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_hash: Option<String>,
 }
 
 /// An event ready to append.

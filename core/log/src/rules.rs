@@ -80,6 +80,7 @@ mod tests {
             },
             occurred_at: Timestamp::UNIX_EPOCH,
             recorded_at: Timestamp::UNIX_EPOCH,
+            command_hash: None,
         };
         AppendRequest {
             stream: stream.into(),

@@ -313,6 +313,7 @@ mod tests {
             },
             occurred_at: Timestamp::UNIX_EPOCH,
             recorded_at: Timestamp::UNIX_EPOCH,
+            command_hash: None,
         };
         AppendRequest {
             stream: ["ticket-1", "ticket-2", "agent-1"][stream].to_owned(),

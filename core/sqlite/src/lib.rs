@@ -808,6 +808,7 @@ mod tests {
             },
             occurred_at: jiff::Timestamp::UNIX_EPOCH,
             recorded_at: jiff::Timestamp::UNIX_EPOCH,
+            command_hash: None,
         };
         AppendRequest {
             stream: stream.into(),

@@ -131,6 +131,10 @@ pub fn sample_metadata(command_id: Uuid) -> Metadata {
             .parse()
             .expect("SAMPLE_OCCURRED_AT is RFC 3339"),
         recorded_at: Timestamp::UNIX_EPOCH,
+        // The SHA-256 of nothing: it must come back as sent and be covered by the chain.
+        command_hash: Some(
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+        ),
     }
 }
 

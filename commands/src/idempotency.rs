@@ -1,0 +1,125 @@
+//! Idempotency keys bound to their command, and out of reach of other actors.
+//!
+//! A `command_id` makes a retry safe: the log appends each id at most once and answers a
+//! retry with the first append's outcome. Two rules keep that from being abused:
+//!
+//! - **Scoped by actor.** The log's key of a command from outside ([`log_key`]) is derived
+//!   from the actor's id and the command id, so nobody can take an id another actor will use:
+//!   the engine's own commands (role `system`, never accepted from outside) keep their
+//!   predictable ids in a space no outside command reaches, and an agent cannot pre-empt a
+//!   service's id either.
+//! - **Bound to the content.** Every event carries the SHA-256 of its command's canonical
+//!   content ([`content_hash`]); a command whose id is known but whose content differs is
+//!   refused (`conflict` at `/command_id`) instead of being answered with another command's
+//!   reply.
+
+use closeloop_core::domain::{CommandEnvelope, Role};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The namespace of the log keys of commands from outside (UUID v5 over actor and id).
+const OUTSIDE: Uuid = Uuid::from_u128(0x6c0e_7d2a_35b1_4c8e_9a51_0f3e_2b7c_d914);
+
+/// The key the log deduplicates `envelope` by: its own id for the engine's commands (role
+/// `system`), a UUID v5 of the actor's id and the command id for everyone else's.
+pub fn log_key(envelope: &CommandEnvelope) -> Uuid {
+    if envelope.actor.role == Role::System {
+        return envelope.command_id;
+    }
+    let mut name = Vec::with_capacity(envelope.actor.id.len() + 17);
+    name.extend_from_slice(envelope.actor.id.as_bytes());
+    // A byte no actor id holds (ids are printable), then the id's 16 bytes.
+    name.push(0);
+    name.extend_from_slice(envelope.command_id.as_bytes());
+    Uuid::new_v5(&OUTSIDE, &name)
+}
+
+/// Lowercase hex SHA-256 of `envelope` without its `command_id`, as compact JSON with object
+/// keys sorted: actor, business time, expected version, type and payload.
+pub fn content_hash(envelope: &CommandEnvelope) -> String {
+    let mut value = serde_json::to_value(envelope).expect("commands serialize");
+    if let Value::Object(map) = &mut value {
+        map.remove("command_id");
+    }
+    let bytes = serde_json::to_vec(&sorted(value)).expect("values serialize");
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `value` with every object's keys in sorted order, whatever map type serde_json was built
+/// with (a dependency enabling `preserve_order` would otherwise change the hash).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use closeloop_core::domain::{Actor, Command};
+
+    use super::*;
+
+    fn note(actor: Actor, text: &str) -> CommandEnvelope {
+        let command: Command = serde_json::from_value(serde_json::json!({
+            "type": "add_note",
+            "payload": {"ticket_id": "0190a0b0-0000-7000-8000-000000000001", "text": text}
+        }))
+        .expect("a note command");
+        CommandEnvelope {
+            command_id: Uuid::from_u128(7),
+            actor,
+            occurred_at: None,
+            expected_version: None,
+            command,
+        }
+    }
+
+    #[test]
+    fn the_engines_ids_are_its_own_and_others_are_scoped_by_actor() {
+        let system = note(Actor::system("sla-scheduler"), "x");
+        assert_eq!(log_key(&system), system.command_id);
+        let agent = note(
+            Actor {
+                id: "a-1".into(),
+                role: Role::Agent,
+            },
+            "x",
+        );
+        let other = note(
+            Actor {
+                id: "a-2".into(),
+                role: Role::Agent,
+            },
+            "x",
+        );
+        assert_ne!(log_key(&agent), agent.command_id);
+        assert_ne!(log_key(&agent), log_key(&other));
+        assert_eq!(log_key(&agent), log_key(&agent.clone()));
+    }
+
+    #[test]
+    fn the_hash_covers_the_content_but_not_the_id() {
+        let a = note(
+            Actor {
+                id: "a-1".into(),
+                role: Role::Agent,
+            },
+            "x",
+        );
+        let mut renamed = a.clone();
+        renamed.command_id = Uuid::from_u128(8);
+        assert_eq!(content_hash(&a), content_hash(&renamed));
+        assert_ne!(content_hash(&a), content_hash(&note(a.actor.clone(), "y")));
+        let mut later = a.clone();
+        later.occurred_at = Some("2026-11-02T00:00:00Z".parse().unwrap());
+        assert_ne!(content_hash(&a), content_hash(&later));
+        assert_eq!(content_hash(&a).len(), 64);
+    }
+}
