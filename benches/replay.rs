@@ -22,14 +22,15 @@
 //! `BENCH_SCHEMA=NAME` uses (and keeps) that schema, filling it only if it is empty, so a
 //! large log is built once.
 
-// Figures (2 shared cores, PostgreSQL 15 on the same machine, `cargo bench --bench replay --
-// 1000000` with BENCH_ROUNDS=1): replay 30.5 k events/s, COPY 222 k rows/s (13.7%), scan
-// alone 406 k events/s, peak RSS 344 MiB; at 300 k events 47.9 k events/s (19.8%). A
-// profile shows the replay process mostly idle: PostgreSQL executing each batch's upserts
-// (`jsonb_populate_recordset ... ON CONFLICT`, the `ticket_state` rows rewritten for every
-// ticket a batch touches) bounds it, and grows slower as the tables grow. Next steps:
-// write ticket states only at save points (rows are idempotent upserts, so a resume from
-// an older checkpoint rewrites the same rows), and COPY batches into staging tables.
+// Figures (2 shared cores, PostgreSQL on the same machine, BENCH_ROUNDS=1; 2026-12-06):
+// at 10 M events replay 59.8 k events/s beside COPY 166 k rows/s (35.9%), peak RSS 418
+// MiB; at 1 M events replay 63.6 k events/s beside COPY 146 k rows/s (43.4%), scan alone 273 k
+// events/s, peak RSS 423 MiB; at 300 k events 29.5-33.4% of COPY (was 13.7-18.7% before
+// the staging COPY). A save point's rows go to PostgreSQL by binary COPY (straight into the
+// tables for tickets the batch opened, through per-connection staging tables and one upsert
+// per table for the rest); what is left is mostly the fold itself (decode ~8 ms and fold
+// 20-60 ms per 10,000-event batch, on the same two cores PostgreSQL needs for the COPY) and
+// each save point's commit. 75% of COPY needs a faster fold or a second core for it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
