@@ -197,6 +197,9 @@ impl Serve {
             .args(["--lease-bucket", &c.lease.bucket])
             .args(["--instance-id", &c.instance_id])
             .args(["--no-scheduler", "--no-process-managers"])
+            // The body's actor, unverified: this measures the write path, not the token check
+            // (without a keys file or this flag serve refuses to start).
+            .arg("--insecure-no-auth")
             .env("CLOSELOOP_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -300,10 +303,18 @@ async fn measure(
     let mut config = ServeConfig::isolated(&tag);
     config.consumer_name = format!("bench{tag}");
     config.instance_id = format!("bench-serve-writes-{tag}");
-    let serve = Serve::start(&url, nats, &config, &dir.path().join("serve.log"));
+    let serve_log = dir.path().join("serve.log");
+    let serve = Serve::start(&url, nats, &config, &serve_log);
     let pid = serve.pid();
     let started = Instant::now();
     wait_until("serve answers", || async {
+        // A serve that exited (a zombie until reaped) will never answer: say why at once.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(
+            !status.contains("State:\tZ"),
+            "closeloop serve exited: {}",
+            std::fs::read_to_string(&serve_log).unwrap_or_default()
+        );
         let probe = client.request(config.command_subject("open_ticket"), "{}".into());
         matches!(
             tokio::time::timeout(Duration::from_secs(1), probe).await,
