@@ -763,6 +763,38 @@ async fn nats_duplicate_command_id_gets_the_first_reply_and_appends_once() {
     serve.stop().await;
 }
 
+/// A command id belongs to its actor and its content (issue 14, item 2): over NATS, the same
+/// service's other command under a used id is `conflict` at `/command_id` and appends
+/// nothing; another service's command under the same id is its own.
+#[tokio::test]
+async fn nats_a_used_command_id_is_bound_to_its_actor_and_content() {
+    let scope = Scope::new().await;
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let command = open_ticket(Uuid::new_v4());
+    accepted(&scope.command(&command).await);
+
+    let mut other = open_ticket(Uuid::new_v4());
+    other["command_id"] = command["command_id"].clone();
+    let (error, id) = rejected(&scope.command(&other).await);
+    assert_eq!(error["code"], "conflict", "{error}");
+    assert_eq!(error["details"][0]["path"], "/command_id", "{error}");
+    assert_eq!(
+        id.map(|id| id.to_string()).as_deref(),
+        command["command_id"].as_str()
+    );
+    assert_eq!(
+        log.head().await.unwrap(),
+        1,
+        "a refused reuse appends nothing"
+    );
+
+    other["actor"] = json!({"id": "billing", "role": "service"});
+    accepted(&scope.command(&other).await);
+    assert_eq!(log.head().await.unwrap(), 2);
+    serve.stop().await;
+}
+
 #[tokio::test]
 async fn nats_bad_input_is_rejected_with_a_path_and_appends_nothing() {
     let scope = Scope::new().await;
