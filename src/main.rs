@@ -214,6 +214,8 @@ async fn history(
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Every text from an event is printed through `printable`: no forged rows, no colours.
+    use closeloop_replay::history::printable;
     let s = &history.state;
     writeln!(
         out,
@@ -221,10 +223,10 @@ async fn history(
         history.stream,
         s.status,
         s.line,
-        s.assignee.as_deref().unwrap_or("-"),
+        printable(s.assignee.as_deref().unwrap_or("-")),
         s.priority,
         s.grade,
-        s.customer_id,
+        printable(&s.customer_id),
         as_of.map_or(String::new(), |t| format!("  (as of {t})"))
     )?;
     writeln!(
@@ -233,7 +235,11 @@ async fn history(
         "v", "occurred at", "actor (role)", "event"
     )?;
     for e in &history.events {
-        let actor = format!("{} ({})", e.metadata.actor.id, e.metadata.actor.role);
+        let actor = format!(
+            "{} ({})",
+            printable(&e.metadata.actor.id),
+            e.metadata.actor.role
+        );
         writeln!(
             out,
             "{:>3}  {:<20}  {:<28}  {:<24}  {}",
@@ -244,7 +250,7 @@ async fn history(
                 .to_string(),
             actor,
             e.event_type,
-            closeloop_replay::history::describe(e)
+            printable(&closeloop_replay::history::describe(e))
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -599,3 +599,44 @@ fn help_describes_every_subcommand_once() {
         );
     }
 }
+
+/// Issue 13, item 4: a note holding a newline, a fake event row and ANSI colour codes is
+/// printed by `history` on its own row, escaped: one row per event, no escape byte.
+#[test]
+fn history_escapes_text_that_would_forge_a_row() {
+    let store = Store::new();
+    let ticket = Uuid::now_v7();
+    let forged = "fine\n 99  2026-11-02 12:00:00   agent-1 (agent)   ticket_resolved   \u{1b}[32mfixed\u{1b}[0m";
+    let mut lines = setup();
+    lines.extend([
+        cmd("open_ticket", CRM, "2026-11-02T09:00:00Z", json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router\r down"})),
+        cmd("assign_ticket", LEAD1, "2026-11-02T09:05:00Z", json!({"ticket_id": ticket, "agent_id": "agent-1"})),
+        cmd("add_note", AGENT1, "2026-11-02T09:10:00Z", json!({"ticket_id": ticket, "text": forged})),
+    ]);
+    let (out, replies) = store.submit(&lines);
+    assert!(out.status.success(), "{replies:?}");
+    assert!(
+        replies.iter().all(|r| r["status"] == "accepted"),
+        "{replies:#?}"
+    );
+
+    let out = store.run(&["history", &ticket.to_string()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // A header, the column titles, and one row per event: nothing more.
+    assert_eq!(text.lines().count(), 2 + 3, "{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+    assert!(text.contains("fine\\u{a} 99"), "{text}");
+    assert_eq!(
+        text.matches("ticket_resolved").count(),
+        1,
+        "only inside the escaped note"
+    );
+    // The JSON keeps the text exactly as it was sent.
+    let out = store.run(&["history", &ticket.to_string(), "--json"], None);
+    let history: Value = serde_json::from_str(&stdout(&out)).expect("history JSON");
+    let note = history["events"][2]["data"]["text"]
+        .as_str()
+        .expect("the note's text");
+    assert_eq!(note, forged);
+}

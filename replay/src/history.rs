@@ -1,6 +1,9 @@
 //! A ticket's history: every stored event in version order with who, when and why, and the
 //! state they fold to. With an `as_of` time, both stop at that business time (`occurred_at`).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use closeloop_core::domain::{evolve, Event, Ticket, TicketState};
 use closeloop_core::log::{EventLog, StoredEvent};
 use jiff::Timestamp;
@@ -38,6 +41,29 @@ pub async fn ticket_history(
         state,
         events,
     })
+}
+
+/// `text` safe to print on a terminal line: control characters (newlines, carriage returns,
+/// the escape that starts ANSI colour and cursor sequences, C1 controls) and the bidirectional
+/// overrides that reorder what a reader sees are shown as `\u{..}` escapes. Texts in events
+/// come from outside (notes, subjects, resolutions, actor ids); printed as they are, a note
+/// holding a newline and a fake event line would forge a row of the history.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    fn hostile(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(hostile) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hostile(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// One line of the human-readable history: what changed, and why when a reason was given.
@@ -101,5 +127,28 @@ pub fn describe(stored: &StoredEvent) -> String {
         Event::SlaWarningRaised(e) => format!("SLA warning: {:?} due at {}", e.target, e.due_at),
         Event::SlaBreached(e) => format!("SLA breached: {:?} was due at {}", e.target, e.due_at),
         other => other.event_type().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_what_could_forge_or_colour_a_line() {
+        let forged = "ok\n  9  2026-11-02 12:00:00  agent-1 (agent)  ticket_resolved  fixed";
+        assert_eq!(
+            printable(forged),
+            "ok\\u{a}  9  2026-11-02 12:00:00  agent-1 (agent)  ticket_resolved  fixed"
+        );
+        assert_eq!(printable("\u{1b}[31mred\r"), "\\u{1b}[31mred\\u{d}");
+        assert_eq!(printable("a\u{202E}b\u{85}"), "a\\u{202e}b\\u{85}");
+    }
+
+    #[test]
+    fn printable_leaves_ordinary_text_alone() {
+        for text in ["Router down", "Müller: 東京 ✓", ""] {
+            assert!(matches!(printable(text), std::borrow::Cow::Borrowed(t) if t == text));
+        }
     }
 }
