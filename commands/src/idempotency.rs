@@ -36,28 +36,16 @@ pub fn log_key(envelope: &CommandEnvelope) -> Uuid {
 }
 
 /// Lowercase hex SHA-256 of `envelope` without its `command_id`, as compact JSON with object
-/// keys sorted: actor, business time, expected version, type and payload.
+/// keys sorted: actor, business time, expected version, type and payload. The keys come out
+/// sorted because `serde_json::Value`'s maps keep them sorted, the property the log's hash
+/// chain is defined by too (`closeloop_log::hash`).
 pub fn content_hash(envelope: &CommandEnvelope) -> String {
     let mut value = serde_json::to_value(envelope).expect("commands serialize");
     if let Value::Object(map) = &mut value {
         map.remove("command_id");
     }
-    let bytes = serde_json::to_vec(&sorted(value)).expect("values serialize");
+    let bytes = serde_json::to_vec(&value).expect("values serialize");
     hex::encode(Sha256::digest(bytes))
-}
-
-/// `value` with every object's keys in sorted order, whatever map type serde_json was built
-/// with (a dependency enabling `preserve_order` would otherwise change the hash).
-fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
-    }
 }
 
 #[cfg(test)]
@@ -121,5 +109,24 @@ mod tests {
         later.occurred_at = Some("2026-11-02T00:00:00Z".parse().unwrap());
         assert_ne!(content_hash(&a), content_hash(&later));
         assert_eq!(content_hash(&a).len(), 64);
+    }
+
+    /// The hashed bytes are the compact JSON with every object's keys sorted, written out
+    /// here by hand: an auditor can recompute the hash from the command as sent.
+    #[test]
+    fn the_hash_is_that_of_the_sorted_compact_json() {
+        let a = note(
+            Actor {
+                id: "a-1".into(),
+                role: Role::Agent,
+            },
+            "x",
+        );
+        let canonical = concat!(
+            r#"{"actor":{"id":"a-1","role":"agent"},"expected_version":null,"occurred_at":null,"#,
+            r#""payload":{"text":"x","ticket_id":"0190a0b0-0000-7000-8000-000000000001","#,
+            r#""visible_to_customer":false},"type":"add_note"}"#
+        );
+        assert_eq!(content_hash(&a), hex::encode(Sha256::digest(canonical)));
     }
 }

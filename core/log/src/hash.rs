@@ -1,8 +1,9 @@
 //! The per-stream hash chain. Each event's hash is SHA-256 over the previous event's hash
 //! (32 zero bytes for a stream's first event) followed by the event's canonical bytes: the
 //! compact JSON of `{data, event_id, metadata, schema_version, stream, type, version}` with
-//! object keys sorted (metadata's `command_hash` only when the event has one). The global position is not covered: it is assigned at commit and is
-//! checked separately (contiguity), while the chain proves each stream complete and untouched.
+//! object keys sorted (metadata's `command_hash` only when the event has one). The global
+//! position is not covered: it is assigned at commit and is checked separately
+//! (contiguity), while the chain proves each stream complete and untouched.
 
 use jiff::Timestamp;
 use serde::Serialize;
