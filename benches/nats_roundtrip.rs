@@ -197,7 +197,7 @@ async fn main() {
     // The body's actor, unverified (`--insecure-no-auth`): this measures intake and the
     // append, not a token's signature check.
     config.auth = nats::Auth::Insecure;
-    let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+    let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
     let serve_client = async_nats::connect(&url).await.expect("connect");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serve = tokio::spawn(nats::run(

@@ -84,7 +84,7 @@ fn main() {
     let log = Arc::new(MemoryLog::new());
     let stored = runtime.block_on(async {
         let work = workload::generate(&config).expect("workload");
-        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
         let stats = workload::run(handler, &work, 64, |_| {}).await;
         assert_eq!(stats.rejected, 0, "{:?}", stats.rejections);
         let mut all = Vec::new();

@@ -189,7 +189,7 @@ async fn main() {
         if log.head().await.expect("head") == 0 {
             // Fill the log through the real handler.
             let fill = Instant::now();
-            let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+            let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
             let load = workload::generate(&WorkloadConfig {
                 tickets,
                 ..WorkloadConfig::default()

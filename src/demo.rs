@@ -241,7 +241,7 @@ impl Scheduler {
             let (submitted, mut accepted) = (due.len(), 0);
             for envelope in due {
                 let breach = matches!(envelope.command, Command::RecordSlaBreach(_));
-                match self.handler.handle(envelope).await {
+                match self.handler.handle_at(envelope, now).await {
                     Reply::Accepted { .. } if breach => self.counts.breaches += 1,
                     Reply::Accepted { .. } => self.counts.warnings += 1,
                     Reply::Duplicate { .. } => self.counts.duplicates += 1,

@@ -65,9 +65,12 @@ enum Cmd {
     /// A ticket's complete history (actor, time, reason), or its state as of a time.
     History {
         ticket_id: Uuid,
-        /// Stop at this business time (RFC 3339).
+        /// Stop at this business time (RFC 3339): what had happened by then.
         #[arg(long)]
         as_of: Option<Timestamp>,
+        /// Stop at this recorded time (RFC 3339): what the log held then.
+        #[arg(long)]
+        as_known_at: Option<Timestamp>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -136,8 +139,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::History {
             ticket_id,
             as_of,
+            as_known_at,
             json,
-        } => history(log, ticket_id, as_of, json).await,
+        } => {
+            let cut = closeloop_replay::history::Cut { as_of, as_known_at };
+            history(log, ticket_id, cut, json).await
+        }
         Cmd::Report(args) => report::run(log, &cli.store, args).await,
         Cmd::Replay(args) => replay::run(log, &cli.store, args).await,
         Cmd::Verify { ticket_id } => verify(log, ticket_id).await,
@@ -164,7 +171,9 @@ async fn submit(log: Arc<dyn EventLog>, file: Option<String>) -> anyhow::Result<
         }
         Some(path) => input = std::fs::read(path).with_context(|| format!("reading {path}"))?,
     }
-    let handler = Handler::new(log, HandlerConfig::default());
+    // Local, like the store it opens: its input's actor and business time are trusted (any
+    // past time; still monotonic per stream and not in the future).
+    let handler = Handler::new(log, HandlerConfig::trusting());
     let single = serde_json::from_slice::<serde_json::Value>(&input).is_ok();
     let commands: Vec<&[u8]> = if single {
         vec![&input[..]]
@@ -193,17 +202,14 @@ async fn submit(log: Arc<dyn EventLog>, file: Option<String>) -> anyhow::Result<
 async fn history(
     log: Arc<dyn EventLog>,
     ticket_id: Uuid,
-    as_of: Option<Timestamp>,
+    cut: closeloop_replay::history::Cut,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let history =
-        match closeloop_replay::history::ticket_history(log.as_ref(), ticket_id, as_of).await {
+        match closeloop_replay::history::ticket_history(log.as_ref(), ticket_id, cut).await {
             Ok(h) => h,
             Err(closeloop_replay::Error::TicketNotFound(id)) => {
-                eprintln!(
-                    "no ticket {id}{}",
-                    as_of.map_or(String::new(), |t| format!(" as of {t}"))
-                );
+                eprintln!("no ticket {id}{}", cut.describe());
                 return Ok(ExitCode::from(1));
             }
             Err(e) => return Err(e.into()),
@@ -227,12 +233,15 @@ async fn history(
         s.priority,
         s.grade,
         printable(&s.customer_id),
-        as_of.map_or(String::new(), |t| format!("  (as of {t})"))
+        match cut.describe() {
+            d if d.is_empty() => d,
+            d => format!("  ({})", d.trim_start()),
+        }
     )?;
     writeln!(
         out,
-        "{:>3}  {:<20}  {:<28}  {:<24}  what",
-        "v", "occurred at", "actor (role)", "event"
+        "{:>3}  {:<20}  {:<9}  {:<28}  {:<24}  what",
+        "v", "occurred at", "recorded", "actor (role)", "event"
     )?;
     for e in &history.events {
         let actor = format!(
@@ -242,12 +251,13 @@ async fn history(
         );
         writeln!(
             out,
-            "{:>3}  {:<20}  {:<28}  {:<24}  {}",
+            "{:>3}  {:<20}  {:<9}  {:<28}  {:<24}  {}",
             e.version,
             e.metadata
                 .occurred_at
                 .strftime("%Y-%m-%d %H:%M:%S")
                 .to_string(),
+            closeloop_replay::history::recorded_gap(&e.metadata),
             actor,
             e.event_type,
             printable(&closeloop_replay::history::describe(e))

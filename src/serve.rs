@@ -48,7 +48,7 @@ use closeloop_projections::runtime::{CatchUp, ProjectorError};
 use closeloop_projections::scheduler;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::TableStore;
-use closeloop_replay::history::{ticket_history, History};
+use closeloop_replay::history::{ticket_history, Cut, History};
 use jiff::Timestamp;
 use uuid::Uuid;
 
@@ -94,6 +94,12 @@ pub struct ServeArgs {
     /// Commands and queries handled at once (each kind); beyond it, back-pressure.
     #[arg(long, env = "CLOSELOOP_IN_FLIGHT_MAX", default_value_t = 256)]
     in_flight_max: usize,
+    /// How far before its receipt an agent's or supervisor's `occurred_at` may be.
+    #[arg(long, env = "CLOSELOOP_BACKDATE_STAFF_MAX_S", default_value_t = 300)]
+    backdate_staff_max_s: u32,
+    /// How far before its receipt a service's `occurred_at` may be (records made elsewhere).
+    #[arg(long, env = "CLOSELOOP_BACKDATE_SERVICE_MAX_S", default_value_t = 7 * 24 * 3600)]
+    backdate_service_max_s: u32,
     /// JetStream de-duplication window of the commands and events streams.
     #[arg(long, env = "CLOSELOOP_DUPLICATE_WINDOW_S", default_value_t = 600)]
     duplicate_window_s: u64,
@@ -140,6 +146,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    fn handler_config(&self) -> HandlerConfig {
+        let mut config = HandlerConfig::default();
+        config.rules.time.backdate_staff_max =
+            jiff::SignedDuration::from_secs(self.backdate_staff_max_s.into());
+        config.rules.time.backdate_service_max =
+            jiff::SignedDuration::from_secs(self.backdate_service_max_s.into());
+        config
+    }
+
     fn read_side(&self, store: &str) -> ReadSideConfig {
         ReadSideConfig {
             store: store.to_owned(),
@@ -224,12 +239,13 @@ pub async fn run(
     init_tracing();
     let shutdown = shutdown_signal();
     let config = args.config()?;
+    let handler_config = args.handler_config();
     let client = async_nats::ConnectOptions::new()
         .name(format!("closeloop-serve-{}", config.instance_id))
         .connect(nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
-    let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+    let handler = Arc::new(Handler::new(log.clone(), handler_config));
     let (jobs, models) = read_side(&log, &handler, &args.read_side(store)).await?;
     let queries = queries(log, handler.clone(), models);
     nats::run(config, handler, client, queries, jobs, shutdown).await?;
@@ -474,7 +490,7 @@ pub fn queries(log: Arc<dyn EventLog>, handler: Arc<Handler>, models: ReadModels
             Arc::new(move |request| {
                 let (log, handler) = (log.clone(), handler.clone());
                 Box::pin(async move {
-                    request.only(&["ticket_id", "as_of"])?;
+                    request.only(&["ticket_id", "as_of", "as_known_at"])?;
                     let history = visible_history(&log, &handler, &request).await?;
                     Ok(serde_json::to_value(history).expect("histories serialize"))
                 })
@@ -555,15 +571,18 @@ async fn restrict(
     Ok(())
 }
 
-/// The ticket's history (up to `as_of`), if the actor may see the ticket.
+/// The ticket's history (cut at `as_of` and `as_known_at`), if the actor may see the ticket.
 async fn visible_history(
     log: &Arc<dyn EventLog>,
     handler: &Handler,
     request: &QueryRequest,
 ) -> Result<History, Rejection> {
     let ticket_id: Uuid = request.param("ticket_id", true)?.expect("required");
-    let as_of: Option<Timestamp> = request.param("as_of", false)?;
-    let full = ticket_history(log.as_ref(), ticket_id, None)
+    let cut = Cut {
+        as_of: request.param("as_of", false)?,
+        as_known_at: request.param("as_known_at", false)?,
+    };
+    let full = ticket_history(log.as_ref(), ticket_id, Cut::default())
         .await
         .map_err(|e| history_error(e, ticket_id))?;
     let directory = handler
@@ -580,18 +599,22 @@ async fn visible_history(
             ),
         ));
     }
-    match as_of {
-        None => Ok(full),
-        Some(as_of) => ticket_history(log.as_ref(), ticket_id, Some(as_of))
-            .await
-            .map_err(|e| match e {
-                closeloop_replay::Error::TicketNotFound(_) => Rejection::not_found(
-                    "/as_of",
-                    format!("ticket {ticket_id} did not exist yet at {as_of}"),
-                ),
-                other => Rejection::new(RejectionCode::Unavailable, other.to_string()),
-            }),
+    if cut == Cut::default() {
+        return Ok(full);
     }
+    ticket_history(log.as_ref(), ticket_id, cut)
+        .await
+        .map_err(|e| match e {
+            closeloop_replay::Error::TicketNotFound(_) => Rejection::not_found(
+                if cut.as_of.is_some() {
+                    "/as_of"
+                } else {
+                    "/as_known_at"
+                },
+                format!("ticket {ticket_id} did not exist yet{}", cut.describe()),
+            ),
+            other => Rejection::new(RejectionCode::Unavailable, other.to_string()),
+        })
 }
 
 fn history_error(e: closeloop_replay::Error, ticket_id: Uuid) -> Rejection {

@@ -640,3 +640,57 @@ fn history_escapes_text_that_would_forge_a_row() {
         .expect("the note's text");
     assert_eq!(note, forged);
 }
+
+#[test]
+fn history_cuts_on_both_time_axes_without_a_gap() {
+    let store = Store::new();
+    let ticket = Uuid::now_v7();
+    let mut lines = setup();
+    lines.extend([
+        cmd("open_ticket", CRM, "2026-11-02T09:00:00Z", json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router down"})),
+        cmd("assign_ticket", LEAD1, "2026-11-02T09:05:00Z", json!({"ticket_id": ticket, "agent_id": "agent-1"})),
+        cmd("add_note", AGENT1, "2026-11-02T09:10:00Z", json!({"ticket_id": ticket, "text": "called"})),
+    ]);
+    let (out, replies) = store.submit(&lines);
+    assert!(out.status.success(), "{replies:?}");
+    let out = store.run(&["history", &ticket.to_string(), "--json"], None);
+    let full: Value = serde_json::from_str(&stdout(&out)).expect("history JSON");
+    let recorded = full["events"][1]["metadata"]["recorded_at"]
+        .as_str()
+        .unwrap();
+    let versions = |args: &[&str]| -> Vec<u64> {
+        let out = store.run(args, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let h: Value = serde_json::from_str(&stdout(&out)).expect("history JSON");
+        h["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["version"].as_u64().unwrap())
+            .collect()
+    };
+    let t = ticket.to_string();
+    let cut = ["history", &t, "--json", "--as-of", "2026-11-02T09:07:00Z"];
+    assert_eq!(versions(&cut), [1, 2]);
+    let known = ["history", &t, "--json", "--as-known-at", recorded];
+    assert_eq!(versions(&known), [1, 2]);
+    // The table shows the recording gap (submitted weeks after the story's dates) and the cut.
+    let out = store.run(&["history", &t, "--as-known-at", recorded], None);
+    let text = stdout(&out);
+    assert!(
+        text.contains("as known at") && text.contains("recorded"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2 + 2, "{text}");
+    // Before the ticket existed: a precise refusal, exit 1.
+    let out = store.run(
+        &["history", &t, "--as-known-at", "2001-01-01T00:00:00Z"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("as known at 2001-01-01"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -42,8 +42,8 @@ async fn accept(handler: &Handler, bytes: Vec<u8>) {
 /// handlers have seen the directory and the ticket.
 async fn two_instances() -> (Arc<dyn EventLog>, Handler, Handler, Uuid) {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let one = Handler::new(log.clone(), HandlerConfig::default());
-    let two = Handler::new(log.clone(), HandlerConfig::default());
+    let one = Handler::new(log.clone(), HandlerConfig::trusting());
+    let two = Handler::new(log.clone(), HandlerConfig::trusting());
     let at = "2026-11-02T08:00:00Z";
     for (id, backup) in [("agent-1", Some("agent-b")), ("agent-b", None)] {
         accept(

@@ -157,7 +157,7 @@ fn body_actor(body: &[u8]) -> Value {
 /// Appends the engine's own `system` commands (agents, calendars, policies) in process, as
 /// `closeloop submit` does: `system` is never accepted over NATS.
 pub async fn provision(log: &Arc<dyn EventLog>, commands: &[Value]) {
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     for command in commands {
         let envelope = closeloop_core::domain::parse_command(&serde_json::to_vec(command).unwrap())
             .unwrap_or_else(|f| panic!("a command: {:?}", f.rejection));
@@ -214,6 +214,9 @@ impl Scope {
             ("--lease-ttl-ms", c.lease.ttl.as_millis().to_string()),
             ("--ack-wait-ms", c.ack_wait.as_millis().to_string()),
             ("--auth-keys", test_auth().path.display().to_string()),
+            // The tests tell dated stories: any past business time is accepted.
+            ("--backdate-staff-max-s", u32::MAX.to_string()),
+            ("--backdate-service-max-s", u32::MAX.to_string()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v])
@@ -462,7 +465,7 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn start(scope: &Scope, log: Arc<dyn EventLog>, queries: Queries) -> InProcess {
-        let handler = Arc::new(Handler::new(log, HandlerConfig::default()));
+        let handler = Arc::new(Handler::new(log, HandlerConfig::trusting()));
         InProcess::start_with(scope, scope.config.clone(), handler, queries, Vec::new()).await
     }
 
@@ -1131,15 +1134,13 @@ async fn nats_queries_answer_history_with_confidentiality() {
     scope.wait_serving().await;
     let ticket = Uuid::new_v4();
     accepted(&scope.command(&open_ticket(ticket)).await);
-    accepted(
-        &scope
-            .command(&envelope(
-                "assign_ticket",
-                json!({"id": "agent-1", "role": "agent"}),
-                json!({"ticket_id": ticket, "agent_id": "agent-1"}),
-            ))
-            .await,
+    let mut assign = envelope(
+        "assign_ticket",
+        json!({"id": "agent-1", "role": "agent"}),
+        json!({"ticket_id": ticket, "agent_id": "agent-1"}),
     );
+    assign["occurred_at"] = json!("2026-11-23T09:05:00Z");
+    accepted(&scope.command(&assign).await);
 
     let ask =
         |role: &str, id: &str| json!({"actor": {"id": id, "role": role}, "ticket_id": ticket});
@@ -1155,6 +1156,22 @@ async fn nats_queries_answer_history_with_confidentiality() {
             .await,
         history
     );
+    // Cut on either time axis at the opening: version 1 alone, unassigned.
+    let events = history["events"].as_array().unwrap();
+    for (param, at) in [
+        ("as_of", &events[0]["metadata"]["occurred_at"]),
+        ("as_known_at", &events[0]["metadata"]["recorded_at"]),
+    ] {
+        let mut request = ask("auditor", "audit-1");
+        request[param] = at.clone();
+        let cut = scope.query("ticket_history", &request).await;
+        assert_eq!(cut["events"].as_array().unwrap().len(), 1, "{param}: {cut}");
+        assert_eq!(cut["state"]["assignee"], Value::Null, "{param}");
+        request[param] = json!("2001-01-01T00:00:00Z");
+        let before = scope.query("ticket_history", &request).await;
+        assert_eq!(before["error"]["code"], "not_found", "{param}");
+        assert_eq!(before["error"]["details"][0]["path"], format!("/{param}"));
+    }
     let state = scope.query("ticket_state", &ask("agent", "agent-1")).await;
     assert_eq!(state["state"]["status"], "assigned");
     assert_eq!(state["version"], 2);
@@ -1951,7 +1968,7 @@ async fn nats_two_instances_record_a_past_deadline_breach_once() {
     let mut models = Vec::new();
     let mut handlers = Vec::new();
     for i in 0..2 {
-        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
         let (jobs, read_models) = serve::read_side(&log, &handler, &read_side).await.unwrap();
         let queries = serve::queries(log.clone(), handler.clone(), read_models.clone());
         let mut config = scope.config.clone();
@@ -2027,7 +2044,7 @@ async fn nats_two_instances_record_a_past_deadline_breach_once() {
     let again = closeloop_core::domain::CommandEnvelope {
         command_id,
         actor: closeloop_core::domain::Actor::system(scheduler::ACTOR_ID),
-        occurred_at: Some(due_at),
+        occurred_at: None,
         expected_version: None,
         command: closeloop_core::domain::Command::RecordSlaBreach(
             closeloop_core::domain::RecordSlaBreach {

@@ -54,7 +54,7 @@ async fn one_pass(log: Arc<dyn EventLog>) -> Dump {
 /// time through a handler.
 async fn memory_log_with(seed: u64, tickets: usize) -> Arc<dyn EventLog> {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     for envelope in small(seed, tickets).sequential() {
         handler.handle(envelope.clone()).await;
     }
@@ -187,7 +187,7 @@ fn two_schedulers_write_one_breach_per_deadline() {
         let log = memory_log_with(21, 40).await;
         let mut instances = Vec::new();
         for _ in 0..2 {
-            let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+            let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
             let tables: Arc<dyn TableStore> = Arc::new(MemoryTables::new());
             let projector = TableProjector::open(log.clone(), tables.clone(), config(50))
                 .await
@@ -302,7 +302,7 @@ mod process {
     fn assign_cover_return_and_escalate() {
         runtime().block_on(async {
             let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-            let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+            let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
             let sys = ("setup", "system");
             submit(
                 &handler,
@@ -445,7 +445,7 @@ mod process {
 fn the_projector_tails_the_log_and_the_scheduler_runs_alone() {
     runtime().block_on(async {
         let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
+        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
         let work = small(8, 15);
         let commands: Vec<_> = work.sequential().cloned().collect();
         let (half, rest) = commands.split_at(commands.len() / 2);

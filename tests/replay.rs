@@ -112,7 +112,7 @@ async fn replay_equals_live(
     store: Arc<dyn TableStore>,
     shadows: &dyn Shadows,
 ) {
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     submit(&handler, small(11, 40).sequential()).await;
     let before = fold_live(log.clone(), store.clone()).await;
     assert!(!before.tickets.is_empty());
@@ -151,7 +151,7 @@ async fn swapped_under_a_projector(
     store: Arc<dyn TableStore>,
     shadows: &dyn Shadows,
 ) {
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     let commands: Vec<_> = small(17, 30).sequential().cloned().collect();
     let third = commands.len() / 3;
     submit(&handler, commands[..third].iter()).await;
@@ -201,7 +201,7 @@ async fn until_is_the_tables_as_of_then(
     store: Arc<dyn TableStore>,
     shadows: &dyn Shadows,
 ) {
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     let commands: Vec<_> = small(5, 40).sequential().cloned().collect();
     let half = commands.len() / 2;
     submit(&handler, commands[..half].iter()).await;
@@ -468,7 +468,7 @@ async fn note_added_v1_is_upcast_on_read_and_never_rewritten() {
     let path = dir.path().join("closeloop.db");
     let url = format!("sqlite://{}", path.display());
     let log = Arc::new(SqliteLog::open(path.to_str().unwrap()).await.unwrap());
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     submit(&handler, small(3, 4).sequential()).await;
     let ticket = log
         .read_all(

@@ -772,7 +772,7 @@ async fn start_serving(
     client: async_nats::Client,
     log: Arc<dyn EventLog>,
 ) -> InProcess {
-    let handler = Arc::new(Handler::new(log, HandlerConfig::default()));
+    let handler = Arc::new(Handler::new(log, HandlerConfig::trusting()));
     let serving = InProcess::spawn(
         config.clone(),
         handler,

@@ -29,7 +29,7 @@ fn workload(seed: u64, tickets: usize) -> workload::Workload {
 
 async fn memory_log_with(seed: u64, tickets: usize) -> Arc<dyn EventLog> {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let handler = Handler::new(log.clone(), HandlerConfig::default());
+    let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     for envelope in workload(seed, tickets).sequential() {
         handler.handle(envelope.clone()).await;
     }
@@ -108,7 +108,7 @@ proptest! {
     ) {
         runtime().block_on(async {
             let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-            let handler = Handler::new(log.clone(), HandlerConfig::default());
+            let handler = Handler::new(log.clone(), HandlerConfig::trusting());
             let store = Arc::new(MemoryTables::new());
             let mut live = TableProjector::open(log.clone(), store.clone(), config(batch, cached)).await.unwrap();
             let work = workload(seed, tickets);
@@ -342,7 +342,7 @@ fn the_readme_analyst_queries_agree_with_the_reports() {
             ..WorkloadConfig::default()
         })
         .unwrap();
-        let handler = Handler::new(log.clone(), HandlerConfig::default());
+        let handler = Handler::new(log.clone(), HandlerConfig::trusting());
         for envelope in work.sequential() {
             handler.handle(envelope.clone()).await;
         }

@@ -12,6 +12,7 @@
 //! the log before it is returned: nothing guards a refusal the way the expected version
 //! and the `Unchanged` condition guard an append, and the caches may be behind the log.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -56,11 +57,31 @@ impl Default for HandlerConfig {
     }
 }
 
+impl HandlerConfig {
+    /// The defaults, but any past business time is accepted from anyone (still monotonic per
+    /// stream and not in the future): for importing a history written elsewhere (`closeloop
+    /// submit`) and for tests that tell a dated story.
+    pub fn trusting() -> HandlerConfig {
+        let mut config = HandlerConfig::default();
+        config.rules.time = closeloop_core::domain::TimeRules::trusting();
+        config
+    }
+}
+
 /// The directory and the log position it reflects.
 #[derive(Default)]
 struct DirectoryView {
     directory: Arc<Directory>,
     position: Position,
+    /// Business time of each directory stream's last event (the time rule's lower bound).
+    last_at: Arc<HashMap<String, Timestamp>>,
+}
+
+/// A cached ticket and the business time of its stream's last event.
+#[derive(Clone)]
+struct CachedTicket {
+    ticket: Ticket,
+    last_at: Timestamp,
 }
 
 /// Handles commands against one event log. Cheap to share (`Arc<Handler>`); safe to call
@@ -80,7 +101,7 @@ pub struct Handler {
     /// [`Unchanged`] condition on the directory's categories, so one decided against a
     /// directory that another process has since changed is refused, and decided again.
     directory_stale: AtomicBool,
-    tickets: DashMap<String, Ticket>,
+    tickets: DashMap<String, CachedTicket>,
 }
 
 impl Handler {
@@ -109,10 +130,19 @@ impl Handler {
         }
     }
 
-    /// Handles one parsed command.
+    /// Handles one parsed command, received now (the handler's clock).
     pub async fn handle(&self, envelope: CommandEnvelope) -> Reply {
+        let received = (self.config.clock)();
+        self.handle_at(envelope, received).await
+    }
+
+    /// Handles one parsed command received at `received`: the bound its business time is
+    /// checked against (`closeloop_domain::business_time`). Durable intake passes the time
+    /// the broker stored the command, so a backlog does not turn a timely command into a
+    /// backdated one; the demo passes its simulated time.
+    pub async fn handle_at(&self, envelope: CommandEnvelope, received: Timestamp) -> Reply {
         let id = envelope.command_id;
-        let reply = match self.try_handle(&envelope).await {
+        let reply = match self.try_handle(&envelope, received).await {
             Ok(reply) => reply,
             Err(e) => Reply::rejected(
                 Some(id),
@@ -179,13 +209,14 @@ impl Handler {
         Ok(self.directory.read().await.directory.clone())
     }
 
-    async fn try_handle(&self, envelope: &CommandEnvelope) -> Result<Reply, closeloop_core::Error> {
+    async fn try_handle(
+        &self,
+        envelope: &CommandEnvelope,
+        received: Timestamp,
+    ) -> Result<Reply, closeloop_core::Error> {
         let id = envelope.command_id;
         let stream = envelope.command.stream();
         let is_ticket = envelope.command.ticket_id().is_some();
-        let occurred_at = envelope
-            .occurred_at
-            .unwrap_or_else(|| (self.config.clock)());
         let opens = matches!(envelope.command, domain::Command::OpenTicket(_));
         let key = idempotency::log_key(envelope);
         let hash = idempotency::content_hash(envelope);
@@ -196,14 +227,17 @@ impl Handler {
             if self.directory_stale.load(Ordering::Acquire) {
                 self.catch_up_directory().await?;
             }
-            let (directory, directory_position) = {
+            let (directory, directory_position, directory_last_at) = {
                 let view = self.directory.read().await;
-                (view.directory.clone(), view.position)
+                (view.directory.clone(), view.position, view.last_at.clone())
             };
-            let state: TicketState = if is_ticket {
-                self.ticket(&stream, fresh, opens && !fresh).await?
+            let (state, last_at): (TicketState, Option<Timestamp>) = if is_ticket {
+                match self.ticket(&stream, fresh, opens && !fresh).await? {
+                    Some(cached) => (Some(cached.ticket), Some(cached.last_at)),
+                    None => (None, None),
+                }
             } else {
-                None
+                (None, directory_last_at.get(&stream).copied())
             };
             let current = match &state {
                 Some(t) => t.version,
@@ -232,8 +266,18 @@ impl Handler {
                 directory: &directory,
                 rules: &self.config.rules,
             };
-            let events = match domain::decide(&state, &envelope.command, &ctx) {
-                Ok(events) => events,
+            // Checked against the same stream version the append expects: a stale cache only
+            // knows an earlier last event, and its append then fails and is decided again.
+            let decided = domain::business_time(
+                envelope.occurred_at,
+                envelope.actor.role,
+                received,
+                last_at,
+                &self.config.rules.time,
+            )
+            .and_then(|at| Ok((domain::decide(&state, &envelope.command, &ctx)?, at)));
+            let (events, occurred_at) = match decided {
+                Ok(decided) => decided,
                 // A refusal appends nothing, so no `Unchanged` condition or expected version
                 // guards it: the directory or the cached ticket it was decided against may be
                 // behind the log (changed by another process, or by a directory append here
@@ -263,7 +307,8 @@ impl Handler {
             match self.log.append(request).await {
                 Ok(AppendOutcome::Committed(committed)) => {
                     if is_ticket {
-                        self.remember(&stream, events.iter().fold(state, domain::evolve));
+                        let state = events.iter().fold(state, domain::evolve);
+                        self.remember(&stream, state, occurred_at);
                     } else {
                         self.directory_stale.store(true, Ordering::Release);
                     }
@@ -316,33 +361,39 @@ impl Handler {
         stream: &str,
         fresh: bool,
         assume_new: bool,
-    ) -> Result<TicketState, closeloop_core::Error> {
+    ) -> Result<Option<CachedTicket>, closeloop_core::Error> {
         let cached = self.tickets.get(stream).map(|t| t.clone());
         if !fresh {
-            if let Some(ticket) = cached {
-                return Ok(Some(ticket));
+            if cached.is_some() {
+                return Ok(cached);
             }
             if assume_new {
                 return Ok(None);
             }
         }
-        let after = cached.as_ref().map_or(0, |t| t.version);
-        let mut state = cached;
+        let after = cached.as_ref().map_or(0, |t| t.ticket.version);
+        let mut last_at = cached.as_ref().map(|t| t.last_at);
+        let mut state = cached.map(|t| t.ticket);
         for stored in self.log.read_stream(stream, after).await? {
             state = domain::evolve(state, &stored.decode()?);
+            last_at = Some(stored.metadata.occurred_at);
         }
-        if let Some(t) = &state {
-            self.remember(stream, Some(t.clone()));
+        let cached = state
+            .zip(last_at)
+            .map(|(ticket, last_at)| CachedTicket { ticket, last_at });
+        if let Some(c) = &cached {
+            self.remember(stream, Some(c.ticket.clone()), c.last_at);
         }
-        Ok(state)
+        Ok(cached)
     }
 
-    fn remember(&self, stream: &str, state: TicketState) {
+    fn remember(&self, stream: &str, state: TicketState, last_at: Timestamp) {
         if let Some(ticket) = state {
             if self.tickets.len() >= self.config.ticket_cache_entries_max {
                 self.tickets.clear();
             }
-            self.tickets.insert(stream.to_owned(), ticket);
+            self.tickets
+                .insert(stream.to_owned(), CachedTicket { ticket, last_at });
         }
     }
 
@@ -375,7 +426,7 @@ impl Handler {
         // every directory event at or below the head read before it has been seen: the next
         // catch-up starts there instead of scanning the same ticket events again.
         let head_before = self.log.head().await?;
-        let mut directory: Option<Directory> = None;
+        let mut directory: Option<(Directory, HashMap<String, Timestamp>)> = None;
         loop {
             let batch = self
                 .log
@@ -388,20 +439,25 @@ impl Handler {
             let short = batch.len() < READ_BATCH_MAX;
             let Some(last) = batch.last() else { break };
             position = last.position;
-            let dir = match &mut directory {
+            let (dir, last_at) = match &mut directory {
                 Some(d) => d,
-                None => directory.insert((*self.directory.read().await.directory).clone()),
+                None => {
+                    let view = self.directory.read().await;
+                    directory.insert(((*view.directory).clone(), (*view.last_at).clone()))
+                }
             };
             for stored in &batch {
                 dir.apply(&stored.stream, stored.version, &stored.decode()?);
+                last_at.insert(stored.stream.clone(), stored.metadata.occurred_at);
             }
             if short {
                 break;
             }
         }
         let mut view = self.directory.write().await;
-        if let Some(directory) = directory {
+        if let Some((directory, last_at)) = directory {
             view.directory = Arc::new(directory);
+            view.last_at = Arc::new(last_at);
         }
         view.position = view.position.max(position).max(head_before);
         Ok(())

@@ -5,10 +5,16 @@
 //! history.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
-//! UUID v5 of (ticket, target, deadline, kind) and its `occurred_at` is the deadline itself, so
-//! every instance builds the same command and the log's idempotency (a `command_id` appends at
+//! UUID v5 of (ticket, target, deadline, kind) and it names no `occurred_at`, so every
+//! instance builds the same command and the log's idempotency (a `command_id` appends at
 //! most once) answers all but the first with `duplicate`. A priority change that moves a
 //! deadline makes a new deadline, which gets its own warning and breach.
+//!
+//! The scheduler acts at its decision time, never before: the events are appended with the
+//! handler's "now" (so business time stays monotonic in the ticket's stream), and the moment
+//! they mark is in their data (`due_at`). A scheduler that starts late, when both the warning
+//! minute and the deadline have passed, appends the warning and then the breach, so the trail
+//! shows that the threshold was crossed.
 //!
 //! The scheduler does not depend on the command side: it takes a `submit` function (the
 //! binary passes the command handler's).
@@ -43,8 +49,9 @@ pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach:
 }
 
 /// The commands due at `now` among `timers` (rows of [`TableStore::due_timers`]), soonest
-/// first (at most [`TICK_COMMANDS_MAX`]). A deadline is breached once `now` is past it: using
-/// exactly the target is meeting it, as the SLA report counts it.
+/// first (at most [`TICK_COMMANDS_MAX`]): a warning whose minute has passed and was not yet
+/// raised, and a breach once `now` is past the deadline (using exactly the target is meeting
+/// it, as the SLA report counts it). A timer late on both gets both, the warning first.
 pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope> {
     let now_s = now.as_second();
     let mut due = Vec::new();
@@ -55,19 +62,24 @@ pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope>
         let Some(due_at) = timer.due_at.and_then(|d| Timestamp::from_second(d).ok()) else {
             continue;
         };
+        let warn_at = timer
+            .warn_at
+            .filter(|w| *w <= now_s && timer.warned_at.is_none())
+            .and_then(|w| Timestamp::from_second(w).ok());
+        if let Some(warn_at) = warn_at {
+            due.push((warn_at, timer.ticket_id, target, false, due_at));
+        }
         if timer.due_at.is_some_and(|d| d < now_s) {
             due.push((due_at, timer.ticket_id, target, true, due_at));
-        } else if let Some(warn_at) = timer.warn_at.and_then(|w| Timestamp::from_second(w).ok()) {
-            due.push((warn_at, timer.ticket_id, target, false, due_at));
         }
     }
     due.sort_by_key(|(at, id, target, breach, _)| (*at, *id, *target as u8, *breach));
     due.truncate(TICK_COMMANDS_MAX);
     due.into_iter()
-        .map(|(at, ticket_id, target, breach, due_at)| CommandEnvelope {
+        .map(|(_, ticket_id, target, breach, due_at)| CommandEnvelope {
             command_id: command_id(ticket_id, target, due_at, breach),
             actor: Actor::system(ACTOR_ID),
-            occurred_at: Some(at),
+            occurred_at: None,
             expected_version: None,
             command: if breach {
                 Command::RecordSlaBreach(RecordSlaBreach {

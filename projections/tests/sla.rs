@@ -433,16 +433,21 @@ fn a_moved_deadline_gets_its_own_breach() {
         warn_at_percent: 80,
     };
     f.open("2026-11-28T22:00:00Z", Grade::VipDiamond, diamond.clone());
-    // At 22:20 the scheduler has a breach to record for the 22:15 deadline, and a warning for
-    // nothing else (the resolution is far).
+    // At 22:20 the scheduler, late, has the 22:12 warning and the breach of the 22:15
+    // deadline to record, in that order, and nothing else (the resolution is far). Neither
+    // names a business time: both are appended at the scheduler's decision time.
     let now: jiff::Timestamp = "2026-11-28T22:20:00Z".parse().unwrap();
     let due = f.block_on(due_commands(f.tables.as_ref(), now)).unwrap();
-    assert_eq!(due.len(), 1);
     let first_due: jiff::Timestamp = "2026-11-28T22:15:00Z".parse().unwrap();
+    let ids: Vec<_> = due.iter().map(|c| c.command_id).collect();
     assert_eq!(
-        due[0].command_id,
-        command_id(TICKET, SlaTarget::FirstResponse, first_due, true)
+        ids,
+        [
+            command_id(TICKET, SlaTarget::FirstResponse, first_due, false),
+            command_id(TICKET, SlaTarget::FirstResponse, first_due, true)
+        ]
     );
+    assert!(due.iter().all(|c| c.occurred_at.is_none()));
     f.ticket(
         "2026-11-28T22:15:00Z",
         Event::SlaBreached(SlaBreached {
@@ -477,14 +482,13 @@ fn a_moved_deadline_gets_its_own_breach() {
     assert_eq!(warn_at.as_deref(), Some("2026-11-28T22:48:00Z"));
     let later: jiff::Timestamp = "2026-11-28T23:01:00Z".parse().unwrap();
     let due = f.block_on(due_commands(f.tables.as_ref(), later)).unwrap();
-    assert_eq!(due.len(), 1);
+    let new_due: jiff::Timestamp = "2026-11-28T23:00:00Z".parse().unwrap();
+    let ids: Vec<_> = due.iter().map(|c| c.command_id).collect();
     assert_eq!(
-        due[0].command_id,
-        command_id(
-            TICKET,
-            SlaTarget::FirstResponse,
-            "2026-11-28T23:00:00Z".parse().unwrap(),
-            true
-        )
+        ids,
+        [
+            command_id(TICKET, SlaTarget::FirstResponse, new_due, false),
+            command_id(TICKET, SlaTarget::FirstResponse, new_due, true)
+        ]
     );
 }

@@ -1,5 +1,8 @@
 //! A ticket's history: every stored event in version order with who, when and why, and the
-//! state they fold to. With an `as_of` time, both stop at that business time (`occurred_at`).
+//! state they fold to. It can be cut on two time axes ([`Cut`]): business time (what had
+//! happened by then, `occurred_at`) and recorded time (what the log held then,
+//! `recorded_at`). Either cut is a prefix of the stream, so a history never skips a version,
+//! even over events written before business time was kept monotonic.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -20,17 +23,52 @@ pub struct History {
     pub events: Vec<StoredEvent>,
 }
 
-/// Loads the ticket's history, up to `as_of` when given.
+/// Where a history stops: at a business time, a recorded time, both, or not at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// Business time: events that occurred at or before it (`--as-of`).
+    pub as_of: Option<Timestamp>,
+    /// Recorded time: events the log held at it (`--as-known-at`).
+    pub as_known_at: Option<Timestamp>,
+}
+
+impl Cut {
+    /// Whether `event` is inside the cut.
+    fn holds(&self, event: &StoredEvent) -> bool {
+        self.as_of.is_none_or(|t| event.metadata.occurred_at <= t)
+            && self
+                .as_known_at
+                .is_none_or(|t| event.metadata.recorded_at <= t)
+    }
+
+    /// " as of T, as known at U", or nothing.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(t) = self.as_of {
+            let _ = write!(out, " as of {t}");
+        }
+        if let Some(t) = self.as_known_at {
+            let _ = write!(
+                out,
+                "{} as known at {t}",
+                if out.is_empty() { "" } else { "," }
+            );
+        }
+        out
+    }
+}
+
+/// Loads the ticket's history, cut at `cut`: the longest prefix of the stream whose events
+/// are all inside it.
 pub async fn ticket_history(
     log: &dyn EventLog,
     ticket_id: Uuid,
-    as_of: Option<Timestamp>,
+    cut: Cut,
 ) -> Result<History, Error> {
     let stream = format!("ticket-{ticket_id}");
     let mut events = log.read_stream(&stream, 0).await?;
-    if let Some(as_of) = as_of {
-        events.retain(|e| e.metadata.occurred_at <= as_of);
-    }
+    let inside = events.iter().take_while(|e| cut.holds(e)).count();
+    events.truncate(inside);
     let mut state: TicketState = None;
     for stored in &events {
         state = evolve(state, &stored.decode()?);
@@ -64,6 +102,29 @@ pub fn printable(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// How much later than it occurred an event was recorded, as `+34d2h`, `+1h30m` or `+5m`;
+/// `-` under a minute either way. The gap is what backdating and late imports leave, shown
+/// so an auditor sees it beside the business time.
+pub fn recorded_gap(metadata: &closeloop_core::log::Metadata) -> String {
+    let gap = metadata
+        .recorded_at
+        .duration_since(metadata.occurred_at)
+        .as_secs();
+    if gap.abs() < 60 {
+        return "-".to_owned();
+    }
+    let sign = if gap < 0 { '-' } else { '+' };
+    let secs = gap.unsigned_abs();
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, m) => format!("{sign}{m}m"),
+        (0, h, 0) => format!("{sign}{h}h"),
+        (0, h, m) => format!("{sign}{h}h{m}m"),
+        (d, 0, _) => format!("{sign}{d}d"),
+        (d, h, _) => format!("{sign}{d}d{h}h"),
+    }
 }
 
 /// One line of the human-readable history: what changed, and why when a reason was given.

@@ -23,7 +23,6 @@ use closeloop_core::domain::{Rejection, RejectionCode};
 use futures::StreamExt;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
-use super::auth::now_seconds;
 use super::config::ServeConfig;
 use super::error::ServeError;
 use super::intake::{admit, last_token, log_reply};
@@ -119,11 +118,16 @@ impl DurableIntake {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            // The credential is judged as of when JetStream stored the command.
-            let stored_at = message
+            // The credential and the business time are judged as of when JetStream stored
+            // the command: a backlog must not make a timely command late.
+            let received = message
                 .info()
-                .map(|info| info.published.unix_timestamp())
-                .unwrap_or_else(|_| now_seconds());
+                .ok()
+                .and_then(|info| {
+                    jiff::Timestamp::from_nanosecond(info.published.unix_timestamp_nanos()).ok()
+                })
+                .unwrap_or_else(jiff::Timestamp::now);
+            let stored_at = received.as_second();
             let checked = admit(
                 &config,
                 last_token(message.subject.as_str()),
@@ -148,7 +152,7 @@ impl DurableIntake {
             if envelope.command.ticket_id().is_none() {
                 // A directory command: after everything before it, before anything after.
                 let _all = directory_barrier.clone().write_owned().await;
-                let reply = handler.handle(envelope).await;
+                let reply = handler.handle_at(envelope, received).await;
                 finish(&config, &client, message, reply).await;
                 drop(permit);
                 continue;
@@ -157,7 +161,7 @@ impl DurableIntake {
             let stripe = stripes[stripe_of(&stream_name)].clone().lock_owned().await;
             let (config, handler, client) = (config.clone(), handler.clone(), client.clone());
             tokio::spawn(async move {
-                let reply = handler.handle(envelope).await;
+                let reply = handler.handle_at(envelope, received).await;
                 finish(&config, &client, message, reply).await;
                 drop((stripe, barrier, permit));
             });

@@ -81,7 +81,6 @@ pub(super) fn commands(
                 "auto-assign/{}/{}",
                 t.ticket.ticket_id, t.ticket.version
             )),
-            t.last_at,
             Command::AssignTicket(AssignTicket {
                 ticket_id: t.ticket.ticket_id,
                 agent_id: agent.agent_id.clone(),

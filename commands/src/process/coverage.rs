@@ -41,7 +41,6 @@ fn move_ticket(
     out.push(envelope(
         COVERAGE_ACTOR,
         derived_id(&key),
-        t.last_at,
         Command::AssignTicket(AssignTicket {
             ticket_id: t.ticket.ticket_id,
             agent_id: to.to_owned(),
@@ -50,7 +49,6 @@ fn move_ticket(
     out.push(envelope(
         COVERAGE_ACTOR,
         derived_id(&format!("{key}/note")),
-        t.last_at,
         Command::AddNote(AddNote {
             ticket_id: t.ticket.ticket_id,
             text: note,

@@ -5,29 +5,27 @@
 use std::collections::HashMap;
 
 use closeloop_core::domain::{Command, CommandEnvelope, EscalateTicket, TicketStatus, LINE_MAX};
-use jiff::Timestamp;
 use uuid::Uuid;
 
 use super::{derived_id, envelope, TrackedTicket, ESCALATION_ACTOR};
 
 pub(super) fn commands(
     tickets: &HashMap<Uuid, TrackedTicket>,
-    breaches: &[(Uuid, Uuid, String, Timestamp)],
+    breaches: &[(Uuid, Uuid, String)],
 ) -> Vec<CommandEnvelope> {
     breaches
         .iter()
-        .filter(|(_, ticket_id, _, _)| {
+        .filter(|(_, ticket_id, _)| {
             tickets.get(ticket_id).is_some_and(|t| {
                 t.ticket.status.is_open()
                     && t.ticket.status != TicketStatus::Closed
                     && t.ticket.line < LINE_MAX
             })
         })
-        .map(|(event_id, ticket_id, reason, at)| {
+        .map(|(event_id, ticket_id, reason)| {
             envelope(
                 ESCALATION_ACTOR,
                 derived_id(&format!("escalate-breach/{event_id}")),
-                *at,
                 Command::EscalateTicket(EscalateTicket {
                     ticket_id: *ticket_id,
                     reason: reason.clone(),

@@ -69,8 +69,8 @@ pub struct ProcessManagers {
     config: ProcessConfig,
     position: Position,
     tickets: HashMap<Uuid, TrackedTicket>,
-    /// `sla_breached` events folded and not yet acted on: (event id, ticket, reason, time).
-    breaches: Vec<(Uuid, Uuid, String, Timestamp)>,
+    /// `sla_breached` events folded and not yet acted on: (event id, ticket, reason).
+    breaches: Vec<(Uuid, Uuid, String)>,
 }
 
 /// Actor ids of the managers' commands.
@@ -88,11 +88,14 @@ pub fn derived_id(name: &str) -> Uuid {
     uuid::Builder::from_custom_bytes(hash.to_be_bytes()).into_uuid()
 }
 
-fn envelope(actor: &str, command_id: Uuid, at: Timestamp, command: Command) -> CommandEnvelope {
+/// A manager's command. It names no business time: it acts at its decision time, the
+/// handler's "now" (never before the stream's last event), and the same state gives every
+/// instance the same command.
+fn envelope(actor: &str, command_id: Uuid, command: Command) -> CommandEnvelope {
     CommandEnvelope {
         command_id,
         actor: Actor::system(actor),
-        occurred_at: Some(at),
+        occurred_at: None,
         expected_version: None,
         command,
     }
@@ -150,7 +153,6 @@ impl ProcessManagers {
                         .unwrap_or_default(),
                     e.due_at
                 ),
-                at,
             ));
         }
         let previous = self.tickets.remove(&id);

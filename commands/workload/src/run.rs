@@ -10,6 +10,14 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::{Day, LazyWorkload, Workload, MINUTES_PER_DAY};
 
+/// Hands one command to the handler as received at its own business time: in a simulation
+/// each command arrives when it occurs, so none is backdated or sent from the future (the
+/// handler's clock is the wall clock, weeks after the simulated ones).
+async fn receive(handler: &Handler, envelope: CommandEnvelope) -> Reply {
+    let received = envelope.occurred_at.unwrap_or_else(Timestamp::now);
+    handler.handle_at(envelope, received).await
+}
+
 /// Counts of what a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunStats {
@@ -118,12 +126,12 @@ where
         }
     };
     for envelope in setup {
-        record(&handler.handle(envelope.clone()).await);
+        record(&receive(&handler, envelope.clone()).await);
         progress(done.fetch_add(1, Ordering::Relaxed) + 1);
     }
     for (day_start, day) in days {
         for envelope in day.directory {
-            record(&handler.handle(envelope).await);
+            record(&receive(&handler, envelope).await);
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
         }
         let day_end = day_start + day_length;
@@ -162,7 +170,7 @@ where
                             break;
                         };
                         for envelope in lane {
-                            record(&handler.handle(envelope).await);
+                            record(&receive(&handler, envelope).await);
                             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                         }
                     }

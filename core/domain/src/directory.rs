@@ -19,12 +19,15 @@ pub const DIRECTORY_CATEGORIES: &[&str] = &["agent", "customer", "calendar", "sl
 pub struct Rules {
     /// Most members of one team, the team lead included.
     pub team_members_max: usize,
+    /// The bounds on a command's business time (`time.rs`).
+    pub time: super::time::TimeRules,
 }
 
 impl Default for Rules {
     fn default() -> Rules {
         Rules {
             team_members_max: 8,
+            time: super::time::TimeRules::default(),
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - `directory.rs` / `reference.rs`: agents, customers, calendars, policies.
 //! - `authorize.rs`: who may do what; `visibility.rs`: who may see what (the read side's
 //!   queries ask it).
+//! - `time.rs`: the rule on business time (`occurred_at`): monotonic per stream, not in the
+//!   future, backdated only within the actor's role's window.
 //! - `rejection.rs`: why a command was refused.
 //! - `upcast.rs`: stored events of older schema versions, brought to the current one.
 
@@ -24,6 +26,7 @@ mod rejection;
 mod strict;
 mod ticket;
 mod ticket_state;
+mod time;
 mod types;
 mod upcast;
 mod visibility;
@@ -37,6 +40,7 @@ pub use rejection::*;
 pub use strict::check as check_strict_json;
 pub use ticket::*;
 pub use ticket_state::*;
+pub use time::{business_time, TimeRules};
 pub use types::*;
 pub use upcast::upcast;
 pub use visibility::{may_see_ticket, report_scope, ReportScope};
