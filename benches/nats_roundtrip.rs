@@ -252,6 +252,7 @@ async fn main() {
     echo_task.abort();
     let js = async_nats::jetstream::new(client);
     let _ = js.delete_stream(&config.events_stream).await;
+    let _ = js.delete_stream(&config.dead_letter_stream).await;
     let _ = js.delete_key_value(&config.lease.bucket).await;
     drop(log);
     drop_scratch(&store).await;

@@ -194,6 +194,7 @@ impl Serve {
             .args(["--commands-stream", &c.commands_stream])
             .args(["--commands-consumer", &c.consumer_name])
             .args(["--events-stream", &c.events_stream])
+            .args(["--dead-letter-stream", &c.dead_letter_stream])
             .args(["--lease-bucket", &c.lease.bucket])
             .args(["--instance-id", &c.instance_id])
             .args(["--no-scheduler", "--no-process-managers"])
@@ -406,6 +407,7 @@ async fn measure(
 
     let _ = js.delete_stream(&config.commands_stream).await;
     let _ = js.delete_stream(&config.events_stream).await;
+    let _ = js.delete_stream(&config.dead_letter_stream).await;
     let _ = js.delete_key_value(&config.lease.bucket).await;
 
     // The floor: the appended events as `closeloop export` prints them.

@@ -78,6 +78,27 @@ pub struct ServeArgs {
         default_value = "CLOSELOOP_EVENTS"
     )]
     events_stream: String,
+    /// JetStream stream of durable commands that kept failing (dead letters).
+    #[arg(
+        long,
+        env = "CLOSELOOP_DEAD_LETTER_STREAM",
+        default_value = "CLOSELOOP_COMMANDS_DEAD"
+    )]
+    dead_letter_stream: String,
+    /// Deliveries of a durable command whose store stays unavailable before it is
+    /// dead-lettered (pauses doubling from 1 s to 30 s between them).
+    #[arg(long, env = "CLOSELOOP_DURABLE_ATTEMPTS_MAX", default_value_t = 10)]
+    durable_attempts_max: u32,
+    /// Most MiB the commands stream holds (a work queue: publishes are refused beyond it).
+    #[arg(
+        long,
+        env = "CLOSELOOP_COMMANDS_STREAM_MIB_MAX",
+        default_value_t = 1024
+    )]
+    commands_stream_mib_max: u32,
+    /// Most MiB the events stream holds (the oldest events are dropped beyond it).
+    #[arg(long, env = "CLOSELOOP_EVENTS_STREAM_MIB_MAX", default_value_t = 8192)]
+    events_stream_mib_max: u32,
     /// JetStream KV bucket of "run once" leases (relay, scheduler).
     #[arg(
         long,
@@ -100,6 +121,13 @@ pub struct ServeArgs {
     /// How far before its receipt a service's `occurred_at` may be (records made elsewhere).
     #[arg(long, env = "CLOSELOOP_BACKDATE_SERVICE_MAX_S", default_value_t = 7 * 24 * 3600)]
     backdate_service_max_s: u32,
+    /// How long SIGTERM/SIGINT waits for work in flight before abandoning it.
+    #[arg(long, env = "CLOSELOOP_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    drain_timeout_ms: u64,
+    /// How long a request/reply command may take when its `Closeloop-Timeout-Ms` header does
+    /// not say (then it is answered `unavailable` and never appended).
+    #[arg(long, env = "CLOSELOOP_COMMAND_TIMEOUT_MS", default_value_t = 30_000)]
+    command_timeout_ms: u64,
     /// JetStream de-duplication window of the commands and events streams.
     #[arg(long, env = "CLOSELOOP_DUPLICATE_WINDOW_S", default_value_t = 600)]
     duplicate_window_s: u64,
@@ -200,6 +228,10 @@ impl ServeArgs {
             commands_stream: self.commands_stream.clone(),
             consumer_name: self.commands_consumer.clone(),
             events_stream: self.events_stream.clone(),
+            dead_letter_stream: self.dead_letter_stream.clone(),
+            durable_attempts_max: self.durable_attempts_max.max(1),
+            commands_stream_bytes_max: i64::from(self.commands_stream_mib_max.max(1)) << 20,
+            events_stream_bytes_max: i64::from(self.events_stream_mib_max.max(1)) << 20,
             lease: LeaseConfig {
                 bucket: self.lease_bucket.clone(),
                 ttl: Duration::from_millis(self.lease_ttl_ms.max(300)),
@@ -211,6 +243,8 @@ impl ServeArgs {
             duplicate_window: Duration::from_secs(self.duplicate_window_s.max(1)),
             stream_replicas: self.stream_replicas.clamp(1, 5),
             ack_wait: Duration::from_millis(self.ack_wait_ms.max(100)),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            command_timeout: Duration::from_millis(self.command_timeout_ms.clamp(1, 300_000)),
             durable_intake: !self.no_durable_intake,
             relay: !self.no_relay,
             auth: self.auth()?,

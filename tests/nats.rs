@@ -210,6 +210,7 @@ impl Scope {
             ("--subject-prefix", c.subject_prefix.clone()),
             ("--commands-stream", c.commands_stream.clone()),
             ("--events-stream", c.events_stream.clone()),
+            ("--dead-letter-stream", c.dead_letter_stream.clone()),
             ("--lease-bucket", c.lease.bucket.clone()),
             ("--lease-ttl-ms", c.lease.ttl.as_millis().to_string()),
             ("--ack-wait-ms", c.ack_wait.as_millis().to_string()),
@@ -406,6 +407,7 @@ impl Scope {
 
     async fn delete(js: &jetstream::Context, config: &ServeConfig) {
         let _ = js.delete_stream(&config.commands_stream).await;
+        let _ = js.delete_stream(&config.dead_letter_stream).await;
         let _ = js.delete_stream(&config.events_stream).await;
         let _ = js.delete_key_value(&config.lease.bucket).await;
     }
@@ -1311,25 +1313,109 @@ async fn nats_two_instances_share_the_work_and_relay_once() {
     two.stop().await;
 }
 
-#[tokio::test]
-async fn nats_in_flight_limit_applies_back_pressure_without_losing_requests() {
+/// Overload is shed, not buffered: with the store stalled and `in_flight_max` commands
+/// waiting on it, every further request is answered `unavailable` at once; a command whose
+/// deadline (`Closeloop-Timeout-Ms`) passes is answered `unavailable` and never appended,
+/// even once the store recovers; after it, the shed commands retried are each appended once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_overload_is_shed_and_deadlines_are_honoured() {
     let mut scope = Scope::new().await;
     scope.config.in_flight_max = 2;
     scope.config.command_bytes_max = 1024;
-    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
-    let requests: Vec<_> = (0..64)
-        .map(|_| {
-            let command = open_ticket(Uuid::new_v4());
+    let inner: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let (faulty, gate) = FaultyLog::new(inner.clone());
+    let log: Arc<dyn EventLog> = Arc::new(faulty);
+    let serve = InProcess::start(&scope, log, Queries::new()).await;
+
+    // The store stalls. One command with a short deadline takes a slot and times out.
+    gate.send_replace(false);
+    let late = open_ticket(Uuid::new_v4());
+    let mut headers = headers_for(&late["actor"]);
+    headers.insert("Closeloop-Timeout-Ms", "300");
+    let reply = scope
+        .request_with(
+            "open_ticket",
+            serde_json::to_vec(&late).unwrap(),
+            Some(headers),
+        )
+        .await;
+    let (error, _) = rejected(&reply);
+    assert_eq!(error["code"], "unavailable");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("deadline passed"),
+        "{error}"
+    );
+
+    // Two commands wait on the store; the others are shed at once, while it is stalled.
+    let commands: Vec<Value> = (0..64).map(|_| open_ticket(Uuid::new_v4())).collect();
+    let mut pending: futures::stream::FuturesUnordered<_> = commands
+        .iter()
+        .map(|command| {
             let scope = &scope;
-            async move { scope.command(&command).await }
+            async move { (command, scope.command(command).await) }
         })
         .collect();
-    for reply in futures::future::join_all(requests).await {
-        accepted(&reply);
+    let mut shed = Vec::new();
+    while let Some((command, reply)) = pending.next().await {
+        if reply.is_success() {
+            continue;
+        }
+        let (error, _) = rejected(&reply);
+        assert_eq!(error["code"], "unavailable", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("overloaded"),
+            "{error}"
+        );
+        shed.push(command);
+        // (The slot of the timed-out command may be freed a moment after its reply.)
+        if shed.len() == 62 {
+            gate.send_replace(true);
+        }
     }
-    assert_eq!(log.head().await.unwrap(), 64);
-    // The configured size limit is below the default: 2 KiB of description is too much.
+    assert!((62..=63).contains(&shed.len()), "{} shed", shed.len());
+    // Retried once the store is back: each appended once, and the late one never.
+    for command in shed {
+        accepted(&scope.command(command).await);
+    }
+    let mut opened = HashSet::new();
+    for event in inner.read_all(0, 1000, Filter::All).await.unwrap() {
+        assert!(
+            opened.insert(event.stream.clone()),
+            "{} twice",
+            event.stream
+        );
+    }
+    let expected: HashSet<String> = commands
+        .iter()
+        .map(|c| format!("ticket-{}", c["payload"]["ticket_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        opened, expected,
+        "every command once, the timed-out one never"
+    );
+
+    // A bad time limit is refused; so is a body over the configured size.
+    let mut headers = headers_for(&late["actor"]);
+    headers.insert("Closeloop-Timeout-Ms", "0");
+    let other = open_ticket(Uuid::new_v4());
+    let reply = scope
+        .request_with(
+            "open_ticket",
+            serde_json::to_vec(&other).unwrap(),
+            Some(headers),
+        )
+        .await;
+    let (error, _) = rejected(&reply);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Closeloop-Timeout-Ms"),
+        "{error}"
+    );
     let mut big = open_ticket(Uuid::new_v4());
     big["payload"]["description"] = json!("x".repeat(2048));
     let (error, _) = rejected(&scope.command(&big).await);
@@ -2140,4 +2226,264 @@ async fn schedule_subcommand_records_a_breach_once_and_exits_0_on_sigterm() {
     assert_eq!(breaches.len(), 1);
     assert_eq!(breaches[0].stream, format!("ticket-{ticket}"));
     assert_eq!(breaches[0].metadata.actor.role.to_string(), "system");
+}
+
+/// A log with faults: reading a "poisoned" ticket fails as a corrupt store would (a bug: a
+/// retry fails the same way), reading a "flaky" one as an unreachable store would
+/// (retryable), for ever; appends wait while the gate is shut (a stalled store).
+struct FaultyLog {
+    inner: Arc<dyn EventLog>,
+    poisoned: HashSet<String>,
+    flaky: HashSet<String>,
+    gate: tokio::sync::watch::Receiver<bool>,
+    /// Appends that have reached the gate.
+    appends_begun: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyLog {
+    /// No faults, the gate open; and the gate's sender (`true`: open).
+    fn new(inner: Arc<dyn EventLog>) -> (FaultyLog, tokio::sync::watch::Sender<bool>) {
+        let (open, gate) = tokio::sync::watch::channel(true);
+        let log = FaultyLog {
+            inner,
+            poisoned: HashSet::new(),
+            flaky: HashSet::new(),
+            gate,
+            appends_begun: Arc::default(),
+        };
+        (log, open)
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for FaultyLog {
+    async fn append(
+        &self,
+        request: closeloop_core::log::AppendRequest,
+    ) -> Result<closeloop_core::log::AppendOutcome, closeloop_core::Error> {
+        self.appends_begun
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut gate = self.gate.clone();
+        let _ = gate.wait_for(|open| *open).await;
+        self.inner.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+    ) -> Result<Vec<StoredEvent>, closeloop_core::Error> {
+        if self.poisoned.contains(stream) {
+            return Err(closeloop_core::Error::Corrupt(format!(
+                "{stream}: unreadable row"
+            )));
+        }
+        if self.flaky.contains(stream) {
+            return Err(closeloop_core::Error::Unavailable(
+                "connection refused".into(),
+            ));
+        }
+        self.inner.read_stream(stream, after_version).await
+    }
+
+    async fn read_all(
+        &self,
+        after: closeloop_core::log::Position,
+        limit: usize,
+        filter: Filter<'_>,
+    ) -> Result<Vec<StoredEvent>, closeloop_core::Error> {
+        self.inner.read_all(after, limit, filter).await
+    }
+
+    async fn head(&self) -> Result<closeloop_core::log::Position, closeloop_core::Error> {
+        self.inner.head().await
+    }
+
+    async fn wait_beyond(
+        &self,
+        after: closeloop_core::log::Position,
+        max_wait: Duration,
+    ) -> Result<closeloop_core::log::Position, closeloop_core::Error> {
+        self.inner.wait_beyond(after, max_wait).await
+    }
+
+    async fn find_command(
+        &self,
+        command_id: Uuid,
+    ) -> Result<Option<closeloop_core::log::Committed>, closeloop_core::Error> {
+        self.inner.find_command(command_id).await
+    }
+}
+
+/// No poison: over durable intake, commands on a ticket the store cannot read (a bug) are
+/// dead-lettered at once, those whose store stays unavailable after a bounded number of
+/// deliveries; each gets a `rejected` reply with its kind, the dead-letter stream keeps it
+/// (without the bearer token), and valid commands published behind them are all handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_poison_is_dead_lettered_and_never_stalls_durable_intake() {
+    let scope = Scope::new().await;
+    let inner: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let (poisoned, flaky) = (Uuid::new_v4(), Uuid::new_v4());
+    // Open both tickets while the store still reads them.
+    let handler = Handler::new(inner.clone(), HandlerConfig::trusting());
+    for ticket in [poisoned, flaky] {
+        let open = open_ticket(ticket);
+        let envelope =
+            closeloop_core::domain::parse_command(&serde_json::to_vec(&open).unwrap()).unwrap();
+        assert!(handler.handle(envelope).await.is_success());
+    }
+    let (mut faulty, _gate) = FaultyLog::new(inner);
+    faulty.poisoned.insert(format!("ticket-{poisoned}"));
+    faulty.flaky.insert(format!("ticket-{flaky}"));
+    let log: Arc<dyn EventLog> = Arc::new(faulty);
+    let mut config = scope.config.clone();
+    config.durable_attempts_max = 3;
+    config.unavailable_retry_delay = Duration::from_millis(20);
+    config.unavailable_retry_delay_max = Duration::from_millis(80);
+    let handler = Arc::new(Handler::new(log, HandlerConfig::trusting()));
+    let serve =
+        InProcess::start_with(&scope, config.clone(), handler, Queries::new(), Vec::new()).await;
+    let mut subscriber = scope.replies().await;
+
+    let reply_to = |ticket: Uuid| {
+        envelope(
+            "record_customer_reply",
+            json!({"id": "crm", "role": "service"}),
+            json!({"ticket_id": ticket, "message": "still broken"}),
+        )
+    };
+    // Poison first (more of it than commands handled at once), then valid commands.
+    let mut bad = HashSet::new();
+    let mut flaky_ids = HashSet::new();
+    for i in 0..300 {
+        let command = reply_to(if i % 30 == 0 { flaky } else { poisoned });
+        let id: Uuid = command["command_id"].as_str().unwrap().parse().unwrap();
+        if i % 30 == 0 {
+            flaky_ids.insert(id);
+        }
+        bad.insert(id);
+        scope.publish_durable(&command).await;
+    }
+    let mut good = HashSet::new();
+    for _ in 0..20 {
+        let command = open_ticket(Uuid::new_v4());
+        good.insert(command["command_id"].as_str().unwrap().parse().unwrap());
+        scope.publish_durable(&command).await;
+    }
+    let all: HashSet<Uuid> = bad.union(&good).copied().collect();
+    let mut replies = HashMap::new();
+    collect_replies(&mut subscriber, &all, &mut replies).await;
+
+    for id in &good {
+        assert!(replies[id].is_success(), "{}", replies[id].to_json());
+    }
+    for id in &bad {
+        let json: Value = serde_json::from_str(&replies[id].to_json()).unwrap();
+        let (code, kind) = if flaky_ids.contains(id) {
+            ("unavailable", "retryable")
+        } else {
+            ("internal", "bug")
+        };
+        assert_eq!(json["error"]["code"], code, "{json}");
+        assert_eq!(json["error"]["kind"], kind, "{json}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&config.dead_letter_stream), "{message}");
+    }
+    // Every bad command is in the dead-letter stream once, with why and after how many
+    // deliveries, and without its credential. The commands stream is empty: a work queue.
+    let mut dead = scope
+        .js
+        .get_stream(&config.dead_letter_stream)
+        .await
+        .unwrap();
+    let count = dead.info().await.unwrap().state.messages;
+    assert_eq!(count, bad.len() as u64);
+    let mut seen = HashSet::new();
+    for sequence in 1..=count {
+        let message = dead.get_raw_message(sequence).await.unwrap();
+        let command: Value = serde_json::from_slice(&message.payload).unwrap();
+        let id: Uuid = command["command_id"].as_str().unwrap().parse().unwrap();
+        assert!(bad.contains(&id) && seen.insert(id));
+        assert!(message.headers.get("Authorization").is_none());
+        let deliveries: i64 = message
+            .headers
+            .get(nats::DEAD_DELIVERIES_HEADER)
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
+        let reason = message
+            .headers
+            .get(nats::DEAD_REASON_HEADER)
+            .unwrap()
+            .as_str()
+            .to_owned();
+        if flaky_ids.contains(&id) {
+            assert_eq!(deliveries, 3, "bounded redelivery");
+            assert!(reason.contains("connection refused"), "{reason}");
+        } else {
+            assert_eq!(deliveries, 1, "a bug is not retried");
+            assert!(reason.contains("unreadable row"), "{reason}");
+        }
+    }
+    // A work queue: each command leaves the stream once acked (just after its reply).
+    let mut commands = scope.js.get_stream(&config.commands_stream).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let state = commands.info().await.unwrap().state.clone();
+        assert_eq!(state.last_sequence, all.len() as u64, "each stored once");
+        if state.messages == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{} commands never acked",
+            state.messages
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+    }
+    serve.stop().await;
+}
+
+/// Shutdown is bounded: with the store stalled under a durable command in flight, `serve`
+/// stops within its drain timeout; the command, never acked, is handled by the next
+/// instance once the store is back, and appended once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_shutdown_drains_within_its_timeout_and_loses_nothing() {
+    let mut scope = Scope::new().await;
+    scope.config.drain_timeout = Duration::from_millis(300);
+    scope.config.ack_wait = Duration::from_millis(500);
+    let inner: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let (faulty, gate) = FaultyLog::new(inner.clone());
+    let begun = faulty.appends_begun.clone();
+    let log: Arc<dyn EventLog> = Arc::new(faulty);
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    gate.send_replace(false);
+    let mut replies = scope.replies().await;
+    let command = open_ticket(Uuid::new_v4());
+    scope.publish_durable(&command).await;
+    let started = Instant::now();
+    while begun.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the command never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval
+    }
+    let stopping = Instant::now();
+    serve.stop().await;
+    eprintln!("stopped in {:?} with the store stalled", stopping.elapsed());
+
+    gate.send_replace(true);
+    let serve = InProcess::start(&scope, log, Queries::new()).await;
+    let id: Uuid = command["command_id"].as_str().unwrap().parse().unwrap();
+    let mut got = HashMap::new();
+    collect_replies(&mut replies, &HashSet::from([id]), &mut got).await;
+    assert!(got[&id].is_success(), "{}", got[&id].to_json());
+    let stream = format!(
+        "ticket-{}",
+        command["payload"]["ticket_id"].as_str().unwrap()
+    );
+    assert_eq!(inner.read_stream(&stream, 0).await.unwrap().len(), 1);
+    serve.stop().await;
 }

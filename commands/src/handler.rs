@@ -122,6 +122,11 @@ impl Handler {
         &self.log
     }
 
+    /// "Now" by the handler's clock: the receipt time of a command handled now.
+    pub fn now(&self) -> Timestamp {
+        (self.config.clock)()
+    }
+
     /// Handles one command given as bytes (JSON).
     pub async fn handle_bytes(&self, bytes: &[u8]) -> Reply {
         match parse_command(bytes) {
@@ -132,8 +137,7 @@ impl Handler {
 
     /// Handles one parsed command, received now (the handler's clock).
     pub async fn handle(&self, envelope: CommandEnvelope) -> Reply {
-        let received = (self.config.clock)();
-        self.handle_at(envelope, received).await
+        self.handle_at(envelope, self.now()).await
     }
 
     /// Handles one parsed command received at `received`: the bound its business time is
@@ -141,13 +145,25 @@ impl Handler {
     /// the broker stored the command, so a backlog does not turn a timely command into a
     /// backdated one; the demo passes its simulated time.
     pub async fn handle_at(&self, envelope: CommandEnvelope, received: Timestamp) -> Reply {
+        self.handle_until(envelope, received, None).await
+    }
+
+    /// Like [`Handler::handle_at`], giving up at `deadline`: a command whose deadline passes
+    /// before its append is answered `unavailable` and is not appended later (a backend
+    /// drops a queued append whose caller stopped waiting). Over request/reply the caller
+    /// has stopped waiting by then, so appending it late would act on a command whose
+    /// sender was already told it timed out.
+    pub async fn handle_until(
+        &self,
+        envelope: CommandEnvelope,
+        received: Timestamp,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Reply {
         let id = envelope.command_id;
-        let reply = match self.try_handle(&envelope, received).await {
-            Ok(reply) => reply,
-            Err(e) => Reply::rejected(
-                Some(id),
-                Rejection::new(RejectionCode::Unavailable, e.to_string()),
-            ),
+        let reply = match within(deadline, self.try_handle(&envelope, received)).await {
+            Some(Ok(reply)) => reply,
+            Some(Err(e)) => Reply::rejected(Some(id), store_failure(&e)),
+            None => return deadline_passed(id),
         };
         if !matches!(reply, Reply::Rejected { .. }) {
             return reply;
@@ -156,8 +172,9 @@ impl Handler {
         // created (closing twice): the log's record of the id wins, so the caller gets the
         // first reply. Checked only on this path, so accepted commands cost no extra read;
         // an accepted retry is caught atomically by the append itself.
-        match self.log.find_command(idempotency::log_key(&envelope)).await {
-            Ok(Some(first)) => self.duplicate(&envelope, first).await,
+        let key = idempotency::log_key(&envelope);
+        match within(deadline, self.log.find_command(key)).await {
+            Some(Ok(Some(first))) => self.duplicate(&envelope, first).await,
             _ => reply,
         }
     }
@@ -176,12 +193,7 @@ impl Handler {
                 .into_iter()
                 .next()
                 .and_then(|e| e.metadata.command_hash),
-            Err(e) => {
-                return Reply::rejected(
-                    Some(id),
-                    Rejection::new(RejectionCode::Unavailable, e.to_string()),
-                )
-            }
+            Err(e) => return Reply::rejected(Some(id), store_failure(&e)),
         };
         match recorded {
             // Appended before hashes were recorded: nothing to compare.
@@ -462,6 +474,41 @@ impl Handler {
         view.position = view.position.max(position).max(head_before);
         Ok(())
     }
+}
+
+/// `work`'s output, or `None` if `deadline` passed first (the work is dropped).
+async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
+/// The answer to a command whose deadline passed before it was done.
+fn deadline_passed(id: uuid::Uuid) -> Reply {
+    Reply::rejected(
+        Some(id),
+        Rejection::new(
+            RejectionCode::Unavailable,
+            "the command's deadline passed before its append was confirmed; nothing more \
+             is done with it: retry with the same command_id (answered `duplicate` if it \
+             was appended)",
+        ),
+    )
+}
+
+/// A failure of the store as a rejection: `unavailable` (retry) when the backend knows it to
+/// be transient, `internal` (a retry repeats it) otherwise.
+pub fn store_failure(e: &closeloop_core::Error) -> Rejection {
+    let code = if e.is_transient() {
+        RejectionCode::Unavailable
+    } else {
+        RejectionCode::Internal
+    };
+    Rejection::new(code, e.to_string())
 }
 
 fn new_event(

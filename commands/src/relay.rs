@@ -36,6 +36,9 @@ pub struct RelayConfig {
     pub subject_prefix: String,
     pub duplicate_window: Duration,
     pub stream_replicas: usize,
+    /// Most bytes the events stream holds; the oldest events are dropped beyond it (never
+    /// the newest, whose position is where the relay resumes).
+    pub stream_bytes_max: i64,
     /// Events read and published (pipelined) per round.
     pub batch_events_max: usize,
     /// Longest wait for new events before looking again.
@@ -49,6 +52,7 @@ impl RelayConfig {
             subject_prefix: config.subject_prefix.clone(),
             duplicate_window: config.duplicate_window,
             stream_replicas: config.stream_replicas.max(1),
+            stream_bytes_max: config.events_stream_bytes_max,
             batch_events_max: config.relay_batch_events_max.clamp(1, 4096),
             idle_wait: Duration::from_millis(500),
         }
@@ -91,6 +95,10 @@ pub async fn events_stream(
         storage: stream::StorageType::File,
         duplicate_window: config.duplicate_window,
         num_replicas: config.stream_replicas,
+        // No age limit: an idle log must not age its last event out of the stream, since
+        // the relay resumes after it. Only the oldest go when the stream is full.
+        max_bytes: config.stream_bytes_max,
+        discard: stream::DiscardPolicy::Old,
         ..Default::default()
     })
     .await

@@ -22,6 +22,21 @@ pub struct ServeConfig {
     pub consumer_name: String,
     /// JetStream stream the relay publishes the log to (`CLOSELOOP_EVENTS`).
     pub events_stream: String,
+    /// JetStream stream of durable commands that kept failing (`CLOSELOOP_COMMANDS_DEAD`).
+    pub dead_letter_stream: String,
+    /// Most bytes the commands stream holds; beyond it, publishes are refused (a work
+    /// queue: handled commands leave it).
+    pub commands_stream_bytes_max: i64,
+    /// Most bytes the events stream holds; beyond it, the oldest events are dropped (the
+    /// log keeps them all; the relay resumes from the newest).
+    pub events_stream_bytes_max: i64,
+    /// Most bytes and longest age of the dead-letter stream (oldest dropped first).
+    pub dead_letter_bytes_max: i64,
+    pub dead_letter_age_max: Duration,
+    /// Deliveries of a durable command whose store stays unavailable before it is moved to
+    /// the dead-letter stream (with a `rejected` reply); the pauses between them double from
+    /// `unavailable_retry_delay` up to `unavailable_retry_delay_max`.
+    pub durable_attempts_max: u32,
     /// Bucket and time-to-live of "run once" leases.
     pub lease: LeaseConfig,
     /// This process, in logs and lease values.
@@ -37,10 +52,19 @@ pub struct ServeConfig {
     /// Replicas of the streams and the lease bucket (1 on a single server; 3 in a cluster
     /// for a system of record).
     pub stream_replicas: usize,
+    /// How long a request/reply command may take when its `Closeloop-Timeout-Ms` header does
+    /// not say; past it the command is answered `unavailable` and not appended.
+    pub command_timeout: Duration,
+    /// The longest `Closeloop-Timeout-Ms` accepted.
+    pub command_timeout_max: Duration,
+    /// How long shutdown waits for work in flight; then it is abandoned (durable commands
+    /// not acked are redelivered, to this or another instance).
+    pub drain_timeout: Duration,
     /// How long JetStream waits for an ack before redelivering a durable command.
     pub ack_wait: Duration,
     /// Pause before a durable command whose store was unavailable is delivered again.
     pub unavailable_retry_delay: Duration,
+    pub unavailable_retry_delay_max: Duration,
     /// Serve durable intake (JetStream).
     pub durable_intake: bool,
     /// Run the event relay (one instance at a time).
@@ -60,6 +84,12 @@ impl Default for ServeConfig {
             commands_stream: "CLOSELOOP_COMMANDS".into(),
             consumer_name: "closeloop".into(),
             events_stream: "CLOSELOOP_EVENTS".into(),
+            dead_letter_stream: "CLOSELOOP_COMMANDS_DEAD".into(),
+            commands_stream_bytes_max: 1 << 30,
+            events_stream_bytes_max: 8 << 30,
+            dead_letter_bytes_max: 1 << 30,
+            dead_letter_age_max: Duration::from_secs(30 * 24 * 3600),
+            durable_attempts_max: 10,
             lease: LeaseConfig::default(),
             instance_id: uuid::Uuid::now_v7().to_string(),
             command_bytes_max: COMMAND_BYTES_MAX,
@@ -67,7 +97,11 @@ impl Default for ServeConfig {
             duplicate_window: Duration::from_secs(10 * 60),
             stream_replicas: 1,
             ack_wait: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(30),
+            command_timeout_max: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(30),
             unavailable_retry_delay: Duration::from_secs(1),
+            unavailable_retry_delay_max: Duration::from_secs(30),
             durable_intake: true,
             relay: true,
             relay_batch_events_max: 512,
@@ -85,6 +119,7 @@ impl ServeConfig {
             subject_prefix: format!("t{tag}.closeloop.v1"),
             commands_stream: format!("CLOSELOOP_COMMANDS_{upper}"),
             events_stream: format!("CLOSELOOP_EVENTS_{upper}"),
+            dead_letter_stream: format!("CLOSELOOP_COMMANDS_DEAD_{upper}"),
             lease: LeaseConfig {
                 bucket: format!("CLOSELOOP_LEASES_{upper}"),
                 ..LeaseConfig::default()
@@ -113,6 +148,21 @@ impl ServeConfig {
     /// `<prefix>.commands.durable.*`: the commands stream's subjects.
     pub fn durable_wildcard(&self) -> String {
         format!("{}.commands.durable.*", self.subject_prefix)
+    }
+
+    /// `<prefix>.dead.commands.<type>`: the dead-letter stream's subjects (outside the
+    /// commands stream's).
+    pub fn dead_letter_subject(&self, command_type: &str) -> String {
+        format!("{}.dead.commands.{command_type}", self.subject_prefix)
+    }
+
+    /// The pause before the next delivery of a durable command delivered `delivered` times
+    /// whose store was unavailable: doubling, capped.
+    pub fn retry_delay(&self, delivered: i64) -> Duration {
+        let doublings = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+        self.unavailable_retry_delay
+            .saturating_mul(1 << doublings)
+            .min(self.unavailable_retry_delay_max)
     }
 
     /// `<prefix>.replies.<command_id>`: where durable intake publishes replies.

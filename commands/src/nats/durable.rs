@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use async_nats::jetstream::{self, consumer, stream, AckKind};
-use closeloop_core::domain::{Rejection, RejectionCode};
+use closeloop_core::domain::{ErrorKind, Rejection};
 use futures::StreamExt;
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
@@ -37,7 +37,12 @@ pub(crate) struct DurableIntake {
     consumer: consumer::Consumer<consumer::pull::Config>,
 }
 
-/// Creates (or finds) the commands stream with its duplicate window.
+/// Room for the headers (a bearer token, `Nats-Msg-Id`) beside a command's body.
+const HEADER_BYTES_MAX: usize = 16 * 1024;
+
+/// Creates (or finds) the commands stream: a work queue (a command leaves it once handled)
+/// with its duplicate window, a bound on each message and on the whole (beyond it JetStream
+/// refuses the publish, so the publisher knows; nothing stored is dropped).
 pub(crate) async fn commands_stream(
     config: &ServeConfig,
     js: &jetstream::Context,
@@ -46,12 +51,37 @@ pub(crate) async fn commands_stream(
         name: config.commands_stream.clone(),
         subjects: vec![config.durable_wildcard()],
         storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::WorkQueue,
         duplicate_window: config.duplicate_window,
         num_replicas: config.stream_replicas.max(1),
+        max_bytes: config.commands_stream_bytes_max,
+        max_message_size: i32::try_from(config.command_bytes_max + HEADER_BYTES_MAX)
+            .unwrap_or(i32::MAX),
+        discard: stream::DiscardPolicy::New,
         ..Default::default()
     })
     .await
     .map_err(|e| ServeError::nats(&format!("stream {}", config.commands_stream), e))
+}
+
+/// Creates (or finds) the dead-letter stream: durable commands that kept failing, kept for
+/// an operator to inspect and republish, the oldest dropped beyond its size or age.
+pub(crate) async fn dead_letter_stream(
+    config: &ServeConfig,
+    js: &jetstream::Context,
+) -> Result<stream::Stream, ServeError> {
+    js.get_or_create_stream(stream::Config {
+        name: config.dead_letter_stream.clone(),
+        subjects: vec![config.dead_letter_subject("*")],
+        storage: stream::StorageType::File,
+        num_replicas: config.stream_replicas.max(1),
+        max_bytes: config.dead_letter_bytes_max,
+        max_age: config.dead_letter_age_max,
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ServeError::nats(&format!("stream {}", config.dead_letter_stream), e))
 }
 
 impl DurableIntake {
@@ -60,6 +90,7 @@ impl DurableIntake {
         js: &jetstream::Context,
     ) -> Result<DurableIntake, ServeError> {
         let stream = commands_stream(config, js).await?;
+        dead_letter_stream(config, js).await?;
         let consumer = stream
             .get_or_create_consumer(
                 &config.consumer_name,
@@ -67,7 +98,9 @@ impl DurableIntake {
                     durable_name: Some(config.consumer_name.clone()),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: config.ack_wait,
-                    max_deliver: -1,
+                    // A backstop: the intake itself dead-letters a command after
+                    // `durable_attempts_max` deliveries; deliveries lost to crashes count too.
+                    max_deliver: i64::from(config.durable_attempts_max.max(1)) * 2,
                     max_ack_pending: config.in_flight_max as i64,
                     ..Default::default()
                 },
@@ -203,7 +236,11 @@ fn stripe_of(stream: &str) -> usize {
     (hasher.finish() % ORDER_STRIPES as u64) as usize
 }
 
-/// Publishes the reply and acks, or (store unavailable) asks for a later redelivery.
+/// Publishes the reply and acks. A retryable failure (store unavailable) is left for a
+/// later redelivery, the pauses doubling, until the command has been delivered
+/// `durable_attempts_max` times; then, or at once for a bug (`internal`: a retry would fail
+/// the same way), the command is moved to the dead-letter stream and answered `rejected`,
+/// so one bad message never holds the consumer.
 async fn finish(
     config: &ServeConfig,
     client: &async_nats::Client,
@@ -211,19 +248,38 @@ async fn finish(
     reply: Reply,
 ) {
     log_reply(&reply, message.subject.as_str());
-    if reply
-        .rejection()
-        .is_some_and(|r| r.code == RejectionCode::Unavailable)
-    {
-        tracing::warn!("store unavailable: durable command left for redelivery");
-        if let Err(e) = message
-            .ack_with(AckKind::Nak(Some(config.unavailable_retry_delay)))
-            .await
-        {
-            tracing::warn!(error = %e, "nak of a durable command");
+    let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+    let reply = match reply.rejection().map(|r| r.code.kind()) {
+        Some(ErrorKind::Retryable) if delivered < i64::from(config.durable_attempts_max) => {
+            let delay = config.retry_delay(delivered);
+            tracing::warn!(
+                delivered,
+                delay_ms = delay.as_millis() as u64,
+                "store unavailable: durable command left for redelivery"
+            );
+            nak(&message, delay).await;
+            return;
         }
-        return;
-    }
+        Some(ErrorKind::Retryable | ErrorKind::Bug) => {
+            let reason = reply
+                .rejection()
+                .map(|r| r.message.clone())
+                .unwrap_or_default();
+            if let Err(e) = dead_letter(config, client, &message, delivered, &reason).await {
+                tracing::warn!(error = %e, "moving a durable command to the dead-letter stream");
+                nak(&message, config.retry_delay(delivered)).await;
+                return;
+            }
+            tracing::warn!(
+                delivered,
+                stream = %config.dead_letter_stream,
+                reason = %reason,
+                "durable command moved to the dead-letter stream"
+            );
+            dead_lettered(reply, &config.dead_letter_stream, delivered)
+        }
+        _ => reply,
+    };
     let command_id = match &reply {
         Reply::Accepted { command_id, .. } | Reply::Duplicate { command_id, .. } => {
             Some(command_id.to_string())
@@ -250,5 +306,75 @@ async fn finish(
     // means a redelivery, which the log answers with `duplicate`.
     if let Err(e) = message.ack().await {
         tracing::warn!(error = %e, "ack of a durable command");
+    }
+}
+
+async fn nak(message: &jetstream::Message, delay: std::time::Duration) {
+    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+        tracing::warn!(error = %e, "nak of a durable command");
+    }
+}
+
+/// Header naming why a command was dead-lettered, and after how many deliveries.
+pub const DEAD_REASON_HEADER: &str = "Closeloop-Dead-Reason";
+pub const DEAD_DELIVERIES_HEADER: &str = "Closeloop-Deliveries";
+/// The subject the command was published on.
+pub const DEAD_SUBJECT_HEADER: &str = "Closeloop-Subject";
+
+/// Copies `message` to the dead-letter stream (its body and headers, without the bearer
+/// token: the credential is not kept beyond the command's own stream) and waits for
+/// JetStream to store it. `Nats-Msg-Id` is kept, so a copy made twice (a crash before the
+/// ack) is stored once.
+async fn dead_letter(
+    config: &ServeConfig,
+    client: &async_nats::Client,
+    message: &jetstream::Message,
+    delivered: i64,
+    reason: &str,
+) -> Result<(), ServeError> {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(original) = message.headers.as_ref() {
+        for (name, values) in original.iter() {
+            if AsRef::<str>::as_ref(name).eq_ignore_ascii_case("authorization") {
+                continue;
+            }
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    // Header values are one line: the reason is cut to a printable line.
+    let reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(512)
+        .collect();
+    headers.insert(DEAD_REASON_HEADER, reason.as_str());
+    headers.insert(DEAD_DELIVERIES_HEADER, delivered.to_string().as_str());
+    headers.insert(DEAD_SUBJECT_HEADER, message.subject.as_str());
+    let subject = config.dead_letter_subject(last_token(message.subject.as_str()));
+    let js = jetstream::new(client.clone());
+    js.publish_with_headers(subject, headers, message.payload.clone())
+        .await
+        .map_err(|e| ServeError::nats("dead-letter publish", e))?
+        .await
+        .map_err(|e| ServeError::nats("dead-letter publish ack", e))?;
+    Ok(())
+}
+
+/// The reply of a dead-lettered command: its rejection, saying where the command went.
+fn dead_lettered(reply: Reply, stream: &str, delivered: i64) -> Reply {
+    match reply {
+        Reply::Rejected {
+            command_id,
+            mut error,
+        } => {
+            error.message = format!(
+                "{} (moved to the dead-letter stream {stream} after {delivered} deliveries; nothing was appended)",
+                error.message
+            );
+            Reply::Rejected { command_id, error }
+        }
+        other => other,
     }
 }

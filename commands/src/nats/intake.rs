@@ -122,15 +122,17 @@ impl Intake {
                 message = self.subscriber.next() => message,
             };
             let Some(message) = message else { break };
-            // Back-pressure: no more reads while `in_flight_max` commands are in flight.
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let received = tokio::time::Instant::now();
+            // Load is shed, not buffered: past `in_flight_max` commands in flight a request
+            // is answered `unavailable` at once, so memory stays bounded and a stalled store
+            // does not leave a backlog to be appended after its callers gave up.
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                shed(&config, &client, message).await;
+                continue;
+            };
             let (config, handler, client) = (config.clone(), handler.clone(), client.clone());
             tokio::spawn(async move {
-                answer(&config, &handler, &client, message).await;
+                answer(&config, &handler, &client, message, received).await;
                 drop(permit);
             });
         }
@@ -140,22 +142,79 @@ impl Intake {
     }
 }
 
+/// The header in which a caller gives its command's time limit, in milliseconds.
+pub const TIMEOUT_HEADER: &str = "Closeloop-Timeout-Ms";
+
+/// The command's deadline: `received` plus its `Closeloop-Timeout-Ms` (1 to the maximum) or
+/// the default.
+fn deadline(
+    config: &ServeConfig,
+    headers: Option<&async_nats::HeaderMap>,
+    received: tokio::time::Instant,
+) -> Result<tokio::time::Instant, Reply> {
+    let Some(value) = headers.and_then(|h| h.get(TIMEOUT_HEADER)) else {
+        return Ok(received + config.command_timeout);
+    };
+    let max = config.command_timeout_max.as_millis() as u64;
+    match value.as_str().parse::<u64>() {
+        Ok(ms) if (1..=max).contains(&ms) => Ok(received + std::time::Duration::from_millis(ms)),
+        _ => Err(Reply::rejected(
+            None,
+            Rejection::validation(
+                "",
+                format!(
+                    "header {TIMEOUT_HEADER} is `{}`; expected milliseconds, 1 to {max}",
+                    value.as_str()
+                ),
+            ),
+        )),
+    }
+}
+
+/// Answers a request that found `in_flight_max` commands in flight: `unavailable`, nothing
+/// read beyond the subject. (A request without a reply inbox cannot be answered.)
+async fn shed(config: &ServeConfig, client: &async_nats::Client, message: async_nats::Message) {
+    tracing::debug!(subject = %message.subject, "overloaded: request shed");
+    let Some(inbox) = message.reply else { return };
+    let reply = Reply::rejected(
+        None,
+        Rejection::new(
+            closeloop_core::domain::RejectionCode::Unavailable,
+            format!(
+                "overloaded: {} commands in flight; nothing was done: retry later with the same command_id",
+                config.in_flight_max
+            ),
+        ),
+    );
+    if let Err(e) = client.publish(inbox, reply.to_json().into()).await {
+        tracing::warn!(error = %e, "publishing a reply");
+    }
+}
+
 async fn answer(
     config: &ServeConfig,
     handler: &Handler,
     client: &async_nats::Client,
     message: async_nats::Message,
+    received: tokio::time::Instant,
 ) {
     let subject_type = last_token(message.subject.as_str());
-    let admitted = admit(
-        config,
-        subject_type,
-        message.headers.as_ref(),
-        &message.payload,
-        now_seconds(),
-    );
+    let admitted = deadline(config, message.headers.as_ref(), received).and_then(|deadline| {
+        admit(
+            config,
+            subject_type,
+            message.headers.as_ref(),
+            &message.payload,
+            now_seconds(),
+        )
+        .map(|envelope| (envelope, deadline))
+    });
     let reply = match admitted {
-        Ok(envelope) => handler.handle(envelope).await,
+        Ok((envelope, deadline)) => {
+            handler
+                .handle_until(envelope, handler.now(), Some(deadline))
+                .await
+        }
         Err(rejected) => rejected,
     };
     log_reply(&reply, message.subject.as_str());

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 
 pub use auth::{Auth, AuthError, AuthErrorKind, Caller, KeysError, Verifier};
 pub use config::ServeConfig;
+pub use durable::{DEAD_DELIVERIES_HEADER, DEAD_REASON_HEADER, DEAD_SUBJECT_HEADER};
 pub use error::ServeError;
 pub use job::{Job, JobFn};
 pub use lease::{run_leased, Lease, LeaseConfig};
@@ -125,10 +126,28 @@ pub async fn run(
         }
     }
     trigger.fire();
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = flatten(done) {
-            tracing::error!(error = %e, "task failed while draining");
-            failure.get_or_insert(Err(e));
+    let drained_by = tokio::time::Instant::now() + config.drain_timeout;
+    loop {
+        match tokio::time::timeout_at(drained_by, tasks.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(done)) => {
+                if let Err(e) = flatten(done) {
+                    tracing::error!(error = %e, "task failed while draining");
+                    failure.get_or_insert(Err(e));
+                }
+            }
+            Err(_) => {
+                // A stalled store must not hold shutdown: what is in flight is abandoned.
+                // Nothing acknowledged is lost: a durable command not yet acked is
+                // redelivered, a request/reply caller gets no answer and retries.
+                tracing::warn!(
+                    tasks = tasks.len(),
+                    timeout_ms = config.drain_timeout.as_millis() as u64,
+                    "drain timeout: abandoning work in flight"
+                );
+                tasks.abort_all();
+                break;
+            }
         }
     }
     if let Err(e) = client.flush().await {

@@ -263,6 +263,7 @@ impl Problems {
             .join("; ");
         Err(Rejection {
             code: RejectionCode::Validation,
+            kind: RejectionCode::Validation.kind(),
             message,
             details: self.0,
         })

@@ -24,6 +24,38 @@ pub enum RejectionCode {
     Unauthorized,
     /// The engine could not reach its store: retry later with the same `command_id`.
     Unavailable,
+    /// The engine failed on this command in a way a retry would repeat (a bug, or data the
+    /// store refused): nothing was appended; report it rather than retry.
+    Internal,
+}
+
+/// What a caller can do about an error: the one thing every code says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Try again later with the same `command_id` (`unavailable`).
+    Retryable,
+    /// The command was decided against: change it before sending it again.
+    #[default]
+    Refused,
+    /// The engine failed (`internal`): retrying repeats it.
+    Bug,
+}
+
+impl RejectionCode {
+    /// Its kind: whether a retry may help.
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            RejectionCode::Unavailable => ErrorKind::Retryable,
+            RejectionCode::Internal => ErrorKind::Bug,
+            RejectionCode::Validation
+            | RejectionCode::NotFound
+            | RejectionCode::Conflict
+            | RejectionCode::InvalidTransition
+            | RejectionCode::Forbidden
+            | RejectionCode::Unauthorized => ErrorKind::Refused,
+        }
+    }
 }
 
 /// One offending field: a JSON Pointer into the command and what is wrong with it.
@@ -38,6 +70,9 @@ pub struct Detail {
 #[error("{code:?}: {message}")]
 pub struct Rejection {
     pub code: RejectionCode,
+    /// The code's kind (`RejectionCode::kind`), spelled out for callers.
+    #[serde(default)]
+    pub kind: ErrorKind,
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<Detail>,
@@ -47,6 +82,7 @@ impl Rejection {
     pub fn new(code: RejectionCode, message: impl Into<String>) -> Rejection {
         Rejection {
             code,
+            kind: code.kind(),
             message: message.into(),
             details: Vec::new(),
         }
@@ -57,6 +93,7 @@ impl Rejection {
         let message = message.into();
         Rejection {
             code,
+            kind: code.kind(),
             message: format!("{path}: {message}"),
             details: vec![Detail {
                 path: path.to_owned(),

@@ -195,6 +195,11 @@ impl Writer {
                     None => return,
                 },
             };
+            // A caller that stopped waiting before its append was written (its deadline
+            // passed) was told nothing was appended: it is not written late.
+            if first.reply.is_closed() {
+                continue;
+            }
             // A direct append may have the turn: it ends within one append's round trips.
             let mut this = state.lock().await;
             let deadline = tokio::time::Instant::now() + wait;
@@ -214,6 +219,9 @@ impl Writer {
                         _ => break,
                     },
                 };
+                if next.reply.is_closed() {
+                    continue;
+                }
                 if events + next.request.events.len() > events_max {
                     carried = Some(next);
                     break;

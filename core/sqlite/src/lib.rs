@@ -242,6 +242,12 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        // A caller that stopped waiting before its append was written (its deadline passed)
+        // was told nothing was appended: it is not written late.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let outcomes = match write_batch(&conn, batch.iter().map(|job| &job.request)) {
             Ok(written) => {
                 batches_committed.fetch_add(1, Ordering::Relaxed);
