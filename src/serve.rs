@@ -38,8 +38,8 @@ use closeloop_commands::nats::{
 use closeloop_commands::process::{ProcessConfig, ProcessManagers};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{
-    may_see_ticket, report_scope, Actor, CommandEnvelope, Directory, Event, Rejection,
-    RejectionCode, ReportScope, Role,
+    may_see_ticket, report_scope, Actor, CommandEnvelope, Directory, Rejection, RejectionCode,
+    ReportScope, Role,
 };
 use closeloop_core::log::EventLog;
 use closeloop_projections::models::{ReadModels, REPORTS};
@@ -48,7 +48,7 @@ use closeloop_projections::runtime::{CatchUp, ProjectorError};
 use closeloop_projections::scheduler;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::TableStore;
-use closeloop_replay::history::{ticket_history, Cut, History};
+use closeloop_replay::history::{ticket_history_page, Cut, HistoryPage, PAGE_EVENTS_MAX};
 use jiff::Timestamp;
 use uuid::Uuid;
 
@@ -524,7 +524,13 @@ pub fn queries(log: Arc<dyn EventLog>, handler: Arc<Handler>, models: ReadModels
             Arc::new(move |request| {
                 let (log, handler) = (log.clone(), handler.clone());
                 Box::pin(async move {
-                    request.only(&["ticket_id", "as_of", "as_known_at"])?;
+                    request.only(&[
+                        "ticket_id",
+                        "as_of",
+                        "as_known_at",
+                        "after_version",
+                        "limit",
+                    ])?;
                     let history = visible_history(&log, &handler, &request).await?;
                     Ok(serde_json::to_value(history).expect("histories serialize"))
                 })
@@ -605,25 +611,41 @@ async fn restrict(
     Ok(())
 }
 
-/// The ticket's history (cut at `as_of` and `as_known_at`), if the actor may see the ticket.
+/// A page of the ticket's history (cut at `as_of` and `as_known_at`, after `after_version`,
+/// at most `limit` events and at most what one reply carries), if the actor may see the
+/// ticket. Memory holds a page, however long the ticket.
 async fn visible_history(
     log: &Arc<dyn EventLog>,
     handler: &Handler,
     request: &QueryRequest,
-) -> Result<History, Rejection> {
+) -> Result<HistoryPage, Rejection> {
     let ticket_id: Uuid = request.param("ticket_id", true)?.expect("required");
     let cut = Cut {
         as_of: request.param("as_of", false)?,
         as_known_at: request.param("as_known_at", false)?,
     };
-    let full = ticket_history(log.as_ref(), ticket_id, Cut::default())
-        .await
-        .map_err(|e| history_error(e, ticket_id))?;
+    let after_version: u64 = request.param("after_version", false)?.unwrap_or(0);
+    let limit: usize = request.param("limit", false)?.unwrap_or(PAGE_EVENTS_MAX);
+    if !(1..=PAGE_EVENTS_MAX).contains(&limit) {
+        return Err(Rejection::validation(
+            "/limit",
+            format!("must be 1 to {PAGE_EVENTS_MAX}"),
+        ));
+    }
+    let whole = ticket_history_page(
+        log.as_ref(),
+        ticket_id,
+        Cut::default(),
+        after_version,
+        limit,
+    )
+    .await
+    .map_err(|e| history_error(e, ticket_id))?;
     let directory = handler
         .directory()
         .await
         .map_err(|e| Rejection::new(RejectionCode::Unavailable, e.to_string()))?;
-    if !may_see(&request.actor, &full, &directory) {
+    if !may_see(&request.actor, &whole, &directory) {
         return Err(Rejection::at(
             RejectionCode::Forbidden,
             "/ticket_id",
@@ -633,22 +655,25 @@ async fn visible_history(
             ),
         ));
     }
-    if cut == Cut::default() {
-        return Ok(full);
-    }
-    ticket_history(log.as_ref(), ticket_id, cut)
-        .await
-        .map_err(|e| match e {
-            closeloop_replay::Error::TicketNotFound(_) => Rejection::not_found(
-                if cut.as_of.is_some() {
-                    "/as_of"
-                } else {
-                    "/as_known_at"
-                },
-                format!("ticket {ticket_id} did not exist yet{}", cut.describe()),
-            ),
-            other => Rejection::new(RejectionCode::Unavailable, other.to_string()),
-        })
+    let mut page = if cut == Cut::default() {
+        whole
+    } else {
+        ticket_history_page(log.as_ref(), ticket_id, cut, after_version, limit)
+            .await
+            .map_err(|e| match e {
+                closeloop_replay::Error::TicketNotFound(_) => Rejection::not_found(
+                    if cut.as_of.is_some() {
+                        "/as_of"
+                    } else {
+                        "/as_known_at"
+                    },
+                    format!("ticket {ticket_id} did not exist yet{}", cut.describe()),
+                ),
+                other => Rejection::new(RejectionCode::Unavailable, other.to_string()),
+            })?
+    };
+    page.fit(request.reply_bytes_max);
+    Ok(page)
 }
 
 fn history_error(e: closeloop_replay::Error, ticket_id: Uuid) -> Rejection {
@@ -661,13 +686,13 @@ fn history_error(e: closeloop_replay::Error, ticket_id: Uuid) -> Rejection {
 }
 
 /// The confidentiality rule of the module doc, decided by the domain (`may_see_ticket`) from
-/// the ticket's whole history.
-fn may_see(actor: &Actor, history: &History, directory: &Directory) -> bool {
-    let events: Vec<Event> = history
-        .events
-        .iter()
-        .filter_map(|e| e.decode().ok())
-        .collect();
-    let opened_by = history.events.first().map(|e| &e.metadata.actor);
-    may_see_ticket(actor, &history.state, &events, opened_by, directory)
+/// the ticket's whole history: its state, who opened it, its assignments and escalations.
+fn may_see(actor: &Actor, history: &HistoryPage, directory: &Directory) -> bool {
+    may_see_ticket(
+        actor,
+        &history.state,
+        &history.handovers,
+        history.opened_by.as_ref(),
+        directory,
+    )
 }

@@ -278,3 +278,45 @@ async fn a_command_id_is_bound_to_its_actor_and_content() {
     );
     assert_eq!(log.head().await.expect("head"), head + 1);
 }
+
+/// A hot ticket: 16 writers at once on one ticket through one handler, none naming an
+/// expected version, all accepted (their turns are serialized, so none conflicts), each
+/// appended once, versions contiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_writers_on_one_ticket_never_conflict() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
+    let at = "2026-11-02T08:00:00Z";
+    let ticket = Uuid::now_v7();
+    accept(
+        &handler,
+        cmd(
+            "open_ticket",
+            CRM,
+            at,
+            json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email",
+                   "category": "incident", "priority": "high", "subject": "hot"}),
+        ),
+    )
+    .await;
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..16 {
+        let handler = handler.clone();
+        writers.spawn(async move {
+            for n in 0..20 {
+                let note = json!({"ticket_id": ticket, "text": format!("{writer}/{n}")});
+                accept(&handler, cmd("add_note", ADMIN, at, note)).await;
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.expect("a writer");
+    }
+    let events = log
+        .read_stream(&format!("ticket-{ticket}"), 0)
+        .await
+        .expect("read");
+    assert_eq!(events.len(), 1 + 16 * 20);
+    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=321).collect::<Vec<_>>());
+}

@@ -2487,3 +2487,80 @@ async fn nats_shutdown_drains_within_its_timeout_and_loses_nothing() {
     assert_eq!(inner.read_stream(&stream, 0).await.unwrap().len(), 1);
     serve.stop().await;
 }
+
+/// A ticket whose history is over the server's payload limit (80 notes of 16 KB, the server
+/// carrying 1 MiB) is read in pages: each reply fits, and the pages together are the whole
+/// history in order; `limit` cuts a page, a bad one is refused at `/limit`.
+#[tokio::test]
+async fn nats_a_long_history_is_paged_within_the_servers_payload() {
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    let ticket = Uuid::new_v4();
+    let mut commands = vec![open_ticket(ticket)];
+    for n in 0..80 {
+        let text = format!("{n:02}{}", "x".repeat(15_990));
+        commands.push(envelope(
+            "add_note",
+            system(),
+            json!({"ticket_id": ticket, "text": text}),
+        ));
+    }
+    provision_store(&store, &commands).await;
+    let serve = Binary::start(&scope, &store, &["--no-process-managers"]);
+    scope.wait_serving().await;
+    let max_payload = scope.client.server_info().max_payload;
+    let ask = |extra: Value| {
+        let mut request =
+            json!({"actor": {"id": "audit-1", "role": "auditor"}, "ticket_id": ticket});
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        request
+    };
+    let (mut after, mut versions, mut pages) = (0u64, Vec::new(), 0);
+    loop {
+        let page = scope
+            .query("ticket_history", &ask(json!({"after_version": after})))
+            .await;
+        assert!(page.to_string().len() < max_payload, "a page fits a reply");
+        assert_eq!(
+            page["state"]["version"], 81,
+            "the state is the whole ticket's"
+        );
+        versions.extend(
+            page["events"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{page}"))
+                .iter()
+                .map(|e| e["version"].as_u64().unwrap()),
+        );
+        pages += 1;
+        match page["next_after_version"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert!(pages > 1, "over 1 MiB of history takes more than one page");
+    assert_eq!(versions, (1..=81).collect::<Vec<_>>());
+    let page = scope
+        .query(
+            "ticket_history",
+            &ask(json!({"after_version": 10, "limit": 5})),
+        )
+        .await;
+    let got: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, [11, 12, 13, 14, 15]);
+    assert_eq!(page["next_after_version"], 15);
+    let bad = scope
+        .query("ticket_history", &ask(json!({"limit": 0})))
+        .await;
+    assert_eq!(bad["error"]["details"][0]["path"], "/limit");
+    drop(serve);
+}

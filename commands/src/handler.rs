@@ -1,8 +1,11 @@
 //! The command handler: the only way events enter the log.
 //!
-//! For each command: parse strictly; catch the directory up with the log if it is known to
-//! lag; load the ticket (from a cache, refreshed on conflict; a ticket being opened is not
-//! read: the append's expected version 0 checks that it is new); decide (pure); append with
+//! For each command: parse strictly; take the ticket's turn (the commands of one ticket run
+//! one at a time in a handler, so a hot ticket's writers queue rather than conflict); catch
+//! the directory up with the log if it is known to lag; load the ticket (from a cache,
+//! caught up from its cached version on conflict; a ticket being opened is not read: the
+//! append's expected version 0 checks that it is new); check its business time
+//! (`closeloop_domain::business_time`); decide (pure); append with
 //! the stream's expected version, the command id, and the condition that the directory has
 //! not changed since the position it was decided on ([`Unchanged`]). On a version conflict
 //! with no caller-given `expected_version`, decide again against the fresh stream, at most
@@ -102,7 +105,13 @@ pub struct Handler {
     /// directory that another process has since changed is refused, and decided again.
     directory_stale: AtomicBool,
     tickets: DashMap<String, CachedTicket>,
+    /// Lock stripes serializing the commands of one ticket within this handler: concurrent
+    /// writers of a hot ticket queue instead of conflicting and deciding again.
+    ticket_turns: Vec<Mutex<()>>,
 }
+
+/// Stripes of [`Handler::ticket_turns`]; a stream always maps to the same one.
+const TICKET_TURN_STRIPES: usize = 1024;
 
 impl Handler {
     pub fn new(log: Arc<dyn EventLog>, config: HandlerConfig) -> Handler {
@@ -115,6 +124,7 @@ impl Handler {
             catch_up_finished: AtomicU64::new(0),
             directory_stale: AtomicBool::new(true),
             tickets: DashMap::new(),
+            ticket_turns: (0..TICKET_TURN_STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
 
@@ -160,7 +170,16 @@ impl Handler {
         deadline: Option<tokio::time::Instant>,
     ) -> Reply {
         let id = envelope.command_id;
-        let reply = match within(deadline, self.try_handle(&envelope, received)).await {
+        let turn = async {
+            // One command of a ticket at a time in this process (across processes the
+            // expected version still decides).
+            let _turn = match envelope.command.ticket_id() {
+                Some(_) => Some(self.ticket_turn(&envelope.command.stream()).lock().await),
+                None => None,
+            };
+            self.try_handle(&envelope, received).await
+        };
+        let reply = match within(deadline, turn).await {
             Some(Ok(reply)) => reply,
             Some(Err(e)) => Reply::rejected(Some(id), store_failure(&e)),
             None => return deadline_passed(id),
@@ -177,6 +196,13 @@ impl Handler {
             Some(Ok(Some(first))) => self.duplicate(&envelope, first).await,
             _ => reply,
         }
+    }
+
+    fn ticket_turn(&self, stream: &str) -> &Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        stream.hash(&mut hasher);
+        &self.ticket_turns[(hasher.finish() % TICKET_TURN_STRIPES as u64) as usize]
     }
 
     /// The answer to a command whose key the log already holds: the first append's reply
@@ -343,7 +369,9 @@ impl Handler {
                             ),
                         ));
                     }
-                    self.tickets.remove(&stream);
+                    // The cached state is right up to its version: catch up from there (on
+                    // a long ticket, re-reading the whole stream would cost more than the
+                    // command).
                     if !is_ticket {
                         self.directory_stale.store(true, Ordering::Release);
                     }

@@ -21,6 +21,8 @@ pub struct History {
     pub stream: String,
     pub state: Ticket,
     pub events: Vec<StoredEvent>,
+    /// Always `null` here (the whole history); the query's pages name the next one.
+    pub next_after_version: Option<u64>,
 }
 
 /// Where a history stops: at a business time, a recorded time, both, or not at all.
@@ -78,7 +80,98 @@ pub async fn ticket_history(
         stream,
         state,
         events,
+        next_after_version: None,
     })
+}
+
+/// Most events of one page of a history.
+pub const PAGE_EVENTS_MAX: usize = 1_000;
+
+/// One page of a ticket's history (the `ticket_history` query), with what a reader's
+/// visibility needs of the whole: memory holds one page of the log, whatever the ticket's
+/// length.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryPage {
+    pub stream: String,
+    /// The ticket as of the cut: every event inside it folded, page by page.
+    pub state: Ticket,
+    /// The events of this page: versions after `after_version`, at most `limit`.
+    pub events: Vec<StoredEvent>,
+    /// The `after_version` of the next page; `null` on the last.
+    pub next_after_version: Option<u64>,
+    /// Who opened the ticket.
+    #[serde(skip)]
+    pub opened_by: Option<closeloop_core::domain::Actor>,
+    /// Its assignments and escalations, the events visibility asks about.
+    #[serde(skip)]
+    pub handovers: Vec<Event>,
+}
+
+/// Reads the page of the ticket's history cut at `cut` that follows `after_version`, at
+/// most `limit` events (clamped to 1..=[`PAGE_EVENTS_MAX`]), folding the whole cut for its
+/// state.
+pub async fn ticket_history_page(
+    log: &dyn EventLog,
+    ticket_id: Uuid,
+    cut: Cut,
+    after_version: u64,
+    limit: usize,
+) -> Result<HistoryPage, Error> {
+    let stream = format!("ticket-{ticket_id}");
+    let limit = limit.clamp(1, PAGE_EVENTS_MAX);
+    let (mut state, mut events, mut next_after_version) = (None, Vec::new(), None);
+    let (mut opened_by, mut handovers) = (None, Vec::new());
+    let mut read = 0;
+    'pages: loop {
+        let page = log
+            .read_stream_page(&stream, read, closeloop_core::log::READ_BATCH_MAX)
+            .await?;
+        let Some(last) = page.last() else { break };
+        read = last.version;
+        for stored in page {
+            if !cut.holds(&stored) {
+                break 'pages;
+            }
+            let event = stored.decode()?;
+            state = evolve(state, &event);
+            if opened_by.is_none() {
+                opened_by = Some(stored.metadata.actor.clone());
+            }
+            if matches!(event, Event::TicketAssigned(_) | Event::TicketEscalated(_)) {
+                handovers.push(event);
+            }
+            if stored.version > after_version {
+                if events.len() < limit {
+                    events.push(stored);
+                } else if next_after_version.is_none() {
+                    next_after_version = events.last().map(|e: &StoredEvent| e.version);
+                }
+            }
+        }
+    }
+    let state = state.ok_or(Error::TicketNotFound(ticket_id))?;
+    Ok(HistoryPage {
+        stream,
+        state,
+        events,
+        next_after_version,
+        opened_by,
+        handovers,
+    })
+}
+
+impl HistoryPage {
+    /// Drops events from the end of the page until its JSON is at most `bytes_max` (one
+    /// event always stays), moving `next_after_version` back to match.
+    pub fn fit(&mut self, bytes_max: usize) {
+        let size = |page: &HistoryPage| serde_json::to_vec(page).map_or(usize::MAX, |b| b.len());
+        while self.events.len() > 1 && size(self) > bytes_max {
+            // Halve rather than pop one at a time: a page of 1,000 fits in a few tries.
+            let keep = self.events.len() / 2;
+            self.events.truncate(keep);
+            self.next_after_version = self.events.last().map(|e| e.version);
+        }
+    }
 }
 
 /// `text` safe to print on a terminal line: control characters (newlines, carriage returns,

@@ -27,6 +27,9 @@ use crate::Reply;
 pub struct QueryRequest {
     pub actor: Actor,
     pub params: Map<String, Value>,
+    /// The largest reply the server carries (its `max_payload`): a query that can answer
+    /// more in pages fits its page to it; a larger reply is refused, never dropped.
+    pub reply_bytes_max: usize,
 }
 
 impl QueryRequest {
@@ -95,16 +98,33 @@ impl Queries {
         name: &str,
         payload: &[u8],
         bytes_max: usize,
+        reply_bytes_max: usize,
         caller: Result<Caller, AuthError>,
     ) -> Vec<u8> {
         let result = match caller {
             Err(refused) => Err(refused.rejection()),
-            Ok(caller) => self.dispatch(name, payload, bytes_max, &caller).await,
+            Ok(caller) => {
+                self.dispatch(name, payload, bytes_max, reply_bytes_max, &caller)
+                    .await
+            }
         };
-        match result {
+        let answer = match result {
             Ok(value) => serde_json::to_vec(&value).expect("JSON values serialize"),
             Err(rejection) => Reply::rejected(None, rejection).to_json().into_bytes(),
+        };
+        if answer.len() <= reply_bytes_max {
+            return answer;
         }
+        // The server would drop it and the caller would only time out: say so instead.
+        let too_big = Rejection::validation(
+            "",
+            format!(
+                "the answer is {} bytes, over the {reply_bytes_max} bytes a reply may carry: \
+                 ask for less (a narrower filter, or a page: limit, after_version)",
+                answer.len()
+            ),
+        );
+        Reply::rejected(None, too_big).to_json().into_bytes()
     }
 
     async fn dispatch(
@@ -112,6 +132,7 @@ impl Queries {
         name: &str,
         payload: &[u8],
         bytes_max: usize,
+        reply_bytes_max: usize,
         caller: &Caller,
     ) -> Result<Value, Rejection> {
         match self.by_name.get(name) {
@@ -124,7 +145,10 @@ impl Queries {
                 ),
             )),
             Some(query) => match decode(payload, bytes_max, caller) {
-                Ok(request) => query(request).await,
+                Ok(mut request) => {
+                    request.reply_bytes_max = reply_bytes_max;
+                    query(request).await
+                }
                 Err(rejection) => Err(rejection),
             },
         }
@@ -156,7 +180,11 @@ fn decode(payload: &[u8], bytes_max: usize, caller: &Caller) -> Result<QueryRequ
         ),
     };
     let actor = caller.bind(body_actor.as_ref())?;
-    Ok(QueryRequest { actor, params })
+    Ok(QueryRequest {
+        actor,
+        params,
+        reply_bytes_max: usize::MAX,
+    })
 }
 
 /// Query request/reply, subscribed and ready to run.
@@ -209,13 +237,15 @@ impl QueryIntake {
                 .expect("the semaphore is never closed");
             let (queries, client, bytes_max) =
                 (self.queries.clone(), client.clone(), config.bytes_max());
+            // Room for the reply's headers beside its body.
+            let reply_bytes_max = (client.server_info().max_payload).saturating_sub(1024);
             let caller = config
                 .auth
                 .authenticate(message.headers.as_ref(), now_seconds());
             tokio::spawn(async move {
                 let name = last_token(message.subject.as_str());
                 let answer = queries
-                    .answer(name, &message.payload, bytes_max, caller)
+                    .answer(name, &message.payload, bytes_max, reply_bytes_max, caller)
                     .await;
                 if let Err(e) = client.publish(inbox, answer.into()).await {
                     tracing::warn!(error = %e, "publishing a query reply");

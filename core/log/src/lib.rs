@@ -243,6 +243,20 @@ pub trait EventLog: Send + Sync + 'static {
         after_version: u64,
     ) -> Result<Vec<StoredEvent>, Error>;
 
+    /// Up to `limit` (at most [`READ_BATCH_MAX`]) of the stream's events with version
+    /// greater than `after_version`, in version order: a long stream read a page at a time,
+    /// so a reader's memory does not grow with the stream.
+    async fn read_stream_page(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let mut events = self.read_stream(stream, after_version).await?;
+        events.truncate(limit.min(READ_BATCH_MAX));
+        Ok(events)
+    }
+
     /// Up to `limit` (at most [`READ_BATCH_MAX`]) events with position greater than `after`
     /// that pass `filter`, in position order.
     async fn read_all(

@@ -704,6 +704,20 @@ impl EventLog for PostgresLog {
         rows.iter().map(decode_event).collect()
     }
 
+    async fn read_stream_page(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let after = saturate_i64(after_version);
+        let limit = limit.min(READ_BATCH_MAX) as i64;
+        let rows = self
+            .query(&self.sql.read_stream_page, &[&stream, &after, &limit])
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
     async fn read_all(
         &self,
         after: Position,

@@ -14,6 +14,7 @@ pub(crate) struct Sql {
     pub(crate) stream_heads: String,
     pub(crate) commands: String,
     pub(crate) read_stream: String,
+    pub(crate) read_stream_page: String,
     pub(crate) read_all: String,
     pub(crate) read_all_filtered: String,
     pub(crate) head: String,
@@ -116,6 +117,10 @@ impl Sql {
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events
                   WHERE stream = $1 AND version > $2 ORDER BY version"
+            ),
+            read_stream_page: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events
+                  WHERE stream = $1 AND version > $2 ORDER BY version LIMIT $3"
             ),
             read_all: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events

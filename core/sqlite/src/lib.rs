@@ -692,6 +692,27 @@ impl EventLog for SqliteLog {
         .await
     }
 
+    async fn read_stream_page(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let stream = stream.to_owned();
+        let limit = limit.min(READ_BATCH_MAX) as i64;
+        self.read(move |conn| {
+            query_events(
+                conn,
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE stream = ?1 AND version > ?2 ORDER BY version LIMIT ?3"
+                ),
+                params![stream, sql_bound(after_version), limit],
+            )
+        })
+        .await
+    }
+
     async fn read_all(
         &self,
         after: Position,

@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             read_all_filters_by_category,
             scan_streams_ranges_in_position_order,
             read_stream_after_version,
+            read_stream_pages,
             head_follows_appends,
             wait_beyond_wakes_on_append,
             wait_beyond_times_out_with_unchanged_head,
@@ -1021,6 +1022,50 @@ pub async fn read_stream_after_version(log: Arc<dyn EventLog>) {
         vec![1, 2, 3, 6, 7],
         "read_stream events carry their global positions"
     );
+}
+
+/// `read_stream_page` is `read_stream` a page at a time: the same events, in version order,
+/// at most `limit` of them, only of its stream.
+pub async fn read_stream_pages(log: Arc<dyn EventLog>) {
+    let log = &*log;
+    let stream = stream_name("ticket");
+    let other = stream_name("ticket");
+    commit(
+        log,
+        append_request(&stream, ExpectedVersion::Any, numbered_events(3)),
+    )
+    .await;
+    commit(
+        log,
+        append_request(&other, ExpectedVersion::Any, numbered_events(2)),
+    )
+    .await;
+    commit(
+        log,
+        append_request(&stream, ExpectedVersion::Any, numbered_events(2)),
+    )
+    .await;
+    let whole = log.read_stream(&stream, 0).await.expect("read_stream");
+    for limit in [1, 2, 3, 5, 10] {
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = log
+                .read_stream_page(&stream, after, limit)
+                .await
+                .expect("read_stream_page");
+            assert!(page.len() <= limit, "a page holds at most its limit");
+            let Some(last) = page.last() else { break };
+            after = last.version;
+            paged.extend(page);
+        }
+        assert_eq!(paged, whole, "pages of {limit} give read_stream's events");
+    }
+    assert!(log
+        .read_stream_page(&stream, 5, 10)
+        .await
+        .expect("read_stream_page")
+        .is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
