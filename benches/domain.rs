@@ -26,6 +26,7 @@ fn prepared() -> (Directory, Vec<CommandEnvelope>) {
             actor: &envelope.actor,
             directory: &directory,
             rules: &rules,
+            opened_by: None,
         };
         let events = decide(&None, &envelope.command, &ctx).expect("setup is accepted");
         let stream = envelope.command.stream();
@@ -53,6 +54,7 @@ fn run(directory: &Directory, commands: &[CommandEnvelope]) -> usize {
             actor: &envelope.actor,
             directory: &directory,
             rules: &rules,
+            opened_by: None,
         };
         match envelope.command.ticket_id() {
             Some(id) => {

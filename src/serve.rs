@@ -646,13 +646,11 @@ async fn visible_history(
         .await
         .map_err(|e| Rejection::new(RejectionCode::Unavailable, e.to_string()))?;
     if !may_see(&request.actor, &whole, &directory) {
-        return Err(Rejection::at(
-            RejectionCode::Forbidden,
-            "/ticket_id",
-            format!(
-                "ticket {ticket_id} is not in the care of {} `{}`",
-                request.actor.role, request.actor.id
-            ),
+        // The same answer as for a ticket that does not exist: a reader who may not see a
+        // ticket does not learn that it exists.
+        return Err(history_error(
+            closeloop_replay::Error::TicketNotFound(ticket_id),
+            ticket_id,
         ));
     }
     let mut page = if cut == Cut::default() {

@@ -119,7 +119,7 @@ fn setup() -> Vec<Value> {
         agent("agent-2", "specialists", 2, false),
         cmd(
             "register_customer",
-            CRM,
+            ADMIN,
             "2026-11-02T07:00:00Z",
             json!({"customer_id": "c-1", "name": "Acme", "grade": "vip_gold"}),
         ),

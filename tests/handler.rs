@@ -320,3 +320,120 @@ async fn sixteen_writers_on_one_ticket_never_conflict() {
     let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
     assert_eq!(versions, (1..=321).collect::<Vec<_>>());
 }
+
+/// The path a refusal names, and its code.
+async fn refused(handler: &Handler, bytes: Vec<u8>) -> (String, String) {
+    let reply: Value =
+        serde_json::from_str(&handler.handle_bytes(&bytes).await.to_json()).expect("a reply");
+    assert_eq!(reply["status"], "rejected", "{reply}");
+    (
+        reply["error"]["code"].as_str().unwrap().to_owned(),
+        reply["error"]["details"][0]["path"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+    )
+}
+
+/// Least privilege: a supervisor changes only agents of their own team; grades and account
+/// managers are provisioning's; a service acts only on the tickets it opened.
+#[tokio::test]
+async fn legitimate_roles_cannot_over_reach() {
+    let (log, handler, _, ticket) = two_instances().await;
+    let at = "2026-11-02T08:00:00Z";
+    let register = |id: &str, team: &str, lead: bool| {
+        json!({"agent_id": id, "name": id, "team": team, "line": 1, "level": "senior",
+               "team_lead": lead})
+    };
+    for (id, team) in [("lead-front", "front"), ("lead-spec", "spec")] {
+        accept(
+            &handler,
+            cmd("register_agent", ADMIN, at, register(id, team, true)),
+        )
+        .await;
+    }
+    let head = log.head().await.unwrap();
+    let lead = ("lead-front", "supervisor");
+    // Taking another team's agent into one's own team, or demoting its lead: refused.
+    for payload in [
+        register("lead-spec", "front", false),
+        register("lead-spec", "front", true),
+    ] {
+        let (code, path) = refused(&handler, cmd("register_agent", lead, at, payload)).await;
+        assert_eq!(
+            (code.as_str(), path.as_str()),
+            ("forbidden", "/payload/agent_id")
+        );
+    }
+    let (code, path) = refused(
+        &handler,
+        cmd(
+            "register_agent",
+            lead,
+            at,
+            register("lead-spec", "spec", false),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (code.as_str(), path.as_str()),
+        ("forbidden", "/payload/team")
+    );
+    // A service creates standard customers only.
+    let customer = |id: &str, grade: &str, manager: Option<&str>| json!({"customer_id": id, "name": id, "grade": grade, "account_manager_id": manager});
+    for (payload, path) in [
+        (customer("c-9", "vip_gold", None), "/payload/grade"),
+        (
+            customer("c-9", "standard", Some("agent-1")),
+            "/payload/account_manager_id",
+        ),
+    ] {
+        let (code, at_path) = refused(&handler, cmd("register_customer", CRM, at, payload)).await;
+        assert_eq!((code.as_str(), at_path.as_str()), ("forbidden", path));
+    }
+    assert_eq!(log.head().await.unwrap(), head, "nothing appended");
+    accept(
+        &handler,
+        cmd(
+            "register_customer",
+            CRM,
+            at,
+            customer("c-9", "standard", None),
+        ),
+    )
+    .await;
+    let (_, path) = refused(
+        &handler,
+        cmd(
+            "register_customer",
+            CRM,
+            at,
+            customer("c-9", "standard", None),
+        ),
+    )
+    .await;
+    assert_eq!(
+        path, "/payload/customer_id",
+        "a service does not change a customer"
+    );
+    accept(
+        &handler,
+        cmd(
+            "register_customer",
+            ADMIN,
+            at,
+            customer("c-9", "vip_gold", Some("agent-1")),
+        ),
+    )
+    .await;
+    // Another service may not speak for the customer of a ticket it did not open.
+    let other = ("helpdesk", "service");
+    let reply = json!({"ticket_id": ticket, "message": "still down"});
+    let later = "2026-11-02T09:00:00Z";
+    let answer = handler
+        .handle_bytes(&cmd("record_customer_reply", other, later, reply.clone()))
+        .await
+        .to_json();
+    assert!(answer.contains("\"forbidden\""), "{answer}");
+    accept(&handler, cmd("record_customer_reply", CRM, later, reply)).await;
+}

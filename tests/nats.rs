@@ -1182,14 +1182,21 @@ async fn nats_queries_answer_history_with_confidentiality() {
         .query("ticket_history", &ask("agent", "agent-2"))
         .await;
     assert_eq!(denied["status"], "rejected");
-    assert_eq!(denied["error"]["code"], "forbidden");
+    // Indistinguishable from a ticket that does not exist: the same code, path and words.
+    assert_eq!(denied["error"]["code"], "not_found");
+    assert_eq!(denied["error"]["details"][0]["path"], "/ticket_id");
+    let other = Uuid::new_v4();
     let missing = scope
         .query(
             "ticket_history",
-            &json!({"actor": {"id": "a", "role": "auditor"}, "ticket_id": Uuid::new_v4()}),
+            &json!({"actor": {"id": "agent-2", "role": "agent"}, "ticket_id": other}),
         )
         .await;
     assert_eq!(missing["error"]["code"], "not_found");
+    assert_eq!(
+        denied.to_string().replace(&ticket.to_string(), "ID"),
+        missing.to_string().replace(&other.to_string(), "ID")
+    );
     let bad = scope
         .query(
             "ticket_history",
@@ -1215,7 +1222,7 @@ async fn nats_queries_answer_history_with_confidentiality() {
             Some(headers_for(&json!({"id": "agent-2", "role": "agent"}))),
         )
         .await;
-    assert_eq!(token_only["error"]["code"], "forbidden");
+    assert_eq!(token_only["error"]["code"], "not_found");
     let impostor = scope
         .query_with(
             "ticket_history",

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use closeloop_core::domain::{
-    self, parse_command, CommandEnvelope, Context, Directory, Event, Rejection, RejectionCode,
-    Rules, Ticket, TicketState, DIRECTORY_CATEGORIES,
+    self, parse_command, Actor, CommandEnvelope, Context, Directory, Event, Rejection,
+    RejectionCode, Rules, Ticket, TicketState, DIRECTORY_CATEGORIES,
 };
 use closeloop_core::log::{
     AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, Filter, Metadata, NewEvent,
@@ -85,6 +85,8 @@ struct DirectoryView {
 struct CachedTicket {
     ticket: Ticket,
     last_at: Timestamp,
+    /// Who opened it (its first event's actor).
+    opened_by: Actor,
 }
 
 /// Handles commands against one event log. Cheap to share (`Arc<Handler>`); safe to call
@@ -269,13 +271,13 @@ impl Handler {
                 let view = self.directory.read().await;
                 (view.directory.clone(), view.position, view.last_at.clone())
             };
-            let (state, last_at): (TicketState, Option<Timestamp>) = if is_ticket {
+            let (state, last_at, opened_by) = if is_ticket {
                 match self.ticket(&stream, fresh, opens && !fresh).await? {
-                    Some(cached) => (Some(cached.ticket), Some(cached.last_at)),
-                    None => (None, None),
+                    Some(c) => (Some(c.ticket), Some(c.last_at), Some(c.opened_by)),
+                    None => (None, None, None),
                 }
             } else {
-                (None, directory_last_at.get(&stream).copied())
+                (None, directory_last_at.get(&stream).copied(), None)
             };
             let current = match &state {
                 Some(t) => t.version,
@@ -303,6 +305,7 @@ impl Handler {
                 actor: &envelope.actor,
                 directory: &directory,
                 rules: &self.config.rules,
+                opened_by: opened_by.as_ref(),
             };
             // Checked against the same stream version the append expects: a stale cache only
             // knows an earlier last event, and its append then fails and is decided again.
@@ -346,7 +349,8 @@ impl Handler {
                 Ok(AppendOutcome::Committed(committed)) => {
                     if is_ticket {
                         let state = events.iter().fold(state, domain::evolve);
-                        self.remember(&stream, state, occurred_at);
+                        let opened_by = opened_by.unwrap_or_else(|| envelope.actor.clone());
+                        self.remember(&stream, state, occurred_at, opened_by);
                     } else {
                         self.directory_stale.store(true, Ordering::Release);
                     }
@@ -413,27 +417,43 @@ impl Handler {
         }
         let after = cached.as_ref().map_or(0, |t| t.ticket.version);
         let mut last_at = cached.as_ref().map(|t| t.last_at);
+        let mut opened_by = cached.as_ref().map(|t| t.opened_by.clone());
         let mut state = cached.map(|t| t.ticket);
         for stored in self.log.read_stream(stream, after).await? {
             state = domain::evolve(state, &stored.decode()?);
             last_at = Some(stored.metadata.occurred_at);
+            opened_by.get_or_insert_with(|| stored.metadata.actor.clone());
         }
-        let cached = state
-            .zip(last_at)
-            .map(|(ticket, last_at)| CachedTicket { ticket, last_at });
+        let cached = match (state, last_at, opened_by) {
+            (Some(ticket), Some(last_at), Some(opened_by)) => Some(CachedTicket {
+                ticket,
+                last_at,
+                opened_by,
+            }),
+            _ => None,
+        };
         if let Some(c) = &cached {
-            self.remember(stream, Some(c.ticket.clone()), c.last_at);
+            self.remember(
+                stream,
+                Some(c.ticket.clone()),
+                c.last_at,
+                c.opened_by.clone(),
+            );
         }
         Ok(cached)
     }
 
-    fn remember(&self, stream: &str, state: TicketState, last_at: Timestamp) {
+    fn remember(&self, stream: &str, state: TicketState, last_at: Timestamp, opened_by: Actor) {
         if let Some(ticket) = state {
             if self.tickets.len() >= self.config.ticket_cache_entries_max {
                 self.tickets.clear();
             }
-            self.tickets
-                .insert(stream.to_owned(), CachedTicket { ticket, last_at });
+            let cached = CachedTicket {
+                ticket,
+                last_at,
+                opened_by,
+            };
+            self.tickets.insert(stream.to_owned(), cached);
         }
     }
 

@@ -520,7 +520,8 @@ impl Generator {
                 grade,
                 account_manager_id: manager,
             });
-            out.push(self.envelope(0, service(), c));
+            // Grades and account managers are provisioning's (role system).
+            out.push(self.envelope(0, system(), c));
         }
         out
     }

@@ -2,14 +2,16 @@
 //! audit):
 //! - `auditor`: never commands (read-only).
 //! - `system`: the engine's own process managers; may do everything.
-//! - `service`: opens tickets, records customer replies and survey results, registers
-//!   customers (the CRM acting for customers).
+//! - `service`: opens tickets; records customer replies and survey results on the tickets
+//!   it or staff opened (never on another service's); registers new customers at grade standard without an account manager (the
+//!   CRM acting for customers; grades and account managers are provisioning's, `system`).
 //! - `agent` (must be registered): opens tickets; acts on tickets assigned to them, on
 //!   unassigned tickets of their line, and on tickets of an away agent they cover; may assign
 //!   only to themselves; never rates satisfaction; sets only their own availability.
 //! - `supervisor` (must be a registered team lead): acts on unassigned tickets and on tickets
 //!   of their team; assigns within their team; records callback ratings; registers agents of
-//!   their team, sets their availability, defines calendars and policies.
+//!   their team (and changes only those: no agent of another team, no other team's lead),
+//!   sets their availability, defines calendars and policies.
 //! - `raise_sla_warning` and `record_sla_breach` are the SLA scheduler's alone (`system`).
 
 use super::command::*;
@@ -54,6 +56,19 @@ pub(crate) fn covers(directory: &Directory, assignee: &str, agent_id: &str) -> b
         .is_some_and(|a| !a.available && a.covered_by.as_deref() == Some(agent_id))
 }
 
+/// A service speaks for the customers of the tickets it opened, and of those staff opened
+/// for them (a call taken by an agent, surveyed by the CRM), never of another service's.
+fn opened_it(ctx: &Context) -> Result<(), Rejection> {
+    match ctx.opened_by {
+        Some(opener) if opener == ctx.actor || opener.role != Role::Service => Ok(()),
+        Some(opener) => Err(Rejection::forbidden(format!(
+            "ticket opened by service `{}`: service `{}` acts only on the tickets it or staff opened",
+            opener.id, ctx.actor.id
+        ))),
+        None => Err(Rejection::forbidden("no ticket opened to act on")),
+    }
+}
+
 fn deny(ctx: &Context, command: &Command) -> Rejection {
     Rejection::forbidden(format!(
         "a {} may not {}",
@@ -81,8 +96,9 @@ pub(crate) fn authorize_ticket(
             ))
         }
         Role::Service => match command {
-            Command::OpenTicket(_) | Command::RecordCustomerReply(_) => Ok(()),
-            Command::RecordSatisfaction(c) if c.source == RatingSource::Survey => Ok(()),
+            Command::OpenTicket(_) => Ok(()),
+            Command::RecordCustomerReply(_) => opened_it(ctx),
+            Command::RecordSatisfaction(c) if c.source == RatingSource::Survey => opened_it(ctx),
             _ => Err(deny(ctx, command)),
         },
         Role::Agent => {
@@ -158,7 +174,32 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
         Role::System => Ok(()),
         Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
         Role::Service => match command {
-            Command::RegisterCustomer(_) => Ok(()),
+            // A service may create a customer on first contact, at the standard grade and
+            // without an account manager: grades and account managers decide service levels
+            // and who reads the customer's tickets, so they are provisioning's (`system`).
+            Command::RegisterCustomer(c) => {
+                if ctx.directory.customers.contains_key(&c.customer_id) {
+                    Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/customer_id",
+                        "a service registers new customers only; changing one is provisioning's (role system)",
+                    ))
+                } else if c.grade != Grade::Standard {
+                    Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/grade",
+                        "a service registers customers at grade standard; grades are set by provisioning (role system)",
+                    ))
+                } else if c.account_manager_id.is_some() {
+                    Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/account_manager_id",
+                        "account managers are set by provisioning (role system)",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
             _ => Err(deny(ctx, command)),
         },
         Role::Agent => match command {
@@ -178,6 +219,16 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                         me.team
                     ),
                 )),
+                // Re-registering changes an agent: only one of the supervisor's own team (no
+                // taking another team's agent, no demoting another team's lead).
+                Command::RegisterAgent(c) => match ctx.directory.agents.get(&c.agent_id) {
+                    Some(a) if a.team != me.team => Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/agent_id",
+                        format!("{} is in team {}, not {}", c.agent_id, a.team, me.team),
+                    )),
+                    _ => Ok(()),
+                },
                 Command::SetAgentAvailability(c) => match ctx.directory.agents.get(&c.agent_id) {
                     Some(a) if a.team != me.team => Err(Rejection::forbidden(format!(
                         "{} is not in team {}",

@@ -52,6 +52,9 @@ pub struct Context<'a> {
     /// Reference data, caught up by the caller before deciding.
     pub directory: &'a Directory,
     pub rules: &'a Rules,
+    /// Who opened the ticket (its first event's actor; `None` before it is opened): a
+    /// `service` acts only on the tickets it opened.
+    pub opened_by: Option<&'a Actor>,
 }
 
 /// Decides any command: ticket commands against the ticket's state, directory commands

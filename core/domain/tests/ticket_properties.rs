@@ -229,6 +229,7 @@ fn ctx<'a>(actor: &'a Actor, directory: &'a Directory, rules: &'a Rules) -> Cont
         actor,
         directory,
         rules,
+        opened_by: Some(&OPENER),
     }
 }
 

@@ -63,6 +63,7 @@ impl Given {
                 actor: &actor,
                 directory: &self.directory,
                 rules: &self.rules,
+                opened_by: Some(&OPENER),
             },
         );
         When {
@@ -450,6 +451,7 @@ fn decide_fixture(command: Command, dir: &Directory) -> Vec<Event> {
             actor: &system(),
             directory: dir,
             rules: &Rules::default(),
+            opened_by: Some(&OPENER),
         },
     )
     .expect("fixture command")
@@ -857,9 +859,22 @@ fn directory_decisions() {
                 grade: Grade::GroupB,
                 account_manager_id: Some("lead-a".into()),
             }),
-            service(),
+            system(),
         )
         .accepted();
+    // Grades and account managers are provisioning's: a service registers standard
+    // customers, unmanaged.
+    given([])
+        .when(
+            Command::RegisterCustomer(RegisterCustomer {
+                customer_id: "c-new".into(),
+                name: "New".into(),
+                grade: Grade::GroupB,
+                account_manager_id: None,
+            }),
+            service(),
+        )
+        .then_rejected(Forbidden, "/payload/grade");
     given([])
         .when(register_agent("a9", "alpha", 1, false, None), service())
         .then_rejected(Forbidden, "")

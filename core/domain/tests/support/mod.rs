@@ -46,6 +46,10 @@ pub fn system() -> Actor {
     Actor::system("sla-scheduler")
 }
 
+/// Who opened the fixtures' tickets: the CRM service.
+#[allow(dead_code)]
+pub static OPENER: std::sync::LazyLock<Actor> = std::sync::LazyLock::new(service);
+
 pub fn service() -> Actor {
     actor("crm", Role::Service)
 }
@@ -114,6 +118,7 @@ pub fn directory_from_commands(commands: &[Command]) -> Directory {
             actor: &actor,
             directory: &dir,
             rules: &rules,
+            opened_by: None,
         };
         let events = decide(&None, command, &ctx)
             .unwrap_or_else(|r| panic!("fixture command {command:?} rejected: {r:?}"));
