@@ -201,6 +201,9 @@ impl Serve {
             // The body's actor, unverified: this measures the write path, not the token check
             // (without a keys file or this flag serve refuses to start).
             .arg("--insecure-no-auth")
+            // The workload's commands carry their simulated (past) business time.
+            .args(["--backdate-staff-max-s", &u32::MAX.to_string()])
+            .args(["--backdate-service-max-s", &u32::MAX.to_string()])
             .env("CLOSELOOP_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -269,6 +269,10 @@ const MIGRATE_LOCK_KEY: i32 = 0x436c_4c70;
 /// Server-side limit on an idle transaction of the writer: a writer that vanished mid-batch
 /// (network partition) must not hold the log's lock for long.
 const WRITER_IDLE_IN_TRANSACTION_MS: u64 = 10_000;
+/// Longest an append waits for a lock (the head's row, above all) before it fails as
+/// `Unavailable` and appends nothing: a stalled head must not hold appends whose callers
+/// have given up, to commit them all once it is released.
+const WRITER_LOCK_TIMEOUT_MS: u64 = 2_000;
 
 const EVENT_COLUMNS: &str =
     "position, stream, version, event_id, type, schema_version, data, metadata, hash";
@@ -963,7 +967,7 @@ mod tests {
 
     #[test]
     fn the_writer_limits_idle_transactions_and_keeps_the_users_options() {
-        let limit = "-c idle_in_transaction_session_timeout=10000";
+        let limit = "-c idle_in_transaction_session_timeout=10000 -c lock_timeout=2000";
         let (plain, _) = parse_url("postgres://u@h/db").unwrap();
         assert_eq!(writer_config(&plain).get_options(), Some(limit));
         let (theirs, _) = parse_url("postgres://u@h/db?options=-c%20work_mem%3D8MB").unwrap();

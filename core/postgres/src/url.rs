@@ -56,11 +56,14 @@ pub(crate) fn check_schema_name(url: &str, schema: &str) -> Result<(), Error> {
     }
 }
 
-/// The writer's connection settings: the user's, plus its server-side limit on an idle
-/// transaction, sent in the startup packet rather than as a statement of its own.
+/// The writer's connection settings: the user's, plus its server-side limits on an idle
+/// transaction and on a lock wait, sent in the startup packet rather than as statements.
 pub(crate) fn writer_config(config: &tokio_postgres::Config) -> tokio_postgres::Config {
     let mut config = config.clone();
-    let limit = format!("-c idle_in_transaction_session_timeout={WRITER_IDLE_IN_TRANSACTION_MS}");
+    let limit = format!(
+        "-c idle_in_transaction_session_timeout={WRITER_IDLE_IN_TRANSACTION_MS} \
+         -c lock_timeout={WRITER_LOCK_TIMEOUT_MS}"
+    );
     let options = match config.get_options() {
         Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {limit}"),
         _ => limit,
