@@ -694,3 +694,36 @@ fn history_cuts_on_both_time_axes_without_a_gap() {
         stderr(&out)
     );
 }
+
+/// The hostile corpus (`corpus.rs`, over 300 commands) through `submit` as JSON lines: one
+/// `rejected` reply per line, in order, a clean exit 1 (no panic), nothing appended.
+#[test]
+fn the_bad_input_corpus_is_refused_line_by_line_and_appends_nothing() {
+    let store = Store::new();
+    let (out, _) = store.submit(&setup());
+    assert!(out.status.success());
+    let before = store.exported().len();
+    let corpus = crate::corpus::bad_commands();
+    let mut input = Vec::new();
+    for (_, bytes, _) in &corpus {
+        input.extend_from_slice(bytes);
+        input.push(b'\n');
+    }
+    let out = store.run(&["submit"], Some(&String::from_utf8(input).unwrap()));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let replies: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("reply is JSON"))
+        .collect();
+    assert_eq!(replies.len(), corpus.len(), "one reply per line");
+    for ((kind, bytes, how), reply) in corpus.iter().zip(&replies) {
+        assert_eq!(
+            reply["status"],
+            "rejected",
+            "{kind}, {how}: {} -> {reply}",
+            String::from_utf8_lossy(bytes)
+        );
+        assert_eq!(reply["error"]["kind"], "refused", "{kind}, {how}: {reply}");
+    }
+    assert_eq!(store.exported().len(), before, "nothing appended");
+}

@@ -5,6 +5,7 @@
 mod business_time;
 mod cli;
 mod conformance;
+mod corpus;
 mod handler;
 mod nats;
 mod postgres;

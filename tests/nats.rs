@@ -2571,3 +2571,27 @@ async fn nats_a_long_history_is_paged_within_the_servers_payload() {
     assert_eq!(bad["error"]["details"][0]["path"], "/limit");
     drop(serve);
 }
+
+/// The hostile corpus (`corpus.rs`, over 300 commands) over request/reply: each refused,
+/// nothing appended, and `serve` still answers afterwards.
+#[tokio::test]
+async fn nats_the_bad_input_corpus_is_refused_and_appends_nothing() {
+    let scope = Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    let serve = Binary::start(&scope, &store, &["--no-process-managers", "--no-scheduler"]);
+    scope.wait_serving().await;
+    let corpus = crate::corpus::bad_commands();
+    for (kind, bytes, how) in &corpus {
+        let reply = scope.request(kind, bytes.clone()).await;
+        assert!(
+            matches!(reply, Reply::Rejected { .. }),
+            "{kind}, {how}: {}",
+            reply.to_json()
+        );
+    }
+    let log = closeloop_core::log::open(&store).await.unwrap();
+    assert_eq!(log.head().await.unwrap(), 0, "nothing appended");
+    accepted(&scope.command(&open_ticket(Uuid::new_v4())).await);
+    drop(serve);
+}
