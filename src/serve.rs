@@ -121,6 +121,27 @@ pub struct ServeArgs {
     /// How far before its receipt a service's `occurred_at` may be (records made elsewhere).
     #[arg(long, env = "CLOSELOOP_BACKDATE_SERVICE_MAX_S", default_value_t = 7 * 24 * 3600)]
     backdate_service_max_s: u32,
+    /// PEM file of the CA that signed the NATS server's certificate (for `tls://` URLs, or
+    /// a server that requires TLS); with it, TLS is required.
+    #[arg(long, env = "CLOSELOOP_NATS_CA", value_name = "FILE")]
+    nats_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for a NATS server that verifies its clients (with
+    /// `--nats-key`).
+    #[arg(
+        long,
+        env = "CLOSELOOP_NATS_CERT",
+        value_name = "FILE",
+        requires = "nats_key"
+    )]
+    nats_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--nats-cert`.
+    #[arg(
+        long,
+        env = "CLOSELOOP_NATS_KEY",
+        value_name = "FILE",
+        requires = "nats_cert"
+    )]
+    nats_key: Option<std::path::PathBuf>,
     /// How long SIGTERM/SIGINT waits for work in flight before abandoning it.
     #[arg(long, env = "CLOSELOOP_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
     drain_timeout_ms: u64,
@@ -274,8 +295,19 @@ pub async fn run(
     let shutdown = shutdown_signal();
     let config = args.config()?;
     let handler_config = args.handler_config();
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("closeloop-serve-{}", config.instance_id))
+    let mut options =
+        async_nats::ConnectOptions::new().name(format!("closeloop-serve-{}", config.instance_id));
+    // TLS through async-nats's own rustls: a `tls://` URL, or a CA file, requires it.
+    if let Some(ca) = &args.nats_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&args.nats_cert, &args.nats_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if nats_url.starts_with("tls://") {
+        options = options.require_tls(true);
+    }
+    let client = options
         .connect(nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;

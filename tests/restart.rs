@@ -585,10 +585,16 @@ struct NatsServer {
     bin: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// More command-line arguments (TLS).
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     async fn start() -> NatsServer {
+        NatsServer::start_with(Vec::new()).await
+    }
+
+    async fn start_with(extra: Vec<String>) -> NatsServer {
         let dir = tempfile::Builder::new()
             .prefix("closeloop-nats-")
             .tempdir()
@@ -598,6 +604,7 @@ impl NatsServer {
             bin: nats_server_bin(),
             port: 0,
             child: None,
+            extra,
         };
         // Another process may take the free port before the server binds it: try another.
         let mut failures = Vec::new();
@@ -630,6 +637,7 @@ impl NatsServer {
             .arg(self.dir.path().join("jetstream"))
             .arg("-l")
             .arg(self.log_file())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1076,4 +1084,191 @@ async fn nats_restart_keeps_durable_commands() {
     );
     serve.stop().await;
     recording.abort();
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS.
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl) runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throwaway CA in `dir` (`ca.pem`) and two certificates it signs: `server.pem` for
+/// 127.0.0.1 and `client.pem` for a client, each with its key (`*.key`, PKCS#8).
+fn throwaway_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=closeloop test CA",
+        ],
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "subjectAltName=DNS:closeloop\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+}
+
+/// Encrypted transport: a private nats-server that requires TLS and verifies client
+/// certificates, with a throwaway CA. `serve --nats tls://...` with the CA and a client
+/// certificate answers a command sent over TLS; without the CA it cannot connect and exits
+/// non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_serve_speaks_tls_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let c = certs.path();
+    throwaway_ca(c);
+    let path = |name: &str| c.join(name).display().to_string();
+    let server = NatsServer::start_with(vec![
+        "--tlsverify".into(),
+        "--tlscert".into(),
+        path("server.pem"),
+        "--tlskey".into(),
+        path("server.key"),
+        "--tlscacert".into(),
+        path("ca.pem"),
+    ])
+    .await;
+    let url = format!("tls://127.0.0.1:{}", server.port);
+    let store = format!("sqlite://{}", c.join("closeloop.db").display());
+    let serve = |tls: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_closeloop"));
+        command
+            .args([
+                "--store",
+                &store,
+                "--nats",
+                &url,
+                "serve",
+                "--insecure-no-auth",
+            ])
+            .args(["--no-scheduler", "--no-process-managers"]);
+        if tls {
+            command
+                .args(["--nats-ca", &path("ca.pem")])
+                .args(["--nats-cert", &path("client.pem")])
+                .args(["--nats-key", &path("client.key")]);
+        }
+        command
+            .env("CLOSELOOP_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start closeloop serve")
+    };
+
+    // Without the CA the server's certificate is not trusted: serve fails to start.
+    let mut untrusted = serve(false);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = untrusted.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "serve without the CA kept running"
+        );
+        tokio::time::sleep(RETRY_PAUSE).await; // poll interval
+    };
+    assert!(!status.success());
+
+    let mut trusted = serve(true);
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(c.join("ca.pem"))
+        .add_client_certificate(c.join("client.pem"), c.join("client.key"))
+        .require_tls(true)
+        .connect(&url)
+        .await
+        .expect("a TLS client connects");
+    let body = serde_json::json!({"command_id": Uuid::now_v7(), "type": "open_ticket",
+        "actor": {"id": "crm", "role": "service"},
+        "payload": {"ticket_id": Uuid::now_v7(), "customer_id": "c-1", "channel": "email",
+                    "category": "incident", "priority": "normal", "subject": "over TLS"}});
+    let started = Instant::now();
+    let reply = loop {
+        let request = client.request(
+            "closeloop.v1.commands.open_ticket",
+            serde_json::to_vec(&body).unwrap().into(),
+        );
+        if let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(2), request).await {
+            break serde_json::from_slice::<Value>(&message.payload).unwrap();
+        }
+        if let Some(status) = trusted.try_wait().unwrap() {
+            panic!("serve over TLS exited: {status}");
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "serve over TLS never answered"
+        );
+        tokio::time::sleep(RETRY_PAUSE).await; // poll interval
+    };
+    assert_eq!(reply["status"], "accepted", "{reply}");
+    let _ = trusted.kill();
+    let _ = trusted.wait();
+    drop(server);
 }
