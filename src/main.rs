@@ -49,7 +49,7 @@ enum Cmd {
     /// Run a realistic generated workload through the real engine and print what it did.
     Demo(demo::DemoArgs),
     /// Serve commands, queries and published events over NATS until SIGINT/SIGTERM.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run the SLA scheduler on its own (its own SLA projector, commands straight to the
     /// store) until SIGINT/SIGTERM; for deployments that run `serve --no-scheduler`.
     Schedule {
@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
         Cmd::Submit { file } => submit(log, file).await,
-        Cmd::Serve(args) => serve::run(log, &cli.store, &cli.nats, args).await,
+        Cmd::Serve(args) => serve::run(log, &cli.store, &cli.nats, *args).await,
         Cmd::Schedule { interval_ms } => {
             serve::schedule(
                 log,
