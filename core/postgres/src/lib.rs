@@ -241,6 +241,7 @@ use migrate::*;
 use planner::*;
 pub use scan::SCAN_RANGE_POSITIONS;
 use statements::*;
+pub use url::split_schema;
 use url::*;
 use writer::*;
 

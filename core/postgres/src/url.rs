@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// Splits our own `schema` parameter off a PostgreSQL URL and parses the rest.
-pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Option<String>), Error> {
+/// Splits our `schema=S` parameter off a store URL: (the URL tokio-postgres reads, the
+/// schema named, if any). The read side uses it too, so both sides read one URL alike.
+pub fn split_schema(url: &str) -> (String, Option<String>) {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = None;
     let mut kept = Vec::new();
@@ -19,6 +20,12 @@ pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Option<Str
     } else {
         format!("{base}?{}", kept.join("&"))
     };
+    (rest, schema)
+}
+
+/// Splits our own `schema` parameter off a PostgreSQL URL and parses the rest.
+pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Option<String>), Error> {
+    let (rest, schema) = split_schema(url);
     let config = tokio_postgres::Config::from_str(&rest)
         .map_err(|e| Error::UnsupportedStore(format!("{} ({e})", redact(url))))?;
     Ok((config, schema))

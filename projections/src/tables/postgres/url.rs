@@ -10,20 +10,7 @@ const SCHEMA_NAME_MAX: usize = 63;
 
 /// Splits `?schema=S` off a URL: (URL for tokio-postgres, read-model schema).
 pub fn split_url(url: &str) -> Result<(String, String), TableError> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut schema = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("schema", value)) => schema = Some(value.to_owned()),
-            _ => kept.push(pair),
-        }
-    }
-    let rest = if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
+    let (rest, schema) = closeloop_core::log::postgres::split_schema(url);
     let schema = match schema.as_deref() {
         None | Some("closeloop") => READ_SCHEMA.to_owned(),
         Some(s) => format!("{s}_read"),
