@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use closeloop_core::domain::{
     self, parse_command, Actor, CommandEnvelope, Context, Directory, Event, Rejection,
-    RejectionCode, Rules, Ticket, TicketState, DIRECTORY_CATEGORIES,
+    RejectionCode, Rules, Ticket, DIRECTORY_CATEGORIES,
 };
 use closeloop_core::log::{
     AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, Filter, Metadata, NewEvent,
@@ -33,6 +33,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::idempotency;
 use crate::reply::Reply;
+use crate::stripes::Stripes;
 
 /// Where "now" comes from: the wall clock in production, a fixed or simulated one in tests.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -109,7 +110,7 @@ pub struct Handler {
     tickets: DashMap<String, CachedTicket>,
     /// Lock stripes serializing the commands of one ticket within this handler: concurrent
     /// writers of a hot ticket queue instead of conflicting and deciding again.
-    ticket_turns: Vec<Mutex<()>>,
+    ticket_turns: Stripes,
 }
 
 /// Stripes of [`Handler::ticket_turns`]; a stream always maps to the same one.
@@ -126,7 +127,7 @@ impl Handler {
             catch_up_finished: AtomicU64::new(0),
             directory_stale: AtomicBool::new(true),
             tickets: DashMap::new(),
-            ticket_turns: (0..TICKET_TURN_STRIPES).map(|_| Mutex::new(())).collect(),
+            ticket_turns: Stripes::new(TICKET_TURN_STRIPES),
         }
     }
 
@@ -176,7 +177,12 @@ impl Handler {
             // One command of a ticket at a time in this process (across processes the
             // expected version still decides).
             let _turn = match envelope.command.ticket_id() {
-                Some(_) => Some(self.ticket_turn(&envelope.command.stream()).lock().await),
+                Some(_) => Some(
+                    self.ticket_turns
+                        .of(&envelope.command.stream())
+                        .lock()
+                        .await,
+                ),
                 None => None,
             };
             self.try_handle(&envelope, received).await
@@ -198,13 +204,6 @@ impl Handler {
             Some(Ok(Some(first))) => self.duplicate(&envelope, first).await,
             _ => reply,
         }
-    }
-
-    fn ticket_turn(&self, stream: &str) -> &Mutex<()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        stream.hash(&mut hasher);
-        &self.ticket_turns[(hasher.finish() % TICKET_TURN_STRIPES as u64) as usize]
     }
 
     /// The answer to a command whose key the log already holds: the first append's reply
@@ -348,9 +347,17 @@ impl Handler {
             match self.log.append(request).await {
                 Ok(AppendOutcome::Committed(committed)) => {
                     if is_ticket {
-                        let state = events.iter().fold(state, domain::evolve);
-                        let opened_by = opened_by.unwrap_or_else(|| envelope.actor.clone());
-                        self.remember(&stream, state, occurred_at, opened_by);
+                        if let Some(ticket) = events.iter().fold(state, domain::evolve) {
+                            self.remember(
+                                &stream,
+                                CachedTicket {
+                                    ticket,
+                                    last_at: occurred_at,
+                                    // None when this command opened the ticket.
+                                    opened_by: opened_by.unwrap_or_else(|| envelope.actor.clone()),
+                                },
+                            );
+                        }
                     } else {
                         self.directory_stale.store(true, Ordering::Release);
                     }
@@ -433,28 +440,16 @@ impl Handler {
             _ => None,
         };
         if let Some(c) = &cached {
-            self.remember(
-                stream,
-                Some(c.ticket.clone()),
-                c.last_at,
-                c.opened_by.clone(),
-            );
+            self.remember(stream, c.clone());
         }
         Ok(cached)
     }
 
-    fn remember(&self, stream: &str, state: TicketState, last_at: Timestamp, opened_by: Actor) {
-        if let Some(ticket) = state {
-            if self.tickets.len() >= self.config.ticket_cache_entries_max {
-                self.tickets.clear();
-            }
-            let cached = CachedTicket {
-                ticket,
-                last_at,
-                opened_by,
-            };
-            self.tickets.insert(stream.to_owned(), cached);
+    fn remember(&self, stream: &str, cached: CachedTicket) {
+        if self.tickets.len() >= self.config.ticket_cache_entries_max {
+            self.tickets.clear();
         }
+        self.tickets.insert(stream.to_owned(), cached);
     }
 
     /// Folds directory events appended since the last catch-up (by any process).

@@ -3,6 +3,7 @@
 //! - `handler.rs`: a command's way into the log: parse, check idempotency, load the stream
 //!   and the directory, decide, append with the expected version, retry on conflict.
 //! - `reply.rs`: the replies of the public contract.
+//! - `stripes.rs`: lock stripes, to take the work on one stream in turn.
 //! - `nats/`: the NATS front door (`closeloop serve`): request/reply and durable intake,
 //!   queries, authentication of callers (signed tokens), leases for run-once jobs,
 //!   graceful shutdown.
@@ -15,6 +16,7 @@ pub mod nats;
 pub mod process;
 pub mod relay;
 mod reply;
+mod stripes;
 
 pub use error::Error;
 pub use handler::{Clock, Handler, HandlerConfig};

@@ -21,12 +21,13 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use closeloop_core::domain::{ErrorKind, Rejection};
 use futures::StreamExt;
-use tokio::sync::{Mutex, RwLock, Semaphore};
+use tokio::sync::{RwLock, Semaphore};
 
 use super::config::ServeConfig;
 use super::error::ServeError;
 use super::intake::{admit, last_token, log_reply};
 use super::shutdown::Shutdown;
+use crate::stripes::Stripes;
 use crate::{Handler, Reply};
 
 /// Lock stripes for per-stream order; a stream always maps to the same stripe.
@@ -126,11 +127,7 @@ impl DurableIntake {
             .await
             .map_err(|e| ServeError::nats("pulling durable commands", e))?;
         let permits = Arc::new(Semaphore::new(config.in_flight_max));
-        let stripes: Arc<Vec<Arc<Mutex<()>>>> = Arc::new(
-            (0..ORDER_STRIPES)
-                .map(|_| Arc::new(Mutex::new(())))
-                .collect(),
-        );
+        let stripes = Stripes::new(ORDER_STRIPES);
         let directory_barrier = Arc::new(RwLock::new(()));
         loop {
             let message = tokio::select! {
@@ -191,7 +188,7 @@ impl DurableIntake {
                 continue;
             }
             let barrier = directory_barrier.clone().read_owned().await;
-            let stripe = stripes[stripe_of(&stream_name)].clone().lock_owned().await;
+            let stripe = stripes.of(&stream_name).clone().lock_owned().await;
             let (config, handler, client) = (config.clone(), handler.clone(), client.clone());
             tokio::spawn(async move {
                 let reply = handler.handle_at(envelope, received).await;
@@ -227,13 +224,6 @@ fn same_id(
         )),
         _ => Ok(envelope),
     }
-}
-
-fn stripe_of(stream: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    stream.hash(&mut hasher);
-    (hasher.finish() % ORDER_STRIPES as u64) as usize
 }
 
 /// Publishes the reply and acks. A retryable failure (store unavailable) is left for a

@@ -144,18 +144,20 @@ impl Queries {
                     self.names().join(", ")
                 ),
             )),
-            Some(query) => match decode(payload, bytes_max, caller) {
-                Ok(mut request) => {
-                    request.reply_bytes_max = reply_bytes_max;
-                    query(request).await
-                }
+            Some(query) => match decode(payload, bytes_max, reply_bytes_max, caller) {
+                Ok(request) => query(request).await,
                 Err(rejection) => Err(rejection),
             },
         }
     }
 }
 
-fn decode(payload: &[u8], bytes_max: usize, caller: &Caller) -> Result<QueryRequest, Rejection> {
+fn decode(
+    payload: &[u8],
+    bytes_max: usize,
+    reply_bytes_max: usize,
+    caller: &Caller,
+) -> Result<QueryRequest, Rejection> {
     if payload.len() > bytes_max {
         return Err(Rejection::validation(
             "",
@@ -183,7 +185,7 @@ fn decode(payload: &[u8], bytes_max: usize, caller: &Caller) -> Result<QueryRequ
     Ok(QueryRequest {
         actor,
         params,
-        reply_bytes_max: usize::MAX,
+        reply_bytes_max,
     })
 }
 

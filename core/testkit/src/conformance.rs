@@ -974,26 +974,25 @@ pub async fn scan_streams_ranges_in_position_order(log: Arc<dyn EventLog>) {
     }
 }
 
+/// A stream of five events (positions 1-3 and 6-7) with another stream's two between them;
+/// returns its name.
+async fn interleaved_stream(log: &dyn EventLog) -> String {
+    let stream = stream_name("ticket");
+    let other = stream_name("ticket");
+    for (name, count) in [(&stream, 3), (&other, 2), (&stream, 2)] {
+        commit(
+            log,
+            append_request(name, ExpectedVersion::Any, numbered_events(count)),
+        )
+        .await;
+    }
+    stream
+}
+
 /// `read_stream` returns the versions after `after_version`.
 pub async fn read_stream_after_version(log: Arc<dyn EventLog>) {
     let log = &*log;
-    let stream = stream_name("ticket");
-    let other = stream_name("ticket");
-    commit(
-        log,
-        append_request(&stream, ExpectedVersion::Any, numbered_events(3)),
-    )
-    .await;
-    commit(
-        log,
-        append_request(&other, ExpectedVersion::Any, numbered_events(2)),
-    )
-    .await;
-    commit(
-        log,
-        append_request(&stream, ExpectedVersion::Any, numbered_events(2)),
-    )
-    .await;
+    let stream = interleaved_stream(log).await;
     let versions = |events: Vec<StoredEvent>| {
         assert!(
             events.iter().all(|e| e.stream == stream),
@@ -1028,23 +1027,7 @@ pub async fn read_stream_after_version(log: Arc<dyn EventLog>) {
 /// at most `limit` of them, only of its stream.
 pub async fn read_stream_pages(log: Arc<dyn EventLog>) {
     let log = &*log;
-    let stream = stream_name("ticket");
-    let other = stream_name("ticket");
-    commit(
-        log,
-        append_request(&stream, ExpectedVersion::Any, numbered_events(3)),
-    )
-    .await;
-    commit(
-        log,
-        append_request(&other, ExpectedVersion::Any, numbered_events(2)),
-    )
-    .await;
-    commit(
-        log,
-        append_request(&stream, ExpectedVersion::Any, numbered_events(2)),
-    )
-    .await;
+    let stream = interleaved_stream(log).await;
     let whole = log.read_stream(&stream, 0).await.expect("read_stream");
     for limit in [1, 2, 3, 5, 10] {
         let mut paged = Vec::new();
