@@ -132,6 +132,7 @@ fn main() {
                 .fold(&record, &mut works, &mut changes)
                 .expect("folds");
             if i % 2_000 == 1_999 {
+                folder.finish(&mut changes, &works);
                 std::hint::black_box(std::mem::take(&mut changes));
             }
         }

@@ -22,7 +22,11 @@
 //! `BENCH_SCHEMA=NAME` uses (and keeps) that schema, filling it only if it is empty, so a
 //! large log is built once.
 
-// Figures (2 shared cores, PostgreSQL on the same machine, BENCH_ROUNDS=1; 2026-12-06):
+// Figures, latest (2026-12-06, BENCH_ROUNDS=2, 1 M events): replay 94.7 k events/s beside
+// COPY 172 k rows/s (54.9%), peak RSS 365 MiB, once the fold made its rows once per save
+// point and mimalloc was built without transparent huge pages (the same log that day before
+// the change: 42.4%).
+// Earlier figures (2 shared cores, PostgreSQL on the same machine, BENCH_ROUNDS=1; 2026-12-06):
 // at 10 M events replay 59.8 k events/s beside COPY 166 k rows/s (35.9%), peak RSS 418
 // MiB; at 1 M events replay 63.6 k events/s beside COPY 146 k rows/s (43.4%), scan alone 273 k
 // events/s, peak RSS 423 MiB; at 300 k events 29.5-33.4% of COPY (was 13.7-18.7% before

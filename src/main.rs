@@ -102,6 +102,8 @@ enum Cmd {
 /// mimalloc rather than the system allocator: the PostgreSQL writer frees, on its own thread,
 /// what request handlers allocated on theirs, and glibc's malloc spent a fifth of the
 /// process's CPU on that at 64 committers (`cargo bench --bench pg_append`), mimalloc 9%.
+/// Built without transparent huge pages (`no_thp`): with them a replay spent a fifth of its
+/// CPU in the kernel zeroing 2 MiB pages each time freed memory was taken up again.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -112,7 +112,7 @@ pub struct Targets {
 }
 
 /// One deadline's clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timer {
     pub target: SlaTarget,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

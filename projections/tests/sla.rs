@@ -110,7 +110,7 @@ impl Fold {
         self.folder
             .fold(&record, &mut self.works, &mut changes)
             .unwrap();
-        changes.store_states(&self.works);
+        self.folder.finish(&mut changes, &self.works);
         self.runtime
             .block_on(self.tables.commit(
                 &self.generation,

@@ -425,7 +425,7 @@ impl Fold {
         if self.position == self.saved && changes == Changes::default() {
             return;
         }
-        changes.store_states(&self.works);
+        self.folder.finish(&mut changes, &self.works);
         let (store, generation, from, to) = (
             self.store.clone(),
             self.generation.clone(),

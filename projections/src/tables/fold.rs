@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use closeloop_core::domain::{evolve, Event, SlaTarget, Ticket};
+use closeloop_core::domain::{evolve, Event, Grade, Priority, SlaTarget, Ticket};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -67,9 +67,13 @@ pub struct Changes {
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
-    /// Tickets whose state the batch changed. Serializing a state once per batch (or, in a
-    /// replay, once per save point) instead of once per event keeps JSON off the fold's path.
+    /// Tickets whose state the batch changed. Their `tickets` row and state (and the rows of
+    /// the timers in `dirty_timers`) are made once per batch (in a replay, once per save
+    /// point) by [`Folder::finish`], from the state as it ends, instead of once per event:
+    /// that keeps allocation and JSON off the fold's path.
     pub dirty: BTreeSet<Uuid>,
+    /// Timer cycles (ticket, target index, cycle) whose row the batch changed.
+    pub dirty_timers: BTreeSet<(Uuid, usize, u32)>,
     /// The calendars (JSON of [`Calendars`]), when a batch changed them.
     pub calendars: Option<String>,
     /// Tickets these events opened. None of their rows nor their state can be stored yet
@@ -90,21 +94,10 @@ impl Changes {
         self.agents.extend(later.agents);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
+        self.dirty_timers.extend(later.dirty_timers);
         self.opened.extend(later.opened);
         if later.calendars.is_some() {
             self.calendars = later.calendars;
-        }
-    }
-
-    /// Serializes the state of every dirty ticket (from `works`) into `work`.
-    pub fn store_states(&mut self, works: &HashMap<Uuid, TicketWork>) {
-        for id in std::mem::take(&mut self.dirty) {
-            if let Some(w) = works.get(&id) {
-                self.work.insert(
-                    id,
-                    serde_json::to_string(w).expect("a ticket's state serializes"),
-                );
-            }
         }
     }
 }
@@ -188,7 +181,7 @@ impl Folder {
                 for t in &work.clock.timers {
                     work.cycles[target_index(t.target)] += 1;
                 }
-                self.emit(&work, &[], changes);
+                self.emit(&work, &[], &Credits::default(), changes);
                 changes.opened.insert(e.ticket_id);
                 works.insert(e.ticket_id, work);
                 return Ok(());
@@ -201,30 +194,69 @@ impl Folder {
         let work = works
             .get_mut(&id)
             .ok_or_else(|| format!("ticket {id} has events but no ticket_opened before them"))?;
-        let before = self.timer_rows(work);
+        let before = marks(work);
         // An event that cannot be folded leaves the state as it was (the projector stops at
-        // it, and what it stores must be the state before it).
-        let saved = work.clone();
-        if let Err(e) = self.apply(work, record, changes) {
-            *work = saved;
-            return Err(e);
-        }
-        self.emit(work, &before, changes);
+        // it, and what it stores must be the state before it): `apply` refuses before it
+        // changes anything.
+        let credits = self.apply(work, record, changes)?;
+        self.emit(work, &before, &credits, changes);
         Ok(())
+    }
+
+    /// Makes the rows and states of the tickets `changes` marks dirty, from their states in
+    /// `works` as they stand: what a commit stores. Call it once before committing.
+    pub fn finish(&self, changes: &mut Changes, works: &HashMap<Uuid, TicketWork>) {
+        for id in std::mem::take(&mut changes.dirty) {
+            let Some(w) = works.get(&id) else { continue };
+            changes.tickets.insert(id, ticket_row(w));
+            changes.work.insert(
+                id,
+                serde_json::to_string(w).expect("a ticket's state serializes"),
+            );
+        }
+        for (id, i, cycle) in std::mem::take(&mut changes.dirty_timers) {
+            let Some(w) = works.get(&id) else { continue };
+            // A cycle superseded since it changed was written as it ended, by `emit`.
+            if w.cycles[i] != cycle {
+                continue;
+            }
+            for t in w
+                .clock
+                .timers
+                .iter()
+                .filter(|t| target_index(t.target) == i)
+            {
+                let m = mark(w, t);
+                let row = self.timer_row(id, &m, Some(&w.credited[i]));
+                changes
+                    .sla_timers
+                    .insert((id, row.target.clone(), row.cycle), row);
+            }
+        }
     }
 
     fn calendars_json(&self) -> String {
         serde_json::to_string(&self.calendars).expect("calendars serialize")
     }
 
+    /// Applies one event to its ticket's state. Refuses (`Err`) before changing anything.
     fn apply(
         &mut self,
         w: &mut TicketWork,
         record: &Record,
         changes: &mut Changes,
-    ) -> Result<(), String> {
+    ) -> Result<Credits, String> {
         let at = record.at;
         let id = w.ticket.ticket_id;
+        if let Event::SatisfactionRecorded(e) = &record.event {
+            if !(1..=5).contains(&e.score) {
+                return Err(format!("score {} is outside 1..=5", e.score));
+            }
+        }
+        let mut next =
+            evolve(Some(w.ticket.clone()), &record.event).ok_or("a ticket's state vanished")?;
+        next.subject = String::new();
+        let mut credits = Credits::default();
         let team_before = w.ticket.team.clone();
         match &record.event {
             Event::TicketAssigned(e) => {
@@ -255,9 +287,6 @@ impl Folder {
                 end_assignment(w, at, "closed", changes);
             }
             Event::SatisfactionRecorded(e) => {
-                if !(1..=5).contains(&e.score) {
-                    return Err(format!("score {} is outside 1..=5", e.score));
-                }
                 let d = e.dimensions;
                 let row = RatingRow {
                     ticket_id: id,
@@ -299,7 +328,7 @@ impl Folder {
             let was = live_before.iter().find(|(target, _)| *target == t.target);
             if was.is_none_or(|(_, live)| !live && t.is_live()) {
                 w.cycles[target_index(t.target)] += 1;
-                w.credited[target_index(t.target)] = None;
+                credits.set(&mut w.credited, target_index(t.target), None);
             }
         }
         // Credit as the performance figures do: the assignee, or the resolver when none.
@@ -310,7 +339,8 @@ impl Folder {
         let agent = w.ticket.assignee.clone().or(resolver);
         let mut resolution_minutes = None;
         for s in &stopped {
-            w.credited[target_index(s.target)] = Some((agent.clone(), w.ticket.team.clone()));
+            let credit = Some((agent.clone(), w.ticket.team.clone()));
+            credits.set(&mut w.credited, target_index(s.target), credit);
             let minutes = u32::try_from(s.business_s / 60).unwrap_or(u32::MAX);
             match s.target {
                 SlaTarget::FirstResponse => {
@@ -345,24 +375,13 @@ impl Folder {
             changes.resolutions.insert((id, number), row.clone());
             w.last_resolution = Some(row);
         }
-        let mut ticket =
-            evolve(Some(w.ticket.clone()), &record.event).ok_or("a ticket's state vanished")?;
-        ticket.subject = String::new();
-        w.ticket = ticket;
-        Ok(())
+        w.ticket = next;
+        Ok(credits)
     }
 
-    /// The rows of the ticket's timers as they stand.
-    fn timer_rows(&self, w: &TicketWork) -> Vec<TimerRow> {
-        w.clock
-            .timers
-            .iter()
-            .map(|t| self.timer_row(w, t))
-            .collect()
-    }
-
-    fn timer_row(&self, w: &TicketWork, t: &Timer) -> TimerRow {
-        let i = target_index(t.target);
+    /// The row of a timer cycle, from its [`Mark`] and the agent and team it credits.
+    fn timer_row(&self, ticket_id: Uuid, m: &Mark, credited: Option<&Credited>) -> TimerRow {
+        let t = &m.timer;
         let recorded = |mark: Option<(i64, i64)>, set: bool| {
             mark.filter(|(due, _)| set && Some(*due) == t.due_at)
                 .map(|(_, when)| when)
@@ -371,51 +390,59 @@ impl Folder {
             Some(_) if t.met() => "fulfilled",
             Some(_) => "breached",
             None if t.breach_recorded => "breached",
-            None if w.clock.is_paused() => "paused",
+            None if m.paused => "paused",
             None => "running",
         };
         let stopped = t.stop.is_some();
-        let credited = if stopped { w.credited[i].clone() } else { None };
+        let credited = if stopped {
+            credited.cloned().flatten()
+        } else {
+            None
+        };
         TimerRow {
-            ticket_id: w.ticket.ticket_id,
+            ticket_id,
             target: target_name(t.target).to_owned(),
-            cycle: w.cycles[i],
+            cycle: m.cycle,
             status: status.to_owned(),
             started_at: t.start,
             due_at: t.due_at,
             warn_at: t.warn_at,
-            warned_at: recorded(w.warned[i], t.warned),
-            breached_at: recorded(w.breached[i], t.breach_recorded),
+            warned_at: recorded(m.warned, t.warned),
+            breached_at: recorded(m.breached, t.breach_recorded),
             fulfilled_at: t.stop,
             met: stopped.then(|| t.met()),
             target_minutes: t.target_minutes,
             business_minutes_used: stopped.then_some(t.used_business_s / 60),
             calendar_minutes_used: stopped.then_some(t.used_calendar_s / 60),
-            calendar_id: w.clock.sla.as_ref().map_or(String::new(), |s| {
-                self.calendars.name(s.calendar).to_owned()
-            }),
-            grade: w.ticket.grade.as_str().to_owned(),
-            priority: w.ticket.priority.as_str().to_owned(),
+            calendar_id: m
+                .calendar
+                .map_or(String::new(), |c| self.calendars.name(c).to_owned()),
+            grade: m.grade.as_str().to_owned(),
+            priority: m.priority.as_str().to_owned(),
             agent_id: credited.as_ref().and_then(|c| c.0.clone()),
             team: credited.and_then(|c| c.1),
             latest: true,
         }
     }
 
-    /// Records the ticket's row, its state and every timer row that changed since `before`
-    /// (a live timer that a new policy dropped is `cancelled`).
-    fn emit(&self, w: &TicketWork, before: &[TimerRow], changes: &mut Changes) {
+    /// Marks the ticket dirty, and every timer cycle whose row the event changed (`before`:
+    /// the marks before it); writes at once, as they ended, the rows of cycles the event
+    /// superseded (`latest` false) or dropped (a live one a new policy dropped is
+    /// `cancelled`).
+    fn emit(&self, w: &TicketWork, before: &[Mark], credits: &Credits, changes: &mut Changes) {
         let id = w.ticket.ticket_id;
-        let after = self.timer_rows(w);
         for old in before {
-            let kept = after
+            let i = target_index(old.timer.target);
+            let kept = w
+                .clock
+                .timers
                 .iter()
-                .any(|n| n.target == old.target && n.cycle == old.cycle);
+                .any(|n| n.target == old.timer.target && w.cycles[i] == old.cycle);
             if !kept {
-                // A fulfilled cycle was followed by a new one; a live one was dropped.
-                let mut row = old.clone();
+                let credited = credits.before(w, i);
+                let mut row = self.timer_row(id, old, credited);
                 row.latest = false;
-                if old.fulfilled_at.is_none() {
+                if old.timer.stop.is_none() {
                     row.status = "cancelled".to_owned();
                 }
                 changes
@@ -423,36 +450,100 @@ impl Folder {
                     .insert((id, row.target.clone(), row.cycle), row);
             }
         }
-        for row in after {
-            if !before.contains(&row) {
-                changes
-                    .sla_timers
-                    .insert((id, row.target.clone(), row.cycle), row);
+        for t in &w.clock.timers {
+            let i = target_index(t.target);
+            let now = mark(w, t);
+            let same = before.contains(&now);
+            if !same || credits.changed[i] {
+                changes.dirty_timers.insert((id, i, now.cycle));
             }
         }
-        let t = &w.ticket;
-        changes.tickets.insert(
-            id,
-            TicketRow {
-                ticket_id: id,
-                customer_id: t.customer_id.clone(),
-                grade: t.grade.as_str().to_owned(),
-                channel: t.channel.as_str().to_owned(),
-                category: t.category.as_str().to_owned(),
-                priority: t.priority.as_str().to_owned(),
-                status: t.status.as_str().to_owned(),
-                line: t.line,
-                assignee: t.assignee.clone(),
-                team: t.team.clone(),
-                opened_at: w.opened_at,
-                first_response_at: w.first_response_at,
-                resolved_at: w.resolved_at,
-                closed_at: w.closed_at,
-                reopenings: t.reopens,
-                escalations: t.escalations,
-            },
-        );
         changes.dirty.insert(id);
+    }
+}
+
+/// The agent and team a fulfilled timer cycle is credited to.
+type Credited = Option<(Option<String>, Option<String>)>;
+
+/// The credits an event changed, each as it was before the event (for the rows of the
+/// cycles it superseded).
+#[derive(Default)]
+struct Credits {
+    changed: [bool; 3],
+    before: [Credited; 3],
+}
+
+impl Credits {
+    fn set(&mut self, credited: &mut [Credited; 3], i: usize, credit: Credited) {
+        let old = std::mem::replace(&mut credited[i], credit);
+        if !self.changed[i] {
+            self.changed[i] = true;
+            self.before[i] = old;
+        }
+    }
+
+    /// Target `i`'s credit before the event.
+    fn before<'a>(&'a self, w: &'a TicketWork, i: usize) -> Option<&'a Credited> {
+        Some(if self.changed[i] {
+            &self.before[i]
+        } else {
+            &w.credited[i]
+        })
+    }
+}
+
+/// Everything a timer cycle's row is made of but its credit, without text: compared before
+/// and after an event to find the rows it changed, without making them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Mark {
+    timer: Timer,
+    cycle: u32,
+    warned: Option<(i64, i64)>,
+    breached: Option<(i64, i64)>,
+    paused: bool,
+    calendar: Option<u32>,
+    grade: Grade,
+    priority: Priority,
+}
+
+fn mark(w: &TicketWork, t: &Timer) -> Mark {
+    let i = target_index(t.target);
+    Mark {
+        timer: *t,
+        cycle: w.cycles[i],
+        warned: w.warned[i],
+        breached: w.breached[i],
+        paused: w.clock.is_paused(),
+        calendar: w.clock.sla.as_ref().map(|s| s.calendar),
+        grade: w.ticket.grade,
+        priority: w.ticket.priority,
+    }
+}
+
+fn marks(w: &TicketWork) -> Vec<Mark> {
+    w.clock.timers.iter().map(|t| mark(w, t)).collect()
+}
+
+/// The ticket's row in `tickets`.
+fn ticket_row(w: &TicketWork) -> TicketRow {
+    let t = &w.ticket;
+    TicketRow {
+        ticket_id: t.ticket_id,
+        customer_id: t.customer_id.clone(),
+        grade: t.grade.as_str().to_owned(),
+        channel: t.channel.as_str().to_owned(),
+        category: t.category.as_str().to_owned(),
+        priority: t.priority.as_str().to_owned(),
+        status: t.status.as_str().to_owned(),
+        line: t.line,
+        assignee: t.assignee.clone(),
+        team: t.team.clone(),
+        opened_at: w.opened_at,
+        first_response_at: w.first_response_at,
+        resolved_at: w.resolved_at,
+        closed_at: w.closed_at,
+        reopenings: t.reopens,
+        escalations: t.escalations,
     }
 }
 

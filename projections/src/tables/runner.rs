@@ -195,7 +195,7 @@ impl TableProjector {
         if to == from {
             return Ok(());
         }
-        changes.store_states(&self.works);
+        self.folder.finish(&mut changes, &self.works);
         match self.store.commit(&self.generation, from, to, changes).await {
             Ok(()) => {
                 self.status.set_position(to);

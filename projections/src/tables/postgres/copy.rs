@@ -66,6 +66,11 @@ impl Encoder {
             self.buf[at..at + 4].copy_from_slice(&length.to_be_bytes());
         }
         self.rows += 1;
+        if self.buf.capacity() < CHUNK && self.buf.len() > self.buf.capacity() / 2 {
+            // A large commit: grow once to a whole chunk rather than by doubling (each
+            // doubling copies what was encoded so far).
+            self.buf.reserve(CHUNK + CHUNK / 4 - self.buf.len());
+        }
         if self.buf.len() >= CHUNK {
             self.chunks.push(self.buf.split().freeze());
             self.buf.reserve(CHUNK + CHUNK / 4);
