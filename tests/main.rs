@@ -10,6 +10,7 @@ mod handler;
 mod nats;
 mod postgres;
 mod projections;
+mod relay;
 mod replay;
 mod restart;
 mod schemas;

@@ -2,7 +2,7 @@
 //!
 //! - `history.rs`: a ticket's complete history, and its state as of any business time.
 //! - `verify.rs`: hash chains, version and position contiguity over one stream or the log.
-//! - `export.rs`: stored events as JSON lines with their hashes.
+//! - `export.rs`: stored events as JSON lines with their hashes and the log's identity.
 //! - `rebuild.rs`: `closeloop replay`: rebuild the read side's tables from the log beside
 //!   the live ones (resumable), then swap them in atomically; or build them as of a
 //!   position or time, for `report --replayed`.
