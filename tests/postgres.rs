@@ -49,7 +49,7 @@ fn unreachable(error: impl std::fmt::Display) -> ! {
 }
 
 /// A plain connection, as an operator or analyst with `psql` would have.
-async fn admin() -> tokio_postgres::Client {
+pub(crate) async fn admin() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| unreachable(e));
@@ -59,7 +59,7 @@ async fn admin() -> tokio_postgres::Client {
     client
 }
 
-fn with_schema_param(schema: &str) -> String {
+pub(crate) fn with_schema_param(schema: &str) -> String {
     let url = url();
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}schema={schema}")
@@ -95,12 +95,12 @@ async fn drop_schema(schema: &str) {
 
 /// A test's own schema, dropped (CASCADE: not a DELETE, so the triggers allow it) when the
 /// test ends, even by a panic. Declare it before the logs that use it.
-struct Scratch {
-    schema: String,
+pub(crate) struct Scratch {
+    pub(crate) schema: String,
 }
 
 impl Scratch {
-    async fn new() -> Scratch {
+    pub(crate) async fn new() -> Scratch {
         admin().await; // fail early, with instructions, if the server is down
         Scratch {
             schema: unique_schema(),
@@ -111,7 +111,7 @@ impl Scratch {
         options(&self.schema)
     }
 
-    async fn log(&self) -> PostgresLog {
+    pub(crate) async fn log(&self) -> PostgresLog {
         connect(&url(), self.options()).await
     }
 }
