@@ -384,3 +384,176 @@ async fn checkpoints_are_appended_to_jetstream_when_nats_is_given() {
     );
     assert_eq!(checkpoint["log_id"], json!(log_id.to_string()));
 }
+
+// ---------------------------------------------------------------------------------------
+// The auditor's own tool: docs/verify.py (issue 13, item 6).
+
+/// `python3 docs/verify.py ARGS` in `dir`: exit code and stdout. Fails, never skips, when
+/// Python or its one package is missing, saying how to install it.
+fn python_verify(dir: &Path, args: &[&str]) -> (i32, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/verify.py");
+    let probe = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "docs/verify.py needs the Python package `cryptography` (Ed25519): install it with \
+             `python3 -m pip install cryptography` or `apt-get install python3-cryptography` \
+             ({})",
+            text(&out).trim()
+        ),
+        Err(e) => panic!(
+            "docs/verify.py needs python3 ({e}): install it with `apt-get install python3 \
+             python3-cryptography`"
+        ),
+    }
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.stderr.is_empty(),
+        "verify.py wrote to stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn export(store: &str, dir: &Path, file: &str) {
+    let out = closeloop(store, dir, &["export"]);
+    assert!(out.status.success(), "export: {}", text(&out));
+    std::fs::write(dir.join(file), &out.stdout).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_verifier_agrees_with_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let store = format!("sqlite://{}", path.display());
+    // Realistic events (the demo), then data that tests the canonical bytes: non-ASCII,
+    // control characters, quotes, floats as serde_json writes them, nesting, key order.
+    let out = closeloop(
+        &store,
+        dir.path(),
+        &[
+            "demo",
+            "--tickets",
+            "12",
+            "--days",
+            "2",
+            "--concurrency",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "demo: {}", text(&out));
+    let log = SqliteLog::open(path.to_str().unwrap()).await.unwrap();
+    let (stream, _) = fill(&log).await;
+    let tricky = stream_name("note");
+    let mut request = append_request(&tricky, ExpectedVersion::Any, numbered_events(1));
+    request.events[0].data = json!({
+        "text": "é ✓ \u{1}\u{1f}\n\t\"quoted\" \\ \u{7f} 日本",
+        "floats": [0.1, 1.5e-7, 1e300, -2.5, 100.0, 12345678.9],
+        "ints": [0, -3, 9007199254740993u64],
+        "nested": {"b": [true, false, null, {"z": 1, "a": ""}], "a": "x", "B": 2},
+    });
+    commit(&log, request).await;
+    let head = log.head().await.unwrap();
+    let events = log.read_stream(&stream, 0).await.unwrap();
+    drop(log);
+    keygen_and_checkpoint(&store, dir.path());
+    export(&store, dir.path(), "export.jsonl");
+
+    // Untouched: both say so, in the same words.
+    let args = [
+        "export.jsonl",
+        "--checkpoints",
+        "checkpoints.jsonl",
+        "--public-key",
+        "key.pub",
+    ];
+    let (code, python) = python_verify(dir.path(), &args);
+    let (rust_code, rust) = verify_checkpoints(&store, dir.path(), "checkpoints.jsonl");
+    assert_eq!(
+        (code, rust_code),
+        (0, 0),
+        "python:\n{python}\nrust:\n{rust}"
+    );
+    assert_eq!(python, rust, "the two verifiers word it the same");
+    assert!(
+        python.contains(&format!("covers positions 1..={head}")),
+        "{python}"
+    );
+
+    // A byte changed in the export (the tricky event's text): the chain catches it.
+    let exported = std::fs::read_to_string(dir.path().join("export.jsonl")).unwrap();
+    let tampered = exported.replace("quoted", "qu0ted");
+    assert_ne!(tampered, exported);
+    std::fs::write(dir.path().join("tampered.jsonl"), tampered).unwrap();
+    let (code, python) = python_verify(dir.path(), &["tampered.jsonl"]);
+    assert_eq!(code, 1, "{python}");
+    assert!(
+        python.contains(&format!(
+            "BROKEN {tricky} version 1 (position {head}): hash mismatch"
+        )),
+        "{python}"
+    );
+
+    // The database rewritten with recomputed hashes: the export's chains hold, the
+    // checkpoint does not, and both verifiers name the same stream in the same words.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("DROP TRIGGER events_no_update").unwrap();
+    for (version, data, hash) in rewrite(&events) {
+        raw.execute(
+            "UPDATE events SET data = ?1, hash = ?2 WHERE stream = ?3 AND version = ?4",
+            rusqlite::params![data.to_string(), hash, stream, version as i64],
+        )
+        .unwrap();
+    }
+    drop(raw);
+    export(&store, dir.path(), "export.jsonl");
+    let (code, python) = python_verify(dir.path(), &args);
+    let (rust_code, rust) = verify_checkpoints(&store, dir.path(), "checkpoints.jsonl");
+    assert_eq!(
+        (code, rust_code),
+        (1, 1),
+        "python:\n{python}\nrust:\n{rust}"
+    );
+    assert_eq!(python, rust, "the two verifiers word it the same");
+    assert!(
+        python.contains(&format!("rewritten stream: {stream} version 3")),
+        "{python}"
+    );
+
+    // A forged checkpoint file: the same findings from both.
+    let line = std::fs::read_to_string(dir.path().join("checkpoints.jsonl")).unwrap();
+    let mut forged: Value = serde_json::from_str(line.trim()).unwrap();
+    forged["head"] = json!(head + 5);
+    std::fs::write(dir.path().join("forged.jsonl"), format!("{forged}\n")).unwrap();
+    let (code, python) = python_verify(
+        dir.path(),
+        &[
+            "export.jsonl",
+            "--checkpoints",
+            "forged.jsonl",
+            "--public-key",
+            "key.pub",
+        ],
+    );
+    let (rust_code, rust) = verify_checkpoints(&store, dir.path(), "forged.jsonl");
+    assert_eq!(
+        (code, rust_code),
+        (1, 1),
+        "python:\n{python}\nrust:\n{rust}"
+    );
+    assert_eq!(python, rust);
+    assert!(
+        python.contains("BROKEN checkpoint line 1: forged"),
+        "{python}"
+    );
+}
