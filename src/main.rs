@@ -205,8 +205,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let nats = cli.nats.as_deref().map(|url| CheckpointNats {
                 url,
-                stream: &checkpoints_stream,
-                subject: format!("{subject_prefix}.checkpoints"),
+                target: serve::CheckpointTarget {
+                    stream: checkpoints_stream,
+                    subject: format!("{subject_prefix}.checkpoints"),
+                    file: None,
+                },
             });
             checkpoint(log, &key, &out, nats).await
         }
@@ -374,8 +377,7 @@ fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
 /// Where `checkpoint` publishes, when NATS is configured.
 struct CheckpointNats<'a> {
     url: &'a str,
-    stream: &'a str,
-    subject: String,
+    target: serve::CheckpointTarget,
 }
 
 /// `closeloop checkpoint`: signs a checkpoint of the log as of its head, appends it to the
@@ -392,12 +394,12 @@ async fn checkpoint(
     checkpoint::append_to_file(out, &taken)
         .with_context(|| format!("appending the checkpoint to {}", out.display()))?;
     if let Some(nats) = &nats {
-        publish_checkpoint(nats, &taken).await.with_context(|| {
-            format!(
-                "appending the checkpoint to {} at {}",
-                nats.stream, nats.url
-            )
-        })?;
+        let client = async_nats::connect(nats.url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", nats.url))?;
+        let js = async_nats::jetstream::new(client.clone());
+        serve::publish_checkpoint(&js, &nats.target, &taken).await?;
+        client.flush().await?;
     }
     println!(
         "checkpoint of log {} at position {} ({} streams, root {}) appended to {}{}",
@@ -406,39 +408,9 @@ async fn checkpoint(
         taken.stream_count,
         taken.root,
         out.display(),
-        nats.map_or_else(String::new, |n| format!(" and to {}", n.stream))
+        nats.map_or_else(String::new, |n| format!(" and to {}", n.target.stream))
     );
     Ok(ExitCode::SUCCESS)
-}
-
-async fn publish_checkpoint(
-    nats: &CheckpointNats<'_>,
-    taken: &closeloop_replay::checkpoint::Checkpoint,
-) -> anyhow::Result<()> {
-    use async_nats::jetstream::{self, stream};
-    let client = async_nats::connect(nats.url).await?;
-    let js = jetstream::new(client.clone());
-    js.get_or_create_stream(stream::Config {
-        name: nats.stream.to_owned(),
-        subjects: vec![nats.subject.clone()],
-        storage: stream::StorageType::File,
-        // An append-only place: messages cannot be deleted nor the stream purged through
-        // the API (deleting the whole stream is an administrator's act, and the file copy
-        // remains).
-        deny_delete: true,
-        deny_purge: true,
-        ..Default::default()
-    })
-    .await?;
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", taken.signature.as_str());
-    headers.insert("Closeloop-Log-Id", taken.log_id.to_string().as_str());
-    let payload = serde_json::to_vec(taken)?;
-    js.publish_with_headers(nats.subject.clone(), headers, payload.into())
-        .await?
-        .await?;
-    client.flush().await?;
-    Ok(())
 }
 
 /// `closeloop verify --checkpoints FILE --public-key PUBFILE`.

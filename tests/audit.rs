@@ -66,9 +66,10 @@ fn checkpoint(store: &str, dir: &Path) {
     assert!(out.status.success(), "checkpoint: {}", text(&out));
 }
 
-/// Three streams: a ticket of 3 events, an agent of 1, a ticket of 2 (the log's tail).
+/// Three streams: a case of 3 events, a staff member of 1, a case of 2 (the log's tail).
+/// (Categories no projector reads, so a `serve` on the log has nothing to complain of.)
 async fn fill(log: &dyn EventLog) -> (String, String) {
-    let rewritten = stream_name("ticket");
+    let rewritten = stream_name("case");
     for _ in 0..3 {
         commit(
             log,
@@ -79,13 +80,13 @@ async fn fill(log: &dyn EventLog) -> (String, String) {
     commit(
         log,
         append_request(
-            &stream_name("agent"),
+            &stream_name("staff"),
             ExpectedVersion::Any,
             numbered_events(1),
         ),
     )
     .await;
-    let tail = stream_name("ticket");
+    let tail = stream_name("case");
     commit(
         log,
         append_request(&tail, ExpectedVersion::Any, numbered_events(2)),
@@ -203,7 +204,7 @@ async fn a_removed_tail_and_the_stream_it_held_are_named() {
     drop(log);
     keygen_and_checkpoint(&store, dir.path());
 
-    // The tail (positions 5 and 6: the whole second ticket) deleted, its command records too.
+    // The tail (positions 5 and 6: the whole second case) deleted, its command records too.
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute_batch(
         "DROP TRIGGER events_no_delete; DROP TRIGGER commands_no_delete;
@@ -555,5 +556,61 @@ async fn the_python_verifier_agrees_with_verify() {
     assert!(
         python.contains("BROKEN checkpoint line 1: forged"),
         "{python}"
+    );
+}
+
+/// `serve --checkpoint-key`: signs a checkpoint under its lease once the log has moved,
+/// into the JetStream stream and the file, and `verify --checkpoints` accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_signs_checkpoints_on_its_own() {
+    let scope = crate::nats::Scope::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let store = format!("sqlite://{}", path.display());
+    {
+        let log = SqliteLog::open(path.to_str().unwrap()).await.unwrap();
+        fill(&log).await;
+    }
+    let out = closeloop(&store, dir.path(), &["keygen", "--out", "key"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stream = format!("{}_CHECKPOINTS", scope.config.events_stream);
+    let key = dir.path().join("key");
+    let file = dir.path().join("serve-checkpoints.jsonl");
+    let serve = crate::nats::Binary::start(
+        &scope,
+        &store,
+        &[
+            "--checkpoint-key",
+            key.to_str().unwrap(),
+            "--checkpoint-every-s",
+            "1",
+            "--checkpoint-out",
+            file.to_str().unwrap(),
+            "--checkpoints-stream",
+            &stream,
+        ],
+    );
+    let started = std::time::Instant::now();
+    let messages = loop {
+        if let Ok(mut s) = scope.js.get_stream(&stream).await {
+            let messages = s.info().await.unwrap().state.messages;
+            if messages > 0 {
+                break messages;
+            }
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            break 0;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await; // poll interval
+    };
+    let status = serve.terminate();
+    let _ = scope.js.delete_stream(&stream).await;
+    assert!(messages > 0, "no checkpoint within 30 s");
+    assert!(status.success(), "serve exits 0 on SIGTERM");
+    let (code, out) = verify_checkpoints(&store, dir.path(), file.to_str().unwrap());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("the newest valid checkpoint (line 1,"),
+        "{out}"
     );
 }
