@@ -173,5 +173,18 @@ ensure_nats() {
     log "nats-server started on $NATS_HOST:$NATS_PORT"
 }
 
+# Not a service, but the audit test runs the auditors' verifier (docs/verify.py), which needs
+# Python with the `cryptography` package (Ed25519).
+ensure_python_cryptography() {
+    if python3 -c 'import cryptography' >/dev/null 2>&1; then
+        return
+    fi
+    apt_install python3 python3-cryptography
+    python3 -c 'import cryptography' >/dev/null 2>&1 ||
+        fail "python3 on PATH ($(command -v python3)) cannot import cryptography: \`python3 -m pip install cryptography\`"
+    log "python3 with cryptography installed"
+}
+
 ensure_postgres
 ensure_nats
+ensure_python_cryptography

@@ -7,6 +7,7 @@ mod report;
 mod serve;
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -32,14 +33,10 @@ struct Cli {
         global = true
     )]
     store: String,
-    /// NATS server (for `serve`).
-    #[arg(
-        long,
-        env = "CLOSELOOP_NATS",
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    nats: String,
+    /// NATS server: where `serve` works (default nats://127.0.0.1:4222), and where
+    /// `checkpoint` also appends its checkpoint when given.
+    #[arg(long, env = "CLOSELOOP_NATS", global = true)]
+    nats: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -81,10 +78,45 @@ enum Cmd {
     /// Rebuild projections from the log beside the live ones, with progress, then switch
     /// atomically; with --until, build them as of a position or time under `<name>@<until>`.
     Replay(replay::ReplayArgs),
-    /// Check hash chains and version/position contiguity; non-zero exit on any break.
+    /// Check hash chains and version/position contiguity, and with --checkpoints the log
+    /// against every signed checkpoint; non-zero exit on any break.
     Verify {
         /// Only this ticket's stream.
+        #[arg(conflicts_with = "checkpoints")]
         ticket_id: Option<Uuid>,
+        /// A checkpoints file (JSON lines, as `checkpoint` appends them).
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The public key the checkpoints must be signed with (`KEYFILE.pub` of `keygen`).
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<PathBuf>,
+    },
+    /// Generate an Ed25519 key for signing checkpoints: KEYFILE holds the secret (mode
+    /// 0600), KEYFILE.pub the public key, each as 64 hex digits.
+    Keygen {
+        /// Where to write the secret key (never over an existing file).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a checkpoint of the log (its id, head and a root hash over every stream's head
+    /// hash) and append it to a JSON-lines file and, with --nats, to JetStream.
+    Checkpoint {
+        /// The secret key file written by `keygen`.
+        #[arg(long, env = "CLOSELOOP_CHECKPOINT_KEY")]
+        key: PathBuf,
+        /// The checkpoints file the checkpoint is appended to.
+        #[arg(long, default_value = "checkpoints.jsonl")]
+        out: PathBuf,
+        /// The JetStream stream checkpoints are appended to (with --nats).
+        #[arg(
+            long,
+            env = "CLOSELOOP_CHECKPOINTS_STREAM",
+            default_value = "CLOSELOOP_CHECKPOINTS"
+        )]
+        checkpoints_stream: String,
+        /// Subject prefix: checkpoints are published on `<prefix>.checkpoints`.
+        #[arg(long, env = "CLOSELOOP_SUBJECT_PREFIX", default_value = "closeloop.v1")]
+        subject_prefix: String,
     },
     /// Create or upgrade the PostgreSQL schema (`--store postgres://...[?schema=NAME]`).
     Migrate,
@@ -98,6 +130,9 @@ enum Cmd {
         since: Option<Timestamp>,
     },
 }
+
+/// The NATS server `serve` uses when `--nats` is not given.
+const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 
 /// mimalloc rather than the system allocator: the PostgreSQL writer frees, on its own thread,
 /// what request handlers allocated on theirs, and glibc's malloc spent a fifth of the
@@ -123,13 +158,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Cmd::Migrate = cli.command {
         return migrate(&cli.store).await;
     }
+    if let Cmd::Keygen { out } = &cli.command {
+        return keygen(out);
+    }
     let log = log::open(&cli.store)
         .await
         .with_context(|| format!("opening store {}", cli.store))?;
     match cli.command {
         Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
         Cmd::Submit { file } => submit(log, file).await,
-        Cmd::Serve(args) => serve::run(log, &cli.store, &cli.nats, *args).await,
+        Cmd::Serve(args) => {
+            let nats = cli.nats.as_deref().unwrap_or(DEFAULT_NATS);
+            serve::run(log, &cli.store, nats, *args).await
+        }
         Cmd::Schedule { interval_ms } => {
             serve::schedule(
                 log,
@@ -149,8 +190,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Report(args) => report::run(log, &cli.store, args).await,
         Cmd::Replay(args) => replay::run(log, &cli.store, args).await,
-        Cmd::Verify { ticket_id } => verify(log, ticket_id).await,
-        Cmd::Migrate => unreachable!("handled before the store is opened"),
+        Cmd::Verify {
+            ticket_id,
+            checkpoints: Some(checkpoints),
+            public_key: Some(public_key),
+        } => {
+            debug_assert!(ticket_id.is_none());
+            verify_checkpoints(log, &checkpoints, &public_key).await
+        }
+        Cmd::Verify { ticket_id, .. } => verify(log, ticket_id).await,
+        Cmd::Checkpoint {
+            key,
+            out,
+            checkpoints_stream,
+            subject_prefix,
+        } => {
+            let nats = cli.nats.as_deref().map(|url| CheckpointNats {
+                url,
+                target: serve::CheckpointTarget {
+                    stream: checkpoints_stream,
+                    subject: format!("{subject_prefix}.checkpoints"),
+                    file: None,
+                },
+            });
+            checkpoint(log, &key, &out, nats).await
+        }
+        Cmd::Migrate | Cmd::Keygen { .. } => unreachable!("handled before the store is opened"),
         Cmd::Export { stream, since } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -291,6 +356,104 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
         } else {
             format!("{} breaks", report.breaks.len())
         }
+    );
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `closeloop keygen`: a new checkpoint signing key; prints where it went and the public key.
+fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
+    let public = closeloop_replay::checkpoint::keygen(out)?;
+    let public_path = closeloop_replay::checkpoint::public_key_path(out);
+    println!(
+        "secret key: {} (mode 0600: keep it away from the database and its operators)",
+        out.display()
+    );
+    println!("public key: {} ({public})", public_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where `checkpoint` publishes, when NATS is configured.
+struct CheckpointNats<'a> {
+    url: &'a str,
+    target: serve::CheckpointTarget,
+}
+
+/// `closeloop checkpoint`: signs a checkpoint of the log as of its head, appends it to the
+/// file and, with NATS, to the JetStream stream (created append-only: no deletes, no purge).
+async fn checkpoint(
+    log: Arc<dyn EventLog>,
+    key: &Path,
+    out: &Path,
+    nats: Option<CheckpointNats<'_>>,
+) -> anyhow::Result<ExitCode> {
+    use closeloop_replay::checkpoint;
+    let key = checkpoint::read_secret_key(key)?;
+    let taken = checkpoint::take(log.as_ref(), &key).await?;
+    checkpoint::append_to_file(out, &taken)
+        .with_context(|| format!("appending the checkpoint to {}", out.display()))?;
+    if let Some(nats) = &nats {
+        let client = async_nats::connect(nats.url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", nats.url))?;
+        let js = async_nats::jetstream::new(client.clone());
+        serve::publish_checkpoint(&js, &nats.target, &taken).await?;
+        client.flush().await?;
+    }
+    println!(
+        "checkpoint of log {} at position {} ({} streams, root {}) appended to {}{}",
+        taken.log_id,
+        taken.head,
+        taken.stream_count,
+        taken.root,
+        out.display(),
+        nats.map_or_else(String::new, |n| format!(" and to {}", n.target.stream))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `closeloop verify --checkpoints FILE --public-key PUBFILE`.
+async fn verify_checkpoints(
+    log: Arc<dyn EventLog>,
+    checkpoints: &Path,
+    public_key: &Path,
+) -> anyhow::Result<ExitCode> {
+    use closeloop_replay::checkpoint;
+    let public = checkpoint::read_public_key(public_key)?;
+    let text = std::fs::read_to_string(checkpoints)
+        .with_context(|| format!("reading {}", checkpoints.display()))?;
+    let report = checkpoint::verify(log.as_ref(), &text, &public).await?;
+    for b in &report.log.breaks {
+        println!("BROKEN {b}");
+    }
+    for finding in &report.findings {
+        println!("BROKEN {finding}");
+    }
+    println!(
+        "{} events in {} streams checked: {}",
+        report.log.events,
+        report.log.streams,
+        if report.log.ok() {
+            "hash chains intact, versions and positions contiguous".to_owned()
+        } else {
+            format!("{} breaks", report.log.breaks.len())
+        }
+    );
+    let covered = match &report.covered {
+        Some(c) => format!(
+            "the newest valid checkpoint (line {}, {}) covers positions 1..={} (the log's head is {})",
+            c.line, c.created_at, c.head, report.head
+        ),
+        None => "no valid checkpoint covers any of it".to_owned(),
+    };
+    println!(
+        "log {}: {} checkpoints read, {} findings; {covered}",
+        report.log_id,
+        report.checkpoints,
+        report.findings.len()
     );
     Ok(if report.ok() {
         ExitCode::SUCCESS

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use async_nats::jetstream;
 use closeloop_commands::nats::{
     self, Auth, Job, LeaseConfig, Queries, QueryRequest, ServeConfig, Shutdown, Verifier,
 };
@@ -164,6 +165,24 @@ pub struct ServeArgs {
     /// Do not run the event relay in this instance.
     #[arg(long, env = "CLOSELOOP_NO_RELAY")]
     no_relay: bool,
+    /// Sign a checkpoint of the log with this secret key (`closeloop keygen`) every
+    /// --checkpoint-every-s seconds when the log has moved, under a lease, appended to the
+    /// JetStream stream --checkpoints-stream (and to --checkpoint-out when given).
+    #[arg(long, env = "CLOSELOOP_CHECKPOINT_KEY")]
+    checkpoint_key: Option<std::path::PathBuf>,
+    /// Seconds between two checkpoints (each reads the whole log once).
+    #[arg(long, env = "CLOSELOOP_CHECKPOINT_EVERY_S", default_value_t = 300)]
+    checkpoint_every_s: u64,
+    /// A checkpoints file (JSON lines) each checkpoint is also appended to.
+    #[arg(long, env = "CLOSELOOP_CHECKPOINT_OUT", requires = "checkpoint_key")]
+    checkpoint_out: Option<std::path::PathBuf>,
+    /// JetStream stream of signed checkpoints (subject `<prefix>.checkpoints`).
+    #[arg(
+        long,
+        env = "CLOSELOOP_CHECKPOINTS_STREAM",
+        default_value = "CLOSELOOP_CHECKPOINTS"
+    )]
+    checkpoints_stream: String,
     /// Name of this instance in logs and leases (random when absent).
     #[arg(long, env = "CLOSELOOP_INSTANCE_ID")]
     instance_id: Option<String>,
@@ -312,10 +331,125 @@ pub async fn run(
         .await
         .with_context(|| format!("connecting to NATS at {nats_url}"))?;
     let handler = Arc::new(Handler::new(log.clone(), handler_config));
-    let (jobs, models) = read_side(&log, &handler, &args.read_side(store)).await?;
+    let (mut jobs, models) = read_side(&log, &handler, &args.read_side(store)).await?;
+    if let Some(path) = &args.checkpoint_key {
+        // Read now: a bad key stops `serve` at once, not a background job later.
+        let key = closeloop_replay::checkpoint::read_secret_key(path)?;
+        jobs.push(checkpoint_job(
+            CheckpointTarget {
+                stream: args.checkpoints_stream.clone(),
+                subject: format!("{}.checkpoints", args.subject_prefix),
+                file: args.checkpoint_out.clone(),
+            },
+            Duration::from_secs(args.checkpoint_every_s.max(1)),
+            key,
+            log.clone(),
+            jetstream::new(client.clone()),
+        ));
+    }
     let queries = queries(log, handler.clone(), models);
     nats::run(config, handler, client, queries, jobs, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where signed checkpoints go: a JetStream stream, and a file when given.
+#[derive(Debug, Clone)]
+pub struct CheckpointTarget {
+    pub stream: String,
+    pub subject: String,
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// Appends `checkpoint` to the target's JetStream stream, created append-only (deletes and
+/// purges denied; deleting the whole stream is an administrator's act, and the file copy
+/// remains). `Nats-Msg-Id` is the signature, so a retried publish is stored once.
+pub async fn publish_checkpoint(
+    js: &jetstream::Context,
+    target: &CheckpointTarget,
+    checkpoint: &closeloop_replay::checkpoint::Checkpoint,
+) -> anyhow::Result<()> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: target.stream.clone(),
+        subjects: vec![target.subject.clone()],
+        storage: jetstream::stream::StorageType::File,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("the checkpoints stream {}", target.stream))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", checkpoint.signature.as_str());
+    headers.insert(
+        closeloop_commands::relay::LOG_ID_HEADER,
+        checkpoint.log_id.to_string().as_str(),
+    );
+    let payload = serde_json::to_vec(checkpoint)?;
+    js.publish_with_headers(target.subject.clone(), headers, payload.into())
+        .await?
+        .await
+        .with_context(|| format!("appending to {}", target.stream))?;
+    Ok(())
+}
+
+/// The head of the newest checkpoint of this log in the stream, if any: a restarted job
+/// does not sign the same head again.
+async fn last_checkpointed(
+    js: &jetstream::Context,
+    target: &CheckpointTarget,
+    log_id: Uuid,
+) -> Option<u64> {
+    let mut stream = js.get_stream(&target.stream).await.ok()?;
+    let last = stream.info().await.ok()?.state.last_sequence;
+    let message = stream.get_raw_message(last).await.ok()?;
+    let checkpoint: closeloop_replay::checkpoint::Checkpoint =
+        serde_json::from_slice(&message.payload).ok()?;
+    (checkpoint.log_id == log_id).then_some(checkpoint.head)
+}
+
+/// `serve --checkpoint-key`: a signed checkpoint every `every` when the head has moved,
+/// one instance at a time (`Job::once`).
+pub fn checkpoint_job(
+    target: CheckpointTarget,
+    every: Duration,
+    key: ed25519_dalek::SigningKey,
+    log: Arc<dyn EventLog>,
+    js: jetstream::Context,
+) -> Job {
+    let shared = Arc::new((target, key, log, js));
+    Job::once(
+        "checkpoint",
+        Arc::new(move |mut shutdown: Shutdown| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let (target, key, log, js) = &*shared;
+                let log_id = log.log_id().await.map_err(|e| e.to_string())?;
+                let mut signed = last_checkpointed(js, target, log_id).await;
+                while !shutdown.is_set() {
+                    let head = log.head().await.map_err(|e| e.to_string())?;
+                    if signed != Some(head) {
+                        let checkpoint = closeloop_replay::checkpoint::take(log.as_ref(), key)
+                            .await
+                            .map_err(|e| format!("checkpoint: {e}"))?;
+                        if let Some(file) = &target.file {
+                            closeloop_replay::checkpoint::append_to_file(file, &checkpoint)
+                                .map_err(|e| format!("checkpoint: {}: {e}", file.display()))?;
+                        }
+                        publish_checkpoint(js, target, &checkpoint)
+                            .await
+                            .map_err(|e| format!("checkpoint: {e:#}"))?;
+                        tracing::info!(head = checkpoint.head, root = %checkpoint.root, "checkpoint signed");
+                        signed = Some(checkpoint.head);
+                    }
+                    tokio::select! {
+                        _ = shutdown.wait() => break,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
+                Ok(())
+            })
+        }),
+    )
 }
 
 /// What [`read_side`] runs.

@@ -368,3 +368,49 @@ async fn sqlite_opens_through_the_store_url() {
         "an in-memory SQLite database cannot be shared with readers: refused"
     );
 }
+
+/// The log's identity is stored in the file: the same after a reopen; and a file from
+/// before identities (schema version 1, no `log_identity`) gets one when it is next opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_log_id_survives_reopen_and_is_given_on_migration() {
+    let (log, dir) = open_temp().await;
+    let path = log.path().to_owned();
+    let id = log.log_id().await.expect("log id");
+    commit(
+        &log,
+        append_request(
+            &stream_name("ticket"),
+            ExpectedVersion::Any,
+            numbered_events(2),
+        ),
+    )
+    .await;
+    {
+        let raw = raw_connection(&log);
+        let changed = raw.execute("UPDATE log_identity SET log_id = 'x'", []);
+        assert!(changed.is_err(), "the identity must be immutable");
+    }
+    drop(log);
+    let log = SqliteLog::open(path.to_str().unwrap())
+        .await
+        .expect("reopen");
+    assert_eq!(log.log_id().await.expect("log id"), id, "same log, same id");
+    // Back to schema version 1, as a file written before identities.
+    {
+        let raw = raw_connection(&log);
+        raw.execute_batch(
+            "DROP TRIGGER log_identity_no_delete; DROP TABLE log_identity; PRAGMA user_version = 1;",
+        )
+        .expect("downgrade");
+    }
+    drop(log);
+    let log = SqliteLog::open(path.to_str().unwrap())
+        .await
+        .expect("migrate");
+    let given = log.log_id().await.expect("log id after migration");
+    assert_eq!(given.get_version(), Some(uuid::Version::Random));
+    assert_ne!(given, id, "a new identity is drawn");
+    assert_eq!(read_everything(&log).await.len(), 2, "events untouched");
+    drop(log);
+    drop(dir);
+}

@@ -2,6 +2,7 @@
 //! Tests that need PostgreSQL or NATS fail with instructions when the service is down;
 //! `scripts/test.sh` starts them.
 
+mod audit;
 mod business_time;
 mod cli;
 mod conformance;
@@ -10,6 +11,7 @@ mod handler;
 mod nats;
 mod postgres;
 mod projections;
+mod relay;
 mod replay;
 mod restart;
 mod schemas;

@@ -2314,6 +2314,10 @@ impl EventLog for FaultyLog {
         self.inner.wait_beyond(after, max_wait).await
     }
 
+    async fn log_id(&self) -> Result<Uuid, closeloop_core::Error> {
+        self.inner.log_id().await
+    }
+
     async fn find_command(
         &self,
         command_id: Uuid,

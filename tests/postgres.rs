@@ -49,7 +49,7 @@ fn unreachable(error: impl std::fmt::Display) -> ! {
 }
 
 /// A plain connection, as an operator or analyst with `psql` would have.
-async fn admin() -> tokio_postgres::Client {
+pub(crate) async fn admin() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| unreachable(e));
@@ -59,7 +59,7 @@ async fn admin() -> tokio_postgres::Client {
     client
 }
 
-fn with_schema_param(schema: &str) -> String {
+pub(crate) fn with_schema_param(schema: &str) -> String {
     let url = url();
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}schema={schema}")
@@ -95,12 +95,12 @@ async fn drop_schema(schema: &str) {
 
 /// A test's own schema, dropped (CASCADE: not a DELETE, so the triggers allow it) when the
 /// test ends, even by a panic. Declare it before the logs that use it.
-struct Scratch {
-    schema: String,
+pub(crate) struct Scratch {
+    pub(crate) schema: String,
 }
 
 impl Scratch {
-    async fn new() -> Scratch {
+    pub(crate) async fn new() -> Scratch {
         admin().await; // fail early, with instructions, if the server is down
         Scratch {
             schema: unique_schema(),
@@ -111,7 +111,7 @@ impl Scratch {
         options(&self.schema)
     }
 
-    async fn log(&self) -> PostgresLog {
+    pub(crate) async fn log(&self) -> PostgresLog {
         connect(&url(), self.options()).await
     }
 }
@@ -232,10 +232,14 @@ async fn postgres_migrate_is_idempotent_and_safe_from_many_processes() {
     let mut applied = Vec::new();
     for run in runs {
         let migrated = run.await.expect("task").expect("migrate");
-        assert_eq!(migrated.version, 1);
+        assert_eq!(migrated.version, 2);
         applied.extend(migrated.applied);
     }
-    assert_eq!(applied, vec![(1, "event_log")], "applied once in all");
+    assert_eq!(
+        applied,
+        vec![(1, "event_log"), (2, "log_identity")],
+        "applied once in all"
+    );
     let url_with_schema = with_schema_param(&scratch.schema);
     let again = PostgresLog::migrate(&url_with_schema).await.expect("again");
     assert!(again.applied.is_empty());
@@ -250,7 +254,7 @@ async fn postgres_migrate_is_idempotent_and_safe_from_many_processes() {
         )
         .await
         .expect("schema_migrations");
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2);
 
     // `connect` takes the schema from the URL.
     let log = match PostgresLog::connect(&url_with_schema).await {
@@ -258,6 +262,21 @@ async fn postgres_migrate_is_idempotent_and_safe_from_many_processes() {
         Err(e) => unreachable(e),
     };
     assert_eq!(log.schema(), scratch.schema);
+    // The identity was drawn once, by the migration, and cannot be changed.
+    let id = log.log_id().await.expect("log id");
+    assert_eq!(id.get_version(), Some(uuid::Version::Random));
+    let changed = admin()
+        .await
+        .execute(
+            &format!(
+                "UPDATE \"{}\".log_identity SET log_id = gen_random_uuid()",
+                scratch.schema
+            ),
+            &[],
+        )
+        .await;
+    assert!(changed.is_err(), "the identity must be immutable");
+    assert_eq!(log.log_id().await.expect("log id"), id);
     assert!(matches!(
         PostgresLog::connect(&with_schema_param("Bad-Name")).await,
         Err(Error::UnsupportedStore(_))

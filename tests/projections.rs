@@ -703,6 +703,10 @@ impl EventLog for HeadOneBehind {
     async fn find_command(&self, command_id: uuid::Uuid) -> Result<Option<Committed>, Error> {
         self.0.find_command(command_id).await
     }
+
+    async fn log_id(&self) -> Result<uuid::Uuid, Error> {
+        self.0.log_id().await
+    }
 }
 
 /// A projector that folds events newer than the head it last read shows a head at least at

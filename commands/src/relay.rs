@@ -13,6 +13,22 @@
 //!
 //! It runs under a lease (one instance at a time); delivery to subscribers is at least once,
 //! de-duplicated by event id.
+//!
+//! Identity and divergence (docs: README, Audit). Every message also carries
+//! `Closeloop-Log-Id`, the log's identity ([`EventLog::log_id`]). Before it resumes, the
+//! relay checks that the stream's last message belongs to this log's timeline:
+//! - a last message carrying another log's id is refused, naming both ids: the stream was
+//!   filled from another log (before identities, the relay pointed at a new store silently
+//!   skipped every event up to the old stream's last position);
+//! - a last message whose position is beyond the log's head, or whose event id differs from
+//!   the log's event at that position, means the stream holds events this log does not (the
+//!   log was restored from an older backup). The relay then finds the first position where
+//!   the stream and the log differ, by comparing event ids (a binary search over the
+//!   stream: the two agree on a prefix and differ after it, since event ids are unique), and
+//!   stops naming it, instead of splicing the restored log's new events onto the lost ones.
+//!
+//! Messages published before identities existed carry no `Closeloop-Log-Id`; they are
+//! judged by event ids alone, which also catches another log's stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +36,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use closeloop_core::log::{EventLog, Filter, Position, StoredEvent};
+use uuid::Uuid;
 
 use crate::nats::config::ServeConfig;
 use crate::nats::error::ServeError;
@@ -28,6 +45,8 @@ use crate::nats::shutdown::Shutdown;
 
 /// Header holding the event's log position.
 pub const POSITION_HEADER: &str = "Closeloop-Position";
+/// Header holding the identity of the log the event was published from.
+pub const LOG_ID_HEADER: &str = "Closeloop-Log-Id";
 
 /// Relay names and limits.
 #[derive(Debug, Clone)]
@@ -105,31 +124,133 @@ pub async fn events_stream(
     .map_err(|e| ServeError::nats(&format!("stream {}", config.events_stream), e))
 }
 
-/// Where the stream stands: (its last sequence, the log position of its last message).
-async fn checkpoint(stream: &mut stream::Stream) -> Result<(u64, Position), ServeError> {
-    let last_sequence = stream
+/// What the relay reads of one message of the events stream.
+struct Published {
+    position: Position,
+    event_id: Option<Uuid>,
+    log_id: Option<String>,
+}
+
+async fn published(stream: &stream::Stream, sequence: u64) -> Result<Published, ServeError> {
+    let message = stream.get_raw_message(sequence).await.map_err(|e| {
+        ServeError::nats(
+            &format!("reading message {sequence} of the events stream"),
+            e,
+        )
+    })?;
+    let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
+    let position = header(POSITION_HEADER)
+        .and_then(|v| v.parse::<Position>().ok())
+        .ok_or_else(|| {
+            ServeError::Nats(format!(
+                "message {sequence} of the events stream has no {POSITION_HEADER} header"
+            ))
+        })?;
+    Ok(Published {
+        position,
+        event_id: header("Nats-Msg-Id").and_then(|v| v.parse().ok()),
+        log_id: header(LOG_ID_HEADER),
+    })
+}
+
+/// The id of the log's event at `position`, if the log has one there.
+async fn event_id_at(log: &dyn EventLog, position: Position) -> Result<Option<Uuid>, ServeError> {
+    if position == 0 {
+        return Ok(None);
+    }
+    let found = log
+        .read_all(position - 1, 1, Filter::All)
+        .await
+        .map_err(|e| ServeError::Nats(format!("reading the log at position {position}: {e}")))?;
+    Ok(found
+        .first()
+        .filter(|e| e.position == position)
+        .map(|e| e.event_id))
+}
+
+/// Whether a published message is the log's own event at its position.
+async fn agrees(log: &dyn EventLog, message: &Published) -> Result<bool, ServeError> {
+    Ok(message.event_id.is_some() && event_id_at(log, message.position).await? == message.event_id)
+}
+
+/// Where the stream stands, checked against the log: (its last sequence, the log position
+/// of its last message). Refuses a stream filled from another log, and one that holds
+/// events this log does not have (module doc, "Identity and divergence").
+async fn checkpoint(
+    config: &RelayConfig,
+    stream: &mut stream::Stream,
+    log: &dyn EventLog,
+    log_id: Uuid,
+) -> Result<(u64, Position), ServeError> {
+    let state = stream
         .info()
         .await
         .map_err(|e| ServeError::nats("events stream info", e))?
         .state
-        .last_sequence;
-    if last_sequence == 0 {
-        return Ok((0, 0));
+        .clone();
+    let last_sequence = state.last_sequence;
+    if last_sequence == 0 || state.messages == 0 {
+        return Ok((last_sequence, 0));
     }
-    let last = stream
-        .get_raw_message(last_sequence)
+    let last = published(stream, last_sequence).await?;
+    if let Some(theirs) = &last.log_id {
+        if *theirs != log_id.to_string() {
+            return Err(ServeError::Nats(format!(
+                "the events stream {} was filled from log {theirs}, and this is log {log_id}: \
+                 refusing to continue another log's stream (give this log a stream of its own, \
+                 --events-stream, or point serve at log {theirs})",
+                config.events_stream
+            )));
+        }
+    }
+    if agrees(log, &last).await? {
+        return Ok((last_sequence, last.position));
+    }
+    // The stream holds events the log does not: find the last message that agrees. The
+    // two timelines share a prefix and differ after it, so agreement is monotone in the
+    // stream's sequence and a binary search finds the boundary.
+    let head = log
+        .head()
         .await
-        .map_err(|e| ServeError::nats("reading the events stream's last message", e))?;
-    let position = last
-        .headers
-        .get(POSITION_HEADER)
-        .and_then(|v| v.as_str().parse::<Position>().ok())
-        .ok_or_else(|| {
-            ServeError::Nats(format!(
-                "the last message of the events stream (sequence {last_sequence}) has no {POSITION_HEADER} header"
-            ))
-        })?;
-    Ok((last_sequence, position))
+        .map_err(|e| ServeError::Nats(format!("reading the log's head: {e}")))?;
+    let (mut agreeing, mut differing) = (None, last_sequence);
+    let mut low = state.first_sequence;
+    let mut high = last_sequence; // known to differ
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let message = published(stream, middle).await?;
+        if agrees(log, &message).await? {
+            agreeing = Some(message.position);
+            low = middle + 1;
+        } else {
+            differing = middle;
+            high = middle;
+        }
+    }
+    let first = published(stream, differing).await?;
+    let logs = match event_id_at(log, first.position).await? {
+        Some(id) => format!("event {id}"),
+        None => format!("no event (its head is {head})"),
+    };
+    let streams = first.event_id.map_or_else(
+        || "a message without an event id".to_owned(),
+        |id| format!("event {id}"),
+    );
+    let since = match agreeing {
+        Some(p) => format!("they agree up to position {p}"),
+        None => format!(
+            "no message still in the stream agrees (it begins at sequence {})",
+            state.first_sequence
+        ),
+    };
+    Err(ServeError::Nats(format!(
+        "the events stream {} holds events this log does not have (was the log restored from \
+         an older backup?): they diverge at position {}, where the stream has {streams} and \
+         the log has {logs}; {since}; the stream ends at position {}, the log at {head}. \
+         The relay stops rather than splice two timelines: keep the stream as the record of \
+         the lost events and give this log a new one (--events-stream)",
+        config.events_stream, first.position, last.position
+    )))
 }
 
 /// Publishes until `shutdown`: resumes after the stream's last position, then follows the log.
@@ -140,8 +261,12 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> Result<(), ServeError> {
     let mut stream = events_stream(config, js).await?;
-    let (mut sequence, mut position) = checkpoint(&mut stream).await?;
-    tracing::info!(position, sequence, "relay resumes");
+    let log_id = log
+        .log_id()
+        .await
+        .map_err(|e| ServeError::Nats(format!("reading the log's identity: {e}")))?;
+    let (mut sequence, mut position) = checkpoint(config, &mut stream, log, log_id).await?;
+    tracing::info!(position, sequence, %log_id, "relay resumes");
     while !shutdown.is_set() {
         let batch = log
             .read_all(position, config.batch_events_max, Filter::All)
@@ -156,7 +281,7 @@ pub async fn run(
             }
             continue;
         }
-        match publish_batch(config, js, &batch, sequence).await {
+        match publish_batch(config, js, &batch, sequence, log_id).await {
             Ok(last_sequence) => {
                 sequence = last_sequence;
                 position = batch.last().expect("non-empty").position;
@@ -167,7 +292,7 @@ pub async fn run(
                     _ = shutdown.wait() => break,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
-                (sequence, position) = checkpoint(&mut stream).await?;
+                (sequence, position) = checkpoint(config, &mut stream, log, log_id).await?;
             }
         }
     }
@@ -182,12 +307,15 @@ async fn publish_batch(
     js: &jetstream::Context,
     batch: &[StoredEvent],
     mut sequence: u64,
+    log_id: Uuid,
 ) -> Result<u64, String> {
+    let log_id = log_id.to_string();
     let mut acks = Vec::with_capacity(batch.len());
     for (i, event) in batch.iter().enumerate() {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
         headers.insert(POSITION_HEADER, event.position.to_string().as_str());
+        headers.insert(LOG_ID_HEADER, log_id.as_str());
         headers.insert(
             "Nats-Expected-Last-Sequence",
             (sequence + i as u64).to_string().as_str(),

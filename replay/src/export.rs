@@ -1,9 +1,15 @@
 //! `closeloop export`: stored events as JSON lines, hashes included, for auditors' own tools.
+//! Each line is the stored event (as the events stream carries it) plus `log_id`, the
+//! identity of the log it came from, so that an exported line, once copied elsewhere, still
+//! says which log it belongs to, and an export can be checked against that log's signed
+//! checkpoints (README, Audit).
 
 use std::io::Write;
 
-use closeloop_core::log::{EventLog, Filter, READ_BATCH_MAX};
+use closeloop_core::log::{EventLog, Filter, StoredEvent, READ_BATCH_MAX};
 use jiff::Timestamp;
+use serde::Serialize;
+use uuid::Uuid;
 
 use crate::Error;
 
@@ -17,10 +23,12 @@ pub async fn export(
 ) -> Result<u64, Error> {
     let keep =
         |e: &closeloop_core::log::StoredEvent| since.is_none_or(|s| e.metadata.occurred_at >= s);
+    let log_id = log.log_id().await?;
     let mut written = 0;
     let mut emit =
         |e: &closeloop_core::log::StoredEvent, out: &mut dyn Write| -> Result<(), Error> {
-            serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)?;
+            let line = Exported { event: e, log_id };
+            serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
             written += 1;
             Ok(())
@@ -45,4 +53,12 @@ pub async fn export(
     }
     out.flush()?;
     Ok(written)
+}
+
+/// One exported line: the stored event's fields, then `log_id`.
+#[derive(Serialize)]
+struct Exported<'a> {
+    #[serde(flatten)]
+    event: &'a StoredEvent,
+    log_id: Uuid,
 }

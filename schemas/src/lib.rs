@@ -6,11 +6,18 @@
 /// are contiguous; an applied migration is never edited (add a new one instead). Each runs
 /// once per schema in one transaction with `search_path` set to that schema, so the SQL
 /// names its objects unqualified (`closeloop-core`'s `PostgresLog::migrate` applies them).
-pub const POSTGRES_MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "event_log",
-    include_str!("../sql/postgres/0001_event_log.sql"),
-)];
+pub const POSTGRES_MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "event_log",
+        include_str!("../sql/postgres/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "log_identity",
+        include_str!("../sql/postgres/0002_log_identity.sql"),
+    ),
+];
 
 /// The JSON Schemas (draft 2020-12) of the public contract, as `(path under json/, schema)`:
 /// `command.json` and `commands/<type>.json`, `reply.json`, `event.json` and

@@ -353,6 +353,50 @@ mod tests {
         }
     }
 
+    /// The worked example of the README ("Checking the log with your own tools"): its
+    /// canonical bytes and hash, as an auditor recomputes them in another language.
+    #[test]
+    fn the_readmes_worked_example_holds() {
+        let id = |s: &str| s.parse::<uuid::Uuid>().unwrap();
+        let command = id("0190c7b8-0000-7000-8000-0000000000a1");
+        let event = StoredEvent {
+            position: 4,
+            stream: "ticket-0190c7b8-0000-7000-8000-000000000001".into(),
+            version: 1,
+            event_id: id("0190c7b8-0000-7000-8000-0000000000e1"),
+            event_type: "note_added".into(),
+            schema_version: 2,
+            data: serde_json::json!({
+                "visible_to_customer": false,
+                "text": "Caf\u{e9} \"B\"\nline 2",
+                "ticket_id": "0190c7b8-0000-7000-8000-000000000001",
+            }),
+            metadata: Metadata {
+                command_id: command,
+                correlation_id: command,
+                causation_id: command,
+                actor: Actor {
+                    id: "agent-1".into(),
+                    role: Role::Agent,
+                },
+                occurred_at: "2026-11-23T09:12:00Z".parse().unwrap(),
+                recorded_at: "2026-11-23T09:12:00.5001Z".parse().unwrap(),
+                command_hash: None,
+            },
+            hash: String::new(),
+        };
+        let mut bytes = Vec::new();
+        serde_json::to_writer(&mut bytes, &Canonical::of(&event)).unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"data":{"text":"Café \"B\"\nline 2","ticket_id":"0190c7b8-0000-7000-8000-000000000001","visible_to_customer":false},"event_id":"0190c7b8-0000-7000-8000-0000000000e1","metadata":{"actor":{"id":"agent-1","role":"agent"},"causation_id":"0190c7b8-0000-7000-8000-0000000000a1","command_id":"0190c7b8-0000-7000-8000-0000000000a1","correlation_id":"0190c7b8-0000-7000-8000-0000000000a1","occurred_at":"2026-11-23T09:12:00Z","recorded_at":"2026-11-23T09:12:00.5001Z"},"schema_version":2,"stream":"ticket-0190c7b8-0000-7000-8000-000000000001","type":"note_added","version":1}"#
+        );
+        assert_eq!(
+            chain_hash(GENESIS_HASH, &event),
+            "8b81be090b020121439cb53b78f4cfd112a64e2bab8486c542833c5b86e2d173"
+        );
+    }
+
     fn check_all(events: &[StoredEvent]) -> Vec<ChainBreak> {
         let mut verifier = LogVerifier::new();
         events.iter().flat_map(|e| verifier.check(e)).collect()

@@ -276,6 +276,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// The outcome of the append made with this command id, if any.
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error>;
 
+    /// The log's identity: a random UUID (v4) drawn when the log was created and stored in
+    /// it, never changed afterwards (a log that predates it gets one when it is migrated).
+    ///
+    /// Why: everything that leaves the log (exports, the events stream, signed checkpoints)
+    /// carries it, so a copy can be told apart from another log's, and the relay can refuse
+    /// to continue a stream another log filled. A restored backup keeps its id: it is the
+    /// same log, older, which the relay detects by comparing event ids instead.
+    async fn log_id(&self) -> Result<Uuid, Error>;
+
     /// Streams the events with `after < position <= end` that pass `filter`, in position
     /// order, in batches of at most `batch_events` (clamped to 1..=[`READ_BATCH_MAX`]).
     ///

@@ -23,6 +23,8 @@ struct Inner {
 
 /// An event log held in memory.
 pub struct MemoryLog {
+    /// Drawn when the log is made: every `MemoryLog` is a log of its own.
+    id: Uuid,
     inner: Mutex<Inner>,
     head: watch::Sender<Position>,
 }
@@ -30,6 +32,7 @@ pub struct MemoryLog {
 impl Default for MemoryLog {
     fn default() -> Self {
         MemoryLog {
+            id: Uuid::new_v4(),
             inner: Mutex::new(Inner::default()),
             head: watch::channel(0).0,
         }
@@ -146,5 +149,9 @@ impl EventLog for MemoryLog {
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {
         let inner = self.inner.lock().expect("memory log lock poisoned");
         Ok(inner.commands.get(&command_id).cloned())
+    }
+
+    async fn log_id(&self) -> Result<Uuid, Error> {
+        Ok(self.id)
     }
 }

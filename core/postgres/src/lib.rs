@@ -25,6 +25,7 @@
 //! | `log_head` | one row: the position of the last committed event; its row lock orders appends |
 //! | `events` | `position` (primary key), `stream`, `version` (unique per stream), `event_id`, `type`, `schema_version`, `data` and `metadata` (jsonb), `hash` (hex) |
 //! | `commands` | one row per append: `command_id` (primary key), `first_position`, `last_position` |
+//! | `log_identity` | one row: the log's identity (`log_id`, a UUID v4 drawn by migration 0002), immutable |
 //! | `schema_migrations` | the applied migration versions |
 //!
 //! Indexes: `events (position)` serves position scans (`read_all`), `events (stream,
@@ -792,6 +793,14 @@ impl EventLog for PostgresLog {
         batch_events: usize,
     ) -> closeloop_log::Scan<'a> {
         scan::scan(self, after, end, filter, batch_events)
+    }
+
+    async fn log_id(&self) -> Result<Uuid, Error> {
+        let rows = self.query(&self.sql.log_id, &[]).await?;
+        let row = rows.first().ok_or_else(|| {
+            Error::Corrupt("the log has no identity: its log_identity row is missing".into())
+        })?;
+        row.try_get::<_, Uuid>(0).map_err(pg)
     }
 
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {

@@ -18,6 +18,7 @@ pub(crate) struct Sql {
     pub(crate) read_all: String,
     pub(crate) read_all_filtered: String,
     pub(crate) head: String,
+    pub(crate) log_id: String,
     pub(crate) category_heads: String,
     pub(crate) category_heads_to_head: String,
 }
@@ -132,6 +133,7 @@ impl Sql {
                   ORDER BY position LIMIT $2"
             ),
             head: format!("SELECT position FROM {s}.log_head"),
+            log_id: format!("SELECT log_id FROM {s}.log_identity"),
             // The last position of each category among events after $1. Under the writer's
             // lock, "after $1" is everything up to the locked head.
             category_heads: format!(

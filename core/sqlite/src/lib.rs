@@ -49,8 +49,9 @@ pub const READERS_MAX: usize = 8;
 /// `SQLITE_BUSY`: covers a checkpoint or a long reader, not a second writing process.
 pub const BUSY_TIMEOUT_MS: u64 = 5_000;
 
-/// The schema version this code creates and understands (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code creates and understands (`PRAGMA user_version`); 2 added
+/// the log's identity (`log_identity`).
+const SCHEMA_VERSION: i64 = 2;
 /// The schema, idempotent (`CREATE ... IF NOT EXISTS`).
 const SCHEMA_SQL: &str = include_str!("sqlite.sql");
 
@@ -61,6 +62,10 @@ const EVENT_COLUMNS: &str =
 const SQL_HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 /// The last position of a category (index `events_category_position`).
 const SQL_CATEGORY_HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events WHERE category = ?1";
+/// Gives the log its identity if it has none yet (a new file, or one from schema version 1).
+const SQL_INSERT_LOG_ID: &str = "INSERT INTO log_identity (singleton, log_id, created_at) \
+     SELECT 1, ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM log_identity)";
+const SQL_LOG_ID: &str = "SELECT log_id FROM log_identity WHERE singleton = 1";
 const SQL_FIND_COMMAND: &str =
     "SELECT stream, version, position, events FROM commands WHERE command_id = ?1";
 const SQL_STREAM_TIP: &str =
@@ -209,7 +214,16 @@ fn open_writer(path: &Path) -> Result<(Connection, Position), Error> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
     let created = conn
         .execute_batch(SCHEMA_SQL)
-        .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
+        .and_then(|()| {
+            conn.execute(
+                SQL_INSERT_LOG_ID,
+                params![
+                    Uuid::new_v4().to_string(),
+                    jiff::Timestamp::now().to_string()
+                ],
+            )
+        })
+        .and_then(|_| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
         .and_then(|()| conn.execute_batch("COMMIT"));
     if let Err(e) = created {
         if !conn.is_autocommit() {
@@ -811,6 +825,22 @@ impl EventLog for SqliteLog {
                 "the SQLite writer thread has stopped".into(),
             )),
         }
+    }
+
+    async fn log_id(&self) -> Result<Uuid, Error> {
+        self.read(|conn| {
+            let id: Option<String> = conn
+                .query_row(SQL_LOG_ID, [], |row| row.get(0))
+                .optional()
+                .map_err(db)?;
+            let id = id.ok_or_else(|| {
+                Error::Corrupt("the log has no identity: its log_identity row is missing".into())
+            })?;
+            id.parse().map_err(|e| {
+                Error::Corrupt(format!("the log's identity `{id}` is not a UUID: {e}"))
+            })
+        })
+        .await
     }
 
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {

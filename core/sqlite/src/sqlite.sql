@@ -1,4 +1,5 @@
--- The SQLite event log's schema (schema version 1, kept in PRAGMA user_version).
+-- The SQLite event log's schema (schema version 2, kept in PRAGMA user_version; 2 added
+-- `log_identity`).
 -- Idempotent: run on every open inside one IMMEDIATE transaction, so two processes opening a
 -- new file at once cannot half-create it. A later version adds statements guarded by
 -- user_version; stored rows are never rewritten.
@@ -54,4 +55,24 @@ END;
 CREATE TRIGGER IF NOT EXISTS commands_no_delete BEFORE DELETE ON commands
 BEGIN
     SELECT RAISE(ABORT, 'commands are immutable: DELETE from the commands table is not allowed');
+END;
+
+-- The log's identity: one row, a random UUID (v4) drawn by the code that first opens the file
+-- at this schema version (`open_writer` inserts it when the row is missing, in the same
+-- transaction as this script), so a file created before it existed gets one on its next open.
+-- Exports, the events stream and signed checkpoints carry it.
+CREATE TABLE IF NOT EXISTS log_identity (
+    singleton  INTEGER PRIMARY KEY CHECK (singleton = 1),
+    log_id     TEXT    NOT NULL CHECK (length(log_id) = 36),
+    created_at TEXT    NOT NULL
+) STRICT;
+
+CREATE TRIGGER IF NOT EXISTS log_identity_no_update BEFORE UPDATE ON log_identity
+BEGIN
+    SELECT RAISE(ABORT, 'the log identity is immutable: UPDATE of log_identity is not allowed');
+END;
+
+CREATE TRIGGER IF NOT EXISTS log_identity_no_delete BEFORE DELETE ON log_identity
+BEGIN
+    SELECT RAISE(ABORT, 'the log identity is immutable: DELETE from log_identity is not allowed');
 END;

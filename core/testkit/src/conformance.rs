@@ -77,6 +77,7 @@ macro_rules! conformance_tests {
             tailing_reader_sees_every_event_once,
             unchanged_condition_refuses_after_a_newer_event,
             unchanged_condition_holds_under_concurrent_appends,
+            log_id_is_random_and_stable,
         );
     };
     (@checks $factory:expr; $($check:ident),+ $(,)?) => {
@@ -1797,5 +1798,31 @@ pub async fn unchanged_condition_holds_under_concurrent_appends(log: Arc<dyn Eve
         events.len(),
         1 + committed_guarded.len() + CHANGES,
         "refused appends stored nothing"
+    );
+}
+
+/// The log has an identity from the start: a random UUID (v4), the same at every call and
+/// after appends (exports, the events stream and checkpoints carry it).
+pub async fn log_id_is_random_and_stable(log: Arc<dyn EventLog>) {
+    let id = log.log_id().await.expect("log_id");
+    assert!(!id.is_nil(), "the log id is nil");
+    assert_eq!(
+        id.get_version(),
+        Some(uuid::Version::Random),
+        "the log id {id} is not a random (v4) UUID"
+    );
+    commit(
+        log.as_ref(),
+        append_request(
+            &stream_name("ticket"),
+            ExpectedVersion::Any,
+            numbered_events(3),
+        ),
+    )
+    .await;
+    assert_eq!(
+        log.log_id().await.expect("log_id"),
+        id,
+        "the log id changed after an append"
     );
 }
