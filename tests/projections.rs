@@ -636,6 +636,14 @@ impl TableStore for FlakyTables {
     ) -> Result<Vec<closeloop_projections::tables::TimerRow>, TableError> {
         self.inner.due_timers(now, limit).await
     }
+
+    async fn due_answers(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<closeloop_projections::tables::ResolutionRow>, TableError> {
+        self.inner.due_answers(now, limit).await
+    }
 }
 
 #[test]

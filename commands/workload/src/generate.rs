@@ -443,6 +443,7 @@ impl Generator {
                 next_response_minutes: next,
                 calendar_id: calendar.into(),
                 warn_at_percent: 80,
+                confirmation_wait_days: None,
             });
             out.push(self.envelope(0, system(), c));
         }

@@ -402,6 +402,7 @@ fn the_latest_defined_policy_wins_a_tie() {
         next_response_minutes: p.next_response_minutes,
         calendar_id: p.calendar_id.clone(),
         warn_at_percent: p.warn_at_percent,
+        confirmation_wait_days: None,
     });
     given([event])
         .when(open("c-standard", Urgent, Complaint), service())
