@@ -377,11 +377,23 @@ mod tests {
         // Resolved Mon 2026-12-21 at 17:00 local: Tue (1), Thu (2; Wed is a holiday),
         // Fri (3) closes at 18:00 local = 17:00 UTC.
         let from = ts("2026-12-21T16:00:00Z");
-        assert_eq!(c.after_working_days(from, 1), Some(ts("2026-12-22T17:00:00Z")));
-        assert_eq!(c.after_working_days(from, 3), Some(ts("2026-12-25T17:00:00Z")));
+        assert_eq!(
+            c.after_working_days(from, 1),
+            Some(ts("2026-12-22T17:00:00Z"))
+        );
+        assert_eq!(
+            c.after_working_days(from, 3),
+            Some(ts("2026-12-25T17:00:00Z"))
+        );
         // Saturday counts (09-13 local), Sunday does not.
-        assert_eq!(c.after_working_days(from, 4), Some(ts("2026-12-26T12:00:00Z")));
-        assert_eq!(c.after_working_days(from, 5), Some(ts("2026-12-28T17:00:00Z")));
+        assert_eq!(
+            c.after_working_days(from, 4),
+            Some(ts("2026-12-26T12:00:00Z"))
+        );
+        assert_eq!(
+            c.after_working_days(from, 5),
+            Some(ts("2026-12-28T17:00:00Z"))
+        );
         // 24x7 in UTC: the end of the n-th next day.
         let always = BusinessCalendar::always("utc");
         assert_eq!(

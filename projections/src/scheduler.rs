@@ -25,8 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_core::domain::{
-    Actor, CloseUnconfirmed, Command, CommandEnvelope, RaiseSlaWarning, RecordSlaBreach,
-    SlaTarget,
+    Actor, CloseUnconfirmed, Command, CommandEnvelope, RaiseSlaWarning, RecordSlaBreach, SlaTarget,
 };
 use jiff::Timestamp;
 use uuid::Uuid;

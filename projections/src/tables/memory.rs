@@ -11,8 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AgentRow, Changes, Dump, ResolutionRow, Saved, TableError, TableStore, TicketRow, TimerRow,
-    VERSION,
+    new_generation, AgentRow, Changes, Dump, ResolutionRow, Saved, TableError, TableStore,
+    TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]

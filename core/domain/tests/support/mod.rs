@@ -531,10 +531,10 @@ pub fn reopened(reason: &str) -> Event {
 
 pub fn closed() -> Event {
     Event::TicketClosed(TicketClosed {
-            ticket_id: TICKET,
-            reason: CloseReason::Staff,
-            answer_due_at: None,
-        })
+        ticket_id: TICKET,
+        reason: CloseReason::Staff,
+        answer_due_at: None,
+    })
 }
 
 pub fn rated(

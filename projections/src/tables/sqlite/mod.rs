@@ -623,6 +623,7 @@ impl TableStore for SqliteTables {
     }
 
     async fn due_answers(&self, now: i64, limit: u32) -> Result<Vec<ResolutionRow>, TableError> {
-        self.reading(move |c| read::due_answers(c, now, limit)).await
+        self.reading(move |c| read::due_answers(c, now, limit))
+            .await
     }
 }
