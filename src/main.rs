@@ -131,6 +131,28 @@ enum Cmd {
     },
 }
 
+impl Cmd {
+    /// Whether the command reads a log that must exist (and so never creates one). `replay`
+    /// and `checkpoint` write beside the log (tables, a checkpoints file) but a missing log
+    /// would only give them an empty one to rebuild or sign.
+    fn reads_the_log_only(&self) -> bool {
+        match self {
+            Cmd::History { .. }
+            | Cmd::Report(_)
+            | Cmd::Replay(_)
+            | Cmd::Verify { .. }
+            | Cmd::Checkpoint { .. }
+            | Cmd::Export { .. } => true,
+            Cmd::Demo(_)
+            | Cmd::Serve(_)
+            | Cmd::Schedule { .. }
+            | Cmd::Submit { .. }
+            | Cmd::Keygen { .. }
+            | Cmd::Migrate => false,
+        }
+    }
+}
+
 /// The NATS server `serve` uses when `--nats` is not given.
 const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 
@@ -161,9 +183,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Cmd::Keygen { out } = &cli.command {
         return keygen(out);
     }
-    let log = log::open(&cli.store)
-        .await
-        .with_context(|| format!("opening store {}", cli.store))?;
+    // Commands that only read the log never create one: a mistyped path would otherwise
+    // become an empty log that `verify` calls intact.
+    let opened = if cli.command.reads_the_log_only() {
+        log::open_existing(&cli.store).await
+    } else {
+        log::open(&cli.store).await
+    };
+    let log = match opened {
+        Ok(log) => log,
+        Err(e @ closeloop_core::Error::NoStore(_)) => return Err(e.into()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("opening store {}", cli.store))),
+    };
     match cli.command {
         Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
         Cmd::Submit { file } => submit(log, file).await,

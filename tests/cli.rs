@@ -727,3 +727,92 @@ fn the_bad_input_corpus_is_refused_line_by_line_and_appends_nothing() {
     }
     assert_eq!(store.exported().len(), before, "nothing appended");
 }
+
+/// Issue 17: the subcommands that only read the log never create a store. A mistyped path
+/// fails naming the path and how to create a store, and no file appears.
+#[test]
+fn reading_a_missing_sqlite_store_fails_and_creates_nothing() {
+    let store = Store::new();
+    let missing = store.dir.path().join("closelop.db");
+    let url = format!("sqlite://{}", missing.display());
+    let ticket = Uuid::now_v7().to_string();
+    let reads: &[&[&str]] = &[
+        &["verify"],
+        &["verify", &ticket],
+        &["report", "sla"],
+        &["report", "sla", "--replayed", "5"],
+        &["history", &ticket],
+        &["export"],
+        &["export", "--stream", "customer-c-1"],
+        &["replay", "all"],
+        &["checkpoint", "--key", "no-such.key"],
+    ];
+    for args in reads {
+        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("--store")
+            .arg(&url)
+            .args(*args)
+            .current_dir(store.dir.path())
+            .output()
+            .expect("closeloop runs");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+        assert!(
+            err.contains(&format!("no event log at {url}"))
+                && err.contains("does not exist")
+                && err.contains("closeloop demo"),
+            "{args:?}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(store.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+}
+
+/// The same on PostgreSQL: a schema never migrated is reported, not created; and `memory:`,
+/// empty in every process, has nothing to read.
+#[test]
+fn reading_a_missing_postgres_schema_fails_and_creates_nothing() {
+    let base = std::env::var("CLOSELOOP_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("cl_cli_{}", Uuid::now_v7().simple());
+    let url = format!("{base}?schema={schema}");
+    for args in [&["verify"][..], &["export"], &["report", "sla"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("--store")
+            .arg(&url)
+            .args(args)
+            .output()
+            .expect("closeloop runs");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("no event log in schema `{schema}`"))
+                && err.contains("closeloop migrate"),
+            "{args:?}: {err}"
+        );
+    }
+    let found = Command::new("psql")
+        .args(["-X", "-At", &base, "-c"])
+        .arg(format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'"
+        ))
+        .output()
+        .expect("psql runs");
+    assert_eq!(
+        stdout(&found).trim(),
+        "0",
+        "the schema was created: {}",
+        stderr(&found)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", "memory:", "verify"])
+        .output()
+        .expect("closeloop runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nothing to read"), "{}", stderr(&out));
+}
