@@ -61,6 +61,8 @@ enum Cmd {
     },
     /// A ticket's complete history (actor, time, reason), or its state as of a time.
     History {
+        /// The ticket: its UUID, or its stream's name `ticket-<uuid>`.
+        #[arg(value_parser = ticket_id)]
         ticket_id: Uuid,
         /// Stop at this business time (RFC 3339): what had happened by then.
         #[arg(long)]
@@ -75,14 +77,14 @@ enum Cmd {
     /// Read models as tables or JSON (sla, satisfaction, performance), after catching the
     /// projections up to the head of the log.
     Report(report::ReportArgs),
-    /// Rebuild projections from the log beside the live ones, with progress, then switch
-    /// atomically; with --until, build them as of a position or time under `<name>@<until>`.
+    /// Rebuild the read-model tables from the log beside the live ones, then switch them in
+    /// atomically; with --until, build them as of a position or time under a name of their own.
     Replay(replay::ReplayArgs),
     /// Check hash chains and version/position contiguity, and with --checkpoints the log
     /// against every signed checkpoint; non-zero exit on any break.
     Verify {
-        /// Only this ticket's stream.
-        #[arg(conflicts_with = "checkpoints")]
+        /// Only this ticket's stream: its UUID, or the stream's name `ticket-<uuid>`.
+        #[arg(conflicts_with = "checkpoints", value_parser = ticket_id)]
         ticket_id: Option<Uuid>,
         /// A checkpoints file (JSON lines, as `checkpoint` appends them).
         #[arg(long, requires = "public_key")]
@@ -120,9 +122,9 @@ enum Cmd {
     },
     /// Create or upgrade the PostgreSQL schema (`--store postgres://...[?schema=NAME]`).
     Migrate,
-    /// Stored events as JSON lines with their hashes.
+    /// Print the log's stored events as JSON lines, with their hashes and the log's id.
     Export {
-        /// A stream name such as `ticket-<uuid>`.
+        /// Only this stream, such as `ticket-<uuid>` (exit 1 when it has no events).
         #[arg(long)]
         stream: Option<String>,
         /// Only events that occurred at or after this time (RFC 3339).
@@ -151,6 +153,14 @@ impl Cmd {
             | Cmd::Migrate => false,
         }
     }
+}
+
+/// A ticket id as `history` and `verify` take it: the UUID, or the stream name that
+/// `history` prints and `export` writes (`ticket-<uuid>`).
+fn ticket_id(text: &str) -> Result<Uuid, String> {
+    let id = text.strip_prefix("ticket-").unwrap_or(text);
+    Uuid::parse_str(id)
+        .map_err(|e| format!("expected a ticket id, a UUID or `ticket-<uuid>` ({e})"))
 }
 
 /// The NATS server `serve` uses when `--nats` is not given.
@@ -247,14 +257,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint(log, &key, &out, nats).await
         }
         Cmd::Migrate | Cmd::Keygen { .. } => unreachable!("handled before the store is opened"),
-        Cmd::Export { stream, since } => {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            closeloop_replay::export::export(log.as_ref(), stream.as_deref(), since, &mut out)
-                .await?;
-            Ok(ExitCode::SUCCESS)
+        Cmd::Export { stream, since } => export(log, stream, since).await,
+    }
+}
+
+/// `closeloop export`: the whole log, or one stream, which must have events: a stream name
+/// with none is a mistake (a bare UUID, a typo), not an empty stream.
+async fn export(
+    log: Arc<dyn EventLog>,
+    stream: Option<String>,
+    since: Option<Timestamp>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &stream {
+        if log.read_stream_page(name, 0, 1).await?.is_empty() {
+            let hint = match Uuid::parse_str(name) {
+                Ok(id) => format!(" (a ticket's stream is named ticket-{id})"),
+                Err(_) => String::new(),
+            };
+            eprintln!("no stream {name} in the log: it has no events{hint}");
+            return Ok(ExitCode::from(1));
         }
     }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    closeloop_replay::export::export(log.as_ref(), stream.as_deref(), since, &mut out).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One command (the whole input is one JSON value), or JSON lines: every line is handled and

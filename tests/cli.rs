@@ -598,6 +598,88 @@ fn help_describes_every_subcommand_once() {
             "`{name}`'s description holds two sentences: {line}"
         );
     }
+    // Each description is its own command's (issue 17: migrate once had export's, export none).
+    let description = |name: &str| {
+        let line = commands
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{help}"));
+        line.trim_start()[name.len()..].trim().to_owned()
+    };
+    let migrate = description("migrate");
+    let export = description("export");
+    assert_ne!(migrate, export);
+    assert!(
+        migrate.contains("PostgreSQL") && migrate.contains("schema"),
+        "{migrate}"
+    );
+    assert!(
+        export.contains("events") && export.contains("JSON lines"),
+        "{export}"
+    );
+    assert!(description("history").contains("history"));
+    assert!(description("verify").contains("hash chains"));
+}
+
+/// Every argument and option of every subcommand is described in its own `--help`.
+#[test]
+fn every_subcommand_describes_each_of_its_arguments() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .args(args)
+            .output()
+            .expect("closeloop runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let help = run(&["--help"]);
+    let names: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|name| name != "help")
+        .collect();
+    assert!(names.len() >= 12, "{names:?}");
+    for name in &names {
+        let text = run(&[name, "--help"]);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut in_list = false;
+        let mut entries = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if matches!(*line, "Arguments:" | "Options:") {
+                in_list = true;
+                continue;
+            }
+            if line.trim().is_empty() || !line.starts_with(' ') {
+                in_list = false;
+                continue;
+            }
+            let indent = line.len() - line.trim_start().len();
+            if !in_list || indent > 6 {
+                continue;
+            }
+            // `  <TICKET_ID>  text` or `  --store <STORE>  text`, or clap's long layout:
+            // the entry alone, its text on the next, further indented line.
+            entries += 1;
+            let described = line
+                .trim()
+                .split("  ")
+                .filter(|p| !p.trim().is_empty())
+                .count()
+                > 1
+                || lines.get(i + 1).is_some_and(|next| {
+                    !next.trim().is_empty() && next.len() - next.trim_start().len() > indent
+                });
+            assert!(
+                described,
+                "`{name}`: `{}` has no description:\n{text}",
+                line.trim()
+            );
+        }
+        assert!(entries >= 2, "`{name}` lists no arguments:\n{text}");
+    }
 }
 
 /// Issue 13, item 4: a note holding a newline, a fake event row and ANSI colour codes is
@@ -815,4 +897,60 @@ fn reading_a_missing_postgres_schema_fails_and_creates_nothing() {
         .expect("closeloop runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("nothing to read"), "{}", stderr(&out));
+}
+
+/// Issue 17: `history` and `verify` take the stream name `history` prints (`ticket-<uuid>`)
+/// as well as the bare UUID; `export --stream` of a stream with no events fails naming it.
+#[test]
+fn tickets_go_by_stream_name_too_and_an_empty_stream_is_no_export() {
+    let store = Store::new();
+    let ticket = Uuid::now_v7();
+    let mut lines = setup();
+    lines.push(cmd(
+        "open_ticket",
+        CRM,
+        "2026-11-02T09:00:00Z",
+        json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router down"}),
+    ));
+    let (out, replies) = store.submit(&lines);
+    assert!(out.status.success(), "{replies:?}");
+    let stream = format!("ticket-{ticket}");
+
+    let by_id = store.run(&["history", &ticket.to_string(), "--json"], None);
+    let by_stream = store.run(&["history", &stream, "--json"], None);
+    assert!(by_stream.status.success(), "{}", stderr(&by_stream));
+    let history: Value = serde_json::from_str(&stdout(&by_stream)).expect("history JSON");
+    assert_eq!(history["stream"], stream);
+    assert_eq!(stdout(&by_stream), stdout(&by_id));
+    let out = store.run(&["verify", &stream], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("1 events in 1 streams"),
+        "{}",
+        stdout(&out)
+    );
+    let out = store.run(&["history", "ticket-nope"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`ticket-<uuid>`"), "{}", stderr(&out));
+
+    let out = store.run(&["export", "--stream", &stream], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 1);
+    let other = format!("ticket-{}", Uuid::now_v7());
+    let out = store.run(&["export", "--stream", &other], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains(&format!("no stream {other} in the log")),
+        "{}",
+        stderr(&out)
+    );
+    // A bare UUID is no stream name: the refusal says what the name would be.
+    let out = store.run(&["export", "--stream", &ticket.to_string()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("named {stream}")),
+        "{}",
+        stderr(&out)
+    );
 }
