@@ -53,6 +53,8 @@ enum Cmd {
         /// How often to look for due warnings and breaches, in milliseconds.
         #[arg(long, env = "CLOSELOOP_SCHEDULER_INTERVAL_MS", default_value_t = 5_000)]
         interval_ms: u64,
+        #[command(flatten)]
+        log: serve::LogArgs,
     },
     /// Submit one command, or a JSON-lines stream of them, from FILE or stdin; one reply per line.
     Submit {
@@ -212,11 +214,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let nats = cli.nats.as_deref().unwrap_or(DEFAULT_NATS);
             serve::run(log, &cli.store, nats, *args).await
         }
-        Cmd::Schedule { interval_ms } => {
+        Cmd::Schedule {
+            interval_ms,
+            log: log_args,
+        } => {
             serve::schedule(
                 log,
                 &cli.store,
                 std::time::Duration::from_millis(interval_ms.max(10)),
+                log_args,
             )
             .await
         }

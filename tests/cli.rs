@@ -1,7 +1,7 @@
 //! The binary as users drive it: `submit`, `history`, `verify`, `export` and `demo` on an
 //! embedded SQLite store in a temporary directory.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
@@ -950,6 +950,65 @@ fn tickets_go_by_stream_name_too_and_an_empty_stream_is_no_export() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(&format!("named {stream}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Starts `closeloop schedule` with stderr piped, reads its first log line, stops it with
+/// SIGTERM and returns the line.
+fn first_log_line_of_schedule(extra: &[&str]) -> String {
+    let store = Store::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .arg("--store")
+        .arg(store.url())
+        .arg("schedule")
+        .args(extra)
+        .env("CLOSELOOP_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("closeloop schedule runs");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().expect("stderr"))
+        .read_line(&mut line)
+        .expect("a log line");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(child.wait().expect("schedule exits").success());
+    line
+}
+
+/// Issue 17: logs written to a pipe or file are plain text, no ANSI colour codes; and
+/// `--log-format json` writes JSON lines for log shippers.
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    let line = first_log_line_of_schedule(&[]);
+    assert!(line.contains("SLA scheduler running"), "{line:?}");
+    assert!(line.contains("INFO"), "{line:?}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "escape codes in a piped log: {line:?}"
+    );
+
+    let line = first_log_line_of_schedule(&["--log-format", "json", "--interval-ms", "250"]);
+    let logged: Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(logged["level"], "INFO", "{logged}");
+    assert_eq!(logged["message"], "SLA scheduler running", "{logged}");
+    assert_eq!(logged["every_ms"], 250, "{logged}");
+    assert!(logged["timestamp"].is_string(), "{logged}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["schedule", "--log-format", "xml"])
+        .output()
+        .expect("closeloop runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("[possible values: text, json]"),
         "{}",
         stderr(&out)
     );
