@@ -5,15 +5,15 @@ mod demo;
 mod replay;
 mod report;
 mod serve;
+mod submit;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::log::{self, EventLog};
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -56,7 +56,8 @@ enum Cmd {
         #[command(flatten)]
         log: serve::LogArgs,
     },
-    /// Submit one command, or a JSON-lines stream of them, from FILE or stdin; one reply per line.
+    /// Submit commands (JSON lines, or pretty-printed documents) from FILE or stdin; one
+    /// reply per command, naming the input line it starts on.
     Submit {
         /// A file of commands; stdin when absent or `-`.
         file: Option<String>,
@@ -209,7 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
-        Cmd::Submit { file } => submit(log, file).await,
+        Cmd::Submit { file } => submit::run(log, file).await,
         Cmd::Serve(args) => {
             let nats = cli.nats.as_deref().unwrap_or(DEFAULT_NATS);
             serve::run(log, &cli.store, nats, *args).await
@@ -288,46 +289,6 @@ async fn export(
     let mut out = std::io::BufWriter::new(stdout.lock());
     closeloop_replay::export::export(log.as_ref(), stream.as_deref(), since, &mut out).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// One command (the whole input is one JSON value), or JSON lines: every line is handled and
-/// answered in order. Exit code 1 when any command was rejected.
-async fn submit(log: Arc<dyn EventLog>, file: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut input = Vec::new();
-    match file.as_deref() {
-        None | Some("-") => {
-            std::io::stdin()
-                .read_to_end(&mut input)
-                .context("reading stdin")?;
-        }
-        Some(path) => input = std::fs::read(path).with_context(|| format!("reading {path}"))?,
-    }
-    // Local, like the store it opens: its input's actor and business time are trusted (any
-    // past time; still monotonic per stream and not in the future).
-    let handler = Handler::new(log, HandlerConfig::trusting());
-    let single = serde_json::from_slice::<serde_json::Value>(&input).is_ok();
-    let commands: Vec<&[u8]> = if single {
-        vec![&input[..]]
-    } else {
-        input
-            .split(|b| *b == b'\n')
-            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .collect()
-    };
-    let mut rejected = 0;
-    let mut out = std::io::stdout().lock();
-    for command in commands {
-        let reply = handler.handle_bytes(command).await;
-        if matches!(reply, Reply::Rejected { .. }) {
-            rejected += 1;
-        }
-        writeln!(out, "{}", reply.to_json())?;
-    }
-    Ok(if rejected > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 async fn history(

@@ -798,7 +798,8 @@ fn the_bad_input_corpus_is_refused_line_by_line_and_appends_nothing() {
         .map(|l| serde_json::from_str(l).expect("reply is JSON"))
         .collect();
     assert_eq!(replies.len(), corpus.len(), "one reply per line");
-    for ((kind, bytes, how), reply) in corpus.iter().zip(&replies) {
+    for (i, ((kind, bytes, how), reply)) in corpus.iter().zip(&replies).enumerate() {
+        assert_eq!(reply["line"], i + 1, "{kind}, {how}: {reply}");
         assert_eq!(
             reply["status"],
             "rejected",
@@ -953,6 +954,70 @@ fn tickets_go_by_stream_name_too_and_an_empty_stream_is_no_export() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Issue 17: `submit` reads pretty-printed documents, several in a row, and each reply names
+/// the input line its command starts on; a syntax error is one reply naming the input's line
+/// and column, and the documents after it are still read.
+#[test]
+fn submit_reads_pretty_documents_and_names_each_ones_line() {
+    let store = Store::new();
+    let mut input = String::new();
+    let mut starts = Vec::new();
+    let line_now = |input: &str| input.matches('\n').count() + 1;
+    let commands = setup();
+    for (i, command) in commands.iter().enumerate() {
+        if i == 3 {
+            // A hand-edited document with a comma missing after its second field.
+            starts.push(line_now(&input));
+            input.push_str("{\n  \"command_id\": \"0190c7b8-0000-7000-8000-0000000000b1\"\n  \"type\": \"add_note\"\n}\n\n");
+        }
+        starts.push(line_now(&input));
+        input.push_str(&serde_json::to_string_pretty(command).unwrap());
+        input.push('\n');
+    }
+    let broken = starts[3];
+    let out = store.run(&["submit"], Some(&input));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let replies: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("reply is JSON"))
+        .collect();
+    assert_eq!(replies.len(), commands.len() + 1, "{replies:#?}");
+    for (reply, start) in replies.iter().zip(&starts) {
+        assert_eq!(reply["line"], *start, "{reply}");
+        if *start == broken {
+            assert_eq!(reply["status"], "rejected");
+            assert_eq!(reply["error"]["code"], "validation");
+            let message = reply["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("line {} column 3 of the input", broken + 2)),
+                "{message}"
+            );
+        } else {
+            assert_eq!(reply["status"], "accepted", "{reply}");
+        }
+    }
+
+    // One pretty-printed document: one reply, at line 1.
+    let ticket = Uuid::now_v7();
+    let open = cmd(
+        "open_ticket",
+        CRM,
+        "2026-11-02T09:00:00Z",
+        json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router down"}),
+    );
+    let out = store.run(
+        &["submit"],
+        Some(&format!(
+            "\n{}\n",
+            serde_json::to_string_pretty(&open).unwrap()
+        )),
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let reply: Value = serde_json::from_str(stdout(&out).trim()).expect("one reply");
+    assert_eq!(reply["line"], 2);
+    assert_eq!(reply["stream"], format!("ticket-{ticket}"));
 }
 
 /// Starts `closeloop schedule` with stderr piped, reads its first log line, stops it with
