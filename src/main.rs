@@ -1,6 +1,23 @@
 //! `closeloop`: the command-line front of the engine. Thin by design: each subcommand parses
 //! its arguments, opens the store and calls into the library crates.
 
+/// `println!` that returns the write's error instead of panicking: a closed pipe
+/// (`closeloop report sla | head -1`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        writeln!(::std::io::stdout(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns the write's error, like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        write!(::std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod demo;
 mod replay;
 mod report;
@@ -182,11 +199,26 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        // The reader went away (`closeloop report sla | head -1`): it had what it wanted.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether writing to stdout failed because its reader closed the pipe.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -370,9 +402,9 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
         return Ok(ExitCode::from(1));
     }
     for b in &report.breaks {
-        println!("BROKEN {b}");
+        outln!("BROKEN {b}")?;
     }
-    println!(
+    outln!(
         "{} events in {} streams checked: {}",
         report.events,
         report.streams,
@@ -381,7 +413,7 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
         } else {
             format!("{} breaks", report.breaks.len())
         }
-    );
+    )?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
@@ -393,11 +425,11 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
 fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
     let public = closeloop_replay::checkpoint::keygen(out)?;
     let public_path = closeloop_replay::checkpoint::public_key_path(out);
-    println!(
+    outln!(
         "secret key: {} (mode 0600: keep it away from the database and its operators)",
         out.display()
-    );
-    println!("public key: {} ({public})", public_path.display());
+    )?;
+    outln!("public key: {} ({public})", public_path.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -428,7 +460,7 @@ async fn checkpoint(
         serve::publish_checkpoint(&js, &nats.target, &taken).await?;
         client.flush().await?;
     }
-    println!(
+    outln!(
         "checkpoint of log {} at position {} ({} streams, root {}) appended to {}{}",
         taken.log_id,
         taken.head,
@@ -436,7 +468,7 @@ async fn checkpoint(
         taken.root,
         out.display(),
         nats.map_or_else(String::new, |n| format!(" and to {}", n.target.stream))
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -452,12 +484,12 @@ async fn verify_checkpoints(
         .with_context(|| format!("reading {}", checkpoints.display()))?;
     let report = checkpoint::verify(log.as_ref(), &text, &public).await?;
     for b in &report.log.breaks {
-        println!("BROKEN {b}");
+        outln!("BROKEN {b}")?;
     }
     for finding in &report.findings {
-        println!("BROKEN {finding}");
+        outln!("BROKEN {finding}")?;
     }
-    println!(
+    outln!(
         "{} events in {} streams checked: {}",
         report.log.events,
         report.log.streams,
@@ -466,7 +498,7 @@ async fn verify_checkpoints(
         } else {
             format!("{} breaks", report.log.breaks.len())
         }
-    );
+    )?;
     let covered = match &report.covered {
         Some(c) => format!(
             "the newest valid checkpoint (line {}, {}) covers positions 1..={} (the log's head is {})",
@@ -474,12 +506,12 @@ async fn verify_checkpoints(
         ),
         None => "no valid checkpoint covers any of it".to_owned(),
     };
-    println!(
+    outln!(
         "log {}: {} checkpoints read, {} findings; {covered}",
         report.log_id,
         report.checkpoints,
         report.findings.len()
-    );
+    )?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
@@ -498,15 +530,16 @@ async fn migrate(store: &str) -> anyhow::Result<ExitCode> {
         .await
         .context("migrating")?;
     if done.applied.is_empty() {
-        println!(
+        outln!(
             "schema {} is up to date at version {}",
-            done.schema, done.version
-        );
+            done.schema,
+            done.version
+        )?;
     } else {
         for (version, name) in &done.applied {
-            println!("applied {version:04} {name} to schema {}", done.schema);
+            outln!("applied {version:04} {name} to schema {}", done.schema)?;
         }
-        println!("schema {} is now at version {}", done.schema, done.version);
+        outln!("schema {} is now at version {}", done.schema, done.version)?;
     }
     Ok(ExitCode::SUCCESS)
 }

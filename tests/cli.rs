@@ -1020,6 +1020,108 @@ fn submit_reads_pretty_documents_and_names_each_ones_line() {
     assert_eq!(reply["stream"], format!("ticket-{ticket}"));
 }
 
+/// Runs `args` on `store` with stdout piped, reads one line, closes the pipe, and returns
+/// the exit status and stderr.
+fn close_stdout_after_a_line(
+    store: &Store,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .arg("--store")
+        .arg(store.url())
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("closeloop runs");
+    if let Some(text) = stdin {
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a first line");
+    assert!(!first.is_empty(), "{args:?} printed nothing");
+    // The read end is dropped here: the next write after the pipe's buffer fills fails.
+    let out = child.wait_with_output().expect("closeloop finishes");
+    (out.status.code(), stderr(&out))
+}
+
+/// Issue 17: `closeloop report sla | head -1` ends quietly: exit 0, no "Broken pipe". Each
+/// output is larger than a pipe's buffer, so the writes do fail. `submit` stops too, but says
+/// on stderr which commands it did not submit, and exits 1.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let store = Store::new();
+    let out = store.run(
+        &[
+            "demo",
+            "--tickets",
+            "200",
+            "--days",
+            "5",
+            "--customers",
+            "50",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = store.exported();
+    assert!(events.len() > 1000, "{}", events.len());
+    for args in [
+        &["export"][..],
+        &["report", "sla", "--json", "--limit", "10000"],
+    ] {
+        // More than a pipe's buffer (64 KiB): writing it all must meet the closed pipe.
+        let whole = store.run(args, None);
+        assert!(
+            whole.stdout.len() > 128 << 10,
+            "{args:?}: {}",
+            whole.stdout.len()
+        );
+        let (code, err) = close_stdout_after_a_line(&store, args, None);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+
+    let customers: String = (0..2000)
+        .map(|i| {
+            let c = cmd(
+                "register_customer",
+                ADMIN,
+                "2026-11-02T07:00:00Z",
+                json!({"customer_id": format!("pipe-{i}"), "name": "n", "grade": "standard"}),
+            );
+            format!("{c}\n")
+        })
+        .collect();
+    let (code, err) = close_stdout_after_a_line(&store, &["submit"], Some(&customers));
+    assert_eq!(code, Some(1), "{err}");
+    let from: usize = err
+        .split("the commands from line ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line named: {err}"));
+    assert!(
+        err.contains("not submitted") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    let submitted = store
+        .exported()
+        .iter()
+        .filter(|e| e["stream"].as_str().unwrap().starts_with("customer-pipe-"))
+        .count();
+    assert_eq!(submitted, from - 1, "{err}");
+}
+
 /// Starts `closeloop schedule` with stderr piped, reads its first log line, stops it with
 /// SIGTERM and returns the line.
 fn first_log_line_of_schedule(extra: &[&str]) -> String {
