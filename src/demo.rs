@@ -45,17 +45,17 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         customers: args.customers,
         ..WorkloadConfig::default()
     };
-    println!(
+    outln!(
         "Generating a workload: {} tickets from {} customers over {} days (seed {}), 5 teams on 3 support lines.",
         config.tickets, config.customers, config.days, config.seed
-    );
+    )?;
     // Generated day by day while it runs: held whole, 50,000 tickets' commands alone took
     // about 240 MiB.
     let workload = workload::generate_lazy(&config)?;
-    println!(
+    outln!(
         "Driving it through the command handler into {store} ({} tickets at a time), each simulated day generated as it starts.",
         args.concurrency
-    );
+    )?;
     // The total is known only at the end: the bar counts simulated hours.
     let bar = ProgressBar::new(u64::from(config.days) * 24);
     bar.set_style(
@@ -90,20 +90,20 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     let total = stats.accepted + stats.duplicates + stats.rejected;
     let scheduled = scheduler.lock().await.counts.clone();
     let seconds = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "Done in {seconds:.1} s ({total} commands, {:.0} commands/s): {} accepted, {} duplicates, {} rejected.",
         total as f64 / seconds.max(1e-9),
         stats.accepted,
         stats.duplicates,
         stats.rejected
-    );
+    )?;
     if stats.duplicates > 0 {
-        println!("  (duplicates: this store already held this seed's commands; each was answered with its first reply and appended nothing)");
+        outln!("  (duplicates: this store already held this seed's commands; each was answered with its first reply and appended nothing)")?;
     }
     for r in &stats.rejections {
-        println!("  rejected: {r}");
+        outln!("  rejected: {r}")?;
     }
-    println!(
+    outln!(
         "SLA scheduler, run after every simulated {TICK_MINUTES} minutes: {} warnings and {} breaches recorded (role system){}.",
         scheduled.warnings,
         scheduled.breaches,
@@ -112,18 +112,18 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         } else {
             String::new()
         }
-    );
+    )?;
     if scheduled.refused > 0 {
-        println!(
+        outln!(
             "  {} scheduler commands refused: the ticket was resolved or closed within the same tick (expected to be rare; not workload rejections)",
             scheduled.refused
-        );
+        )?;
     }
     if let Some(e) = &scheduled.error {
-        println!("  the tables' projector stopped: {e}");
+        outln!("  the tables' projector stopped: {e}")?;
     }
 
-    println!("\nReading the log back...");
+    outln!("\nReading the log back...")?;
     let mut summary = TicketSummary::default();
     let (mut warnings, mut breaches) = (0, 0);
     let mut after = 0;
@@ -142,8 +142,8 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         }
     }
     summary.finish();
-    print_summary(&summary);
-    println!("SLA events in the log: {warnings} warnings, {breaches} breaches");
+    print_summary(&summary)?;
+    outln!("SLA events in the log: {warnings} warnings, {breaches} breaches")?;
 
     let models = crate::report::tables_caught_up(log.clone(), tables).await?;
     let query = closeloop_projections::report::ReportQuery {
@@ -151,7 +151,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         ..Default::default()
     };
     let report_time = config.start + jiff::SignedDuration::from_hours(24 * i64::from(config.days));
-    println!("\nReports at the end of the simulated period ({report_time}):");
+    outln!("\nReports at the end of the simulated period ({report_time}):")?;
     for name in closeloop_projections::models::REPORTS {
         let value = models
             .report(name, &query, report_time)
@@ -163,7 +163,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     }
 
     let report = closeloop_replay::verify::verify_log(log.as_ref(), |_| {}).await?;
-    println!(
+    outln!(
         "\nAudit: {} events in {} streams; {}.",
         report.events,
         report.streams,
@@ -172,7 +172,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         } else {
             "BREAKS FOUND (run `closeloop verify`)"
         }
-    );
+    )?;
     Ok(
         if stats.rejected == 0 && scheduled.error.is_none() && report.ok() {
             ExitCode::SUCCESS
@@ -260,36 +260,39 @@ impl Scheduler {
     }
 }
 
-fn print_summary(s: &TicketSummary) {
-    println!(
+fn print_summary(s: &TicketSummary) -> std::io::Result<()> {
+    outln!(
         "Tickets by state and customer grade ({} tickets, {} events):",
-        s.tickets, s.events
-    );
-    print!("  {:<18}", "state");
+        s.tickets,
+        s.events
+    )?;
+    out!("  {:<18}", "state")?;
     for g in Grade::ALL {
-        print!("{:>12}", g.as_str());
+        out!("{:>12}", g.as_str())?;
     }
-    println!("{:>8}", "total");
+    outln!("{:>8}", "total")?;
     for status in TicketStatus::ALL {
         let row = s.by_status.get(status);
-        print!("  {:<18}", status.as_str());
+        out!("  {:<18}", status.as_str())?;
         let mut total = 0;
         for g in Grade::ALL {
             let n = row.and_then(|r| r.get(g)).copied().unwrap_or(0);
             total += n;
-            print!("{n:>12}");
+            out!("{n:>12}")?;
         }
-        println!("{total:>8}");
+        outln!("{total:>8}")?;
     }
-    println!(
+    outln!(
         "Escalations: {}   Reopenings: {}",
-        s.escalations, s.reopenings
-    );
+        s.escalations,
+        s.reopenings
+    )?;
     match s.survey_mean() {
-        Some(mean) => println!(
+        Some(mean) => outln!(
             "Satisfaction: mean survey score {mean:.2} / 5 over {} surveys; {} quality-inspection callbacks",
             s.survey_ratings, s.callback_ratings
-        ),
-        None => println!("Satisfaction: no surveys answered"),
+        )?,
+        None => outln!("Satisfaction: no surveys answered")?,
     }
+    Ok(())
 }

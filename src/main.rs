@@ -1,19 +1,36 @@
 //! `closeloop`: the command-line front of the engine. Thin by design: each subcommand parses
 //! its arguments, opens the store and calls into the library crates.
 
+/// `println!` that returns the write's error instead of panicking: a closed pipe
+/// (`closeloop report sla | head -1`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        writeln!(::std::io::stdout(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns the write's error, like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        write!(::std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod demo;
 mod replay;
 mod report;
 mod serve;
+mod submit;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::log::{self, EventLog};
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -53,14 +70,19 @@ enum Cmd {
         /// How often to look for due warnings and breaches, in milliseconds.
         #[arg(long, env = "CLOSELOOP_SCHEDULER_INTERVAL_MS", default_value_t = 5_000)]
         interval_ms: u64,
+        #[command(flatten)]
+        log: serve::LogArgs,
     },
-    /// Submit one command, or a JSON-lines stream of them, from FILE or stdin; one reply per line.
+    /// Submit commands (JSON lines, or pretty-printed documents) from FILE or stdin; one
+    /// reply per command, naming the input line it starts on.
     Submit {
         /// A file of commands; stdin when absent or `-`.
         file: Option<String>,
     },
     /// A ticket's complete history (actor, time, reason), or its state as of a time.
     History {
+        /// The ticket: its UUID, or its stream's name `ticket-<uuid>`.
+        #[arg(value_parser = ticket_id)]
         ticket_id: Uuid,
         /// Stop at this business time (RFC 3339): what had happened by then.
         #[arg(long)]
@@ -75,14 +97,14 @@ enum Cmd {
     /// Read models as tables or JSON (sla, satisfaction, performance), after catching the
     /// projections up to the head of the log.
     Report(report::ReportArgs),
-    /// Rebuild projections from the log beside the live ones, with progress, then switch
-    /// atomically; with --until, build them as of a position or time under `<name>@<until>`.
+    /// Rebuild the read-model tables from the log beside the live ones, then switch them in
+    /// atomically; with --until, build them as of a position or time under a name of their own.
     Replay(replay::ReplayArgs),
     /// Check hash chains and version/position contiguity, and with --checkpoints the log
     /// against every signed checkpoint; non-zero exit on any break.
     Verify {
-        /// Only this ticket's stream.
-        #[arg(conflicts_with = "checkpoints")]
+        /// Only this ticket's stream: its UUID, or the stream's name `ticket-<uuid>`.
+        #[arg(conflicts_with = "checkpoints", value_parser = ticket_id)]
         ticket_id: Option<Uuid>,
         /// A checkpoints file (JSON lines, as `checkpoint` appends them).
         #[arg(long, requires = "public_key")]
@@ -120,15 +142,45 @@ enum Cmd {
     },
     /// Create or upgrade the PostgreSQL schema (`--store postgres://...[?schema=NAME]`).
     Migrate,
-    /// Stored events as JSON lines with their hashes.
+    /// Print the log's stored events as JSON lines, with their hashes and the log's id.
     Export {
-        /// A stream name such as `ticket-<uuid>`.
+        /// Only this stream, such as `ticket-<uuid>` (exit 1 when it has no events).
         #[arg(long)]
         stream: Option<String>,
         /// Only events that occurred at or after this time (RFC 3339).
         #[arg(long)]
         since: Option<Timestamp>,
     },
+}
+
+impl Cmd {
+    /// Whether the command reads a log that must exist (and so never creates one). `replay`
+    /// and `checkpoint` write beside the log (tables, a checkpoints file) but a missing log
+    /// would only give them an empty one to rebuild or sign.
+    fn reads_the_log_only(&self) -> bool {
+        match self {
+            Cmd::History { .. }
+            | Cmd::Report(_)
+            | Cmd::Replay(_)
+            | Cmd::Verify { .. }
+            | Cmd::Checkpoint { .. }
+            | Cmd::Export { .. } => true,
+            Cmd::Demo(_)
+            | Cmd::Serve(_)
+            | Cmd::Schedule { .. }
+            | Cmd::Submit { .. }
+            | Cmd::Keygen { .. }
+            | Cmd::Migrate => false,
+        }
+    }
+}
+
+/// A ticket id as `history` and `verify` take it: the UUID, or the stream name that
+/// `history` prints and `export` writes (`ticket-<uuid>`).
+fn ticket_id(text: &str) -> Result<Uuid, String> {
+    let id = text.strip_prefix("ticket-").unwrap_or(text);
+    Uuid::parse_str(id)
+        .map_err(|e| format!("expected a ticket id, a UUID or `ticket-<uuid>` ({e})"))
 }
 
 /// The NATS server `serve` uses when `--nats` is not given.
@@ -147,11 +199,26 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        // The reader went away (`closeloop report sla | head -1`): it had what it wanted.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether writing to stdout failed because its reader closed the pipe.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -161,21 +228,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Cmd::Keygen { out } = &cli.command {
         return keygen(out);
     }
-    let log = log::open(&cli.store)
-        .await
-        .with_context(|| format!("opening store {}", cli.store))?;
+    // Commands that only read the log never create one: a mistyped path would otherwise
+    // become an empty log that `verify` calls intact.
+    let opened = if cli.command.reads_the_log_only() {
+        log::open_existing(&cli.store).await
+    } else {
+        log::open(&cli.store).await
+    };
+    let log = match opened {
+        Ok(log) => log,
+        Err(e @ closeloop_core::Error::NoStore(_)) => return Err(e.into()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("opening store {}", cli.store))),
+    };
     match cli.command {
         Cmd::Demo(args) => demo::run(log, &cli.store, args).await,
-        Cmd::Submit { file } => submit(log, file).await,
+        Cmd::Submit { file } => submit::run(log, file).await,
         Cmd::Serve(args) => {
             let nats = cli.nats.as_deref().unwrap_or(DEFAULT_NATS);
             serve::run(log, &cli.store, nats, *args).await
         }
-        Cmd::Schedule { interval_ms } => {
+        Cmd::Schedule {
+            interval_ms,
+            log: log_args,
+        } => {
             serve::schedule(
                 log,
                 &cli.store,
                 std::time::Duration::from_millis(interval_ms.max(10)),
+                log_args,
             )
             .await
         }
@@ -216,54 +296,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint(log, &key, &out, nats).await
         }
         Cmd::Migrate | Cmd::Keygen { .. } => unreachable!("handled before the store is opened"),
-        Cmd::Export { stream, since } => {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            closeloop_replay::export::export(log.as_ref(), stream.as_deref(), since, &mut out)
-                .await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Export { stream, since } => export(log, stream, since).await,
     }
 }
 
-/// One command (the whole input is one JSON value), or JSON lines: every line is handled and
-/// answered in order. Exit code 1 when any command was rejected.
-async fn submit(log: Arc<dyn EventLog>, file: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut input = Vec::new();
-    match file.as_deref() {
-        None | Some("-") => {
-            std::io::stdin()
-                .read_to_end(&mut input)
-                .context("reading stdin")?;
+/// `closeloop export`: the whole log, or one stream, which must have events: a stream name
+/// with none is a mistake (a bare UUID, a typo), not an empty stream.
+async fn export(
+    log: Arc<dyn EventLog>,
+    stream: Option<String>,
+    since: Option<Timestamp>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &stream {
+        if log.read_stream_page(name, 0, 1).await?.is_empty() {
+            let hint = match Uuid::parse_str(name) {
+                Ok(id) => format!(" (a ticket's stream is named ticket-{id})"),
+                Err(_) => String::new(),
+            };
+            eprintln!("no stream {name} in the log: it has no events{hint}");
+            return Ok(ExitCode::from(1));
         }
-        Some(path) => input = std::fs::read(path).with_context(|| format!("reading {path}"))?,
     }
-    // Local, like the store it opens: its input's actor and business time are trusted (any
-    // past time; still monotonic per stream and not in the future).
-    let handler = Handler::new(log, HandlerConfig::trusting());
-    let single = serde_json::from_slice::<serde_json::Value>(&input).is_ok();
-    let commands: Vec<&[u8]> = if single {
-        vec![&input[..]]
-    } else {
-        input
-            .split(|b| *b == b'\n')
-            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .collect()
-    };
-    let mut rejected = 0;
-    let mut out = std::io::stdout().lock();
-    for command in commands {
-        let reply = handler.handle_bytes(command).await;
-        if matches!(reply, Reply::Rejected { .. }) {
-            rejected += 1;
-        }
-        writeln!(out, "{}", reply.to_json())?;
-    }
-    Ok(if rejected > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    closeloop_replay::export::export(log.as_ref(), stream.as_deref(), since, &mut out).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn history(
@@ -345,9 +402,9 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
         return Ok(ExitCode::from(1));
     }
     for b in &report.breaks {
-        println!("BROKEN {b}");
+        outln!("BROKEN {b}")?;
     }
-    println!(
+    outln!(
         "{} events in {} streams checked: {}",
         report.events,
         report.streams,
@@ -356,7 +413,7 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
         } else {
             format!("{} breaks", report.breaks.len())
         }
-    );
+    )?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
@@ -368,11 +425,11 @@ async fn verify(log: Arc<dyn EventLog>, ticket_id: Option<Uuid>) -> anyhow::Resu
 fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
     let public = closeloop_replay::checkpoint::keygen(out)?;
     let public_path = closeloop_replay::checkpoint::public_key_path(out);
-    println!(
+    outln!(
         "secret key: {} (mode 0600: keep it away from the database and its operators)",
         out.display()
-    );
-    println!("public key: {} ({public})", public_path.display());
+    )?;
+    outln!("public key: {} ({public})", public_path.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -403,7 +460,7 @@ async fn checkpoint(
         serve::publish_checkpoint(&js, &nats.target, &taken).await?;
         client.flush().await?;
     }
-    println!(
+    outln!(
         "checkpoint of log {} at position {} ({} streams, root {}) appended to {}{}",
         taken.log_id,
         taken.head,
@@ -411,7 +468,7 @@ async fn checkpoint(
         taken.root,
         out.display(),
         nats.map_or_else(String::new, |n| format!(" and to {}", n.target.stream))
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -427,12 +484,12 @@ async fn verify_checkpoints(
         .with_context(|| format!("reading {}", checkpoints.display()))?;
     let report = checkpoint::verify(log.as_ref(), &text, &public).await?;
     for b in &report.log.breaks {
-        println!("BROKEN {b}");
+        outln!("BROKEN {b}")?;
     }
     for finding in &report.findings {
-        println!("BROKEN {finding}");
+        outln!("BROKEN {finding}")?;
     }
-    println!(
+    outln!(
         "{} events in {} streams checked: {}",
         report.log.events,
         report.log.streams,
@@ -441,7 +498,7 @@ async fn verify_checkpoints(
         } else {
             format!("{} breaks", report.log.breaks.len())
         }
-    );
+    )?;
     let covered = match &report.covered {
         Some(c) => format!(
             "the newest valid checkpoint (line {}, {}) covers positions 1..={} (the log's head is {})",
@@ -449,12 +506,12 @@ async fn verify_checkpoints(
         ),
         None => "no valid checkpoint covers any of it".to_owned(),
     };
-    println!(
+    outln!(
         "log {}: {} checkpoints read, {} findings; {covered}",
         report.log_id,
         report.checkpoints,
         report.findings.len()
-    );
+    )?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
@@ -473,15 +530,16 @@ async fn migrate(store: &str) -> anyhow::Result<ExitCode> {
         .await
         .context("migrating")?;
     if done.applied.is_empty() {
-        println!(
+        outln!(
             "schema {} is up to date at version {}",
-            done.schema, done.version
-        );
+            done.schema,
+            done.version
+        )?;
     } else {
         for (version, name) in &done.applied {
-            println!("applied {version:04} {name} to schema {}", done.schema);
+            outln!("applied {version:04} {name} to schema {}", done.schema)?;
         }
-        println!("schema {} is now at version {}", done.schema, done.version);
+        outln!("schema {} is now at version {}", done.schema, done.version)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -72,29 +72,31 @@ pub async fn run(
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "{} events in {:.2} s: {:.0} events/s{resumed}",
         summary.events,
         summary.seconds,
         summary.events_per_second()
-    );
+    )?;
     if summary.completed && args.until.is_some() {
-        println!(
+        outln!(
             "tables built as of position {} in {}",
-            summary.position, summary.target
-        );
+            summary.position,
+            summary.target
+        )?;
         Ok(ExitCode::SUCCESS)
     } else if summary.completed {
-        println!(
+        outln!(
             "tables rebuilt to position {} in {} and switched",
-            summary.position, summary.target
-        );
+            summary.position,
+            summary.target
+        )?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
+        outln!(
             "interrupted at position {}; run the same command again to resume",
             summary.position
-        );
+        )?;
         Ok(ExitCode::from(130))
     }
 }

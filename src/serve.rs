@@ -211,6 +211,31 @@ pub struct ServeArgs {
     /// subjects may act as any agent, supervisor, service or auditor).
     #[arg(long, env = "CLOSELOOP_INSECURE_NO_AUTH", conflicts_with = "auth_keys")]
     insecure_no_auth: bool,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// How the logs (on stderr) are written: by `serve` and `schedule`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct LogArgs {
+    /// Logs as plain text (coloured only on a terminal), or as JSON lines for a log shipper
+    /// (`timestamp`, `level`, `target`, `message` and the event's own fields); the level is
+    /// set by CLOSELOOP_LOG (default info).
+    #[arg(
+        long,
+        value_enum,
+        env = "CLOSELOOP_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl ServeArgs {
@@ -293,14 +318,22 @@ impl ServeArgs {
     }
 }
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
+/// Logs to stderr at the level of CLOSELOOP_LOG (default info): text with ANSI colours only
+/// when stderr is a terminal (never escape codes in a log file), or JSON lines.
+fn init_tracing(log: LogArgs) {
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CLOSELOOP_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match log.log_format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Runs `serve` until SIGINT or SIGTERM, then drains and returns success.
@@ -310,7 +343,7 @@ pub async fn run(
     nats_url: &str,
     args: ServeArgs,
 ) -> anyhow::Result<ExitCode> {
-    init_tracing();
+    init_tracing(args.log);
     let shutdown = shutdown_signal();
     let config = args.config()?;
     let handler_config = args.handler_config();
@@ -612,8 +645,9 @@ pub async fn schedule(
     log: Arc<dyn EventLog>,
     store: &str,
     interval: Duration,
+    log_args: LogArgs,
 ) -> anyhow::Result<ExitCode> {
-    init_tracing();
+    init_tracing(log_args);
     let shutdown = shutdown_signal();
     let tables = closeloop_projections::tables::open_tables(store)
         .await

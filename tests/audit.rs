@@ -311,6 +311,9 @@ fn hostile_key_files_get_precise_errors() {
     write("short", "abcd\n", 0o600);
     write("nothex", &format!("{}\n", "zz".repeat(32)), 0o600);
     write("open", &format!("{}\n", "11".repeat(32)), 0o644);
+    // A store to sign (`checkpoint` reads only an existing log): an empty submit creates it.
+    let created = closeloop(&store, dir.path(), &["submit"]);
+    assert!(created.status.success(), "{}", text(&created));
     for (key, expected) in [
         (
             "short",

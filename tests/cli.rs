@@ -1,7 +1,7 @@
 //! The binary as users drive it: `submit`, `history`, `verify`, `export` and `demo` on an
 //! embedded SQLite store in a temporary directory.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
@@ -598,6 +598,88 @@ fn help_describes_every_subcommand_once() {
             "`{name}`'s description holds two sentences: {line}"
         );
     }
+    // Each description is its own command's (issue 17: migrate once had export's, export none).
+    let description = |name: &str| {
+        let line = commands
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{help}"));
+        line.trim_start()[name.len()..].trim().to_owned()
+    };
+    let migrate = description("migrate");
+    let export = description("export");
+    assert_ne!(migrate, export);
+    assert!(
+        migrate.contains("PostgreSQL") && migrate.contains("schema"),
+        "{migrate}"
+    );
+    assert!(
+        export.contains("events") && export.contains("JSON lines"),
+        "{export}"
+    );
+    assert!(description("history").contains("history"));
+    assert!(description("verify").contains("hash chains"));
+}
+
+/// Every argument and option of every subcommand is described in its own `--help`.
+#[test]
+fn every_subcommand_describes_each_of_its_arguments() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .args(args)
+            .output()
+            .expect("closeloop runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let help = run(&["--help"]);
+    let names: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|name| name != "help")
+        .collect();
+    assert!(names.len() >= 12, "{names:?}");
+    for name in &names {
+        let text = run(&[name, "--help"]);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut in_list = false;
+        let mut entries = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if matches!(*line, "Arguments:" | "Options:") {
+                in_list = true;
+                continue;
+            }
+            if line.trim().is_empty() || !line.starts_with(' ') {
+                in_list = false;
+                continue;
+            }
+            let indent = line.len() - line.trim_start().len();
+            if !in_list || indent > 6 {
+                continue;
+            }
+            // `  <TICKET_ID>  text` or `  --store <STORE>  text`, or clap's long layout:
+            // the entry alone, its text on the next, further indented line.
+            entries += 1;
+            let described = line
+                .trim()
+                .split("  ")
+                .filter(|p| !p.trim().is_empty())
+                .count()
+                > 1
+                || lines.get(i + 1).is_some_and(|next| {
+                    !next.trim().is_empty() && next.len() - next.trim_start().len() > indent
+                });
+            assert!(
+                described,
+                "`{name}`: `{}` has no description:\n{text}",
+                line.trim()
+            );
+        }
+        assert!(entries >= 2, "`{name}` lists no arguments:\n{text}");
+    }
 }
 
 /// Issue 13, item 4: a note holding a newline, a fake event row and ANSI colour codes is
@@ -716,7 +798,8 @@ fn the_bad_input_corpus_is_refused_line_by_line_and_appends_nothing() {
         .map(|l| serde_json::from_str(l).expect("reply is JSON"))
         .collect();
     assert_eq!(replies.len(), corpus.len(), "one reply per line");
-    for ((kind, bytes, how), reply) in corpus.iter().zip(&replies) {
+    for (i, ((kind, bytes, how), reply)) in corpus.iter().zip(&replies).enumerate() {
+        assert_eq!(reply["line"], i + 1, "{kind}, {how}: {reply}");
         assert_eq!(
             reply["status"],
             "rejected",
@@ -726,4 +809,374 @@ fn the_bad_input_corpus_is_refused_line_by_line_and_appends_nothing() {
         assert_eq!(reply["error"]["kind"], "refused", "{kind}, {how}: {reply}");
     }
     assert_eq!(store.exported().len(), before, "nothing appended");
+}
+
+/// Issue 17: the subcommands that only read the log never create a store. A mistyped path
+/// fails naming the path and how to create a store, and no file appears.
+#[test]
+fn reading_a_missing_sqlite_store_fails_and_creates_nothing() {
+    let store = Store::new();
+    let missing = store.dir.path().join("closelop.db");
+    let url = format!("sqlite://{}", missing.display());
+    let ticket = Uuid::now_v7().to_string();
+    let reads: &[&[&str]] = &[
+        &["verify"],
+        &["verify", &ticket],
+        &["report", "sla"],
+        &["report", "sla", "--replayed", "5"],
+        &["history", &ticket],
+        &["export"],
+        &["export", "--stream", "customer-c-1"],
+        &["replay", "all"],
+        &["checkpoint", "--key", "no-such.key"],
+    ];
+    for args in reads {
+        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("--store")
+            .arg(&url)
+            .args(*args)
+            .current_dir(store.dir.path())
+            .output()
+            .expect("closeloop runs");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+        assert!(
+            err.contains(&format!("no event log at {url}"))
+                && err.contains("does not exist")
+                && err.contains("closeloop demo"),
+            "{args:?}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(store.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+}
+
+/// The same on PostgreSQL: a schema never migrated is reported, not created; and `memory:`,
+/// empty in every process, has nothing to read.
+#[test]
+fn reading_a_missing_postgres_schema_fails_and_creates_nothing() {
+    let base = std::env::var("CLOSELOOP_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("cl_cli_{}", Uuid::now_v7().simple());
+    let url = format!("{base}?schema={schema}");
+    for args in [&["verify"][..], &["export"], &["report", "sla"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .arg("--store")
+            .arg(&url)
+            .args(args)
+            .output()
+            .expect("closeloop runs");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("no event log in schema `{schema}`"))
+                && err.contains("closeloop migrate"),
+            "{args:?}: {err}"
+        );
+    }
+    let found = Command::new("psql")
+        .args(["-X", "-At", &base, "-c"])
+        .arg(format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'"
+        ))
+        .output()
+        .expect("psql runs");
+    assert_eq!(
+        stdout(&found).trim(),
+        "0",
+        "the schema was created: {}",
+        stderr(&found)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", "memory:", "verify"])
+        .output()
+        .expect("closeloop runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nothing to read"), "{}", stderr(&out));
+}
+
+/// Issue 17: `history` and `verify` take the stream name `history` prints (`ticket-<uuid>`)
+/// as well as the bare UUID; `export --stream` of a stream with no events fails naming it.
+#[test]
+fn tickets_go_by_stream_name_too_and_an_empty_stream_is_no_export() {
+    let store = Store::new();
+    let ticket = Uuid::now_v7();
+    let mut lines = setup();
+    lines.push(cmd(
+        "open_ticket",
+        CRM,
+        "2026-11-02T09:00:00Z",
+        json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router down"}),
+    ));
+    let (out, replies) = store.submit(&lines);
+    assert!(out.status.success(), "{replies:?}");
+    let stream = format!("ticket-{ticket}");
+
+    let by_id = store.run(&["history", &ticket.to_string(), "--json"], None);
+    let by_stream = store.run(&["history", &stream, "--json"], None);
+    assert!(by_stream.status.success(), "{}", stderr(&by_stream));
+    let history: Value = serde_json::from_str(&stdout(&by_stream)).expect("history JSON");
+    assert_eq!(history["stream"], stream);
+    assert_eq!(stdout(&by_stream), stdout(&by_id));
+    let out = store.run(&["verify", &stream], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("1 events in 1 streams"),
+        "{}",
+        stdout(&out)
+    );
+    let out = store.run(&["history", "ticket-nope"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`ticket-<uuid>`"), "{}", stderr(&out));
+
+    let out = store.run(&["export", "--stream", &stream], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 1);
+    let other = format!("ticket-{}", Uuid::now_v7());
+    let out = store.run(&["export", "--stream", &other], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains(&format!("no stream {other} in the log")),
+        "{}",
+        stderr(&out)
+    );
+    // A bare UUID is no stream name: the refusal says what the name would be.
+    let out = store.run(&["export", "--stream", &ticket.to_string()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("named {stream}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue 17: `submit` reads pretty-printed documents, several in a row, and each reply names
+/// the input line its command starts on; a syntax error is one reply naming the input's line
+/// and column, and the documents after it are still read.
+#[test]
+fn submit_reads_pretty_documents_and_names_each_ones_line() {
+    let store = Store::new();
+    let mut input = String::new();
+    let mut starts = Vec::new();
+    let line_now = |input: &str| input.matches('\n').count() + 1;
+    let commands = setup();
+    for (i, command) in commands.iter().enumerate() {
+        if i == 3 {
+            // A hand-edited document with a comma missing after its second field.
+            starts.push(line_now(&input));
+            input.push_str("{\n  \"command_id\": \"0190c7b8-0000-7000-8000-0000000000b1\"\n  \"type\": \"add_note\"\n}\n\n");
+        }
+        starts.push(line_now(&input));
+        input.push_str(&serde_json::to_string_pretty(command).unwrap());
+        input.push('\n');
+    }
+    let broken = starts[3];
+    let out = store.run(&["submit"], Some(&input));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let replies: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("reply is JSON"))
+        .collect();
+    assert_eq!(replies.len(), commands.len() + 1, "{replies:#?}");
+    for (reply, start) in replies.iter().zip(&starts) {
+        assert_eq!(reply["line"], *start, "{reply}");
+        if *start == broken {
+            assert_eq!(reply["status"], "rejected");
+            assert_eq!(reply["error"]["code"], "validation");
+            let message = reply["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("line {} column 3 of the input", broken + 2)),
+                "{message}"
+            );
+        } else {
+            assert_eq!(reply["status"], "accepted", "{reply}");
+        }
+    }
+
+    // One pretty-printed document: one reply, at line 1.
+    let ticket = Uuid::now_v7();
+    let open = cmd(
+        "open_ticket",
+        CRM,
+        "2026-11-02T09:00:00Z",
+        json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "high", "subject": "Router down"}),
+    );
+    let out = store.run(
+        &["submit"],
+        Some(&format!(
+            "\n{}\n",
+            serde_json::to_string_pretty(&open).unwrap()
+        )),
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let reply: Value = serde_json::from_str(stdout(&out).trim()).expect("one reply");
+    assert_eq!(reply["line"], 2);
+    assert_eq!(reply["stream"], format!("ticket-{ticket}"));
+}
+
+/// Runs `args` on `store` with stdout piped, reads one line, closes the pipe, and returns
+/// the exit status and stderr.
+fn close_stdout_after_a_line(
+    store: &Store,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .arg("--store")
+        .arg(store.url())
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("closeloop runs");
+    if let Some(text) = stdin {
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a first line");
+    assert!(!first.is_empty(), "{args:?} printed nothing");
+    // The read end is dropped here: the next write after the pipe's buffer fills fails.
+    let out = child.wait_with_output().expect("closeloop finishes");
+    (out.status.code(), stderr(&out))
+}
+
+/// Issue 17: `closeloop report sla | head -1` ends quietly: exit 0, no "Broken pipe". Each
+/// output is larger than a pipe's buffer, so the writes do fail. `submit` stops too, but says
+/// on stderr which commands it did not submit, and exits 1.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let store = Store::new();
+    let out = store.run(
+        &[
+            "demo",
+            "--tickets",
+            "200",
+            "--days",
+            "5",
+            "--customers",
+            "50",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = store.exported();
+    assert!(events.len() > 1000, "{}", events.len());
+    for args in [
+        &["export"][..],
+        &["report", "sla", "--json", "--limit", "10000"],
+    ] {
+        // More than a pipe's buffer (64 KiB): writing it all must meet the closed pipe.
+        let whole = store.run(args, None);
+        assert!(
+            whole.stdout.len() > 128 << 10,
+            "{args:?}: {}",
+            whole.stdout.len()
+        );
+        let (code, err) = close_stdout_after_a_line(&store, args, None);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+
+    let customers: String = (0..2000)
+        .map(|i| {
+            let c = cmd(
+                "register_customer",
+                ADMIN,
+                "2026-11-02T07:00:00Z",
+                json!({"customer_id": format!("pipe-{i}"), "name": "n", "grade": "standard"}),
+            );
+            format!("{c}\n")
+        })
+        .collect();
+    let (code, err) = close_stdout_after_a_line(&store, &["submit"], Some(&customers));
+    assert_eq!(code, Some(1), "{err}");
+    let from: usize = err
+        .split("the commands from line ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line named: {err}"));
+    assert!(
+        err.contains("not submitted") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    let submitted = store
+        .exported()
+        .iter()
+        .filter(|e| e["stream"].as_str().unwrap().starts_with("customer-pipe-"))
+        .count();
+    assert_eq!(submitted, from - 1, "{err}");
+}
+
+/// Starts `closeloop schedule` with stderr piped, reads its first log line, stops it with
+/// SIGTERM and returns the line.
+fn first_log_line_of_schedule(extra: &[&str]) -> String {
+    let store = Store::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .arg("--store")
+        .arg(store.url())
+        .arg("schedule")
+        .args(extra)
+        .env("CLOSELOOP_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("closeloop schedule runs");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().expect("stderr"))
+        .read_line(&mut line)
+        .expect("a log line");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(child.wait().expect("schedule exits").success());
+    line
+}
+
+/// Issue 17: logs written to a pipe or file are plain text, no ANSI colour codes; and
+/// `--log-format json` writes JSON lines for log shippers.
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    let line = first_log_line_of_schedule(&[]);
+    assert!(line.contains("SLA scheduler running"), "{line:?}");
+    assert!(line.contains("INFO"), "{line:?}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "escape codes in a piped log: {line:?}"
+    );
+
+    let line = first_log_line_of_schedule(&["--log-format", "json", "--interval-ms", "250"]);
+    let logged: Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(logged["level"], "INFO", "{logged}");
+    assert_eq!(logged["message"], "SLA scheduler running", "{logged}");
+    assert_eq!(logged["every_ms"], 250, "{logged}");
+    assert!(logged["timestamp"].is_string(), "{logged}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["schedule", "--log-format", "xml"])
+        .output()
+        .expect("closeloop runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("[possible values: text, json]"),
+        "{}",
+        stderr(&out)
+    );
 }

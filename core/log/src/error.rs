@@ -29,6 +29,11 @@ pub enum Error {
     /// A store URL that names no backend; fix the configuration.
     #[error("unsupported store URL `{0}`: expected sqlite://PATH, postgres://... or memory:")]
     UnsupportedStore(String),
+    /// Opened to read, the store holds no log: a missing SQLite file, or a PostgreSQL schema
+    /// never migrated. Reading it would report an empty log that does not exist, so nothing
+    /// is created; the message names the store and how to create one.
+    #[error("{0}")]
+    NoStore(String),
     /// The store cannot be reached or failed transiently; retry with the same command id.
     #[error("store unavailable: {0}")]
     Unavailable(String),

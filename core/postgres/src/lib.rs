@@ -435,6 +435,23 @@ impl PostgresLog {
         PostgresLog::connect_with(url, options).await
     }
 
+    /// Like [`PostgresLog::connect`], but never creates the schema: [`Error::NoStore`] when
+    /// it was never migrated (for commands that only read the log). A schema behind the
+    /// latest migration is still upgraded, as `connect` does.
+    pub async fn connect_existing(url: &str) -> Result<PostgresLog, Error> {
+        let (config, schema) = parse_url(url)?;
+        let schema = schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
+        check_schema_name(url, &schema)?;
+        if schema_version(&config, &schema).await? == 0 {
+            return Err(Error::NoStore(format!(
+                "no event log in schema `{schema}` of {}: `closeloop migrate --store URL` \
+                 creates it (so do `closeloop demo` and `closeloop submit`)",
+                redact(url)
+            )));
+        }
+        PostgresLog::connect(url).await
+    }
+
     /// Connects with the log in `schema` (whatever the URL says).
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<PostgresLog, Error> {
         let options = PostgresOptions {

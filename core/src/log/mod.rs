@@ -8,4 +8,4 @@ mod open;
 pub use closeloop_log::*;
 pub use closeloop_postgres as postgres;
 pub use closeloop_sqlite as sqlite;
-pub use open::open;
+pub use open::{open, open_existing};
