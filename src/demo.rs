@@ -294,5 +294,11 @@ fn print_summary(s: &TicketSummary) -> std::io::Result<()> {
         )?,
         None => outln!("Satisfaction: no surveys answered")?,
     }
+    outln!(
+        "Customers' answers: {} resolutions confirmed, {} rejected (reopened); {} tickets closed unconfirmed after the wait",
+        s.confirmations,
+        s.rejections,
+        s.auto_closed_unconfirmed
+    )?;
     Ok(())
 }

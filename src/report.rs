@@ -250,7 +250,7 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
     writeln!(out, "Satisfaction (surveys), per {}:", num(&v["period"]))?;
     writeln!(
         out,
-        "  {:<9} {:<20} {:<10} {:>7} {:>5} {:>10} {:>22} {:>9} {:>10}",
+        "  {:<9} {:<20} {:<10} {:>7} {:>5} {:>10} {:>22} {:>9} {:>10} {:>10} {:>9}",
         "by",
         "key",
         "period",
@@ -259,7 +259,9 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
         "satisfied%",
         "distribution 1/2/3/4/5",
         "response%",
-        "complaint%"
+        "complaint%",
+        "confirmed%",
+        "rejected%"
     )?;
     for g in rows(v, "groups") {
         if brief && g["by"] == "agent" {
@@ -268,7 +270,7 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
         let d = &g["distribution"];
         writeln!(
             out,
-            "  {:<9} {:<20} {:<10} {:>7} {:>5} {:>10} {:>22} {:>9} {:>10}",
+            "  {:<9} {:<20} {:<10} {:>7} {:>5} {:>10} {:>22} {:>9} {:>10} {:>10} {:>9}",
             num(&g["by"]),
             num(&g["key"]),
             num(&g["period"]),
@@ -284,7 +286,9 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
                 num(&d["5"])
             ),
             num(&g["response_rate_percent"]),
-            num(&g["complaint_rate_percent"])
+            num(&g["complaint_rate_percent"]),
+            num(&g["confirmation_rate_percent"]),
+            num(&g["rejection_rate_percent"])
         )?;
     }
     if brief {

@@ -636,6 +636,14 @@ impl TableStore for FlakyTables {
     ) -> Result<Vec<closeloop_projections::tables::TimerRow>, TableError> {
         self.inner.due_timers(now, limit).await
     }
+
+    async fn due_answers(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<closeloop_projections::tables::ResolutionRow>, TableError> {
+        self.inner.due_answers(now, limit).await
+    }
 }
 
 #[test]
@@ -730,4 +738,204 @@ fn a_projector_never_shows_a_head_behind_its_position() {
         assert_eq!(status.lag(), 0);
         assert_eq!(status.position(), inner.head().await.unwrap());
     });
+}
+
+/// The customer's answer to a resolution end to end: the `resolutions` row records it, the
+/// wait ends at the close of the policy's working days, the scheduler then closes an
+/// unanswered ticket once (however often it asks), and the satisfaction report counts it.
+mod confirmation {
+    use super::*;
+    use closeloop_projections::report::satisfaction_report;
+    use closeloop_projections::scheduler::due_commands;
+    use serde_json::json;
+
+    async fn submit(
+        handler: &Handler,
+        role: &str,
+        at: &str,
+        kind: &str,
+        payload: serde_json::Value,
+    ) {
+        let body = json!({
+            "command_id": uuid::Uuid::now_v7(),
+            "type": kind,
+            "actor": {"id": format!("{role}-1"), "role": role},
+            "occurred_at": at,
+            "payload": payload,
+        });
+        let reply = handler.handle_bytes(body.to_string().as_bytes()).await;
+        assert!(
+            matches!(reply, Reply::Accepted { .. }),
+            "{kind}: {}",
+            reply.to_json()
+        );
+    }
+
+    async fn resolved_ticket(handler: &Handler, id: uuid::Uuid) {
+        let t = json!(id);
+        submit(
+            handler,
+            "system",
+            "2026-11-23T09:00:00Z",
+            "open_ticket",
+            json!({"ticket_id": t,
+            "customer_id": "c-1", "channel": "email", "category": "incident", "priority": "normal",
+            "subject": "printer"}),
+        )
+        .await;
+        submit(
+            handler,
+            "system",
+            "2026-11-23T09:10:00Z",
+            "assign_ticket",
+            json!({"ticket_id": t, "agent_id": "a1"}),
+        )
+        .await;
+        submit(
+            handler,
+            "system",
+            "2026-11-23T10:00:00Z",
+            "resolve_ticket",
+            json!({"ticket_id": t, "resolution": "new toner"}),
+        )
+        .await;
+    }
+
+    #[test]
+    fn an_unanswered_resolution_is_closed_once_after_its_working_days() {
+        runtime().block_on(async {
+            let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+            let handler = Handler::new(log.clone(), HandlerConfig::trusting());
+            let setup = "2026-11-20T08:00:00Z";
+            let weekdays: Vec<_> = ["mon", "tue", "wed", "thu", "fri"]
+                .iter()
+                .map(|d| json!({"day": d, "start": "09:00", "end": "17:00"}))
+                .collect();
+            submit(
+                &handler,
+                "system",
+                setup,
+                "define_calendar",
+                json!({"calendar_id": "office",
+                "time_zone": "UTC", "weekly_hours": weekdays, "holidays": ["2026-11-24"]}),
+            )
+            .await;
+            submit(
+                &handler,
+                "system",
+                setup,
+                "define_sla_policy",
+                json!({"policy_id": "p",
+                "match": {}, "first_response_minutes": 60, "resolution_minutes": 600,
+                "calendar_id": "office", "warn_at_percent": 80, "confirmation_wait_days": 2}),
+            )
+            .await;
+            submit(
+                &handler,
+                "system",
+                setup,
+                "register_agent",
+                json!({"agent_id": "a1",
+                "name": "A One", "team": "alpha", "line": 1, "level": "senior"}),
+            )
+            .await;
+            let (silent, confirmed, rejected) = (
+                uuid::Uuid::now_v7(),
+                uuid::Uuid::now_v7(),
+                uuid::Uuid::now_v7(),
+            );
+            for id in [silent, confirmed, rejected] {
+                resolved_ticket(&handler, id).await;
+            }
+            submit(
+                &handler,
+                "service",
+                "2026-11-23T12:00:00Z",
+                "confirm_resolution",
+                json!({"ticket_id": confirmed}),
+            )
+            .await;
+            submit(
+                &handler,
+                "service",
+                "2026-11-23T12:00:00Z",
+                "reject_resolution",
+                json!({"ticket_id": rejected, "reason": "still streaky"}),
+            )
+            .await;
+
+            let tables: Arc<dyn TableStore> = Arc::new(MemoryTables::new());
+            let mut projector = TableProjector::open(log.clone(), tables.clone(), config(7))
+                .await
+                .unwrap();
+            projector.catch_up().await.unwrap();
+            let row = |dump: &Dump, id| {
+                dump.resolutions
+                    .iter()
+                    .find(|r| r.ticket_id == id)
+                    .cloned()
+                    .unwrap()
+            };
+            let dump = tables.dump().await.unwrap();
+            // Resolved Monday 23rd; Tuesday is a holiday: Wednesday (1), Thursday (2) 17:00.
+            let due = closeloop_projections::tables::parse_time("2026-11-26T17:00:00Z").unwrap();
+            assert_eq!(row(&dump, silent).answer_due_at, Some(due));
+            assert_eq!(row(&dump, confirmed).answer.as_deref(), Some("confirmed"));
+            let r = row(&dump, rejected);
+            assert_eq!(r.answer.as_deref(), Some("rejected"));
+            assert!(r.reopened_later);
+
+            // The reopened ticket's SLA timers are due too: only the closes matter here.
+            let closes = |commands: Vec<closeloop_core::domain::CommandEnvelope>| {
+                commands
+                    .into_iter()
+                    .filter(|c| c.command.command_type() == "close_unconfirmed")
+                    .collect::<Vec<_>>()
+            };
+            let before: jiff::Timestamp = "2026-11-26T16:59:00Z".parse().unwrap();
+            assert!(closes(due_commands(tables.as_ref(), before).await.unwrap()).is_empty());
+            let after: jiff::Timestamp = "2026-11-26T17:01:00Z".parse().unwrap();
+            let commands = closes(due_commands(tables.as_ref(), after).await.unwrap());
+            assert_eq!(commands.len(), 1, "{commands:?}");
+            assert_eq!(commands[0].command.ticket_id(), Some(silent));
+            // Asked twice (two instances, or a tick before the tables caught up): appended once.
+            let first = handler.handle(commands[0].clone()).await;
+            assert!(
+                matches!(first, Reply::Accepted { .. }),
+                "{}",
+                first.to_json()
+            );
+            let again = handler.handle(commands[0].clone()).await;
+            assert!(
+                matches!(again, Reply::Duplicate { .. }),
+                "{}",
+                again.to_json()
+            );
+            projector.catch_up().await.unwrap();
+            assert!(closes(due_commands(tables.as_ref(), after).await.unwrap()).is_empty());
+            let dump = tables.dump().await.unwrap();
+            let r = row(&dump, silent);
+            assert_eq!(r.close_reason.as_deref(), Some("auto_closed_unconfirmed"));
+            assert!(r.closed_at.is_some());
+
+            let report = satisfaction_report(tables.as_ref(), &ReportQuery::default())
+                .await
+                .unwrap();
+            let team = report["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["by"] == "team" && g["key"] == "alpha")
+                .unwrap();
+            assert_eq!(team["resolutions"], 3);
+            assert_eq!(team["confirmed"], 1);
+            assert_eq!(team["rejected"], 1);
+            assert_eq!(team["auto_closed_unconfirmed"], 1);
+            assert_eq!(team["closed_before_answer"], 0);
+            assert_eq!(team["confirmation_rate_percent"], 33.3);
+
+            // Replay equals live.
+            assert_eq!(one_pass(log.clone()).await, tables.dump().await.unwrap());
+        });
+    }
 }

@@ -240,6 +240,34 @@ impl BusinessCalendar {
     }
 }
 
+impl BusinessCalendar {
+    /// The close of the `days`-th working day after the local date of `from`: a wait counted
+    /// in working days (a resolution awaiting the customer's answer). A working day is a
+    /// local date with working hours (not a holiday); its close is the end of its last
+    /// working span. `None` when no such day comes within [`WALK_DAYS_MAX`] days.
+    pub fn after_working_days(&self, from: i64, days: u32) -> Option<i64> {
+        let start = jiff::Timestamp::from_second(from)
+            .ok()?
+            .to_zoned(self.tz.clone())
+            .date();
+        let mut counted = 0;
+        let mut date = start;
+        let mut spans = Vec::new();
+        for _ in 0..WALK_DAYS_MAX {
+            date = date.tomorrow().ok()?;
+            spans.clear();
+            self.compute_spans(date, &mut spans);
+            if let Some(close) = spans.iter().map(|&(_, e)| e).max() {
+                counted += 1;
+                if counted >= days.max(1) {
+                    return Some(close);
+                }
+            }
+        }
+        None
+    }
+}
+
 /// The UTC day number (days since 1970-01-01) of a Unix time.
 fn utc_day(at: i64) -> i32 {
     at.div_euclid(86_400)
@@ -340,6 +368,38 @@ mod tests {
             holidays: holidays.iter().map(|d| d.parse().unwrap()).collect(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn working_days_skip_holidays_and_days_without_hours() {
+        // Berlin office: Mon-Fri 08-18, Sat 09-13, Sundays closed; Wed 2026-12-23 a holiday.
+        let c = office("Europe/Berlin", &["2026-12-23"]);
+        // Resolved Mon 2026-12-21 at 17:00 local: Tue (1), Thu (2; Wed is a holiday),
+        // Fri (3) closes at 18:00 local = 17:00 UTC.
+        let from = ts("2026-12-21T16:00:00Z");
+        assert_eq!(
+            c.after_working_days(from, 1),
+            Some(ts("2026-12-22T17:00:00Z"))
+        );
+        assert_eq!(
+            c.after_working_days(from, 3),
+            Some(ts("2026-12-25T17:00:00Z"))
+        );
+        // Saturday counts (09-13 local), Sunday does not.
+        assert_eq!(
+            c.after_working_days(from, 4),
+            Some(ts("2026-12-26T12:00:00Z"))
+        );
+        assert_eq!(
+            c.after_working_days(from, 5),
+            Some(ts("2026-12-28T17:00:00Z"))
+        );
+        // 24x7 in UTC: the end of the n-th next day.
+        let always = BusinessCalendar::always("utc");
+        assert_eq!(
+            always.after_working_days(ts("2026-12-21T23:59:00Z"), 3),
+            Some(ts("2026-12-25T00:00:00Z"))
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum Fact<'a> {
     TicketResolved(Resolved<'a>),
     TicketReopened(Uuid),
     TicketClosed(Uuid),
+    /// `resolution_confirmed` or `resolution_rejected`.
+    ResolutionAnswered(Uuid),
     SatisfactionRecorded(Rated<'a>),
     SlaWarningRaised(Deadline),
     SlaBreached(Deadline),
@@ -110,6 +112,8 @@ pub struct Targets<'a> {
     #[serde(default)]
     pub next_response_minutes: Option<u32>,
     pub warn_at_percent: u8,
+    #[serde(default, rename = "confirmation_wait_days")]
+    _confirmation_wait_days: Option<u8>,
 }
 
 /// `ticket_assigned`.
@@ -226,7 +230,9 @@ ticket_only! {
     RepliedWire { message: Unread },
     NoteWire { text: Unread, visible_to_customer: bool },
     ReopenedWire { reason: Unread },
-    ClosedWire {},
+    ClosedWire { reason: Option<CloseReason>, answer_due_at: Option<jiff::Timestamp> },
+    ConfirmedWire { resolution: u32, comment: Option<Unread> },
+    RejectedWire { resolution: u32, reason: Unread },
 }
 
 fn name(s: &str) -> Cow<'_, str> {
@@ -241,6 +247,7 @@ fn targets(t: &SlaTargets) -> Targets<'_> {
         resolution_minutes: t.resolution_minutes,
         next_response_minutes: t.next_response_minutes,
         warn_at_percent: t.warn_at_percent,
+        _confirmation_wait_days: t.confirmation_wait_days,
     }
 }
 
@@ -291,6 +298,8 @@ impl<'a> From<&'a Event> for Fact<'a> {
             }),
             Event::TicketReopened(e) => Fact::TicketReopened(e.ticket_id),
             Event::TicketClosed(e) => Fact::TicketClosed(e.ticket_id),
+            Event::ResolutionConfirmed(e) => Fact::ResolutionAnswered(e.ticket_id),
+            Event::ResolutionRejected(e) => Fact::ResolutionAnswered(e.ticket_id),
             Event::SatisfactionRecorded(e) => Fact::SatisfactionRecorded(Rated {
                 ticket_id: e.ticket_id,
                 score: e.score,
@@ -343,7 +352,8 @@ impl Fact<'_> {
             | Fact::CustomerReplied(id)
             | Fact::NoteAdded(id)
             | Fact::TicketReopened(id)
-            | Fact::TicketClosed(id) => *id,
+            | Fact::TicketClosed(id)
+            | Fact::ResolutionAnswered(id) => *id,
             Fact::AgentRegistered(_) | Fact::CalendarDefined(_) | Fact::Other => return None,
         })
     }
@@ -377,6 +387,12 @@ impl Fact<'_> {
             "ticket_resolved" => Fact::TicketResolved(Deserialize::deserialize(d)?),
             "ticket_reopened" => Fact::TicketReopened(ReopenedWire::deserialize(d)?.ticket_id),
             "ticket_closed" => Fact::TicketClosed(ClosedWire::deserialize(d)?.ticket_id),
+            "resolution_confirmed" => {
+                Fact::ResolutionAnswered(ConfirmedWire::deserialize(d)?.ticket_id)
+            }
+            "resolution_rejected" => {
+                Fact::ResolutionAnswered(RejectedWire::deserialize(d)?.ticket_id)
+            }
             "satisfaction_recorded" => Fact::SatisfactionRecorded(Deserialize::deserialize(d)?),
             "sla_warning_raised" => {
                 let e = SlaWarningRaised::deserialize(d)?;

@@ -2,7 +2,9 @@
 //! finds live timers
 //! whose warning threshold or deadline has passed at "now" and submits `raise_sla_warning` /
 //! `record_sla_breach` (role `system`), so warnings and breaches are part of the audited
-//! history.
+//! history. From the index on resolutions awaiting the customer's answer it finds those whose
+//! wait has ended and submits `close_unconfirmed`, so the ticket is closed
+//! `auto_closed_unconfirmed`.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) and it names no `occurred_at`, so every
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_core::domain::{
-    Actor, Command, CommandEnvelope, RaiseSlaWarning, RecordSlaBreach, SlaTarget,
+    Actor, CloseUnconfirmed, Command, CommandEnvelope, RaiseSlaWarning, RecordSlaBreach, SlaTarget,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -31,7 +33,7 @@ use uuid::Uuid;
 use crate::runtime::ProjectorError;
 use crate::tables::read;
 use crate::tables::runner::{TableConfig, TableProjector};
-use crate::tables::{TableError, TableStore, TimerRow};
+use crate::tables::{ResolutionRow, TableError, TableStore, TimerRow};
 
 /// Namespace of the scheduler's command ids (UUID v5).
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_2f0e_9a41_4b7e_8c55_3b0f_61d2_a9e7);
@@ -46,6 +48,35 @@ pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach:
     let kind = if breach { "breach" } else { "warning" };
     let name = format!("{ticket_id}/{target}/{}/{kind}", due_at.as_second());
     Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+}
+
+/// The deterministic id of the command closing resolution `resolution` unconfirmed.
+pub fn close_command_id(ticket_id: Uuid, resolution: u32) -> Uuid {
+    let name = format!("{ticket_id}/resolution/{resolution}/close_unconfirmed");
+    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+}
+
+/// `close_unconfirmed` for each of `resolutions` (rows of [`TableStore::due_answers`]) still
+/// awaiting an answer whose wait ended before `now`.
+pub fn closes_for(resolutions: &[ResolutionRow], now: Timestamp) -> Vec<CommandEnvelope> {
+    resolutions
+        .iter()
+        .filter(|r| r.awaits_answer() && r.answer_due_at.is_some_and(|d| d < now.as_second()))
+        .filter_map(|r| {
+            let answer_due_at = Timestamp::from_second(r.answer_due_at?).ok()?;
+            Some(CommandEnvelope {
+                command_id: close_command_id(r.ticket_id, r.resolution),
+                actor: Actor::system(ACTOR_ID),
+                occurred_at: None,
+                expected_version: None,
+                command: Command::CloseUnconfirmed(CloseUnconfirmed {
+                    ticket_id: r.ticket_id,
+                    resolution: r.resolution,
+                    answer_due_at,
+                }),
+            })
+        })
+        .collect()
 }
 
 /// The commands due at `now` among `timers` (rows of [`TableStore::due_timers`]), soonest
@@ -104,7 +135,8 @@ fn target_of(name: &str) -> Option<SlaTarget> {
         .find(|t| crate::clock::target_name(*t) == name)
 }
 
-/// The commands due at `now`: one page of the tables' index on open timers.
+/// The commands due at `now`: one page of the tables' index on open timers, then one of
+/// their index on resolutions awaiting an answer.
 pub async fn due_commands(
     tables: &dyn TableStore,
     now: Timestamp,
@@ -112,7 +144,13 @@ pub async fn due_commands(
     let timers = tables
         .due_timers(now.as_second(), TICK_COMMANDS_MAX as u32)
         .await?;
-    Ok(commands_for(&timers, now))
+    let mut commands = commands_for(&timers, now);
+    let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
+    if room > 0 {
+        let answers = tables.due_answers(now.as_second(), room as u32).await?;
+        commands.extend(closes_for(&answers, now));
+    }
+    Ok(commands)
 }
 
 /// Runs ticks every `interval` until `shutdown` turns true: reads "now" from `clock`, submits

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use closeloop_core::domain::{evolve, Event, Grade, RatingSource, TicketState, TicketStatus};
+use closeloop_core::domain::{
+    evolve, CloseReason, Event, Grade, RatingSource, TicketState, TicketStatus,
+};
 use closeloop_core::log::StoredEvent;
 use serde::Serialize;
 
@@ -19,6 +21,10 @@ pub struct TicketSummary {
     pub survey_ratings: u64,
     survey_score_sum: u64,
     pub callback_ratings: u64,
+    /// The customers' answers to resolutions, and tickets the engine closed for want of one.
+    pub confirmations: u64,
+    pub rejections: u64,
+    pub auto_closed_unconfirmed: u64,
     pub events: u64,
     #[serde(skip)]
     states: HashMap<String, TicketState>,
@@ -40,6 +46,11 @@ impl TicketSummary {
                 self.survey_score_sum += u64::from(e.score);
             }
             Event::SatisfactionRecorded(_) => self.callback_ratings += 1,
+            Event::ResolutionConfirmed(_) => self.confirmations += 1,
+            Event::ResolutionRejected(_) => self.rejections += 1,
+            Event::TicketClosed(e) if e.reason == CloseReason::AutoClosedUnconfirmed => {
+                self.auto_closed_unconfirmed += 1
+            }
             _ => {}
         }
         let state = self.states.remove(&stored.stream).flatten();

@@ -45,6 +45,7 @@ fn targets() -> impl Strategy<Value = Option<SlaTargets>> {
                     resolution_minutes: resolution,
                     next_response_minutes: next,
                     warn_at_percent: warn,
+                    confirmation_wait_days: None,
                 },
             ),
     )
@@ -124,7 +125,11 @@ fn ticket_event(ticket_id: Uuid) -> impl Strategy<Value = Event> {
             ticket_id: id,
             reason
         })),
-        Just(Event::TicketClosed(TicketClosed { ticket_id: id })),
+        Just(Event::TicketClosed(TicketClosed {
+            ticket_id: id,
+            reason: CloseReason::Staff,
+            answer_due_at: None,
+        })),
         (
             1u8..=5,
             pick(&[RatingSource::Survey, RatingSource::Callback]),

@@ -173,6 +173,7 @@ fn office_targets() -> SlaTargets {
         resolution_minutes: 2_400,
         next_response_minutes: Some(480),
         warn_at_percent: 80,
+        confirmation_wait_days: None,
     }
 }
 
@@ -298,6 +299,7 @@ fn priority_change_to_another_calendar_recomputes_from_history() {
                 resolution_minutes: 600,
                 next_response_minutes: Some(30),
                 warn_at_percent: 50,
+                confirmation_wait_days: None,
             }),
         }),
     );
@@ -324,6 +326,7 @@ fn late_fulfilment_counts_as_breached_and_reopen_starts_a_new_clock() {
         resolution_minutes: 480,
         next_response_minutes: Some(60),
         warn_at_percent: 80,
+        confirmation_wait_days: None,
     };
     f.open("2026-11-28T22:00:00Z", Grade::VipDiamond, diamond);
     f.ticket(
@@ -431,6 +434,7 @@ fn a_moved_deadline_gets_its_own_breach() {
         resolution_minutes: 480,
         next_response_minutes: None,
         warn_at_percent: 80,
+        confirmation_wait_days: None,
     };
     f.open("2026-11-28T22:00:00Z", Grade::VipDiamond, diamond.clone());
     // At 22:20 the scheduler, late, has the 22:12 warning and the breach of the 22:15

@@ -443,6 +443,10 @@ impl Generator {
                 next_response_minutes: next,
                 calendar_id: calendar.into(),
                 warn_at_percent: 80,
+                // Ten working days for the customer's answer: the simulated staff close a
+                // resolved ticket within a few days, and a customer reports a problem back
+                // within about one (so the engine closes few tickets unconfirmed).
+                confirmation_wait_days: Some(10),
             });
             out.push(self.envelope(0, system(), c));
         }
@@ -921,6 +925,7 @@ impl Generator {
             resolutions += 1;
             let fast = (t - day * MINUTES_PER_DAY) < 2 * MINUTES_PER_DAY;
             let mut settled = t;
+            let mut rated = None;
             if self.rng.random_bool(0.65) {
                 let mut score = pick(
                     &mut self.rng,
@@ -931,6 +936,7 @@ impl Generator {
                 }
                 let rt = t + exp_minutes(&mut self.rng, 300.0);
                 settled = rt;
+                rated = Some(score);
                 self.push(
                     rt,
                     service(),
@@ -944,18 +950,44 @@ impl Generator {
                 );
             }
             if resolutions < 3 && self.rng.random_bool(0.05) {
-                // The customer answers the survey, then reports the problem is back.
+                // The customer answers the survey, then reports the problem is back: a
+                // customer who answered surveys rejects the resolution (through the CRM),
+                // otherwise the agent hears of it and reopens.
                 t = settled + exp_minutes(&mut self.rng, 1_440.0);
-                let hands = self.hands(agent, t);
+                if rated.is_some() {
+                    self.push(
+                        t,
+                        service(),
+                        Command::RejectResolution(RejectResolution {
+                            ticket_id,
+                            reason: "The problem came back.".into(),
+                        }),
+                    );
+                } else {
+                    let hands = self.hands(agent, t);
+                    self.push(
+                        t,
+                        hands,
+                        Command::ReopenTicket(ReopenTicket {
+                            ticket_id,
+                            reason: "The problem came back.".into(),
+                        }),
+                    );
+                }
+                continue;
+            }
+            // A customer content enough to rate 3 or more confirms the resolution two hours
+            // later (before staff close it, at least ten hours after resolving); the others
+            // never answer, and staff close the ticket unconfirmed.
+            if rated.is_some_and(|score| score >= 3) {
                 self.push(
-                    t,
-                    hands,
-                    Command::ReopenTicket(ReopenTicket {
+                    t + 120,
+                    service(),
+                    Command::ConfirmResolution(ConfirmResolution {
                         ticket_id,
-                        reason: "The problem came back.".into(),
+                        comment: None,
                     }),
                 );
-                continue;
             }
             break;
         }

@@ -2,7 +2,8 @@
 //! audit):
 //! - `auditor`: never commands (read-only).
 //! - `system`: the engine's own process managers; may do everything.
-//! - `service`: opens tickets; records customer replies and survey results on the tickets
+//! - `service`: opens tickets; records customer replies, answers to resolutions and survey
+//!   results on the tickets
 //!   it or staff opened (never on another service's); registers new customers at grade standard without an account manager (the
 //!   CRM acting for customers; grades and account managers are provisioning's, `system`).
 //! - `agent` (must be registered): opens tickets; acts on tickets assigned to them, on
@@ -12,7 +13,10 @@
 //!   of their team; assigns within their team; records callback ratings; registers agents of
 //!   their team (and changes only those: no agent of another team, no other team's lead),
 //!   sets their availability, defines calendars and policies.
-//! - `raise_sla_warning` and `record_sla_breach` are the SLA scheduler's alone (`system`).
+//! - `raise_sla_warning`, `record_sla_breach` and `close_unconfirmed` are the scheduler's
+//!   alone (`system`).
+//! - `confirm_resolution` and `reject_resolution` are the customer's answer, so a `service`'s
+//!   (on a ticket it or staff opened), never staff's.
 
 use super::command::*;
 use super::directory::{Agent, Directory};
@@ -95,9 +99,24 @@ pub(crate) fn authorize_ticket(
                 "SLA warnings and breaches are the SLA scheduler's (role system) alone",
             ))
         }
+        _ if matches!(command, Command::CloseUnconfirmed(_)) => Err(Rejection::forbidden(
+            "closing an unconfirmed resolution is the scheduler's (role system) alone",
+        )),
+        Role::Agent | Role::Supervisor
+            if matches!(
+                command,
+                Command::ConfirmResolution(_) | Command::RejectResolution(_)
+            ) =>
+        {
+            Err(Rejection::forbidden(
+                "the customer's answer to a resolution comes from the customer (role service), not from staff",
+            ))
+        }
         Role::Service => match command {
             Command::OpenTicket(_) => Ok(()),
-            Command::RecordCustomerReply(_) => opened_it(ctx),
+            Command::RecordCustomerReply(_)
+            | Command::ConfirmResolution(_)
+            | Command::RejectResolution(_) => opened_it(ctx),
             Command::RecordSatisfaction(c) if c.source == RatingSource::Survey => opened_it(ctx),
             _ => Err(deny(ctx, command)),
         },

@@ -49,6 +49,9 @@ macro_rules! for_each_command {
             "define_sla_policy" => DefineSlaPolicy,
             "raise_sla_warning" => RaiseSlaWarning,
             "record_sla_breach" => RecordSlaBreach,
+            "confirm_resolution" => ConfirmResolution,
+            "reject_resolution" => RejectResolution,
+            "close_unconfirmed" => CloseUnconfirmed,
         }
     };
 }
@@ -120,6 +123,9 @@ impl Command {
             Command::RecordSatisfaction(c) => c.ticket_id,
             Command::RaiseSlaWarning(c) => c.ticket_id,
             Command::RecordSlaBreach(c) => c.ticket_id,
+            Command::ConfirmResolution(c) => c.ticket_id,
+            Command::RejectResolution(c) => c.ticket_id,
+            Command::CloseUnconfirmed(c) => c.ticket_id,
             _ => return None,
         })
     }
@@ -286,7 +292,17 @@ pub struct DefineSlaPolicy {
     pub calendar_id: String,
     /// 1..=99: a warning is raised when this share of a target is used.
     pub warn_at_percent: u8,
+    /// How many working days (on `calendar_id`) a resolved ticket waits for the customer to
+    /// confirm or reject the resolution before the engine closes it unconfirmed; 1..=60,
+    /// [`CONFIRMATION_WAIT_DAYS_DEFAULT`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_wait_days: Option<u8>,
 }
+
+/// The working days a resolved ticket waits for the customer's answer when its policy names
+/// none (and for tickets without a policy, in calendar days): three, the wait most helpdesks
+/// give before closing a solved ticket on their own.
+pub const CONFIRMATION_WAIT_DAYS_DEFAULT: u8 = 3;
 
 /// The SLA scheduler's command (role `system` only): a target's warning threshold passed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -304,4 +320,34 @@ pub struct RecordSlaBreach {
     pub ticket_id: Uuid,
     pub target: SlaTarget,
     pub due_at: Timestamp,
+}
+
+/// The customer confirms that the current resolution solved their request (role `service`,
+/// acting for the customer, on a ticket it or staff opened). Only while the ticket is
+/// resolved and the resolution has no answer yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmResolution {
+    pub ticket_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// The customer says the current resolution did not solve their request (role `service`, as
+/// for [`ConfirmResolution`]): the ticket reopens, starting a new resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectResolution {
+    pub ticket_id: Uuid,
+    pub reason: String,
+}
+
+/// The scheduler's command (role `system` only): the customer did not answer resolution
+/// number `resolution` by `answer_due_at`, so the ticket is closed unconfirmed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseUnconfirmed {
+    pub ticket_id: Uuid,
+    pub resolution: u32,
+    pub answer_due_at: Timestamp,
 }

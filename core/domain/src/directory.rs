@@ -71,6 +71,7 @@ pub struct Policy {
     pub next_response_minutes: Option<u32>,
     pub calendar_id: String,
     pub warn_at_percent: u8,
+    pub confirmation_wait_days: Option<u8>,
     /// Order of definition: the latest defined wins a tie.
     pub defined_seq: u64,
 }
@@ -150,6 +151,7 @@ impl Directory {
                         next_response_minutes: e.next_response_minutes,
                         calendar_id: e.calendar_id.clone(),
                         warn_at_percent: e.warn_at_percent,
+                        confirmation_wait_days: e.confirmation_wait_days,
                         defined_seq: self.definitions,
                     },
                 );
@@ -215,6 +217,7 @@ impl Directory {
                 resolution_minutes: p.resolution_minutes,
                 next_response_minutes: p.next_response_minutes,
                 warn_at_percent: p.warn_at_percent,
+                confirmation_wait_days: p.confirmation_wait_days,
             })
     }
 }

@@ -58,6 +58,8 @@ macro_rules! for_each_event {
             "satisfaction_recorded" => SatisfactionRecorded,
             "sla_warning_raised" => SlaWarningRaised,
             "sla_breached" => SlaBreached,
+            "resolution_confirmed" => ResolutionConfirmed,
+            "resolution_rejected" => ResolutionRejected,
             "agent_registered" => AgentRegistered,
             "agent_availability_changed" => AgentAvailabilityChanged,
             "customer_registered" => CustomerRegistered,
@@ -128,6 +130,8 @@ impl Event {
             Event::SatisfactionRecorded(e) => e.ticket_id,
             Event::SlaWarningRaised(e) => e.ticket_id,
             Event::SlaBreached(e) => e.ticket_id,
+            Event::ResolutionConfirmed(e) => e.ticket_id,
+            Event::ResolutionRejected(e) => e.ticket_id,
             Event::AgentRegistered(_)
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
@@ -148,6 +152,10 @@ pub struct SlaTargets {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_response_minutes: Option<u32>,
     pub warn_at_percent: u8,
+    /// Working days a resolution waits for the customer's answer (absent: the default,
+    /// `CONFIRMATION_WAIT_DAYS_DEFAULT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_wait_days: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -251,6 +259,32 @@ pub struct TicketReopened {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TicketClosed {
     pub ticket_id: Uuid,
+    /// `staff` (`close_ticket`; also what an event without the field means) or
+    /// `auto_closed_unconfirmed` (the customer did not answer in time).
+    #[serde(default)]
+    pub reason: CloseReason,
+    /// For `auto_closed_unconfirmed`: when the wait for the customer's answer ended (the
+    /// close itself happens at the scheduler's decision time, at or after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_due_at: Option<jiff::Timestamp>,
+}
+
+/// The customer confirmed resolution number `resolution`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResolutionConfirmed {
+    pub ticket_id: Uuid,
+    pub resolution: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// The customer rejected resolution number `resolution`; a `ticket_reopened` follows in the
+/// same append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResolutionRejected {
+    pub ticket_id: Uuid,
+    pub resolution: u32,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -333,4 +367,6 @@ pub struct SlaPolicyDefined {
     pub next_response_minutes: Option<u32>,
     pub calendar_id: String,
     pub warn_at_percent: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_wait_days: Option<u8>,
 }

@@ -18,6 +18,9 @@ pub const SHORT_TEXT_CHARS_MAX: usize = 200;
 pub const TEXT_CHARS_MAX: usize = 16_000;
 /// Longest target in minutes: one year.
 pub const TARGET_MINUTES_MAX: u32 = 525_600;
+/// The longest wait for a customer's answer to a resolution, in working days (about three
+/// months).
+pub const CONFIRMATION_WAIT_DAYS_MAX: u8 = 60;
 
 const ENVELOPE_FIELDS: &[&str] = &[
     "command_id",
@@ -299,7 +302,14 @@ fn validate(command: &Command) -> Result<(), Rejection> {
         Command::AddNote(c) => p.text("/payload/text", &c.text, TEXT_CHARS_MAX),
         Command::ResolveTicket(c) => p.text("/payload/resolution", &c.resolution, TEXT_CHARS_MAX),
         Command::ReopenTicket(c) => p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX),
-        Command::CloseTicket(_) | Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_) => {}
+        Command::CloseTicket(_)
+        | Command::RaiseSlaWarning(_)
+        | Command::RecordSlaBreach(_)
+        | Command::CloseUnconfirmed(_) => {}
+        Command::ConfirmResolution(c) => {
+            p.optional_text("/payload/comment", &c.comment, TEXT_CHARS_MAX)
+        }
+        Command::RejectResolution(c) => p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX),
         Command::RecordSatisfaction(c) => {
             p.range("/payload/score", c.score.into(), 1, 5);
             p.optional_text("/payload/comment", &c.comment, TEXT_CHARS_MAX);
@@ -428,6 +438,14 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                 );
             }
             p.range("/payload/warn_at_percent", c.warn_at_percent.into(), 1, 99);
+            if let Some(days) = c.confirmation_wait_days {
+                p.range(
+                    "/payload/confirmation_wait_days",
+                    days.into(),
+                    1,
+                    CONFIRMATION_WAIT_DAYS_MAX.into(),
+                );
+            }
         }
     }
     p.finish()

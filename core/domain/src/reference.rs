@@ -126,6 +126,7 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 next_response_minutes: c.next_response_minutes,
                 calendar_id: c.calendar_id.clone(),
                 warn_at_percent: c.warn_at_percent,
+                confirmation_wait_days: c.confirmation_wait_days,
             })
         }
         _ => unreachable!("decide_directory takes directory commands only"),

@@ -3,7 +3,10 @@
 //!
 //! States: `unassigned -> assigned -> in_progress <-> pending_customer -> resolved -> closed`;
 //! `reopen` from resolved; escalation moves the line up by one (at most 3) from any open state;
-//! a closed ticket takes only `record_satisfaction` (once per source and resolution).
+//! a closed ticket takes only `record_satisfaction` (once per source and resolution). A
+//! resolved ticket waits for the customer's answer: `confirm_resolution`, or
+//! `reject_resolution` (which reopens it), or, when none comes in time, `close_unconfirmed`
+//! by the scheduler.
 
 use super::authorize::authorize_ticket;
 use super::command::*;
@@ -36,6 +39,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 escalations: 0,
                 reopens: 0,
                 rated: Vec::new(),
+                answer: None,
             }),
             _ => None,
         };
@@ -79,7 +83,10 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
             t.status = TicketStatus::Resolved;
             t.resolutions += 1;
             t.rated.clear();
+            t.answer = None;
         }
+        Event::ResolutionConfirmed(_) => t.answer = Some(Answer::Confirmed),
+        Event::ResolutionRejected(_) => t.answer = Some(Answer::Rejected),
         Event::TicketReopened(_) => {
             t.reopens += 1;
             t.status = if t.assignee.is_some() {
@@ -212,6 +219,50 @@ pub fn decide_ticket(
             }
             Event::TicketClosed(TicketClosed {
                 ticket_id: ticket.ticket_id,
+                reason: CloseReason::Staff,
+                answer_due_at: None,
+            })
+        }
+        Command::ConfirmResolution(c) => {
+            awaiting_answer(ticket, "confirm the resolution of")?;
+            Event::ResolutionConfirmed(ResolutionConfirmed {
+                ticket_id: ticket.ticket_id,
+                resolution: ticket.resolutions,
+                comment: c.comment.clone(),
+            })
+        }
+        Command::RejectResolution(c) => {
+            awaiting_answer(ticket, "reject the resolution of")?;
+            // The rejection and the reopening it causes are one append: the ticket is never
+            // seen rejected but still resolved.
+            return Ok(vec![
+                Event::ResolutionRejected(ResolutionRejected {
+                    ticket_id: ticket.ticket_id,
+                    resolution: ticket.resolutions,
+                    reason: c.reason.clone(),
+                }),
+                Event::TicketReopened(TicketReopened {
+                    ticket_id: ticket.ticket_id,
+                    reason: format!("the customer rejected the resolution: {}", c.reason),
+                }),
+            ]);
+        }
+        Command::CloseUnconfirmed(c) => {
+            if c.resolution != ticket.resolutions {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/resolution",
+                    format!(
+                        "the ticket's current resolution is number {}, not {}",
+                        ticket.resolutions, c.resolution
+                    ),
+                ));
+            }
+            awaiting_answer(ticket, "close unconfirmed")?;
+            Event::TicketClosed(TicketClosed {
+                ticket_id: ticket.ticket_id,
+                reason: CloseReason::AutoClosedUnconfirmed,
+                answer_due_at: Some(c.answer_due_at),
             })
         }
         Command::RecordSatisfaction(c) => {
@@ -362,6 +413,21 @@ fn escalate(ticket: &Ticket, c: &EscalateTicket, ctx: &Context) -> Result<Event,
         to_agent_id: to_agent.map(|a| a.agent_id.clone()),
         to_team: to_agent.map(|a| a.team.clone()),
     }))
+}
+
+/// A resolution the customer has not answered yet: the ticket is resolved (not reopened,
+/// not closed) and its current resolution has neither a confirmation nor a rejection.
+fn awaiting_answer(ticket: &Ticket, action: &str) -> Result<(), Rejection> {
+    if ticket.status != TicketStatus::Resolved {
+        return Err(transition(ticket, action));
+    }
+    match ticket.answer {
+        None => Ok(()),
+        Some(answer) => Err(Rejection::invalid_transition(format!(
+            "resolution {} was already {answer} by the customer",
+            ticket.resolutions
+        ))),
+    }
 }
 
 fn need_open(ticket: &Ticket, action: &str) -> Result<(), Rejection> {

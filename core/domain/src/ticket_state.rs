@@ -34,6 +34,9 @@ pub struct Ticket {
     pub reopens: u32,
     /// Rating sources already recorded for the current resolution.
     pub rated: Vec<RatingSource>,
+    /// The customer's answer to the current resolution, once given.
+    #[serde(default)]
+    pub answer: Option<Answer>,
 }
 
 /// A ticket stream's state: `None` before `ticket_opened`.

@@ -105,6 +105,31 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// The customer's answer to a resolution (docs/domain.md, The loop every request must
+    /// close: a job counts as done only with the customer's feedback on it).
+    Answer {
+        Confirmed => "confirmed",
+        Rejected => "rejected",
+    }
+);
+
+wire_enum!(
+    /// Why a ticket was closed: by staff (`close_ticket`), or by the engine when the customer
+    /// did not answer a resolution within the policy's wait.
+    CloseReason {
+        Staff => "staff",
+        AutoClosedUnconfirmed => "auto_closed_unconfirmed",
+    }
+);
+
+impl Default for CloseReason {
+    /// Events written before close reasons existed were all closed by staff.
+    fn default() -> Self {
+        CloseReason::Staff
+    }
+}
+
+wire_enum!(
     /// A ticket's place in the loop. `unassigned -> assigned -> in_progress <-> pending_customer
     /// -> resolved -> closed`, with `reopen` from resolved.
     TicketStatus {

@@ -205,6 +205,7 @@ mod tests {
             escalations: 0,
             reopens: 0,
             rated: Vec::new(),
+            answer: None,
         };
         let events = vec![Event::TicketAssigned(TicketAssigned {
             ticket_id: Uuid::nil(),

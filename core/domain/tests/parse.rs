@@ -883,6 +883,7 @@ fn any_command() -> impl Strategy<Value = Command> {
                     next_response_minutes: None,
                     calendar_id: "office".into(),
                     warn_at_percent: warn,
+                    confirmation_wait_days: None,
                 })
             }),
         (id, id, 1u8..=3, any::<bool>()).prop_map(|(agent_id, team, line, team_lead)| {

@@ -527,6 +527,7 @@ fn any_targets() -> impl Strategy<Value = Option<SlaTargets>> {
                 resolution_minutes: res,
                 next_response_minutes: next,
                 warn_at_percent: warn,
+                confirmation_wait_days: None,
             }),
     )
 }
@@ -638,7 +639,11 @@ fn any_event() -> impl Strategy<Value = Event> {
             ticket_id,
             reason: "r".into()
         })),
-        any_uuid().prop_map(|ticket_id| Event::TicketClosed(TicketClosed { ticket_id })),
+        any_uuid().prop_map(|ticket_id| Event::TicketClosed(TicketClosed {
+            ticket_id,
+            reason: CloseReason::Staff,
+            answer_due_at: None,
+        })),
         (
             any_uuid(),
             any::<u8>(),
@@ -735,6 +740,7 @@ fn any_event() -> impl Strategy<Value = Event> {
                     next_response_minutes: None,
                     calendar_id: "c".into(),
                     warn_at_percent: warn,
+                    confirmation_wait_days: None,
                 })
             }),
     ]

@@ -402,6 +402,7 @@ fn the_latest_defined_policy_wins_a_tie() {
         next_response_minutes: p.next_response_minutes,
         calendar_id: p.calendar_id.clone(),
         warn_at_percent: p.warn_at_percent,
+        confirmation_wait_days: None,
     });
     given([event])
         .when(open("c-standard", Urgent, Complaint), service())
@@ -880,4 +881,115 @@ fn directory_decisions() {
         .then_rejected(Forbidden, "")
         .when(register_agent("a9", "alpha", 1, false, None), agent("a1"))
         .then_rejected(Forbidden, "");
+}
+
+fn confirm(comment: Option<&str>) -> Command {
+    Command::ConfirmResolution(ConfirmResolution {
+        ticket_id: TICKET,
+        comment: comment.map(str::to_owned),
+    })
+}
+
+fn reject(reason: &str) -> Command {
+    Command::RejectResolution(RejectResolution {
+        ticket_id: TICKET,
+        reason: reason.to_owned(),
+    })
+}
+
+fn close_unconfirmed(resolution: u32) -> Command {
+    Command::CloseUnconfirmed(CloseUnconfirmed {
+        ticket_id: TICKET,
+        resolution,
+        answer_due_at: at("2026-11-10T17:00:00Z"),
+    })
+}
+
+#[test]
+fn the_customer_confirms_or_rejects_a_resolution_once() {
+    let resolved_once = given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+    ]);
+    // Staff may not answer for the customer, nor may an auditor.
+    resolved_once
+        .when(confirm(None), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(reject("no"), supervisor("lead-a"))
+        .then_rejected(Forbidden, "")
+        .when(confirm(None), auditor())
+        .then_rejected(Forbidden, "")
+        // The customer's service confirms; a second answer is refused.
+        .when(confirm(Some("works now")), service())
+        .then([Event::ResolutionConfirmed(ResolutionConfirmed {
+            ticket_id: TICKET,
+            resolution: 1,
+            comment: Some("works now".into()),
+        })])
+        .when(reject("changed my mind"), service())
+        .then_rejected(InvalidTransition, "")
+        .when(close(), agent("a1"))
+        .then([closed()]);
+
+    // A rejection reopens the ticket in the same append; the next resolution awaits its
+    // own answer.
+    let g = given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+    ])
+    .when(reject("still broken"), service())
+    .then([
+        Event::ResolutionRejected(ResolutionRejected {
+            ticket_id: TICKET,
+            resolution: 1,
+            reason: "still broken".into(),
+        }),
+        reopened("the customer rejected the resolution: still broken"),
+    ]);
+    assert_eq!(g.ticket().status, TicketStatus::Assigned);
+    assert_eq!(g.ticket().reopens, 1);
+    g.when(confirm(None), service())
+        .then_rejected(InvalidTransition, "")
+        .when(resolve("fixed for real"), agent("a1"))
+        .then([resolved("fixed for real", "a1")])
+        .when(confirm(None), service())
+        .then([Event::ResolutionConfirmed(ResolutionConfirmed {
+            ticket_id: TICKET,
+            resolution: 2,
+            comment: None,
+        })]);
+}
+
+#[test]
+fn only_the_scheduler_closes_an_unanswered_resolution() {
+    let resolved_once = given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+    ]);
+    resolved_once
+        .when(close_unconfirmed(1), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(close_unconfirmed(1), service())
+        .then_rejected(Forbidden, "")
+        .when(close_unconfirmed(2), system())
+        .then_rejected(InvalidTransition, "/payload/resolution")
+        .when(close_unconfirmed(1), system())
+        .then([Event::TicketClosed(TicketClosed {
+            ticket_id: TICKET,
+            reason: CloseReason::AutoClosedUnconfirmed,
+            answer_due_at: Some(at("2026-11-10T17:00:00Z")),
+        })]);
+    // An answered resolution is not closed unconfirmed.
+    given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+    ])
+    .when(confirm(None), service())
+    .then_accepted()
+    .when(close_unconfirmed(1), system())
+    .then_rejected(InvalidTransition, "");
 }

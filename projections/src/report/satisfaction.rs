@@ -1,7 +1,9 @@
 //! The satisfaction report: survey ratings per agent (the one credited when the rating was
 //! given), team, category, customer grade and channel, per period: number of ratings, score
 //! sum, distribution over 1..5, resolutions (for the response rate), tickets and complaint
-//! tickets (for the complaint rate). Quality-inspection callbacks apart, per dimension.
+//! tickets (for the complaint rate), and the customers' answers to those resolutions
+//! (confirmed, rejected, closed unconfirmed by the engine, closed by staff before any
+//! answer). Quality-inspection callbacks apart, per dimension.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +49,16 @@ pub struct Ratings {
     pub resolutions: u32,
     pub tickets: u32,
     pub complaints: u32,
+    /// Of `resolutions`: confirmed and rejected by the customer, closed by the engine after
+    /// the wait for an answer, closed by staff before the customer answered.
+    #[serde(default)]
+    pub confirmed: u32,
+    #[serde(default)]
+    pub rejected: u32,
+    #[serde(default)]
+    pub auto_closed: u32,
+    #[serde(default)]
+    pub closed_unanswered: u32,
 }
 
 impl Ratings {
@@ -59,6 +71,10 @@ impl Ratings {
         self.resolutions += other.resolutions;
         self.tickets += other.tickets;
         self.complaints += other.complaints;
+        self.confirmed += other.confirmed;
+        self.rejected += other.rejected;
+        self.auto_closed += other.auto_closed;
+        self.closed_unanswered += other.closed_unanswered;
     }
 }
 
@@ -144,8 +160,20 @@ pub async fn satisfaction_report(
                     Some((By::Grade, &r.grade)),
                     Some((By::Channel, &r.channel)),
                 ];
+                let answer = r.answer.as_deref();
+                let confirmed = u32::from(answer == Some("confirmed"));
+                let rejected = u32::from(answer == Some("rejected"));
+                let closed = r.close_reason.as_deref();
+                let auto_closed = u32::from(closed == Some("auto_closed_unconfirmed"));
+                let closed_unanswered = u32::from(closed == Some("staff") && answer.is_none());
                 for (by, key) in groups.into_iter().flatten() {
-                    bump(by, key, r.resolved_at, &mut labels, &|g| g.resolutions += 1);
+                    bump(by, key, r.resolved_at, &mut labels, &|g| {
+                        g.resolutions += 1;
+                        g.confirmed += confirmed;
+                        g.rejected += rejected;
+                        g.auto_closed += auto_closed;
+                        g.closed_unanswered += closed_unanswered;
+                    });
                 }
             }
             AnyRow::Rating(r) => {
@@ -213,6 +241,12 @@ fn render_satisfaction(
                 "tickets": r.tickets,
                 "complaints": r.complaints,
                 "complaint_rate_percent": percent(u64::from(r.complaints), u64::from(r.tickets)),
+                "confirmed": r.confirmed,
+                "rejected": r.rejected,
+                "auto_closed_unconfirmed": r.auto_closed,
+                "closed_before_answer": r.closed_unanswered,
+                "confirmation_rate_percent": percent(u64::from(r.confirmed), u64::from(r.resolutions)),
+                "rejection_rate_percent": percent(u64::from(r.rejected), u64::from(r.resolutions)),
             })
         })
         .collect();

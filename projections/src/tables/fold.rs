@@ -9,10 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use closeloop_core::domain::{evolve, Event, Grade, Priority, SlaTarget, Ticket};
+use closeloop_core::domain::{
+    evolve, Answer, Event, Grade, Priority, SlaTarget, Ticket, CONFIRMATION_WAIT_DAYS_DEFAULT,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::calendar::BusinessCalendar;
 use crate::clock::{target_index, target_name, Calendars, TicketClock, Timer};
 use crate::fact::Fact;
 use crate::record::Record;
@@ -282,9 +285,25 @@ impl Folder {
                     changes.resolutions.insert((id, r.resolution), r.clone());
                 }
             }
-            Event::TicketClosed(_) => {
+            Event::TicketClosed(e) => {
                 w.closed_at = Some(at);
                 end_assignment(w, at, "closed", changes);
+                if let Some(r) = &mut w.last_resolution {
+                    r.closed_at = Some(at);
+                    r.close_reason = Some(e.reason.as_str().to_owned());
+                    changes.resolutions.insert((id, r.resolution), r.clone());
+                }
+            }
+            Event::ResolutionConfirmed(_) | Event::ResolutionRejected(_) => {
+                let answer = match &record.event {
+                    Event::ResolutionConfirmed(_) => Answer::Confirmed,
+                    _ => Answer::Rejected,
+                };
+                if let Some(r) = &mut w.last_resolution {
+                    r.answer = Some(answer.as_str().to_owned());
+                    r.answered_at = Some(at);
+                    changes.resolutions.insert((id, r.resolution), r.clone());
+                }
             }
             Event::SatisfactionRecorded(e) => {
                 let d = e.dimensions;
@@ -371,12 +390,36 @@ impl Folder {
                 category: w.ticket.category.as_str().to_owned(),
                 grade: w.ticket.grade.as_str().to_owned(),
                 channel: w.ticket.channel.as_str().to_owned(),
+                answer: None,
+                answered_at: None,
+                answer_due_at: self.answer_due(w, at),
+                closed_at: None,
+                close_reason: None,
             };
             changes.resolutions.insert((id, number), row.clone());
             w.last_resolution = Some(row);
         }
         w.ticket = next;
         Ok(credits)
+    }
+
+    /// When the wait for the customer's answer to a resolution at `at` ends: the close of the
+    /// policy's `confirmation_wait_days`-th working day after it on the ticket's calendar;
+    /// calendar days in UTC for a ticket without a policy.
+    fn answer_due(&self, w: &TicketWork, at: i64) -> Option<i64> {
+        let days = w
+            .ticket
+            .sla
+            .as_ref()
+            .and_then(|s| s.confirmation_wait_days)
+            .unwrap_or(CONFIRMATION_WAIT_DAYS_DEFAULT);
+        match w.clock.sla.as_ref() {
+            Some(sla) => self
+                .calendars
+                .get(sla.calendar)
+                .after_working_days(at, days.into()),
+            None => BusinessCalendar::always("utc").after_working_days(at, days.into()),
+        }
     }
 
     /// The row of a timer cycle, from its [`Mark`] and the agent and team it credits.

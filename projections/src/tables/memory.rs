@@ -11,8 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AgentRow, Changes, Dump, Saved, TableError, TableStore, TicketRow, TimerRow,
-    VERSION,
+    new_generation, AgentRow, Changes, Dump, ResolutionRow, Saved, TableError, TableStore,
+    TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -242,6 +242,20 @@ impl TableStore for MemoryTables {
         }
         listed.truncate(page.limit as usize);
         Ok(listed)
+    }
+
+    async fn due_answers(&self, now: i64, limit: u32) -> Result<Vec<ResolutionRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut due: Vec<ResolutionRow> = t
+            .rows
+            .resolutions
+            .values()
+            .filter(|r| r.awaits_answer() && r.answer_due_at.is_some_and(|d| d < now))
+            .cloned()
+            .collect();
+        due.sort_by_key(|r| (r.answer_due_at, r.ticket_id));
+        due.truncate(limit as usize);
+        Ok(due)
     }
 
     async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError> {

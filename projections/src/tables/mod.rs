@@ -41,7 +41,7 @@ pub use rows::{parse_time, rfc3339};
 pub const NAME: &str = "tables";
 /// Bumped when the fold or a table's shape changes: stored tables of another version are
 /// dropped and rebuilt from position zero.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What a table store's checkpoint says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +156,10 @@ pub trait TableStore: Send + Sync + 'static {
     /// At most `limit` timers the scheduler must act on at `now` ([`read::scheduler_due`]),
     /// soonest due first.
     async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError>;
+    /// At most `limit` resolutions still awaiting the customer's answer
+    /// ([`ResolutionRow::awaits_answer`]) whose wait ended before `now`, soonest first: the
+    /// scheduler closes their tickets unconfirmed.
+    async fn due_answers(&self, now: i64, limit: u32) -> Result<Vec<ResolutionRow>, TableError>;
 }
 
 /// Checks a stored version against this binary's.

@@ -138,6 +138,29 @@ pub struct ResolutionRow {
     pub category: String,
     pub grade: String,
     pub channel: String,
+    /// The customer's answer: `confirmed`, `rejected`, or none (not yet, or never).
+    #[serde(default)]
+    pub answer: Option<String>,
+    #[serde(default, with = "time_opt")]
+    pub answered_at: Option<i64>,
+    /// When the wait for the answer ends: the close of the `confirmation_wait_days`-th
+    /// working day after the resolution, on the ticket's calendar (UTC days without one).
+    /// Past it, with no answer, the scheduler closes the ticket `auto_closed_unconfirmed`.
+    #[serde(default, with = "time_opt")]
+    pub answer_due_at: Option<i64>,
+    /// When the ticket was closed on this resolution, and why: `staff` (`close_ticket`; with
+    /// no `answer`, closed before the customer answered) or `auto_closed_unconfirmed`.
+    #[serde(default, with = "time_opt")]
+    pub closed_at: Option<i64>,
+    #[serde(default)]
+    pub close_reason: Option<String>,
+}
+
+impl ResolutionRow {
+    /// Still waiting for the customer: not answered, not reopened, not closed.
+    pub fn awaits_answer(&self) -> bool {
+        self.answer.is_none() && !self.reopened_later && self.closed_at.is_none()
+    }
 }
 
 /// `satisfaction_ratings`: one row per rating (at most one per source and resolution).

@@ -277,6 +277,7 @@ pub fn policy(
         next_response_minutes: None,
         calendar_id: calendar_id.into(),
         warn_at_percent: 80,
+        confirmation_wait_days: None,
     })
 }
 
@@ -292,6 +293,7 @@ pub fn targets_of(policy: &Command) -> SlaTargets {
         resolution_minutes: p.resolution_minutes,
         next_response_minutes: p.next_response_minutes,
         warn_at_percent: p.warn_at_percent,
+        confirmation_wait_days: None,
     }
 }
 
@@ -528,7 +530,11 @@ pub fn reopened(reason: &str) -> Event {
 }
 
 pub fn closed() -> Event {
-    Event::TicketClosed(TicketClosed { ticket_id: TICKET })
+    Event::TicketClosed(TicketClosed {
+        ticket_id: TICKET,
+        reason: CloseReason::Staff,
+        answer_due_at: None,
+    })
 }
 
 pub fn rated(

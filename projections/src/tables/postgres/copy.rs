@@ -341,6 +341,11 @@ impl CopyRow for ResolutionRow {
         Type::TEXT,
         Type::TEXT,
         Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
     ];
 
     fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
@@ -360,6 +365,11 @@ impl CopyRow for ResolutionRow {
                 &self.category,
                 &self.grade,
                 &self.channel,
+                &self.answer,
+                &time_opt(self.answered_at)?,
+                &time_opt(self.answer_due_at)?,
+                &time_opt(self.closed_at)?,
+                &self.close_reason,
             ],
         )
     }

@@ -107,6 +107,11 @@ const RESOLUTIONS: Table = Table {
         "category",
         "grade",
         "channel",
+        "answer",
+        "answered_at",
+        "answer_due_at",
+        "closed_at",
+        "close_reason",
     ],
     order: "ticket_id, resolution",
 };
@@ -198,6 +203,7 @@ impl PostgresTables {
         let sql = include_str!("tables.sql").replace("{schema}", &tables.schema);
         let mut slot = tables.client().await?;
         let client = slot.as_mut().expect("connected");
+        drop_outdated(client, &tables.schema).await?;
         // Concurrent first connects may race to create the schema: one wins, the others see
         // a unique violation and find everything there on a second run.
         if client.batch_execute(&sql).await.is_err() {
@@ -225,6 +231,33 @@ impl PostgresTables {
             self.staged.store(false, Ordering::Release);
         }
         Ok(slot)
+    }
+}
+
+/// Drops the tables of an older [`VERSION`], whose shape may differ from `tables.sql`'s
+/// (which only creates what is missing): they are then created anew, and `open` refolds
+/// them from position zero.
+async fn drop_outdated(client: &Client, s: &str) -> Result<(), TableError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{s}.table_checkpoint")],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(());
+    }
+    match stored(client, s, "").await? {
+        Some(saved) if !check_version(saved.version)? => {
+            for t in ALL {
+                client
+                    .batch_execute(&format!("DROP TABLE IF EXISTS {s}.{}", t.name))
+                    .await?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -491,5 +524,10 @@ impl TableStore for PostgresTables {
     async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError> {
         let slot = self.client().await?;
         read::due_timers(slot.as_ref().expect("connected"), &self.schema, now, limit).await
+    }
+
+    async fn due_answers(&self, now: i64, limit: u32) -> Result<Vec<ResolutionRow>, TableError> {
+        let slot = self.client().await?;
+        read::due_answers(slot.as_ref().expect("connected"), &self.schema, now, limit).await
     }
 }

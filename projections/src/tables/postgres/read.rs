@@ -183,6 +183,28 @@ pub(super) async fn timers(
         .collect()
 }
 
+pub(super) async fn due_answers(
+    client: &Client,
+    s: &str,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<ResolutionRow>, TableError> {
+    let sql = format!(
+        "SELECT to_jsonb(r)::text FROM {s}.resolutions r
+          WHERE answer IS NULL AND NOT reopened_later AND closed_at IS NULL
+            AND answer_due_at < $1::text::timestamptz
+          ORDER BY answer_due_at, ticket_id
+          LIMIT $2::bigint"
+    );
+    let now = rfc3339(now);
+    client
+        .query(&sql, &[&now, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(|r| decode("resolutions", r.get(0)))
+        .collect()
+}
+
 pub(super) async fn due_timers(
     client: &Client,
     s: &str,

@@ -87,6 +87,11 @@ CREATE TABLE IF NOT EXISTS {schema}.resolutions (
     category                         text        NOT NULL,
     grade                            text        NOT NULL,
     channel                          text        NOT NULL,
+    answer                           text,
+    answered_at                      timestamptz,
+    answer_due_at                    timestamptz,
+    closed_at                        timestamptz,
+    close_reason                     text,
     PRIMARY KEY (ticket_id, resolution)
 );
 
@@ -143,6 +148,9 @@ CREATE INDEX IF NOT EXISTS assignments_by_from ON {schema}.assignments (from_at)
 CREATE INDEX IF NOT EXISTS assignments_by_until ON {schema}.assignments (until_at);
 CREATE INDEX IF NOT EXISTS resolutions_by_resolved ON {schema}.resolutions (resolved_at);
 CREATE INDEX IF NOT EXISTS resolutions_by_reopened ON {schema}.resolutions (reopened_at);
+-- The scheduler's question: resolutions still awaiting the customer's answer, by deadline.
+CREATE INDEX IF NOT EXISTS resolutions_awaiting_answer ON {schema}.resolutions (answer_due_at)
+    WHERE answer IS NULL AND NOT reopened_later AND closed_at IS NULL;
 CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON {schema}.satisfaction_ratings (rated_at);
 -- Which build of the tables (see `Saved::generation`); '' until `open` sets one.
 ALTER TABLE {schema}.table_checkpoint ADD COLUMN IF NOT EXISTS generation text NOT NULL DEFAULT '';

@@ -71,6 +71,7 @@ impl SqliteTables {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteTables, TableError> {
         let conn = Connection::open(path.as_ref())?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        drop_outdated(&conn)?;
         conn.execute_batch(include_str!("tables.sql"))?;
         shadow::add_generation(&conn)?;
         let reader = Connection::open(path.as_ref())?;
@@ -101,6 +102,29 @@ impl SqliteTables {
         tokio::task::spawn_blocking(move || f(&mut conn.lock().expect("sqlite reader lock")))
             .await
             .map_err(|e| TableError::Unavailable(e.to_string()))?
+    }
+}
+
+/// Drops the tables of an older [`VERSION`], whose shape may differ from `tables.sql`'s
+/// (which only creates what is missing): `open` then creates them anew and refolds from
+/// position zero.
+fn drop_outdated(conn: &Connection) -> Result<(), TableError> {
+    let has_checkpoint: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'table_checkpoint')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_checkpoint {
+        return Ok(());
+    }
+    match stored(conn)? {
+        Some(saved) if !check_version(saved.version)? => {
+            for table in TABLES {
+                conn.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -286,7 +310,7 @@ fn commit_blocking(
             ])?;
         }
         let mut s = tx.prepare_cached(
-            "INSERT OR REPLACE INTO resolutions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+            "INSERT OR REPLACE INTO resolutions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
         )?;
         for r in c.resolutions.values() {
             s.execute(params![
@@ -302,7 +326,12 @@ fn commit_blocking(
                 r.reopened_at.map(to_text),
                 r.category,
                 r.grade,
-                r.channel
+                r.channel,
+                r.answer,
+                r.answered_at.map(to_text),
+                r.answer_due_at.map(to_text),
+                r.closed_at.map(to_text),
+                r.close_reason
             ])?;
         }
         let mut s = tx.prepare_cached(
@@ -436,6 +465,11 @@ impl SqlRow for ResolutionRow {
             category: r.get(10)?,
             grade: r.get(11)?,
             channel: r.get(12)?,
+            answer: r.get(13)?,
+            answered_at: time_opt(r, 14)?,
+            answer_due_at: time_opt(r, 15)?,
+            closed_at: time_opt(r, 16)?,
+            close_reason: r.get(17)?,
         })
     }
 }
@@ -586,5 +620,10 @@ impl TableStore for SqliteTables {
 
     async fn due_timers(&self, now: i64, limit: u32) -> Result<Vec<TimerRow>, TableError> {
         self.reading(move |c| read::due_timers(c, now, limit)).await
+    }
+
+    async fn due_answers(&self, now: i64, limit: u32) -> Result<Vec<ResolutionRow>, TableError> {
+        self.reading(move |c| read::due_answers(c, now, limit))
+            .await
     }
 }

@@ -191,6 +191,23 @@ pub(super) fn timers(conn: &mut Connection, page: &TimerPage) -> Result<Vec<List
     Ok(listed)
 }
 
+pub(super) fn due_answers(
+    conn: &mut Connection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<ResolutionRow>, TableError> {
+    let mut s = conn.prepare_cached(
+        "SELECT * FROM resolutions
+          WHERE answer IS NULL AND reopened_later = 0 AND closed_at IS NULL AND answer_due_at < ?1
+          ORDER BY answer_due_at, ticket_id
+          LIMIT ?2",
+    )?;
+    let due = s
+        .query_map(params![rfc3339(now), limit], ResolutionRow::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(due)
+}
+
 pub(super) fn due_timers(
     conn: &mut Connection,
     now: i64,

@@ -77,6 +77,11 @@ CREATE TABLE IF NOT EXISTS resolutions (
     category               TEXT    NOT NULL,
     grade                  TEXT    NOT NULL,
     channel                TEXT    NOT NULL,
+    answer                 TEXT,
+    answered_at            TEXT,
+    answer_due_at          TEXT,
+    closed_at              TEXT,
+    close_reason           TEXT,
     PRIMARY KEY (ticket_id, resolution)
 ) STRICT, WITHOUT ROWID;
 
@@ -135,4 +140,7 @@ CREATE INDEX IF NOT EXISTS assignments_by_from ON assignments (from_at);
 CREATE INDEX IF NOT EXISTS assignments_by_until ON assignments (until_at);
 CREATE INDEX IF NOT EXISTS resolutions_by_resolved ON resolutions (resolved_at);
 CREATE INDEX IF NOT EXISTS resolutions_by_reopened ON resolutions (reopened_at);
+-- The scheduler's question: resolutions still awaiting the customer's answer, by deadline.
+CREATE INDEX IF NOT EXISTS resolutions_awaiting_answer ON resolutions (answer_due_at)
+    WHERE answer IS NULL AND reopened_later = 0 AND closed_at IS NULL;
 CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON satisfaction_ratings (rated_at);
