@@ -17,9 +17,14 @@
 //!   alone (`system`).
 //! - `confirm_resolution` and `reject_resolution` are the customer's answer, so a `service`'s
 //!   (on a ticket it or staff opened), never staff's.
+//! - `inspector` (must be registered, by `system` alone): rules on complaints
+//!   (`rule_complaint`), of any team; nothing else. Agents never rule on complaints (a
+//!   ruling may charge them); a supervisor rules on their team's (and unassigned) tickets.
+//! - The complaint-cause list is defined by `system` or a supervisor; inspectors are
+//!   registered by `system` only.
 
 use super::command::*;
-use super::directory::{Agent, Directory};
+use super::directory::{Agent, Directory, Inspector};
 use super::rejection::Rejection;
 use super::ticket_state::Ticket;
 use super::types::*;
@@ -73,6 +78,19 @@ fn opened_it(ctx: &Context) -> Result<(), Rejection> {
     }
 }
 
+/// The registered inspector behind an `inspector` actor.
+pub(crate) fn registered_inspector<'d>(
+    directory: &'d Directory,
+    actor: &Actor,
+) -> Result<&'d Inspector, Rejection> {
+    directory.inspectors.get(&actor.id).ok_or_else(|| {
+        Rejection::forbidden(format!(
+            "inspector `{}` is not a registered inspector",
+            actor.id
+        ))
+    })
+}
+
 fn deny(ctx: &Context, command: &Command) -> Rejection {
     Rejection::forbidden(format!(
         "a {} may not {}",
@@ -110,6 +128,17 @@ pub(crate) fn authorize_ticket(
         {
             Err(Rejection::forbidden(
                 "the customer's answer to a resolution comes from the customer (role service), not from staff",
+            ))
+        }
+        Role::Inspector => match command {
+            Command::RuleComplaint(_) => registered_inspector(ctx.directory, ctx.actor).map(|_| ()),
+            _ => Err(Rejection::forbidden(
+                "an inspector rules on complaints and records inspections, nothing else",
+            )),
+        },
+        Role::Agent | Role::Service if matches!(command, Command::RuleComplaint(_)) => {
+            Err(Rejection::forbidden(
+                "complaints are ruled on by a supervisor or an inspector",
             ))
         }
         Role::Service => match command {
@@ -192,6 +221,7 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
     match ctx.actor.role {
         Role::System => Ok(()),
         Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
+        Role::Inspector => Err(deny(ctx, command)),
         Role::Service => match command {
             // A service may create a customer on first contact, at the standard grade and
             // without an account manager: grades and account managers decide service levels
@@ -230,6 +260,9 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
         Role::Supervisor => {
             let me = staff(ctx)?;
             match command {
+                Command::RegisterInspector(_) => Err(Rejection::forbidden(
+                    "inspectors are registered by provisioning (role system)",
+                )),
                 Command::RegisterAgent(c) if c.team != me.team => Err(Rejection::at(
                     super::RejectionCode::Forbidden,
                     "/payload/team",

@@ -8,6 +8,10 @@ use uuid::Uuid;
 
 use super::types::*;
 
+/// The one stream of the complaint-cause list: the organisation has one list, and each
+/// `define_complaint_causes` replaces it.
+pub const COMPLAINT_CAUSES_STREAM: &str = "complaint_causes-list";
+
 /// A command as received: envelope plus typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CommandEnvelope {
@@ -52,6 +56,9 @@ macro_rules! for_each_command {
             "confirm_resolution" => ConfirmResolution,
             "reject_resolution" => RejectResolution,
             "close_unconfirmed" => CloseUnconfirmed,
+            "register_inspector" => RegisterInspector,
+            "define_complaint_causes" => DefineComplaintCauses,
+            "rule_complaint" => RuleComplaint,
         }
     };
 }
@@ -97,6 +104,8 @@ impl Command {
             Command::RegisterCustomer(c) => format!("customer-{}", c.customer_id),
             Command::DefineCalendar(c) => format!("calendar-{}", c.calendar_id),
             Command::DefineSlaPolicy(c) => format!("sla_policy-{}", c.policy_id),
+            Command::RegisterInspector(c) => format!("inspector-{}", c.inspector_id),
+            Command::DefineComplaintCauses(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
             other => format!(
                 "ticket-{}",
                 other
@@ -126,6 +135,7 @@ impl Command {
             Command::ConfirmResolution(c) => c.ticket_id,
             Command::RejectResolution(c) => c.ticket_id,
             Command::CloseUnconfirmed(c) => c.ticket_id,
+            Command::RuleComplaint(c) => c.ticket_id,
             _ => return None,
         })
     }
@@ -350,4 +360,41 @@ pub struct CloseUnconfirmed {
     pub ticket_id: Uuid,
     pub resolution: u32,
     pub answer_due_at: Timestamp,
+}
+
+/// Registers (or renames) a quality inspector (role `system` only: the quality department
+/// is provisioned, not self-appointed). An inspector is staff outside the teams: never
+/// assigned tickets, never a backup; they rule on complaints and read the tickets they rule
+/// on (docs/domain.md, Quality inspection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterInspector {
+    pub inspector_id: String,
+    pub name: String,
+}
+
+/// Replaces the list of complaint causes rulings choose from (role `system` or a
+/// supervisor). Earlier rulings keep the codes they named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineComplaintCauses {
+    /// 1..=100 causes, each code once.
+    pub causes: Vec<ComplaintCause>,
+}
+
+/// Rules on a complaint ticket (role `supervisor`, for their team's tickets, or
+/// `inspector`): justified or not, why, and who is charged with it. A later ruling on the
+/// same ticket supersedes the earlier one; both stay in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleComplaint {
+    pub ticket_id: Uuid,
+    pub justified: bool,
+    /// A code of the complaint-cause list in force.
+    pub cause: String,
+    /// The staff (registered agents) charged with a justified complaint: 0..=10, each once;
+    /// none for an unjustified one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charged: Vec<String>,
+    pub note: String,
 }

@@ -1,4 +1,5 @@
-//! The directory: agents, customers, calendars and SLA policies, folded from their streams.
+//! The directory: agents, customers, calendars, SLA policies, inspectors and the
+//! complaint-cause list, folded from their streams.
 //! Ticket decisions read it (authorization, the customer's grade, the policy in force); the
 //! command handler keeps it caught up with the log and passes it in, so the domain never
 //! fetches anything itself.
@@ -12,7 +13,14 @@ use super::event::*;
 use super::types::*;
 
 /// The categories whose streams the directory folds.
-pub const DIRECTORY_CATEGORIES: &[&str] = &["agent", "customer", "calendar", "sla_policy"];
+pub const DIRECTORY_CATEGORIES: &[&str] = &[
+    "agent",
+    "customer",
+    "calendar",
+    "sla_policy",
+    "inspector",
+    "complaint_causes",
+];
 
 /// Numbers from the operating manuals that are defaults, never constants (docs/domain.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +84,13 @@ pub struct Policy {
     pub defined_seq: u64,
 }
 
+/// A registered quality inspector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Inspector {
+    pub inspector_id: String,
+    pub name: String,
+}
+
 /// Reference data as of some log position.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directory {
@@ -83,6 +98,9 @@ pub struct Directory {
     pub customers: HashMap<String, Customer>,
     pub calendars: HashMap<String, Calendar>,
     pub policies: HashMap<String, Policy>,
+    pub inspectors: HashMap<String, Inspector>,
+    /// The complaint-cause list in force: code to label.
+    pub complaint_causes: std::collections::BTreeMap<String, String>,
     /// Version of each directory stream, for the expected-version check of the next append.
     pub versions: HashMap<String, u64>,
     definitions: u64,
@@ -155,6 +173,22 @@ impl Directory {
                         defined_seq: self.definitions,
                     },
                 );
+            }
+            Event::InspectorRegistered(e) => {
+                self.inspectors.insert(
+                    e.inspector_id.clone(),
+                    Inspector {
+                        inspector_id: e.inspector_id.clone(),
+                        name: e.name.clone(),
+                    },
+                );
+            }
+            Event::ComplaintCausesDefined(e) => {
+                self.complaint_causes = e
+                    .causes
+                    .iter()
+                    .map(|c| (c.code.clone(), c.label.clone()))
+                    .collect();
             }
             _ => return,
         }

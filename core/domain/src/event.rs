@@ -60,11 +60,14 @@ macro_rules! for_each_event {
             "sla_breached" => SlaBreached,
             "resolution_confirmed" => ResolutionConfirmed,
             "resolution_rejected" => ResolutionRejected,
+            "complaint_ruled" => ComplaintRuled,
             "agent_registered" => AgentRegistered,
             "agent_availability_changed" => AgentAvailabilityChanged,
             "customer_registered" => CustomerRegistered,
             "calendar_defined" => CalendarDefined,
             "sla_policy_defined" => SlaPolicyDefined,
+            "inspector_registered" => InspectorRegistered,
+            "complaint_causes_defined" => ComplaintCausesDefined,
         }
     };
 }
@@ -132,7 +135,10 @@ impl Event {
             Event::SlaBreached(e) => e.ticket_id,
             Event::ResolutionConfirmed(e) => e.ticket_id,
             Event::ResolutionRejected(e) => e.ticket_id,
+            Event::ComplaintRuled(e) => e.ticket_id,
             Event::AgentRegistered(_)
+            | Event::InspectorRegistered(_)
+            | Event::ComplaintCausesDefined(_)
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
             | Event::CalendarDefined(_)
@@ -287,6 +293,22 @@ pub struct ResolutionRejected {
     pub reason: String,
 }
 
+/// Ruling number `ruling` (1, 2, ...) on a complaint; it supersedes ruling `ruling - 1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComplaintRuled {
+    pub ticket_id: Uuid,
+    pub ruling: u32,
+    pub justified: bool,
+    pub cause: String,
+    /// The staff charged, with their teams at the ruling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charged: Vec<ChargedStaff>,
+    pub note: String,
+    /// Who ruled: a supervisor or an inspector (also in the event's metadata; here so the
+    /// read models need nothing but the data).
+    pub ruled_by: Actor,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SatisfactionRecorded {
     pub ticket_id: Uuid,
@@ -369,4 +391,15 @@ pub struct SlaPolicyDefined {
     pub warn_at_percent: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation_wait_days: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InspectorRegistered {
+    pub inspector_id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComplaintCausesDefined {
+    pub causes: Vec<ComplaintCause>,
 }

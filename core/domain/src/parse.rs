@@ -22,6 +22,13 @@ pub const TARGET_MINUTES_MAX: u32 = 525_600;
 /// months).
 pub const CONFIRMATION_WAIT_DAYS_MAX: u8 = 60;
 
+/// Most entries of the complaint-cause list.
+pub const COMPLAINT_CAUSES_MAX: usize = 100;
+/// Longest complaint-cause code, in characters.
+pub const CAUSE_CODE_CHARS_MAX: usize = 40;
+/// Most staff one complaint ruling charges.
+pub const CHARGED_STAFF_MAX: usize = 10;
+
 const ENVELOPE_FIELDS: &[&str] = &[
     "command_id",
     "type",
@@ -245,6 +252,21 @@ impl Problems {
         }
     }
 
+    /// A complaint-cause code: `[a-z0-9_]`, 1..=[`CAUSE_CODE_CHARS_MAX`] characters.
+    fn cause_code(&mut self, path: &str, value: &str) {
+        if value.is_empty() || value.len() > CAUSE_CODE_CHARS_MAX {
+            self.add(
+                path,
+                format!("must be 1..={CAUSE_CODE_CHARS_MAX} characters"),
+            );
+        } else if !value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            self.add(path, "only lowercase letters, digits and `_`");
+        }
+    }
+
     fn range(&mut self, path: &str, value: u32, min: u32, max: u32) {
         if value < min || value > max {
             self.add(
@@ -405,6 +427,53 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                             "must be after start",
                         );
                     }
+                }
+            }
+        }
+        Command::RegisterInspector(c) => {
+            p.id("/payload/inspector_id", &c.inspector_id);
+            p.text("/payload/name", &c.name, SHORT_TEXT_CHARS_MAX);
+        }
+        Command::DefineComplaintCauses(c) => {
+            if c.causes.is_empty() || c.causes.len() > COMPLAINT_CAUSES_MAX {
+                p.add(
+                    "/payload/causes",
+                    format!("needs 1..={COMPLAINT_CAUSES_MAX} causes, got {}", c.causes.len()),
+                );
+            }
+            for (i, cause) in c.causes.iter().enumerate() {
+                let path = format!("/payload/causes/{i}/code");
+                p.cause_code(&path, &cause.code);
+                if c.causes[..i].iter().any(|earlier| earlier.code == cause.code) {
+                    p.add(&path, format!("cause `{}` is listed twice", cause.code));
+                }
+                p.text(
+                    &format!("/payload/causes/{i}/label"),
+                    &cause.label,
+                    SHORT_TEXT_CHARS_MAX,
+                );
+            }
+        }
+        Command::RuleComplaint(c) => {
+            p.cause_code("/payload/cause", &c.cause);
+            p.text("/payload/note", &c.note, TEXT_CHARS_MAX);
+            if c.charged.len() > CHARGED_STAFF_MAX {
+                p.add(
+                    "/payload/charged",
+                    format!("at most {CHARGED_STAFF_MAX} staff, got {}", c.charged.len()),
+                );
+            }
+            if !c.justified && !c.charged.is_empty() {
+                p.add(
+                    "/payload/charged",
+                    "an unjustified complaint charges nobody",
+                );
+            }
+            for (i, agent) in c.charged.iter().enumerate() {
+                let path = format!("/payload/charged/{i}");
+                p.id(&path, agent);
+                if c.charged[..i].contains(agent) {
+                    p.add(&path, format!("{agent} is charged twice"));
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! Decisions on the directory's streams: agents, customers, calendars, SLA policies. Their
+//! Decisions on the directory's streams: agents, customers, calendars, SLA policies,
+//! inspectors, the complaint-cause list. Their
 //! state is the [`Directory`](super::Directory) itself.
 
 use super::authorize::authorize_directory;
@@ -127,6 +128,15 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 calendar_id: c.calendar_id.clone(),
                 warn_at_percent: c.warn_at_percent,
                 confirmation_wait_days: c.confirmation_wait_days,
+            })
+        }
+        Command::RegisterInspector(c) => Event::InspectorRegistered(InspectorRegistered {
+            inspector_id: c.inspector_id.clone(),
+            name: c.name.clone(),
+        }),
+        Command::DefineComplaintCauses(c) => {
+            Event::ComplaintCausesDefined(ComplaintCausesDefined {
+                causes: c.causes.clone(),
             })
         }
         _ => unreachable!("decide_directory takes directory commands only"),

@@ -6,7 +6,8 @@
 //! a closed ticket takes only `record_satisfaction` (once per source and resolution). A
 //! resolved ticket waits for the customer's answer: `confirm_resolution`, or
 //! `reject_resolution` (which reopens it), or, when none comes in time, `close_unconfirmed`
-//! by the scheduler.
+//! by the scheduler. A complaint ticket takes rulings (`rule_complaint`) in every state, a
+//! closed one included (a complaint is often ruled on after it is settled).
 
 use super::authorize::authorize_ticket;
 use super::command::*;
@@ -40,6 +41,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 reopens: 0,
                 rated: Vec::new(),
                 answer: None,
+                rulings: 0,
             }),
             _ => None,
         };
@@ -97,6 +99,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         }
         Event::TicketClosed(_) => t.status = TicketStatus::Closed,
         Event::SatisfactionRecorded(e) => t.rated.push(e.source),
+        Event::ComplaintRuled(_) => t.rulings += 1,
         Event::NoteAdded(_)
         | Event::SlaWarningRaised(_)
         | Event::SlaBreached(_)
@@ -105,7 +108,9 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         | Event::AgentAvailabilityChanged(_)
         | Event::CustomerRegistered(_)
         | Event::CalendarDefined(_)
-        | Event::SlaPolicyDefined(_) => {}
+        | Event::SlaPolicyDefined(_)
+        | Event::InspectorRegistered(_)
+        | Event::ComplaintCausesDefined(_) => {}
     }
     Some(t)
 }
@@ -137,9 +142,14 @@ pub fn decide_ticket(
         (Some(t), _) => t,
     };
     authorize_ticket(Some(ticket), command, ctx)?;
-    if ticket.status == TicketStatus::Closed && !matches!(command, Command::RecordSatisfaction(_)) {
+    if ticket.status == TicketStatus::Closed
+        && !matches!(
+            command,
+            Command::RecordSatisfaction(_) | Command::RuleComplaint(_)
+        )
+    {
         return Err(Rejection::invalid_transition(format!(
-            "ticket is closed: it takes only record_satisfaction, not {}",
+            "ticket is closed: it takes only record_satisfaction and rule_complaint, not {}",
             command.command_type()
         )));
     }
@@ -308,14 +318,75 @@ pub fn decide_ticket(
                 due_at: c.due_at,
             })
         }
+        Command::RuleComplaint(c) => rule_complaint(ticket, c, ctx)?,
         Command::OpenTicket(_)
         | Command::RegisterAgent(_)
         | Command::SetAgentAvailability(_)
         | Command::RegisterCustomer(_)
         | Command::DefineCalendar(_)
-        | Command::DefineSlaPolicy(_) => unreachable!("not a ticket command on an open ticket"),
+        | Command::DefineSlaPolicy(_)
+        | Command::RegisterInspector(_)
+        | Command::DefineComplaintCauses(_) => {
+            unreachable!("not a ticket command on an open ticket")
+        }
     };
     Ok(vec![event])
+}
+
+/// A ruling on a complaint ticket: the cause must be on the list in force and everyone
+/// charged a registered agent. Numbered from 1; each supersedes the one before.
+fn rule_complaint(ticket: &Ticket, c: &RuleComplaint, ctx: &Context) -> Result<Event, Rejection> {
+    if ticket.category != Category::Complaint {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/ticket_id",
+            format!(
+                "ticket {} is a {}, not a complaint: only complaints are ruled on",
+                ticket.ticket_id, ticket.category
+            ),
+        ));
+    }
+    let causes = &ctx.directory.complaint_causes;
+    if !causes.contains_key(&c.cause) {
+        let known = if causes.is_empty() {
+            "no causes are defined yet (define_complaint_causes)".to_owned()
+        } else {
+            format!(
+                "expected one of {}",
+                causes.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        return Err(Rejection::not_found(
+            "/payload/cause",
+            format!("no complaint cause `{}`: {known}", c.cause),
+        ));
+    }
+    let charged = c
+        .charged
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let agent = ctx.directory.agents.get(id).ok_or_else(|| {
+                Rejection::not_found(
+                    &format!("/payload/charged/{i}"),
+                    format!("no agent {id}"),
+                )
+            })?;
+            Ok(ChargedStaff {
+                agent_id: id.clone(),
+                team: agent.team.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, Rejection>>()?;
+    Ok(Event::ComplaintRuled(ComplaintRuled {
+        ticket_id: ticket.ticket_id,
+        ruling: ticket.rulings + 1,
+        justified: c.justified,
+        cause: c.cause.clone(),
+        charged,
+        note: c.note.clone(),
+        ruled_by: ctx.actor.clone(),
+    }))
 }
 
 fn open(c: &OpenTicket, ctx: &Context) -> Event {

@@ -37,6 +37,9 @@ pub struct Ticket {
     /// The customer's answer to the current resolution, once given.
     #[serde(default)]
     pub answer: Option<Answer>,
+    /// Rulings on this complaint so far (the next is number `rulings + 1`).
+    #[serde(default)]
+    pub rulings: u32,
 }
 
 /// A ticket stream's state: `None` before `ticket_opened`.

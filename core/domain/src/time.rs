@@ -58,7 +58,7 @@ impl TimeRules {
     pub fn backdate_max(&self, role: Role) -> SignedDuration {
         match role {
             Role::Service => self.backdate_service_max,
-            Role::Agent | Role::Supervisor | Role::Auditor | Role::System => {
+            Role::Agent | Role::Supervisor | Role::Inspector | Role::Auditor | Role::System => {
                 self.backdate_staff_max
             }
         }

@@ -30,14 +30,15 @@ macro_rules! wire_enum {
 }
 
 wire_enum!(
-    /// Who is acting. Authorization (see `authorize`) is decided from the role and, for agents
-    /// and supervisors, from their registration.
+    /// Who is acting. Authorization (see `authorize`) is decided from the role and, for agents,
+    /// supervisors and inspectors, from their registration.
     Role {
         Agent => "agent",
         Supervisor => "supervisor",
         Auditor => "auditor",
         Service => "service",
         System => "system",
+        Inspector => "inspector",
     }
 );
 
@@ -189,6 +190,26 @@ pub struct Dimensions {
     pub efficiency: u8,
     pub quality: u8,
     pub overall: u8,
+}
+
+/// One entry of the complaint-cause list (`define_complaint_causes`): the code a ruling
+/// names, and what it means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComplaintCause {
+    /// Lowercase letters, digits and `_`, 1..=40 characters.
+    pub code: String,
+    /// 1..=200 characters.
+    pub label: String,
+}
+
+/// A member of staff a complaint ruling charges, with their team at the ruling (so team
+/// figures need no directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargedStaff {
+    pub agent_id: String,
+    pub team: String,
 }
 
 /// Support line: 1 first line, 2 specialists, 3 management.

@@ -9,6 +9,7 @@
 //!   an away agent they cover, and tickets of customers they are account manager of.
 //! - `supervisor` (a registered team lead): tickets that are or were with their team.
 //! - `service`: tickets it opened (it acts for those customers).
+//! - `inspector` (registered): complaint tickets, which they rule on, of every team.
 //!
 //! Staff reports ([`report_scope`]):
 //! - `auditor`, `system`: every row, filters as asked.
@@ -18,8 +19,9 @@
 //! - `agent`: the agent filter is forced to themselves; asking for another agent is
 //!   `forbidden` (at `/agent`).
 //! - `service`: `forbidden` (staff figures are not a customer system's business).
+//! - `inspector`: `forbidden` (they read what they inspect: tickets, not staff figures).
 
-use super::authorize::{covers, registered_staff};
+use super::authorize::{covers, registered_inspector, registered_staff};
 use super::directory::Directory;
 use super::event::Event;
 use super::rejection::{Rejection, RejectionCode};
@@ -39,6 +41,10 @@ pub fn may_see_ticket(
     match actor.role {
         Role::Auditor | Role::System => true,
         Role::Service => opened_by == Some(actor),
+        Role::Inspector => {
+            ticket.category == Category::Complaint
+                && registered_inspector(directory, actor).is_ok()
+        }
         Role::Agent => {
             let me = actor.id.as_str();
             let assigned = events.iter().any(|e| match e {
@@ -96,9 +102,9 @@ pub fn report_scope(
         |path: &str, message: String| Err(Rejection::at(RejectionCode::Forbidden, path, message));
     match actor.role {
         Role::Auditor | Role::System => Ok(ReportScope::All),
-        Role::Service => forbidden(
+        Role::Service | Role::Inspector => forbidden(
             "/actor",
-            format!("service `{}` may not read staff reports", actor.id),
+            format!("{} `{}` may not read staff reports", actor.role, actor.id),
         ),
         Role::Agent => {
             if let Some(other) = agent.filter(|a| *a != actor.id) {
@@ -206,6 +212,7 @@ mod tests {
             reopens: 0,
             rated: Vec::new(),
             answer: None,
+            rulings: 0,
         };
         let events = vec![Event::TicketAssigned(TicketAssigned {
             ticket_id: Uuid::nil(),

@@ -971,3 +971,66 @@ fn duplicate_keys_nul_non_object_actors_and_ancient_times_are_refused() {
         );
     }
 }
+
+// ---------- complaint rulings ----------
+
+fn complaint_causes(causes: Value) -> Value {
+    command("define_complaint_causes", json!({ "causes": causes }))
+}
+
+fn ruling(justified: bool, cause: &str, charged: Value) -> Value {
+    command(
+        "rule_complaint",
+        json!({"ticket_id": TICKET_ID, "justified": justified, "cause": cause,
+               "charged": charged, "note": "heard both sides"}),
+    )
+}
+
+#[test]
+fn complaint_cause_lists_and_rulings() {
+    accepted(&complaint_causes(
+        json!([{"code": "rude_staff", "label": "Rude staff"}, {"code": "slow_2", "label": "Slow"}]),
+    ));
+    accepted(&command(
+        "register_inspector",
+        json!({"inspector_id": "qa-1", "name": "Quality"}),
+    ));
+    rejected(&complaint_causes(json!([])), "/payload/causes");
+    rejected(
+        &complaint_causes(json!([{"code": "Rude Staff", "label": "x"}])),
+        "/payload/causes/0/code",
+    );
+    rejected(
+        &complaint_causes(json!([{"code": "a", "label": "x"}, {"code": "a", "label": "y"}])),
+        "/payload/causes/1/code",
+    );
+    rejected(
+        &complaint_causes(json!([{"code": "a", "label": " "}])),
+        "/payload/causes/0/label",
+    );
+    rejected(
+        &complaint_causes(json!([{"code": "a", "label": "x", "weight": 2}])),
+        "/payload/causes/0/weight",
+    );
+    let too_many: Vec<Value> = (0..=COMPLAINT_CAUSES_MAX)
+        .map(|i| json!({"code": format!("c{i}"), "label": "x"}))
+        .collect();
+    rejected(&complaint_causes(Value::Array(too_many)), "/payload/causes");
+
+    let Command::RuleComplaint(r) = accepted(&ruling(true, "rude_staff", json!(["a1", "a2"]))).command
+    else {
+        panic!()
+    };
+    assert_eq!(r.charged, ["a1", "a2"]);
+    accepted(&ruling(false, "rude_staff", json!([])));
+    rejected(&ruling(false, "rude_staff", json!(["a1"])), "/payload/charged");
+    rejected(&ruling(true, "rude_staff", json!(["a1", "a1"])), "/payload/charged/1");
+    rejected(&ruling(true, "", json!([])), "/payload/cause");
+    rejected(&ruling(true, "x", json!([""])), "/payload/charged/0");
+    let crowd: Vec<String> = (0..=CHARGED_STAFF_MAX).map(|i| format!("a{i}")).collect();
+    rejected(&ruling(true, "x", json!(crowd)), "/payload/charged");
+    rejected(
+        &with(ruling(true, "x", json!([])), "/payload/note", Some(json!(""))),
+        "/payload/note",
+    );
+}

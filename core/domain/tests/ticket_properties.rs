@@ -96,6 +96,22 @@ fn ticket_command() -> impl Strategy<Value = Command> {
             }),
         1 => (sla_target(), timestamp()).prop_map(|(t, d)| raise_warning(t, d)),
         1 => (sla_target(), timestamp()).prop_map(|(t, d)| record_breach(t, d)),
+        3 => proptest::option::of(text()).prop_map(|c| confirm(c.as_deref())),
+        2 => text().prop_map(|r| reject(&r)),
+        2 => (1u32..=3).prop_map(close_unconfirmed),
+        3 => (
+            any::<bool>(),
+            select(vec!["rude_staff", "slow_service", "product_defect", "weather"]),
+            proptest::collection::vec(select(agent_ids()), 0..3),
+        )
+            .prop_map(|(justified, cause, charged)| {
+                let mut charged: Vec<&str> = charged.iter().map(String::as_str).collect();
+                charged.dedup();
+                if !justified {
+                    charged.clear();
+                }
+                rule(justified, cause, &charged)
+            }),
     ]
 }
 
@@ -114,6 +130,7 @@ fn any_actor() -> impl Strategy<Value = Actor> {
         1 => Just(auditor()),
         5 => Just(agent(ASSIGNEE)),
         2 => Just(supervisor(LEAD)),
+        1 => Just(inspector(INSPECTOR)),
         4 => select(all_actors()),
     ]
 }
@@ -248,6 +265,11 @@ fn check_state(t: &Ticket) -> Result<(), TestCaseError> {
     prop_assert!(t.reopens <= t.resolutions);
     prop_assert!(t.resolutions - t.reopens <= 1);
     prop_assert_eq!(t.status.is_open(), t.resolutions == t.reopens);
+    prop_assert!(
+        t.rulings == 0 || t.category == Category::Complaint,
+        "a {} was ruled on",
+        t.category
+    );
     let distinct: HashSet<_> = t.rated.iter().collect();
     prop_assert_eq!(distinct.len(), t.rated.len(), "rated twice: {:?}", t.rated);
     Ok(())
@@ -263,17 +285,41 @@ fn check_authority(
     let staff = dir.agents.get(&actor.id);
     if matches!(
         command,
-        Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_)
+        Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_) | Command::CloseUnconfirmed(_)
     ) {
-        prop_assert_eq!(actor.role, Role::System, "SLA events are the scheduler's");
+        prop_assert_eq!(actor.role, Role::System, "the scheduler's commands");
+    }
+    // The customer's answer is a service's; a ruling a supervisor's or an inspector's.
+    if matches!(
+        command,
+        Command::ConfirmResolution(_) | Command::RejectResolution(_)
+    ) {
+        prop_assert!(matches!(actor.role, Role::Service | Role::System));
+    }
+    if matches!(command, Command::RuleComplaint(_)) {
+        prop_assert!(matches!(
+            actor.role,
+            Role::Supervisor | Role::Inspector | Role::System
+        ));
     }
     match actor.role {
         Role::System => {}
         Role::Auditor => prop_assert!(false, "an auditor got an event"),
+        Role::Inspector => {
+            prop_assert!(dir.inspectors.contains_key(&actor.id));
+            prop_assert!(
+                matches!(command, Command::RuleComplaint(_)),
+                "an inspector did {}",
+                command.command_type()
+            );
+        }
         Role::Service => prop_assert!(
             matches!(
                 command,
-                Command::OpenTicket(_) | Command::RecordCustomerReply(_)
+                Command::OpenTicket(_)
+                    | Command::RecordCustomerReply(_)
+                    | Command::ConfirmResolution(_)
+                    | Command::RejectResolution(_)
             ) || matches!(command, Command::RecordSatisfaction(c) if c.source == RatingSource::Survey),
             "a service did {}",
             command.command_type()
@@ -382,7 +428,10 @@ fn run_covering(
         if let Some(t) = &before {
             if t.status == Closed {
                 prop_assert!(
-                    matches!(command, Command::RecordSatisfaction(_)),
+                    matches!(
+                        command,
+                        Command::RecordSatisfaction(_) | Command::RuleComplaint(_)
+                    ),
                     "closed ticket took {}",
                     command.command_type()
                 );
@@ -424,7 +473,10 @@ fn run_covering(
                         prop_assert_eq!(p.status, Resolved);
                     }
                     if p.status == Closed {
-                        prop_assert!(matches!(event, Event::SatisfactionRecorded(_)));
+                        prop_assert!(matches!(
+                            event,
+                            Event::SatisfactionRecorded(_) | Event::ComplaintRuled(_)
+                        ));
                     }
                 }
             }
@@ -436,6 +488,15 @@ fn run_covering(
                     e.resolution
                 );
                 prop_assert_eq!(e.resolution, after.resolutions);
+            }
+            if let Event::ComplaintRuled(e) = event {
+                prop_assert_eq!(e.ruling, after.rulings);
+                prop_assert!(dir.complaint_causes.contains_key(&e.cause));
+                prop_assert!(e.justified || e.charged.is_empty());
+            }
+            if let Event::ResolutionConfirmed(e) = event {
+                prop_assert_eq!(e.resolution, after.resolutions);
+                prop_assert_eq!(after.status, Resolved);
             }
             check_state(after)?;
         }
@@ -477,7 +538,8 @@ fn the_generator_explores_the_whole_loop() {
         let steps = scenario().new_tree(&mut runner).unwrap().current();
         run_covering(&dir, &rules, &steps, &mut coverage).unwrap();
     }
-    for event in Event::TYPES.iter().take(14) {
+    // Every ticket event (the directory's come after them in the list).
+    for event in Event::TYPES.iter().take_while(|t| **t != "agent_registered") {
         assert!(coverage.events.contains(event), "never produced {event}");
     }
     for transition in ALLOWED {

@@ -48,7 +48,9 @@ impl Given {
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
             | Event::CalendarDefined(_)
-            | Event::SlaPolicyDefined(_) => {
+            | Event::SlaPolicyDefined(_)
+            | Event::InspectorRegistered(_)
+            | Event::ComplaintCausesDefined(_) => {
                 apply_all(&mut self.directory, std::slice::from_ref(event))
             }
             _ => self.ticket = evolve(self.ticket.take(), event),
@@ -883,28 +885,6 @@ fn directory_decisions() {
         .then_rejected(Forbidden, "");
 }
 
-fn confirm(comment: Option<&str>) -> Command {
-    Command::ConfirmResolution(ConfirmResolution {
-        ticket_id: TICKET,
-        comment: comment.map(str::to_owned),
-    })
-}
-
-fn reject(reason: &str) -> Command {
-    Command::RejectResolution(RejectResolution {
-        ticket_id: TICKET,
-        reason: reason.to_owned(),
-    })
-}
-
-fn close_unconfirmed(resolution: u32) -> Command {
-    Command::CloseUnconfirmed(CloseUnconfirmed {
-        ticket_id: TICKET,
-        resolution,
-        answer_due_at: at("2026-11-10T17:00:00Z"),
-    })
-}
-
 #[test]
 fn the_customer_confirms_or_rejects_a_resolution_once() {
     let resolved_once = given([
@@ -992,4 +972,99 @@ fn only_the_scheduler_closes_an_unanswered_resolution() {
     .then_accepted()
     .when(close_unconfirmed(1), system())
     .then_rejected(InvalidTransition, "");
+}
+
+fn ruled(ruling: u32, justified: bool, cause: &str, charged: &[(&str, &str)], by: Actor) -> Event {
+    Event::ComplaintRuled(ComplaintRuled {
+        ticket_id: TICKET,
+        ruling,
+        justified,
+        cause: cause.into(),
+        charged: charged
+            .iter()
+            .map(|(agent_id, team)| ChargedStaff {
+                agent_id: (*agent_id).into(),
+                team: (*team).into(),
+            })
+            .collect(),
+        note: "heard both sides".into(),
+        ruled_by: by,
+    })
+}
+
+#[test]
+fn a_complaint_is_ruled_on_by_a_supervisor_or_an_inspector_and_a_later_ruling_supersedes() {
+    let complaint = given([opened_complaint(), assigned("a1", "alpha", None)]);
+    complaint
+        // Agents never rule (a ruling may charge them), nor do services or auditors.
+        .when(rule(true, "rude_staff", &["a1"]), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(rule(true, "rude_staff", &["a1"]), service())
+        .then_rejected(Forbidden, "")
+        .when(rule(true, "rude_staff", &["a1"]), auditor())
+        .then_rejected(Forbidden, "")
+        // An unregistered inspector, and another team's lead, are refused.
+        .when(rule(true, "rude_staff", &["a1"]), inspector("ghost"))
+        .then_rejected(Forbidden, "")
+        .when(rule(true, "rude_staff", &["a1"]), supervisor("lead-b"))
+        .then_rejected(Forbidden, "")
+        // The cause must be on the list; everyone charged must be a registered agent.
+        .when(rule(true, "weather", &["a1"]), inspector(INSPECTOR))
+        .then_rejected(NotFound, "/payload/cause")
+        .when(rule(true, "rude_staff", &["a1", "nobody"]), inspector(INSPECTOR))
+        .then_rejected(NotFound, "/payload/charged/1")
+        // The team's lead rules it justified, charging a1 (team copied from the directory).
+        .when(rule(true, "rude_staff", &["a1"]), supervisor("lead-a"))
+        .then([ruled(
+            1,
+            true,
+            "rude_staff",
+            &[("a1", "alpha")],
+            supervisor("lead-a"),
+        )])
+        // The inspector overrules: number 2, which supersedes the first.
+        .when(rule(false, "product_defect", &[]), inspector(INSPECTOR))
+        .then([ruled(
+            2,
+            false,
+            "product_defect",
+            &[],
+            inspector(INSPECTOR),
+        )]);
+}
+
+#[test]
+fn only_complaints_are_ruled_on_and_even_when_closed() {
+    given([opened_standard(), assigned("a1", "alpha", None)])
+        .when(rule(false, "slow_service", &[]), inspector(INSPECTOR))
+        .then_rejected(InvalidTransition, "/payload/ticket_id");
+    let g = given([
+        opened_complaint(),
+        assigned("a1", "alpha", None),
+        resolved("apologised", "a1"),
+        closed(),
+    ]);
+    // The inspector rules on a closed complaint, and may do nothing else with it.
+    g.when(rule(true, "slow_service", &["a1"]), inspector(INSPECTOR))
+        .then([ruled(
+            1,
+            true,
+            "slow_service",
+            &[("a1", "alpha")],
+            inspector(INSPECTOR),
+        )])
+        .when(note("looked at it"), inspector(INSPECTOR))
+        .then_rejected(Forbidden, "");
+    given([opened_complaint(), assigned("a1", "alpha", None)])
+        .when(close(), inspector(INSPECTOR))
+        .then_rejected(Forbidden, "")
+        .when(resolve("done"), inspector(INSPECTOR))
+        .then_rejected(Forbidden, "");
+}
+
+#[test]
+fn no_ruling_without_a_cause_list() {
+    given_bare([opened_complaint()])
+        .when(rule(false, "slow_service", &[]), system())
+        .then_rejected(NotFound, "/payload/cause");
 }

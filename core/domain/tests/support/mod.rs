@@ -66,6 +66,16 @@ pub fn supervisor(id: &str) -> Actor {
     actor(id, Role::Supervisor)
 }
 
+pub fn inspector(id: &str) -> Actor {
+    actor(id, Role::Inspector)
+}
+
+/// The registered inspector of the fixture.
+pub const INSPECTOR: &str = "qa-1";
+
+/// The fixture's complaint causes.
+pub const CAUSES: &[&str] = &["rude_staff", "slow_service", "product_defect"];
+
 pub fn actor(id: &str, role: Role) -> Actor {
     Actor {
         id: id.to_owned(),
@@ -83,6 +93,8 @@ pub fn all_actors() -> Vec<Actor> {
     actors.push(supervisor("a1"));
     actors.push(agent("ghost"));
     actors.push(supervisor("ghost"));
+    actors.push(inspector(INSPECTOR));
+    actors.push(inspector("ghost"));
     actors
 }
 
@@ -103,6 +115,8 @@ pub fn directory_stream(event: &Event) -> String {
         Event::CustomerRegistered(e) => format!("customer-{}", e.customer_id),
         Event::CalendarDefined(e) => format!("calendar-{}", e.calendar_id),
         Event::SlaPolicyDefined(e) => format!("sla_policy-{}", e.policy_id),
+        Event::InspectorRegistered(e) => format!("inspector-{}", e.inspector_id),
+        Event::ComplaintCausesDefined(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
         other => panic!("{} is not a directory event", other.event_type()),
     }
 }
@@ -154,6 +168,19 @@ pub fn fixture_directory() -> Directory {
         }));
     }
     commands.extend(fixture_policies());
+    commands.push(Command::RegisterInspector(RegisterInspector {
+        inspector_id: INSPECTOR.into(),
+        name: "Quality inspector".into(),
+    }));
+    commands.push(Command::DefineComplaintCauses(DefineComplaintCauses {
+        causes: CAUSES
+            .iter()
+            .map(|code| ComplaintCause {
+                code: (*code).into(),
+                label: code.replace('_', " "),
+            })
+            .collect(),
+    }));
     directory_from_commands(&commands)
 }
 
@@ -403,6 +430,38 @@ pub fn rate(score: u8, source: RatingSource, dimensions: Option<Dimensions>) -> 
     })
 }
 
+pub fn rule(justified: bool, cause: &str, charged: &[&str]) -> Command {
+    Command::RuleComplaint(RuleComplaint {
+        ticket_id: TICKET,
+        justified,
+        cause: cause.into(),
+        charged: charged.iter().map(|a| (*a).to_owned()).collect(),
+        note: "heard both sides".into(),
+    })
+}
+
+pub fn confirm(comment: Option<&str>) -> Command {
+    Command::ConfirmResolution(ConfirmResolution {
+        ticket_id: TICKET,
+        comment: comment.map(str::to_owned),
+    })
+}
+
+pub fn reject(reason: &str) -> Command {
+    Command::RejectResolution(RejectResolution {
+        ticket_id: TICKET,
+        reason: reason.to_owned(),
+    })
+}
+
+pub fn close_unconfirmed(resolution: u32) -> Command {
+    Command::CloseUnconfirmed(CloseUnconfirmed {
+        ticket_id: TICKET,
+        resolution,
+        answer_due_at: at("2026-11-10T17:00:00Z"),
+    })
+}
+
 pub fn raise_warning(target: SlaTarget, due_at: Timestamp) -> Command {
     Command::RaiseSlaWarning(RaiseSlaWarning {
         ticket_id: TICKET,
@@ -439,6 +498,17 @@ pub fn opened(
         description: None,
         sla,
     })
+}
+
+/// A complaint of c-standard, normal priority, under p-base.
+pub fn opened_complaint() -> Event {
+    opened(
+        "c-standard",
+        Grade::Standard,
+        Priority::Normal,
+        Category::Complaint,
+        Some(fixture_targets("p-base")),
+    )
 }
 
 /// A standard ticket of c-standard, normal priority, an incident under p-base.
