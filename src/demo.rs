@@ -300,5 +300,11 @@ fn print_summary(s: &TicketSummary) -> std::io::Result<()> {
         s.rejections,
         s.auto_closed_unconfirmed
     )?;
+    outln!(
+        "Complaint rulings: {} ({} justified), {} of them superseding an earlier ruling",
+        s.rulings,
+        s.rulings_justified,
+        s.rulings_superseding
+    )?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `closeloop report sla|satisfaction|performance`: catch the projectors up to the head of the
+//! `closeloop report sla|satisfaction|performance|complaints`: catch the projectors up to the head of the
 //! log, then print the report as readable tables or (`--json`) as the JSON of the query
 //! `closeloop.v1.queries.report_NAME`.
 
@@ -23,6 +23,7 @@ pub enum ReportName {
     Sla,
     Satisfaction,
     Performance,
+    Complaints,
 }
 
 impl ReportName {
@@ -31,6 +32,7 @@ impl ReportName {
             ReportName::Sla => "sla",
             ReportName::Satisfaction => "satisfaction",
             ReportName::Performance => "performance",
+            ReportName::Complaints => "complaints",
         }
     }
 }
@@ -166,6 +168,7 @@ pub fn print(out: &mut impl Write, name: &str, v: &Value, brief: bool) -> std::i
         "sla" => print_sla(out, v, brief)?,
         "satisfaction" => print_satisfaction(out, v, brief)?,
         "performance" => print_performance(out, v)?,
+        "complaints" => print_complaints(out, v)?,
         _ => {}
     }
     for p in rows(v, "projectors") {
@@ -242,6 +245,51 @@ fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()
             "  ... {} more (closeloop report sla --at-risk)",
             at_risk - shown
         )?;
+    }
+    Ok(())
+}
+
+fn print_complaints(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    writeln!(out, "Complaints, per {} of receipt:", num(&v["period"]))?;
+    writeln!(
+        out,
+        "  {:<10} {:>8} {:>8} {:>6} {:>9} {:>10} {:>16} {:>16}",
+        "period",
+        "received",
+        "resolved",
+        "ruled",
+        "justified",
+        "justified%",
+        "to ruling (med)",
+        "to resolved (med)"
+    )?;
+    let median = |s: &Value| match s["median"].as_f64() {
+        Some(m) => format!("{:.0} min", m),
+        None => "-".into(),
+    };
+    for p in rows(v, "periods") {
+        writeln!(
+            out,
+            "  {:<10} {:>8} {:>8} {:>6} {:>9} {:>10} {:>16} {:>16}",
+            num(&p["period"]),
+            num(&p["received"]),
+            num(&p["resolved"]),
+            num(&p["ruled"]),
+            num(&p["justified"]),
+            num(&p["justified_percent"]),
+            median(&p["minutes_to_first_ruling"]),
+            median(&p["minutes_to_resolution"])
+        )?;
+        for c in rows(p, "causes") {
+            writeln!(
+                out,
+                "    cause {:<24} ruled {:>5}, justified {:>5} ({}%)",
+                num(&c["cause"]),
+                num(&c["ruled"]),
+                num(&c["justified"]),
+                num(&c["justified_percent"])
+            )?;
+        }
     }
     Ok(())
 }

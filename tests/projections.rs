@@ -939,3 +939,263 @@ mod confirmation {
         });
     }
 }
+
+/// Complaint rulings (docs/domain.md, Complaints): a hand-computed scenario through the
+/// handler, the tables, the complaints and performance reports, and a replay.
+mod complaints {
+    use super::*;
+    use closeloop_projections::report::{complaints_report, performance_report, ScoreWeights};
+    use serde_json::{json, Value};
+
+    async fn send(handler: &Handler, role: &str, at: &str, kind: &str, payload: Value) -> Reply {
+        let body = json!({
+            "command_id": uuid::Uuid::now_v7(),
+            "type": kind,
+            "actor": {"id": format!("{role}-1"), "role": role},
+            "occurred_at": at,
+            "payload": payload,
+        });
+        handler.handle_bytes(body.to_string().as_bytes()).await
+    }
+
+    async fn submit(handler: &Handler, role: &str, at: &str, kind: &str, payload: Value) {
+        let reply = send(handler, role, at, kind, payload).await;
+        assert!(
+            matches!(reply, Reply::Accepted { .. }),
+            "{kind}: {}",
+            reply.to_json()
+        );
+    }
+
+    /// A ticket opened at 09:00 on 23 November, assigned to `agent` at 09:10, and resolved
+    /// at `resolved` (if given).
+    async fn ticket(
+        handler: &Handler,
+        id: uuid::Uuid,
+        category: &str,
+        agent: &str,
+        resolved: Option<&str>,
+    ) {
+        submit(
+            handler,
+            "system",
+            "2026-11-23T09:00:00Z",
+            "open_ticket",
+            json!({"ticket_id": id, "customer_id": "c-1", "channel": "phone",
+                   "category": category, "priority": "normal", "subject": "rude answer"}),
+        )
+        .await;
+        submit(
+            handler,
+            "system",
+            "2026-11-23T09:10:00Z",
+            "assign_ticket",
+            json!({"ticket_id": id, "agent_id": agent}),
+        )
+        .await;
+        if let Some(at) = resolved {
+            submit(
+                handler,
+                "system",
+                at,
+                "resolve_ticket",
+                json!({"ticket_id": id, "resolution": "apologised"}),
+            )
+            .await;
+        }
+    }
+
+    fn ruling(id: uuid::Uuid, justified: bool, cause: &str, charged: &[&str]) -> Value {
+        json!({"ticket_id": id, "justified": justified, "cause": cause, "charged": charged,
+               "note": "heard both sides"})
+    }
+
+    #[test]
+    fn rulings_count_in_the_complaints_and_performance_reports_and_replay_equals_live() {
+        runtime().block_on(async {
+            let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+            let handler = Handler::new(log.clone(), HandlerConfig::trusting());
+            let setup = "2026-11-20T08:00:00Z";
+            for (agent, lead) in [("a1", false), ("a2", false), ("supervisor-1", true)] {
+                submit(
+                    &handler,
+                    "system",
+                    setup,
+                    "register_agent",
+                    json!({"agent_id": agent, "name": agent, "team": "alpha", "line": 1,
+                           "level": "senior", "team_lead": lead}),
+                )
+                .await;
+            }
+            submit(
+                &handler,
+                "system",
+                setup,
+                "register_inspector",
+                json!({"inspector_id": "inspector-1", "name": "Quality"}),
+            )
+            .await;
+            submit(
+                &handler,
+                "system",
+                setup,
+                "define_complaint_causes",
+                json!({"causes": [
+                    {"code": "rude_staff", "label": "Staff were impolite"},
+                    {"code": "unfounded", "label": "Nothing was wrong"},
+                ]}),
+            )
+            .await;
+            let (c1, c2, c3, c4) = (
+                uuid::Uuid::now_v7(),
+                uuid::Uuid::now_v7(),
+                uuid::Uuid::now_v7(),
+                uuid::Uuid::now_v7(),
+            );
+            ticket(&handler, c1, "complaint", "a1", Some("2026-11-23T10:00:00Z")).await;
+            ticket(&handler, c2, "complaint", "a2", Some("2026-11-23T11:00:00Z")).await;
+            ticket(&handler, c3, "incident", "a1", None).await;
+            ticket(&handler, c4, "complaint", "a2", None).await;
+            // c1: the lead finds it justified and charges a1 (180 minutes after receipt);
+            // the inspector overrules the next day.
+            submit(
+                &handler,
+                "supervisor",
+                "2026-11-23T12:00:00Z",
+                "rule_complaint",
+                ruling(c1, true, "rude_staff", &["a1"]),
+            )
+            .await;
+            submit(
+                &handler,
+                "inspector",
+                "2026-11-24T09:00:00Z",
+                "rule_complaint",
+                ruling(c1, false, "unfounded", &[]),
+            )
+            .await;
+            // c2: justified, a2 charged, 240 minutes after receipt.
+            submit(
+                &handler,
+                "inspector",
+                "2026-11-23T13:00:00Z",
+                "rule_complaint",
+                ruling(c2, true, "rude_staff", &["a2"]),
+            )
+            .await;
+            // An incident is no complaint; an unknown cause and an agent are refused.
+            let refused = [
+                send(
+                    &handler,
+                    "inspector",
+                    "2026-11-23T13:00:00Z",
+                    "rule_complaint",
+                    ruling(c3, false, "unfounded", &[]),
+                )
+                .await,
+                send(
+                    &handler,
+                    "inspector",
+                    "2026-11-23T13:00:00Z",
+                    "rule_complaint",
+                    ruling(c4, false, "weather", &[]),
+                )
+                .await,
+                send(
+                    &handler,
+                    "agent",
+                    "2026-11-23T13:00:00Z",
+                    "rule_complaint",
+                    ruling(c4, false, "unfounded", &[]),
+                )
+                .await,
+            ];
+            let codes: Vec<_> = refused
+                .iter()
+                .map(|r| match r {
+                    Reply::Rejected { error, .. } => error.code,
+                    other => panic!("accepted: {}", other.to_json()),
+                })
+                .collect();
+            use closeloop_core::domain::RejectionCode::*;
+            assert_eq!(codes, [InvalidTransition, NotFound, Forbidden]);
+
+            let tables: Arc<dyn TableStore> = Arc::new(MemoryTables::new());
+            let mut projector = TableProjector::open(log.clone(), tables.clone(), config(5))
+                .await
+                .unwrap();
+            projector.catch_up().await.unwrap();
+            let dump = tables.dump().await.unwrap();
+            let at = |t: &str| closeloop_projections::tables::parse_time(t).unwrap();
+            assert_eq!(dump.complaint_rulings.len(), 3);
+            let first = dump
+                .complaint_rulings
+                .iter()
+                .find(|r| r.ticket_id == c1 && r.ruling == 1)
+                .unwrap();
+            assert_eq!(first.superseded_at, Some(at("2026-11-24T09:00:00Z")));
+            assert_eq!(first.ruled_by, "supervisor-1");
+            assert_eq!(first.ruled_by_role, "supervisor");
+            assert_eq!(first.complained_at, at("2026-11-23T09:00:00Z"));
+            let charges: Vec<_> = dump
+                .complaint_charges
+                .iter()
+                .map(|c| (c.agent_id.as_str(), c.superseded_at.is_some()))
+                .collect();
+            assert_eq!(charges.len(), 2);
+            assert!(charges.contains(&("a1", true)) && charges.contains(&("a2", false)));
+
+            let report = complaints_report(tables.as_ref(), &ReportQuery::default())
+                .await
+                .unwrap();
+            let period = &report["periods"][0];
+            assert_eq!(period["period"], "2026-11");
+            assert_eq!(period["received"], 3);
+            assert_eq!(period["resolved"], 2);
+            assert_eq!(period["ruled"], 2);
+            assert_eq!(period["justified"], 1);
+            assert_eq!(period["justified_percent"], 50.0);
+            assert_eq!(period["minutes_to_first_ruling"]["median"], 210.0);
+            assert_eq!(period["minutes_to_first_ruling"]["count"], 2);
+            assert_eq!(period["minutes_to_resolution"]["median"], 90.0);
+            assert_eq!(
+                period["causes"],
+                json!([
+                    {"cause": "rude_staff", "ruled": 1, "justified": 1, "justified_percent": 100.0},
+                    {"cause": "unfounded", "ruled": 1, "justified": 0, "justified_percent": 0.0},
+                ])
+            );
+            // Filtered by agent: the complaints in a2's care.
+            let a2 = ReportQuery {
+                agent: Some("a2".into()),
+                ..ReportQuery::default()
+            };
+            let report = complaints_report(tables.as_ref(), &a2).await.unwrap();
+            assert_eq!(report["periods"][0]["received"], 2);
+            assert_eq!(report["periods"][0]["ruled"], 1);
+
+            // Performance counts the standing charges only: a2's, not a1's overruled one.
+            let perf = performance_report(
+                tables.as_ref(),
+                &ReportQuery::default(),
+                &ScoreWeights::default(),
+            )
+            .await
+            .unwrap();
+            let complaints_of = |agent: &str| -> u64 {
+                perf["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["agent_id"] == agent)
+                    .map(|r| r["justified_complaints"].as_u64().unwrap())
+                    .sum()
+            };
+            assert_eq!(complaints_of("a1"), 0);
+            assert_eq!(complaints_of("a2"), 1);
+
+            // Replay equals live.
+            assert_eq!(one_pass(log.clone()).await, dump);
+        });
+    }
+}

@@ -51,6 +51,8 @@ pub enum Fact<'a> {
     TicketClosed(Uuid),
     /// `resolution_confirmed` or `resolution_rejected`.
     ResolutionAnswered(Uuid),
+    /// `complaint_ruled` (no clock reads it; the tables read the full event).
+    ComplaintRuled(Uuid),
     SatisfactionRecorded(Rated<'a>),
     SlaWarningRaised(Deadline),
     SlaBreached(Deadline),
@@ -300,6 +302,7 @@ impl<'a> From<&'a Event> for Fact<'a> {
             Event::TicketClosed(e) => Fact::TicketClosed(e.ticket_id),
             Event::ResolutionConfirmed(e) => Fact::ResolutionAnswered(e.ticket_id),
             Event::ResolutionRejected(e) => Fact::ResolutionAnswered(e.ticket_id),
+            Event::ComplaintRuled(e) => Fact::ComplaintRuled(e.ticket_id),
             Event::SatisfactionRecorded(e) => Fact::SatisfactionRecorded(Rated {
                 ticket_id: e.ticket_id,
                 score: e.score,
@@ -331,7 +334,9 @@ impl<'a> From<&'a Event> for Fact<'a> {
             Event::CalendarDefined(e) => Fact::CalendarDefined(Cow::Borrowed(e)),
             Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
-            | Event::SlaPolicyDefined(_) => Fact::Other,
+            | Event::SlaPolicyDefined(_)
+            | Event::InspectorRegistered(_)
+            | Event::ComplaintCausesDefined(_) => Fact::Other,
         }
     }
 }
@@ -353,7 +358,8 @@ impl Fact<'_> {
             | Fact::NoteAdded(id)
             | Fact::TicketReopened(id)
             | Fact::TicketClosed(id)
-            | Fact::ResolutionAnswered(id) => *id,
+            | Fact::ResolutionAnswered(id)
+            | Fact::ComplaintRuled(id) => *id,
             Fact::AgentRegistered(_) | Fact::CalendarDefined(_) | Fact::Other => return None,
         })
     }
@@ -393,6 +399,7 @@ impl Fact<'_> {
             "resolution_rejected" => {
                 Fact::ResolutionAnswered(RejectedWire::deserialize(d)?.ticket_id)
             }
+            "complaint_ruled" => Fact::ComplaintRuled(ComplaintRuled::deserialize(d)?.ticket_id),
             "satisfaction_recorded" => Fact::SatisfactionRecorded(Deserialize::deserialize(d)?),
             "sla_warning_raised" => {
                 let e = SlaWarningRaised::deserialize(d)?;
@@ -414,6 +421,14 @@ impl Fact<'_> {
             }
             "sla_policy_defined" => {
                 SlaPolicyDefined::deserialize(d)?;
+                Fact::Other
+            }
+            "inspector_registered" => {
+                InspectorRegistered::deserialize(d)?;
+                Fact::Other
+            }
+            "complaint_causes_defined" => {
+                ComplaintCausesDefined::deserialize(d)?;
                 Fact::Other
             }
             other => {

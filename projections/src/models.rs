@@ -13,7 +13,7 @@ use crate::runtime::Status;
 use crate::tables::{TableError, TableStore};
 
 /// The names of the reports, as in `closeloop report NAME` and `closeloop.v1.queries.report_NAME`.
-pub const REPORTS: &[&str] = &["sla", "satisfaction", "performance"];
+pub const REPORTS: &[&str] = &["sla", "satisfaction", "performance", "complaints"];
 
 /// What reports read: the tables, and the statuses of the projectors behind them.
 #[derive(Clone)]
@@ -34,7 +34,7 @@ pub enum QueryError {
     #[error("{0}: {1}")]
     Invalid(String, String),
     /// No such report.
-    #[error("no report `{0}`: sla, satisfaction or performance")]
+    #[error("no report `{0}`: sla, satisfaction, performance or complaints")]
     Unknown(String),
     /// The tables could not be read.
     #[error(transparent)]
@@ -91,6 +91,7 @@ impl ReadModels {
             "sla" => report::sla_report(tables, query, now).await?,
             "satisfaction" => report::satisfaction_report(tables, query).await?,
             "performance" => report::performance_report(tables, query, &self.weights).await?,
+            "complaints" => report::complaints_report(tables, query).await?,
             _ => return Ok(None),
         };
         if let Value::Object(map) = &mut value {
@@ -100,7 +101,7 @@ impl ReadModels {
     }
 
     /// A report query as it arrives over NATS (`closeloop.v1.queries.report_NAME`): `name` is
-    /// `sla`, `satisfaction` or `performance`, `params` the request's fields other than
+    /// `sla`, `satisfaction`, `performance` or `complaints`, `params` the request's fields other than
     /// `actor`.
     pub async fn query(
         &self,

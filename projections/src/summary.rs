@@ -25,6 +25,11 @@ pub struct TicketSummary {
     pub confirmations: u64,
     pub rejections: u64,
     pub auto_closed_unconfirmed: u64,
+    /// Rulings on complaints (a later one supersedes an earlier), and of those, the
+    /// justified and the superseding.
+    pub rulings: u64,
+    pub rulings_justified: u64,
+    pub rulings_superseding: u64,
     pub events: u64,
     #[serde(skip)]
     states: HashMap<String, TicketState>,
@@ -48,6 +53,11 @@ impl TicketSummary {
             Event::SatisfactionRecorded(_) => self.callback_ratings += 1,
             Event::ResolutionConfirmed(_) => self.confirmations += 1,
             Event::ResolutionRejected(_) => self.rejections += 1,
+            Event::ComplaintRuled(e) => {
+                self.rulings += 1;
+                self.rulings_justified += u64::from(e.justified);
+                self.rulings_superseding += u64::from(e.ruling > 1);
+            }
             Event::TicketClosed(e) if e.reason == CloseReason::AutoClosedUnconfirmed => {
                 self.auto_closed_unconfirmed += 1
             }

@@ -288,6 +288,28 @@ fn system() -> Actor {
     Actor::system("provisioning")
 }
 
+/// The quality inspector of the demo organisation.
+fn inspector() -> Actor {
+    Actor {
+        id: INSPECTOR.into(),
+        role: Role::Inspector,
+    }
+}
+
+/// The inspector's id.
+pub const INSPECTOR: &str = "qa-1";
+
+/// The complaint causes of the demo organisation: (code, label, whether staff caused it).
+pub const COMPLAINT_CAUSES: &[(&str, &str, bool)] = &[
+    ("rude_staff", "Staff were impolite", true),
+    ("slow_service", "The answer or the fix came too late", true),
+    ("wrong_information", "Staff gave wrong information", true),
+    ("broken_promise", "A promised call or visit did not happen", true),
+    ("product_defect", "The product itself failed", false),
+    ("policy", "The customer disagrees with a policy", false),
+    ("unfounded", "Nothing was wrong", false),
+];
+
 fn service() -> Actor {
     Actor {
         id: "crm".into(),
@@ -503,6 +525,27 @@ impl Generator {
             });
             out.push(self.envelope(0, system(), c));
         }
+        out.push(self.envelope(
+            0,
+            system(),
+            Command::RegisterInspector(RegisterInspector {
+                inspector_id: INSPECTOR.into(),
+                name: "Quality inspector".into(),
+            }),
+        ));
+        out.push(self.envelope(
+            0,
+            system(),
+            Command::DefineComplaintCauses(DefineComplaintCauses {
+                causes: COMPLAINT_CAUSES
+                    .iter()
+                    .map(|(code, label, _)| ComplaintCause {
+                        code: (*code).into(),
+                        label: (*label).into(),
+                    })
+                    .collect(),
+            }),
+        ));
         for i in 0..customers {
             let grade = pick(
                 &mut self.rng,
@@ -911,6 +954,7 @@ impl Generator {
             Category::ServiceRequest => 1_000.0,
         } * speed;
         let mut resolutions = 0;
+        let mut last_score = None;
         loop {
             t += exp_minutes(&mut self.rng, work_mean);
             let hands = self.hands(agent, t);
@@ -937,6 +981,7 @@ impl Generator {
                 let rt = t + exp_minutes(&mut self.rng, 300.0);
                 settled = rt;
                 rated = Some(score);
+                last_score = Some(score);
                 self.push(
                     rt,
                     service(),
@@ -1013,6 +1058,68 @@ impl Generator {
                     source: RatingSource::Callback,
                     comment: Some("Quality-inspection callback".into()),
                     dimensions: Some(dimensions),
+                }),
+            );
+        }
+        if category == Category::Complaint && self.rng.random_bool(0.8) {
+            self.rule_complaint(ticket_id, agent, last_score, t);
+        }
+    }
+
+    /// A complaint is ruled on after it is closed, by the inspector or the team's lead; a
+    /// customer who rated the work low is more often right. A tenth of the rulings are
+    /// reviewed by the inspector and overturned (the later ruling supersedes).
+    fn rule_complaint(&mut self, ticket_id: Uuid, agent: usize, score: Option<u8>, mut t: i64) {
+        let low = score.is_some_and(|s| s <= 2);
+        let justified = self.rng.random_bool(if low { 0.7 } else { 0.3 });
+        // A justified complaint has any cause but `unfounded`; an unjustified one a cause
+        // staff did not cause.
+        let causes: Vec<(usize, u32)> = COMPLAINT_CAUSES
+            .iter()
+            .enumerate()
+            .filter(|(_, (code, _, staff))| if justified { *code != "unfounded" } else { !staff })
+            .map(|(i, (_, _, staff))| (i, if *staff { 3 } else { 2 }))
+            .collect();
+        let (cause, _, staff_caused) = COMPLAINT_CAUSES[pick(&mut self.rng, &causes)];
+        let assignee = self.staff[agent].id.clone();
+        let charged = if staff_caused {
+            vec![assignee.clone()]
+        } else {
+            Vec::new()
+        };
+        let ruler = if self.rng.random_bool(0.5) {
+            inspector()
+        } else {
+            self.lead_of(&self.staff[agent].team.clone())
+        };
+        t += exp_minutes(&mut self.rng, 1_440.0);
+        self.push(
+            t,
+            ruler,
+            Command::RuleComplaint(RuleComplaint {
+                ticket_id,
+                justified,
+                cause: cause.into(),
+                charged,
+                note: "Heard the customer and the agent.".into(),
+            }),
+        );
+        if self.rng.random_bool(0.1) {
+            t += exp_minutes(&mut self.rng, 2_880.0);
+            let (cause, charged) = if justified {
+                ("unfounded", Vec::new())
+            } else {
+                ("slow_service", vec![assignee])
+            };
+            self.push(
+                t,
+                inspector(),
+                Command::RuleComplaint(RuleComplaint {
+                    ticket_id,
+                    justified: !justified,
+                    cause: cause.into(),
+                    charged,
+                    note: "Reviewed on appeal and overturned.".into(),
                 }),
             );
         }

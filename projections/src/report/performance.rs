@@ -7,9 +7,10 @@
 //! one-touch to the resolver; first-response time and each target met or missed to the
 //! assignee when the timer was fulfilled (the resolver when there was none); `closed` to the
 //! assignee; `reopened` to the agent who resolved it last; `escalated` to the agent it was
-//! escalated away from; ratings to the rated agent. A justified complaint is a survey rating
-//! of 1 or 2 (the only complaint about an agent the log records). Teams get what their
-//! agents get, by the ticket's team at the time.
+//! escalated away from; ratings to the rated agent; a justified complaint to each member of
+//! staff the standing ruling on it charges (`complaint_charges`, dated by the ruling; a
+//! superseded ruling no longer counts). Teams get what their agents get, by the ticket's
+//! team at the time (for a complaint, the charged agent's team at the ruling).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -66,7 +67,7 @@ impl Perf {
 }
 
 /// Median, 90th percentile (nearest rank) and mean of a list of minutes.
-fn stats(values: &[u32]) -> Value {
+pub(crate) fn stats(values: &[u32]) -> Value {
     if values.is_empty() {
         return json!({"median": null, "p90": null, "mean": null, "count": 0});
     }
@@ -200,6 +201,7 @@ pub async fn performance_report(
         Dated::TicketClosed,
         Dated::Rated,
         Dated::TimerFulfilled,
+        Dated::Charged,
     ] {
         let mut on_row = |row: AnyRow| match (dated, row) {
             (Dated::AssignmentStarted, AnyRow::Assignment(a)) if a.started_by == "assigned" => {
@@ -262,9 +264,17 @@ pub async fn performance_report(
                     &|p| {
                         p.ratings += 1;
                         p.score_sum += score;
-                        p.justified_complaints += u32::from(score <= 2);
                         p.excellent_ratings += u32::from(score == 5);
                     },
+                );
+            }
+            (Dated::Charged, AnyRow::Charge(c)) if c.superseded_at.is_none() => {
+                bump(
+                    Some(&c.agent_id),
+                    Some(&c.team),
+                    c.ruled_at,
+                    &mut labels,
+                    &|p| p.justified_complaints += 1,
                 );
             }
             (Dated::TimerFulfilled, AnyRow::Timer(t)) => {

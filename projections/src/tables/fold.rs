@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use closeloop_core::domain::{
-    evolve, Answer, Event, Grade, Priority, SlaTarget, Ticket, CONFIRMATION_WAIT_DAYS_DEFAULT,
+    evolve, Answer, ComplaintRuled, Event, Grade, Priority, SlaTarget, Ticket, CONFIRMATION_WAIT_DAYS_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -55,6 +55,11 @@ pub struct TicketWork {
     /// Per target: the agent and team credited with the current cycle, once fulfilled.
     #[serde(default)]
     pub credited: [Option<(Option<String>, Option<String>)>; 3],
+    /// The standing ruling on this complaint and its charges (superseded by the next).
+    #[serde(default)]
+    pub ruling: Option<RulingRow>,
+    #[serde(default)]
+    pub charges: Vec<ChargeRow>,
 }
 
 /// The rows a batch changes, keyed by primary key: a row changed twice in a batch is written
@@ -67,6 +72,8 @@ pub struct Changes {
     pub resolutions: BTreeMap<(Uuid, u32), ResolutionRow>,
     pub satisfaction_ratings: BTreeMap<(Uuid, u32, String), RatingRow>,
     pub agents: BTreeMap<String, AgentRow>,
+    pub complaint_rulings: BTreeMap<(Uuid, u32), RulingRow>,
+    pub complaint_charges: BTreeMap<(Uuid, u32, String), ChargeRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -95,6 +102,8 @@ impl Changes {
         self.resolutions.extend(later.resolutions);
         self.satisfaction_ratings.extend(later.satisfaction_ratings);
         self.agents.extend(later.agents);
+        self.complaint_rulings.extend(later.complaint_rulings);
+        self.complaint_charges.extend(later.complaint_charges);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -180,6 +189,8 @@ impl Folder {
                     first_response_minutes: None,
                     last_resolution: None,
                     credited: [None, None, None],
+                    ruling: None,
+                    charges: Vec::new(),
                 };
                 for t in &work.clock.timers {
                     work.cycles[target_index(t.target)] += 1;
@@ -327,6 +338,7 @@ impl Folder {
                     .satisfaction_ratings
                     .insert((id, e.resolution, row.source.clone()), row);
             }
+            Event::ComplaintRuled(e) => rule(w, e, at, changes),
             Event::SlaWarningRaised(e) => {
                 w.warned[target_index(e.target)] = Some((e.due_at.as_second(), at));
             }
@@ -620,4 +632,57 @@ fn start_assignment(
     };
     changes.assignments.insert((a.ticket_id, a.seq), a.clone());
     w.assignment = Some(a);
+}
+
+/// A ruling on the ticket: the standing one (and its charges) is superseded, the new one
+/// stands.
+fn rule(w: &mut TicketWork, e: &ComplaintRuled, at: i64, changes: &mut Changes) {
+    let id = w.ticket.ticket_id;
+    if let Some(mut previous) = w.ruling.take() {
+        previous.superseded_at = Some(at);
+        changes
+            .complaint_rulings
+            .insert((id, previous.ruling), previous);
+    }
+    for mut charge in std::mem::take(&mut w.charges) {
+        charge.superseded_at = Some(at);
+        changes
+            .complaint_charges
+            .insert((id, charge.ruling, charge.agent_id.clone()), charge);
+    }
+    let row = RulingRow {
+        ticket_id: id,
+        ruling: e.ruling,
+        ruled_at: at,
+        ruled_by: e.ruled_by.id.clone(),
+        ruled_by_role: e.ruled_by.role.as_str().to_owned(),
+        justified: e.justified,
+        cause: e.cause.clone(),
+        charged: u32::try_from(e.charged.len()).unwrap_or(u32::MAX),
+        assignee: w.ticket.assignee.clone(),
+        team: w.ticket.team.clone(),
+        complained_at: w.opened_at,
+        superseded_at: None,
+    };
+    changes
+        .complaint_rulings
+        .insert((id, e.ruling), row.clone());
+    w.ruling = Some(row);
+    w.charges = e
+        .charged
+        .iter()
+        .map(|c| ChargeRow {
+            ticket_id: id,
+            ruling: e.ruling,
+            agent_id: c.agent_id.clone(),
+            team: c.team.clone(),
+            ruled_at: at,
+            superseded_at: None,
+        })
+        .collect();
+    for charge in &w.charges {
+        changes
+            .complaint_charges
+            .insert((id, e.ruling, charge.agent_id.clone()), charge.clone());
+    }
 }

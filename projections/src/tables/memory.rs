@@ -96,6 +96,8 @@ impl TableStore for MemoryTables {
             &changes.satisfaction_ratings,
         );
         merge(&mut rows.agents, &changes.agents);
+        merge(&mut rows.complaint_rulings, &changes.complaint_rulings);
+        merge(&mut rows.complaint_charges, &changes.complaint_charges);
         Ok(())
     }
 
@@ -109,6 +111,8 @@ impl TableStore for MemoryTables {
             resolutions: r.resolutions.values().cloned().collect(),
             satisfaction_ratings: r.satisfaction_ratings.values().cloned().collect(),
             agents: r.agents.values().cloned().collect(),
+            complaint_rulings: r.complaint_rulings.values().cloned().collect(),
+            complaint_charges: r.complaint_charges.values().cloned().collect(),
         })
     }
 
@@ -144,6 +148,18 @@ impl TableStore for MemoryTables {
                     .values()
                     .cloned()
                     .map(AnyRow::Rating)
+                    .collect(),
+                "complaint_rulings" => r
+                    .complaint_rulings
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Ruling)
+                    .collect(),
+                "complaint_charges" => r
+                    .complaint_charges
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Charge)
                     .collect(),
                 _ => r.sla_timers.values().cloned().map(AnyRow::Timer).collect(),
             }

@@ -49,6 +49,10 @@ pub enum Dated {
     Rated,
     /// `sla_timers.fulfilled_at`.
     TimerFulfilled,
+    /// `complaint_rulings.complained_at`.
+    RulingComplained,
+    /// `complaint_charges.ruled_at`.
+    Charged,
 }
 
 impl Dated {
@@ -63,6 +67,8 @@ impl Dated {
             Dated::Reopened => ("resolutions", "reopened_at"),
             Dated::Rated => ("satisfaction_ratings", "rated_at"),
             Dated::TimerFulfilled => ("sla_timers", "fulfilled_at"),
+            Dated::RulingComplained => ("complaint_rulings", "complained_at"),
+            Dated::Charged => ("complaint_charges", "ruled_at"),
         }
     }
 
@@ -77,6 +83,8 @@ impl Dated {
             (Dated::Reopened, AnyRow::Resolution(r)) => r.reopened_at,
             (Dated::Rated, AnyRow::Rating(r)) => Some(r.rated_at),
             (Dated::TimerFulfilled, AnyRow::Timer(r)) => r.fulfilled_at,
+            (Dated::RulingComplained, AnyRow::Ruling(r)) => Some(r.complained_at),
+            (Dated::Charged, AnyRow::Charge(r)) => Some(r.ruled_at),
             _ => None,
         }
     }
@@ -90,6 +98,8 @@ pub enum AnyRow {
     Assignment(AssignmentRow),
     Resolution(ResolutionRow),
     Rating(RatingRow),
+    Ruling(RulingRow),
+    Charge(ChargeRow),
 }
 
 /// Which tickets' timers the SLA report covers: by the ticket's current assignee and team,

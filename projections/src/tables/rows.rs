@@ -186,6 +186,50 @@ pub struct RatingRow {
     pub overall: Option<u8>,
 }
 
+/// `complaint_rulings`: one row per ruling on a complaint ticket. A later ruling supersedes
+/// the one before (`superseded_at`); both rows stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulingRow {
+    pub ticket_id: Uuid,
+    /// 1, 2, ... in the ticket's order.
+    pub ruling: u32,
+    #[serde(with = "time")]
+    pub ruled_at: i64,
+    /// Who ruled, and as what: `supervisor`, `inspector` (or `system`).
+    pub ruled_by: String,
+    pub ruled_by_role: String,
+    pub justified: bool,
+    /// A code of the complaint-cause list in force at the ruling.
+    pub cause: String,
+    /// How many staff it charges (their rows are in `complaint_charges`).
+    pub charged: u32,
+    /// The ticket's assignee and team at the ruling.
+    pub assignee: Option<String>,
+    pub team: Option<String>,
+    /// When the complaint was received (its ticket opened): rulings are counted in the
+    /// period of their complaint, and the time to a ruling runs from here.
+    #[serde(with = "time")]
+    pub complained_at: i64,
+    /// When a later ruling replaced this one; none while it stands.
+    #[serde(with = "time_opt")]
+    pub superseded_at: Option<i64>,
+}
+
+/// `complaint_charges`: one row per member of staff a ruling charges with a justified
+/// complaint. Performance counts the rows of standing rulings (no `superseded_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeRow {
+    pub ticket_id: Uuid,
+    pub ruling: u32,
+    pub agent_id: String,
+    /// The agent's team at the ruling.
+    pub team: String,
+    #[serde(with = "time")]
+    pub ruled_at: i64,
+    #[serde(with = "time_opt")]
+    pub superseded_at: Option<i64>,
+}
+
 /// `agents`: one row per registered agent, as last registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRow {
@@ -206,6 +250,8 @@ pub struct Dump {
     pub resolutions: Vec<ResolutionRow>,
     pub satisfaction_ratings: Vec<RatingRow>,
     pub agents: Vec<AgentRow>,
+    pub complaint_rulings: Vec<RulingRow>,
+    pub complaint_charges: Vec<ChargeRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

@@ -434,6 +434,68 @@ impl CopyRow for AgentRow {
     }
 }
 
+impl CopyRow for RulingRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::INT4,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BOOL,
+        Type::TEXT,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &int(self.ruling)?,
+                &time(self.ruled_at)?,
+                &self.ruled_by,
+                &self.ruled_by_role,
+                &self.justified,
+                &self.cause,
+                &int(self.charged)?,
+                &self.assignee,
+                &self.team,
+                &time(self.complained_at)?,
+                &time_opt(self.superseded_at)?,
+            ],
+        )
+    }
+}
+
+impl CopyRow for ChargeRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &int(self.ruling)?,
+                &self.agent_id,
+                &self.team,
+                &time(self.ruled_at)?,
+                &time_opt(self.superseded_at)?,
+            ],
+        )
+    }
+}
+
 /// A ticket's fold state (`ticket_state`): its id and its JSON.
 pub(super) struct StateRow<'a>(pub Uuid, pub &'a str);
 

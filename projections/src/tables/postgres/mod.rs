@@ -139,6 +139,29 @@ const AGENTS: Table = Table {
     columns: &["team", "line", "level", "team_lead"],
     order: "agent_id COLLATE \"C\"",
 };
+const RULINGS: Table = Table {
+    name: "complaint_rulings",
+    key: &["ticket_id", "ruling"],
+    columns: &[
+        "ruled_at",
+        "ruled_by",
+        "ruled_by_role",
+        "justified",
+        "cause",
+        "charged",
+        "assignee",
+        "team",
+        "complained_at",
+        "superseded_at",
+    ],
+    order: "ticket_id, ruling",
+};
+const CHARGES: Table = Table {
+    name: "complaint_charges",
+    key: &["ticket_id", "ruling", "agent_id"],
+    columns: &["team", "ruled_at", "superseded_at"],
+    order: "ticket_id, ruling, agent_id COLLATE \"C\"",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -147,13 +170,15 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 7] = [
+const ALL: [&Table; 9] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
     &RESOLUTIONS,
     &RATINGS,
     &AGENTS,
+    &RULINGS,
+    &CHARGES,
     &TICKET_STATE,
 ];
 
@@ -447,6 +472,24 @@ impl TableStore for PostgresTables {
         )
         .await?;
         copy::write(&tx, s, &AGENTS, c.agents.values().map(|r| (false, r))).await?;
+        copy::write(
+            &tx,
+            s,
+            &RULINGS,
+            c.complaint_rulings
+                .values()
+                .map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
+        copy::write(
+            &tx,
+            s,
+            &CHARGES,
+            c.complaint_charges
+                .values()
+                .map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
         let states = c
             .work
             .iter()
@@ -474,6 +517,8 @@ impl TableStore for PostgresTables {
             resolutions: dump_table::<ResolutionRow>(&tx, s, &RESOLUTIONS).await?,
             satisfaction_ratings: dump_table::<RatingRow>(&tx, s, &RATINGS).await?,
             agents: dump_table::<AgentRow>(&tx, s, &AGENTS).await?,
+            complaint_rulings: dump_table::<RulingRow>(&tx, s, &RULINGS).await?,
+            complaint_charges: dump_table::<ChargeRow>(&tx, s, &CHARGES).await?,
         };
         tx.commit().await?;
         Ok(dump)

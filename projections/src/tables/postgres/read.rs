@@ -53,6 +53,8 @@ pub(super) async fn scan(
             "assignments" => AnyRow::Assignment(decode(table, text)?),
             "resolutions" => AnyRow::Resolution(decode(table, text)?),
             "satisfaction_ratings" => AnyRow::Rating(decode(table, text)?),
+            "complaint_rulings" => AnyRow::Ruling(decode(table, text)?),
+            "complaint_charges" => AnyRow::Charge(decode(table, text)?),
             _ => AnyRow::Timer(decode(table, text)?),
         });
     }

@@ -121,6 +121,32 @@ CREATE TABLE IF NOT EXISTS {schema}.agents (
     team_lead                        boolean     NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.complaint_rulings (
+    ticket_id                        uuid        NOT NULL,
+    ruling                           integer     NOT NULL,
+    ruled_at                         timestamptz NOT NULL,
+    ruled_by                         text        NOT NULL,
+    ruled_by_role                    text        NOT NULL,
+    justified                        boolean     NOT NULL,
+    cause                            text        NOT NULL,
+    charged                          integer     NOT NULL,
+    assignee                         text,
+    team                             text,
+    complained_at                    timestamptz NOT NULL,
+    superseded_at                    timestamptz,
+    PRIMARY KEY (ticket_id, ruling)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.complaint_charges (
+    ticket_id                        uuid        NOT NULL,
+    ruling                           integer     NOT NULL,
+    agent_id                         text        NOT NULL,
+    team                             text        NOT NULL,
+    ruled_at                         timestamptz NOT NULL,
+    superseded_at                    timestamptz,
+    PRIMARY KEY (ticket_id, ruling, agent_id)
+);
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS {schema}.ticket_state (
@@ -154,3 +180,5 @@ CREATE INDEX IF NOT EXISTS resolutions_awaiting_answer ON {schema}.resolutions (
 CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON {schema}.satisfaction_ratings (rated_at);
 -- Which build of the tables (see `Saved::generation`); '' until `open` sets one.
 ALTER TABLE {schema}.table_checkpoint ADD COLUMN IF NOT EXISTS generation text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS complaint_rulings_by_complained ON {schema}.complaint_rulings (complained_at);
+CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON {schema}.complaint_charges (ruled_at);

@@ -22,13 +22,15 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "tickets",
     "sla_timers",
     "assignments",
     "resolutions",
     "satisfaction_ratings",
     "agents",
+    "complaint_rulings",
+    "complaint_charges",
     "ticket_state",
 ];
 
@@ -359,6 +361,38 @@ fn commit_blocking(
         for r in c.agents.values() {
             s.execute(params![r.agent_id, r.team, r.line, r.level, r.team_lead])?;
         }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO complaint_rulings VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+        )?;
+        for r in c.complaint_rulings.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.ruling,
+                to_text(r.ruled_at),
+                r.ruled_by,
+                r.ruled_by_role,
+                r.justified,
+                r.cause,
+                r.charged,
+                r.assignee,
+                r.team,
+                to_text(r.complained_at),
+                r.superseded_at.map(to_text)
+            ])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO complaint_charges VALUES (?1,?2,?3,?4,?5,?6)",
+        )?;
+        for r in c.complaint_charges.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.ruling,
+                r.agent_id,
+                r.team,
+                to_text(r.ruled_at),
+                r.superseded_at.map(to_text)
+            ])?;
+        }
         let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
         for (id, state) in &c.work {
             s.execute(params![id.to_string(), state])?;
@@ -511,6 +545,42 @@ impl SqlRow for AgentRow {
     }
 }
 
+impl SqlRow for RulingRow {
+    const TABLE: &'static str = "complaint_rulings";
+    const ORDER: &'static str = "ticket_id, ruling";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(RulingRow {
+            ticket_id: uuid(r, 0)?,
+            ruling: r.get(1)?,
+            ruled_at: time(r, 2)?,
+            ruled_by: r.get(3)?,
+            ruled_by_role: r.get(4)?,
+            justified: r.get(5)?,
+            cause: r.get(6)?,
+            charged: r.get(7)?,
+            assignee: r.get(8)?,
+            team: r.get(9)?,
+            complained_at: time(r, 10)?,
+            superseded_at: time_opt(r, 11)?,
+        })
+    }
+}
+
+impl SqlRow for ChargeRow {
+    const TABLE: &'static str = "complaint_charges";
+    const ORDER: &'static str = "ticket_id, ruling, agent_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(ChargeRow {
+            ticket_id: uuid(r, 0)?,
+            ruling: r.get(1)?,
+            agent_id: r.get(2)?,
+            team: r.get(3)?,
+            ruled_at: time(r, 4)?,
+            superseded_at: time_opt(r, 5)?,
+        })
+    }
+}
+
 /// The rows of `T`'s table passing `filter` (SQL over the table's columns, with `?1` and
 /// `?2` the bounds of a time range as RFC 3339 text), in primary-key order.
 fn rows<T: SqlRow>(
@@ -544,6 +614,8 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         resolutions: rows(&tx, all, (None, None))?,
         satisfaction_ratings: rows(&tx, all, (None, None))?,
         agents: rows(&tx, all, (None, None))?,
+        complaint_rulings: rows(&tx, all, (None, None))?,
+        complaint_charges: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }

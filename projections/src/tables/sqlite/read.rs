@@ -51,6 +51,8 @@ fn scan_blocking(
             "assignments" => AnyRow::Assignment(AssignmentRow::from_row(r)?),
             "resolutions" => AnyRow::Resolution(ResolutionRow::from_row(r)?),
             "satisfaction_ratings" => AnyRow::Rating(RatingRow::from_row(r)?),
+            "complaint_rulings" => AnyRow::Ruling(RulingRow::from_row(r)?),
+            "complaint_charges" => AnyRow::Charge(ChargeRow::from_row(r)?),
             _ => AnyRow::Timer(TimerRow::from_row(r)?),
         });
         if chunk.len() == SCAN_CHUNK {

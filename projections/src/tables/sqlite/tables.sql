@@ -111,6 +111,32 @@ CREATE TABLE IF NOT EXISTS agents (
     team_lead  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS complaint_rulings (
+    ticket_id      TEXT    NOT NULL,
+    ruling         INTEGER NOT NULL,
+    ruled_at       TEXT    NOT NULL,
+    ruled_by       TEXT    NOT NULL,
+    ruled_by_role  TEXT    NOT NULL,
+    justified      INTEGER NOT NULL,
+    cause          TEXT    NOT NULL,
+    charged        INTEGER NOT NULL,
+    assignee       TEXT,
+    team           TEXT,
+    complained_at  TEXT    NOT NULL,
+    superseded_at  TEXT,
+    PRIMARY KEY (ticket_id, ruling)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS complaint_charges (
+    ticket_id      TEXT    NOT NULL,
+    ruling         INTEGER NOT NULL,
+    agent_id       TEXT    NOT NULL,
+    team           TEXT    NOT NULL,
+    ruled_at       TEXT    NOT NULL,
+    superseded_at  TEXT,
+    PRIMARY KEY (ticket_id, ruling, agent_id)
+) STRICT, WITHOUT ROWID;
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS ticket_state (
@@ -144,3 +170,5 @@ CREATE INDEX IF NOT EXISTS resolutions_by_reopened ON resolutions (reopened_at);
 CREATE INDEX IF NOT EXISTS resolutions_awaiting_answer ON resolutions (answer_due_at)
     WHERE answer IS NULL AND reopened_later = 0 AND closed_at IS NULL;
 CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON satisfaction_ratings (rated_at);
+CREATE INDEX IF NOT EXISTS complaint_rulings_by_complained ON complaint_rulings (complained_at);
+CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON complaint_charges (ruled_at);
