@@ -1052,8 +1052,22 @@ mod complaints {
                 uuid::Uuid::now_v7(),
                 uuid::Uuid::now_v7(),
             );
-            ticket(&handler, c1, "complaint", "a1", Some("2026-11-23T10:00:00Z")).await;
-            ticket(&handler, c2, "complaint", "a2", Some("2026-11-23T11:00:00Z")).await;
+            ticket(
+                &handler,
+                c1,
+                "complaint",
+                "a1",
+                Some("2026-11-23T10:00:00Z"),
+            )
+            .await;
+            ticket(
+                &handler,
+                c2,
+                "complaint",
+                "a2",
+                Some("2026-11-23T11:00:00Z"),
+            )
+            .await;
             ticket(&handler, c3, "incident", "a1", None).await;
             ticket(&handler, c4, "complaint", "a2", None).await;
             // c1: the lead finds it justified and charges a1 (180 minutes after receipt);

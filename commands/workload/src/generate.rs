@@ -304,7 +304,11 @@ pub const COMPLAINT_CAUSES: &[(&str, &str, bool)] = &[
     ("rude_staff", "Staff were impolite", true),
     ("slow_service", "The answer or the fix came too late", true),
     ("wrong_information", "Staff gave wrong information", true),
-    ("broken_promise", "A promised call or visit did not happen", true),
+    (
+        "broken_promise",
+        "A promised call or visit did not happen",
+        true,
+    ),
     ("product_defect", "The product itself failed", false),
     ("policy", "The customer disagrees with a policy", false),
     ("unfounded", "Nothing was wrong", false),
@@ -533,19 +537,21 @@ impl Generator {
                 name: "Quality inspector".into(),
             }),
         ));
-        out.push(self.envelope(
-            0,
-            system(),
-            Command::DefineComplaintCauses(DefineComplaintCauses {
-                causes: COMPLAINT_CAUSES
-                    .iter()
-                    .map(|(code, label, _)| ComplaintCause {
-                        code: (*code).into(),
-                        label: (*label).into(),
-                    })
-                    .collect(),
-            }),
-        ));
+        out.push(
+            self.envelope(
+                0,
+                system(),
+                Command::DefineComplaintCauses(DefineComplaintCauses {
+                    causes: COMPLAINT_CAUSES
+                        .iter()
+                        .map(|(code, label, _)| ComplaintCause {
+                            code: (*code).into(),
+                            label: (*label).into(),
+                        })
+                        .collect(),
+                }),
+            ),
+        );
         for i in 0..customers {
             let grade = pick(
                 &mut self.rng,
@@ -1077,7 +1083,13 @@ impl Generator {
         let causes: Vec<(usize, u32)> = COMPLAINT_CAUSES
             .iter()
             .enumerate()
-            .filter(|(_, (code, _, staff))| if justified { *code != "unfounded" } else { !staff })
+            .filter(|(_, (code, _, staff))| {
+                if justified {
+                    *code != "unfounded"
+                } else {
+                    !staff
+                }
+            })
             .map(|(i, (_, _, staff))| (i, if *staff { 3 } else { 2 }))
             .collect();
         let (cause, _, staff_caused) = COMPLAINT_CAUSES[pick(&mut self.rng, &causes)];

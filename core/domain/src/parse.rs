@@ -438,13 +438,19 @@ fn validate(command: &Command) -> Result<(), Rejection> {
             if c.causes.is_empty() || c.causes.len() > COMPLAINT_CAUSES_MAX {
                 p.add(
                     "/payload/causes",
-                    format!("needs 1..={COMPLAINT_CAUSES_MAX} causes, got {}", c.causes.len()),
+                    format!(
+                        "needs 1..={COMPLAINT_CAUSES_MAX} causes, got {}",
+                        c.causes.len()
+                    ),
                 );
             }
             for (i, cause) in c.causes.iter().enumerate() {
                 let path = format!("/payload/causes/{i}/code");
                 p.cause_code(&path, &cause.code);
-                if c.causes[..i].iter().any(|earlier| earlier.code == cause.code) {
+                if c.causes[..i]
+                    .iter()
+                    .any(|earlier| earlier.code == cause.code)
+                {
                     p.add(&path, format!("cause `{}` is listed twice", cause.code));
                 }
                 p.text(

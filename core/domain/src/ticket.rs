@@ -367,10 +367,7 @@ fn rule_complaint(ticket: &Ticket, c: &RuleComplaint, ctx: &Context) -> Result<E
         .enumerate()
         .map(|(i, id)| {
             let agent = ctx.directory.agents.get(id).ok_or_else(|| {
-                Rejection::not_found(
-                    &format!("/payload/charged/{i}"),
-                    format!("no agent {id}"),
-                )
+                Rejection::not_found(&format!("/payload/charged/{i}"), format!("no agent {id}"))
             })?;
             Ok(ChargedStaff {
                 agent_id: id.clone(),

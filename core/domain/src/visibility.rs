@@ -42,8 +42,7 @@ pub fn may_see_ticket(
         Role::Auditor | Role::System => true,
         Role::Service => opened_by == Some(actor),
         Role::Inspector => {
-            ticket.category == Category::Complaint
-                && registered_inspector(directory, actor).is_ok()
+            ticket.category == Category::Complaint && registered_inspector(directory, actor).is_ok()
         }
         Role::Agent => {
             let me = actor.id.as_str();
@@ -307,6 +306,31 @@ mod tests {
         let bobs = assigned("cust-2", "bob", "b");
         assert!(sees(&actor("crm", Role::Service), &bobs, &d));
         assert!(!sees(&actor("shop", Role::Service), &bobs, &d));
+    }
+
+    #[test]
+    fn a_registered_inspector_sees_complaints_only() {
+        let mut d = directory();
+        d.inspectors.insert(
+            "qa-1".into(),
+            crate::Inspector {
+                inspector_id: "qa-1".into(),
+                name: "QA".into(),
+            },
+        );
+        let (mut complaint, events) = assigned("cust-2", "bob", "b");
+        complaint.category = Category::Complaint;
+        let may = |who: &Actor, t: &Ticket| may_see_ticket(who, t, &events, None, &d);
+        assert!(may(&actor("qa-1", Role::Inspector), &complaint));
+        assert!(!may(&actor("qa-2", Role::Inspector), &complaint));
+        let incident = assigned("cust-2", "bob", "b").0;
+        assert!(!may(&actor("qa-1", Role::Inspector), &incident));
+        assert_eq!(
+            report_scope(&actor("qa-1", Role::Inspector), None, None, Some(&d))
+                .unwrap_err()
+                .code,
+            RejectionCode::Forbidden
+        );
     }
 
     #[test]

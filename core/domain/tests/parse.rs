@@ -1017,20 +1017,31 @@ fn complaint_cause_lists_and_rulings() {
         .collect();
     rejected(&complaint_causes(Value::Array(too_many)), "/payload/causes");
 
-    let Command::RuleComplaint(r) = accepted(&ruling(true, "rude_staff", json!(["a1", "a2"]))).command
+    let Command::RuleComplaint(r) =
+        accepted(&ruling(true, "rude_staff", json!(["a1", "a2"]))).command
     else {
         panic!()
     };
     assert_eq!(r.charged, ["a1", "a2"]);
     accepted(&ruling(false, "rude_staff", json!([])));
-    rejected(&ruling(false, "rude_staff", json!(["a1"])), "/payload/charged");
-    rejected(&ruling(true, "rude_staff", json!(["a1", "a1"])), "/payload/charged/1");
+    rejected(
+        &ruling(false, "rude_staff", json!(["a1"])),
+        "/payload/charged",
+    );
+    rejected(
+        &ruling(true, "rude_staff", json!(["a1", "a1"])),
+        "/payload/charged/1",
+    );
     rejected(&ruling(true, "", json!([])), "/payload/cause");
     rejected(&ruling(true, "x", json!([""])), "/payload/charged/0");
     let crowd: Vec<String> = (0..=CHARGED_STAFF_MAX).map(|i| format!("a{i}")).collect();
     rejected(&ruling(true, "x", json!(crowd)), "/payload/charged");
     rejected(
-        &with(ruling(true, "x", json!([])), "/payload/note", Some(json!(""))),
+        &with(
+            ruling(true, "x", json!([])),
+            "/payload/note",
+            Some(json!("")),
+        ),
         "/payload/note",
     );
 }

@@ -539,7 +539,10 @@ fn the_generator_explores_the_whole_loop() {
         run_covering(&dir, &rules, &steps, &mut coverage).unwrap();
     }
     // Every ticket event (the directory's come after them in the list).
-    for event in Event::TYPES.iter().take_while(|t| **t != "agent_registered") {
+    for event in Event::TYPES
+        .iter()
+        .take_while(|t| **t != "agent_registered")
+    {
         assert!(coverage.events.contains(event), "never produced {event}");
     }
     for transition in ALLOWED {

@@ -1011,7 +1011,10 @@ fn a_complaint_is_ruled_on_by_a_supervisor_or_an_inspector_and_a_later_ruling_su
         // The cause must be on the list; everyone charged must be a registered agent.
         .when(rule(true, "weather", &["a1"]), inspector(INSPECTOR))
         .then_rejected(NotFound, "/payload/cause")
-        .when(rule(true, "rude_staff", &["a1", "nobody"]), inspector(INSPECTOR))
+        .when(
+            rule(true, "rude_staff", &["a1", "nobody"]),
+            inspector(INSPECTOR),
+        )
         .then_rejected(NotFound, "/payload/charged/1")
         // The team's lead rules it justified, charging a1 (team copied from the directory).
         .when(rule(true, "rude_staff", &["a1"]), supervisor("lead-a"))
@@ -1024,13 +1027,7 @@ fn a_complaint_is_ruled_on_by_a_supervisor_or_an_inspector_and_a_later_ruling_su
         )])
         // The inspector overrules: number 2, which supersedes the first.
         .when(rule(false, "product_defect", &[]), inspector(INSPECTOR))
-        .then([ruled(
-            2,
-            false,
-            "product_defect",
-            &[],
-            inspector(INSPECTOR),
-        )]);
+        .then([ruled(2, false, "product_defect", &[], inspector(INSPECTOR))]);
 }
 
 #[test]

@@ -59,7 +59,9 @@ pub async fn complaints_report(
             p.minutes_to_resolution.push(minutes(t.opened_at, resolved));
         }
     };
-    store.scan(Dated::TicketOpened, span, &mut on_ticket).await?;
+    store
+        .scan(Dated::TicketOpened, span, &mut on_ticket)
+        .await?;
     let mut on_ruling = |row: AnyRow| {
         let AnyRow::Ruling(r) = row else { return };
         if !keep(r.assignee.as_deref(), r.team.as_deref()) {
@@ -67,7 +69,8 @@ pub async fn complaints_report(
         }
         let p = periods.entry(labels.of(r.complained_at)).or_default();
         if r.ruling == 1 {
-            p.minutes_to_ruling.push(minutes(r.complained_at, r.ruled_at));
+            p.minutes_to_ruling
+                .push(minutes(r.complained_at, r.ruled_at));
         }
         if r.superseded_at.is_none() {
             let justified = u32::from(r.justified);

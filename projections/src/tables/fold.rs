@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use closeloop_core::domain::{
-    evolve, Answer, ComplaintRuled, Event, Grade, Priority, SlaTarget, Ticket, CONFIRMATION_WAIT_DAYS_DEFAULT,
+    evolve, Answer, ComplaintRuled, Event, Grade, Priority, SlaTarget, Ticket,
+    CONFIRMATION_WAIT_DAYS_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

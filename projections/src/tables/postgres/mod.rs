@@ -476,18 +476,14 @@ impl TableStore for PostgresTables {
             &tx,
             s,
             &RULINGS,
-            c.complaint_rulings
-                .values()
-                .map(|r| (new(&r.ticket_id), r)),
+            c.complaint_rulings.values().map(|r| (new(&r.ticket_id), r)),
         )
         .await?;
         copy::write(
             &tx,
             s,
             &CHARGES,
-            c.complaint_charges
-                .values()
-                .map(|r| (new(&r.ticket_id), r)),
+            c.complaint_charges.values().map(|r| (new(&r.ticket_id), r)),
         )
         .await?;
         let states = c
