@@ -15,7 +15,9 @@ use closeloop_commands::Reply;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::nats::{collect_replies, envelope, nats_url, open_ticket, Scope};
+use crate::nats::{
+    calendar_and_policy, collect_replies, envelope, nats_url, provision_store, Scope,
+};
 
 /// Longest wait for any one observable condition.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -36,7 +38,8 @@ impl Serving {
             .arg("serve")
             .args(scope.serve_args())
             // Auto-assignment would add commands of its own to the counts.
-            .args(["--no-process-managers", "--metrics", "127.0.0.1:0"])
+            .args(["--no-process-managers", "--scheduler-interval-ms", "100"])
+            .args(["--metrics", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .env("CLOSELOOP_LOG", "info")
             .stdin(Stdio::null())
@@ -208,13 +211,17 @@ async fn metrics_count_commands_by_type_and_outcome_and_show_positions() {
     let scope = Scope::new().await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("closeloop.db").display());
+    // Every ticket's first response is due within an hour, its resolution in 69 days.
+    provision_store(&store, &calendar_and_policy("2026-11-02T07:00:00Z", 60)).await;
     let serve = Serving::start(&scope, &store);
     // Waiting for request/reply sends unauthenticated `open_ticket` probes: refused at the
     // door, and counted as such.
     scope.wait_serving().await;
 
-    // Request/reply: one accepted, the same again (duplicate), one rejected.
-    let first = open_ticket(Uuid::new_v4());
+    // Request/reply: one accepted, the same again (duplicate), one rejected. Each ticket
+    // was opened two hours ago, unanswered: the SLA scheduler appends a warning and a breach
+    // of its first response.
+    let first = opened_two_hours_ago();
     assert!(matches!(
         scope.command(&first).await,
         Reply::Accepted { .. }
@@ -235,7 +242,7 @@ async fn metrics_count_commands_by_type_and_outcome_and_show_positions() {
     let code = code.as_str().expect("a code").to_owned();
     // Durable intake: one accepted.
     let mut replies = scope.replies().await;
-    let durable = open_ticket(Uuid::new_v4());
+    let durable = opened_two_hours_ago();
     scope.publish_durable(&durable).await;
     let id: Uuid = durable["command_id"].as_str().unwrap().parse().unwrap();
     let mut got = std::collections::HashMap::new();
@@ -252,6 +259,7 @@ async fn metrics_count_commands_by_type_and_outcome_and_show_positions() {
                 == s.value("closeloop_log_head_position", &[])
             && s.value("closeloop_relay_lag_events", &[]) == Some(0.0)
             && s.value("closeloop_lease_held", &[("job", "relay")]) == Some(1.0)
+            && s.value("closeloop_scheduler_appended_total", &[("kind", "breach")]) == Some(2.0)
     })
     .await;
 
@@ -288,6 +296,23 @@ async fn metrics_count_commands_by_type_and_outcome_and_show_positions() {
         "every open_ticket refused was a probe without a credential"
     );
 
+    // The scheduler's appends, by kind; and the handler counted its commands too.
+    let appended =
+        |kind: &str| scrape.value("closeloop_scheduler_appended_total", &[("kind", kind)]);
+    assert_eq!(appended("warning"), Some(2.0));
+    assert_eq!(appended("close_unconfirmed"), None);
+    assert_eq!(
+        count(&[("type", "record_sla_breach"), ("outcome", "accepted")]),
+        Some(2.0)
+    );
+    for job in ["relay", "sla-scheduler", "projector-tables"] {
+        assert_eq!(
+            scrape.value("closeloop_lease_held", &[("job", job)]),
+            Some(1.0),
+            "the only instance holds the lease of {job}"
+        );
+    }
+
     // The latency histogram: the commands the handler decided (two accepted, one duplicate
     // of open_ticket; one assign_ticket), not those refused at the door.
     let duration = "closeloop_command_duration_seconds";
@@ -306,12 +331,12 @@ async fn metrics_count_commands_by_type_and_outcome_and_show_positions() {
         Some(3.0)
     );
 
-    // Positions: the tables and the relay have caught up with the log, which holds at least
-    // the two tickets' openings.
+    // Positions: the tables and the relay have caught up with the log, which holds the two
+    // tickets' openings, warnings and breaches.
     let head = scrape
         .value("closeloop_log_head_position", &[])
         .expect("the log's head");
-    assert!(head >= 2.0, "head {head}");
+    assert!(head >= 6.0, "head {head}");
     assert_eq!(
         scrape.value("closeloop_projector_lag_events", &[("projector", "tables")]),
         Some(0.0)
@@ -379,4 +404,17 @@ fn metrics_readme_lists_every_metric_with_its_type_and_labels() {
         let labels: Vec<String> = metric.labels.iter().map(|l| format!("`{l}`")).collect();
         assert_eq!(row[3], labels.join(", "), "{}: labels", metric.name);
     }
+}
+
+/// `open_ticket` by the CRM service, two hours before now.
+fn opened_two_hours_ago() -> Value {
+    let mut command = envelope(
+        "open_ticket",
+        json!({"id": "crm", "role": "service"}),
+        json!({"ticket_id": Uuid::new_v4(), "customer_id": "cust-1", "channel": "email",
+               "category": "incident", "priority": "high", "subject": "Printer on fire"}),
+    );
+    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+    command["occurred_at"] = json!(at.to_string());
+    command
 }
