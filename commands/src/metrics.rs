@@ -343,6 +343,118 @@ mod tests {
         }
     }
 
+    /// What a local recorder saw: each series (name and labels, sorted) with its value.
+    fn recorded(
+        work: impl FnOnce(),
+    ) -> std::collections::BTreeMap<String, metrics_util::debugging::DebugValue> {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, work);
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let mut labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                labels.sort();
+                (format!("{}{{{}}}", key.name(), labels.join(",")), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replies_are_counted_by_type_and_outcome_and_refusals_by_code() {
+        use metrics_util::debugging::DebugValue::Counter;
+        let id = uuid::Uuid::nil();
+        let seen = recorded(|| {
+            answered(
+                "open_ticket",
+                &Reply::rejected(Some(id), Rejection::validation("/type", "no")),
+            );
+            answered(
+                type_label("nope"),
+                &Reply::rejected(None, Rejection::validation("", "no")),
+            );
+            shed();
+        });
+        assert_eq!(
+            seen["closeloop_commands_total{outcome=rejected,type=open_ticket}"],
+            Counter(1)
+        );
+        assert_eq!(
+            seen["closeloop_command_rejections_total{code=validation,type=open_ticket}"],
+            Counter(1)
+        );
+        assert_eq!(
+            seen["closeloop_commands_total{outcome=rejected,type=unknown}"],
+            Counter(1)
+        );
+        assert_eq!(seen["closeloop_commands_shed_total{}"], Counter(1));
+    }
+
+    #[test]
+    fn a_command_in_flight_is_counted_until_it_is_done() {
+        use metrics_util::debugging::DebugValue::Gauge;
+        let seen = recorded(|| {
+            let first = InFlight::new("request");
+            let _second = InFlight::new("request");
+            drop(first);
+            let _durable = InFlight::new("durable");
+        });
+        // Every guard is dropped by the end of the closure: back at zero.
+        assert_eq!(
+            seen["closeloop_commands_in_flight{intake=request}"],
+            Gauge(0.0.into())
+        );
+        assert_eq!(
+            seen["closeloop_commands_in_flight{intake=durable}"],
+            Gauge(0.0.into())
+        );
+        // One never dropped stays counted.
+        let during = recorded(|| {
+            let _held = InFlight::new("request");
+            std::mem::forget(InFlight::new("request"));
+        });
+        assert_eq!(
+            during["closeloop_commands_in_flight{intake=request}"],
+            Gauge(1.0.into())
+        );
+    }
+
+    #[test]
+    fn only_appended_scheduler_commands_count() {
+        use metrics_util::debugging::DebugValue::Counter;
+        let seen = recorded(|| {
+            lease_held("relay", true);
+            let accepted = Reply::Accepted {
+                command_id: uuid::Uuid::nil(),
+                stream: "ticket-x".into(),
+                version: 2,
+                position: 9,
+                events: vec!["sla_breached".into()],
+            };
+            scheduler_answered(Some("breach"), &accepted);
+            scheduler_answered(
+                Some("warning"),
+                &Reply::rejected(None, Rejection::validation("", "no")),
+            );
+            scheduler_answered(None, &accepted);
+        });
+        assert_eq!(
+            seen["closeloop_scheduler_appended_total{kind=breach}"],
+            Counter(1)
+        );
+        assert!(!seen.contains_key("closeloop_scheduler_appended_total{kind=warning}"));
+        assert_eq!(
+            seen["closeloop_lease_held{job=relay}"],
+            metrics_util::debugging::DebugValue::Gauge(1.0.into())
+        );
+    }
+
     #[test]
     fn a_type_label_is_a_known_command_type() {
         assert_eq!(type_label("open_ticket"), "open_ticket");
