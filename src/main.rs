@@ -19,6 +19,7 @@ macro_rules! out {
 }
 
 mod demo;
+mod metrics;
 mod replay;
 mod report;
 mod serve;

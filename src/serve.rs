@@ -211,6 +211,11 @@ pub struct ServeArgs {
     /// subjects may act as any agent, supervisor, service or auditor).
     #[arg(long, env = "CLOSELOOP_INSECURE_NO_AUTH", conflicts_with = "auth_keys")]
     insecure_no_auth: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (README, Metrics), such as
+    /// 127.0.0.1:9464 (port 0: any free port, logged). No authentication: bind it to a
+    /// private interface. Off when absent.
+    #[arg(long, env = "CLOSELOOP_METRICS_ADDR", value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -380,8 +385,27 @@ pub async fn run(
             jetstream::new(client.clone()),
         ));
     }
+    let metrics = match args.metrics {
+        Some(addr) => Some(
+            crate::metrics::start(
+                addr,
+                crate::metrics::Sources {
+                    log: log.clone(),
+                    tables: models.tables.clone(),
+                    js: jetstream::new(client.clone()),
+                    config: config.clone(),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let queries = queries(log, handler.clone(), models);
-    nats::run(config, handler, client, queries, jobs, shutdown).await?;
+    let served = nats::run(config, handler, client, queries, jobs, shutdown).await;
+    if let Some(endpoint) = metrics {
+        endpoint.stop();
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -568,7 +592,9 @@ pub async fn read_side(
 /// Submits one of the engine's own commands; a refusal is only logged (the scheduler asks
 /// again at its next tick if the deadline is still due).
 async fn submit(handler: Arc<Handler>, command: CommandEnvelope) {
+    let kind = closeloop_commands::metrics::scheduler_kind(&command.command);
     let reply = handler.handle(command).await;
+    closeloop_commands::metrics::scheduler_answered(kind, &reply);
     if let Reply::Rejected { error, .. } = &reply {
         tracing::debug!(error = ?error, "a scheduled command was refused");
     }

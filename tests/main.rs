@@ -8,6 +8,10 @@ mod cli;
 mod conformance;
 mod corpus;
 mod handler;
+/// The binary's metrics endpoint, which `serve.rs` (compiled into `nats`) starts.
+#[allow(dead_code)]
+#[path = "../src/metrics.rs"]
+mod metrics;
 mod nats;
 mod postgres;
 mod projections;
@@ -15,4 +19,5 @@ mod relay;
 mod replay;
 mod restart;
 mod schemas;
+mod scrape;
 mod tables;

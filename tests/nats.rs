@@ -1787,7 +1787,7 @@ fn at_command(command_type: &str, actor: (&str, &str), at: &str, payload: Value)
 const ADMIN: (&str, &str) = ("provisioning", "system");
 const CRM: (&str, &str) = ("crm", "service");
 
-fn calendar_and_policy(at: &str, first_response_minutes: u32) -> Vec<Value> {
+pub fn calendar_and_policy(at: &str, first_response_minutes: u32) -> Vec<Value> {
     let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     vec![
         at_command(

@@ -32,6 +32,7 @@ use jiff::Timestamp;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::idempotency;
+use crate::metrics;
 use crate::reply::Reply;
 use crate::stripes::Stripes;
 
@@ -144,7 +145,11 @@ impl Handler {
     pub async fn handle_bytes(&self, bytes: &[u8]) -> Reply {
         match parse_command(bytes) {
             Ok(envelope) => self.handle(envelope).await,
-            Err(failure) => Reply::rejected(failure.command_id, failure.rejection),
+            Err(failure) => {
+                let reply = Reply::rejected(failure.command_id, failure.rejection);
+                metrics::answered("unknown", &reply);
+                reply
+            }
         }
     }
 
@@ -167,6 +172,21 @@ impl Handler {
     /// has stopped waiting by then, so appending it late would act on a command whose
     /// sender was already told it timed out.
     pub async fn handle_until(
+        &self,
+        envelope: CommandEnvelope,
+        received: Timestamp,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Reply {
+        let command_type = envelope.command.command_type();
+        let started = std::time::Instant::now();
+        let reply = self.decide_and_append(envelope, received, deadline).await;
+        metrics::handled_in(command_type, started.elapsed());
+        metrics::answered(command_type, &reply);
+        reply
+    }
+
+    /// [`Handler::handle_until`] without its measurements.
+    async fn decide_and_append(
         &self,
         envelope: CommandEnvelope,
         received: Timestamp,

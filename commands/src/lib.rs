@@ -8,10 +8,14 @@
 //!   queries, authentication of callers (signed tokens), leases for run-once jobs,
 //!   graceful shutdown.
 //! - `relay.rs`: publishes the log to the JetStream events stream, checkpointed by the stream.
+//! - `metrics.rs`: the names and meanings of the metrics `serve --metrics` exposes, and the
+//!   recording helpers the handler and the intakes call (no-ops until a recorder is
+//!   installed).
 
 mod error;
 mod handler;
 pub mod idempotency;
+pub mod metrics;
 pub mod nats;
 pub mod process;
 pub mod relay;

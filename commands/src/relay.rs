@@ -153,6 +153,26 @@ async fn published(stream: &stream::Stream, sequence: u64) -> Result<Published, 
     })
 }
 
+/// The log position of the events stream's last message (`None` while it is empty): how far
+/// the relay has published, whichever instance holds its lease. `serve --metrics` reads it
+/// at every scrape.
+pub async fn published_position(
+    js: &jetstream::Context,
+    events_stream: &str,
+) -> Result<Option<Position>, ServeError> {
+    let stream = js
+        .get_stream(events_stream)
+        .await
+        .map_err(|e| ServeError::nats(&format!("stream {events_stream}"), e))?;
+    let state = &stream.cached_info().state;
+    if state.messages == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        published(&stream, state.last_sequence).await?.position,
+    ))
+}
+
 /// The id of the log's event at `position`, if the log has one there.
 async fn event_id_at(log: &dyn EventLog, position: Position) -> Result<Option<Uuid>, ServeError> {
     if position == 0 {

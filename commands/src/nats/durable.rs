@@ -28,7 +28,7 @@ use super::error::ServeError;
 use super::intake::{admit, last_token, log_reply};
 use super::shutdown::Shutdown;
 use crate::stripes::Stripes;
-use crate::{Handler, Reply};
+use crate::{metrics, Handler, Reply};
 
 /// Lock stripes for per-stream order; a stream always maps to the same stripe.
 const ORDER_STRIPES: usize = 64;
@@ -83,6 +83,23 @@ pub(crate) async fn dead_letter_stream(
     })
     .await
     .map_err(|e| ServeError::nats(&format!("stream {}", config.dead_letter_stream), e))
+}
+
+/// The shared consumer's backlog: (commands stored and not yet delivered, delivered and not
+/// yet acknowledged). `serve --metrics` reads it at every scrape.
+pub async fn backlog(
+    config: &ServeConfig,
+    js: &jetstream::Context,
+) -> Result<(u64, u64), ServeError> {
+    let stream = js
+        .get_stream(&config.commands_stream)
+        .await
+        .map_err(|e| ServeError::nats(&format!("stream {}", config.commands_stream), e))?;
+    let info = stream
+        .consumer_info(&config.consumer_name)
+        .await
+        .map_err(|e| ServeError::nats(&format!("consumer {}", config.consumer_name), e))?;
+    Ok((info.num_pending, info.num_ack_pending as u64))
 }
 
 impl DurableIntake {
@@ -148,6 +165,10 @@ impl DurableIntake {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
+            let in_flight = metrics::InFlight::new("durable");
+            if message.info().is_ok_and(|info| info.delivered > 1) {
+                metrics::redelivered();
+            }
             // The credential and the business time are judged as of when JetStream stored
             // the command: a backlog must not make a timely command late.
             let received = message
@@ -169,11 +190,16 @@ impl DurableIntake {
             let envelope = match checked {
                 Ok(envelope) => envelope,
                 Err(rejected) => {
+                    // Refused at the door: the handler, which counts the others, never saw it.
+                    metrics::answered(
+                        metrics::type_label(last_token(message.subject.as_str())),
+                        &rejected,
+                    );
                     // Rejections of bad input need no order: answer at once.
                     let (config, client) = (config.clone(), client.clone());
                     tokio::spawn(async move {
                         finish(&config, &client, message, rejected).await;
-                        drop(permit);
+                        drop((in_flight, permit));
                     });
                     continue;
                 }
@@ -184,7 +210,7 @@ impl DurableIntake {
                 let _all = directory_barrier.clone().write_owned().await;
                 let reply = handler.handle_at(envelope, received).await;
                 finish(&config, &client, message, reply).await;
-                drop(permit);
+                drop((in_flight, permit));
                 continue;
             }
             let barrier = directory_barrier.clone().read_owned().await;
@@ -193,7 +219,7 @@ impl DurableIntake {
             tokio::spawn(async move {
                 let reply = handler.handle_at(envelope, received).await;
                 finish(&config, &client, message, reply).await;
-                drop((stripe, barrier, permit));
+                drop((stripe, barrier, in_flight, permit));
             });
         }
         let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
@@ -248,6 +274,7 @@ async fn finish(
                 "store unavailable: durable command left for redelivery"
             );
             nak(&message, delay).await;
+            metrics::retried();
             return;
         }
         Some(ErrorKind::Retryable | ErrorKind::Bug) => {
@@ -260,6 +287,7 @@ async fn finish(
                 nak(&message, config.retry_delay(delivered)).await;
                 return;
             }
+            metrics::dead_lettered();
             tracing::warn!(
                 delivered,
                 stream = %config.dead_letter_stream,

@@ -15,7 +15,7 @@ use super::auth::now_seconds;
 use super::config::ServeConfig;
 use super::error::ServeError;
 use super::shutdown::Shutdown;
-use crate::{Handler, Reply};
+use crate::{metrics, Handler, Reply};
 
 /// Checks one command as it arrived on a subject whose last token is `subject_type`.
 pub(crate) fn check(
@@ -130,10 +130,11 @@ impl Intake {
                 shed(&config, &client, message).await;
                 continue;
             };
+            let in_flight = metrics::InFlight::new("request");
             let (config, handler, client) = (config.clone(), handler.clone(), client.clone());
             tokio::spawn(async move {
                 answer(&config, &handler, &client, message, received).await;
-                drop(permit);
+                drop((in_flight, permit));
             });
         }
         let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
@@ -175,7 +176,7 @@ fn deadline(
 /// read beyond the subject. (A request without a reply inbox cannot be answered.)
 async fn shed(config: &ServeConfig, client: &async_nats::Client, message: async_nats::Message) {
     tracing::debug!(subject = %message.subject, "overloaded: request shed");
-    let Some(inbox) = message.reply else { return };
+    metrics::shed();
     let reply = Reply::rejected(
         None,
         Rejection::new(
@@ -186,6 +187,11 @@ async fn shed(config: &ServeConfig, client: &async_nats::Client, message: async_
             ),
         ),
     );
+    metrics::answered(
+        metrics::type_label(last_token(message.subject.as_str())),
+        &reply,
+    );
+    let Some(inbox) = message.reply else { return };
     if let Err(e) = client.publish(inbox, reply.to_json().into()).await {
         tracing::warn!(error = %e, "publishing a reply");
     }
@@ -215,7 +221,11 @@ async fn answer(
                 .handle_until(envelope, handler.now(), Some(deadline))
                 .await
         }
-        Err(rejected) => rejected,
+        Err(rejected) => {
+            // Refused at the door: the handler, which counts the others, never saw it.
+            metrics::answered(metrics::type_label(subject_type), &rejected);
+            rejected
+        }
     };
     log_reply(&reply, message.subject.as_str());
     let to = match (&message.reply, &reply) {

@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, kv};
 use super::error::ServeError;
 use super::job::Job;
 use super::shutdown::Shutdown;
+use crate::metrics;
 
 /// Where leases live and how long one lasts without renewal.
 #[derive(Debug, Clone)]
@@ -130,6 +131,7 @@ impl Lease {
 /// Runs `job` whenever this instance holds its lease, until `shutdown`.
 pub async fn run_leased(lease: Lease, holder: String, job: Job, mut shutdown: Shutdown) {
     let renew_every = lease.ttl / 3;
+    metrics::lease_held(&job.name, false);
     while !shutdown.is_set() {
         let Some(mut revision) = lease.try_acquire(&job.name, &holder).await else {
             tokio::select! {
@@ -138,6 +140,7 @@ pub async fn run_leased(lease: Lease, holder: String, job: Job, mut shutdown: Sh
             }
         };
         tracing::info!(job = %job.name, %holder, "lease taken: job starts");
+        metrics::lease_held(&job.name, true);
         let (stop, signal) = shutdown.linked();
         let mut running = tokio::spawn((job.run)(signal));
         let mut ticker = tokio::time::interval(renew_every);
@@ -162,6 +165,7 @@ pub async fn run_leased(lease: Lease, holder: String, job: Job, mut shutdown: Sh
         if !running.is_finished() {
             let _ = running.await;
         }
+        metrics::lease_held(&job.name, false);
         if !lost {
             lease.release(&job.name, revision).await;
         }

@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 
 pub use auth::{Auth, AuthError, AuthErrorKind, Caller, KeysError, Verifier};
 pub use config::ServeConfig;
-pub use durable::{DEAD_DELIVERIES_HEADER, DEAD_REASON_HEADER, DEAD_SUBJECT_HEADER};
+pub use durable::{backlog, DEAD_DELIVERIES_HEADER, DEAD_REASON_HEADER, DEAD_SUBJECT_HEADER};
 pub use error::ServeError;
 pub use job::{Job, JobFn};
 pub use lease::{run_leased, Lease, LeaseConfig};
