@@ -613,6 +613,11 @@ impl TableStore for FlakyTables {
     async fn agents(&self) -> Result<Vec<closeloop_projections::tables::AgentRow>, TableError> {
         self.inner.agents().await
     }
+    async fn scorecards(
+        &self,
+    ) -> Result<Vec<closeloop_projections::tables::ScorecardRow>, TableError> {
+        self.inner.scorecards().await
+    }
     async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
         self.inner.open_load().await
     }
@@ -947,7 +952,13 @@ mod complaints {
     use closeloop_projections::report::{complaints_report, performance_report, ScoreWeights};
     use serde_json::{json, Value};
 
-    async fn send(handler: &Handler, role: &str, at: &str, kind: &str, payload: Value) -> Reply {
+    pub(super) async fn send(
+        handler: &Handler,
+        role: &str,
+        at: &str,
+        kind: &str,
+        payload: Value,
+    ) -> Reply {
         let body = json!({
             "command_id": uuid::Uuid::now_v7(),
             "type": kind,
@@ -958,7 +969,13 @@ mod complaints {
         handler.handle_bytes(body.to_string().as_bytes()).await
     }
 
-    async fn submit(handler: &Handler, role: &str, at: &str, kind: &str, payload: Value) {
+    pub(super) async fn submit(
+        handler: &Handler,
+        role: &str,
+        at: &str,
+        kind: &str,
+        payload: Value,
+    ) {
         let reply = send(handler, role, at, kind, payload).await;
         assert!(
             matches!(reply, Reply::Accepted { .. }),
@@ -969,7 +986,7 @@ mod complaints {
 
     /// A ticket opened at 09:00 on 23 November, assigned to `agent` at 09:10, and resolved
     /// at `resolved` (if given).
-    async fn ticket(
+    pub(super) async fn ticket(
         handler: &Handler,
         id: uuid::Uuid,
         category: &str,
@@ -1207,6 +1224,185 @@ mod complaints {
             };
             assert_eq!(complaints_of("a1"), 0);
             assert_eq!(complaints_of("a2"), 1);
+
+            // Replay equals live.
+            assert_eq!(one_pass(log.clone()).await, dump);
+        });
+    }
+}
+
+/// Scorecards (docs/domain.md, Staff performance): each period is scored with the scorecard
+/// in force on its first day, the team's before the organisation's, and the JSON says which
+/// and how.
+mod scorecards {
+    use super::complaints::{send, submit, ticket};
+    use super::*;
+    use closeloop_projections::report::{performance_report, ScoreWeights};
+    use serde_json::{json, Value};
+
+    fn scorecard(
+        team: Option<&str>,
+        from: &str,
+        parts: [u8; 3],
+        bonus: f64,
+        deduction: f64,
+    ) -> Value {
+        let mut card = json!({
+            "effective_from": from, "results_percent": parts[0], "basic_percent": parts[1],
+            "discipline_percent": parts[2], "bonus_per_excellent_rating": bonus,
+            "bonus_cap_points": 10, "deduction_per_justified_complaint": deduction,
+            "deduction_cap_points": 10,
+        });
+        if let Some(team) = team {
+            card["team"] = json!(team);
+        }
+        card
+    }
+
+    #[test]
+    fn each_period_is_scored_with_the_scorecard_in_force_then_and_replay_equals_live() {
+        runtime().block_on(async {
+            let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+            let handler = Handler::new(log.clone(), HandlerConfig::trusting());
+            let setup = "2026-11-01T08:00:00Z";
+            for (agent, lead) in [("a1", false), ("supervisor-1", true)] {
+                submit(
+                    &handler,
+                    "system",
+                    setup,
+                    "register_agent",
+                    json!({"agent_id": agent, "name": agent, "team": "alpha", "line": 1,
+                           "level": "senior", "team_lead": lead}),
+                )
+                .await;
+            }
+            submit(
+                &handler,
+                "system",
+                setup,
+                "define_scorecard",
+                scorecard(None, "2026-11-01", [60, 30, 10], 0.5, 2.0),
+            )
+            .await;
+            // The lead sets the team's own from December; not another team's, and not one
+            // outside the manual's bounds (refused with the field's path).
+            submit(
+                &handler,
+                "supervisor",
+                setup,
+                "define_scorecard",
+                scorecard(Some("alpha"), "2026-12-01", [70, 30, 0], 1.0, 5.0),
+            )
+            .await;
+            let refused = send(
+                &handler,
+                "supervisor",
+                setup,
+                "define_scorecard",
+                scorecard(Some("beta"), "2026-12-01", [70, 30, 0], 1.0, 5.0),
+            )
+            .await;
+            assert!(
+                matches!(refused, Reply::Rejected { .. }),
+                "{}",
+                refused.to_json()
+            );
+            let refused = send(
+                &handler,
+                "system",
+                setup,
+                "define_scorecard",
+                scorecard(None, "2026-12-01", [50, 40, 10], 1.0, 5.0),
+            )
+            .await;
+            let Reply::Rejected { error, .. } = refused else {
+                panic!("accepted: {}", refused.to_json())
+            };
+            assert_eq!(error.details[0].path, "/payload/results_percent");
+
+            // November: resolved, nothing rated. December: resolved and rated 5.
+            let (nov, dec) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+            ticket(
+                &handler,
+                nov,
+                "incident",
+                "a1",
+                Some("2026-11-23T10:00:00Z"),
+            )
+            .await;
+            for (kind, at, payload) in [
+                (
+                    "open_ticket",
+                    "2026-12-02T09:00:00Z",
+                    json!({"ticket_id": dec, "customer_id": "c-1", "channel": "phone",
+                           "category": "incident", "priority": "normal", "subject": "again"}),
+                ),
+                (
+                    "assign_ticket",
+                    "2026-12-02T09:10:00Z",
+                    json!({"ticket_id": dec, "agent_id": "a1"}),
+                ),
+                (
+                    "resolve_ticket",
+                    "2026-12-02T10:00:00Z",
+                    json!({"ticket_id": dec, "resolution": "done"}),
+                ),
+            ] {
+                submit(&handler, "system", at, kind, payload).await;
+            }
+            submit(
+                &handler,
+                "service",
+                "2026-12-02T11:00:00Z",
+                "record_satisfaction",
+                json!({"ticket_id": dec, "score": 5, "source": "survey"}),
+            )
+            .await;
+
+            let tables: Arc<dyn TableStore> = Arc::new(MemoryTables::new());
+            let mut projector = TableProjector::open(log.clone(), tables.clone(), config(3))
+                .await
+                .unwrap();
+            projector.catch_up().await.unwrap();
+            let dump = tables.dump().await.unwrap();
+            assert_eq!(dump.scorecards.len(), 2);
+            let perf = performance_report(
+                tables.as_ref(),
+                &ReportQuery::default(),
+                &ScoreWeights::default(),
+            )
+            .await
+            .unwrap();
+            let row = |period: &str| {
+                perf["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["agent_id"] == "a1" && r["period"] == period)
+                    .cloned()
+                    .unwrap()
+            };
+            // November, the organisation's: no results figure (0), basic 100 x 30 %,
+            // discipline 100 x 10 %.
+            let november = row("2026-11");
+            assert_eq!(
+                november["scorecard"],
+                json!({"team": null, "effective_from": "2026-11-01"})
+            );
+            assert_eq!(november["score"], 40.0);
+            assert_eq!(november["score_parts"]["basic"]["points"], 30.0);
+            // December, the team's: satisfaction 100 x 70 %, basic 100 x 30 %, a bonus of 1.
+            let december = row("2026-12");
+            assert_eq!(
+                december["scorecard"],
+                json!({"team": "alpha", "effective_from": "2026-12-01"})
+            );
+            assert_eq!(december["score"], 101.0);
+            assert_eq!(
+                december["score_parts"]["results"]["of"]["satisfaction"],
+                100.0
+            );
+            assert_eq!(december["score_parts"]["bonus"]["points"], 1.0);
 
             // Replay equals live.
             assert_eq!(one_pass(log.clone()).await, dump);

@@ -336,7 +336,8 @@ impl<'a> From<&'a Event> for Fact<'a> {
             | Event::CustomerRegistered(_)
             | Event::SlaPolicyDefined(_)
             | Event::InspectorRegistered(_)
-            | Event::ComplaintCausesDefined(_) => Fact::Other,
+            | Event::ComplaintCausesDefined(_)
+            | Event::ScorecardDefined(_) => Fact::Other,
         }
     }
 }
@@ -429,6 +430,10 @@ impl Fact<'_> {
             }
             "complaint_causes_defined" => {
                 ComplaintCausesDefined::deserialize(d)?;
+                Fact::Other
+            }
+            "scorecard_defined" => {
+                ScorecardDefined::deserialize(d)?;
                 Fact::Other
             }
             other => {

@@ -56,6 +56,16 @@ impl std::str::FromStr for Granularity {
 }
 
 impl Granularity {
+    /// The first day of the period holding `day` (for `total`, `day` itself).
+    pub fn start(self, day: i32) -> i32 {
+        let date = date_of(day);
+        match self {
+            Granularity::Day | Granularity::Total => day,
+            Granularity::Week => day - i32::from(date.weekday().to_monday_zero_offset()),
+            Granularity::Month => day - i32::from(date.day()) + 1,
+        }
+    }
+
     /// The label of the period holding `day`: `2026-11-23`, `2026-W48`, `2026-11`, `total`.
     pub fn label(self, day: i32) -> String {
         let date = date_of(day);

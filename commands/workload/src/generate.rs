@@ -552,6 +552,35 @@ impl Generator {
                 }),
             ),
         );
+        // The organisation's scorecard from the first day (the manual's weights), and team
+        // front-a's own from the third week, weighing results more.
+        let first_day = self.start.to_zoned(jiff::tz::TimeZone::UTC).date();
+        for (team, from, results, basic, discipline) in [
+            (None, first_day, 60, 30, 10),
+            (
+                Some("front-a"),
+                first_day.saturating_add(jiff::Span::new().days(14)),
+                65,
+                30,
+                5,
+            ),
+        ] {
+            out.push(self.envelope(
+                0,
+                system(),
+                Command::DefineScorecard(DefineScorecard {
+                    team: team.map(str::to_owned),
+                    effective_from: from,
+                    results_percent: results,
+                    basic_percent: basic,
+                    discipline_percent: discipline,
+                    bonus_per_excellent_rating: 0.5,
+                    bonus_cap_points: 10.0,
+                    deduction_per_justified_complaint: 2.0,
+                    deduction_cap_points: 10.0,
+                }),
+            ));
+        }
         for i in 0..customers {
             let grade = pick(
                 &mut self.rng,

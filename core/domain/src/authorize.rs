@@ -22,6 +22,7 @@
 //!   ruling may charge them); a supervisor rules on their team's (and unassigned) tickets.
 //! - The complaint-cause list is defined by `system` or a supervisor; inspectors are
 //!   registered by `system` only.
+//! - The organisation's scorecard is `system`'s; a team's, `system`'s or its lead's.
 
 use super::command::*;
 use super::directory::{Agent, Directory, Inspector};
@@ -263,6 +264,16 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                 Command::RegisterInspector(_) => Err(Rejection::forbidden(
                     "inspectors are registered by provisioning (role system)",
                 )),
+                Command::DefineScorecard(c) if c.team.as_deref() != Some(me.team.as_str()) => {
+                    Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/team",
+                        format!(
+                            "a supervisor defines the scorecard of their own team ({}); the organisation's is provisioning's (role system)",
+                            me.team
+                        ),
+                    ))
+                }
                 Command::RegisterAgent(c) if c.team != me.team => Err(Rejection::at(
                     super::RejectionCode::Forbidden,
                     "/payload/team",

@@ -12,6 +12,10 @@ use super::types::*;
 /// `define_complaint_causes` replaces it.
 pub const COMPLAINT_CAUSES_STREAM: &str = "complaint_causes-list";
 
+/// The one stream of the scorecards (the organisation's and the teams'): each definition is
+/// an event of it, in force from its date.
+pub const SCORECARDS_STREAM: &str = "scorecard-all";
+
 /// A command as received: envelope plus typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CommandEnvelope {
@@ -59,6 +63,7 @@ macro_rules! for_each_command {
             "register_inspector" => RegisterInspector,
             "define_complaint_causes" => DefineComplaintCauses,
             "rule_complaint" => RuleComplaint,
+            "define_scorecard" => DefineScorecard,
         }
     };
 }
@@ -106,6 +111,7 @@ impl Command {
             Command::DefineSlaPolicy(c) => format!("sla_policy-{}", c.policy_id),
             Command::RegisterInspector(c) => format!("inspector-{}", c.inspector_id),
             Command::DefineComplaintCauses(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
+            Command::DefineScorecard(_) => SCORECARDS_STREAM.to_owned(),
             other => format!(
                 "ticket-{}",
                 other
@@ -397,4 +403,36 @@ pub struct RuleComplaint {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charged: Vec<String>,
     pub note: String,
+}
+
+/// Sets the weights of the staff scorecard (docs/domain.md, Staff performance) from a date
+/// on: the organisation's (no `team`; role `system`) or a team's (role `system`, or the
+/// team's own lead). The manual's bounds are checked: results at least 60%, basic service
+/// work at least 30%, daily discipline at most 10%, the three summing to 100; bonus and
+/// deduction items each capped at 10 points (10% of the total). A report period is scored
+/// with the scorecard in force on its first day; a later definition never rescores an
+/// earlier period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineScorecard {
+    /// The team it applies to; absent: the organisation's, for teams without their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// The first day (UTC) it is in force.
+    pub effective_from: jiff::civil::Date,
+    /// Results (SLA compliance, satisfaction, the quality-inspection score), whole percent:
+    /// at least 60.
+    pub results_percent: u8,
+    /// Basic service work (resolution rate, one-touch rate): at least 30.
+    pub basic_percent: u8,
+    /// Daily discipline (100 minus the reopen rate): at most 10.
+    pub discipline_percent: u8,
+    /// Points per survey rating of 5, 0..=10.
+    pub bonus_per_excellent_rating: f64,
+    /// At most this many bonus points, 0..=10 (10% of the total).
+    pub bonus_cap_points: f64,
+    /// Points taken per justified complaint, 0..=10.
+    pub deduction_per_justified_complaint: f64,
+    /// At most this many points taken, 0..=10 (10% of the total).
+    pub deduction_cap_points: f64,
 }

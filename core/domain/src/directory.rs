@@ -20,6 +20,7 @@ pub const DIRECTORY_CATEGORIES: &[&str] = &[
     "sla_policy",
     "inspector",
     "complaint_causes",
+    "scorecard",
 ];
 
 /// Numbers from the operating manuals that are defaults, never constants (docs/domain.md).
@@ -190,6 +191,8 @@ impl Directory {
                     .map(|c| (c.code.clone(), c.label.clone()))
                     .collect();
             }
+            // Scorecards weigh reports, never decisions: only the stream's version is kept.
+            Event::ScorecardDefined(_) => {}
             _ => return,
         }
         self.versions.insert(stream.to_owned(), version);

@@ -68,6 +68,7 @@ macro_rules! for_each_event {
             "sla_policy_defined" => SlaPolicyDefined,
             "inspector_registered" => InspectorRegistered,
             "complaint_causes_defined" => ComplaintCausesDefined,
+            "scorecard_defined" => ScorecardDefined,
         }
     };
 }
@@ -139,6 +140,7 @@ impl Event {
             Event::AgentRegistered(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
+            | Event::ScorecardDefined(_)
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
             | Event::CalendarDefined(_)
@@ -402,4 +404,27 @@ pub struct InspectorRegistered {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ComplaintCausesDefined {
     pub causes: Vec<ComplaintCause>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScorecardDefined {
+    /// Absent: the organisation's scorecard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    pub effective_from: jiff::civil::Date,
+    /// Results (SLA compliance, satisfaction, the quality-inspection score), whole percent:
+    /// at least 60.
+    pub results_percent: u8,
+    /// Basic service work (resolution rate, one-touch rate): at least 30.
+    pub basic_percent: u8,
+    /// Daily discipline (100 minus the reopen rate): at most 10.
+    pub discipline_percent: u8,
+    /// Points per survey rating of 5, 0..=10.
+    pub bonus_per_excellent_rating: f64,
+    /// At most this many bonus points, 0..=10 (10% of the total).
+    pub bonus_cap_points: f64,
+    /// Points taken per justified complaint, 0..=10.
+    pub deduction_per_justified_complaint: f64,
+    /// At most this many points taken, 0..=10 (10% of the total).
+    pub deduction_cap_points: f64,
 }

@@ -29,6 +29,14 @@ pub const CAUSE_CODE_CHARS_MAX: usize = 40;
 /// Most staff one complaint ruling charges.
 pub const CHARGED_STAFF_MAX: usize = 10;
 
+/// The manual's bounds on the scorecard (docs/domain.md, Staff performance): results at
+/// least 60% of the score, basic service work at least 30%, daily discipline at most 10%,
+/// bonus and deduction items each at most 10 points of 100.
+pub const SCORECARD_RESULTS_MIN: u8 = 60;
+pub const SCORECARD_BASIC_MIN: u8 = 30;
+pub const SCORECARD_DISCIPLINE_MAX: u8 = 10;
+pub const SCORECARD_ITEM_POINTS_MAX: f64 = 10.0;
+
 const ENVELOPE_FIELDS: &[&str] = &[
     "command_id",
     "type",
@@ -480,6 +488,58 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                 p.id(&path, agent);
                 if c.charged[..i].contains(agent) {
                     p.add(&path, format!("{agent} is charged twice"));
+                }
+            }
+        }
+        Command::DefineScorecard(c) => {
+            if let Some(team) = &c.team {
+                p.text("/payload/team", team, SHORT_TEXT_CHARS_MAX);
+            }
+            if c.effective_from < jiff::civil::date(2000, 1, 1) {
+                p.add("/payload/effective_from", "must be 2000-01-01 or later");
+            }
+            let (r, b, d) = (c.results_percent, c.basic_percent, c.discipline_percent);
+            if r < SCORECARD_RESULTS_MIN {
+                p.add(
+                    "/payload/results_percent",
+                    format!(
+                        "results weigh at least {SCORECARD_RESULTS_MIN}% of the score, got {r}"
+                    ),
+                );
+            }
+            if b < SCORECARD_BASIC_MIN {
+                p.add(
+                    "/payload/basic_percent",
+                    format!("basic service work weighs at least {SCORECARD_BASIC_MIN}% of the score, got {b}"),
+                );
+            }
+            if d > SCORECARD_DISCIPLINE_MAX {
+                p.add(
+                    "/payload/discipline_percent",
+                    format!("daily discipline weighs at most {SCORECARD_DISCIPLINE_MAX}% of the score, got {d}"),
+                );
+            }
+            let sum = u32::from(r) + u32::from(b) + u32::from(d);
+            if sum != 100 {
+                p.add(
+                    "/payload",
+                    format!("results_percent + basic_percent + discipline_percent must be 100, got {sum}"),
+                );
+            }
+            for (name, value) in [
+                ("bonus_per_excellent_rating", c.bonus_per_excellent_rating),
+                ("bonus_cap_points", c.bonus_cap_points),
+                (
+                    "deduction_per_justified_complaint",
+                    c.deduction_per_justified_complaint,
+                ),
+                ("deduction_cap_points", c.deduction_cap_points),
+            ] {
+                if !(0.0..=SCORECARD_ITEM_POINTS_MAX).contains(&value) {
+                    p.add(
+                        &format!("/payload/{name}"),
+                        format!("must be between 0 and {SCORECARD_ITEM_POINTS_MAX} points (10% of the total), got {value}"),
+                    );
                 }
             }
         }

@@ -139,6 +139,17 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 causes: c.causes.clone(),
             })
         }
+        Command::DefineScorecard(c) => Event::ScorecardDefined(ScorecardDefined {
+            team: c.team.clone(),
+            effective_from: c.effective_from,
+            results_percent: c.results_percent,
+            basic_percent: c.basic_percent,
+            discipline_percent: c.discipline_percent,
+            bonus_per_excellent_rating: c.bonus_per_excellent_rating,
+            bonus_cap_points: c.bonus_cap_points,
+            deduction_per_justified_complaint: c.deduction_per_justified_complaint,
+            deduction_cap_points: c.deduction_cap_points,
+        }),
         _ => unreachable!("decide_directory takes directory commands only"),
     };
     Ok(vec![event])

@@ -110,7 +110,8 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         | Event::CalendarDefined(_)
         | Event::SlaPolicyDefined(_)
         | Event::InspectorRegistered(_)
-        | Event::ComplaintCausesDefined(_) => {}
+        | Event::ComplaintCausesDefined(_)
+        | Event::ScorecardDefined(_) => {}
     }
     Some(t)
 }
@@ -326,7 +327,8 @@ pub fn decide_ticket(
         | Command::DefineCalendar(_)
         | Command::DefineSlaPolicy(_)
         | Command::RegisterInspector(_)
-        | Command::DefineComplaintCauses(_) => {
+        | Command::DefineComplaintCauses(_)
+        | Command::DefineScorecard(_) => {
             unreachable!("not a ticket command on an open ticket")
         }
     };

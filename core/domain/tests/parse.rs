@@ -1045,3 +1045,91 @@ fn complaint_cause_lists_and_rulings() {
         "/payload/note",
     );
 }
+
+// ---------- scorecards ----------
+
+fn scorecard() -> Value {
+    command(
+        "define_scorecard",
+        json!({"effective_from": "2026-12-01", "results_percent": 60, "basic_percent": 30,
+               "discipline_percent": 10, "bonus_per_excellent_rating": 0.5,
+               "bonus_cap_points": 10, "deduction_per_justified_complaint": 2,
+               "deduction_cap_points": 10}),
+    )
+}
+
+#[test]
+fn scorecards_keep_the_manuals_bounds() {
+    accepted(&scorecard());
+    accepted(&with(scorecard(), "/payload/team", Some(json!("alpha"))));
+    let set =
+        |field: &str, value: Value| with(scorecard(), &format!("/payload/{field}"), Some(value));
+    // Results at least 60, basic at least 30, discipline at most 10, summing to 100.
+    let f = rejected(
+        &set("results_percent", json!(59)),
+        "/payload/results_percent",
+    );
+    assert!(
+        f.rejection.details.iter().any(|d| d.path == "/payload"),
+        "{f:?}"
+    );
+    rejected(
+        &with(
+            set("basic_percent", json!(29)),
+            "/payload/results_percent",
+            Some(json!(61)),
+        ),
+        "/payload/basic_percent",
+    );
+    rejected(
+        &with(
+            set("discipline_percent", json!(11)),
+            "/payload/basic_percent",
+            Some(json!(29)),
+        ),
+        "/payload/basic_percent",
+    );
+    rejected(
+        &with(
+            set("discipline_percent", json!(11)),
+            "/payload/results_percent",
+            Some(json!(59)),
+        ),
+        "/payload/results_percent",
+    );
+    rejected(
+        &with(
+            set("discipline_percent", json!(0)),
+            "/payload/results_percent",
+            Some(json!(69)),
+        ),
+        "/payload",
+    );
+    accepted(&with(
+        set("discipline_percent", json!(0)),
+        "/payload/results_percent",
+        Some(json!(70)),
+    ));
+    // Bonus and deduction items at most 10 points, never negative.
+    rejected(
+        &set("bonus_cap_points", json!(10.5)),
+        "/payload/bonus_cap_points",
+    );
+    rejected(
+        &set("deduction_cap_points", json!(11)),
+        "/payload/deduction_cap_points",
+    );
+    rejected(
+        &set("deduction_per_justified_complaint", json!(-1)),
+        "/payload/deduction_per_justified_complaint",
+    );
+    rejected(
+        &set("effective_from", json!("2026-13-01")),
+        "/payload/effective_from",
+    );
+    rejected(
+        &set("results_percent", json!(300)),
+        "/payload/results_percent",
+    );
+    rejected(&set("weight", json!(1)), "/payload/weight");
+}

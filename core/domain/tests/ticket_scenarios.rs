@@ -50,7 +50,8 @@ impl Given {
             | Event::CalendarDefined(_)
             | Event::SlaPolicyDefined(_)
             | Event::InspectorRegistered(_)
-            | Event::ComplaintCausesDefined(_) => {
+            | Event::ComplaintCausesDefined(_)
+            | Event::ScorecardDefined(_) => {
                 apply_all(&mut self.directory, std::slice::from_ref(event))
             }
             _ => self.ticket = evolve(self.ticket.take(), event),
@@ -1064,4 +1065,55 @@ fn no_ruling_without_a_cause_list() {
     given_bare([opened_complaint()])
         .when(rule(false, "slow_service", &[]), system())
         .then_rejected(NotFound, "/payload/cause");
+}
+
+fn scorecard(team: Option<&str>) -> Command {
+    Command::DefineScorecard(DefineScorecard {
+        team: team.map(str::to_owned),
+        effective_from: jiff::civil::date(2026, 12, 1),
+        results_percent: 60,
+        basic_percent: 30,
+        discipline_percent: 10,
+        bonus_per_excellent_rating: 0.5,
+        bonus_cap_points: 10.0,
+        deduction_per_justified_complaint: 2.0,
+        deduction_cap_points: 10.0,
+    })
+}
+
+#[test]
+fn the_organisation_defines_the_scorecard_and_a_lead_their_teams() {
+    let g = given([]);
+    let defined = |team: Option<&str>| {
+        let Command::DefineScorecard(c) = scorecard(team) else {
+            unreachable!()
+        };
+        Event::ScorecardDefined(ScorecardDefined {
+            team: c.team,
+            effective_from: c.effective_from,
+            results_percent: c.results_percent,
+            basic_percent: c.basic_percent,
+            discipline_percent: c.discipline_percent,
+            bonus_per_excellent_rating: c.bonus_per_excellent_rating,
+            bonus_cap_points: c.bonus_cap_points,
+            deduction_per_justified_complaint: c.deduction_per_justified_complaint,
+            deduction_cap_points: c.deduction_cap_points,
+        })
+    };
+    g.when(scorecard(None), system())
+        .then([defined(None)])
+        .when(scorecard(Some("alpha")), supervisor("lead-a"))
+        .then([defined(Some("alpha"))])
+        // Not another team's, nor the organisation's; not an agent's, an inspector's or a
+        // service's.
+        .when(scorecard(Some("beta")), supervisor("lead-a"))
+        .then_rejected(Forbidden, "/payload/team")
+        .when(scorecard(None), supervisor("lead-a"))
+        .then_rejected(Forbidden, "/payload/team")
+        .when(scorecard(Some("alpha")), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(scorecard(Some("alpha")), inspector(INSPECTOR))
+        .then_rejected(Forbidden, "")
+        .when(scorecard(None), service())
+        .then_rejected(Forbidden, "");
 }

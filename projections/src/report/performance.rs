@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 
 use super::{percent, round, Labels, ReportQuery, ScoreWeights};
 use crate::clock::{target_index, TARGETS};
+use crate::period::day_of_date;
 use crate::tables::read::{AnyRow, Dated};
-use crate::tables::{TableError, TableStore};
+use crate::tables::{ScorecardRow, TableError, TableStore};
 
 /// One agent's or team's figures on one day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,12 @@ pub struct Perf {
     pub score_sum: u32,
     pub justified_complaints: u32,
     pub excellent_ratings: u32,
+    /// Quality-inspection callbacks (`source: callback`) on the agent's work, and the sum
+    /// of their scores: the inspection score of the scorecard.
+    #[serde(default)]
+    pub inspections: u32,
+    #[serde(default)]
+    pub inspection_sum: u32,
 }
 
 impl Perf {
@@ -63,6 +70,8 @@ impl Perf {
         self.score_sum += o.score_sum;
         self.justified_complaints += o.justified_complaints;
         self.excellent_ratings += o.excellent_ratings;
+        self.inspections += o.inspections;
+        self.inspection_sum += o.inspection_sum;
     }
 }
 
@@ -86,6 +95,13 @@ pub(crate) fn stats(values: &[u32]) -> Value {
 
 /// The scorecard of one row's figures; `None` with nothing to score.
 pub fn score(p: &Perf, w: &ScoreWeights) -> Option<f64> {
+    explain(p, w).map(|(score, _)| score)
+}
+
+/// The score and how it was made: each part's value (0..100, the mean of the figures it is
+/// made of that exist), its weight and the points it gives; the bonus and deduction items,
+/// their rate, cap and points. `None` with nothing to score.
+pub fn explain(p: &Perf, w: &ScoreWeights) -> Option<(f64, Value)> {
     let pct = |a: u32, b: u32| (b > 0).then(|| (f64::from(a) * 100.0 / f64::from(b)).min(100.0));
     let mean = |xs: &[Option<f64>]| {
         let got: Vec<f64> = xs.iter().flatten().copied().collect();
@@ -95,11 +111,17 @@ pub fn score(p: &Perf, w: &ScoreWeights) -> Option<f64> {
         .sla
         .iter()
         .fold((0, 0), |(m, t), [a, b]| (m + a, t + a + b));
+    let sla = pct(met, total);
     let satisfaction =
         (p.ratings > 0).then(|| f64::from(p.score_sum) * 20.0 / f64::from(p.ratings));
-    let results = mean(&[pct(met, total), satisfaction]);
-    let basic = mean(&[pct(p.resolved, p.assigned), pct(p.one_touch, p.resolved)]);
-    let discipline = pct(p.reopened, p.resolved).map(|r| 100.0 - r);
+    let inspection =
+        (p.inspections > 0).then(|| f64::from(p.inspection_sum) * 20.0 / f64::from(p.inspections));
+    let results = mean(&[sla, satisfaction, inspection]);
+    let resolution_rate = pct(p.resolved, p.assigned);
+    let one_touch_rate = pct(p.one_touch, p.resolved);
+    let basic = mean(&[resolution_rate, one_touch_rate]);
+    let reopen_rate = pct(p.reopened, p.resolved);
+    let discipline = reopen_rate.map(|r| 100.0 - r);
     if results.is_none() && basic.is_none() && discipline.is_none() {
         return None;
     }
@@ -107,18 +129,100 @@ pub fn score(p: &Perf, w: &ScoreWeights) -> Option<f64> {
         (f64::from(p.excellent_ratings) * w.bonus_per_excellent_rating).min(w.bonus_cap_points);
     let deduction = (f64::from(p.justified_complaints) * w.deduction_per_justified_complaint)
         .min(w.deduction_cap_points);
-    let total = results.unwrap_or(0.0) * w.results_percent / 100.0
-        + basic.unwrap_or(0.0) * w.basic_percent / 100.0
-        + discipline.unwrap_or(100.0) * w.discipline_percent / 100.0
-        + bonus
-        - deduction;
-    Some(round(total.max(0.0), 1))
+    // A part with no figure counts as nothing (results, basic) or as spotless (discipline,
+    // which only loses points for reopened work).
+    let results_points = results.unwrap_or(0.0) * w.results_percent / 100.0;
+    let basic_points = basic.unwrap_or(0.0) * w.basic_percent / 100.0;
+    let discipline_points = discipline.unwrap_or(100.0) * w.discipline_percent / 100.0;
+    let score = round(
+        (results_points + basic_points + discipline_points + bonus - deduction).max(0.0),
+        1,
+    );
+    let r = |x: Option<f64>| x.map(|x| round(x, 1));
+    let part = |value: Option<f64>, weight: f64, points: f64, of: Value| json!({"value": r(value), "weight_percent": weight, "points": round(points, 2), "of": of});
+    let explained = json!({
+        "results": part(results, w.results_percent, results_points, json!({
+            "sla_percent": r(sla), "satisfaction": r(satisfaction), "inspection": r(inspection),
+        })),
+        "basic": part(basic, w.basic_percent, basic_points, json!({
+            "resolution_rate": r(resolution_rate), "one_touch_rate": r(one_touch_rate),
+        })),
+        "discipline": part(discipline, w.discipline_percent, discipline_points, json!({
+            "reopen_rate": r(reopen_rate),
+        })),
+        "bonus": {
+            "items": p.excellent_ratings, "per_item": w.bonus_per_excellent_rating,
+            "cap": w.bonus_cap_points, "points": round(bonus, 2),
+        },
+        "deduction": {
+            "items": p.justified_complaints, "per_item": w.deduction_per_justified_complaint,
+            "cap": w.deduction_cap_points, "points": round(deduction, 2),
+        },
+    });
+    Some((score, explained))
 }
 
-fn perf_row(p: &Perf, open_now: i64, w: &ScoreWeights) -> serde_json::Map<String, Value> {
+/// The scorecards defined in the log, and the configured weights for a team and day no
+/// scorecard covers.
+pub struct Scorecards {
+    /// (team, first day in force, weights, the definition as the report names it).
+    defined: Vec<(String, i32, ScoreWeights, Value)>,
+    fallback: ScoreWeights,
+}
+
+impl Scorecards {
+    pub fn new(rows: Vec<ScorecardRow>, fallback: &ScoreWeights) -> Scorecards {
+        let defined = rows
+            .into_iter()
+            .filter_map(|r| {
+                let day = day_of_date(r.effective_from.parse().ok()?);
+                let source = json!({
+                    "team": (!r.team.is_empty()).then_some(r.team.as_str()),
+                    "effective_from": r.effective_from,
+                });
+                let weights = ScoreWeights {
+                    results_percent: f64::from(r.results_percent),
+                    basic_percent: f64::from(r.basic_percent),
+                    discipline_percent: f64::from(r.discipline_percent),
+                    bonus_per_excellent_rating: r.bonus_per_excellent_rating,
+                    bonus_cap_points: r.bonus_cap_points,
+                    deduction_per_justified_complaint: r.deduction_per_justified_complaint,
+                    deduction_cap_points: r.deduction_cap_points,
+                };
+                Some((r.team, day, weights, source))
+            })
+            .collect();
+        Scorecards {
+            defined,
+            fallback: fallback.clone(),
+        }
+    }
+
+    /// The weights in force for `team` on `day`: the team's latest scorecard from that day
+    /// or before, else the organisation's, else the configured weights; and which it was.
+    pub fn pick(&self, team: &str, day: Option<i32>) -> (&ScoreWeights, Value) {
+        let latest = |of: &str| {
+            self.defined
+                .iter()
+                .filter(|(t, from, ..)| t == of && day.is_some_and(|d| *from <= d))
+                .max_by_key(|(_, from, ..)| *from)
+        };
+        match latest(team).or_else(|| latest("")) {
+            Some((_, _, weights, source)) => (weights, source.clone()),
+            None => (&self.fallback, json!("configured")),
+        }
+    }
+}
+
+fn perf_row(
+    p: &Perf,
+    open_now: i64,
+    (w, scorecard): (&ScoreWeights, Value),
+) -> serde_json::Map<String, Value> {
     let (met, total) = p.sla.iter().fold((0u64, 0u64), |(m, t), [a, b]| {
         (m + u64::from(*a), t + u64::from(a + b))
     });
+    let explained = explain(p, w);
     let by_target: serde_json::Map<String, Value> = TARGETS
         .iter()
         .map(|t| {
@@ -145,9 +249,13 @@ fn perf_row(p: &Perf, open_now: i64, w: &ScoreWeights) -> serde_json::Map<String
         "one_touch_percent": percent(u64::from(p.one_touch), u64::from(p.resolved)),
         "ratings": p.ratings,
         "satisfaction_mean": (p.ratings > 0).then(|| round(f64::from(p.score_sum) / f64::from(p.ratings), 2)),
+        "inspections": p.inspections,
+        "inspection_mean": (p.inspections > 0).then(|| round(f64::from(p.inspection_sum) / f64::from(p.inspections), 2)),
         "justified_complaints": p.justified_complaints,
         "open_now": open_now,
-        "score": score(p, w),
+        "score": explained.as_ref().map(|(score, _)| *score),
+        "score_parts": explained.map(|(_, parts)| parts),
+        "scorecard": scorecard,
     });
     match json {
         Value::Object(map) => map,
@@ -268,6 +376,19 @@ pub async fn performance_report(
                     },
                 );
             }
+            (Dated::Rated, AnyRow::Rating(r)) if r.source == "callback" => {
+                let score = u32::from(r.score);
+                bump(
+                    r.agent_id.as_deref(),
+                    r.team.as_deref(),
+                    r.rated_at,
+                    &mut labels,
+                    &|p| {
+                        p.inspections += 1;
+                        p.inspection_sum += score;
+                    },
+                );
+            }
             (Dated::Charged, AnyRow::Charge(c)) if c.superseded_at.is_none() => {
                 bump(
                     Some(&c.agent_id),
@@ -305,6 +426,7 @@ pub async fn performance_report(
         };
         store.scan(dated, span, &mut on_row).await?;
     }
+    let scorecards = Scorecards::new(store.scorecards().await?, weights);
     let open: HashMap<String, i64> = store.open_load().await?.into_iter().collect();
     let open_now = |agent: &str| open.get(agent).copied().unwrap_or(0);
     let mut team_load: BTreeMap<&str, i64> = BTreeMap::new();
@@ -323,7 +445,8 @@ pub async fn performance_report(
             } else {
                 0
             };
-            row.extend(perf_row(&p, load, weights));
+            let day = labels.scoring_day(&period);
+            row.extend(perf_row(&p, load, scorecards.pick(team_of(&agent), day)));
             Value::Object(row)
         })
         .collect();
@@ -333,10 +456,11 @@ pub async fn performance_report(
             let mut row = serde_json::Map::new();
             row.insert("team".into(), json!(team));
             row.insert("period".into(), json!(period));
+            let day = labels.scoring_day(&period);
             row.extend(perf_row(
                 &p,
                 team_load.get(team.as_str()).copied().unwrap_or(0),
-                weights,
+                scorecards.pick(&team, day),
             ));
             Value::Object(row)
         })
@@ -377,5 +501,75 @@ mod tests {
         };
         // The deduction is capped at 10 points.
         assert_eq!(score(&p, &weights), Some(92.0));
+    }
+
+    #[test]
+    fn the_scorecard_in_force_on_the_day_and_its_explanation() {
+        use crate::period::{day_of_date, Granularity};
+        let row = |team: &str, from: &str, results: u8| ScorecardRow {
+            team: team.into(),
+            effective_from: from.into(),
+            results_percent: results,
+            basic_percent: 100 - results,
+            discipline_percent: 0,
+            bonus_per_excellent_rating: 1.0,
+            bonus_cap_points: 10.0,
+            deduction_per_justified_complaint: 5.0,
+            deduction_cap_points: 10.0,
+            defined_at: 0,
+        };
+        let cards = Scorecards::new(
+            vec![row("", "2026-11-01", 60), row("alpha", "2026-12-01", 70)],
+            &ScoreWeights::default(),
+        );
+        let day = |d: &str| Some(day_of_date(d.parse().unwrap()));
+        assert_eq!(
+            cards.pick("alpha", day("2026-10-31")).1,
+            json!("configured")
+        );
+        assert_eq!(
+            cards.pick("alpha", day("2026-11-30")).0.results_percent,
+            60.0
+        );
+        assert_eq!(
+            cards.pick("alpha", day("2026-12-01")).0.results_percent,
+            70.0
+        );
+        assert_eq!(
+            cards.pick("beta", day("2026-12-01")).0.results_percent,
+            60.0
+        );
+        assert_eq!(
+            cards.pick("alpha", day("2026-12-01")).1,
+            json!({"team": "alpha", "effective_from": "2026-12-01"})
+        );
+        // Weeks start on Monday, months on the first.
+        let thu = day_of_date("2026-11-26".parse().unwrap());
+        assert_eq!(Granularity::Week.start(thu), thu - 3);
+        assert_eq!(Granularity::Month.start(thu), thu - 25);
+
+        // SLA 100, satisfaction 80, inspection 60: results 80; basic 100; discipline 100.
+        let p = Perf {
+            assigned: 4,
+            resolved: 4,
+            one_touch: 4,
+            sla: [[4, 0], [0, 0], [0, 0]],
+            ratings: 2,
+            score_sum: 8,
+            inspections: 1,
+            inspection_sum: 3,
+            excellent_ratings: 3,
+            justified_complaints: 3,
+            ..Perf::default()
+        };
+        let (w, _) = cards.pick("alpha", day("2026-12-02"));
+        let (score, parts) = explain(&p, w).unwrap();
+        // 80 x 70 % + 100 x 30 % + 3 x 1 bonus - min(3 x 5, 10) deduction.
+        assert_eq!(score, 56.0 + 30.0 + 3.0 - 10.0);
+        assert_eq!(parts["results"]["value"], 80.0);
+        assert_eq!(parts["results"]["of"]["inspection"], 60.0);
+        assert_eq!(parts["results"]["points"], 56.0);
+        assert_eq!(parts["deduction"]["points"], 10.0);
+        assert_eq!(parts["deduction"]["items"], 3);
     }
 }

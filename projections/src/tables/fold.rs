@@ -24,7 +24,7 @@ use crate::record::Record;
 use super::rows::*;
 
 /// The stream categories the tables are folded from.
-pub const CATEGORIES: &[&str] = &["ticket", "calendar", "agent"];
+pub const CATEGORIES: &[&str] = &["ticket", "calendar", "agent", "scorecard"];
 
 /// What one ticket's next events need to know: kept per ticket (the private table
 /// `ticket_state`), never shown to analysts.
@@ -65,7 +65,7 @@ pub struct TicketWork {
 
 /// The rows a batch changes, keyed by primary key: a row changed twice in a batch is written
 /// once, as it ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     pub tickets: BTreeMap<Uuid, TicketRow>,
     pub sla_timers: BTreeMap<(Uuid, String, u32), TimerRow>,
@@ -75,6 +75,7 @@ pub struct Changes {
     pub agents: BTreeMap<String, AgentRow>,
     pub complaint_rulings: BTreeMap<(Uuid, u32), RulingRow>,
     pub complaint_charges: BTreeMap<(Uuid, u32, String), ChargeRow>,
+    pub scorecards: BTreeMap<(String, String), ScorecardRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -105,6 +106,7 @@ impl Changes {
         self.agents.extend(later.agents);
         self.complaint_rulings.extend(later.complaint_rulings);
         self.complaint_charges.extend(later.complaint_charges);
+        self.scorecards.extend(later.scorecards);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -145,6 +147,24 @@ impl Folder {
             Event::CalendarDefined(e) => {
                 self.calendars.define(e).map_err(|e| e.to_string())?;
                 changes.calendars = Some(self.calendars_json());
+                return Ok(());
+            }
+            Event::ScorecardDefined(e) => {
+                let row = ScorecardRow {
+                    team: e.team.clone().unwrap_or_default(),
+                    effective_from: e.effective_from.to_string(),
+                    results_percent: e.results_percent,
+                    basic_percent: e.basic_percent,
+                    discipline_percent: e.discipline_percent,
+                    bonus_per_excellent_rating: e.bonus_per_excellent_rating,
+                    bonus_cap_points: e.bonus_cap_points,
+                    deduction_per_justified_complaint: e.deduction_per_justified_complaint,
+                    deduction_cap_points: e.deduction_cap_points,
+                    defined_at: at,
+                };
+                changes
+                    .scorecards
+                    .insert((row.team.clone(), row.effective_from.clone()), row);
                 return Ok(());
             }
             Event::AgentRegistered(e) => {

@@ -11,8 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AgentRow, Changes, Dump, ResolutionRow, Saved, TableError, TableStore,
-    TicketRow, TimerRow, VERSION,
+    new_generation, AgentRow, Changes, Dump, ResolutionRow, Saved, ScorecardRow, TableError,
+    TableStore, TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -98,6 +98,7 @@ impl TableStore for MemoryTables {
         merge(&mut rows.agents, &changes.agents);
         merge(&mut rows.complaint_rulings, &changes.complaint_rulings);
         merge(&mut rows.complaint_charges, &changes.complaint_charges);
+        merge(&mut rows.scorecards, &changes.scorecards);
         Ok(())
     }
 
@@ -113,6 +114,7 @@ impl TableStore for MemoryTables {
             agents: r.agents.values().cloned().collect(),
             complaint_rulings: r.complaint_rulings.values().cloned().collect(),
             complaint_charges: r.complaint_charges.values().cloned().collect(),
+            scorecards: r.scorecards.values().cloned().collect(),
         })
     }
 
@@ -170,6 +172,11 @@ impl TableStore for MemoryTables {
             }
         }
         Ok(())
+    }
+
+    async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        Ok(t.rows.scorecards.values().cloned().collect())
     }
 
     async fn agents(&self) -> Result<Vec<AgentRow>, TableError> {

@@ -41,7 +41,7 @@ pub use rows::{parse_time, rfc3339};
 pub const NAME: &str = "tables";
 /// Bumped when the fold or a table's shape changes: stored tables of another version are
 /// dropped and rebuilt from position zero.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// What a table store's checkpoint says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +146,8 @@ pub trait TableStore: Send + Sync + 'static {
     ) -> Result<(), TableError>;
     /// Every registered agent.
     async fn agents(&self) -> Result<Vec<AgentRow>, TableError>;
+    /// Every scorecard definition, by team and day.
+    async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError>;
     /// Open tickets (neither resolved nor closed) per assignee, by assignee.
     async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError>;
     /// Compliance per (grade, target) and the live and at-risk counts at `now` of the

@@ -230,6 +230,25 @@ pub struct ChargeRow {
     pub superseded_at: Option<i64>,
 }
 
+/// `scorecards`: one row per scorecard definition (`define_scorecard`), by team (`''` for
+/// the organisation's) and the day it takes force; a later definition for the same team and
+/// day replaces the row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScorecardRow {
+    pub team: String,
+    /// `YYYY-MM-DD` (UTC).
+    pub effective_from: String,
+    pub results_percent: u8,
+    pub basic_percent: u8,
+    pub discipline_percent: u8,
+    pub bonus_per_excellent_rating: f64,
+    pub bonus_cap_points: f64,
+    pub deduction_per_justified_complaint: f64,
+    pub deduction_cap_points: f64,
+    #[serde(with = "time")]
+    pub defined_at: i64,
+}
+
 /// `agents`: one row per registered agent, as last registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRow {
@@ -242,7 +261,7 @@ pub struct AgentRow {
 
 /// Every table's rows in primary-key order: what tests compare between backends, and between
 /// a live model and its replay.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dump {
     pub tickets: Vec<TicketRow>,
     pub sla_timers: Vec<TimerRow>,
@@ -252,6 +271,7 @@ pub struct Dump {
     pub agents: Vec<AgentRow>,
     pub complaint_rulings: Vec<RulingRow>,
     pub complaint_charges: Vec<ChargeRow>,
+    pub scorecards: Vec<ScorecardRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

@@ -117,6 +117,7 @@ pub fn directory_stream(event: &Event) -> String {
         Event::SlaPolicyDefined(e) => format!("sla_policy-{}", e.policy_id),
         Event::InspectorRegistered(e) => format!("inspector-{}", e.inspector_id),
         Event::ComplaintCausesDefined(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
+        Event::ScorecardDefined(_) => SCORECARDS_STREAM.to_owned(),
         other => panic!("{} is not a directory event", other.event_type()),
     }
 }

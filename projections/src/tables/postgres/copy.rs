@@ -496,6 +496,39 @@ impl CopyRow for ChargeRow {
     }
 }
 
+impl CopyRow for ScorecardRow {
+    const TYPES: &'static [Type] = &[
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::TIMESTAMPTZ,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.team,
+                &self.effective_from,
+                &i32::from(self.results_percent),
+                &i32::from(self.basic_percent),
+                &i32::from(self.discipline_percent),
+                &self.bonus_per_excellent_rating,
+                &self.bonus_cap_points,
+                &self.deduction_per_justified_complaint,
+                &self.deduction_cap_points,
+                &time(self.defined_at)?,
+            ],
+        )
+    }
+}
+
 /// A ticket's fold state (`ticket_state`): its id and its JSON.
 pub(super) struct StateRow<'a>(pub Uuid, pub &'a str);
 

@@ -162,6 +162,21 @@ const CHARGES: Table = Table {
     columns: &["team", "ruled_at", "superseded_at"],
     order: "ticket_id, ruling, agent_id COLLATE \"C\"",
 };
+const SCORECARDS: Table = Table {
+    name: "scorecards",
+    key: &["team", "effective_from"],
+    columns: &[
+        "results_percent",
+        "basic_percent",
+        "discipline_percent",
+        "bonus_per_excellent_rating",
+        "bonus_cap_points",
+        "deduction_per_justified_complaint",
+        "deduction_cap_points",
+        "defined_at",
+    ],
+    order: "team COLLATE \"C\", effective_from COLLATE \"C\"",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -170,7 +185,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 9] = [
+const ALL: [&Table; 10] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -179,6 +194,7 @@ const ALL: [&Table; 9] = [
     &AGENTS,
     &RULINGS,
     &CHARGES,
+    &SCORECARDS,
     &TICKET_STATE,
 ];
 
@@ -486,6 +502,13 @@ impl TableStore for PostgresTables {
             c.complaint_charges.values().map(|r| (new(&r.ticket_id), r)),
         )
         .await?;
+        copy::write(
+            &tx,
+            s,
+            &SCORECARDS,
+            c.scorecards.values().map(|r| (false, r)),
+        )
+        .await?;
         let states = c
             .work
             .iter()
@@ -515,6 +538,7 @@ impl TableStore for PostgresTables {
             agents: dump_table::<AgentRow>(&tx, s, &AGENTS).await?,
             complaint_rulings: dump_table::<RulingRow>(&tx, s, &RULINGS).await?,
             complaint_charges: dump_table::<ChargeRow>(&tx, s, &CHARGES).await?,
+            scorecards: dump_table::<ScorecardRow>(&tx, s, &SCORECARDS).await?,
         };
         tx.commit().await?;
         Ok(dump)
@@ -540,6 +564,23 @@ impl TableStore for PostgresTables {
             sink,
         )
         .await
+    }
+
+    async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError> {
+        let mut slot = self.client().await?;
+        let client = slot.as_mut().expect("connected");
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT to_jsonb(t)::text FROM {}.scorecards t ORDER BY {}",
+                    self.schema, SCORECARDS.order
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| read::decode("scorecards", r.get(0)))
+            .collect()
     }
 
     async fn agents(&self) -> Result<Vec<AgentRow>, TableError> {

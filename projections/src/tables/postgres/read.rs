@@ -14,7 +14,7 @@ use crate::tables::read::{
 use crate::tables::rows::*;
 use crate::tables::{Saved, TableError};
 
-fn decode<T: DeserializeOwned>(table: &str, text: &str) -> Result<T, TableError> {
+pub(super) fn decode<T: DeserializeOwned>(table: &str, text: &str) -> Result<T, TableError> {
     serde_json::from_str(text).map_err(|e| TableError::Corrupt(format!("{table}: {e}")))
 }
 

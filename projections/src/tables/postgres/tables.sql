@@ -147,6 +147,20 @@ CREATE TABLE IF NOT EXISTS {schema}.complaint_charges (
     PRIMARY KEY (ticket_id, ruling, agent_id)
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.scorecards (
+    team                               text        NOT NULL,
+    effective_from                     text        NOT NULL,
+    results_percent                    integer     NOT NULL,
+    basic_percent                      integer     NOT NULL,
+    discipline_percent                 integer     NOT NULL,
+    bonus_per_excellent_rating         double precision NOT NULL,
+    bonus_cap_points                   double precision NOT NULL,
+    deduction_per_justified_complaint  double precision NOT NULL,
+    deduction_cap_points               double precision NOT NULL,
+    defined_at                         timestamptz NOT NULL,
+    PRIMARY KEY (team, effective_from)
+);
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS {schema}.ticket_state (

@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -31,6 +31,7 @@ const TABLES: [&str; 9] = [
     "agents",
     "complaint_rulings",
     "complaint_charges",
+    "scorecards",
     "ticket_state",
 ];
 
@@ -393,6 +394,23 @@ fn commit_blocking(
                 r.superseded_at.map(to_text)
             ])?;
         }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO scorecards VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+        )?;
+        for r in c.scorecards.values() {
+            s.execute(params![
+                r.team,
+                r.effective_from,
+                r.results_percent,
+                r.basic_percent,
+                r.discipline_percent,
+                r.bonus_per_excellent_rating,
+                r.bonus_cap_points,
+                r.deduction_per_justified_complaint,
+                r.deduction_cap_points,
+                to_text(r.defined_at)
+            ])?;
+        }
         let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
         for (id, state) in &c.work {
             s.execute(params![id.to_string(), state])?;
@@ -581,6 +599,25 @@ impl SqlRow for ChargeRow {
     }
 }
 
+impl SqlRow for ScorecardRow {
+    const TABLE: &'static str = "scorecards";
+    const ORDER: &'static str = "team, effective_from";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(ScorecardRow {
+            team: r.get(0)?,
+            effective_from: r.get(1)?,
+            results_percent: r.get(2)?,
+            basic_percent: r.get(3)?,
+            discipline_percent: r.get(4)?,
+            bonus_per_excellent_rating: r.get(5)?,
+            bonus_cap_points: r.get(6)?,
+            deduction_per_justified_complaint: r.get(7)?,
+            deduction_cap_points: r.get(8)?,
+            defined_at: time(r, 9)?,
+        })
+    }
+}
+
 /// The rows of `T`'s table passing `filter` (SQL over the table's columns, with `?1` and
 /// `?2` the bounds of a time range as RFC 3339 text), in primary-key order.
 fn rows<T: SqlRow>(
@@ -616,6 +653,7 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         agents: rows(&tx, all, (None, None))?,
         complaint_rulings: rows(&tx, all, (None, None))?,
         complaint_charges: rows(&tx, all, (None, None))?,
+        scorecards: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }
@@ -669,6 +707,10 @@ impl TableStore for SqliteTables {
         sink: &mut (dyn FnMut(AnyRow) + Send),
     ) -> Result<(), TableError> {
         read::scan(self.reader.clone(), dated, span, sink).await
+    }
+
+    async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError> {
+        self.reading(|c| rows(c, "true", (None, None))).await
     }
 
     async fn agents(&self) -> Result<Vec<AgentRow>, TableError> {

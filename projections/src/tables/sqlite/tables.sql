@@ -137,6 +137,20 @@ CREATE TABLE IF NOT EXISTS complaint_charges (
     PRIMARY KEY (ticket_id, ruling, agent_id)
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS scorecards (
+    team                               TEXT    NOT NULL,
+    effective_from                     TEXT    NOT NULL,
+    results_percent                    INTEGER NOT NULL,
+    basic_percent                      INTEGER NOT NULL,
+    discipline_percent                 INTEGER NOT NULL,
+    bonus_per_excellent_rating         REAL    NOT NULL,
+    bonus_cap_points                   REAL    NOT NULL,
+    deduction_per_justified_complaint  REAL    NOT NULL,
+    deduction_cap_points               REAL    NOT NULL,
+    defined_at                         TEXT    NOT NULL,
+    PRIMARY KEY (team, effective_from)
+) STRICT, WITHOUT ROWID;
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS ticket_state (
