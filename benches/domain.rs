@@ -27,6 +27,7 @@ fn prepared() -> (Directory, Vec<CommandEnvelope>) {
             directory: &directory,
             rules: &rules,
             opened_by: None,
+            at: None,
         };
         let events = decide(&None, &envelope.command, &ctx).expect("setup is accepted");
         let stream = envelope.command.stream();
@@ -55,6 +56,7 @@ fn run(directory: &Directory, commands: &[CommandEnvelope]) -> usize {
             directory: &directory,
             rules: &rules,
             opened_by: None,
+            at: None,
         };
         match envelope.command.ticket_id() {
             Some(id) => {

@@ -618,6 +618,13 @@ impl TableStore for FlakyTables {
     ) -> Result<Vec<closeloop_projections::tables::ScorecardRow>, TableError> {
         self.inner.scorecards().await
     }
+    async fn due_follow_ups(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<closeloop_projections::tables::FollowUpRow>, TableError> {
+        self.inner.due_follow_ups(now, limit).await
+    }
     async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
         self.inner.open_load().await
     }
@@ -1403,6 +1410,187 @@ mod scorecards {
                 100.0
             );
             assert_eq!(december["score_parts"]["bonus"]["points"], 1.0);
+
+            // Replay equals live.
+            assert_eq!(one_pass(log.clone()).await, dump);
+        });
+    }
+}
+
+/// Follow-ups (docs/domain.md, Follow-ups): planned and recorded through the handler, warned
+/// of and marked overdue by the scheduler exactly once, counted per owner in the performance
+/// report, and replayed.
+mod follow_ups {
+    use super::complaints::{send, submit, ticket};
+    use super::*;
+    use closeloop_projections::report::{performance_report, ScoreWeights};
+    use closeloop_projections::scheduler::due_commands;
+    use serde_json::json;
+
+    #[test]
+    fn follow_ups_are_warned_of_marked_overdue_once_and_counted_per_owner() {
+        runtime().block_on(async {
+            let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+            let handler = Handler::new(log.clone(), HandlerConfig::trusting());
+            for (agent, lead) in [("agent-1", false), ("supervisor-1", true)] {
+                submit(
+                    &handler,
+                    "system",
+                    "2026-11-20T08:00:00Z",
+                    "register_agent",
+                    json!({"agent_id": agent, "name": agent, "team": "alpha", "line": 1,
+                           "level": "senior", "team_lead": lead}),
+                )
+                .await;
+            }
+            let id = uuid::Uuid::now_v7();
+            ticket(
+                &handler,
+                id,
+                "repair",
+                "agent-1",
+                Some("2026-11-23T10:00:00Z"),
+            )
+            .await;
+            // A call due on the 25th (made on time) and a visit due on the 27th (made on the
+            // 26th, entered nine days later, after its due time).
+            for (kind, due_by) in [
+                ("call", "2026-11-25T10:00:00Z"),
+                ("visit", "2026-11-27T10:00:00Z"),
+            ] {
+                submit(
+                    &handler,
+                    "supervisor",
+                    "2026-11-23T11:00:00Z",
+                    "schedule_follow_up",
+                    json!({"ticket_id": id, "kind": kind, "due_by": due_by, "owner": "agent-1"}),
+                )
+                .await;
+            }
+            submit(
+                &handler,
+                "agent",
+                "2026-11-24T15:00:00Z",
+                "record_follow_up",
+                json!({"ticket_id": id, "follow_up": 1, "outcome": "satisfied",
+                       "summary": "all fine"}),
+            )
+            .await;
+            let tables: Arc<dyn TableStore> = Arc::new(MemoryTables::new());
+            let mut projector = TableProjector::open(log.clone(), tables.clone(), config(4))
+                .await
+                .unwrap();
+            projector.catch_up().await.unwrap();
+
+            // At 11:00 on the 27th the visit is past its warning (10:00 on the 26th) and its
+            // due time: a warning, then the overdue mark; asked twice, appended once.
+            let now: jiff::Timestamp = "2026-11-27T11:00:00Z".parse().unwrap();
+            // (The resolution waits for its answer too: only the follow-ups matter here.)
+            let follow_up_commands = |due: Vec<closeloop_core::domain::CommandEnvelope>| {
+                due.into_iter()
+                    .filter(|c| c.command.command_type().contains("follow_up"))
+                    .collect::<Vec<_>>()
+            };
+            let due = follow_up_commands(due_commands(tables.as_ref(), now).await.unwrap());
+            let kinds: Vec<_> = due.iter().map(|c| c.command.command_type()).collect();
+            assert_eq!(
+                kinds,
+                ["raise_follow_up_warning", "record_follow_up_overdue"]
+            );
+            // The test's clock is simulated: the scheduler's commands act at its "now".
+            for command in due.iter().chain(due.iter()) {
+                let mut command = command.clone();
+                command.occurred_at = Some(now);
+                let reply = handler.handle(command).await;
+                assert!(
+                    matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }),
+                    "{}",
+                    reply.to_json()
+                );
+            }
+            projector.catch_up().await.unwrap();
+            assert!(
+                follow_up_commands(due_commands(tables.as_ref(), now).await.unwrap()).is_empty()
+            );
+            // The visit took place on the 26th and is entered on 5 December by the lead: late
+            // on both counts, and the log says by whom. A service may not record it.
+            let reply = send(
+                &handler,
+                "service",
+                "2026-12-05T09:00:00Z",
+                "record_follow_up",
+                json!({"ticket_id": id, "follow_up": 2, "outcome": "issue_found",
+                       "summary": "door hinge loose", "visited_at": "2026-11-26T09:00:00Z",
+                       "signed": true}),
+            )
+            .await;
+            assert!(
+                matches!(reply, Reply::Rejected { .. }),
+                "{}",
+                reply.to_json()
+            );
+            let before = log
+                .read_stream(&format!("ticket-{id}"), 0)
+                .await
+                .unwrap()
+                .len();
+            submit(
+                &handler,
+                "supervisor",
+                "2026-12-05T09:00:00Z",
+                "record_follow_up",
+                json!({"ticket_id": id, "follow_up": 2, "outcome": "issue_found",
+                       "summary": "door hinge loose", "visited_at": "2026-11-26T09:00:00Z",
+                       "signed": true}),
+            )
+            .await;
+            let after = log.read_stream(&format!("ticket-{id}"), 0).await.unwrap();
+            assert_eq!(after.len(), before + 1);
+            projector.catch_up().await.unwrap();
+
+            let dump = tables.dump().await.unwrap();
+            let rows = &dump.follow_ups;
+            assert_eq!(rows.len(), 2);
+            let (call, visit) = (&rows[0], &rows[1]);
+            assert_eq!((call.kind.as_str(), call.in_time), ("call", Some(true)));
+            assert_eq!(call.warned_at, None);
+            assert_eq!(visit.kind, "visit");
+            assert_eq!(visit.in_time, Some(false));
+            assert_eq!(visit.entered_late, Some(true));
+            assert_eq!(visit.signed, Some(true));
+            assert_eq!(visit.recorded_by.as_deref(), Some("supervisor-1"));
+            assert!(visit.warned_at.is_some() && visit.overdue_at.is_some());
+
+            let perf = performance_report(
+                tables.as_ref(),
+                &ReportQuery {
+                    period: closeloop_projections::period::Granularity::Total,
+                    ..ReportQuery::default()
+                },
+                &ScoreWeights::default(),
+            )
+            .await
+            .unwrap();
+            let owner = perf["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["agent_id"] == "agent-1")
+                .unwrap();
+            assert_eq!(owner["follow_ups_due"], 2);
+            assert_eq!(owner["follow_ups_in_time"], 1);
+            assert_eq!(owner["follow_ups_late"], 1);
+            assert_eq!(
+                owner["score_parts"]["basic"]["of"]["follow_ups_in_time_rate"],
+                50.0
+            );
+            let lead = perf["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["agent_id"] == "supervisor-1")
+                .unwrap();
+            assert_eq!(lead["visits_entered_late"], 1);
 
             // Replay equals live.
             assert_eq!(one_pass(log.clone()).await, dump);

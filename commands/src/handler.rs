@@ -320,12 +320,6 @@ impl Handler {
                     ));
                 }
             }
-            let ctx = Context {
-                actor: &envelope.actor,
-                directory: &directory,
-                rules: &self.config.rules,
-                opened_by: opened_by.as_ref(),
-            };
             // Checked against the same stream version the append expects: a stale cache only
             // knows an earlier last event, and its append then fails and is decided again.
             let decided = domain::business_time(
@@ -335,7 +329,16 @@ impl Handler {
                 last_at,
                 &self.config.rules.time,
             )
-            .and_then(|at| Ok((domain::decide(&state, &envelope.command, &ctx)?, at)));
+            .and_then(|at| {
+                let ctx = Context {
+                    actor: &envelope.actor,
+                    directory: &directory,
+                    rules: &self.config.rules,
+                    opened_by: opened_by.as_ref(),
+                    at: Some(at),
+                };
+                Ok((domain::decide(&state, &envelope.command, &ctx)?, at))
+            });
             let (events, occurred_at) = match decided {
                 Ok(decided) => decided,
                 // A refusal appends nothing, so no `Unchanged` condition or expected version

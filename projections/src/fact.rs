@@ -53,6 +53,8 @@ pub enum Fact<'a> {
     ResolutionAnswered(Uuid),
     /// `complaint_ruled` (no clock reads it; the tables read the full event).
     ComplaintRuled(Uuid),
+    /// A follow-up's events (no clock reads them; the tables read the full event).
+    FollowUp(Uuid),
     SatisfactionRecorded(Rated<'a>),
     SlaWarningRaised(Deadline),
     SlaBreached(Deadline),
@@ -303,6 +305,10 @@ impl<'a> From<&'a Event> for Fact<'a> {
             Event::ResolutionConfirmed(e) => Fact::ResolutionAnswered(e.ticket_id),
             Event::ResolutionRejected(e) => Fact::ResolutionAnswered(e.ticket_id),
             Event::ComplaintRuled(e) => Fact::ComplaintRuled(e.ticket_id),
+            Event::FollowUpScheduled(e) => Fact::FollowUp(e.ticket_id),
+            Event::FollowUpRecorded(e) => Fact::FollowUp(e.ticket_id),
+            Event::FollowUpWarningRaised(e) => Fact::FollowUp(e.ticket_id),
+            Event::FollowUpOverdue(e) => Fact::FollowUp(e.ticket_id),
             Event::SatisfactionRecorded(e) => Fact::SatisfactionRecorded(Rated {
                 ticket_id: e.ticket_id,
                 score: e.score,
@@ -360,7 +366,8 @@ impl Fact<'_> {
             | Fact::TicketReopened(id)
             | Fact::TicketClosed(id)
             | Fact::ResolutionAnswered(id)
-            | Fact::ComplaintRuled(id) => *id,
+            | Fact::ComplaintRuled(id)
+            | Fact::FollowUp(id) => *id,
             Fact::AgentRegistered(_) | Fact::CalendarDefined(_) | Fact::Other => return None,
         })
     }
@@ -401,6 +408,12 @@ impl Fact<'_> {
                 Fact::ResolutionAnswered(RejectedWire::deserialize(d)?.ticket_id)
             }
             "complaint_ruled" => Fact::ComplaintRuled(ComplaintRuled::deserialize(d)?.ticket_id),
+            "follow_up_scheduled" => Fact::FollowUp(FollowUpScheduled::deserialize(d)?.ticket_id),
+            "follow_up_recorded" => Fact::FollowUp(FollowUpRecorded::deserialize(d)?.ticket_id),
+            "follow_up_warning_raised" => {
+                Fact::FollowUp(FollowUpWarningRaised::deserialize(d)?.ticket_id)
+            }
+            "follow_up_overdue" => Fact::FollowUp(FollowUpOverdue::deserialize(d)?.ticket_id),
             "satisfaction_recorded" => Fact::SatisfactionRecorded(Deserialize::deserialize(d)?),
             "sla_warning_raised" => {
                 let e = SlaWarningRaised::deserialize(d)?;

@@ -4,7 +4,9 @@
 //! `record_sla_breach` (role `system`), so warnings and breaches are part of the audited
 //! history. From the index on resolutions awaiting the customer's answer it finds those whose
 //! wait has ended and submits `close_unconfirmed`, so the ticket is closed
-//! `auto_closed_unconfirmed`.
+//! `auto_closed_unconfirmed`. From the index on unrecorded follow-ups it submits
+//! `raise_follow_up_warning` and `record_follow_up_overdue` (`Rules::follow_up_warn_hours`
+//! before, and at, the due time).
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) and it names no `occurred_at`, so every
@@ -25,7 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_core::domain::{
-    Actor, CloseUnconfirmed, Command, CommandEnvelope, RaiseSlaWarning, RecordSlaBreach, SlaTarget,
+    Actor, CloseUnconfirmed, Command, CommandEnvelope, RaiseFollowUpWarning, RaiseSlaWarning,
+    RecordFollowUpOverdue, RecordSlaBreach, SlaTarget,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -33,7 +36,7 @@ use uuid::Uuid;
 use crate::runtime::ProjectorError;
 use crate::tables::read;
 use crate::tables::runner::{TableConfig, TableProjector};
-use crate::tables::{ResolutionRow, TableError, TableStore, TimerRow};
+use crate::tables::{FollowUpRow, ResolutionRow, TableError, TableStore, TimerRow};
 
 /// Namespace of the scheduler's command ids (UUID v5).
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_2f0e_9a41_4b7e_8c55_3b0f_61d2_a9e7);
@@ -54,6 +57,58 @@ pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach:
 pub fn close_command_id(ticket_id: Uuid, resolution: u32) -> Uuid {
     let name = format!("{ticket_id}/resolution/{resolution}/close_unconfirmed");
     Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+}
+
+/// The deterministic id of a follow-up's warning (`overdue` false) or overdue mark.
+pub fn follow_up_command_id(ticket_id: Uuid, follow_up: u32, overdue: bool) -> Uuid {
+    let kind = if overdue { "overdue" } else { "warning" };
+    let name = format!("{ticket_id}/follow_up/{follow_up}/{kind}");
+    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+}
+
+/// For each of `follow_ups` (rows of [`TableStore::due_follow_ups`]) still unrecorded at
+/// `now`: `raise_follow_up_warning` once its warning time has passed, and
+/// `record_follow_up_overdue` once its due time has (both, warning first, for one late on
+/// both).
+pub fn follow_ups_for(follow_ups: &[FollowUpRow], now: Timestamp) -> Vec<CommandEnvelope> {
+    let now_s = now.as_second();
+    let mut due = Vec::new();
+    for f in follow_ups.iter().filter(|f| f.follow_up_due(now_s)) {
+        let Ok(due_by) = Timestamp::from_second(f.due_by) else {
+            continue;
+        };
+        for overdue in [false, true] {
+            let (mark, at) = if overdue {
+                (f.overdue_at, f.due_by)
+            } else {
+                (f.warned_at, f.warn_at)
+            };
+            if mark.is_some() || at > now_s {
+                continue;
+            }
+            let (ticket_id, follow_up) = (f.ticket_id, f.follow_up);
+            due.push(CommandEnvelope {
+                command_id: follow_up_command_id(ticket_id, follow_up, overdue),
+                actor: Actor::system(ACTOR_ID),
+                occurred_at: None,
+                expected_version: None,
+                command: if overdue {
+                    Command::RecordFollowUpOverdue(RecordFollowUpOverdue {
+                        ticket_id,
+                        follow_up,
+                        due_by,
+                    })
+                } else {
+                    Command::RaiseFollowUpWarning(RaiseFollowUpWarning {
+                        ticket_id,
+                        follow_up,
+                        due_by,
+                    })
+                },
+            });
+        }
+    }
+    due
 }
 
 /// `close_unconfirmed` for each of `resolutions` (rows of [`TableStore::due_answers`]) still
@@ -149,6 +204,13 @@ pub async fn due_commands(
     if room > 0 {
         let answers = tables.due_answers(now.as_second(), room as u32).await?;
         commands.extend(closes_for(&answers, now));
+    }
+    let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
+    if room > 0 {
+        // Two commands at most per row: half the room in rows.
+        let rows = (room / 2).max(1) as u32;
+        let follow_ups = tables.due_follow_ups(now.as_second(), rows).await?;
+        commands.extend(follow_ups_for(&follow_ups, now));
     }
     Ok(commands)
 }

@@ -1099,6 +1099,74 @@ impl Generator {
         if category == Category::Complaint && self.rng.random_bool(0.8) {
             self.rule_complaint(ticket_id, agent, last_score, t);
         }
+        let visit = matches!(category, Category::Repair | Category::Return) || vip;
+        if self.rng.random_bool(if visit { 0.3 } else { 0.1 }) {
+            self.follow_up(ticket_id, agent, visit, t);
+        }
+    }
+
+    /// After the service, the team lead plans a follow-up by the agent: a visit for repairs,
+    /// returns and VIP customers (due in a week), a call otherwise (due in three days). Most
+    /// are made and entered in time; some late, a few visits entered after the week rule.
+    fn follow_up(&mut self, ticket_id: Uuid, agent: usize, visit: bool, mut t: i64) {
+        t += 60 + exp_minutes(&mut self.rng, 600.0);
+        let lead = self.lead_of(&self.staff[agent].team.clone());
+        let (kind, days) = if visit {
+            (FollowUpKind::Visit, 7)
+        } else {
+            (FollowUpKind::Call, 3)
+        };
+        let due_by = t + days * MINUTES_PER_DAY;
+        let due = self.at(due_by);
+        self.push(
+            t,
+            lead,
+            Command::ScheduleFollowUp(ScheduleFollowUp {
+                ticket_id,
+                kind,
+                due_by: due,
+                owner: self.staff[agent].id.clone(),
+            }),
+        );
+        let late = self.rng.random_bool(0.1);
+        let made = if late {
+            due_by + exp_minutes(&mut self.rng, 1_440.0)
+        } else {
+            t + self.rng.random_range(60..days * MINUTES_PER_DAY - 60)
+        };
+        let (visited_at, signed, recorded) = if visit {
+            // Entered the same day, or (one in ten) after the week rule.
+            let entered = if self.rng.random_bool(0.1) {
+                made + 8 * MINUTES_PER_DAY
+            } else {
+                made + self.rng.random_range(30..600)
+            };
+            let visited = self.at(made);
+            (Some(visited), Some(self.rng.random_bool(0.9)), entered)
+        } else {
+            (None, None, made)
+        };
+        let outcome = pick(
+            &mut self.rng,
+            &[
+                (FollowUpOutcome::Satisfied, 80),
+                (FollowUpOutcome::IssueFound, 10),
+                (FollowUpOutcome::NotReached, 10),
+            ],
+        );
+        let hands = self.hands(agent, recorded);
+        self.push(
+            recorded,
+            hands,
+            Command::RecordFollowUp(RecordFollowUp {
+                ticket_id,
+                follow_up: 1,
+                outcome,
+                summary: "Followed up with the customer.".into(),
+                visited_at,
+                signed,
+            }),
+        );
     }
 
     /// A complaint is ruled on after it is closed, by the inspector or the team's lead; a

@@ -13,8 +13,11 @@
 //!   of their team; assigns within their team; records callback ratings; registers agents of
 //!   their team (and changes only those: no agent of another team, no other team's lead),
 //!   sets their availability, defines calendars and policies.
-//! - `raise_sla_warning`, `record_sla_breach` and `close_unconfirmed` are the scheduler's
-//!   alone (`system`).
+//! - `raise_sla_warning`, `record_sla_breach`, `close_unconfirmed`, `raise_follow_up_warning`
+//!   and `record_follow_up_overdue` are the scheduler's alone (`system`).
+//! - Follow-ups: planned by staff who may act on the ticket (an agent only their own, a
+//!   supervisor within their team); recorded by the owner (or their cover), whoever holds the
+//!   ticket by then, or the team's lead.
 //! - `confirm_resolution` and `reject_resolution` are the customer's answer, so a `service`'s
 //!   (on a ticket it or staff opened), never staff's.
 //! - `inspector` (must be registered, by `system` alone): rules on complaints
@@ -121,6 +124,15 @@ pub(crate) fn authorize_ticket(
         _ if matches!(command, Command::CloseUnconfirmed(_)) => Err(Rejection::forbidden(
             "closing an unconfirmed resolution is the scheduler's (role system) alone",
         )),
+        _ if matches!(
+            command,
+            Command::RaiseFollowUpWarning(_) | Command::RecordFollowUpOverdue(_)
+        ) =>
+        {
+            Err(Rejection::forbidden(
+                "follow-up warnings and overdue marks are the scheduler's (role system) alone",
+            ))
+        }
         Role::Agent | Role::Supervisor
             if matches!(
                 command,
@@ -161,6 +173,19 @@ pub(crate) fn authorize_ticket(
                 Some(assignee) => covers(ctx.directory, assignee, &me.agent_id),
                 None => ticket.line == me.line && ticket.status.is_open(),
             };
+            // A follow-up is its owner's to record (or their cover's), whoever holds the
+            // ticket now.
+            let owner = match command {
+                Command::RecordFollowUp(c) => c
+                    .follow_up
+                    .checked_sub(1)
+                    .and_then(|i| ticket.follow_ups.get(i as usize))
+                    .is_some_and(|f| {
+                        f.owner == me.agent_id || covers(ctx.directory, &f.owner, &me.agent_id)
+                    }),
+                _ => false,
+            };
+            let mine = mine || owner;
             if !mine {
                 return Err(Rejection::forbidden(format!(
                     "ticket {} is not in the care of agent {}",
@@ -173,6 +198,15 @@ pub(crate) fn authorize_ticket(
                         super::RejectionCode::Forbidden,
                         "/payload/agent_id",
                         "an agent may assign a ticket only to themselves; ask a supervisor",
+                    ));
+                }
+            }
+            if let Command::ScheduleFollowUp(c) = command {
+                if c.owner != me.agent_id {
+                    return Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/owner",
+                        "an agent plans only their own follow-ups; ask a supervisor",
                     ));
                 }
             }
@@ -209,6 +243,20 @@ pub(crate) fn authorize_ticket(
                         super::RejectionCode::Forbidden,
                         "/payload/agent_id",
                         format!("{} is not in team {}", c.agent_id, me.team),
+                    ));
+                }
+            }
+            if let Command::ScheduleFollowUp(c) = command {
+                let in_team = ctx
+                    .directory
+                    .agents
+                    .get(&c.owner)
+                    .is_none_or(|a| a.team == me.team);
+                if !in_team {
+                    return Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/owner",
+                        format!("{} is not in team {}", c.owner, me.team),
                     ));
                 }
             }

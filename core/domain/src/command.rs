@@ -64,6 +64,10 @@ macro_rules! for_each_command {
             "define_complaint_causes" => DefineComplaintCauses,
             "rule_complaint" => RuleComplaint,
             "define_scorecard" => DefineScorecard,
+            "schedule_follow_up" => ScheduleFollowUp,
+            "record_follow_up" => RecordFollowUp,
+            "raise_follow_up_warning" => RaiseFollowUpWarning,
+            "record_follow_up_overdue" => RecordFollowUpOverdue,
         }
     };
 }
@@ -142,6 +146,10 @@ impl Command {
             Command::RejectResolution(c) => c.ticket_id,
             Command::CloseUnconfirmed(c) => c.ticket_id,
             Command::RuleComplaint(c) => c.ticket_id,
+            Command::ScheduleFollowUp(c) => c.ticket_id,
+            Command::RecordFollowUp(c) => c.ticket_id,
+            Command::RaiseFollowUpWarning(c) => c.ticket_id,
+            Command::RecordFollowUpOverdue(c) => c.ticket_id,
             _ => return None,
         })
     }
@@ -435,4 +443,55 @@ pub struct DefineScorecard {
     pub deduction_per_justified_complaint: f64,
     /// At most this many points taken, 0..=10 (10% of the total).
     pub deduction_cap_points: f64,
+}
+
+/// Plans a follow-up call or visit on a ticket (staff in its care, their lead, or `system`),
+/// owned by a registered agent (an agent plans only their own), due by a time. A ticket
+/// takes follow-ups in any state, a closed one included: they come after the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFollowUp {
+    pub ticket_id: Uuid,
+    pub kind: FollowUpKind,
+    pub due_by: Timestamp,
+    /// The agent who makes the call or the visit.
+    pub owner: String,
+}
+
+/// Records a follow-up (its owner, staff covering them, their lead, or `system`): what it
+/// found and a summary; for a visit, when it took place and whether the customer signed the
+/// record. A visit entered more than [`crate::Rules::visit_entry_days_max`] days after it took
+/// place is flagged late (the manuals' one-week rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordFollowUp {
+    pub ticket_id: Uuid,
+    /// Which follow-up of the ticket (1, 2, ...: `follow_up_scheduled`'s number).
+    pub follow_up: u32,
+    pub outcome: FollowUpOutcome,
+    pub summary: String,
+    /// Visits only (and required for them): when it took place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visited_at: Option<Timestamp>,
+    /// Visits only (and required for them): whether the customer signed the visit record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<bool>,
+}
+
+/// The scheduler's command (role `system` only): a follow-up nears its due time unrecorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RaiseFollowUpWarning {
+    pub ticket_id: Uuid,
+    pub follow_up: u32,
+    pub due_by: Timestamp,
+}
+
+/// The scheduler's command (role `system` only): a follow-up's due time passed unrecorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordFollowUpOverdue {
+    pub ticket_id: Uuid,
+    pub follow_up: u32,
+    pub due_by: Timestamp,
 }

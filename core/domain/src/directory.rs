@@ -25,11 +25,19 @@ pub const DIRECTORY_CATEGORIES: &[&str] = &[
 
 /// Numbers from the operating manuals that are defaults, never constants (docs/domain.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Rules {
     /// Most members of one team, the team lead included.
     pub team_members_max: usize,
     /// The bounds on a command's business time (`time.rs`).
     pub time: super::time::TimeRules,
+    /// A visit entered more than this many days after it took place is flagged late (the
+    /// manuals: a visit is entered in the system within one week).
+    pub visit_entry_days_max: u32,
+    /// How long before a follow-up's due time the scheduler warns that it is unrecorded.
+    pub follow_up_warn_hours: u32,
+    /// Most follow-ups one ticket may hold (each is a deadline the scheduler tracks).
+    pub follow_ups_max: usize,
 }
 
 impl Default for Rules {
@@ -37,6 +45,9 @@ impl Default for Rules {
         Rules {
             team_members_max: 8,
             time: super::time::TimeRules::default(),
+            visit_entry_days_max: 7,
+            follow_up_warn_hours: 24,
+            follow_ups_max: 20,
         }
     }
 }

@@ -61,6 +61,10 @@ macro_rules! for_each_event {
             "resolution_confirmed" => ResolutionConfirmed,
             "resolution_rejected" => ResolutionRejected,
             "complaint_ruled" => ComplaintRuled,
+            "follow_up_scheduled" => FollowUpScheduled,
+            "follow_up_recorded" => FollowUpRecorded,
+            "follow_up_warning_raised" => FollowUpWarningRaised,
+            "follow_up_overdue" => FollowUpOverdue,
             "agent_registered" => AgentRegistered,
             "agent_availability_changed" => AgentAvailabilityChanged,
             "customer_registered" => CustomerRegistered,
@@ -137,6 +141,10 @@ impl Event {
             Event::ResolutionConfirmed(e) => e.ticket_id,
             Event::ResolutionRejected(e) => e.ticket_id,
             Event::ComplaintRuled(e) => e.ticket_id,
+            Event::FollowUpScheduled(e) => e.ticket_id,
+            Event::FollowUpRecorded(e) => e.ticket_id,
+            Event::FollowUpWarningRaised(e) => e.ticket_id,
+            Event::FollowUpOverdue(e) => e.ticket_id,
             Event::AgentRegistered(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
@@ -427,4 +435,50 @@ pub struct ScorecardDefined {
     pub deduction_per_justified_complaint: f64,
     /// At most this many points taken, 0..=10 (10% of the total).
     pub deduction_cap_points: f64,
+}
+
+/// Follow-up number `follow_up` (1, 2, ...) of the ticket was planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FollowUpScheduled {
+    pub ticket_id: Uuid,
+    pub follow_up: u32,
+    pub kind: FollowUpKind,
+    pub due_by: jiff::Timestamp,
+    /// When the scheduler warns if it is still unrecorded (`Rules::follow_up_warn_hours`
+    /// before `due_by`).
+    pub warn_at: jiff::Timestamp,
+    pub owner: String,
+    /// The owner's team when it was planned.
+    pub team: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FollowUpRecorded {
+    pub ticket_id: Uuid,
+    pub follow_up: u32,
+    pub kind: FollowUpKind,
+    pub outcome: FollowUpOutcome,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visited_at: Option<jiff::Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<bool>,
+    /// A visit entered more than `Rules::visit_entry_days_max` days after it took place.
+    pub entered_late: bool,
+    /// Who entered it (counted against them when `entered_late`).
+    pub recorded_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FollowUpWarningRaised {
+    pub ticket_id: Uuid,
+    pub follow_up: u32,
+    pub due_by: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FollowUpOverdue {
+    pub ticket_id: Uuid,
+    pub follow_up: u32,
+    pub due_by: jiff::Timestamp,
 }

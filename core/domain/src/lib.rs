@@ -55,6 +55,10 @@ pub struct Context<'a> {
     /// Who opened the ticket (its first event's actor; `None` before it is opened): a
     /// `service` acts only on the tickets it opened.
     pub opened_by: Option<&'a Actor>,
+    /// The business time the events will carry (the handler's `business_time`); `None`
+    /// where the caller does not know it. Decisions that compare a time in the command with
+    /// the moment of recording (a visit entered late) read it.
+    pub at: Option<jiff::Timestamp>,
 }
 
 /// Decides any command: ticket commands against the ticket's state, directory commands

@@ -491,6 +491,14 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                 }
             }
         }
+        Command::ScheduleFollowUp(c) => p.id("/payload/owner", &c.owner),
+        Command::RecordFollowUp(c) => {
+            p.text("/payload/summary", &c.summary, TEXT_CHARS_MAX);
+            if c.follow_up == 0 {
+                p.add("/payload/follow_up", "follow-ups are numbered from 1");
+            }
+        }
+        Command::RaiseFollowUpWarning(_) | Command::RecordFollowUpOverdue(_) => {}
         Command::DefineScorecard(c) => {
             if let Some(team) = &c.team {
                 p.text("/payload/team", team, SHORT_TEXT_CHARS_MAX);

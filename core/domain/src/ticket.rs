@@ -42,6 +42,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 rated: Vec::new(),
                 answer: None,
                 rulings: 0,
+                follow_ups: Vec::new(),
             }),
             _ => None,
         };
@@ -100,6 +101,29 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         Event::TicketClosed(_) => t.status = TicketStatus::Closed,
         Event::SatisfactionRecorded(e) => t.rated.push(e.source),
         Event::ComplaintRuled(_) => t.rulings += 1,
+        Event::FollowUpScheduled(e) => t.follow_ups.push(FollowUp {
+            kind: e.kind,
+            owner: e.owner.clone(),
+            due_by: e.due_by,
+            recorded: false,
+            warned: false,
+            overdue: false,
+        }),
+        Event::FollowUpRecorded(e) => {
+            if let Some(f) = follow_up_mut(&mut t, e.follow_up) {
+                f.recorded = true;
+            }
+        }
+        Event::FollowUpWarningRaised(e) => {
+            if let Some(f) = follow_up_mut(&mut t, e.follow_up) {
+                f.warned = true;
+            }
+        }
+        Event::FollowUpOverdue(e) => {
+            if let Some(f) = follow_up_mut(&mut t, e.follow_up) {
+                f.overdue = true;
+            }
+        }
         Event::NoteAdded(_)
         | Event::SlaWarningRaised(_)
         | Event::SlaBreached(_)
@@ -146,11 +170,16 @@ pub fn decide_ticket(
     if ticket.status == TicketStatus::Closed
         && !matches!(
             command,
-            Command::RecordSatisfaction(_) | Command::RuleComplaint(_)
+            Command::RecordSatisfaction(_)
+                | Command::RuleComplaint(_)
+                | Command::ScheduleFollowUp(_)
+                | Command::RecordFollowUp(_)
+                | Command::RaiseFollowUpWarning(_)
+                | Command::RecordFollowUpOverdue(_)
         )
     {
         return Err(Rejection::invalid_transition(format!(
-            "ticket is closed: it takes only record_satisfaction and rule_complaint, not {}",
+            "ticket is closed: it takes only ratings, rulings and follow-ups, not {}",
             command.command_type()
         )));
     }
@@ -320,6 +349,62 @@ pub fn decide_ticket(
             })
         }
         Command::RuleComplaint(c) => rule_complaint(ticket, c, ctx)?,
+        Command::ScheduleFollowUp(c) => {
+            if ticket.follow_ups.len() >= ctx.rules.follow_ups_max {
+                return Err(Rejection::invalid_transition(format!(
+                    "ticket {} already has {} follow-ups; at most {}",
+                    ticket.ticket_id,
+                    ticket.follow_ups.len(),
+                    ctx.rules.follow_ups_max
+                )));
+            }
+            let owner = ctx.directory.agents.get(&c.owner).ok_or_else(|| {
+                Rejection::not_found("/payload/owner", format!("no agent {}", c.owner))
+            })?;
+            if ctx.at.is_some_and(|at| c.due_by <= at) {
+                return Err(Rejection::validation(
+                    "/payload/due_by",
+                    "a follow-up is due after it is planned",
+                ));
+            }
+            let warn = jiff::SignedDuration::from_hours(ctx.rules.follow_up_warn_hours.into());
+            Event::FollowUpScheduled(FollowUpScheduled {
+                ticket_id: ticket.ticket_id,
+                follow_up: follow_up_number(ticket),
+                kind: c.kind,
+                due_by: c.due_by,
+                warn_at: c.due_by.checked_sub(warn).unwrap_or(c.due_by),
+                owner: c.owner.clone(),
+                team: owner.team.clone(),
+            })
+        }
+        Command::RecordFollowUp(c) => record_follow_up(ticket, c, ctx)?,
+        Command::RaiseFollowUpWarning(c) => {
+            let f = open_follow_up(ticket, c.follow_up)?;
+            if f.warned || f.due_by != c.due_by {
+                return Err(Rejection::invalid_transition(
+                    "the follow-up was already warned of, or its due time is another",
+                ));
+            }
+            Event::FollowUpWarningRaised(FollowUpWarningRaised {
+                ticket_id: ticket.ticket_id,
+                follow_up: c.follow_up,
+                due_by: c.due_by,
+            })
+        }
+        Command::RecordFollowUpOverdue(c) => {
+            let f = open_follow_up(ticket, c.follow_up)?;
+            if f.overdue || f.due_by != c.due_by {
+                return Err(Rejection::invalid_transition(
+                    "the follow-up is already overdue, or its due time is another",
+                ));
+            }
+            Event::FollowUpOverdue(FollowUpOverdue {
+                ticket_id: ticket.ticket_id,
+                follow_up: c.follow_up,
+                due_by: c.due_by,
+            })
+        }
         Command::OpenTicket(_)
         | Command::RegisterAgent(_)
         | Command::SetAgentAvailability(_)
@@ -333,6 +418,101 @@ pub fn decide_ticket(
         }
     };
     Ok(vec![event])
+}
+
+fn follow_up_mut(t: &mut Ticket, number: u32) -> Option<&mut FollowUp> {
+    let i = usize::try_from(number.checked_sub(1)?).ok()?;
+    t.follow_ups.get_mut(i)
+}
+
+fn follow_up_number(t: &Ticket) -> u32 {
+    u32::try_from(t.follow_ups.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(1)
+}
+
+/// Follow-up `number` of the ticket, still unrecorded.
+fn open_follow_up(t: &Ticket, number: u32) -> Result<&FollowUp, Rejection> {
+    let f = number
+        .checked_sub(1)
+        .and_then(|i| t.follow_ups.get(i as usize))
+        .ok_or_else(|| {
+            Rejection::not_found(
+                "/payload/follow_up",
+                format!(
+                    "ticket {} has no follow-up {number} ({} planned)",
+                    t.ticket_id,
+                    t.follow_ups.len()
+                ),
+            )
+        })?;
+    if f.recorded {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/follow_up",
+            format!("follow-up {number} is already recorded"),
+        ));
+    }
+    Ok(f)
+}
+
+/// A follow-up's record: a visit says when it took place and whether the customer signed,
+/// a call neither; a visit entered more than `visit_entry_days_max` days after it took place
+/// is flagged late.
+fn record_follow_up(t: &Ticket, c: &RecordFollowUp, ctx: &Context) -> Result<Event, Rejection> {
+    let f = open_follow_up(t, c.follow_up)?;
+    let (visited_at, signed) = match (f.kind, c.visited_at, c.signed) {
+        (FollowUpKind::Visit, Some(at), Some(signed)) => (Some(at), Some(signed)),
+        (FollowUpKind::Visit, None, _) => {
+            return Err(Rejection::validation(
+                "/payload/visited_at",
+                "a visit's record says when it took place",
+            ))
+        }
+        (FollowUpKind::Visit, _, None) => {
+            return Err(Rejection::validation(
+                "/payload/signed",
+                "a visit's record says whether the customer signed it",
+            ))
+        }
+        (FollowUpKind::Call, None, None) => (None, None),
+        (FollowUpKind::Call, Some(_), _) => {
+            return Err(Rejection::validation(
+                "/payload/visited_at",
+                "a call has no visit time",
+            ))
+        }
+        (FollowUpKind::Call, None, Some(_)) => {
+            return Err(Rejection::validation(
+                "/payload/signed",
+                "a call has no signed record",
+            ))
+        }
+    };
+    if let (Some(visited), Some(at)) = (visited_at, ctx.at) {
+        if visited > at {
+            return Err(Rejection::validation(
+                "/payload/visited_at",
+                "the visit cannot take place after it is recorded",
+            ));
+        }
+    }
+    let days = jiff::SignedDuration::from_hours(i64::from(ctx.rules.visit_entry_days_max) * 24);
+    let entered_late = match (visited_at, ctx.at) {
+        (Some(visited), Some(at)) => at.duration_since(visited) > days,
+        _ => false,
+    };
+    Ok(Event::FollowUpRecorded(FollowUpRecorded {
+        ticket_id: t.ticket_id,
+        follow_up: c.follow_up,
+        kind: f.kind,
+        outcome: c.outcome,
+        summary: c.summary.clone(),
+        visited_at,
+        signed,
+        entered_late,
+        recorded_by: ctx.actor.id.clone(),
+    }))
 }
 
 /// A ruling on a complaint ticket: the cause must be on the list in force and everyone

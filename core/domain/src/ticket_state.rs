@@ -40,6 +40,20 @@ pub struct Ticket {
     /// Rulings on this complaint so far (the next is number `rulings + 1`).
     #[serde(default)]
     pub rulings: u32,
+    /// The follow-ups planned, in order (number `i + 1` at index `i`).
+    #[serde(default)]
+    pub follow_ups: Vec<FollowUp>,
+}
+
+/// A planned follow-up, as its events leave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FollowUp {
+    pub kind: FollowUpKind,
+    pub owner: String,
+    pub due_by: jiff::Timestamp,
+    pub recorded: bool,
+    pub warned: bool,
+    pub overdue: bool,
 }
 
 /// A ticket stream's state: `None` before `ticket_opened`.

@@ -115,6 +115,24 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// How a follow-up reaches the customer after the service (docs/domain.md,
+    /// Follow-ups).
+    FollowUpKind {
+        Call => "call",
+        Visit => "visit",
+    }
+);
+
+wire_enum!(
+    /// What a follow-up found.
+    FollowUpOutcome {
+        Satisfied => "satisfied",
+        IssueFound => "issue_found",
+        NotReached => "not_reached",
+    }
+);
+
+wire_enum!(
     /// Why a ticket was closed: by staff (`close_ticket`), or by the engine when the customer
     /// did not answer a resolution within the policy's wait.
     CloseReason {

@@ -212,6 +212,7 @@ mod tests {
             rated: Vec::new(),
             answer: None,
             rulings: 0,
+            follow_ups: Vec::new(),
         };
         let events = vec![Event::TicketAssigned(TicketAssigned {
             ticket_id: Uuid::nil(),

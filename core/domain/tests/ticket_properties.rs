@@ -112,6 +112,41 @@ fn ticket_command() -> impl Strategy<Value = Command> {
                 }
                 rule(justified, cause, &charged)
             }),
+        2 => (select(FollowUpKind::ALL), timestamp(), select(agent_ids())).prop_map(
+            |(kind, due_by, owner)| {
+                Command::ScheduleFollowUp(ScheduleFollowUp {
+                    ticket_id: TICKET,
+                    kind,
+                    due_by,
+                    owner,
+                })
+            }
+        ),
+        2 => (1u32..=3, select(FollowUpOutcome::ALL), proptest::option::of(timestamp()), proptest::option::of(any::<bool>()))
+            .prop_map(|(follow_up, outcome, visited_at, signed)| {
+                Command::RecordFollowUp(RecordFollowUp {
+                    ticket_id: TICKET,
+                    follow_up,
+                    outcome,
+                    summary: "called".into(),
+                    visited_at,
+                    signed,
+                })
+            }),
+        1 => (1u32..=3, timestamp()).prop_map(|(follow_up, due_by)| {
+            Command::RaiseFollowUpWarning(RaiseFollowUpWarning {
+                ticket_id: TICKET,
+                follow_up,
+                due_by,
+            })
+        }),
+        1 => (1u32..=3, timestamp()).prop_map(|(follow_up, due_by)| {
+            Command::RecordFollowUpOverdue(RecordFollowUpOverdue {
+                ticket_id: TICKET,
+                follow_up,
+                due_by,
+            })
+        }),
     ]
 }
 
@@ -164,6 +199,20 @@ fn resolve_step(
         Command::AssignTicket(c) => {
             if let Some(id) = placeholder(&c.agent_id, line) {
                 c.agent_id = id;
+            }
+        }
+        // The scheduler names the due time it read: the follow-up's own.
+        Command::RaiseFollowUpWarning(RaiseFollowUpWarning {
+            follow_up, due_by, ..
+        })
+        | Command::RecordFollowUpOverdue(RecordFollowUpOverdue {
+            follow_up, due_by, ..
+        }) => {
+            if let Some(f) = state
+                .as_ref()
+                .and_then(|t| t.follow_ups.get(*follow_up as usize - 1))
+            {
+                *due_by = f.due_by;
             }
         }
         Command::EscalateTicket(c) => {
@@ -247,6 +296,7 @@ fn ctx<'a>(actor: &'a Actor, directory: &'a Directory, rules: &'a Rules) -> Cont
         directory,
         rules,
         opened_by: Some(&OPENER),
+        at: None,
     }
 }
 
@@ -285,7 +335,11 @@ fn check_authority(
     let staff = dir.agents.get(&actor.id);
     if matches!(
         command,
-        Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_) | Command::CloseUnconfirmed(_)
+        Command::RaiseSlaWarning(_)
+            | Command::RecordSlaBreach(_)
+            | Command::CloseUnconfirmed(_)
+            | Command::RaiseFollowUpWarning(_)
+            | Command::RecordFollowUpOverdue(_)
     ) {
         prop_assert_eq!(actor.role, Role::System, "the scheduler's commands");
     }
@@ -430,7 +484,12 @@ fn run_covering(
                 prop_assert!(
                     matches!(
                         command,
-                        Command::RecordSatisfaction(_) | Command::RuleComplaint(_)
+                        Command::RecordSatisfaction(_)
+                            | Command::RuleComplaint(_)
+                            | Command::ScheduleFollowUp(_)
+                            | Command::RecordFollowUp(_)
+                            | Command::RaiseFollowUpWarning(_)
+                            | Command::RecordFollowUpOverdue(_)
                     ),
                     "closed ticket took {}",
                     command.command_type()
@@ -475,7 +534,12 @@ fn run_covering(
                     if p.status == Closed {
                         prop_assert!(matches!(
                             event,
-                            Event::SatisfactionRecorded(_) | Event::ComplaintRuled(_)
+                            Event::SatisfactionRecorded(_)
+                                | Event::ComplaintRuled(_)
+                                | Event::FollowUpScheduled(_)
+                                | Event::FollowUpRecorded(_)
+                                | Event::FollowUpWarningRaised(_)
+                                | Event::FollowUpOverdue(_)
                         ));
                     }
                 }
@@ -488,6 +552,16 @@ fn run_covering(
                     e.resolution
                 );
                 prop_assert_eq!(e.resolution, after.resolutions);
+            }
+            if let Event::FollowUpRecorded(e) = event {
+                let f = &after.follow_ups[e.follow_up as usize - 1];
+                prop_assert!(f.recorded);
+                prop_assert_eq!(e.visited_at.is_some(), f.kind == FollowUpKind::Visit);
+                prop_assert_eq!(e.signed.is_some(), f.kind == FollowUpKind::Visit);
+            }
+            if let Event::FollowUpScheduled(e) = event {
+                prop_assert_eq!(e.follow_up as usize, after.follow_ups.len());
+                prop_assert!(dir.agents.contains_key(&e.owner));
             }
             if let Event::ComplaintRuled(e) = event {
                 prop_assert_eq!(e.ruling, after.rulings);

@@ -59,6 +59,11 @@ impl Given {
     }
 
     fn when(self, command: Command, actor: Actor) -> When {
+        self.when_at(command, actor, None)
+    }
+
+    /// As `when`, with the business time the events would carry.
+    fn when_at(self, command: Command, actor: Actor, at: Option<&str>) -> When {
         let outcome = decide(
             &self.ticket,
             &command,
@@ -67,6 +72,7 @@ impl Given {
                 directory: &self.directory,
                 rules: &self.rules,
                 opened_by: Some(&OPENER),
+                at: at.map(support::at),
             },
         );
         When {
@@ -456,6 +462,7 @@ fn decide_fixture(command: Command, dir: &Directory) -> Vec<Event> {
             directory: dir,
             rules: &Rules::default(),
             opened_by: Some(&OPENER),
+            at: None,
         },
     )
     .expect("fixture command")
@@ -1116,4 +1123,176 @@ fn the_organisation_defines_the_scorecard_and_a_lead_their_teams() {
         .then_rejected(Forbidden, "")
         .when(scorecard(None), service())
         .then_rejected(Forbidden, "");
+}
+
+fn plan(kind: FollowUpKind, due_by: &str, owner: &str) -> Command {
+    Command::ScheduleFollowUp(ScheduleFollowUp {
+        ticket_id: TICKET,
+        kind,
+        due_by: at(due_by),
+        owner: owner.into(),
+    })
+}
+
+fn follow_up_record(n: u32, visited: Option<&str>, signed: Option<bool>) -> Command {
+    Command::RecordFollowUp(RecordFollowUp {
+        ticket_id: TICKET,
+        follow_up: n,
+        outcome: FollowUpOutcome::Satisfied,
+        summary: "all well".into(),
+        visited_at: visited.map(at),
+        signed,
+    })
+}
+
+fn planned(
+    n: u32,
+    kind: FollowUpKind,
+    due_by: &str,
+    warn_at: &str,
+    owner: &str,
+    team: &str,
+) -> Event {
+    Event::FollowUpScheduled(FollowUpScheduled {
+        ticket_id: TICKET,
+        follow_up: n,
+        kind,
+        due_by: at(due_by),
+        warn_at: at(warn_at),
+        owner: owner.into(),
+        team: team.into(),
+    })
+}
+
+#[test]
+fn follow_ups_are_planned_recorded_once_and_a_late_visit_is_flagged() {
+    use FollowUpKind::*;
+    let closed_ticket = given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+        closed(),
+    ]);
+    let now = Some("2026-11-10T09:00:00Z");
+    closed_ticket
+        // An agent plans only their own; a supervisor within their team; never a service.
+        .when_at(plan(Call, "2026-11-12T09:00:00Z", "a2"), agent("a1"), now)
+        .then_rejected(Forbidden, "/payload/owner")
+        .when_at(
+            plan(Call, "2026-11-12T09:00:00Z", "b1"),
+            supervisor("lead-a"),
+            now,
+        )
+        .then_rejected(Forbidden, "/payload/owner")
+        .when_at(plan(Call, "2026-11-12T09:00:00Z", "a1"), service(), now)
+        .then_rejected(Forbidden, "")
+        .when_at(plan(Call, "2026-11-10T08:00:00Z", "a1"), agent("a1"), now)
+        .then_rejected(Validation, "/payload/due_by")
+        .when_at(plan(Call, "2026-11-12T09:00:00Z", "ghost"), system(), now)
+        .then_rejected(NotFound, "/payload/owner")
+        // On the closed ticket: a call by a1, a visit by a3 (planned by the lead).
+        .when_at(plan(Call, "2026-11-12T09:00:00Z", "a1"), agent("a1"), now)
+        .then([planned(
+            1,
+            Call,
+            "2026-11-12T09:00:00Z",
+            "2026-11-11T09:00:00Z",
+            "a1",
+            "alpha",
+        )])
+        .when_at(
+            plan(Visit, "2026-11-20T09:00:00Z", "a3"),
+            supervisor("lead-a"),
+            now,
+        )
+        .then([planned(
+            2,
+            Visit,
+            "2026-11-20T09:00:00Z",
+            "2026-11-19T09:00:00Z",
+            "a3",
+            "alpha",
+        )])
+        // Only the scheduler warns or marks overdue, once each, with the due time it has.
+        .when(
+            Command::RaiseFollowUpWarning(RaiseFollowUpWarning {
+                ticket_id: TICKET,
+                follow_up: 1,
+                due_by: at("2026-11-12T09:00:00Z"),
+            }),
+            agent("a1"),
+        )
+        .then_rejected(Forbidden, "")
+        .when(
+            Command::RecordFollowUpOverdue(RecordFollowUpOverdue {
+                ticket_id: TICKET,
+                follow_up: 1,
+                due_by: at("2026-11-12T09:00:00Z"),
+            }),
+            system(),
+        )
+        .then([Event::FollowUpOverdue(FollowUpOverdue {
+            ticket_id: TICKET,
+            follow_up: 1,
+            due_by: at("2026-11-12T09:00:00Z"),
+        })])
+        .when(
+            Command::RecordFollowUpOverdue(RecordFollowUpOverdue {
+                ticket_id: TICKET,
+                follow_up: 1,
+                due_by: at("2026-11-12T09:00:00Z"),
+            }),
+            system(),
+        )
+        .then_rejected(InvalidTransition, "")
+        // A call has no visit time; a visit needs one and the signature; number 3 is none.
+        .when_at(
+            follow_up_record(1, Some("2026-11-12T08:00:00Z"), None),
+            agent("a1"),
+            now,
+        )
+        .then_rejected(Validation, "/payload/visited_at")
+        .when_at(follow_up_record(2, None, Some(true)), agent("a3"), now)
+        .then_rejected(Validation, "/payload/visited_at")
+        .when_at(
+            follow_up_record(2, Some("2026-11-01T10:00:00Z"), None),
+            agent("a3"),
+            now,
+        )
+        .then_rejected(Validation, "/payload/signed")
+        .when_at(follow_up_record(3, None, None), agent("a1"), now)
+        .then_rejected(NotFound, "/payload/follow_up")
+        // The visit's owner records it (though not the assignee), entered nine days after it
+        // took place: flagged late. Another agent may not record it.
+        .when_at(
+            follow_up_record(2, Some("2026-11-01T10:00:00Z"), Some(true)),
+            agent("a4"),
+            now,
+        )
+        .then_rejected(Forbidden, "")
+        .when_at(
+            follow_up_record(2, Some("2026-11-01T10:00:00Z"), Some(true)),
+            agent("a3"),
+            now,
+        )
+        .then([Event::FollowUpRecorded(FollowUpRecorded {
+            ticket_id: TICKET,
+            follow_up: 2,
+            kind: Visit,
+            outcome: FollowUpOutcome::Satisfied,
+            summary: "all well".into(),
+            visited_at: Some(at("2026-11-01T10:00:00Z")),
+            signed: Some(true),
+            entered_late: true,
+            recorded_by: "a3".into(),
+        })])
+        .when_at(
+            follow_up_record(2, Some("2026-11-01T10:00:00Z"), Some(true)),
+            agent("a3"),
+            now,
+        )
+        .then_rejected(InvalidTransition, "/payload/follow_up")
+        // The call, within the week rule (calls are never late entries).
+        .when_at(follow_up_record(1, None, None), agent("a1"), now)
+        .then_accepted();
 }

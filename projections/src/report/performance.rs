@@ -48,6 +48,16 @@ pub struct Perf {
     pub inspections: u32,
     #[serde(default)]
     pub inspection_sum: u32,
+    /// Follow-ups owned that fell due, recorded by their due time, and late (recorded after
+    /// it, or overdue unrecorded); visits the agent entered later than the week rule.
+    #[serde(default)]
+    pub follow_ups_due: u32,
+    #[serde(default)]
+    pub follow_ups_in_time: u32,
+    #[serde(default)]
+    pub follow_ups_late: u32,
+    #[serde(default)]
+    pub visits_entered_late: u32,
 }
 
 impl Perf {
@@ -72,6 +82,10 @@ impl Perf {
         self.excellent_ratings += o.excellent_ratings;
         self.inspections += o.inspections;
         self.inspection_sum += o.inspection_sum;
+        self.follow_ups_due += o.follow_ups_due;
+        self.follow_ups_in_time += o.follow_ups_in_time;
+        self.follow_ups_late += o.follow_ups_late;
+        self.visits_entered_late += o.visits_entered_late;
     }
 }
 
@@ -119,7 +133,8 @@ pub fn explain(p: &Perf, w: &ScoreWeights) -> Option<(f64, Value)> {
     let results = mean(&[sla, satisfaction, inspection]);
     let resolution_rate = pct(p.resolved, p.assigned);
     let one_touch_rate = pct(p.one_touch, p.resolved);
-    let basic = mean(&[resolution_rate, one_touch_rate]);
+    let follow_up_rate = pct(p.follow_ups_in_time, p.follow_ups_due);
+    let basic = mean(&[resolution_rate, one_touch_rate, follow_up_rate]);
     let reopen_rate = pct(p.reopened, p.resolved);
     let discipline = reopen_rate.map(|r| 100.0 - r);
     if results.is_none() && basic.is_none() && discipline.is_none() {
@@ -146,6 +161,7 @@ pub fn explain(p: &Perf, w: &ScoreWeights) -> Option<(f64, Value)> {
         })),
         "basic": part(basic, w.basic_percent, basic_points, json!({
             "resolution_rate": r(resolution_rate), "one_touch_rate": r(one_touch_rate),
+            "follow_ups_in_time_rate": r(follow_up_rate),
         })),
         "discipline": part(discipline, w.discipline_percent, discipline_points, json!({
             "reopen_rate": r(reopen_rate),
@@ -249,6 +265,10 @@ fn perf_row(
         "one_touch_percent": percent(u64::from(p.one_touch), u64::from(p.resolved)),
         "ratings": p.ratings,
         "satisfaction_mean": (p.ratings > 0).then(|| round(f64::from(p.score_sum) / f64::from(p.ratings), 2)),
+        "follow_ups_due": p.follow_ups_due,
+        "follow_ups_in_time": p.follow_ups_in_time,
+        "follow_ups_late": p.follow_ups_late,
+        "visits_entered_late": p.visits_entered_late,
         "inspections": p.inspections,
         "inspection_mean": (p.inspections > 0).then(|| round(f64::from(p.inspection_sum) / f64::from(p.inspections), 2)),
         "justified_complaints": p.justified_complaints,
@@ -310,6 +330,7 @@ pub async fn performance_report(
         Dated::Rated,
         Dated::TimerFulfilled,
         Dated::Charged,
+        Dated::FollowUpDue,
     ] {
         let mut on_row = |row: AnyRow| match (dated, row) {
             (Dated::AssignmentStarted, AnyRow::Assignment(a)) if a.started_by == "assigned" => {
@@ -388,6 +409,23 @@ pub async fn performance_report(
                         p.inspection_sum += score;
                     },
                 );
+            }
+            (Dated::FollowUpDue, AnyRow::FollowUp(f)) => {
+                let in_time = u32::from(f.in_time == Some(true));
+                let late = u32::from(
+                    f.in_time == Some(false) || (f.recorded_at.is_none() && f.overdue_at.is_some()),
+                );
+                bump(Some(&f.owner), Some(&f.team), f.due_by, &mut labels, &|p| {
+                    p.follow_ups_due += 1;
+                    p.follow_ups_in_time += in_time;
+                    p.follow_ups_late += late;
+                });
+                if let (Some(true), Some(recorder)) = (f.entered_late, f.recorded_by.as_deref()) {
+                    let team = registered.get(recorder).map(String::as_str);
+                    bump(Some(recorder), team, f.due_by, &mut labels, &|p| {
+                        p.visits_entered_late += 1
+                    });
+                }
             }
             (Dated::Charged, AnyRow::Charge(c)) if c.superseded_at.is_none() => {
                 bump(

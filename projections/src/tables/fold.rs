@@ -61,6 +61,9 @@ pub struct TicketWork {
     pub ruling: Option<RulingRow>,
     #[serde(default)]
     pub charges: Vec<ChargeRow>,
+    /// The ticket's follow-ups as their rows stand.
+    #[serde(default)]
+    pub follow_ups: Vec<FollowUpRow>,
 }
 
 /// The rows a batch changes, keyed by primary key: a row changed twice in a batch is written
@@ -76,6 +79,7 @@ pub struct Changes {
     pub complaint_rulings: BTreeMap<(Uuid, u32), RulingRow>,
     pub complaint_charges: BTreeMap<(Uuid, u32, String), ChargeRow>,
     pub scorecards: BTreeMap<(String, String), ScorecardRow>,
+    pub follow_ups: BTreeMap<(Uuid, u32), FollowUpRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -107,6 +111,7 @@ impl Changes {
         self.complaint_rulings.extend(later.complaint_rulings);
         self.complaint_charges.extend(later.complaint_charges);
         self.scorecards.extend(later.scorecards);
+        self.follow_ups.extend(later.follow_ups);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -212,6 +217,7 @@ impl Folder {
                     credited: [None, None, None],
                     ruling: None,
                     charges: Vec::new(),
+                    follow_ups: Vec::new(),
                 };
                 for t in &work.clock.timers {
                     work.cycles[target_index(t.target)] += 1;
@@ -360,6 +366,44 @@ impl Folder {
                     .insert((id, e.resolution, row.source.clone()), row);
             }
             Event::ComplaintRuled(e) => rule(w, e, at, changes),
+            Event::FollowUpScheduled(e) => {
+                let row = FollowUpRow {
+                    ticket_id: id,
+                    follow_up: e.follow_up,
+                    kind: e.kind.as_str().to_owned(),
+                    owner: e.owner.clone(),
+                    team: e.team.clone(),
+                    scheduled_at: at,
+                    due_by: e.due_by.as_second(),
+                    warn_at: e.warn_at.as_second(),
+                    warned_at: None,
+                    overdue_at: None,
+                    recorded_at: None,
+                    recorded_by: None,
+                    outcome: None,
+                    visited_at: None,
+                    signed: None,
+                    entered_late: None,
+                    in_time: None,
+                };
+                changes.follow_ups.insert((id, e.follow_up), row.clone());
+                w.follow_ups.push(row);
+            }
+            Event::FollowUpRecorded(e) => follow_up(w, e.follow_up, changes, |r| {
+                r.recorded_at = Some(at);
+                r.recorded_by = Some(e.recorded_by.clone());
+                r.outcome = Some(e.outcome.as_str().to_owned());
+                r.visited_at = e.visited_at.map(|v| v.as_second());
+                r.signed = e.signed;
+                r.entered_late = Some(e.entered_late);
+                r.in_time = Some(at <= r.due_by);
+            }),
+            Event::FollowUpWarningRaised(e) => {
+                follow_up(w, e.follow_up, changes, |r| r.warned_at = Some(at))
+            }
+            Event::FollowUpOverdue(e) => {
+                follow_up(w, e.follow_up, changes, |r| r.overdue_at = Some(at))
+            }
             Event::SlaWarningRaised(e) => {
                 w.warned[target_index(e.target)] = Some((e.due_at.as_second(), at));
             }
@@ -706,4 +750,23 @@ fn rule(w: &mut TicketWork, e: &ComplaintRuled, at: i64, changes: &mut Changes) 
             .complaint_charges
             .insert((id, e.ruling, charge.agent_id.clone()), charge.clone());
     }
+}
+
+/// Changes follow-up `number`'s row (none: an event `decide` would not have produced).
+fn follow_up(
+    w: &mut TicketWork,
+    number: u32,
+    changes: &mut Changes,
+    change: impl FnOnce(&mut FollowUpRow),
+) {
+    let Some(row) = number
+        .checked_sub(1)
+        .and_then(|i| w.follow_ups.get_mut(i as usize))
+    else {
+        return;
+    };
+    change(row);
+    changes
+        .follow_ups
+        .insert((row.ticket_id, row.follow_up), row.clone());
 }

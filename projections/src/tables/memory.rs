@@ -11,8 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AgentRow, Changes, Dump, ResolutionRow, Saved, ScorecardRow, TableError,
-    TableStore, TicketRow, TimerRow, VERSION,
+    new_generation, AgentRow, Changes, Dump, FollowUpRow, ResolutionRow, Saved, ScorecardRow,
+    TableError, TableStore, TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -99,6 +99,7 @@ impl TableStore for MemoryTables {
         merge(&mut rows.complaint_rulings, &changes.complaint_rulings);
         merge(&mut rows.complaint_charges, &changes.complaint_charges);
         merge(&mut rows.scorecards, &changes.scorecards);
+        merge(&mut rows.follow_ups, &changes.follow_ups);
         Ok(())
     }
 
@@ -115,6 +116,7 @@ impl TableStore for MemoryTables {
             complaint_rulings: r.complaint_rulings.values().cloned().collect(),
             complaint_charges: r.complaint_charges.values().cloned().collect(),
             scorecards: r.scorecards.values().cloned().collect(),
+            follow_ups: r.follow_ups.values().cloned().collect(),
         })
     }
 
@@ -163,6 +165,12 @@ impl TableStore for MemoryTables {
                     .cloned()
                     .map(AnyRow::Charge)
                     .collect(),
+                "follow_ups" => r
+                    .follow_ups
+                    .values()
+                    .cloned()
+                    .map(AnyRow::FollowUp)
+                    .collect(),
                 _ => r.sla_timers.values().cloned().map(AnyRow::Timer).collect(),
             }
         };
@@ -172,6 +180,20 @@ impl TableStore for MemoryTables {
             }
         }
         Ok(())
+    }
+
+    async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut due: Vec<FollowUpRow> = t
+            .rows
+            .follow_ups
+            .values()
+            .filter(|r| r.follow_up_due(now))
+            .cloned()
+            .collect();
+        due.sort_by_key(|r| (r.warn_at, r.ticket_id, r.follow_up));
+        due.truncate(limit as usize);
+        Ok(due)
     }
 
     async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError> {

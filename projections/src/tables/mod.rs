@@ -41,7 +41,7 @@ pub use rows::{parse_time, rfc3339};
 pub const NAME: &str = "tables";
 /// Bumped when the fold or a table's shape changes: stored tables of another version are
 /// dropped and rebuilt from position zero.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// What a table store's checkpoint says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +146,9 @@ pub trait TableStore: Send + Sync + 'static {
     ) -> Result<(), TableError>;
     /// Every registered agent.
     async fn agents(&self) -> Result<Vec<AgentRow>, TableError>;
+    /// Unrecorded follow-ups whose warning time or due time is at or before `now` and not
+    /// yet marked, soonest warning first, at most `limit`.
+    async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError>;
     /// Every scorecard definition, by team and day.
     async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError>;
     /// Open tickets (neither resolved nor closed) per assignee, by assignee.

@@ -53,6 +53,8 @@ pub enum Dated {
     RulingComplained,
     /// `complaint_charges.ruled_at`.
     Charged,
+    /// `follow_ups.due_by`.
+    FollowUpDue,
 }
 
 impl Dated {
@@ -69,6 +71,7 @@ impl Dated {
             Dated::TimerFulfilled => ("sla_timers", "fulfilled_at"),
             Dated::RulingComplained => ("complaint_rulings", "complained_at"),
             Dated::Charged => ("complaint_charges", "ruled_at"),
+            Dated::FollowUpDue => ("follow_ups", "due_by"),
         }
     }
 
@@ -85,6 +88,7 @@ impl Dated {
             (Dated::TimerFulfilled, AnyRow::Timer(r)) => r.fulfilled_at,
             (Dated::RulingComplained, AnyRow::Ruling(r)) => Some(r.complained_at),
             (Dated::Charged, AnyRow::Charge(r)) => Some(r.ruled_at),
+            (Dated::FollowUpDue, AnyRow::FollowUp(r)) => Some(r.due_by),
             _ => None,
         }
     }
@@ -100,6 +104,7 @@ pub enum AnyRow {
     Rating(RatingRow),
     Ruling(RulingRow),
     Charge(ChargeRow),
+    FollowUp(FollowUpRow),
 }
 
 /// Which tickets' timers the SLA report covers: by the ticket's current assignee and team,

@@ -215,6 +215,59 @@ pub struct RulingRow {
     pub superseded_at: Option<i64>,
 }
 
+/// `follow_ups`: one row per follow-up call or visit planned on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpRow {
+    pub ticket_id: Uuid,
+    /// 1, 2, ... in the ticket's order.
+    pub follow_up: u32,
+    /// `call` or `visit`.
+    pub kind: String,
+    /// The agent who makes it, and their team when it was planned.
+    pub owner: String,
+    pub team: String,
+    #[serde(with = "time")]
+    pub scheduled_at: i64,
+    #[serde(with = "time")]
+    pub due_by: i64,
+    /// When the scheduler warns if it is still unrecorded.
+    #[serde(with = "time")]
+    pub warn_at: i64,
+    /// When the scheduler recorded the warning and the overdue mark.
+    #[serde(with = "time_opt")]
+    pub warned_at: Option<i64>,
+    #[serde(with = "time_opt")]
+    pub overdue_at: Option<i64>,
+    #[serde(with = "time_opt")]
+    pub recorded_at: Option<i64>,
+    pub recorded_by: Option<String>,
+    /// `satisfied`, `issue_found`, `not_reached`.
+    pub outcome: Option<String>,
+    /// Visits: when it took place, whether the customer signed, and whether it was entered
+    /// more than the week rule's days after.
+    #[serde(with = "time_opt")]
+    pub visited_at: Option<i64>,
+    pub signed: Option<bool>,
+    pub entered_late: Option<bool>,
+    /// Recorded by `due_by` (once recorded).
+    pub in_time: Option<bool>,
+}
+
+impl FollowUpRow {
+    /// Not recorded yet: the scheduler may still warn or mark it overdue.
+    pub fn is_open(&self) -> bool {
+        self.recorded_at.is_none()
+    }
+
+    /// What the scheduler asks at `now`: open, and its warning or its due time passed
+    /// without the mark.
+    pub fn follow_up_due(&self, now: i64) -> bool {
+        self.is_open()
+            && ((self.warned_at.is_none() && self.warn_at <= now)
+                || (self.overdue_at.is_none() && self.due_by <= now))
+    }
+}
+
 /// `complaint_charges`: one row per member of staff a ruling charges with a justified
 /// complaint. Performance counts the rows of standing rulings (no `superseded_at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +325,7 @@ pub struct Dump {
     pub complaint_rulings: Vec<RulingRow>,
     pub complaint_charges: Vec<ChargeRow>,
     pub scorecards: Vec<ScorecardRow>,
+    pub follow_ups: Vec<FollowUpRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

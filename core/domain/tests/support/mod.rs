@@ -134,6 +134,7 @@ pub fn directory_from_commands(commands: &[Command]) -> Directory {
             directory: &dir,
             rules: &rules,
             opened_by: None,
+            at: None,
         };
         let events = decide(&None, command, &ctx)
             .unwrap_or_else(|r| panic!("fixture command {command:?} rejected: {r:?}"));

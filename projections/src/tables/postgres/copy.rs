@@ -496,6 +496,53 @@ impl CopyRow for ChargeRow {
     }
 }
 
+impl CopyRow for FollowUpRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::BOOL,
+        Type::BOOL,
+        Type::BOOL,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &int(self.follow_up)?,
+                &self.kind,
+                &self.owner,
+                &self.team,
+                &time(self.scheduled_at)?,
+                &time(self.due_by)?,
+                &time(self.warn_at)?,
+                &time_opt(self.warned_at)?,
+                &time_opt(self.overdue_at)?,
+                &time_opt(self.recorded_at)?,
+                &self.recorded_by,
+                &self.outcome,
+                &time_opt(self.visited_at)?,
+                &self.signed,
+                &self.entered_late,
+                &self.in_time,
+            ],
+        )
+    }
+}
+
 impl CopyRow for ScorecardRow {
     const TYPES: &'static [Type] = &[
         Type::TEXT,

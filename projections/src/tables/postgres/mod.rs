@@ -177,6 +177,28 @@ const SCORECARDS: Table = Table {
     ],
     order: "team COLLATE \"C\", effective_from COLLATE \"C\"",
 };
+const FOLLOW_UPS: Table = Table {
+    name: "follow_ups",
+    key: &["ticket_id", "follow_up"],
+    columns: &[
+        "kind",
+        "owner",
+        "team",
+        "scheduled_at",
+        "due_by",
+        "warn_at",
+        "warned_at",
+        "overdue_at",
+        "recorded_at",
+        "recorded_by",
+        "outcome",
+        "visited_at",
+        "signed",
+        "entered_late",
+        "in_time",
+    ],
+    order: "ticket_id, follow_up",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -185,7 +207,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 10] = [
+const ALL: [&Table; 11] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -195,6 +217,7 @@ const ALL: [&Table; 10] = [
     &RULINGS,
     &CHARGES,
     &SCORECARDS,
+    &FOLLOW_UPS,
     &TICKET_STATE,
 ];
 
@@ -509,6 +532,13 @@ impl TableStore for PostgresTables {
             c.scorecards.values().map(|r| (false, r)),
         )
         .await?;
+        copy::write(
+            &tx,
+            s,
+            &FOLLOW_UPS,
+            c.follow_ups.values().map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
         let states = c
             .work
             .iter()
@@ -539,6 +569,7 @@ impl TableStore for PostgresTables {
             complaint_rulings: dump_table::<RulingRow>(&tx, s, &RULINGS).await?,
             complaint_charges: dump_table::<ChargeRow>(&tx, s, &CHARGES).await?,
             scorecards: dump_table::<ScorecardRow>(&tx, s, &SCORECARDS).await?,
+            follow_ups: dump_table::<FollowUpRow>(&tx, s, &FOLLOW_UPS).await?,
         };
         tx.commit().await?;
         Ok(dump)
@@ -564,6 +595,11 @@ impl TableStore for PostgresTables {
             sink,
         )
         .await
+    }
+
+    async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {
+        let slot = self.client().await?;
+        read::due_follow_ups(slot.as_ref().expect("connected"), &self.schema, now, limit).await
     }
 
     async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError> {

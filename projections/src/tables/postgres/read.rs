@@ -55,6 +55,7 @@ pub(super) async fn scan(
             "satisfaction_ratings" => AnyRow::Rating(decode(table, text)?),
             "complaint_rulings" => AnyRow::Ruling(decode(table, text)?),
             "complaint_charges" => AnyRow::Charge(decode(table, text)?),
+            "follow_ups" => AnyRow::FollowUp(decode(table, text)?),
             _ => AnyRow::Timer(decode(table, text)?),
         });
     }
@@ -182,6 +183,29 @@ pub(super) async fn timers(
                 team: r.get(2),
             })
         })
+        .collect()
+}
+
+pub(super) async fn due_follow_ups(
+    client: &Client,
+    s: &str,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<FollowUpRow>, TableError> {
+    let sql = format!(
+        "SELECT to_jsonb(f)::text FROM {s}.follow_ups f
+          WHERE recorded_at IS NULL
+            AND ((warned_at IS NULL AND warn_at <= $1::text::timestamptz)
+              OR (overdue_at IS NULL AND due_by <= $1::text::timestamptz))
+          ORDER BY warn_at, ticket_id, follow_up
+          LIMIT $2::bigint"
+    );
+    let now = rfc3339(now);
+    client
+        .query(&sql, &[&now, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(|r| decode("follow_ups", r.get(0)))
         .collect()
 }
 

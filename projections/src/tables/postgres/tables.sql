@@ -161,6 +161,27 @@ CREATE TABLE IF NOT EXISTS {schema}.scorecards (
     PRIMARY KEY (team, effective_from)
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.follow_ups (
+    ticket_id                        uuid        NOT NULL,
+    follow_up                        integer     NOT NULL,
+    kind                             text        NOT NULL,
+    owner                            text        NOT NULL,
+    team                             text        NOT NULL,
+    scheduled_at                     timestamptz NOT NULL,
+    due_by                           timestamptz NOT NULL,
+    warn_at                          timestamptz NOT NULL,
+    warned_at                        timestamptz,
+    overdue_at                       timestamptz,
+    recorded_at                      timestamptz,
+    recorded_by                      text,
+    outcome                          text,
+    visited_at                       timestamptz,
+    signed                           boolean,
+    entered_late                     boolean,
+    in_time                          boolean,
+    PRIMARY KEY (ticket_id, follow_up)
+);
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS {schema}.ticket_state (
@@ -196,3 +217,6 @@ CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON {schema}.satisfactio
 ALTER TABLE {schema}.table_checkpoint ADD COLUMN IF NOT EXISTS generation text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS complaint_rulings_by_complained ON {schema}.complaint_rulings (complained_at);
 CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON {schema}.complaint_charges (ruled_at);
+CREATE INDEX IF NOT EXISTS follow_ups_by_due ON {schema}.follow_ups (due_by);
+-- The scheduler's question: follow-ups not recorded yet, by warning time.
+CREATE INDEX IF NOT EXISTS follow_ups_open ON {schema}.follow_ups (warn_at) WHERE recorded_at IS NULL;

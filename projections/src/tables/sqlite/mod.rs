@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -32,6 +32,7 @@ const TABLES: [&str; 10] = [
     "complaint_rulings",
     "complaint_charges",
     "scorecards",
+    "follow_ups",
     "ticket_state",
 ];
 
@@ -411,6 +412,30 @@ fn commit_blocking(
                 to_text(r.defined_at)
             ])?;
         }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO follow_ups VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+        )?;
+        for r in c.follow_ups.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.follow_up,
+                r.kind,
+                r.owner,
+                r.team,
+                to_text(r.scheduled_at),
+                to_text(r.due_by),
+                to_text(r.warn_at),
+                r.warned_at.map(to_text),
+                r.overdue_at.map(to_text),
+                r.recorded_at.map(to_text),
+                r.recorded_by,
+                r.outcome,
+                r.visited_at.map(to_text),
+                r.signed,
+                r.entered_late,
+                r.in_time
+            ])?;
+        }
         let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
         for (id, state) in &c.work {
             s.execute(params![id.to_string(), state])?;
@@ -599,6 +624,32 @@ impl SqlRow for ChargeRow {
     }
 }
 
+impl SqlRow for FollowUpRow {
+    const TABLE: &'static str = "follow_ups";
+    const ORDER: &'static str = "ticket_id, follow_up";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(FollowUpRow {
+            ticket_id: uuid(r, 0)?,
+            follow_up: r.get(1)?,
+            kind: r.get(2)?,
+            owner: r.get(3)?,
+            team: r.get(4)?,
+            scheduled_at: time(r, 5)?,
+            due_by: time(r, 6)?,
+            warn_at: time(r, 7)?,
+            warned_at: time_opt(r, 8)?,
+            overdue_at: time_opt(r, 9)?,
+            recorded_at: time_opt(r, 10)?,
+            recorded_by: r.get(11)?,
+            outcome: r.get(12)?,
+            visited_at: time_opt(r, 13)?,
+            signed: r.get(14)?,
+            entered_late: r.get(15)?,
+            in_time: r.get(16)?,
+        })
+    }
+}
+
 impl SqlRow for ScorecardRow {
     const TABLE: &'static str = "scorecards";
     const ORDER: &'static str = "team, effective_from";
@@ -654,6 +705,7 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         complaint_rulings: rows(&tx, all, (None, None))?,
         complaint_charges: rows(&tx, all, (None, None))?,
         scorecards: rows(&tx, all, (None, None))?,
+        follow_ups: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }
@@ -707,6 +759,11 @@ impl TableStore for SqliteTables {
         sink: &mut (dyn FnMut(AnyRow) + Send),
     ) -> Result<(), TableError> {
         read::scan(self.reader.clone(), dated, span, sink).await
+    }
+
+    async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {
+        self.reading(move |c| read::due_follow_ups(c, now, limit))
+            .await
     }
 
     async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError> {

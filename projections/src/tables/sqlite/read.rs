@@ -53,6 +53,7 @@ fn scan_blocking(
             "satisfaction_ratings" => AnyRow::Rating(RatingRow::from_row(r)?),
             "complaint_rulings" => AnyRow::Ruling(RulingRow::from_row(r)?),
             "complaint_charges" => AnyRow::Charge(ChargeRow::from_row(r)?),
+            "follow_ups" => AnyRow::FollowUp(FollowUpRow::from_row(r)?),
             _ => AnyRow::Timer(TimerRow::from_row(r)?),
         });
         if chunk.len() == SCAN_CHUNK {
@@ -191,6 +192,24 @@ pub(super) fn timers(conn: &mut Connection, page: &TimerPage) -> Result<Vec<List
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(listed)
+}
+
+pub(super) fn due_follow_ups(
+    conn: &mut Connection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<FollowUpRow>, TableError> {
+    let mut s = conn.prepare_cached(
+        "SELECT * FROM follow_ups
+          WHERE recorded_at IS NULL
+            AND ((warned_at IS NULL AND warn_at <= ?1) OR (overdue_at IS NULL AND due_by <= ?1))
+          ORDER BY warn_at, ticket_id, follow_up
+          LIMIT ?2",
+    )?;
+    let due = s
+        .query_map(params![rfc3339(now), limit], FollowUpRow::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(due)
 }
 
 pub(super) fn due_answers(

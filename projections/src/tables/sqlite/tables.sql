@@ -151,6 +151,27 @@ CREATE TABLE IF NOT EXISTS scorecards (
     PRIMARY KEY (team, effective_from)
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS follow_ups (
+    ticket_id      TEXT    NOT NULL,
+    follow_up      INTEGER NOT NULL,
+    kind           TEXT    NOT NULL,
+    owner          TEXT    NOT NULL,
+    team           TEXT    NOT NULL,
+    scheduled_at   TEXT    NOT NULL,
+    due_by         TEXT    NOT NULL,
+    warn_at        TEXT    NOT NULL,
+    warned_at      TEXT,
+    overdue_at     TEXT,
+    recorded_at    TEXT,
+    recorded_by    TEXT,
+    outcome        TEXT,
+    visited_at     TEXT,
+    signed         INTEGER,
+    entered_late   INTEGER,
+    in_time        INTEGER,
+    PRIMARY KEY (ticket_id, follow_up)
+) STRICT, WITHOUT ROWID;
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS ticket_state (
@@ -186,3 +207,6 @@ CREATE INDEX IF NOT EXISTS resolutions_awaiting_answer ON resolutions (answer_du
 CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON satisfaction_ratings (rated_at);
 CREATE INDEX IF NOT EXISTS complaint_rulings_by_complained ON complaint_rulings (complained_at);
 CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON complaint_charges (ruled_at);
+CREATE INDEX IF NOT EXISTS follow_ups_by_due ON follow_ups (due_by);
+-- The scheduler's question: follow-ups not recorded yet, by warning time.
+CREATE INDEX IF NOT EXISTS follow_ups_open ON follow_ups (warn_at) WHERE recorded_at IS NULL;
