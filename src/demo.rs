@@ -306,5 +306,12 @@ fn print_summary(s: &TicketSummary) -> std::io::Result<()> {
         s.rulings_justified,
         s.rulings_superseding
     )?;
+    outln!(
+        "Follow-ups: {} planned, {} recorded, {} marked overdue by the scheduler; {} visits entered after the week rule",
+        s.follow_ups,
+        s.follow_ups_recorded,
+        s.follow_ups_overdue,
+        s.visits_entered_late
+    )?;
     Ok(())
 }

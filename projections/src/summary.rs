@@ -30,6 +30,12 @@ pub struct TicketSummary {
     pub rulings: u64,
     pub rulings_justified: u64,
     pub rulings_superseding: u64,
+    /// Follow-ups planned, recorded, marked overdue by the scheduler, and visits entered
+    /// after the week rule.
+    pub follow_ups: u64,
+    pub follow_ups_recorded: u64,
+    pub follow_ups_overdue: u64,
+    pub visits_entered_late: u64,
     pub events: u64,
     #[serde(skip)]
     states: HashMap<String, TicketState>,
@@ -53,6 +59,12 @@ impl TicketSummary {
             Event::SatisfactionRecorded(_) => self.callback_ratings += 1,
             Event::ResolutionConfirmed(_) => self.confirmations += 1,
             Event::ResolutionRejected(_) => self.rejections += 1,
+            Event::FollowUpScheduled(_) => self.follow_ups += 1,
+            Event::FollowUpRecorded(e) => {
+                self.follow_ups_recorded += 1;
+                self.visits_entered_late += u64::from(e.entered_late);
+            }
+            Event::FollowUpOverdue(_) => self.follow_ups_overdue += 1,
             Event::ComplaintRuled(e) => {
                 self.rulings += 1;
                 self.rulings_justified += u64::from(e.justified);
