@@ -26,6 +26,8 @@
 //! - The complaint-cause list is defined by `system` or a supervisor; inspectors are
 //!   registered by `system` only.
 //! - The organisation's scorecard is `system`'s; a team's, `system`'s or its lead's.
+//! - Quality-inspection samples are drawn and their items inspected by inspectors (or
+//!   `system`), never by the staff inspected.
 
 use super::command::*;
 use super::directory::{Agent, Directory, Inspector};
@@ -270,7 +272,12 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
     match ctx.actor.role {
         Role::System => Ok(()),
         Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
-        Role::Inspector => Err(deny(ctx, command)),
+        Role::Inspector => match command {
+            Command::DrawInspectionSample(_) | Command::RecordInspection(_) => {
+                registered_inspector(ctx.directory, ctx.actor).map(|_| ())
+            }
+            _ => Err(deny(ctx, command)),
+        },
         Role::Service => match command {
             // A service may create a customer on first contact, at the standard grade and
             // without an account manager: grades and account managers decide service levels
@@ -312,6 +319,9 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                 Command::RegisterInspector(_) => Err(Rejection::forbidden(
                     "inspectors are registered by provisioning (role system)",
                 )),
+                Command::DrawInspectionSample(_) | Command::RecordInspection(_) => Err(
+                    Rejection::forbidden("quality inspection is the inspectors' (role inspector)"),
+                ),
                 Command::DefineScorecard(c) if c.team.as_deref() != Some(me.team.as_str()) => {
                     Err(Rejection::at(
                         super::RejectionCode::Forbidden,

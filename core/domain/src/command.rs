@@ -68,6 +68,8 @@ macro_rules! for_each_command {
             "record_follow_up" => RecordFollowUp,
             "raise_follow_up_warning" => RaiseFollowUpWarning,
             "record_follow_up_overdue" => RecordFollowUpOverdue,
+            "draw_inspection_sample" => DrawInspectionSample,
+            "record_inspection" => RecordInspection,
         }
     };
 }
@@ -116,6 +118,8 @@ impl Command {
             Command::RegisterInspector(c) => format!("inspector-{}", c.inspector_id),
             Command::DefineComplaintCauses(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
             Command::DefineScorecard(_) => SCORECARDS_STREAM.to_owned(),
+            Command::DrawInspectionSample(c) => format!("inspection-{}", c.sample_id),
+            Command::RecordInspection(c) => format!("inspection-{}", c.sample_id),
             other => format!(
                 "ticket-{}",
                 other
@@ -494,4 +498,62 @@ pub struct RecordFollowUpOverdue {
     pub ticket_id: Uuid,
     pub follow_up: u32,
     pub due_by: Timestamp,
+}
+
+/// Draws a quality-inspection sample (role `inspector` or `system`): of `candidates` (the
+/// agent's tickets resolved in `period`, as the caller read them: `closeloop inspect draw`
+/// reads them from the tables), the `size` whose key `UUID v5(seed namespace, ticket id)`
+/// sorts first, where the namespace is the UUID of `seed` (`Uuid::from_u64_pair(seed, 0)`).
+/// The event keeps the candidates, the seed and the items drawn, so anyone can repeat the
+/// draw with any UUID v5 tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrawInspectionSample {
+    pub sample_id: Uuid,
+    /// `YYYY-MM`: the month whose work is inspected.
+    pub period: String,
+    pub agent_id: String,
+    /// How many to draw: 1..=50 (all candidates when fewer).
+    pub size: u32,
+    pub seed: u64,
+    /// 1..=1000 ticket ids, each once.
+    pub candidates: Vec<Uuid>,
+}
+
+/// Records the inspection of one drawn ticket (role `inspector` or `system`), once: the
+/// four callback dimensions (1..5), whether the service log is complete (date, content,
+/// outcome), whether a claimed visit really happened (when one was claimed), and a verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordInspection {
+    pub sample_id: Uuid,
+    pub ticket_id: Uuid,
+    pub dimensions: Dimensions,
+    pub log_complete: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit_verified: Option<bool>,
+    pub verdict: Verdict,
+    pub note: String,
+}
+
+/// Most candidates one draw takes (a month of one agent's resolved tickets fits).
+pub const INSPECTION_CANDIDATES_MAX: usize = 1_000;
+/// Most items one sample holds.
+pub const INSPECTION_SIZE_MAX: u32 = 50;
+
+/// The items a draw takes: the `size` candidates whose key, UUID v5 of the ticket id in the
+/// namespace `Uuid::from_u64_pair(seed, 0)`, sorts first (ties cannot happen: the keys are
+/// distinct for distinct tickets), in key order.
+pub fn draw_items(seed: u64, candidates: &[Uuid], size: u32) -> Vec<Uuid> {
+    let namespace = Uuid::from_u64_pair(seed, 0);
+    let mut keyed: Vec<(Uuid, Uuid)> = candidates
+        .iter()
+        .map(|id| (Uuid::new_v5(&namespace, id.as_bytes()), *id))
+        .collect();
+    keyed.sort();
+    keyed
+        .into_iter()
+        .take(size as usize)
+        .map(|(_, id)| id)
+        .collect()
 }

@@ -21,6 +21,7 @@ pub const DIRECTORY_CATEGORIES: &[&str] = &[
     "inspector",
     "complaint_causes",
     "scorecard",
+    "inspection",
 ];
 
 /// Numbers from the operating manuals that are defaults, never constants (docs/domain.md).
@@ -103,6 +104,16 @@ pub struct Inspector {
     pub name: String,
 }
 
+/// A drawn quality-inspection sample, and which of its items were inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Sample {
+    pub period: String,
+    pub agent_id: String,
+    pub team: String,
+    pub items: Vec<uuid::Uuid>,
+    pub inspected: Vec<uuid::Uuid>,
+}
+
 /// Reference data as of some log position.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directory {
@@ -111,6 +122,8 @@ pub struct Directory {
     pub calendars: HashMap<String, Calendar>,
     pub policies: HashMap<String, Policy>,
     pub inspectors: HashMap<String, Inspector>,
+    /// Quality-inspection samples by id.
+    pub samples: HashMap<uuid::Uuid, Sample>,
     /// The complaint-cause list in force: code to label.
     pub complaint_causes: std::collections::BTreeMap<String, String>,
     /// Version of each directory stream, for the expected-version check of the next append.
@@ -201,6 +214,23 @@ impl Directory {
                     .iter()
                     .map(|c| (c.code.clone(), c.label.clone()))
                     .collect();
+            }
+            Event::InspectionSampleDrawn(e) => {
+                self.samples.insert(
+                    e.sample_id,
+                    Sample {
+                        period: e.period.clone(),
+                        agent_id: e.agent_id.clone(),
+                        team: e.team.clone(),
+                        items: e.items.clone(),
+                        inspected: Vec::new(),
+                    },
+                );
+            }
+            Event::InspectionRecorded(e) => {
+                if let Some(s) = self.samples.get_mut(&e.sample_id) {
+                    s.inspected.push(e.ticket_id);
+                }
             }
             // Scorecards weigh reports, never decisions: only the stream's version is kept.
             Event::ScorecardDefined(_) => {}

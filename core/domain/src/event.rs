@@ -73,6 +73,8 @@ macro_rules! for_each_event {
             "inspector_registered" => InspectorRegistered,
             "complaint_causes_defined" => ComplaintCausesDefined,
             "scorecard_defined" => ScorecardDefined,
+            "inspection_sample_drawn" => InspectionSampleDrawn,
+            "inspection_recorded" => InspectionRecorded,
         }
     };
 }
@@ -149,6 +151,8 @@ impl Event {
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
             | Event::ScorecardDefined(_)
+            | Event::InspectionSampleDrawn(_)
+            | Event::InspectionRecorded(_)
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
             | Event::CalendarDefined(_)
@@ -481,4 +485,39 @@ pub struct FollowUpOverdue {
     pub ticket_id: Uuid,
     pub follow_up: u32,
     pub due_by: jiff::Timestamp,
+}
+
+/// A quality-inspection sample: the draw's inputs and what it drew (see
+/// `DrawInspectionSample`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InspectionSampleDrawn {
+    pub sample_id: Uuid,
+    pub period: String,
+    pub agent_id: String,
+    /// The agent's team at the draw.
+    pub team: String,
+    pub size: u32,
+    pub seed: u64,
+    pub candidates: Vec<Uuid>,
+    pub items: Vec<Uuid>,
+}
+
+/// One drawn ticket inspected. A failed one is due again in `reinspect_in` (the next month).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InspectionRecorded {
+    pub sample_id: Uuid,
+    pub ticket_id: Uuid,
+    pub period: String,
+    pub agent_id: String,
+    pub team: String,
+    pub dimensions: Dimensions,
+    pub log_complete: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit_verified: Option<bool>,
+    pub verdict: Verdict,
+    pub note: String,
+    /// Who inspected it.
+    pub inspector: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reinspect_in: Option<String>,
 }

@@ -499,6 +499,40 @@ fn validate(command: &Command) -> Result<(), Rejection> {
             }
         }
         Command::RaiseFollowUpWarning(_) | Command::RecordFollowUpOverdue(_) => {}
+        Command::DrawInspectionSample(c) => {
+            p.id("/payload/agent_id", &c.agent_id);
+            if !is_month(&c.period) {
+                p.add("/payload/period", "expected a month, YYYY-MM");
+            }
+            p.range("/payload/size", c.size, 1, INSPECTION_SIZE_MAX);
+            if c.candidates.is_empty() || c.candidates.len() > INSPECTION_CANDIDATES_MAX {
+                p.add(
+                    "/payload/candidates",
+                    format!(
+                        "needs 1..={INSPECTION_CANDIDATES_MAX} tickets, got {}",
+                        c.candidates.len()
+                    ),
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, id) in c.candidates.iter().enumerate() {
+                if !seen.insert(id) {
+                    p.add(&format!("/payload/candidates/{i}"), format!("{id} is listed twice"));
+                }
+            }
+        }
+        Command::RecordInspection(c) => {
+            p.text("/payload/note", &c.note, TEXT_CHARS_MAX);
+            let d = &c.dimensions;
+            for (name, value) in [
+                ("recognition", d.recognition),
+                ("efficiency", d.efficiency),
+                ("quality", d.quality),
+                ("overall", d.overall),
+            ] {
+                p.range(&format!("/payload/dimensions/{name}"), value.into(), 1, 5);
+            }
+        }
         Command::DefineScorecard(c) => {
             if let Some(team) = &c.team {
                 p.text("/payload/team", team, SHORT_TEXT_CHARS_MAX);
@@ -592,6 +626,17 @@ fn validate(command: &Command) -> Result<(), Rejection> {
         }
     }
     p.finish()
+}
+
+/// `YYYY-MM`, a month from 2000 on.
+fn is_month(text: &str) -> bool {
+    let Some((y, m)) = text.split_once('-') else {
+        return false;
+    };
+    y.len() == 4
+        && m.len() == 2
+        && y.parse::<u32>().is_ok_and(|y| y >= 2000)
+        && m.parse::<u32>().is_ok_and(|m| (1..=12).contains(&m))
 }
 
 /// Minutes since midnight of "HH:MM"; "24:00" only where `end` is true.

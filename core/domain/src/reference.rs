@@ -5,6 +5,7 @@
 use super::authorize::authorize_directory;
 use super::command::*;
 use super::event::*;
+use super::types::Verdict;
 use super::rejection::{Rejection, RejectionCode};
 use super::Context;
 
@@ -139,6 +140,60 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 causes: c.causes.clone(),
             })
         }
+        Command::DrawInspectionSample(c) => {
+            if dir.samples.contains_key(&c.sample_id) {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/sample_id",
+                    format!("sample {} is already drawn", c.sample_id),
+                ));
+            }
+            let agent = dir.agents.get(&c.agent_id).ok_or_else(|| {
+                Rejection::not_found("/payload/agent_id", format!("no agent {}", c.agent_id))
+            })?;
+            Event::InspectionSampleDrawn(InspectionSampleDrawn {
+                sample_id: c.sample_id,
+                period: c.period.clone(),
+                agent_id: c.agent_id.clone(),
+                team: agent.team.clone(),
+                size: c.size,
+                seed: c.seed,
+                candidates: c.candidates.clone(),
+                items: draw_items(c.seed, &c.candidates, c.size),
+            })
+        }
+        Command::RecordInspection(c) => {
+            let sample = dir.samples.get(&c.sample_id).ok_or_else(|| {
+                Rejection::not_found("/payload/sample_id", format!("no sample {}", c.sample_id))
+            })?;
+            if !sample.items.contains(&c.ticket_id) {
+                return Err(Rejection::not_found(
+                    "/payload/ticket_id",
+                    format!("ticket {} was not drawn in sample {}", c.ticket_id, c.sample_id),
+                ));
+            }
+            if sample.inspected.contains(&c.ticket_id) {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/ticket_id",
+                    format!("ticket {} of this sample is already inspected", c.ticket_id),
+                ));
+            }
+            Event::InspectionRecorded(InspectionRecorded {
+                sample_id: c.sample_id,
+                ticket_id: c.ticket_id,
+                period: sample.period.clone(),
+                agent_id: sample.agent_id.clone(),
+                team: sample.team.clone(),
+                dimensions: c.dimensions,
+                log_complete: c.log_complete,
+                visit_verified: c.visit_verified,
+                verdict: c.verdict,
+                note: c.note.clone(),
+                inspector: ctx.actor.id.clone(),
+                reinspect_in: (c.verdict == Verdict::Fail).then(|| next_month(&sample.period)),
+            })
+        }
         Command::DefineScorecard(c) => Event::ScorecardDefined(ScorecardDefined {
             team: c.team.clone(),
             effective_from: c.effective_from,
@@ -153,4 +208,15 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
         _ => unreachable!("decide_directory takes directory commands only"),
     };
     Ok(vec![event])
+}
+
+/// The month after `period` (`YYYY-MM`, as parsing checked it).
+fn next_month(period: &str) -> String {
+    let (year, month) = period.split_once('-').unwrap_or(("0", "0"));
+    let (year, month): (u32, u32) = (year.parse().unwrap_or(0), month.parse().unwrap_or(0));
+    if month >= 12 {
+        format!("{:04}-01", year + 1)
+    } else {
+        format!("{year:04}-{:02}", month + 1)
+    }
 }

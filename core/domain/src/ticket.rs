@@ -135,7 +135,9 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         | Event::SlaPolicyDefined(_)
         | Event::InspectorRegistered(_)
         | Event::ComplaintCausesDefined(_)
-        | Event::ScorecardDefined(_) => {}
+        | Event::ScorecardDefined(_)
+        | Event::InspectionSampleDrawn(_)
+        | Event::InspectionRecorded(_) => {}
     }
     Some(t)
 }
@@ -413,7 +415,9 @@ pub fn decide_ticket(
         | Command::DefineSlaPolicy(_)
         | Command::RegisterInspector(_)
         | Command::DefineComplaintCauses(_)
-        | Command::DefineScorecard(_) => {
+        | Command::DefineScorecard(_)
+        | Command::DrawInspectionSample(_)
+        | Command::RecordInspection(_) => {
             unreachable!("not a ticket command on an open ticket")
         }
     };

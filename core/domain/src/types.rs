@@ -133,6 +133,15 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// An inspector's verdict on an inspected item; a failed one is inspected again in the
+    /// next period.
+    Verdict {
+        Pass => "pass",
+        Fail => "fail",
+    }
+);
+
+wire_enum!(
     /// Why a ticket was closed: by staff (`close_ticket`), or by the engine when the customer
     /// did not answer a resolution within the policy's wait.
     CloseReason {

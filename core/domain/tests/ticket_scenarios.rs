@@ -51,7 +51,9 @@ impl Given {
             | Event::SlaPolicyDefined(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
-            | Event::ScorecardDefined(_) => {
+            | Event::ScorecardDefined(_)
+            | Event::InspectionSampleDrawn(_)
+            | Event::InspectionRecorded(_) => {
                 apply_all(&mut self.directory, std::slice::from_ref(event))
             }
             _ => self.ticket = evolve(self.ticket.take(), event),
@@ -1295,4 +1297,95 @@ fn follow_ups_are_planned_recorded_once_and_a_late_visit_is_flagged() {
         // The call, within the week rule (calls are never late entries).
         .when_at(follow_up_record(1, None, None), agent("a1"), now)
         .then_accepted();
+}
+
+#[test]
+fn inspectors_draw_a_reproducible_sample_and_inspect_each_item_once() {
+    let sample_id = uuid::Uuid::from_u128(7);
+    let candidates: Vec<uuid::Uuid> = (1..=10u128).map(uuid::Uuid::from_u128).collect();
+    let draw = |size: u32| {
+        Command::DrawInspectionSample(DrawInspectionSample {
+            sample_id,
+            period: "2026-11".into(),
+            agent_id: "a1".into(),
+            size,
+            seed: 42,
+            candidates: candidates.clone(),
+        })
+    };
+    // The draw is the three candidates whose UUID v5 key in the seed's namespace sorts first.
+    let namespace = uuid::Uuid::from_u64_pair(42, 0);
+    let mut keyed: Vec<_> = candidates
+        .iter()
+        .map(|id| (uuid::Uuid::new_v5(&namespace, id.as_bytes()), *id))
+        .collect();
+    keyed.sort();
+    let expected: Vec<uuid::Uuid> = keyed.iter().take(3).map(|(_, id)| *id).collect();
+    let drawn = Event::InspectionSampleDrawn(InspectionSampleDrawn {
+        sample_id,
+        period: "2026-11".into(),
+        agent_id: "a1".into(),
+        team: "alpha".into(),
+        size: 3,
+        seed: 42,
+        candidates: candidates.clone(),
+        items: expected.clone(),
+    });
+    let inspect = |ticket_id: uuid::Uuid, verdict: Verdict| {
+        Command::RecordInspection(RecordInspection {
+            sample_id,
+            ticket_id,
+            dimensions: Dimensions {
+                recognition: 4,
+                efficiency: 3,
+                quality: 2,
+                overall: 3,
+            },
+            log_complete: false,
+            visit_verified: None,
+            verdict,
+            note: "log lacks the outcome".into(),
+        })
+    };
+    let not_drawn = *candidates.iter().find(|c| !expected.contains(c)).unwrap();
+    given([])
+        // Staff never draw nor inspect; an unregistered inspector neither.
+        .when(draw(3), supervisor("lead-a"))
+        .then_rejected(Forbidden, "")
+        .when(draw(3), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(draw(3), inspector("ghost"))
+        .then_rejected(Forbidden, "")
+        .when(inspect(expected[0], Verdict::Pass), inspector(INSPECTOR))
+        .then_rejected(NotFound, "/payload/sample_id")
+        .when(draw(3), inspector(INSPECTOR))
+        .then([drawn])
+        .when(draw(3), inspector(INSPECTOR))
+        .then_rejected(InvalidTransition, "/payload/sample_id")
+        .when(inspect(not_drawn, Verdict::Pass), inspector(INSPECTOR))
+        .then_rejected(NotFound, "/payload/ticket_id")
+        // A failed item is due again the next month.
+        .when(inspect(expected[0], Verdict::Fail), inspector(INSPECTOR))
+        .then([Event::InspectionRecorded(InspectionRecorded {
+            sample_id,
+            ticket_id: expected[0],
+            period: "2026-11".into(),
+            agent_id: "a1".into(),
+            team: "alpha".into(),
+            dimensions: Dimensions {
+                recognition: 4,
+                efficiency: 3,
+                quality: 2,
+                overall: 3,
+            },
+            log_complete: false,
+            visit_verified: None,
+            verdict: Verdict::Fail,
+            note: "log lacks the outcome".into(),
+            inspector: INSPECTOR.into(),
+            reinspect_in: Some("2026-12".into()),
+        })])
+        .when(inspect(expected[0], Verdict::Pass), inspector(INSPECTOR))
+        .then_rejected(InvalidTransition, "/payload/ticket_id");
+    assert_eq!(draw_items(42, &candidates, 50).len(), 10, "all when fewer than asked");
 }

@@ -118,6 +118,8 @@ pub fn directory_stream(event: &Event) -> String {
         Event::InspectorRegistered(e) => format!("inspector-{}", e.inspector_id),
         Event::ComplaintCausesDefined(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
         Event::ScorecardDefined(_) => SCORECARDS_STREAM.to_owned(),
+        Event::InspectionSampleDrawn(e) => format!("inspection-{}", e.sample_id),
+        Event::InspectionRecorded(e) => format!("inspection-{}", e.sample_id),
         other => panic!("{} is not a directory event", other.event_type()),
     }
 }
