@@ -5,7 +5,8 @@
 # A service that answers is left alone. One installed but stopped is started. One absent is
 # installed from the Debian packages (needs root, or sudo), set up and started. Then each
 # must answer within SERVICES_WAIT_SECONDS (default 60); otherwise the script exits non-zero
-# naming what failed and how to fix it.
+# naming what failed and how to fix it. Also installs what some tests run: python3 with
+# `cryptography` (the auditors' verifier) and Debian's `chromium` (the dashboard test).
 set -euo pipefail
 
 PG_HOST=127.0.0.1
@@ -185,6 +186,18 @@ ensure_python_cryptography() {
     log "python3 with cryptography installed"
 }
 
+# Not a service either: the dashboard test opens the page in headless Chromium, Debian's
+# package (never a browser downloaded by a tool).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    apt_install chromium
+    [ -x /usr/bin/chromium ] || fail "the chromium package did not install /usr/bin/chromium"
+    log "chromium installed"
+}
+
 ensure_postgres
 ensure_nats
 ensure_python_cryptography
+ensure_chromium

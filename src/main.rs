@@ -18,7 +18,9 @@ macro_rules! out {
     }};
 }
 
+mod dashboard;
 mod demo;
+mod http;
 mod metrics;
 mod replay;
 mod report;

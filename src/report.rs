@@ -1,6 +1,7 @@
 //! `closeloop report sla|satisfaction|performance|complaints`: catch the projectors up to the head of the
 //! log, then print the report as readable tables or (`--json`) as the JSON of the query
-//! `closeloop.v1.queries.report_NAME`.
+//! `closeloop.v1.queries.report_NAME`. `closeloop report dashboard --html FILE` writes the
+//! supervisor's dashboard (`crate::dashboard`) instead.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -24,11 +25,14 @@ pub enum ReportName {
     Satisfaction,
     Performance,
     Complaints,
+    /// The dashboard page of charts (`--html FILE`).
+    Dashboard,
 }
 
 impl ReportName {
     fn as_str(self) -> &'static str {
         match self {
+            ReportName::Dashboard => "dashboard",
             ReportName::Sla => "sla",
             ReportName::Satisfaction => "satisfaction",
             ReportName::Performance => "performance",
@@ -43,8 +47,11 @@ pub struct ReportArgs {
     #[arg(value_enum)]
     name: ReportName,
     /// Print JSON instead of tables.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "html")]
     json: bool,
+    /// Dashboard: write the page (self-contained HTML) to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
     /// Only this agent.
     #[arg(long)]
     agent: Option<String>,
@@ -57,9 +64,9 @@ pub struct ReportArgs {
     /// Last day (YYYY-MM-DD, UTC) included.
     #[arg(long)]
     to: Option<Date>,
-    /// Group days by day, week, month or total.
-    #[arg(long, default_value = "month")]
-    period: Granularity,
+    /// Group days by day, week, month or total [default: month; the dashboard's: week].
+    #[arg(long)]
+    period: Option<Granularity>,
     /// Report time for running SLA timers (RFC 3339); the wall clock when absent.
     #[arg(long)]
     at: Option<Timestamp>,
@@ -117,17 +124,33 @@ pub async fn run(
         }
         None => caught_up(log, store).await?,
     };
+    let dashboard = matches!(args.name, ReportName::Dashboard);
+    if dashboard != args.html.is_some() {
+        anyhow::bail!("`--html FILE` goes with `report dashboard`, and only with it");
+    }
     let query = ReportQuery {
         agent: args.agent,
         team: args.team,
         from: args.from,
         to: args.to,
-        period: args.period,
+        period: args.period.unwrap_or(if dashboard {
+            Granularity::Week
+        } else {
+            Granularity::Month
+        }),
         limit: args.limit,
         page: args.page,
         at_risk: args.at_risk,
     };
     let now = args.at.unwrap_or_else(Timestamp::now);
+    if let Some(path) = &args.html {
+        let page = crate::dashboard::gather(&models, &query, now)
+            .await
+            .context("reading the tables")?;
+        std::fs::write(path, crate::dashboard::render(&page))
+            .with_context(|| format!("writing {}", path.display()))?;
+        return Ok(stale_or_success(&models));
+    }
     let value = models
         .report(args.name.as_str(), &query, now)
         .await
@@ -140,12 +163,16 @@ pub async fn run(
     } else {
         print(&mut out, args.name.as_str(), &value, false)?;
     }
-    let stale = models.statuses.iter().any(|s| s.error().is_some());
-    Ok(if stale {
+    Ok(stale_or_success(&models))
+}
+
+/// Exit 1 if a projector failed (the report says so), else success.
+fn stale_or_success(models: &ReadModels) -> ExitCode {
+    if models.statuses.iter().any(|s| s.error().is_some()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 fn num(v: &Value) -> String {

@@ -25,7 +25,9 @@
 //! queries (request: `actor` plus `agent`, `team`, `from`, `to`, `period`, `at`), and
 //! `may_see_ticket` decides from the ticket's whole history whether the actor may see it
 //! (`ticket_history`, `ticket_state`). This module reads the history and the directory they
-//! need and turns a refusal into a `forbidden` reply.
+//! need and turns a refusal into a `forbidden` reply. `--http` serves the same reports and
+//! the dashboard over HTTP (`crate::http`), authenticated by the same `Auth` and scoped by
+//! the same `restrict` ([`report_scope_fn`]).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -216,6 +218,11 @@ pub struct ServeArgs {
     /// private interface. Off when absent.
     #[arg(long, env = "CLOSELOOP_METRICS_ADDR", value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Serve the dashboard and the reports (JSON and CSV) at http://ADDR/ (README, The
+    /// dashboard), such as 127.0.0.1:8080 (port 0: any free port, logged); read-only,
+    /// authenticated and scoped as the report queries are. Off when absent.
+    #[arg(long, env = "CLOSELOOP_HTTP_ADDR", value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -400,9 +407,26 @@ pub async fn run(
         ),
         None => None,
     };
+    let http = match args.http {
+        Some(addr) => Some(
+            crate::http::start(
+                addr,
+                crate::http::Sources {
+                    models: models.clone(),
+                    auth: config.auth.clone(),
+                    scope: report_scope_fn(handler.clone()),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let queries = queries(log, handler.clone(), models);
     let served = nats::run(config, handler, client, queries, jobs, shutdown).await;
     if let Some(endpoint) = metrics {
+        endpoint.stop();
+    }
+    if let Some(endpoint) = http {
         endpoint.stop();
     }
     served?;
@@ -805,6 +829,17 @@ async fn report(
         .await
         .map_err(|e| Rejection::new(RejectionCode::Unavailable, e.to_string()))?
         .ok_or_else(|| Rejection::not_found("", format!("no report `{name}`")))
+}
+
+/// [`restrict`] for the HTTP endpoint: its reports are scoped exactly as the queries.
+pub fn report_scope_fn(handler: Arc<Handler>) -> crate::http::ScopeFn {
+    Arc::new(move |actor, mut query| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            restrict(&actor, &handler, &mut query).await?;
+            Ok(query)
+        })
+    })
 }
 
 /// Forces the filters of a report query to what `actor` may see, or refuses it

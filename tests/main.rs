@@ -7,7 +7,16 @@ mod business_time;
 mod cli;
 mod conformance;
 mod corpus;
+/// The binary's dashboard page and HTTP endpoint, which `serve.rs` (compiled into `nats`)
+/// starts.
+#[allow(dead_code)]
+#[path = "../src/dashboard.rs"]
+mod dashboard;
+mod dashboard_page;
 mod handler;
+#[allow(dead_code)]
+#[path = "../src/http.rs"]
+mod http;
 /// The binary's metrics endpoint, which `serve.rs` (compiled into `nats`) starts.
 #[allow(dead_code)]
 #[path = "../src/metrics.rs"]
