@@ -77,6 +77,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
             async move { scheduler.lock().await.tick(now).await }
         }
     };
+    let inspector = handler.clone();
     let stats = workload::run_with_ticks(
         handler,
         workload,
@@ -122,6 +123,20 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     if let Some(e) = &scheduled.error {
         outln!("  the tables' projector stopped: {e}")?;
     }
+
+    let months = months_of(config.start, config.days);
+    let (samples, inspected, failed) = inspect(
+        &inspector,
+        log.clone(),
+        tables.clone(),
+        config.seed,
+        &months,
+        config.start + jiff::SignedDuration::from_hours(24 * i64::from(config.days)),
+    )
+    .await?;
+    outln!(
+        "Quality inspection: {samples} monthly samples drawn, {inspected} tickets inspected, {failed} failed (due again the next month)."
+    )?;
 
     outln!("\nReading the log back...")?;
     let mut summary = TicketSummary::default();
@@ -258,6 +273,133 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// The months (`YYYY-MM` and their span of Unix seconds) the simulated days touch.
+fn months_of(start: Timestamp, days: u32) -> Vec<(String, closeloop_projections::tables::Span)> {
+    let utc = jiff::tz::TimeZone::UTC;
+    let first = start.to_zoned(utc.clone()).date().first_of_month();
+    let end = start + jiff::SignedDuration::from_hours(24 * i64::from(days));
+    let mut months = Vec::new();
+    let mut month = first;
+    loop {
+        let from = month.to_zoned(utc.clone()).map(|z| z.timestamp());
+        let next = month.saturating_add(jiff::Span::new().months(1));
+        let to = next.to_zoned(utc.clone()).map(|z| z.timestamp());
+        let (Ok(from), Ok(to)) = (from, to) else {
+            break;
+        };
+        if from >= end {
+            break;
+        }
+        months.push((
+            format!("{:04}-{:02}", month.year(), month.month()),
+            closeloop_projections::tables::Span {
+                from: Some(from.as_second()),
+                to: Some(to.as_second()),
+            },
+        ));
+        month = next;
+    }
+    months
+}
+
+/// The demo's monthly quality-inspection programme, run once the simulated days are done:
+/// for every agent and month, the inspector draws three of the tickets the agent resolved
+/// that month (seeded by the workload's seed, so the same demo draws the same tickets) and
+/// inspects them. The scores are the demo's own: derived from each ticket's id, about one
+/// in eight failed. Returns (samples, inspections, failures).
+async fn inspect(
+    handler: &Handler,
+    log: Arc<dyn EventLog>,
+    tables: Arc<dyn TableStore>,
+    seed: u64,
+    months: &[(String, closeloop_projections::tables::Span)],
+    at: Timestamp,
+) -> anyhow::Result<(u32, u32, u32)> {
+    use closeloop_core::domain::{
+        Actor, CommandEnvelope, Dimensions, DrawInspectionSample, RecordInspection, Role, Verdict,
+    };
+    crate::report::tables_caught_up(log, tables.clone()).await?;
+    let inspector = Actor {
+        id: closeloop_workload::INSPECTOR.into(),
+        role: Role::Inspector,
+    };
+    let namespace = uuid::Uuid::from_u64_pair(seed, 0x1_5bec);
+    let submit = |command: Command| {
+        let key = format!("{command:?}");
+        CommandEnvelope {
+            command_id: uuid::Uuid::new_v5(&namespace, key.as_bytes()),
+            actor: inspector.clone(),
+            occurred_at: Some(at),
+            expected_version: None,
+            command,
+        }
+    };
+    let (mut samples, mut inspected, mut failed) = (0, 0, 0);
+    for agent in tables.agents().await? {
+        for (month, span) in months {
+            let candidates = closeloop_projections::report::inspection_candidates(
+                tables.as_ref(),
+                &agent.agent_id,
+                *span,
+            )
+            .await?;
+            if candidates.is_empty() {
+                continue;
+            }
+            let sample_id =
+                uuid::Uuid::new_v5(&namespace, format!("{}/{month}", agent.agent_id).as_bytes());
+            let items = closeloop_core::domain::draw_items(seed, &candidates, 3);
+            let reply = handler
+                .handle(submit(Command::DrawInspectionSample(
+                    DrawInspectionSample {
+                        sample_id,
+                        period: month.clone(),
+                        agent_id: agent.agent_id.clone(),
+                        size: 3,
+                        seed,
+                        candidates,
+                    },
+                )))
+                .await;
+            if !matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }) {
+                anyhow::bail!("drawing an inspection sample: {}", reply.to_json());
+            }
+            samples += 1;
+            for ticket_id in items {
+                let b = ticket_id.as_bytes();
+                let score = |i: usize| 2 + b[i] % 4;
+                let verdict = if b[15] % 8 == 0 {
+                    Verdict::Fail
+                } else {
+                    Verdict::Pass
+                };
+                let reply = handler
+                    .handle(submit(Command::RecordInspection(RecordInspection {
+                        sample_id,
+                        ticket_id,
+                        dimensions: Dimensions {
+                            recognition: score(10),
+                            efficiency: score(11),
+                            quality: score(12),
+                            overall: score(13),
+                        },
+                        log_complete: b[14] % 6 != 0,
+                        visit_verified: None,
+                        verdict,
+                        note: "Called the customer back and read the service log.".into(),
+                    })))
+                    .await;
+                if !matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }) {
+                    anyhow::bail!("recording an inspection: {}", reply.to_json());
+                }
+                inspected += 1;
+                failed += u32::from(verdict == Verdict::Fail);
+            }
+        }
+    }
+    Ok((samples, inspected, failed))
 }
 
 fn print_summary(s: &TicketSummary) -> std::io::Result<()> {

@@ -282,7 +282,7 @@ fn main_rows(report: &str) -> &'static str {
     match report {
         "sla" => "compliance",
         "satisfaction" => "groups",
-        "performance" => "agents",
+        "performance" | "inspections" => "agents",
         _ => "periods",
     }
 }

@@ -25,6 +25,7 @@ pub enum ReportName {
     Satisfaction,
     Performance,
     Complaints,
+    Inspections,
     /// The dashboard page of charts (`--html FILE`).
     Dashboard,
 }
@@ -37,6 +38,7 @@ impl ReportName {
             ReportName::Satisfaction => "satisfaction",
             ReportName::Performance => "performance",
             ReportName::Complaints => "complaints",
+            ReportName::Inspections => "inspections",
         }
     }
 }
@@ -196,6 +198,7 @@ pub fn print(out: &mut impl Write, name: &str, v: &Value, brief: bool) -> std::i
         "satisfaction" => print_satisfaction(out, v, brief)?,
         "performance" => print_performance(out, v)?,
         "complaints" => print_complaints(out, v)?,
+        "inspections" => print_inspections(out, v)?,
         _ => {}
     }
     for p in rows(v, "projectors") {
@@ -271,6 +274,48 @@ fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()
             out,
             "  ... {} more (closeloop report sla --at-risk)",
             at_risk - shown
+        )?;
+    }
+    Ok(())
+}
+
+fn print_inspections(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    writeln!(out, "Quality inspection, per agent and inspected month:")?;
+    writeln!(
+        out,
+        "  {:<20} {:<12} {:<8} {:>5} {:>9} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>7} {:>7}",
+        "agent",
+        "team",
+        "month",
+        "drawn",
+        "inspected",
+        "recog",
+        "effic",
+        "qual",
+        "overall",
+        "log%",
+        "failed",
+        "re-due",
+        "re-done"
+    )?;
+    for r in rows(v, "agents") {
+        let d = &r["dimensions"];
+        writeln!(
+            out,
+            "  {:<20} {:<12} {:<8} {:>5} {:>9} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>7} {:>7}",
+            num(&r["agent_id"]),
+            num(&r["team"]),
+            num(&r["period"]),
+            num(&r["drawn"]),
+            num(&r["inspected"]),
+            num(&d["recognition"]),
+            num(&d["efficiency"]),
+            num(&d["quality"]),
+            num(&d["overall"]),
+            num(&r["log_complete_percent"]),
+            num(&r["failed"]),
+            num(&r["reinspections_due"]),
+            num(&r["reinspected"])
         )?;
     }
     Ok(())

@@ -1597,3 +1597,172 @@ mod follow_ups {
         });
     }
 }
+
+/// Quality inspection (docs/domain.md, Quality inspection): a reproducible draw, inspections,
+/// a failure inspected again the next month, the report's figures, and a replay.
+mod inspections {
+    use super::complaints::{send, submit, ticket};
+    use super::*;
+    use closeloop_core::domain::draw_items;
+    use closeloop_projections::report::{inspection_candidates, inspections_report};
+    use closeloop_projections::tables::Span;
+    use serde_json::json;
+
+    fn dims(overall: u8) -> serde_json::Value {
+        json!({"recognition": 4, "efficiency": 3, "quality": 5, "overall": overall})
+    }
+
+    #[test]
+    fn samples_are_drawn_reproducibly_inspected_once_and_failures_again_next_month() {
+        runtime().block_on(async {
+            let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+            let handler = Handler::new(log.clone(), HandlerConfig::trusting());
+            submit(
+                &handler,
+                "system",
+                "2026-11-01T08:00:00Z",
+                "register_agent",
+                json!({"agent_id": "agent-1", "name": "A", "team": "alpha", "line": 1,
+                       "level": "senior"}),
+            )
+            .await;
+            submit(
+                &handler,
+                "system",
+                "2026-11-01T08:00:00Z",
+                "register_inspector",
+                json!({"inspector_id": "inspector-1", "name": "Quality"}),
+            )
+            .await;
+            let ids: Vec<uuid::Uuid> = (0..4).map(|_| uuid::Uuid::now_v7()).collect();
+            for id in &ids {
+                ticket(
+                    &handler,
+                    *id,
+                    "incident",
+                    "agent-1",
+                    Some("2026-11-23T10:00:00Z"),
+                )
+                .await;
+            }
+            let tables: Arc<dyn TableStore> = Arc::new(MemoryTables::new());
+            let mut projector = TableProjector::open(log.clone(), tables.clone(), config(5))
+                .await
+                .unwrap();
+            projector.catch_up().await.unwrap();
+            let at = |t: &str| closeloop_projections::tables::parse_time(t).unwrap();
+            let november = Span {
+                from: Some(at("2026-11-01T00:00:00Z")),
+                to: Some(at("2026-12-01T00:00:00Z")),
+            };
+            let candidates = inspection_candidates(tables.as_ref(), "agent-1", november)
+                .await
+                .unwrap();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            assert_eq!(candidates, sorted);
+
+            // The inspector draws two; the event names exactly those the seed picks.
+            let sample = uuid::Uuid::now_v7();
+            submit(
+                &handler,
+                "inspector",
+                "2026-12-01T09:00:00Z",
+                "draw_inspection_sample",
+                json!({"sample_id": sample, "period": "2026-11", "agent_id": "agent-1",
+                       "size": 2, "seed": 99, "candidates": candidates}),
+            )
+            .await;
+            let drawn = draw_items(99, &candidates, 2);
+            let events = log
+                .read_stream(&format!("inspection-{sample}"), 0)
+                .await
+                .unwrap();
+            let Event::InspectionSampleDrawn(e) = events[0].decode().unwrap() else {
+                panic!("not a draw")
+            };
+            assert_eq!(e.items, drawn);
+            // The agent inspected may not inspect; a ticket not drawn is refused.
+            let not_drawn = *candidates.iter().find(|c| !drawn.contains(c)).unwrap();
+            for (role, ticket_id) in [("agent", drawn[0]), ("inspector", not_drawn)] {
+                let reply = send(
+                    &handler,
+                    role,
+                    "2026-12-01T10:00:00Z",
+                    "record_inspection",
+                    json!({"sample_id": sample, "ticket_id": ticket_id, "dimensions": dims(4),
+                           "log_complete": true, "verdict": "pass", "note": "ok"}),
+                )
+                .await;
+                assert!(
+                    matches!(reply, Reply::Rejected { .. }),
+                    "{}",
+                    reply.to_json()
+                );
+            }
+            // One passes with a complete log; one fails with an incomplete one.
+            for (ticket_id, overall, complete, verdict) in
+                [(drawn[0], 5, true, "pass"), (drawn[1], 2, false, "fail")]
+            {
+                submit(
+                    &handler,
+                    "inspector",
+                    "2026-12-01T10:00:00Z",
+                    "record_inspection",
+                    json!({"sample_id": sample, "ticket_id": ticket_id,
+                           "dimensions": dims(overall), "log_complete": complete,
+                           "verdict": verdict, "note": "called back"}),
+                )
+                .await;
+            }
+            // December's sample takes the failed ticket again.
+            let again = uuid::Uuid::now_v7();
+            submit(
+                &handler,
+                "inspector",
+                "2026-12-05T09:00:00Z",
+                "draw_inspection_sample",
+                json!({"sample_id": again, "period": "2026-12", "agent_id": "agent-1",
+                       "size": 1, "seed": 1, "candidates": [drawn[1]]}),
+            )
+            .await;
+            submit(
+                &handler,
+                "inspector",
+                "2026-12-05T10:00:00Z",
+                "record_inspection",
+                json!({"sample_id": again, "ticket_id": drawn[1], "dimensions": dims(4),
+                       "log_complete": true, "verdict": "pass", "note": "fixed"}),
+            )
+            .await;
+            projector.catch_up().await.unwrap();
+            let dump = tables.dump().await.unwrap();
+            assert_eq!(dump.inspection_samples.len(), 2);
+            assert_eq!(dump.inspections.len(), 3);
+            let failed = dump
+                .inspections
+                .iter()
+                .find(|i| i.verdict == "fail")
+                .unwrap();
+            assert_eq!(failed.reinspect_in.as_deref(), Some("2026-12"));
+
+            let report = inspections_report(tables.as_ref(), &ReportQuery::default())
+                .await
+                .unwrap();
+            let nov = &report["agents"][0];
+            assert_eq!(nov["period"], "2026-11");
+            assert_eq!(nov["drawn"], 2);
+            assert_eq!(nov["inspected"], 2);
+            assert_eq!(nov["dimensions"]["overall"], 3.5);
+            assert_eq!(nov["dimensions"]["quality"], 5.0);
+            assert_eq!(nov["log_complete_percent"], 50.0);
+            assert_eq!(nov["failed"], 1);
+            assert_eq!(nov["reinspections_due"], 1);
+            assert_eq!(nov["reinspected"], 1);
+            assert_eq!(report["agents"][1]["period"], "2026-12");
+
+            // Replay equals live.
+            assert_eq!(one_pass(log.clone()).await, dump);
+        });
+    }
+}

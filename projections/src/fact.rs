@@ -343,7 +343,9 @@ impl<'a> From<&'a Event> for Fact<'a> {
             | Event::SlaPolicyDefined(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
-            | Event::ScorecardDefined(_) => Fact::Other,
+            | Event::ScorecardDefined(_)
+            | Event::InspectionSampleDrawn(_)
+            | Event::InspectionRecorded(_) => Fact::Other,
         }
     }
 }
@@ -447,6 +449,14 @@ impl Fact<'_> {
             }
             "scorecard_defined" => {
                 ScorecardDefined::deserialize(d)?;
+                Fact::Other
+            }
+            "inspection_sample_drawn" => {
+                InspectionSampleDrawn::deserialize(d)?;
+                Fact::Other
+            }
+            "inspection_recorded" => {
+                InspectionRecorded::deserialize(d)?;
                 Fact::Other
             }
             other => {

@@ -13,7 +13,13 @@ use crate::runtime::Status;
 use crate::tables::{TableError, TableStore};
 
 /// The names of the reports, as in `closeloop report NAME` and `closeloop.v1.queries.report_NAME`.
-pub const REPORTS: &[&str] = &["sla", "satisfaction", "performance", "complaints"];
+pub const REPORTS: &[&str] = &[
+    "sla",
+    "satisfaction",
+    "performance",
+    "complaints",
+    "inspections",
+];
 
 /// What reports read: the tables, and the statuses of the projectors behind them.
 #[derive(Clone)]
@@ -34,7 +40,7 @@ pub enum QueryError {
     #[error("{0}: {1}")]
     Invalid(String, String),
     /// No such report.
-    #[error("no report `{0}`: sla, satisfaction, performance or complaints")]
+    #[error("no report `{0}`: sla, satisfaction, performance, complaints or inspections")]
     Unknown(String),
     /// The tables could not be read.
     #[error(transparent)]
@@ -92,6 +98,7 @@ impl ReadModels {
             "satisfaction" => report::satisfaction_report(tables, query).await?,
             "performance" => report::performance_report(tables, query, &self.weights).await?,
             "complaints" => report::complaints_report(tables, query).await?,
+            "inspections" => report::inspections_report(tables, query).await?,
             _ => return Ok(None),
         };
         if let Value::Object(map) = &mut value {
@@ -101,7 +108,7 @@ impl ReadModels {
     }
 
     /// A report query as it arrives over NATS (`closeloop.v1.queries.report_NAME`): `name` is
-    /// `sla`, `satisfaction`, `performance` or `complaints`, `params` the request's fields other than
+    /// `sla`, `satisfaction`, `performance`, `complaints` or `inspections`, `params` the request's fields other than
     /// `actor`.
     pub async fn query(
         &self,

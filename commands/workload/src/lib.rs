@@ -24,7 +24,9 @@
 mod generate;
 mod run;
 
-pub use generate::{generate, generate_lazy, Day, Days, LazyWorkload, Workload, WorkloadConfig};
+pub use generate::{
+    generate, generate_lazy, Day, Days, LazyWorkload, Workload, WorkloadConfig, INSPECTOR,
+};
 pub use run::{run, run_with_ticks, RunStats};
 
 const MINUTES_PER_DAY: i64 = 24 * 60;

@@ -517,7 +517,10 @@ fn validate(command: &Command) -> Result<(), Rejection> {
             let mut seen = std::collections::HashSet::new();
             for (i, id) in c.candidates.iter().enumerate() {
                 if !seen.insert(id) {
-                    p.add(&format!("/payload/candidates/{i}"), format!("{id} is listed twice"));
+                    p.add(
+                        &format!("/payload/candidates/{i}"),
+                        format!("{id} is listed twice"),
+                    );
                 }
             }
         }

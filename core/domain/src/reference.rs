@@ -5,8 +5,8 @@
 use super::authorize::authorize_directory;
 use super::command::*;
 use super::event::*;
-use super::types::Verdict;
 use super::rejection::{Rejection, RejectionCode};
+use super::types::Verdict;
 use super::Context;
 
 /// Decides a directory command.
@@ -169,7 +169,10 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
             if !sample.items.contains(&c.ticket_id) {
                 return Err(Rejection::not_found(
                     "/payload/ticket_id",
-                    format!("ticket {} was not drawn in sample {}", c.ticket_id, c.sample_id),
+                    format!(
+                        "ticket {} was not drawn in sample {}",
+                        c.ticket_id, c.sample_id
+                    ),
                 ));
             }
             if sample.inspected.contains(&c.ticket_id) {

@@ -1387,5 +1387,9 @@ fn inspectors_draw_a_reproducible_sample_and_inspect_each_item_once() {
         })])
         .when(inspect(expected[0], Verdict::Pass), inspector(INSPECTOR))
         .then_rejected(InvalidTransition, "/payload/ticket_id");
-    assert_eq!(draw_items(42, &candidates, 50).len(), 10, "all when fewer than asked");
+    assert_eq!(
+        draw_items(42, &candidates, 50).len(),
+        10,
+        "all when fewer than asked"
+    );
 }

@@ -24,7 +24,7 @@ use crate::record::Record;
 use super::rows::*;
 
 /// The stream categories the tables are folded from.
-pub const CATEGORIES: &[&str] = &["ticket", "calendar", "agent", "scorecard"];
+pub const CATEGORIES: &[&str] = &["ticket", "calendar", "agent", "scorecard", "inspection"];
 
 /// What one ticket's next events need to know: kept per ticket (the private table
 /// `ticket_state`), never shown to analysts.
@@ -80,6 +80,8 @@ pub struct Changes {
     pub complaint_charges: BTreeMap<(Uuid, u32, String), ChargeRow>,
     pub scorecards: BTreeMap<(String, String), ScorecardRow>,
     pub follow_ups: BTreeMap<(Uuid, u32), FollowUpRow>,
+    pub inspection_samples: BTreeMap<Uuid, SampleRow>,
+    pub inspections: BTreeMap<(Uuid, Uuid), InspectionRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -112,6 +114,8 @@ impl Changes {
         self.complaint_charges.extend(later.complaint_charges);
         self.scorecards.extend(later.scorecards);
         self.follow_ups.extend(later.follow_ups);
+        self.inspection_samples.extend(later.inspection_samples);
+        self.inspections.extend(later.inspections);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -152,6 +156,46 @@ impl Folder {
             Event::CalendarDefined(e) => {
                 self.calendars.define(e).map_err(|e| e.to_string())?;
                 changes.calendars = Some(self.calendars_json());
+                return Ok(());
+            }
+            Event::InspectionSampleDrawn(e) => {
+                changes.inspection_samples.insert(
+                    e.sample_id,
+                    SampleRow {
+                        sample_id: e.sample_id,
+                        period: e.period.clone(),
+                        agent_id: e.agent_id.clone(),
+                        team: e.team.clone(),
+                        drawn_at: at,
+                        seed: e.seed.to_string(),
+                        candidates: u32::try_from(e.candidates.len()).unwrap_or(u32::MAX),
+                        items: u32::try_from(e.items.len()).unwrap_or(u32::MAX),
+                    },
+                );
+                return Ok(());
+            }
+            Event::InspectionRecorded(e) => {
+                let d = e.dimensions;
+                changes.inspections.insert(
+                    (e.sample_id, e.ticket_id),
+                    InspectionRow {
+                        sample_id: e.sample_id,
+                        ticket_id: e.ticket_id,
+                        period: e.period.clone(),
+                        agent_id: e.agent_id.clone(),
+                        team: e.team.clone(),
+                        inspected_at: at,
+                        inspector: e.inspector.clone(),
+                        recognition: d.recognition,
+                        efficiency: d.efficiency,
+                        quality: d.quality,
+                        overall: d.overall,
+                        log_complete: e.log_complete,
+                        visit_verified: e.visit_verified,
+                        verdict: e.verdict.as_str().to_owned(),
+                        reinspect_in: e.reinspect_in.clone(),
+                    },
+                );
                 return Ok(());
             }
             Event::ScorecardDefined(e) => {

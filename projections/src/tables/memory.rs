@@ -100,6 +100,8 @@ impl TableStore for MemoryTables {
         merge(&mut rows.complaint_charges, &changes.complaint_charges);
         merge(&mut rows.scorecards, &changes.scorecards);
         merge(&mut rows.follow_ups, &changes.follow_ups);
+        merge(&mut rows.inspection_samples, &changes.inspection_samples);
+        merge(&mut rows.inspections, &changes.inspections);
         Ok(())
     }
 
@@ -117,6 +119,8 @@ impl TableStore for MemoryTables {
             complaint_charges: r.complaint_charges.values().cloned().collect(),
             scorecards: r.scorecards.values().cloned().collect(),
             follow_ups: r.follow_ups.values().cloned().collect(),
+            inspection_samples: r.inspection_samples.values().cloned().collect(),
+            inspections: r.inspections.values().cloned().collect(),
         })
     }
 
@@ -170,6 +174,18 @@ impl TableStore for MemoryTables {
                     .values()
                     .cloned()
                     .map(AnyRow::FollowUp)
+                    .collect(),
+                "inspection_samples" => r
+                    .inspection_samples
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Sample)
+                    .collect(),
+                "inspections" => r
+                    .inspections
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Inspection)
                     .collect(),
                 _ => r.sla_timers.values().cloned().map(AnyRow::Timer).collect(),
             }

@@ -55,6 +55,10 @@ pub enum Dated {
     Charged,
     /// `follow_ups.due_by`.
     FollowUpDue,
+    /// `inspection_samples.drawn_at`.
+    SampleDrawn,
+    /// `inspections.inspected_at`.
+    Inspected,
 }
 
 impl Dated {
@@ -72,6 +76,8 @@ impl Dated {
             Dated::RulingComplained => ("complaint_rulings", "complained_at"),
             Dated::Charged => ("complaint_charges", "ruled_at"),
             Dated::FollowUpDue => ("follow_ups", "due_by"),
+            Dated::SampleDrawn => ("inspection_samples", "drawn_at"),
+            Dated::Inspected => ("inspections", "inspected_at"),
         }
     }
 
@@ -89,6 +95,8 @@ impl Dated {
             (Dated::RulingComplained, AnyRow::Ruling(r)) => Some(r.complained_at),
             (Dated::Charged, AnyRow::Charge(r)) => Some(r.ruled_at),
             (Dated::FollowUpDue, AnyRow::FollowUp(r)) => Some(r.due_by),
+            (Dated::SampleDrawn, AnyRow::Sample(r)) => Some(r.drawn_at),
+            (Dated::Inspected, AnyRow::Inspection(r)) => Some(r.inspected_at),
             _ => None,
         }
     }
@@ -105,6 +113,8 @@ pub enum AnyRow {
     Ruling(RulingRow),
     Charge(ChargeRow),
     FollowUp(FollowUpRow),
+    Sample(SampleRow),
+    Inspection(InspectionRow),
 }
 
 /// Which tickets' timers the SLA report covers: by the ticket's current assignee and team,

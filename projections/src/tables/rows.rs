@@ -268,6 +268,46 @@ impl FollowUpRow {
     }
 }
 
+/// `inspection_samples`: one row per quality-inspection sample drawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleRow {
+    pub sample_id: Uuid,
+    /// `YYYY-MM`: the month whose work is inspected.
+    pub period: String,
+    pub agent_id: String,
+    pub team: String,
+    #[serde(with = "time")]
+    pub drawn_at: i64,
+    /// The draw's seed (as text: it is a 64-bit unsigned number), and how many tickets were
+    /// candidates and drawn.
+    pub seed: String,
+    pub candidates: u32,
+    pub items: u32,
+}
+
+/// `inspections`: one row per drawn ticket inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionRow {
+    pub sample_id: Uuid,
+    pub ticket_id: Uuid,
+    pub period: String,
+    pub agent_id: String,
+    pub team: String,
+    #[serde(with = "time")]
+    pub inspected_at: i64,
+    pub inspector: String,
+    pub recognition: u8,
+    pub efficiency: u8,
+    pub quality: u8,
+    pub overall: u8,
+    pub log_complete: bool,
+    pub visit_verified: Option<bool>,
+    /// `pass` or `fail`.
+    pub verdict: String,
+    /// For a failed item: the month it is due to be inspected again.
+    pub reinspect_in: Option<String>,
+}
+
 /// `complaint_charges`: one row per member of staff a ruling charges with a justified
 /// complaint. Performance counts the rows of standing rulings (no `superseded_at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,6 +366,8 @@ pub struct Dump {
     pub complaint_charges: Vec<ChargeRow>,
     pub scorecards: Vec<ScorecardRow>,
     pub follow_ups: Vec<FollowUpRow>,
+    pub inspection_samples: Vec<SampleRow>,
+    pub inspections: Vec<InspectionRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

@@ -543,6 +543,78 @@ impl CopyRow for FollowUpRow {
     }
 }
 
+impl CopyRow for SampleRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::INT4,
+        Type::INT4,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.sample_id,
+                &self.period,
+                &self.agent_id,
+                &self.team,
+                &time(self.drawn_at)?,
+                &self.seed,
+                &int(self.candidates)?,
+                &int(self.items)?,
+            ],
+        )
+    }
+}
+
+impl CopyRow for InspectionRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+        Type::BOOL,
+        Type::BOOL,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.sample_id,
+                &self.ticket_id,
+                &self.period,
+                &self.agent_id,
+                &self.team,
+                &time(self.inspected_at)?,
+                &self.inspector,
+                &i32::from(self.recognition),
+                &i32::from(self.efficiency),
+                &i32::from(self.quality),
+                &i32::from(self.overall),
+                &self.log_complete,
+                &self.visit_verified,
+                &self.verdict,
+                &self.reinspect_in,
+            ],
+        )
+    }
+}
+
 impl CopyRow for ScorecardRow {
     const TYPES: &'static [Type] = &[
         Type::TEXT,

@@ -199,6 +199,40 @@ const FOLLOW_UPS: Table = Table {
     ],
     order: "ticket_id, follow_up",
 };
+const SAMPLES: Table = Table {
+    name: "inspection_samples",
+    key: &["sample_id"],
+    columns: &[
+        "period",
+        "agent_id",
+        "team",
+        "drawn_at",
+        "seed",
+        "candidates",
+        "items",
+    ],
+    order: "sample_id",
+};
+const INSPECTIONS: Table = Table {
+    name: "inspections",
+    key: &["sample_id", "ticket_id"],
+    columns: &[
+        "period",
+        "agent_id",
+        "team",
+        "inspected_at",
+        "inspector",
+        "recognition",
+        "efficiency",
+        "quality",
+        "overall",
+        "log_complete",
+        "visit_verified",
+        "verdict",
+        "reinspect_in",
+    ],
+    order: "sample_id, ticket_id",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -207,7 +241,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 11] = [
+const ALL: [&Table; 13] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -218,6 +252,8 @@ const ALL: [&Table; 11] = [
     &CHARGES,
     &SCORECARDS,
     &FOLLOW_UPS,
+    &SAMPLES,
+    &INSPECTIONS,
     &TICKET_STATE,
 ];
 
@@ -539,6 +575,20 @@ impl TableStore for PostgresTables {
             c.follow_ups.values().map(|r| (new(&r.ticket_id), r)),
         )
         .await?;
+        copy::write(
+            &tx,
+            s,
+            &SAMPLES,
+            c.inspection_samples.values().map(|r| (false, r)),
+        )
+        .await?;
+        copy::write(
+            &tx,
+            s,
+            &INSPECTIONS,
+            c.inspections.values().map(|r| (false, r)),
+        )
+        .await?;
         let states = c
             .work
             .iter()
@@ -570,6 +620,8 @@ impl TableStore for PostgresTables {
             complaint_charges: dump_table::<ChargeRow>(&tx, s, &CHARGES).await?,
             scorecards: dump_table::<ScorecardRow>(&tx, s, &SCORECARDS).await?,
             follow_ups: dump_table::<FollowUpRow>(&tx, s, &FOLLOW_UPS).await?,
+            inspection_samples: dump_table::<SampleRow>(&tx, s, &SAMPLES).await?,
+            inspections: dump_table::<InspectionRow>(&tx, s, &INSPECTIONS).await?,
         };
         tx.commit().await?;
         Ok(dump)

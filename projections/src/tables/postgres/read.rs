@@ -56,6 +56,8 @@ pub(super) async fn scan(
             "complaint_rulings" => AnyRow::Ruling(decode(table, text)?),
             "complaint_charges" => AnyRow::Charge(decode(table, text)?),
             "follow_ups" => AnyRow::FollowUp(decode(table, text)?),
+            "inspection_samples" => AnyRow::Sample(decode(table, text)?),
+            "inspections" => AnyRow::Inspection(decode(table, text)?),
             _ => AnyRow::Timer(decode(table, text)?),
         });
     }

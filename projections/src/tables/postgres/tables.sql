@@ -182,6 +182,36 @@ CREATE TABLE IF NOT EXISTS {schema}.follow_ups (
     PRIMARY KEY (ticket_id, follow_up)
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.inspection_samples (
+    sample_id                        uuid        PRIMARY KEY,
+    period                           text        NOT NULL,
+    agent_id                         text        NOT NULL,
+    team                             text        NOT NULL,
+    drawn_at                         timestamptz NOT NULL,
+    seed                             text        NOT NULL,
+    candidates                       integer     NOT NULL,
+    items                            integer     NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.inspections (
+    sample_id                        uuid        NOT NULL,
+    ticket_id                        uuid        NOT NULL,
+    period                           text        NOT NULL,
+    agent_id                         text        NOT NULL,
+    team                             text        NOT NULL,
+    inspected_at                     timestamptz NOT NULL,
+    inspector                        text        NOT NULL,
+    recognition                      integer     NOT NULL,
+    efficiency                       integer     NOT NULL,
+    quality                          integer     NOT NULL,
+    overall                          integer     NOT NULL,
+    log_complete                     boolean     NOT NULL,
+    visit_verified                   boolean,
+    verdict                          text        NOT NULL,
+    reinspect_in                     text,
+    PRIMARY KEY (sample_id, ticket_id)
+);
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS {schema}.ticket_state (
@@ -220,3 +250,5 @@ CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON {schema}.complaint_char
 CREATE INDEX IF NOT EXISTS follow_ups_by_due ON {schema}.follow_ups (due_by);
 -- The scheduler's question: follow-ups not recorded yet, by warning time.
 CREATE INDEX IF NOT EXISTS follow_ups_open ON {schema}.follow_ups (warn_at) WHERE recorded_at IS NULL;
+CREATE INDEX IF NOT EXISTS inspection_samples_by_drawn ON {schema}.inspection_samples (drawn_at);
+CREATE INDEX IF NOT EXISTS inspections_by_inspected ON {schema}.inspections (inspected_at);

@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 13] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -33,6 +33,8 @@ const TABLES: [&str; 11] = [
     "complaint_charges",
     "scorecards",
     "follow_ups",
+    "inspection_samples",
+    "inspections",
     "ticket_state",
 ];
 
@@ -436,6 +438,43 @@ fn commit_blocking(
                 r.in_time
             ])?;
         }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO inspection_samples VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+        )?;
+        for r in c.inspection_samples.values() {
+            s.execute(params![
+                r.sample_id.to_string(),
+                r.period,
+                r.agent_id,
+                r.team,
+                to_text(r.drawn_at),
+                r.seed,
+                r.candidates,
+                r.items
+            ])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO inspections VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+        )?;
+        for r in c.inspections.values() {
+            s.execute(params![
+                r.sample_id.to_string(),
+                r.ticket_id.to_string(),
+                r.period,
+                r.agent_id,
+                r.team,
+                to_text(r.inspected_at),
+                r.inspector,
+                r.recognition,
+                r.efficiency,
+                r.quality,
+                r.overall,
+                r.log_complete,
+                r.visit_verified,
+                r.verdict,
+                r.reinspect_in
+            ])?;
+        }
         let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
         for (id, state) in &c.work {
             s.execute(params![id.to_string(), state])?;
@@ -650,6 +689,47 @@ impl SqlRow for FollowUpRow {
     }
 }
 
+impl SqlRow for SampleRow {
+    const TABLE: &'static str = "inspection_samples";
+    const ORDER: &'static str = "sample_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(SampleRow {
+            sample_id: uuid(r, 0)?,
+            period: r.get(1)?,
+            agent_id: r.get(2)?,
+            team: r.get(3)?,
+            drawn_at: time(r, 4)?,
+            seed: r.get(5)?,
+            candidates: r.get(6)?,
+            items: r.get(7)?,
+        })
+    }
+}
+
+impl SqlRow for InspectionRow {
+    const TABLE: &'static str = "inspections";
+    const ORDER: &'static str = "sample_id, ticket_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(InspectionRow {
+            sample_id: uuid(r, 0)?,
+            ticket_id: uuid(r, 1)?,
+            period: r.get(2)?,
+            agent_id: r.get(3)?,
+            team: r.get(4)?,
+            inspected_at: time(r, 5)?,
+            inspector: r.get(6)?,
+            recognition: r.get(7)?,
+            efficiency: r.get(8)?,
+            quality: r.get(9)?,
+            overall: r.get(10)?,
+            log_complete: r.get(11)?,
+            visit_verified: r.get(12)?,
+            verdict: r.get(13)?,
+            reinspect_in: r.get(14)?,
+        })
+    }
+}
+
 impl SqlRow for ScorecardRow {
     const TABLE: &'static str = "scorecards";
     const ORDER: &'static str = "team, effective_from";
@@ -706,6 +786,8 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         complaint_charges: rows(&tx, all, (None, None))?,
         scorecards: rows(&tx, all, (None, None))?,
         follow_ups: rows(&tx, all, (None, None))?,
+        inspection_samples: rows(&tx, all, (None, None))?,
+        inspections: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }

@@ -54,6 +54,8 @@ fn scan_blocking(
             "complaint_rulings" => AnyRow::Ruling(RulingRow::from_row(r)?),
             "complaint_charges" => AnyRow::Charge(ChargeRow::from_row(r)?),
             "follow_ups" => AnyRow::FollowUp(FollowUpRow::from_row(r)?),
+            "inspection_samples" => AnyRow::Sample(SampleRow::from_row(r)?),
+            "inspections" => AnyRow::Inspection(InspectionRow::from_row(r)?),
             _ => AnyRow::Timer(TimerRow::from_row(r)?),
         });
         if chunk.len() == SCAN_CHUNK {

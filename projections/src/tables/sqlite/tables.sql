@@ -172,6 +172,36 @@ CREATE TABLE IF NOT EXISTS follow_ups (
     PRIMARY KEY (ticket_id, follow_up)
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS inspection_samples (
+    sample_id      TEXT    PRIMARY KEY,
+    period         TEXT    NOT NULL,
+    agent_id       TEXT    NOT NULL,
+    team           TEXT    NOT NULL,
+    drawn_at       TEXT    NOT NULL,
+    seed           TEXT    NOT NULL,
+    candidates     INTEGER NOT NULL,
+    items          INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS inspections (
+    sample_id      TEXT    NOT NULL,
+    ticket_id      TEXT    NOT NULL,
+    period         TEXT    NOT NULL,
+    agent_id       TEXT    NOT NULL,
+    team           TEXT    NOT NULL,
+    inspected_at   TEXT    NOT NULL,
+    inspector      TEXT    NOT NULL,
+    recognition    INTEGER NOT NULL,
+    efficiency     INTEGER NOT NULL,
+    quality        INTEGER NOT NULL,
+    overall        INTEGER NOT NULL,
+    log_complete   INTEGER NOT NULL,
+    visit_verified INTEGER,
+    verdict        TEXT    NOT NULL,
+    reinspect_in   TEXT,
+    PRIMARY KEY (sample_id, ticket_id)
+) STRICT, WITHOUT ROWID;
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS ticket_state (
@@ -210,3 +240,5 @@ CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON complaint_charges (rule
 CREATE INDEX IF NOT EXISTS follow_ups_by_due ON follow_ups (due_by);
 -- The scheduler's question: follow-ups not recorded yet, by warning time.
 CREATE INDEX IF NOT EXISTS follow_ups_open ON follow_ups (warn_at) WHERE recorded_at IS NULL;
+CREATE INDEX IF NOT EXISTS inspection_samples_by_drawn ON inspection_samples (drawn_at);
+CREATE INDEX IF NOT EXISTS inspections_by_inspected ON inspections (inspected_at);
