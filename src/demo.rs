@@ -306,8 +306,8 @@ fn months_of(start: Timestamp, days: u32) -> Vec<(String, closeloop_projections:
 
 /// The demo's monthly quality-inspection programme, run once the simulated days are done:
 /// for every agent and month, the inspector draws three of the tickets the agent resolved
-/// that month (seeded by the workload's seed, so the same demo draws the same tickets) and
-/// inspects them. The scores are the demo's own: derived from each ticket's id, about one
+/// that month (seeded by the workload's seed, so the same demo draws the same tickets), adds
+/// those that failed the month before, and inspects them. The scores are the demo's own: derived from each ticket's id, about one
 /// in eight failed. Returns (samples, inspections, failures).
 async fn inspect(
     handler: &Handler,
@@ -338,6 +338,8 @@ async fn inspect(
     };
     let (mut samples, mut inspected, mut failed) = (0, 0, 0);
     for agent in tables.agents().await? {
+        // What failed last month is inspected again this month.
+        let mut failed_before: Vec<uuid::Uuid> = Vec::new();
         for (month, span) in months {
             let candidates = closeloop_projections::report::inspection_candidates(
                 tables.as_ref(),
@@ -348,21 +350,28 @@ async fn inspect(
             if candidates.is_empty() {
                 continue;
             }
+            let reinspect = std::mem::take(&mut failed_before);
             let sample_id =
                 uuid::Uuid::new_v5(&namespace, format!("{}/{month}", agent.agent_id).as_bytes());
-            let items = closeloop_core::domain::draw_items(seed, &candidates, 3);
-            let reply = handler
-                .handle(submit(Command::DrawInspectionSample(
-                    DrawInspectionSample {
-                        sample_id,
-                        period: month.clone(),
-                        agent_id: agent.agent_id.clone(),
-                        size: 3,
-                        seed,
-                        candidates,
-                    },
-                )))
-                .await;
+            let others: Vec<_> = candidates
+                .iter()
+                .filter(|id| !reinspect.contains(id))
+                .copied()
+                .collect();
+            let again = reinspect.clone();
+            let mut items = reinspect.clone();
+            items.extend(closeloop_core::domain::draw_items(seed, &others, 3));
+            // Received at the simulated time, as the workload's commands are.
+            let draw = submit(Command::DrawInspectionSample(DrawInspectionSample {
+                sample_id,
+                period: month.clone(),
+                agent_id: agent.agent_id.clone(),
+                size: 3,
+                seed,
+                candidates,
+                reinspect,
+            }));
+            let reply = handler.handle_at(draw, at).await;
             if !matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }) {
                 anyhow::bail!("drawing an inspection sample: {}", reply.to_json());
             }
@@ -370,32 +379,39 @@ async fn inspect(
             for ticket_id in items {
                 let b = ticket_id.as_bytes();
                 let score = |i: usize| 2 + b[i] % 4;
-                let verdict = if b[15] % 8 == 0 {
+                // A ticket inspected again was put right: it passes.
+                let verdict = if b[15] % 8 == 0 && !again.contains(&ticket_id) {
                     Verdict::Fail
                 } else {
                     Verdict::Pass
                 };
                 let reply = handler
-                    .handle(submit(Command::RecordInspection(RecordInspection {
-                        sample_id,
-                        ticket_id,
-                        dimensions: Dimensions {
-                            recognition: score(10),
-                            efficiency: score(11),
-                            quality: score(12),
-                            overall: score(13),
-                        },
-                        log_complete: b[14] % 6 != 0,
-                        visit_verified: None,
-                        verdict,
-                        note: "Called the customer back and read the service log.".into(),
-                    })))
+                    .handle_at(
+                        submit(Command::RecordInspection(RecordInspection {
+                            sample_id,
+                            ticket_id,
+                            dimensions: Dimensions {
+                                recognition: score(10),
+                                efficiency: score(11),
+                                quality: score(12),
+                                overall: score(13),
+                            },
+                            log_complete: b[14] % 6 != 0,
+                            visit_verified: None,
+                            verdict,
+                            note: "Called the customer back and read the service log.".into(),
+                        })),
+                        at,
+                    )
                     .await;
                 if !matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }) {
                     anyhow::bail!("recording an inspection: {}", reply.to_json());
                 }
                 inspected += 1;
-                failed += u32::from(verdict == Verdict::Fail);
+                if verdict == Verdict::Fail {
+                    failed += 1;
+                    failed_before.push(ticket_id);
+                }
             }
         }
     }

@@ -518,6 +518,10 @@ pub struct DrawInspectionSample {
     pub seed: u64,
     /// 1..=1000 ticket ids, each once.
     pub candidates: Vec<Uuid>,
+    /// Tickets that failed the previous period's inspection, taken into this sample besides
+    /// the draw (the manuals: what failed is inspected again the next month); at most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reinspect: Vec<Uuid>,
 }
 
 /// Records the inspection of one drawn ticket (role `inspector` or `system`), once: the

@@ -499,6 +499,10 @@ pub struct InspectionSampleDrawn {
     pub size: u32,
     pub seed: u64,
     pub candidates: Vec<Uuid>,
+    /// Failed items of the previous period taken again (first in `items`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reinspect: Vec<Uuid>,
+    /// What the sample holds: `reinspect`, then the draw from the other candidates.
     pub items: Vec<Uuid>,
 }
 

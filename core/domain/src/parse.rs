@@ -523,6 +523,21 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                     );
                 }
             }
+            if c.reinspect.len() > INSPECTION_SIZE_MAX as usize {
+                p.add(
+                    "/payload/reinspect",
+                    format!("at most {INSPECTION_SIZE_MAX} tickets"),
+                );
+            }
+            let mut again = std::collections::HashSet::new();
+            for (i, id) in c.reinspect.iter().enumerate() {
+                if !again.insert(id) {
+                    p.add(
+                        &format!("/payload/reinspect/{i}"),
+                        format!("{id} is listed twice"),
+                    );
+                }
+            }
         }
         Command::RecordInspection(c) => {
             p.text("/payload/note", &c.note, TEXT_CHARS_MAX);

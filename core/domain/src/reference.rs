@@ -159,7 +159,18 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 size: c.size,
                 seed: c.seed,
                 candidates: c.candidates.clone(),
-                items: draw_items(c.seed, &c.candidates, c.size),
+                reinspect: c.reinspect.clone(),
+                items: {
+                    let others: Vec<_> = c
+                        .candidates
+                        .iter()
+                        .filter(|id| !c.reinspect.contains(id))
+                        .copied()
+                        .collect();
+                    let mut items = c.reinspect.clone();
+                    items.extend(draw_items(c.seed, &others, c.size));
+                    items
+                },
             })
         }
         Command::RecordInspection(c) => {

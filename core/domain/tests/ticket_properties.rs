@@ -386,7 +386,19 @@ fn check_authority(
                 )));
             };
             prop_assert!(!matches!(command, Command::RecordSatisfaction(_)));
-            if let Some(t) = before {
+            // A follow-up's owner (or their cover) records it whoever holds the ticket.
+            let owns_follow_up = match (command, before) {
+                (Command::RecordFollowUp(c), Some(t)) => {
+                    t.follow_ups.get(c.follow_up as usize - 1).is_some_and(|f| {
+                        f.owner == me.agent_id
+                            || dir.agents.get(&f.owner).is_some_and(|o| {
+                                !o.available && o.covered_by.as_deref() == Some(&me.agent_id)
+                            })
+                    })
+                }
+                _ => false,
+            };
+            if let Some(t) = before.as_ref().filter(|_| !owns_follow_up) {
                 match t.assignee.as_deref() {
                     Some(a) if a == me.agent_id => {}
                     Some(a) => {

@@ -1311,6 +1311,7 @@ fn inspectors_draw_a_reproducible_sample_and_inspect_each_item_once() {
             size,
             seed: 42,
             candidates: candidates.clone(),
+            reinspect: Vec::new(),
         })
     };
     // The draw is the three candidates whose UUID v5 key in the seed's namespace sorts first.
@@ -1329,6 +1330,7 @@ fn inspectors_draw_a_reproducible_sample_and_inspect_each_item_once() {
         size: 3,
         seed: 42,
         candidates: candidates.clone(),
+        reinspect: Vec::new(),
         items: expected.clone(),
     });
     let inspect = |ticket_id: uuid::Uuid, verdict: Verdict| {
