@@ -1715,7 +1715,7 @@ mod inspections {
                 )
                 .await;
             }
-            // December's sample takes the failed ticket again.
+            // December's sample takes the failed ticket again, besides its draw.
             let again = uuid::Uuid::now_v7();
             submit(
                 &handler,
@@ -1723,9 +1723,19 @@ mod inspections {
                 "2026-12-05T09:00:00Z",
                 "draw_inspection_sample",
                 json!({"sample_id": again, "period": "2026-12", "agent_id": "agent-1",
-                       "size": 1, "seed": 1, "candidates": [drawn[1]]}),
+                       "size": 1, "seed": 1, "candidates": candidates,
+                       "reinspect": [drawn[1]]}),
             )
             .await;
+            let events = log
+                .read_stream(&format!("inspection-{again}"), 0)
+                .await
+                .unwrap();
+            let Event::InspectionSampleDrawn(e) = events[0].decode().unwrap() else {
+                panic!("not a draw")
+            };
+            assert_eq!(e.items.len(), 2);
+            assert_eq!(e.items[0], drawn[1]);
             submit(
                 &handler,
                 "inspector",
@@ -1738,6 +1748,10 @@ mod inspections {
             projector.catch_up().await.unwrap();
             let dump = tables.dump().await.unwrap();
             assert_eq!(dump.inspection_samples.len(), 2);
+            assert_eq!(
+                dump.inspection_samples[1].items + dump.inspection_samples[0].items,
+                4
+            );
             assert_eq!(dump.inspections.len(), 3);
             let failed = dump
                 .inspections
@@ -1760,6 +1774,22 @@ mod inspections {
             assert_eq!(nov["reinspections_due"], 1);
             assert_eq!(nov["reinspected"], 1);
             assert_eq!(report["agents"][1]["period"], "2026-12");
+            assert_eq!(report["agents"][1]["drawn"], 2);
+
+            // The inspections count in the scorecard's inspection score: (5 + 2 + 4) / 3 x 20.
+            let perf = closeloop_projections::report::performance_report(
+                tables.as_ref(),
+                &ReportQuery {
+                    period: closeloop_projections::period::Granularity::Total,
+                    ..ReportQuery::default()
+                },
+                &closeloop_projections::report::ScoreWeights::default(),
+            )
+            .await
+            .unwrap();
+            let row = &perf["agents"][0];
+            assert_eq!(row["inspections"], 3);
+            assert_eq!(row["score_parts"]["results"]["of"]["inspection"], 73.3);
 
             // Replay equals live.
             assert_eq!(one_pass(log.clone()).await, dump);

@@ -42,8 +42,9 @@ pub struct Perf {
     pub score_sum: u32,
     pub justified_complaints: u32,
     pub excellent_ratings: u32,
-    /// Quality-inspection callbacks (`source: callback`) on the agent's work, and the sum
-    /// of their scores: the inspection score of the scorecard.
+    /// Quality-inspection callbacks (`source: callback`) and recorded inspections
+    /// (`inspections`, their `overall`) of the agent's work, and the sum of their scores: the
+    /// inspection score of the scorecard.
     #[serde(default)]
     pub inspections: u32,
     #[serde(default)]
@@ -331,6 +332,7 @@ pub async fn performance_report(
         Dated::TimerFulfilled,
         Dated::Charged,
         Dated::FollowUpDue,
+        Dated::Inspected,
     ] {
         let mut on_row = |row: AnyRow| match (dated, row) {
             (Dated::AssignmentStarted, AnyRow::Assignment(a)) if a.started_by == "assigned" => {
@@ -407,6 +409,19 @@ pub async fn performance_report(
                     &|p| {
                         p.inspections += 1;
                         p.inspection_sum += score;
+                    },
+                );
+            }
+            (Dated::Inspected, AnyRow::Inspection(i)) => {
+                let overall = u32::from(i.overall);
+                bump(
+                    Some(&i.agent_id),
+                    Some(&i.team),
+                    i.inspected_at,
+                    &mut labels,
+                    &|p| {
+                        p.inspections += 1;
+                        p.inspection_sum += overall;
                     },
                 );
             }
