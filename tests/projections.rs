@@ -625,6 +625,13 @@ impl TableStore for FlakyTables {
     ) -> Result<Vec<closeloop_projections::tables::FollowUpRow>, TableError> {
         self.inner.due_follow_ups(now, limit).await
     }
+    async fn due_reinspections(
+        &self,
+        month: &str,
+        limit: u32,
+    ) -> Result<Vec<closeloop_projections::tables::InspectionRow>, TableError> {
+        self.inner.due_reinspections(month, limit).await
+    }
     async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
         self.inner.open_load().await
     }
@@ -1605,6 +1612,7 @@ mod inspections {
     use super::*;
     use closeloop_core::domain::draw_items;
     use closeloop_projections::report::{inspection_candidates, inspections_report};
+    use closeloop_projections::scheduler::due_commands;
     use closeloop_projections::tables::Span;
     use serde_json::json;
 
@@ -1736,6 +1744,7 @@ mod inspections {
             };
             assert_eq!(e.items.len(), 2);
             assert_eq!(e.items[0], drawn[1]);
+            let december_other = e.items[1];
             submit(
                 &handler,
                 "inspector",
@@ -1745,6 +1754,39 @@ mod inspections {
                        "log_complete": true, "verdict": "pass", "note": "fixed"}),
             )
             .await;
+            // December's other item fails, and is never inspected in January.
+            submit(
+                &handler,
+                "inspector",
+                "2026-12-05T10:00:00Z",
+                "record_inspection",
+                json!({"sample_id": again, "ticket_id": december_other, "dimensions": dims(2),
+                       "log_complete": false, "verdict": "fail", "note": "no record"}),
+            )
+            .await;
+            projector.catch_up().await.unwrap();
+            // On 1 February its re-inspection is overdue (November's failure was done in
+            // December): the scheduler marks it once.
+            let overdue = |due: Vec<closeloop_core::domain::CommandEnvelope>| {
+                due.into_iter()
+                    .filter(|c| c.command.command_type() == "record_reinspection_overdue")
+                    .collect::<Vec<_>>()
+            };
+            let january: jiff::Timestamp = "2027-01-15T00:00:00Z".parse().unwrap();
+            assert!(overdue(due_commands(tables.as_ref(), january).await.unwrap()).is_empty());
+            let february: jiff::Timestamp = "2027-02-01T00:00:00Z".parse().unwrap();
+            let due = overdue(due_commands(tables.as_ref(), february).await.unwrap());
+            assert_eq!(due.len(), 1);
+            for _ in 0..2 {
+                let reply = handler.handle(due[0].clone()).await;
+                assert!(
+                    matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }),
+                    "{}",
+                    reply.to_json()
+                );
+            }
+            projector.catch_up().await.unwrap();
+            assert!(overdue(due_commands(tables.as_ref(), february).await.unwrap()).is_empty());
             projector.catch_up().await.unwrap();
             let dump = tables.dump().await.unwrap();
             assert_eq!(dump.inspection_samples.len(), 2);
@@ -1752,11 +1794,13 @@ mod inspections {
                 dump.inspection_samples[1].items + dump.inspection_samples[0].items,
                 4
             );
-            assert_eq!(dump.inspections.len(), 3);
+            assert_eq!(dump.inspections.len(), 4);
+            assert_eq!(dump.reinspections_overdue.len(), 1);
+            assert_eq!(dump.reinspections_overdue[0].due_in, "2027-01");
             let failed = dump
                 .inspections
                 .iter()
-                .find(|i| i.verdict == "fail")
+                .find(|i| i.verdict == "fail" && i.period == "2026-11")
                 .unwrap();
             assert_eq!(failed.reinspect_in.as_deref(), Some("2026-12"));
 
@@ -1775,8 +1819,12 @@ mod inspections {
             assert_eq!(nov["reinspected"], 1);
             assert_eq!(report["agents"][1]["period"], "2026-12");
             assert_eq!(report["agents"][1]["drawn"], 2);
+            assert_eq!(report["agents"][1]["failed"], 1);
+            assert_eq!(report["agents"][1]["reinspections_overdue"], 1);
+            assert_eq!(report["agents"][0]["reinspections_overdue"], 0);
 
-            // The inspections count in the scorecard's inspection score: (5 + 2 + 4) / 3 x 20.
+            // The inspections count in the scorecard's inspection score:
+            // (5 + 2 + 4 + 2) / 4 x 20.
             let perf = closeloop_projections::report::performance_report(
                 tables.as_ref(),
                 &ReportQuery {
@@ -1788,8 +1836,8 @@ mod inspections {
             .await
             .unwrap();
             let row = &perf["agents"][0];
-            assert_eq!(row["inspections"], 3);
-            assert_eq!(row["score_parts"]["results"]["of"]["inspection"], 73.3);
+            assert_eq!(row["inspections"], 4);
+            assert_eq!(row["score_parts"]["results"]["of"]["inspection"], 65.0);
 
             // Replay equals live.
             assert_eq!(one_pass(log.clone()).await, dump);

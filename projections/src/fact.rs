@@ -345,7 +345,8 @@ impl<'a> From<&'a Event> for Fact<'a> {
             | Event::ComplaintCausesDefined(_)
             | Event::ScorecardDefined(_)
             | Event::InspectionSampleDrawn(_)
-            | Event::InspectionRecorded(_) => Fact::Other,
+            | Event::InspectionRecorded(_)
+            | Event::ReinspectionOverdue(_) => Fact::Other,
         }
     }
 }
@@ -457,6 +458,10 @@ impl Fact<'_> {
             }
             "inspection_recorded" => {
                 InspectionRecorded::deserialize(d)?;
+                Fact::Other
+            }
+            "reinspection_overdue" => {
+                ReinspectionOverdue::deserialize(d)?;
                 Fact::Other
             }
             other => {

@@ -6,7 +6,8 @@
 //! wait has ended and submits `close_unconfirmed`, so the ticket is closed
 //! `auto_closed_unconfirmed`. From the index on unrecorded follow-ups it submits
 //! `raise_follow_up_warning` and `record_follow_up_overdue` (`Rules::follow_up_warn_hours`
-//! before, and at, the due time).
+//! before, and at, the due time). From the failed inspections it submits
+//! `record_reinspection_overdue` for an item not inspected again in the month after.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) and it names no `occurred_at`, so every
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use closeloop_core::domain::{
     Actor, CloseUnconfirmed, Command, CommandEnvelope, RaiseFollowUpWarning, RaiseSlaWarning,
-    RecordFollowUpOverdue, RecordSlaBreach, SlaTarget,
+    RecordFollowUpOverdue, RecordReinspectionOverdue, RecordSlaBreach, SlaTarget,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -36,7 +37,7 @@ use uuid::Uuid;
 use crate::runtime::ProjectorError;
 use crate::tables::read;
 use crate::tables::runner::{TableConfig, TableProjector};
-use crate::tables::{FollowUpRow, ResolutionRow, TableError, TableStore, TimerRow};
+use crate::tables::{FollowUpRow, InspectionRow, ResolutionRow, TableError, TableStore, TimerRow};
 
 /// Namespace of the scheduler's command ids (UUID v5).
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_2f0e_9a41_4b7e_8c55_3b0f_61d2_a9e7);
@@ -109,6 +110,30 @@ pub fn follow_ups_for(follow_ups: &[FollowUpRow], now: Timestamp) -> Vec<Command
         }
     }
     due
+}
+
+/// The deterministic id of the command marking an item's re-inspection overdue.
+pub fn reinspection_command_id(sample_id: Uuid, ticket_id: Uuid) -> Uuid {
+    let name = format!("{sample_id}/{ticket_id}/reinspection_overdue");
+    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+}
+
+/// `record_reinspection_overdue` for each of `failed` (rows of
+/// [`TableStore::due_reinspections`]).
+pub fn reinspections_for(failed: &[InspectionRow]) -> Vec<CommandEnvelope> {
+    failed
+        .iter()
+        .map(|i| CommandEnvelope {
+            command_id: reinspection_command_id(i.sample_id, i.ticket_id),
+            actor: Actor::system(ACTOR_ID),
+            occurred_at: None,
+            expected_version: None,
+            command: Command::RecordReinspectionOverdue(RecordReinspectionOverdue {
+                sample_id: i.sample_id,
+                ticket_id: i.ticket_id,
+            }),
+        })
+        .collect()
 }
 
 /// `close_unconfirmed` for each of `resolutions` (rows of [`TableStore::due_answers`]) still
@@ -211,6 +236,14 @@ pub async fn due_commands(
         let rows = (room / 2).max(1) as u32;
         let follow_ups = tables.due_follow_ups(now.as_second(), rows).await?;
         commands.extend(follow_ups_for(&follow_ups, now));
+    }
+    let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
+    if room > 0 {
+        // A failed item is overdue once the month it was due again has ended.
+        let date = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let month = format!("{:04}-{:02}", date.year(), date.month());
+        let failed = tables.due_reinspections(&month, room as u32).await?;
+        commands.extend(reinspections_for(&failed));
     }
     Ok(commands)
 }

@@ -322,6 +322,9 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                 Command::DrawInspectionSample(_) | Command::RecordInspection(_) => Err(
                     Rejection::forbidden("quality inspection is the inspectors' (role inspector)"),
                 ),
+                Command::RecordReinspectionOverdue(_) => Err(Rejection::forbidden(
+                    "overdue re-inspections are the scheduler's (role system) alone",
+                )),
                 Command::DefineScorecard(c) if c.team.as_deref() != Some(me.team.as_str()) => {
                     Err(Rejection::at(
                         super::RejectionCode::Forbidden,

@@ -70,6 +70,7 @@ macro_rules! for_each_command {
             "record_follow_up_overdue" => RecordFollowUpOverdue,
             "draw_inspection_sample" => DrawInspectionSample,
             "record_inspection" => RecordInspection,
+            "record_reinspection_overdue" => RecordReinspectionOverdue,
         }
     };
 }
@@ -120,6 +121,7 @@ impl Command {
             Command::DefineScorecard(_) => SCORECARDS_STREAM.to_owned(),
             Command::DrawInspectionSample(c) => format!("inspection-{}", c.sample_id),
             Command::RecordInspection(c) => format!("inspection-{}", c.sample_id),
+            Command::RecordReinspectionOverdue(c) => format!("inspection-{}", c.sample_id),
             other => format!(
                 "ticket-{}",
                 other
@@ -560,4 +562,13 @@ pub fn draw_items(seed: u64, candidates: &[Uuid], size: u32) -> Vec<Uuid> {
         .take(size as usize)
         .map(|(_, id)| id)
         .collect()
+}
+
+/// The scheduler's command (role `system` only): a ticket that failed its inspection in
+/// sample `sample_id` was not inspected again in the month after (its `reinspect_in`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordReinspectionOverdue {
+    pub sample_id: Uuid,
+    pub ticket_id: Uuid,
 }

@@ -112,6 +112,11 @@ pub struct Sample {
     pub team: String,
     pub items: Vec<uuid::Uuid>,
     pub inspected: Vec<uuid::Uuid>,
+    /// Items that failed, and those of them whose re-inspection the scheduler found overdue.
+    #[serde(default)]
+    pub failed: Vec<uuid::Uuid>,
+    #[serde(default)]
+    pub overdue: Vec<uuid::Uuid>,
 }
 
 /// Reference data as of some log position.
@@ -224,12 +229,22 @@ impl Directory {
                         team: e.team.clone(),
                         items: e.items.clone(),
                         inspected: Vec::new(),
+                        failed: Vec::new(),
+                        overdue: Vec::new(),
                     },
                 );
             }
             Event::InspectionRecorded(e) => {
                 if let Some(s) = self.samples.get_mut(&e.sample_id) {
                     s.inspected.push(e.ticket_id);
+                    if e.verdict == Verdict::Fail {
+                        s.failed.push(e.ticket_id);
+                    }
+                }
+            }
+            Event::ReinspectionOverdue(e) => {
+                if let Some(s) = self.samples.get_mut(&e.sample_id) {
+                    s.overdue.push(e.ticket_id);
                 }
             }
             // Scorecards weigh reports, never decisions: only the stream's version is kept.

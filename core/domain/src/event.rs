@@ -75,6 +75,7 @@ macro_rules! for_each_event {
             "scorecard_defined" => ScorecardDefined,
             "inspection_sample_drawn" => InspectionSampleDrawn,
             "inspection_recorded" => InspectionRecorded,
+            "reinspection_overdue" => ReinspectionOverdue,
         }
     };
 }
@@ -153,6 +154,7 @@ impl Event {
             | Event::ScorecardDefined(_)
             | Event::InspectionSampleDrawn(_)
             | Event::InspectionRecorded(_)
+            | Event::ReinspectionOverdue(_)
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
             | Event::CalendarDefined(_)
@@ -524,4 +526,17 @@ pub struct InspectionRecorded {
     pub inspector: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reinspect_in: Option<String>,
+}
+
+/// A failed item of sample `sample_id` was not inspected again in `due_in`, the month after
+/// its inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReinspectionOverdue {
+    pub sample_id: Uuid,
+    pub ticket_id: Uuid,
+    /// The failed inspection's month and the month it was due again.
+    pub period: String,
+    pub due_in: String,
+    pub agent_id: String,
+    pub team: String,
 }

@@ -498,7 +498,9 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                 p.add("/payload/follow_up", "follow-ups are numbered from 1");
             }
         }
-        Command::RaiseFollowUpWarning(_) | Command::RecordFollowUpOverdue(_) => {}
+        Command::RaiseFollowUpWarning(_)
+        | Command::RecordFollowUpOverdue(_)
+        | Command::RecordReinspectionOverdue(_) => {}
         Command::DrawInspectionSample(c) => {
             p.id("/payload/agent_id", &c.agent_id);
             if !is_month(&c.period) {

@@ -208,6 +208,46 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 reinspect_in: (c.verdict == Verdict::Fail).then(|| next_month(&sample.period)),
             })
         }
+        Command::RecordReinspectionOverdue(c) => {
+            let sample = dir.samples.get(&c.sample_id).ok_or_else(|| {
+                Rejection::not_found("/payload/sample_id", format!("no sample {}", c.sample_id))
+            })?;
+            if !sample.failed.contains(&c.ticket_id) {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/ticket_id",
+                    format!("ticket {} did not fail in this sample", c.ticket_id),
+                ));
+            }
+            if sample.overdue.contains(&c.ticket_id) {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/ticket_id",
+                    "its re-inspection is already recorded overdue",
+                ));
+            }
+            let due_in = next_month(&sample.period);
+            let done = dir.samples.values().any(|s| {
+                s.agent_id == sample.agent_id
+                    && s.period == due_in
+                    && s.inspected.contains(&c.ticket_id)
+            });
+            if done {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/ticket_id",
+                    format!("ticket {} was inspected again in {due_in}", c.ticket_id),
+                ));
+            }
+            Event::ReinspectionOverdue(ReinspectionOverdue {
+                sample_id: c.sample_id,
+                ticket_id: c.ticket_id,
+                period: sample.period.clone(),
+                due_in,
+                agent_id: sample.agent_id.clone(),
+                team: sample.team.clone(),
+            })
+        }
         Command::DefineScorecard(c) => Event::ScorecardDefined(ScorecardDefined {
             team: c.team.clone(),
             effective_from: c.effective_from,

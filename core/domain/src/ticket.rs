@@ -137,7 +137,8 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         | Event::ComplaintCausesDefined(_)
         | Event::ScorecardDefined(_)
         | Event::InspectionSampleDrawn(_)
-        | Event::InspectionRecorded(_) => {}
+        | Event::InspectionRecorded(_)
+        | Event::ReinspectionOverdue(_) => {}
     }
     Some(t)
 }
@@ -417,7 +418,8 @@ pub fn decide_ticket(
         | Command::DefineComplaintCauses(_)
         | Command::DefineScorecard(_)
         | Command::DrawInspectionSample(_)
-        | Command::RecordInspection(_) => {
+        | Command::RecordInspection(_)
+        | Command::RecordReinspectionOverdue(_) => {
             unreachable!("not a ticket command on an open ticket")
         }
     };

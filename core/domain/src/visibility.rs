@@ -9,7 +9,8 @@
 //!   an away agent they cover, and tickets of customers they are account manager of.
 //! - `supervisor` (a registered team lead): tickets that are or were with their team.
 //! - `service`: tickets it opened (it acts for those customers).
-//! - `inspector` (registered): complaint tickets, which they rule on, of every team.
+//! - `inspector` (registered): what they inspect: complaint tickets, which they rule on, of
+//!   every team, and the tickets drawn in quality-inspection samples.
 //!
 //! Staff reports ([`report_scope`]):
 //! - `auditor`, `system`: every row, filters as asked.
@@ -42,7 +43,14 @@ pub fn may_see_ticket(
         Role::Auditor | Role::System => true,
         Role::Service => opened_by == Some(actor),
         Role::Inspector => {
-            ticket.category == Category::Complaint && registered_inspector(directory, actor).is_ok()
+            let sampled = || {
+                directory
+                    .samples
+                    .values()
+                    .any(|s| s.items.contains(&ticket.ticket_id))
+            };
+            registered_inspector(directory, actor).is_ok()
+                && (ticket.category == Category::Complaint || sampled())
         }
         Role::Agent => {
             let me = actor.id.as_str();
@@ -326,6 +334,26 @@ mod tests {
         assert!(!may(&actor("qa-2", Role::Inspector), &complaint));
         let incident = assigned("cust-2", "bob", "b").0;
         assert!(!may(&actor("qa-1", Role::Inspector), &incident));
+        // A ticket drawn in a sample is theirs to read too.
+        d.samples.insert(
+            uuid::Uuid::from_u128(1),
+            crate::Sample {
+                period: "2026-11".into(),
+                agent_id: "bob".into(),
+                team: "b".into(),
+                items: vec![incident.ticket_id],
+                inspected: Vec::new(),
+                failed: Vec::new(),
+                overdue: Vec::new(),
+            },
+        );
+        assert!(may_see_ticket(
+            &actor("qa-1", Role::Inspector),
+            &incident,
+            &events,
+            None,
+            &d
+        ));
         assert_eq!(
             report_scope(&actor("qa-1", Role::Inspector), None, None, Some(&d))
                 .unwrap_err()

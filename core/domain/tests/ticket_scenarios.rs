@@ -53,7 +53,8 @@ impl Given {
             | Event::ComplaintCausesDefined(_)
             | Event::ScorecardDefined(_)
             | Event::InspectionSampleDrawn(_)
-            | Event::InspectionRecorded(_) => {
+            | Event::InspectionRecorded(_)
+            | Event::ReinspectionOverdue(_) => {
                 apply_all(&mut self.directory, std::slice::from_ref(event))
             }
             _ => self.ticket = evolve(self.ticket.take(), event),
@@ -1350,6 +1351,12 @@ fn inspectors_draw_a_reproducible_sample_and_inspect_each_item_once() {
         })
     };
     let not_drawn = *candidates.iter().find(|c| !expected.contains(c)).unwrap();
+    let overdue = |ticket_id: uuid::Uuid| {
+        Command::RecordReinspectionOverdue(RecordReinspectionOverdue {
+            sample_id,
+            ticket_id,
+        })
+    };
     given([])
         // Staff never draw nor inspect; an unregistered inspector neither.
         .when(draw(3), supervisor("lead-a"))
@@ -1388,6 +1395,24 @@ fn inspectors_draw_a_reproducible_sample_and_inspect_each_item_once() {
             reinspect_in: Some("2026-12".into()),
         })])
         .when(inspect(expected[0], Verdict::Pass), inspector(INSPECTOR))
+        .then_rejected(InvalidTransition, "/payload/ticket_id")
+        // Only the scheduler records a re-inspection overdue; only of a failed item; once.
+        .when(overdue(expected[0]), inspector(INSPECTOR))
+        .then_rejected(Forbidden, "")
+        .when(overdue(expected[0]), supervisor("lead-a"))
+        .then_rejected(Forbidden, "")
+        .when(overdue(expected[1]), system())
+        .then_rejected(InvalidTransition, "/payload/ticket_id")
+        .when(overdue(expected[0]), system())
+        .then([Event::ReinspectionOverdue(ReinspectionOverdue {
+            sample_id,
+            ticket_id: expected[0],
+            period: "2026-11".into(),
+            due_in: "2026-12".into(),
+            agent_id: "a1".into(),
+            team: "alpha".into(),
+        })])
+        .when(overdue(expected[0]), system())
         .then_rejected(InvalidTransition, "/payload/ticket_id");
     assert_eq!(
         draw_items(42, &candidates, 50).len(),

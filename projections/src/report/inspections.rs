@@ -30,6 +30,8 @@ struct Group {
     visits_checked: u32,
     visits_verified: u32,
     failed: u32,
+    /// Failed items the scheduler found not inspected again in the next month.
+    reinspections_overdue: u32,
     /// Failed tickets, due again next month, and whether that happened.
     failed_tickets: BTreeSet<Uuid>,
 }
@@ -93,6 +95,18 @@ pub async fn inspections_report(
     store
         .scan(Dated::Inspected, Span::default(), &mut on_inspection)
         .await?;
+    let mut on_overdue = |row: AnyRow| {
+        let AnyRow::Overdue(o) = row else { return };
+        if keep(&o.agent_id, &o.team, &o.period) {
+            groups
+                .entry((o.agent_id, o.period))
+                .or_default()
+                .reinspections_overdue += 1;
+        }
+    };
+    store
+        .scan(Dated::ReinspectionOverdue, Span::default(), &mut on_overdue)
+        .await?;
     let rows: Vec<Value> = groups
         .into_iter()
         .map(|((agent, period), g)| {
@@ -123,6 +137,7 @@ pub async fn inspections_report(
                 "failed": g.failed,
                 "reinspections_due": g.failed_tickets.len(),
                 "reinspected": reinspected,
+                "reinspections_overdue": g.reinspections_overdue,
                 "reinspect_in": next,
             })
         })

@@ -82,6 +82,7 @@ pub struct Changes {
     pub follow_ups: BTreeMap<(Uuid, u32), FollowUpRow>,
     pub inspection_samples: BTreeMap<Uuid, SampleRow>,
     pub inspections: BTreeMap<(Uuid, Uuid), InspectionRow>,
+    pub reinspections_overdue: BTreeMap<(Uuid, Uuid), OverdueRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -116,6 +117,8 @@ impl Changes {
         self.follow_ups.extend(later.follow_ups);
         self.inspection_samples.extend(later.inspection_samples);
         self.inspections.extend(later.inspections);
+        self.reinspections_overdue
+            .extend(later.reinspections_overdue);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -194,6 +197,21 @@ impl Folder {
                         visit_verified: e.visit_verified,
                         verdict: e.verdict.as_str().to_owned(),
                         reinspect_in: e.reinspect_in.clone(),
+                    },
+                );
+                return Ok(());
+            }
+            Event::ReinspectionOverdue(e) => {
+                changes.reinspections_overdue.insert(
+                    (e.sample_id, e.ticket_id),
+                    OverdueRow {
+                        sample_id: e.sample_id,
+                        ticket_id: e.ticket_id,
+                        period: e.period.clone(),
+                        due_in: e.due_in.clone(),
+                        agent_id: e.agent_id.clone(),
+                        team: e.team.clone(),
+                        marked_at: at,
                     },
                 );
                 return Ok(());

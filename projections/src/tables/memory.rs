@@ -11,8 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AgentRow, Changes, Dump, FollowUpRow, ResolutionRow, Saved, ScorecardRow,
-    TableError, TableStore, TicketRow, TimerRow, VERSION,
+    new_generation, AgentRow, Changes, Dump, FollowUpRow, InspectionRow, ResolutionRow, Saved,
+    ScorecardRow, TableError, TableStore, TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -102,6 +102,10 @@ impl TableStore for MemoryTables {
         merge(&mut rows.follow_ups, &changes.follow_ups);
         merge(&mut rows.inspection_samples, &changes.inspection_samples);
         merge(&mut rows.inspections, &changes.inspections);
+        merge(
+            &mut rows.reinspections_overdue,
+            &changes.reinspections_overdue,
+        );
         Ok(())
     }
 
@@ -121,6 +125,7 @@ impl TableStore for MemoryTables {
             follow_ups: r.follow_ups.values().cloned().collect(),
             inspection_samples: r.inspection_samples.values().cloned().collect(),
             inspections: r.inspections.values().cloned().collect(),
+            reinspections_overdue: r.reinspections_overdue.values().cloned().collect(),
         })
     }
 
@@ -187,6 +192,12 @@ impl TableStore for MemoryTables {
                     .cloned()
                     .map(AnyRow::Inspection)
                     .collect(),
+                "reinspections_overdue" => r
+                    .reinspections_overdue
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Overdue)
+                    .collect(),
                 _ => r.sla_timers.values().cloned().map(AnyRow::Timer).collect(),
             }
         };
@@ -209,6 +220,34 @@ impl TableStore for MemoryTables {
             .collect();
         due.sort_by_key(|r| (r.warn_at, r.ticket_id, r.follow_up));
         due.truncate(limit as usize);
+        Ok(due)
+    }
+
+    async fn due_reinspections(
+        &self,
+        month: &str,
+        limit: u32,
+    ) -> Result<Vec<InspectionRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let rows = &t.rows;
+        let due = rows
+            .inspections
+            .values()
+            .filter(|i| {
+                i.verdict == "fail"
+                    && i.reinspect_in.as_deref().is_some_and(|m| m < month)
+                    && !rows
+                        .reinspections_overdue
+                        .contains_key(&(i.sample_id, i.ticket_id))
+                    && !rows.inspections.values().any(|j| {
+                        j.ticket_id == i.ticket_id
+                            && j.agent_id == i.agent_id
+                            && Some(&j.period) == i.reinspect_in.as_ref()
+                    })
+            })
+            .take(limit as usize)
+            .cloned()
+            .collect();
         Ok(due)
     }
 

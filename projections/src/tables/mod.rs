@@ -41,7 +41,7 @@ pub use rows::{parse_time, rfc3339};
 pub const NAME: &str = "tables";
 /// Bumped when the fold or a table's shape changes: stored tables of another version are
 /// dropped and rebuilt from position zero.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// What a table store's checkpoint says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,14 @@ pub trait TableStore: Send + Sync + 'static {
     /// Unrecorded follow-ups whose warning time or due time is at or before `now` and not
     /// yet marked, soonest warning first, at most `limit`.
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError>;
+    /// Failed inspections whose month to be inspected again (`reinspect_in`) is before
+    /// `month` (`YYYY-MM`), not inspected again then (the same ticket and agent in a sample
+    /// of that month), and not yet marked overdue; at most `limit`.
+    async fn due_reinspections(
+        &self,
+        month: &str,
+        limit: u32,
+    ) -> Result<Vec<InspectionRow>, TableError>;
     /// Every scorecard definition, by team and day.
     async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError>;
     /// Open tickets (neither resolved nor closed) per assignee, by assignee.

@@ -59,6 +59,8 @@ pub enum Dated {
     SampleDrawn,
     /// `inspections.inspected_at`.
     Inspected,
+    /// `reinspections_overdue.marked_at`.
+    ReinspectionOverdue,
 }
 
 impl Dated {
@@ -78,6 +80,7 @@ impl Dated {
             Dated::FollowUpDue => ("follow_ups", "due_by"),
             Dated::SampleDrawn => ("inspection_samples", "drawn_at"),
             Dated::Inspected => ("inspections", "inspected_at"),
+            Dated::ReinspectionOverdue => ("reinspections_overdue", "marked_at"),
         }
     }
 
@@ -97,6 +100,7 @@ impl Dated {
             (Dated::FollowUpDue, AnyRow::FollowUp(r)) => Some(r.due_by),
             (Dated::SampleDrawn, AnyRow::Sample(r)) => Some(r.drawn_at),
             (Dated::Inspected, AnyRow::Inspection(r)) => Some(r.inspected_at),
+            (Dated::ReinspectionOverdue, AnyRow::Overdue(r)) => Some(r.marked_at),
             _ => None,
         }
     }
@@ -115,6 +119,7 @@ pub enum AnyRow {
     FollowUp(FollowUpRow),
     Sample(SampleRow),
     Inspection(InspectionRow),
+    Overdue(OverdueRow),
 }
 
 /// Which tickets' timers the SLA report covers: by the ticket's current assignee and team,

@@ -308,6 +308,21 @@ pub struct InspectionRow {
     pub reinspect_in: Option<String>,
 }
 
+/// `reinspections_overdue`: one row per failed item whose re-inspection the scheduler found
+/// overdue (not inspected again in `due_in`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverdueRow {
+    pub sample_id: Uuid,
+    pub ticket_id: Uuid,
+    /// The failed inspection's month, and the month it was due again.
+    pub period: String,
+    pub due_in: String,
+    pub agent_id: String,
+    pub team: String,
+    #[serde(with = "time")]
+    pub marked_at: i64,
+}
+
 /// `complaint_charges`: one row per member of staff a ruling charges with a justified
 /// complaint. Performance counts the rows of standing rulings (no `superseded_at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +383,7 @@ pub struct Dump {
     pub follow_ups: Vec<FollowUpRow>,
     pub inspection_samples: Vec<SampleRow>,
     pub inspections: Vec<InspectionRow>,
+    pub reinspections_overdue: Vec<OverdueRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

@@ -615,6 +615,33 @@ impl CopyRow for InspectionRow {
     }
 }
 
+impl CopyRow for OverdueRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.sample_id,
+                &self.ticket_id,
+                &self.period,
+                &self.due_in,
+                &self.agent_id,
+                &self.team,
+                &time(self.marked_at)?,
+            ],
+        )
+    }
+}
+
 impl CopyRow for ScorecardRow {
     const TYPES: &'static [Type] = &[
         Type::TEXT,

@@ -233,6 +233,12 @@ const INSPECTIONS: Table = Table {
     ],
     order: "sample_id, ticket_id",
 };
+const OVERDUE: Table = Table {
+    name: "reinspections_overdue",
+    key: &["sample_id", "ticket_id"],
+    columns: &["period", "due_in", "agent_id", "team", "marked_at"],
+    order: "sample_id, ticket_id",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -241,7 +247,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 13] = [
+const ALL: [&Table; 14] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -254,6 +260,7 @@ const ALL: [&Table; 13] = [
     &FOLLOW_UPS,
     &SAMPLES,
     &INSPECTIONS,
+    &OVERDUE,
     &TICKET_STATE,
 ];
 
@@ -589,6 +596,13 @@ impl TableStore for PostgresTables {
             c.inspections.values().map(|r| (false, r)),
         )
         .await?;
+        copy::write(
+            &tx,
+            s,
+            &OVERDUE,
+            c.reinspections_overdue.values().map(|r| (false, r)),
+        )
+        .await?;
         let states = c
             .work
             .iter()
@@ -622,6 +636,7 @@ impl TableStore for PostgresTables {
             follow_ups: dump_table::<FollowUpRow>(&tx, s, &FOLLOW_UPS).await?,
             inspection_samples: dump_table::<SampleRow>(&tx, s, &SAMPLES).await?,
             inspections: dump_table::<InspectionRow>(&tx, s, &INSPECTIONS).await?,
+            reinspections_overdue: dump_table::<OverdueRow>(&tx, s, &OVERDUE).await?,
         };
         tx.commit().await?;
         Ok(dump)
@@ -652,6 +667,21 @@ impl TableStore for PostgresTables {
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {
         let slot = self.client().await?;
         read::due_follow_ups(slot.as_ref().expect("connected"), &self.schema, now, limit).await
+    }
+
+    async fn due_reinspections(
+        &self,
+        month: &str,
+        limit: u32,
+    ) -> Result<Vec<InspectionRow>, TableError> {
+        let slot = self.client().await?;
+        read::due_reinspections(
+            slot.as_ref().expect("connected"),
+            &self.schema,
+            month,
+            limit,
+        )
+        .await
     }
 
     async fn scorecards(&self) -> Result<Vec<ScorecardRow>, TableError> {

@@ -58,6 +58,7 @@ pub(super) async fn scan(
             "follow_ups" => AnyRow::FollowUp(decode(table, text)?),
             "inspection_samples" => AnyRow::Sample(decode(table, text)?),
             "inspections" => AnyRow::Inspection(decode(table, text)?),
+            "reinspections_overdue" => AnyRow::Overdue(decode(table, text)?),
             _ => AnyRow::Timer(decode(table, text)?),
         });
     }
@@ -208,6 +209,31 @@ pub(super) async fn due_follow_ups(
         .await?
         .iter()
         .map(|r| decode("follow_ups", r.get(0)))
+        .collect()
+}
+
+pub(super) async fn due_reinspections(
+    client: &Client,
+    s: &str,
+    month: &str,
+    limit: u32,
+) -> Result<Vec<InspectionRow>, TableError> {
+    let sql = format!(
+        "SELECT to_jsonb(i)::text FROM {s}.inspections i
+          WHERE i.verdict = 'fail' AND i.reinspect_in < $1::text
+            AND NOT EXISTS (SELECT 1 FROM {s}.reinspections_overdue o
+                             WHERE o.sample_id = i.sample_id AND o.ticket_id = i.ticket_id)
+            AND NOT EXISTS (SELECT 1 FROM {s}.inspections j
+                             WHERE j.ticket_id = i.ticket_id AND j.agent_id = i.agent_id
+                               AND j.period = i.reinspect_in)
+          ORDER BY i.reinspect_in COLLATE \"C\", i.sample_id, i.ticket_id
+          LIMIT $2::bigint"
+    );
+    client
+        .query(&sql, &[&month, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(|r| decode("inspections", r.get(0)))
         .collect()
 }
 

@@ -212,6 +212,17 @@ CREATE TABLE IF NOT EXISTS {schema}.inspections (
     PRIMARY KEY (sample_id, ticket_id)
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.reinspections_overdue (
+    sample_id                        uuid        NOT NULL,
+    ticket_id                        uuid        NOT NULL,
+    period                           text        NOT NULL,
+    due_in                           text        NOT NULL,
+    agent_id                         text        NOT NULL,
+    team                             text        NOT NULL,
+    marked_at                        timestamptz NOT NULL,
+    PRIMARY KEY (sample_id, ticket_id)
+);
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS {schema}.ticket_state (
@@ -252,3 +263,7 @@ CREATE INDEX IF NOT EXISTS follow_ups_by_due ON {schema}.follow_ups (due_by);
 CREATE INDEX IF NOT EXISTS follow_ups_open ON {schema}.follow_ups (warn_at) WHERE recorded_at IS NULL;
 CREATE INDEX IF NOT EXISTS inspection_samples_by_drawn ON {schema}.inspection_samples (drawn_at);
 CREATE INDEX IF NOT EXISTS inspections_by_inspected ON {schema}.inspections (inspected_at);
+CREATE INDEX IF NOT EXISTS reinspections_overdue_by_marked ON {schema}.reinspections_overdue (marked_at);
+-- The scheduler's question: failed inspections, by the month they are due again.
+CREATE INDEX IF NOT EXISTS inspections_failed ON {schema}.inspections (reinspect_in) WHERE verdict = 'fail';
+CREATE INDEX IF NOT EXISTS inspections_by_ticket ON {schema}.inspections (ticket_id, agent_id, period);

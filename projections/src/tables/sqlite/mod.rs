@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 14] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -35,6 +35,7 @@ const TABLES: [&str; 13] = [
     "follow_ups",
     "inspection_samples",
     "inspections",
+    "reinspections_overdue",
     "ticket_state",
 ];
 
@@ -475,6 +476,20 @@ fn commit_blocking(
                 r.reinspect_in
             ])?;
         }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO reinspections_overdue VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        )?;
+        for r in c.reinspections_overdue.values() {
+            s.execute(params![
+                r.sample_id.to_string(),
+                r.ticket_id.to_string(),
+                r.period,
+                r.due_in,
+                r.agent_id,
+                r.team,
+                to_text(r.marked_at)
+            ])?;
+        }
         let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
         for (id, state) in &c.work {
             s.execute(params![id.to_string(), state])?;
@@ -730,6 +745,22 @@ impl SqlRow for InspectionRow {
     }
 }
 
+impl SqlRow for OverdueRow {
+    const TABLE: &'static str = "reinspections_overdue";
+    const ORDER: &'static str = "sample_id, ticket_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(OverdueRow {
+            sample_id: uuid(r, 0)?,
+            ticket_id: uuid(r, 1)?,
+            period: r.get(2)?,
+            due_in: r.get(3)?,
+            agent_id: r.get(4)?,
+            team: r.get(5)?,
+            marked_at: time(r, 6)?,
+        })
+    }
+}
+
 impl SqlRow for ScorecardRow {
     const TABLE: &'static str = "scorecards";
     const ORDER: &'static str = "team, effective_from";
@@ -788,6 +819,7 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         follow_ups: rows(&tx, all, (None, None))?,
         inspection_samples: rows(&tx, all, (None, None))?,
         inspections: rows(&tx, all, (None, None))?,
+        reinspections_overdue: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }
@@ -845,6 +877,16 @@ impl TableStore for SqliteTables {
 
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {
         self.reading(move |c| read::due_follow_ups(c, now, limit))
+            .await
+    }
+
+    async fn due_reinspections(
+        &self,
+        month: &str,
+        limit: u32,
+    ) -> Result<Vec<InspectionRow>, TableError> {
+        let month = month.to_owned();
+        self.reading(move |c| read::due_reinspections(c, &month, limit))
             .await
     }
 

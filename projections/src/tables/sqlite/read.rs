@@ -56,6 +56,7 @@ fn scan_blocking(
             "follow_ups" => AnyRow::FollowUp(FollowUpRow::from_row(r)?),
             "inspection_samples" => AnyRow::Sample(SampleRow::from_row(r)?),
             "inspections" => AnyRow::Inspection(InspectionRow::from_row(r)?),
+            "reinspections_overdue" => AnyRow::Overdue(OverdueRow::from_row(r)?),
             _ => AnyRow::Timer(TimerRow::from_row(r)?),
         });
         if chunk.len() == SCAN_CHUNK {
@@ -210,6 +211,28 @@ pub(super) fn due_follow_ups(
     )?;
     let due = s
         .query_map(params![rfc3339(now), limit], FollowUpRow::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(due)
+}
+
+pub(super) fn due_reinspections(
+    conn: &mut Connection,
+    month: &str,
+    limit: u32,
+) -> Result<Vec<InspectionRow>, TableError> {
+    let mut s = conn.prepare_cached(
+        "SELECT i.* FROM inspections i
+          WHERE i.verdict = 'fail' AND i.reinspect_in < ?1
+            AND NOT EXISTS (SELECT 1 FROM reinspections_overdue o
+                             WHERE o.sample_id = i.sample_id AND o.ticket_id = i.ticket_id)
+            AND NOT EXISTS (SELECT 1 FROM inspections j
+                             WHERE j.ticket_id = i.ticket_id AND j.agent_id = i.agent_id
+                               AND j.period = i.reinspect_in)
+          ORDER BY i.reinspect_in, i.sample_id, i.ticket_id
+          LIMIT ?2",
+    )?;
+    let due = s
+        .query_map(params![month, limit], InspectionRow::from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(due)
 }

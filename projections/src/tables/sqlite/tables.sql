@@ -202,6 +202,17 @@ CREATE TABLE IF NOT EXISTS inspections (
     PRIMARY KEY (sample_id, ticket_id)
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS reinspections_overdue (
+    sample_id      TEXT    NOT NULL,
+    ticket_id      TEXT    NOT NULL,
+    period         TEXT    NOT NULL,
+    due_in         TEXT    NOT NULL,
+    agent_id       TEXT    NOT NULL,
+    team           TEXT    NOT NULL,
+    marked_at      TEXT    NOT NULL,
+    PRIMARY KEY (sample_id, ticket_id)
+) STRICT, WITHOUT ROWID;
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS ticket_state (
@@ -242,3 +253,7 @@ CREATE INDEX IF NOT EXISTS follow_ups_by_due ON follow_ups (due_by);
 CREATE INDEX IF NOT EXISTS follow_ups_open ON follow_ups (warn_at) WHERE recorded_at IS NULL;
 CREATE INDEX IF NOT EXISTS inspection_samples_by_drawn ON inspection_samples (drawn_at);
 CREATE INDEX IF NOT EXISTS inspections_by_inspected ON inspections (inspected_at);
+CREATE INDEX IF NOT EXISTS reinspections_overdue_by_marked ON reinspections_overdue (marked_at);
+-- The scheduler's question: failed inspections, by the month they are due again.
+CREATE INDEX IF NOT EXISTS inspections_failed ON inspections (reinspect_in) WHERE verdict = 'fail';
+CREATE INDEX IF NOT EXISTS inspections_by_ticket ON inspections (ticket_id, agent_id, period);
