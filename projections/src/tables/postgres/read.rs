@@ -189,6 +189,23 @@ pub(super) async fn timers(
         .collect()
 }
 
+/// One page of the scheduler's rows: `sql` takes the bound (`$1`, text) and the page size
+/// (`$2`) and selects each row as JSON of `table`'s row.
+async fn page<T: DeserializeOwned>(
+    client: &Client,
+    sql: &str,
+    bound: &str,
+    limit: u32,
+    table: &str,
+) -> Result<Vec<T>, TableError> {
+    client
+        .query(sql, &[&bound, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(|r| decode(table, r.get(0)))
+        .collect()
+}
+
 pub(super) async fn due_follow_ups(
     client: &Client,
     s: &str,
@@ -203,13 +220,7 @@ pub(super) async fn due_follow_ups(
           ORDER BY warn_at, ticket_id, follow_up
           LIMIT $2::bigint"
     );
-    let now = rfc3339(now);
-    client
-        .query(&sql, &[&now, &i64::from(limit)])
-        .await?
-        .iter()
-        .map(|r| decode("follow_ups", r.get(0)))
-        .collect()
+    page(client, &sql, &rfc3339(now), limit, "follow_ups").await
 }
 
 pub(super) async fn due_reinspections(
@@ -229,12 +240,7 @@ pub(super) async fn due_reinspections(
           ORDER BY i.reinspect_in COLLATE \"C\", i.sample_id, i.ticket_id
           LIMIT $2::bigint"
     );
-    client
-        .query(&sql, &[&month, &i64::from(limit)])
-        .await?
-        .iter()
-        .map(|r| decode("inspections", r.get(0)))
-        .collect()
+    page(client, &sql, month, limit, "inspections").await
 }
 
 pub(super) async fn due_answers(
@@ -250,13 +256,7 @@ pub(super) async fn due_answers(
           ORDER BY answer_due_at, ticket_id
           LIMIT $2::bigint"
     );
-    let now = rfc3339(now);
-    client
-        .query(&sql, &[&now, &i64::from(limit)])
-        .await?
-        .iter()
-        .map(|r| decode("resolutions", r.get(0)))
-        .collect()
+    page(client, &sql, &rfc3339(now), limit, "resolutions").await
 }
 
 pub(super) async fn due_timers(
@@ -275,11 +275,5 @@ pub(super) async fn due_timers(
           ORDER BY coalesce(t.due_at, 'infinity'::timestamptz), t.ticket_id, t.target
           LIMIT $2::bigint"
     );
-    let now = rfc3339(now);
-    client
-        .query(&sql, &[&now, &i64::from(limit)])
-        .await?
-        .iter()
-        .map(|r| decode("sla_timers", r.get(0)))
-        .collect()
+    page(client, &sql, &rfc3339(now), limit, "sla_timers").await
 }
