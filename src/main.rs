@@ -18,6 +18,7 @@ macro_rules! out {
     }};
 }
 
+mod csv;
 mod dashboard;
 mod demo;
 mod http;

@@ -43,14 +43,30 @@ impl ReportName {
     }
 }
 
+/// How `report` prints.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
 #[derive(clap::Args)]
 pub struct ReportArgs {
     /// Which report.
     #[arg(value_enum)]
     name: ReportName,
-    /// Print JSON instead of tables.
-    #[arg(long, conflicts_with = "html")]
+    /// Print JSON instead of tables (the same as `--format json`).
+    #[arg(long, conflicts_with_all = ["html", "format"])]
     json: bool,
+    /// Output: `text` (tables), `json` (the query's JSON) or `csv` (one of the report's
+    /// lists, see `--rows`).
+    #[arg(long, value_enum, conflicts_with = "html")]
+    format: Option<Format>,
+    /// CSV: which list of the report (`compliance`, `compliance_by_team`, `timers`,
+    /// `groups`, `quality_callbacks`, `agents`, `teams`, `periods`); its main one by default.
+    #[arg(long, value_name = "KEY")]
+    rows: Option<String>,
     /// Dashboard: write the page (self-contained HTML) to this file.
     #[arg(long, value_name = "FILE")]
     html: Option<std::path::PathBuf>,
@@ -159,11 +175,29 @@ pub async fn run(
         .context("reading the tables")?
         .expect("every ReportName is a report");
     let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &value)?;
-        writeln!(out)?;
+    let format = if args.json {
+        Format::Json
     } else {
-        print(&mut out, args.name.as_str(), &value, false)?;
+        args.format.unwrap_or(Format::Text)
+    };
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &value)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let key = args
+                .rows
+                .unwrap_or_else(|| crate::csv::main_rows(args.name.as_str()).to_owned());
+            let Some(rows) = value.get(&key).and_then(Value::as_array) else {
+                anyhow::bail!(
+                    "the {} report has no list `{key}` (--rows)",
+                    args.name.as_str()
+                );
+            };
+            out.write_all(crate::csv::to_csv(rows).as_bytes())?;
+        }
+        Format::Text => print(&mut out, args.name.as_str(), &value, false)?,
     }
     Ok(stale_or_success(&models))
 }
@@ -183,6 +217,24 @@ fn num(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// A number with a fixed count of decimals (`-` for none), so a column lines up: `4.00`
+/// beside `3.86`, never `4.0`.
+fn fixed(v: &Value, places: usize) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.places$}"),
+        None => "-".into(),
+    }
+}
+
+/// A share of `part` in `whole`, one decimal (`-` when `whole` is 0).
+fn share(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}", part as f64 * 100.0 / whole as f64)
     }
 }
 
@@ -223,6 +275,7 @@ fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()
         "  {:<12} {:<15} {:>7} {:>9} {:>8}",
         "grade", "target", "met", "breached", "percent"
     )?;
+    let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for c in rows(v, "compliance") {
         writeln!(
             out,
@@ -231,8 +284,43 @@ fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()
             num(&c["target"]),
             num(&c["met"]),
             num(&c["breached"]),
-            num(&c["percent"])
+            fixed(&c["percent"], 1)
         )?;
+        let t = totals.entry(num(&c["target"])).or_default();
+        t.0 += c["met"].as_u64().unwrap_or(0);
+        t.1 += c["breached"].as_u64().unwrap_or(0);
+    }
+    for (target, (met, breached)) in &totals {
+        writeln!(
+            out,
+            "  {:<12} {:<15} {:>7} {:>9} {:>8}",
+            "total",
+            target,
+            met,
+            breached,
+            share(*met, met + breached)
+        )?;
+    }
+    let by_team = rows(v, "compliance_by_team");
+    if !by_team.is_empty() {
+        writeln!(out, "SLA compliance per team (the ticket's team now):")?;
+        writeln!(
+            out,
+            "  {:<14} {:<15} {:>7} {:>9} {:>8}",
+            "team", "target", "met", "breached", "percent"
+        )?;
+        for c in by_team {
+            let team = c["team"].as_str().unwrap_or("(unassigned)");
+            writeln!(
+                out,
+                "  {:<14} {:<15} {:>7} {:>9} {:>8}",
+                team,
+                num(&c["target"]),
+                num(&c["met"]),
+                num(&c["breached"]),
+                fixed(&c["percent"], 1)
+            )?;
+        }
     }
     let timers = rows(v, "timers");
     let risky: Vec<&Value> = timers.iter().filter(|t| t["at_risk"] == true).collect();
@@ -308,11 +396,11 @@ fn print_inspections(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
             num(&r["period"]),
             num(&r["drawn"]),
             num(&r["inspected"]),
-            num(&d["recognition"]),
-            num(&d["efficiency"]),
-            num(&d["quality"]),
-            num(&d["overall"]),
-            num(&r["log_complete_percent"]),
+            fixed(&d["recognition"], 2),
+            fixed(&d["efficiency"], 2),
+            fixed(&d["quality"], 2),
+            fixed(&d["overall"], 2),
+            fixed(&r["log_complete_percent"], 1),
             num(&r["failed"]),
             num(&r["reinspections_due"]),
             num(&r["reinspected"])
@@ -348,7 +436,7 @@ fn print_complaints(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
             num(&p["resolved"]),
             num(&p["ruled"]),
             num(&p["justified"]),
-            num(&p["justified_percent"]),
+            fixed(&p["justified_percent"], 1),
             median(&p["minutes_to_first_ruling"]),
             median(&p["minutes_to_resolution"])
         )?;
@@ -359,7 +447,7 @@ fn print_complaints(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
                 num(&c["cause"]),
                 num(&c["ruled"]),
                 num(&c["justified"]),
-                num(&c["justified_percent"])
+                fixed(&c["justified_percent"], 1)
             )?;
         }
     }
@@ -395,8 +483,8 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
             num(&g["key"]),
             num(&g["period"]),
             num(&g["ratings"]),
-            num(&g["mean"]),
-            num(&g["satisfied_percent"]),
+            fixed(&g["mean"], 2),
+            fixed(&g["satisfied_percent"], 1),
             format!(
                 "{}/{}/{}/{}/{}",
                 num(&d["1"]),
@@ -405,10 +493,10 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
                 num(&d["4"]),
                 num(&d["5"])
             ),
-            num(&g["response_rate_percent"]),
-            num(&g["complaint_rate_percent"]),
-            num(&g["confirmation_rate_percent"]),
-            num(&g["rejection_rate_percent"])
+            fixed(&g["response_rate_percent"], 1),
+            fixed(&g["complaint_rate_percent"], 1),
+            fixed(&g["confirmation_rate_percent"], 1),
+            fixed(&g["rejection_rate_percent"], 1)
         )?;
     }
     if brief {
@@ -419,16 +507,8 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
         writeln!(out, "Quality-inspection callbacks:")?;
         writeln!(
             out,
-            "  {:<9} {:<20} {:<10} {:>9} {:>5} {:>11} {:>10} {:>7} {:>7}",
-            "by",
-            "key",
-            "period",
-            "callbacks",
-            "mean",
-            "recognition",
-            "efficiency",
-            "quality",
-            "overall"
+            "  {:<9} {:<20} {:<10} {:>9} {:>11} {:>10} {:>7} {:>7}",
+            "by", "key", "period", "callbacks", "recognition", "efficiency", "quality", "overall"
         )?;
         for c in callbacks {
             if brief && !matches!(c["by"].as_str(), Some("team")) {
@@ -437,16 +517,15 @@ fn print_satisfaction(out: &mut impl Write, v: &Value, brief: bool) -> std::io::
             let d = &c["dimensions"];
             writeln!(
                 out,
-                "  {:<9} {:<20} {:<10} {:>9} {:>5} {:>11} {:>10} {:>7} {:>7}",
+                "  {:<9} {:<20} {:<10} {:>9} {:>11} {:>10} {:>7} {:>7}",
                 num(&c["by"]),
                 num(&c["key"]),
                 num(&c["period"]),
                 num(&c["callbacks"]),
-                num(&c["mean"]),
-                num(&d["recognition"]),
-                num(&d["efficiency"]),
-                num(&d["quality"]),
-                num(&d["overall"])
+                fixed(&d["recognition"], 2),
+                fixed(&d["efficiency"], 2),
+                fixed(&d["quality"], 2),
+                fixed(&d["overall"], 2)
             )?;
         }
     }
@@ -461,7 +540,8 @@ fn print_performance(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
             first, "team", "period", "asgn", "res", "reop", "esc", "1st resp p50/90", "resol p50/90", "sla%", "1touch", "sat", "open", "score"
         )
     };
-    let line = |out: &mut dyn Write, first: &Value, r: &Value| {
+    // `open` is the load now, not a figure of the period: shown once per agent or team.
+    let line = |out: &mut dyn Write, first: &Value, r: &Value, open: bool| {
         writeln!(
             out,
             "  {:<20} {:<12} {:<10} {:>5} {:>5} {:>5} {:>5} {:>12} {:>12} {:>5} {:>6} {:>5} {:>5} {:>6}",
@@ -474,19 +554,19 @@ fn print_performance(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
             num(&r["escalated"]),
             format!(
                 "{}/{}",
-                num(&r["first_response_minutes"]["median"]),
-                num(&r["first_response_minutes"]["p90"])
+                fixed(&r["first_response_minutes"]["median"], 0),
+                fixed(&r["first_response_minutes"]["p90"], 0)
             ),
             format!(
                 "{}/{}",
-                num(&r["resolution_minutes"]["median"]),
-                num(&r["resolution_minutes"]["p90"])
+                fixed(&r["resolution_minutes"]["median"], 0),
+                fixed(&r["resolution_minutes"]["p90"], 0)
             ),
-            num(&r["sla_percent"]),
-            num(&r["one_touch_percent"]),
-            num(&r["satisfaction_mean"]),
-            num(&r["open_now"]),
-            num(&r["score"])
+            fixed(&r["sla_percent"], 1),
+            fixed(&r["one_touch_percent"], 1),
+            fixed(&r["satisfaction_mean"], 2),
+            if open { num(&r["open_now"]) } else { String::new() },
+            fixed(&r["score"], 1)
         )
     };
     writeln!(
@@ -495,13 +575,31 @@ fn print_performance(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
         num(&v["period"])
     )?;
     header(out, "agent")?;
+    let mut previous = None;
     for r in rows(v, "agents") {
-        line(out, &r["agent_id"], r)?;
+        let first = previous != Some(&r["agent_id"]);
+        line(out, &r["agent_id"], r, first)?;
+        previous = Some(&r["agent_id"]);
     }
     writeln!(out, "Teams:")?;
     header(out, "")?;
+    let mut previous = None;
+    let mut totals = [0u64; 4];
     for r in rows(v, "teams") {
-        line(out, &Value::String(String::new()), r)?;
+        let first = previous != Some(&r["team"]);
+        line(out, &Value::String(String::new()), r, first)?;
+        previous = Some(&r["team"]);
+        for (total, key) in totals
+            .iter_mut()
+            .zip(["assigned", "resolved", "reopened", "escalated"])
+        {
+            *total += r[key].as_u64().unwrap_or(0);
+        }
     }
+    writeln!(
+        out,
+        "  {:<20} {:<12} {:<10} {:>5} {:>5} {:>5} {:>5}",
+        "", "total", "", totals[0], totals[1], totals[2], totals[3]
+    )?;
     Ok(())
 }

@@ -399,6 +399,83 @@ fn demo_runs_on_the_embedded_store() {
     assert!(text.contains("every hash chain intact"), "{text}");
     let out = store.run(&["verify"], None);
     assert!(out.status.success(), "{}", stdout(&out));
+    reports_are_tidy_and_come_as_csv(&store);
+}
+
+/// Reports a supervisor reads: the SLA split per team adds up to the split per grade, CSV
+/// holds the same figures as JSON, and means line up with two decimals.
+fn reports_are_tidy_and_come_as_csv(store: &Store) {
+    let at = "2026-10-31T00:00:00Z";
+    let out = store.run(&["report", "sla", "--json", "--at", at], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sla: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let sum = |key: &str| -> std::collections::BTreeMap<String, (u64, u64)> {
+        let mut by = std::collections::BTreeMap::new();
+        for c in sla[key].as_array().expect("rows") {
+            let e: &mut (u64, u64) = by
+                .entry(c["target"].as_str().unwrap().to_owned())
+                .or_default();
+            e.0 += c["met"].as_u64().unwrap();
+            e.1 += c["breached"].as_u64().unwrap();
+        }
+        by
+    };
+    assert!(!sum("compliance").is_empty());
+    assert_eq!(sum("compliance"), sum("compliance_by_team"));
+
+    // CSV: a header, then one line per JSON row, with the same counts.
+    for (rows, key) in [
+        ("compliance", None),
+        ("compliance_by_team", Some("compliance_by_team")),
+    ] {
+        let mut args = vec!["report", "sla", "--format", "csv", "--at", at];
+        if let Some(key) = key {
+            args.extend(["--rows", key]);
+        }
+        let out = store.run(&args, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+        let met = header
+            .iter()
+            .position(|c| *c == "met")
+            .expect("a met column");
+        let csv_met: u64 = lines
+            .clone()
+            .map(|l| l.split(',').nth(met).unwrap().parse::<u64>().unwrap())
+            .sum();
+        let json_met: u64 = sla[rows]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["met"].as_u64().unwrap())
+            .sum();
+        assert_eq!(lines.count(), sla[rows].as_array().unwrap().len());
+        assert_eq!(csv_met, json_met);
+    }
+    let out = store.run(
+        &["report", "sla", "--format", "csv", "--rows", "nope"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no list `nope`"), "{}", stderr(&out));
+
+    // Text: every mean of the satisfaction table has two decimals.
+    let out = store.run(&["report", "satisfaction", "--period", "total"], None);
+    let text = stdout(&out);
+    let means: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  team ") || l.starts_with("  grade "))
+        .map(|l| l.split_whitespace().nth(4).unwrap())
+        .collect();
+    assert!(!means.is_empty(), "{text}");
+    for mean in means {
+        assert!(
+            mean == "-" || (mean.len() == 4 && mean.as_bytes()[1] == b'.'),
+            "{mean} in {text}"
+        );
+    }
 }
 
 /// The demo drives the SLA scheduler hour by simulated hour: breaches are events in the log

@@ -7,6 +7,10 @@ mod business_time;
 mod cli;
 mod conformance;
 mod corpus;
+/// The binary's CSV of reports, which the HTTP endpoint serves.
+#[allow(dead_code)]
+#[path = "../src/csv.rs"]
+mod csv;
 /// The binary's dashboard page and HTTP endpoint, which `serve.rs` (compiled into `nats`)
 /// starts.
 #[allow(dead_code)]

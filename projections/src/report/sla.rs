@@ -59,6 +59,18 @@ pub async fn sla_report(
         .iter()
         .map(|l| timer_json(l, works.get(&l.timer.ticket_id), &folder, now_s))
         .collect();
+    let by_team: Vec<Value> = crate::tables::read::by_team(&counts.compliance)
+        .into_iter()
+        .map(|(team, target, met, breached)| {
+            json!({
+                "team": team,
+                "target": target,
+                "met": met,
+                "breached": breached,
+                "percent": percent(met, met + breached),
+            })
+        })
+        .collect();
     let compliance: Vec<Value> = crate::tables::read::in_report_order(counts.compliance)
         .into_iter()
         .map(|c| {
@@ -79,6 +91,7 @@ pub async fn sla_report(
         "open_timers": counts.open,
         "at_risk_timers": counts.at_risk,
         "compliance": compliance,
+        "compliance_by_team": by_team,
     }))
 }
 

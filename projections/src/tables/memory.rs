@@ -275,7 +275,7 @@ impl TableStore for MemoryTables {
     async fn sla_counts(&self, filter: &TimerFilter, now: i64) -> Result<SlaCounts, TableError> {
         let t = self.tables.lock().expect("tables lock");
         let mut counts = SlaCounts::default();
-        let mut by: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        let mut by: BTreeMap<(String, String, Option<String>), (u64, u64)> = BTreeMap::new();
         for timer in t.rows.sla_timers.values() {
             let passes = t
                 .rows
@@ -285,8 +285,13 @@ impl TableStore for MemoryTables {
             if !passes {
                 continue;
             }
+            let team = t
+                .rows
+                .tickets
+                .get(&timer.ticket_id)
+                .and_then(|k| k.team.clone());
             let c = by
-                .entry((timer.grade.clone(), timer.target.clone()))
+                .entry((timer.grade.clone(), timer.target.clone(), team))
                 .or_default();
             match timer.met {
                 Some(true) => c.0 += 1,
@@ -301,9 +306,10 @@ impl TableStore for MemoryTables {
         }
         counts.compliance = by
             .into_iter()
-            .map(|((grade, target), (met, breached))| Compliance {
+            .map(|((grade, target, team), (met, breached))| Compliance {
                 grade,
                 target,
+                team,
                 met,
                 breached,
             })

@@ -204,6 +204,9 @@ pub struct Listed {
 pub struct Compliance {
     pub grade: String,
     pub target: String,
+    /// The ticket's team (none while unassigned): the SLA report sums over it for the
+    /// split by grade and over grades for the split by team.
+    pub team: Option<String>,
     pub met: u64,
     pub breached: u64,
 }
@@ -216,6 +219,25 @@ pub struct SlaCounts {
     pub open: u64,
     /// Live timers breached or past their warning threshold.
     pub at_risk: u64,
+}
+
+/// Compliance per team and target, summed over grades, teams by name (unassigned last, as
+/// no team), rows with nothing met or breached left out.
+pub fn by_team(rows: &[Compliance]) -> Vec<(Option<String>, String, u64, u64)> {
+    let mut summed: std::collections::BTreeMap<(bool, Option<String>, String), (u64, u64)> =
+        std::collections::BTreeMap::new();
+    for c in rows {
+        let s = summed
+            .entry((c.team.is_none(), c.team.clone(), c.target.clone()))
+            .or_default();
+        s.0 += c.met;
+        s.1 += c.breached;
+    }
+    summed
+        .into_iter()
+        .filter(|(_, (met, breached))| met + breached > 0)
+        .map(|((_, team, target), (met, breached))| (team, target, met, breached))
+        .collect()
 }
 
 /// Whether a live timer row is breached at `now`: recorded, or past its due time.
@@ -254,9 +276,27 @@ pub fn scheduler_due(t: &TimerRow, now: i64) -> bool {
 }
 
 /// Sorts and cuts compliance counts in report order (grade, then target).
-pub fn in_report_order(mut rows: Vec<Compliance>) -> Vec<Compliance> {
+pub fn in_report_order(rows: Vec<Compliance>) -> Vec<Compliance> {
     use closeloop_core::domain::Grade;
     let grade_rank = |g: &str| Grade::ALL.iter().position(|x| x.as_str() == g);
+    // Summed over teams: one row per grade and target.
+    let mut summed: std::collections::BTreeMap<(String, String), (u64, u64)> =
+        std::collections::BTreeMap::new();
+    for c in rows {
+        let s = summed.entry((c.grade, c.target)).or_default();
+        s.0 += c.met;
+        s.1 += c.breached;
+    }
+    let mut rows: Vec<Compliance> = summed
+        .into_iter()
+        .map(|((grade, target), (met, breached))| Compliance {
+            grade,
+            target,
+            team: None,
+            met,
+            breached,
+        })
+        .collect();
     rows.retain(|c| c.met + c.breached > 0);
     rows.sort_by(|a, b| {
         (

@@ -120,6 +120,7 @@ pub fn directory_stream(event: &Event) -> String {
         Event::ScorecardDefined(_) => SCORECARDS_STREAM.to_owned(),
         Event::InspectionSampleDrawn(e) => format!("inspection-{}", e.sample_id),
         Event::InspectionRecorded(e) => format!("inspection-{}", e.sample_id),
+        Event::ReinspectionOverdue(e) => format!("inspection-{}", e.sample_id),
         other => panic!("{} is not a directory event", other.event_type()),
     }
 }

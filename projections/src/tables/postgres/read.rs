@@ -107,7 +107,7 @@ pub(super) async fn sla_counts(
     now: i64,
 ) -> Result<SlaCounts, TableError> {
     let sql = format!(
-        "SELECT t.grade, t.target,
+        "SELECT t.grade, t.target, k.team,
                 count(*) FILTER (WHERE t.met),
                 count(*) FILTER (WHERE NOT t.met OR (t.met IS NULL AND t.latest
                          AND (t.status = 'breached' OR t.due_at <= $5::text::timestamptz))),
@@ -116,7 +116,7 @@ pub(super) async fn sla_counts(
                          OR t.due_at <= $5::text::timestamptz OR t.warn_at <= $5::text::timestamptz))
            FROM {s}.sla_timers t JOIN {s}.tickets k ON k.ticket_id = t.ticket_id
           WHERE {TICKET_FILTER}
-          GROUP BY t.grade, t.target"
+          GROUP BY t.grade, t.target, k.team"
     );
     let [a, b, c, d] = filter_params(filter);
     let now = rfc3339(now);
@@ -127,11 +127,12 @@ pub(super) async fn sla_counts(
         counts.compliance.push(Compliance {
             grade: r.get(0),
             target: r.get(1),
-            met: count(2),
-            breached: count(3),
+            team: r.get(2),
+            met: count(3),
+            breached: count(4),
         });
-        counts.open += count(4);
-        counts.at_risk += count(5);
+        counts.open += count(5);
+        counts.at_risk += count(6);
     }
     Ok(counts)
 }

@@ -122,7 +122,7 @@ pub(super) fn sla_counts(
     now: i64,
 ) -> Result<SlaCounts, TableError> {
     let sql = format!(
-        "SELECT t.grade, t.target,
+        "SELECT t.grade, t.target, k.team,
                 sum(CASE WHEN t.met THEN 1 ELSE 0 END),
                 sum(CASE WHEN NOT t.met OR (t.met IS NULL AND t.latest
                          AND (t.status = 'breached' OR t.due_at <= ?5)) THEN 1 ELSE 0 END),
@@ -131,7 +131,7 @@ pub(super) fn sla_counts(
                          OR t.due_at <= ?5 OR t.warn_at <= ?5) THEN 1 ELSE 0 END)
            FROM sla_timers t JOIN tickets k ON k.ticket_id = t.ticket_id
           WHERE {TICKET_FILTER}
-          GROUP BY t.grade, t.target"
+          GROUP BY t.grade, t.target, k.team"
     );
     let [a, b, c, d] = filter_params(filter);
     let mut s = conn.prepare_cached(&sql)?;
@@ -141,11 +141,12 @@ pub(super) fn sla_counts(
         counts.compliance.push(Compliance {
             grade: r.get(0)?,
             target: r.get(1)?,
-            met: r.get(2)?,
-            breached: r.get(3)?,
+            team: r.get(2)?,
+            met: r.get(3)?,
+            breached: r.get(4)?,
         });
-        counts.open += r.get::<_, u64>(4)?;
-        counts.at_risk += r.get::<_, u64>(5)?;
+        counts.open += r.get::<_, u64>(5)?;
+        counts.at_risk += r.get::<_, u64>(6)?;
     }
     Ok(counts)
 }
