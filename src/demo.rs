@@ -15,8 +15,9 @@ use closeloop_projections::summary::TicketSummary;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::TableStore;
 use closeloop_workload::{self as workload, WorkloadConfig};
-use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
+
+use crate::progress::{grouped, Phase};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -50,24 +51,26 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         config.tickets, config.customers, config.days, config.seed
     )?;
     // Generated day by day while it runs: held whole, 50,000 tickets' commands alone took
-    // about 240 MiB.
+    // about 240 MiB. What is generated here is the setup; the days follow as they start.
+    let generating = Phase::start("demo: generating the workload's setup", "", None);
     let workload = workload::generate_lazy(&config)?;
+    generating.finish("each simulated day is generated as it starts");
     outln!(
         "Driving it through the command handler into {store} ({} tickets at a time), each simulated day generated as it starts.",
         args.concurrency
     )?;
-    // The total is known only at the end: the bar counts simulated hours.
-    let bar = ProgressBar::new(u64::from(config.days) * 24);
-    bar.set_style(
-        ProgressStyle::with_template("  {bar:40} hour {pos}/{len}  {msg}  eta {eta}")
-            .expect("valid template"),
-    );
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
     let tables = closeloop_projections::tables::open_tables(store).await?;
     let scheduler = Arc::new(tokio::sync::Mutex::new(
         Scheduler::open(log.clone(), tables.clone(), handler.clone()).await?,
     ));
     let started = Instant::now();
+    // The commands' total is known only at the end: the phase counts simulated hours.
+    let bar = Arc::new(Phase::start(
+        "demo: running the workload",
+        "simulated hours",
+        Some(u64::from(config.days) * 24),
+    ));
     let progress_bar = bar.clone();
     let on_tick = {
         let (scheduler, bar, start) = (scheduler.clone(), bar.clone(), config.start);
@@ -83,12 +86,16 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         workload,
         args.concurrency,
         jiff::SignedDuration::from_mins(TICK_MINUTES),
-        move |done| progress_bar.set_message(format!("{done} commands")),
+        move |done| progress_bar.set_message(format!("{} commands", grouped(done as u64))),
         on_tick,
     )
     .await;
-    bar.finish_and_clear();
     let total = stats.accepted + stats.duplicates + stats.rejected;
+    bar.finish(format!(
+        "{} commands, {} rejected",
+        grouped(total as u64),
+        grouped(stats.rejected as u64)
+    ));
     let scheduled = scheduler.lock().await.counts.clone();
     let seconds = started.elapsed().as_secs_f64();
     outln!(
@@ -125,7 +132,9 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
     }
 
     let months = months_of(config.start, config.days);
+    let inspecting = Phase::start("demo: quality-inspection programme", "agents", None);
     let (samples, inspected, failed) = inspect(
+        &inspecting,
         &inspector,
         log.clone(),
         tables.clone(),
@@ -134,11 +143,17 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         config.start + jiff::SignedDuration::from_hours(24 * i64::from(config.days)),
     )
     .await?;
+    inspecting.finish(format!("{samples} samples, {inspected} tickets inspected"));
     outln!(
         "Quality inspection: {samples} monthly samples drawn, {inspected} tickets inspected, {failed} failed (due again the next month)."
     )?;
 
     outln!("\nReading the log back...")?;
+    let reading = Phase::start(
+        "demo: reading the log back",
+        "events",
+        Some(log.head().await?),
+    );
     let mut summary = TicketSummary::default();
     let (mut warnings, mut breaches) = (0, 0);
     let mut after = 0;
@@ -146,6 +161,7 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         let batch = log.read_all(after, READ_BATCH_MAX, Filter::All).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
+        reading.set_position(after);
         for stored in &batch {
             let event = stored.decode()?;
             match &event {
@@ -157,27 +173,48 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
         }
     }
     summary.finish();
+    reading.finish(format!("{} tickets", grouped(summary.tickets)));
     print_summary(&summary)?;
     outln!("SLA events in the log: {warnings} warnings, {breaches} breaches")?;
 
+    let reporting = Phase::start(
+        "demo: computing the reports",
+        "reports",
+        Some(closeloop_projections::models::REPORTS.len() as u64),
+    );
+    reporting.set_message("catching the tables up with the log");
     let models = crate::report::tables_caught_up(log.clone(), tables).await?;
     let query = closeloop_projections::report::ReportQuery {
         period: closeloop_projections::period::Granularity::Total,
         ..Default::default()
     };
     let report_time = config.start + jiff::SignedDuration::from_hours(24 * i64::from(config.days));
-    outln!("\nReports at the end of the simulated period ({report_time}):")?;
+    let mut values = Vec::new();
     for name in closeloop_projections::models::REPORTS {
+        reporting.set_message(format!("{name} report"));
         let value = models
             .report(name, &query, report_time)
             .await?
             .expect("a known report");
+        values.push((name, value));
+        reporting.inc(1);
+    }
+    reporting.finish("");
+    outln!("\nReports at the end of the simulated period ({report_time}):")?;
+    for (name, value) in values {
         let mut out = std::io::stdout().lock();
         writeln!(out)?;
         crate::report::print(&mut out, name, &value, true)?;
     }
 
-    let report = closeloop_replay::verify::verify_log(log.as_ref(), |_| {}).await?;
+    let verifying = Phase::start("demo: verifying the log", "events", Some(log.head().await?));
+    let report =
+        closeloop_replay::verify::verify_log(log.as_ref(), |n| verifying.set_position(n)).await?;
+    verifying.finish(if report.ok() {
+        "intact"
+    } else {
+        "BREAKS FOUND"
+    });
     outln!(
         "\nAudit: {} events in {} streams; {}.",
         report.events,
@@ -310,6 +347,7 @@ fn months_of(start: Timestamp, days: u32) -> Vec<(String, closeloop_projections:
 /// those that failed the month before, and inspects them. The scores are the demo's own: derived from each ticket's id, about one
 /// in eight failed. Returns (samples, inspections, failures).
 async fn inspect(
+    progress: &Phase,
     handler: &Handler,
     log: Arc<dyn EventLog>,
     tables: Arc<dyn TableStore>,
@@ -320,6 +358,7 @@ async fn inspect(
     use closeloop_core::domain::{
         Actor, CommandEnvelope, Dimensions, DrawInspectionSample, RecordInspection, Role, Verdict,
     };
+    progress.set_message("catching the tables up with the log");
     crate::report::tables_caught_up(log, tables.clone()).await?;
     let inspector = Actor {
         id: closeloop_workload::INSPECTOR.into(),
@@ -337,7 +376,10 @@ async fn inspect(
         }
     };
     let (mut samples, mut inspected, mut failed) = (0, 0, 0);
-    for agent in tables.agents().await? {
+    let agents = tables.agents().await?;
+    progress.set_total(agents.len() as u64);
+    for agent in agents {
+        progress.set_message(format!("{inspected} tickets inspected"));
         // What failed last month is inspected again this month.
         let mut failed_before: Vec<uuid::Uuid> = Vec::new();
         for (month, span) in months {
@@ -414,6 +456,7 @@ async fn inspect(
                 }
             }
         }
+        progress.inc(1);
     }
     Ok((samples, inspected, failed))
 }

@@ -23,6 +23,7 @@ mod dashboard;
 mod demo;
 mod http;
 mod metrics;
+mod progress;
 mod replay;
 mod report;
 mod serve;

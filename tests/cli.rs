@@ -27,10 +27,15 @@ impl Store {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_with_env(args, stdin, &[])
+    }
+
+    fn run_with_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_closeloop"))
             .arg("--store")
             .arg(self.url())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -476,6 +481,181 @@ fn reports_are_tidy_and_come_as_csv(store: &Store) {
             "{mean} in {text}"
         );
     }
+}
+
+/// Issue 17: off a terminal (stderr is a pipe here) the demo and the replay announce every
+/// phase on stderr, report progress in plain lines at the interval the environment sets,
+/// end each phase with a line, and write no escape codes; stdout keeps the reports alone.
+#[test]
+fn demo_and_replay_report_progress_in_plain_lines_off_a_terminal() {
+    let store = Store::new();
+    let fast = [("CLOSELOOP_PROGRESS_INTERVAL_MS", "1")];
+    let demo = store.run_with_env(
+        &[
+            "demo",
+            "--tickets",
+            "200",
+            "--days",
+            "5",
+            "--customers",
+            "50",
+        ],
+        None,
+        &fast,
+    );
+    let (out, err) = (stdout(&demo), stderr(&demo));
+    assert!(demo.status.success(), "demo failed: {out}\n{err}");
+    let phases = [
+        "demo: generating the workload's setup",
+        "demo: running the workload",
+        "demo: quality-inspection programme",
+        "demo: reading the log back",
+        "demo: computing the reports",
+        "demo: verifying the log",
+    ];
+    for phase in phases {
+        assert!(
+            err.contains(&format!("{phase}...\n")),
+            "{phase} not announced: {err}"
+        );
+        assert!(
+            err.contains(&format!("{phase}: done")),
+            "{phase} not ended: {err}"
+        );
+    }
+    // The workload phase lasts far longer than the interval: its periodic lines give the
+    // count out of the total, the rate and the time left.
+    let periodic: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            l.starts_with("demo: running the workload: ") && l.contains(" of 120 simulated hours (")
+        })
+        .collect();
+    assert!(!periodic.is_empty(), "no periodic progress line: {err}");
+    assert!(
+        periodic
+            .iter()
+            .all(|l| l.contains(" simulated hours/s") && l.contains(" so far")),
+        "{periodic:?}"
+    );
+    assert!(
+        periodic.iter().any(|l| l.contains(" left, ")),
+        "{periodic:?}"
+    );
+    assert!(
+        err.contains("demo: verifying the log: done, ") && err.contains("; intact"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes off a terminal: {err:?}"
+    );
+    // The reports are on stdout, and the progress is not.
+    assert!(
+        out.contains("Reports at the end of the simulated period"),
+        "{out}"
+    );
+    assert!(out.contains("every hash chain intact"), "{out}");
+    assert!(!out.contains("demo: running the workload"), "{out}");
+
+    let replay = store.run_with_env(&["replay", "tables"], None, &fast);
+    let (out, err) = (stdout(&replay), stderr(&replay));
+    assert!(replay.status.success(), "replay failed: {out}\n{err}");
+    for phase in [
+        "replay: reading and folding the log",
+        "replay: saving the last save point",
+        "replay: building indexes and swapping the tables in",
+    ] {
+        assert!(
+            err.contains(&format!("{phase}...\n")),
+            "{phase} not announced: {err}"
+        );
+        assert!(
+            err.contains(&format!("{phase}: done")),
+            "{phase} not ended: {err}"
+        );
+    }
+    assert!(
+        err.contains("replay: reading and folding the log: done, ")
+            && err.contains(" events of the tables' categories folded"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes off a terminal: {err:?}"
+    );
+    assert!(out.contains("and switched"), "{out}");
+    assert!(!out.contains("replay: "), "{out}");
+}
+
+/// Issue 17: the replay's summary says what its numbers are: the log positions it went
+/// through (one event each), the events of the tables' categories among them (folded), and
+/// the others (skipped), which add up; checked against the exported log.
+#[test]
+fn replay_summary_explains_its_counts() {
+    let store = Store::new();
+    let demo = store.run(
+        &[
+            "demo",
+            "--tickets",
+            "60",
+            "--days",
+            "3",
+            "--customers",
+            "20",
+        ],
+        None,
+    );
+    assert!(demo.status.success(), "{}", stderr(&demo));
+    let events = store.exported();
+    let folded = events
+        .iter()
+        .filter(|e| {
+            let stream = e["stream"].as_str().expect("stream");
+            let category = stream.split_once('-').map_or(stream, |(c, _)| c);
+            closeloop_projections::tables::CATEGORIES.contains(&category)
+        })
+        .count();
+    let (n, k) = (events.len(), folded);
+    assert!(k < n, "the demo's log has customers and SLA policies too");
+    let replay = store.run(&["replay", "tables"], None);
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    let out = stdout(&replay);
+    let group = |n: usize| {
+        let digits = n.to_string();
+        let mut s = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                s.push(',');
+            }
+            s.push(c);
+        }
+        s
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "replayed log positions 1 to {} ({} events) in ",
+            group(n),
+            group(n)
+        )) && lines[0].ends_with(" events/s"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "folded {} of them, the events of the tables' categories (ticket, calendar, agent, \
+             scorecard, inspection); the other {} (customers, SLA policies and other categories \
+             no table reads) were skipped",
+            group(k),
+            group(n - k)
+        ),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("tables rebuilt to position {n} in ")),
+        "{out}"
+    );
 }
 
 /// The demo drives the SLA scheduler hour by simulated hour: breaches are events in the log

@@ -135,16 +135,33 @@ impl Default for ReplayConfig {
     }
 }
 
-/// How far a replay is, after each batch.
+/// What a replay is doing: it folds batches, then saves, then finishes the build. The steps
+/// after the fold can take long on a large log (the last save point's commit, the indexes),
+/// so they are announced, not left to look like a stalled fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading and folding the log, batch by batch.
+    Folding,
+    /// Every batch folded (or stopped): the last save point is being committed.
+    Saving,
+    /// Saved and complete: building the indexes, then swapping the build in (or marking
+    /// an `--until` build complete).
+    Finishing,
+}
+
+/// How far a replay is: after each batch ([`Stage::Folding`]), and as each later stage
+/// begins.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    pub stage: Stage,
     /// Last position folded.
     pub position: Position,
     /// Where it will stop as far as known now (the head of the log, or `--until`).
     pub end: Position,
     /// Where this run started (a resumed rebuild starts past 0).
     pub start: Position,
-    /// Events folded by this run.
+    /// Events folded by this run: those of the tables' categories ([`CATEGORIES`]) among
+    /// the positions read.
     pub events: u64,
 }
 
@@ -157,7 +174,9 @@ pub struct Summary {
     pub resumed_from: Position,
     /// The position the tables reflect.
     pub position: Position,
-    /// Events read and folded by this run.
+    /// Events folded by this run: those of the tables' categories ([`CATEGORIES`]) among
+    /// the positions after `resumed_from` up to `position`; the others (customers, SLA
+    /// policies, ...) feed no table and are skipped (see [`Summary::skipped`]).
     pub events: u64,
     pub seconds: f64,
     /// False when interrupted: the build is kept and continues on the next run.
@@ -165,6 +184,16 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The log positions this run went through (every position holds one event).
+    pub fn positions(&self) -> u64 {
+        self.position.saturating_sub(self.resumed_from)
+    }
+
+    /// The events among [`Summary::positions`] of categories no table reads: not folded.
+    pub fn skipped(&self) -> u64 {
+        self.positions().saturating_sub(self.events)
+    }
+
     pub fn events_per_second(&self) -> f64 {
         if self.seconds > 0.0 {
             self.events as f64 / self.seconds
@@ -294,6 +323,7 @@ pub async fn replay(
                 fold.batch(events, through).await?;
                 end_seen = end_seen.max(through);
                 progress(&Progress {
+                    stage: Stage::Folding,
                     position: through,
                     end: match until {
                         Some(Until::Position(p)) => p,
@@ -320,8 +350,26 @@ pub async fn replay(
     let written = fold.settle().await;
     folded?;
     written?;
+    let mut stage = |stage, fold: &Fold| {
+        progress(&Progress {
+            stage,
+            position: fold.position,
+            end: match until {
+                Some(Until::Position(p)) => p,
+                // `--until TIME` ends at the last event before it, wherever the reader was.
+                Some(Until::Time(_)) if completed => fold.position,
+                _ => end_seen.max(fold.position),
+            },
+            start,
+            events: fold.events,
+        })
+    };
     // Stopped or done: a save point, so the next run resumes here (or the build is whole).
+    stage(Stage::Saving, &fold);
     fold.save().await?;
+    if completed {
+        stage(Stage::Finishing, &fold);
+    }
     let Fold {
         saved: position,
         events,
