@@ -49,6 +49,24 @@ impl Store {
         child.wait_with_output().expect("closeloop finishes")
     }
 
+    /// `closeloop demo` scaled down: this many tickets, days and customers.
+    fn demo(&self, tickets: u32, days: u32, customers: u32) -> Output {
+        let (tickets, days, customers) =
+            (tickets.to_string(), days.to_string(), customers.to_string());
+        self.run(
+            &[
+                "demo",
+                "--tickets",
+                &tickets,
+                "--days",
+                &days,
+                "--customers",
+                &customers,
+            ],
+            None,
+        )
+    }
+
     fn submit(&self, lines: &[Value]) -> (Output, Vec<Value>) {
         let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
         let out = self.run(&["submit"], Some(&input));
@@ -382,18 +400,7 @@ fn streams_go_on_past_rejections_and_retries_are_duplicates() {
 #[test]
 fn demo_runs_on_the_embedded_store() {
     let store = Store::new();
-    let out = store.run(
-        &[
-            "demo",
-            "--tickets",
-            "200",
-            "--days",
-            "5",
-            "--customers",
-            "50",
-        ],
-        None,
-    );
+    let out = store.demo(200, 5, 50);
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -594,18 +601,7 @@ fn demo_and_replay_report_progress_in_plain_lines_off_a_terminal() {
 #[test]
 fn replay_summary_explains_its_counts() {
     let store = Store::new();
-    let demo = store.run(
-        &[
-            "demo",
-            "--tickets",
-            "60",
-            "--days",
-            "3",
-            "--customers",
-            "20",
-        ],
-        None,
-    );
+    let demo = store.demo(60, 3, 20);
     assert!(demo.status.success(), "{}", stderr(&demo));
     let events = store.exported();
     let folded = events
@@ -663,18 +659,7 @@ fn replay_summary_explains_its_counts() {
 #[test]
 fn demo_records_sla_breaches_that_agree_with_the_report() {
     let store = Store::new();
-    let out = store.run(
-        &[
-            "demo",
-            "--tickets",
-            "200",
-            "--days",
-            "5",
-            "--customers",
-            "50",
-        ],
-        None,
-    );
+    let out = store.demo(200, 5, 50);
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -1317,18 +1302,7 @@ fn close_stdout_after_a_line(
 #[test]
 fn a_closed_stdout_ends_the_output_quietly() {
     let store = Store::new();
-    let out = store.run(
-        &[
-            "demo",
-            "--tickets",
-            "200",
-            "--days",
-            "5",
-            "--customers",
-            "50",
-        ],
-        None,
-    );
+    let out = store.demo(200, 5, 50);
     assert!(out.status.success(), "{}", stderr(&out));
     let events = store.exported();
     assert!(events.len() > 1000, "{}", events.len());

@@ -7,11 +7,10 @@
 //! are polled with a deadline.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -269,25 +268,7 @@ impl Serving {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start closeloop serve");
-        // The log names the bound address; the pipe is drained to its end so serve never
-        // blocks on a full pipe.
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (found, address) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let addr = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v["http_addr"].as_str().map(str::to_owned));
-                if let Some(addr) = addr {
-                    let _ = found.send(addr);
-                }
-            }
-        });
-        let http = address
-            .recv_timeout(DEADLINE)
-            .expect("serve logs its HTTP address")
-            .parse()
-            .expect("a socket address");
+        let http = crate::scrape::logged_address(&mut child, "http_addr", DEADLINE);
         Serving { child, http }
     }
 }

@@ -47,25 +47,7 @@ impl Serving {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start closeloop serve");
-        // The log names the bound address; the pipe is drained to its end so serve never
-        // blocks on a full pipe.
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (found, address) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let addr = serde_json::from_str::<Value>(&line)
-                    .ok()
-                    .and_then(|v| v["metrics_addr"].as_str().map(str::to_owned));
-                if let Some(addr) = addr {
-                    let _ = found.send(addr);
-                }
-            }
-        });
-        let metrics = address
-            .recv_timeout(DEADLINE)
-            .expect("serve logs its metrics address")
-            .parse()
-            .expect("a socket address");
+        let metrics = logged_address(&mut child, "metrics_addr", DEADLINE);
         Serving { child, metrics }
     }
 
@@ -417,4 +399,31 @@ fn opened_two_hours_ago() -> Value {
     let at = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
     command["occurred_at"] = json!(at.to_string());
     command
+}
+
+/// The address `serve` bound for `field` (`metrics_addr`, `http_addr`), as its JSON log names
+/// it (by `deadline`). Its stderr is drained to the end on a thread, so serve never blocks on
+/// a full pipe.
+pub(crate) fn logged_address(
+    child: &mut std::process::Child,
+    field: &'static str,
+    deadline: std::time::Duration,
+) -> std::net::SocketAddr {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (found, address) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let addr = serde_json::from_str::<Value>(&line)
+                .ok()
+                .and_then(|v| v[field].as_str().map(str::to_owned));
+            if let Some(addr) = addr {
+                let _ = found.send(addr);
+            }
+        }
+    });
+    address
+        .recv_timeout(deadline)
+        .unwrap_or_else(|_| panic!("serve logs its {field}"))
+        .parse()
+        .expect("a socket address")
 }
