@@ -393,6 +393,18 @@ async fn inspect(
                 continue;
             }
             let reinspect = std::mem::take(&mut failed_before);
+            // A command holds at most INSPECTION_CANDIDATES_MAX candidates. Keeping those whose
+            // draw keys sort first changes nothing drawn: the draw takes the first keys.
+            let candidates = if candidates.len() > closeloop_core::domain::INSPECTION_CANDIDATES_MAX
+            {
+                closeloop_core::domain::draw_items(
+                    seed,
+                    &candidates,
+                    closeloop_core::domain::INSPECTION_CANDIDATES_MAX as u32,
+                )
+            } else {
+                candidates
+            };
             let sample_id =
                 uuid::Uuid::new_v5(&namespace, format!("{}/{month}", agent.agent_id).as_bytes());
             let others: Vec<_> = candidates
