@@ -6,7 +6,8 @@
 # installed from the Debian packages (needs root, or sudo), set up and started. Then each
 # must answer within SERVICES_WAIT_SECONDS (default 60); otherwise the script exits non-zero
 # naming what failed and how to fix it. Also installs what some tests run: python3 with
-# `cryptography` (the auditors' verifier) and Debian's `chromium` (the dashboard test).
+# `cryptography` (the auditors' verifier) and `nats-py`, Go with Debian's nats.go (the
+# integration guide's examples), and Debian's `chromium` (the dashboard test).
 set -euo pipefail
 
 PG_HOST=127.0.0.1
@@ -186,6 +187,32 @@ ensure_python_cryptography() {
     log "python3 with cryptography installed"
 }
 
+# The integration guide's examples (docs/examples/) run against `serve` in the tests: the
+# Python one needs `nats-py` (PyPI only: Debian has no package) and `cryptography`; the Go
+# one builds offline against Debian's nats.go (GOPATH mode).
+ensure_python_nats() {
+    if python3 -c 'import nats' >/dev/null 2>&1; then
+        return
+    fi
+    log "installing nats-py with pip"
+    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+    python3 -m pip install -q nats-py >/dev/null 2>&1 ||
+        python3 -m pip install -q --break-system-packages nats-py >/dev/null 2>&1 ||
+        fail "cannot install nats-py: \`python3 -m pip install nats-py\`"
+    python3 -c 'import nats' >/dev/null 2>&1 ||
+        fail "python3 on PATH ($(command -v python3)) cannot import nats: \`python3 -m pip install nats-py\`"
+    log "python3 with nats-py installed"
+}
+
+ensure_go_nats() {
+    if command -v go >/dev/null 2>&1 && [ -d /usr/share/gocode/src/github.com/nats-io/nats.go ]; then
+        return
+    fi
+    apt_install --no-install-recommends golang-go golang-github-nats-io-go-nats-dev
+    command -v go >/dev/null 2>&1 || fail "golang-go did not install go"
+    log "go with nats.go installed"
+}
+
 # Not a service either: the dashboard test opens the page in headless Chromium, Debian's
 # package (never a browser downloaded by a tool).
 ensure_chromium() {
@@ -200,4 +227,6 @@ ensure_chromium() {
 ensure_postgres
 ensure_nats
 ensure_python_cryptography
+ensure_python_nats
+ensure_go_nats
 ensure_chromium

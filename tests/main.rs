@@ -17,6 +17,7 @@ mod csv;
 #[path = "../src/dashboard.rs"]
 mod dashboard;
 mod dashboard_page;
+mod guide;
 mod handler;
 #[allow(dead_code)]
 #[path = "../src/http.rs"]

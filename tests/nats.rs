@@ -69,6 +69,8 @@ pub struct TestKey {
     pub kid: String,
     signing: jsonwebtoken::EncodingKey,
     pub pem: String,
+    /// The private key, PKCS#8 in PEM, for a signer outside this process.
+    pub private_pem: String,
 }
 
 impl TestKey {
@@ -82,10 +84,28 @@ impl TestKey {
         ];
         spki.extend_from_slice(pair.public_key().as_ref());
         let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+        // PKCS#8 v1 (OpenSSL's and most libraries' form): a fixed prefix, then the 32-byte
+        // seed, which ring's v2 document holds at bytes 16..48.
+        let mut v1 = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        v1.extend_from_slice(&pkcs8.as_ref()[16..48]);
+        let private = base64::engine::general_purpose::STANDARD.encode(v1);
+        // PEM lines are at most 64 characters.
+        let private = private
+            .as_bytes()
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
         TestKey {
             kid: kid.to_owned(),
             signing: jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
             pem: format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n"),
+            private_pem: format!(
+                "-----BEGIN PRIVATE KEY-----\n{private}\n-----END PRIVATE KEY-----\n"
+            ),
         }
     }
 
