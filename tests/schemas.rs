@@ -417,3 +417,243 @@ fn schemas_are_draft_2020_12() {
         assert!(schema["title"].is_string(), "{path} has a title");
     }
 }
+
+/// Issue 17, an exact contract: the published command schemas and the parser judge a corpus
+/// of edge cases alike. The corpus is every command type the demo workload sends (plus the
+/// inspection commands), each field of each payload (and the actor's id) replaced in turn by
+/// values at and beyond the limits: empty, white space alone (the Unicode kinds included), a
+/// control character, lengths at and past each limit, numbers at and past each bound, a
+/// number for a string, a repeated list item. A command the schema accepts and the parser
+/// refuses is allowed only for a rule across fields, which JSON Schema cannot state; named
+/// below by the path and words of its refusal.
+#[test]
+fn the_schemas_and_the_parser_agree_on_a_corpus() {
+    use closeloop_workload::{self as workload, WorkloadConfig};
+
+    /// Refusals the schemas cannot state: (path prefix, words of the message).
+    const ACROSS_FIELDS: &[(&str, &str)] = &[
+        ("/payload/time_zone", "IANA"),
+        (
+            "/payload/first_response_minutes",
+            "must not exceed resolution_minutes",
+        ),
+        ("/payload/weekly_hours/", "must be after start"),
+        ("/payload", "must be 100"),
+        ("/payload/causes/", "listed twice"),
+        ("/payload/charged", "unjustified"),
+        ("/payload/backup_agent_id", "their own backup"),
+        ("/payload/effective_from", "2000-01-01"),
+    ];
+
+    let dir = json_dir().join("commands");
+    let mut validators = BTreeMap::new();
+    for name in Command::TYPES {
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("a command schema"),
+        )
+        .expect("JSON");
+        validators.insert(
+            name.to_string(),
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(&schema)
+                .expect("a valid schema"),
+        );
+    }
+
+    let work = workload::generate(&WorkloadConfig {
+        seed: 5,
+        tickets: 60,
+        days: 3,
+        customers: 20,
+        ..WorkloadConfig::default()
+    })
+    .expect("workload");
+    let mut baselines: BTreeMap<String, Value> = BTreeMap::new();
+    for envelope in work.sequential() {
+        let value = serde_json::to_value(envelope).expect("serializes");
+        let kind = value["type"].as_str().expect("type").to_owned();
+        baselines.entry(kind).or_insert(value);
+    }
+    let ticket = Uuid::now_v7();
+    for (kind, payload) in [
+        (
+            "draw_inspection_sample",
+            json!({"sample_id": Uuid::now_v7(), "period": "2026-11", "agent_id": "a1",
+                   "size": 3, "seed": 7, "candidates": [ticket, Uuid::now_v7()],
+                   "reinspect": [Uuid::now_v7()]}),
+        ),
+        (
+            "record_inspection",
+            json!({"sample_id": Uuid::now_v7(), "ticket_id": ticket,
+                   "dimensions": {"recognition": 1, "efficiency": 5, "quality": 3, "overall": 4},
+                   "log_complete": true, "visit_verified": false, "verdict": "fail",
+                   "note": "log lacks the outcome"}),
+        ),
+        (
+            "set_agent_availability",
+            json!({"agent_id": "a1", "available": false, "backup_agent_id": "a2"}),
+        ),
+    ] {
+        baselines.entry(kind.to_owned()).or_insert(json!({
+            "command_id": Uuid::now_v7(), "type": kind,
+            "actor": {"id": "qa-1", "role": "inspector"}, "payload": payload,
+        }));
+    }
+
+    let strings = [
+        json!(""),
+        json!(" "),
+        json!("\u{a0}\u{3000}"),
+        json!("\u{85}"),
+        json!("\u{feff}"),
+        json!("a b"),
+        json!("a\u{7}b"),
+        json!("ok"),
+        json!("x".repeat(40)),
+        json!("x".repeat(41)),
+        json!("x".repeat(128)),
+        json!("x".repeat(129)),
+        json!("x".repeat(200)),
+        json!("x".repeat(201)),
+        json!("x".repeat(16_000)),
+        json!("x".repeat(16_001)),
+        json!("2026-13"),
+        json!("1999-12"),
+        json!("24:00"),
+        json!("23:60"),
+        json!(5),
+    ];
+    let numbers = [
+        json!(-1),
+        json!(0),
+        json!(1),
+        json!(3),
+        json!(4),
+        json!(5),
+        json!(6),
+        json!(10),
+        json!(11),
+        json!(29),
+        json!(30),
+        json!(50),
+        json!(51),
+        json!(59),
+        json!(60),
+        json!(61),
+        json!(99),
+        json!(100),
+        json!(101),
+        json!(525_600),
+        json!(525_601),
+        json!(10.5),
+        json!(-0.5),
+        json!("1"),
+    ];
+    let (mut checked, mut across, mut both_accept, mut both_refuse) = (0, 0, 0, 0);
+    let mut disagreements = Vec::new();
+    for (kind, baseline) in &baselines {
+        let validator = &validators[kind];
+        assert!(
+            validator.is_valid(baseline),
+            "{kind}'s baseline is refused by its schema"
+        );
+        let mut cases: Vec<Value> = Vec::new();
+        let mut paths = Vec::new();
+        leaves(&baseline["payload"], "/payload", &mut paths);
+        paths.push(("/actor/id".to_owned(), baseline["actor"]["id"].clone()));
+        for (path, value) in paths {
+            let replacements: Vec<Value> = match &value {
+                Value::String(_) => strings.to_vec(),
+                Value::Number(_) => numbers.to_vec(),
+                Value::Array(items) if !items.is_empty() => vec![
+                    json!([]),
+                    Value::Array(vec![items[0].clone(), items[0].clone()]),
+                    Value::Array(vec![items[0].clone(); 11]),
+                    Value::Array(vec![items[0].clone(); 101]),
+                ],
+                _ => continue,
+            };
+            for replacement in replacements {
+                let mut case = baseline.clone();
+                *case.pointer_mut(&path).expect("the path exists") = replacement;
+                cases.push(case);
+            }
+        }
+        for case in cases {
+            checked += 1;
+            let schema_ok = validator.is_valid(&case);
+            let parsed = parse_command(case.to_string().as_bytes());
+            match (schema_ok, &parsed) {
+                (true, Ok(_)) => both_accept += 1,
+                (false, Err(_)) => both_refuse += 1,
+                (true, Err(failure)) => {
+                    let across_fields = failure.rejection.details.iter().all(|d| {
+                        ACROSS_FIELDS.iter().any(|(path, words)| {
+                            d.path.starts_with(path) && d.message.contains(words)
+                        })
+                    });
+                    if across_fields {
+                        across += 1;
+                    } else {
+                        disagreements.push(format!(
+                            "{kind}: the schema accepts, the parser refuses: {:?}",
+                            failure.rejection.details
+                        ));
+                    }
+                }
+                (false, Ok(_)) => {
+                    let errors: Vec<String> = validator
+                        .iter_errors(&case)
+                        .map(|e| {
+                            let text = e.to_string();
+                            format!("{} at {}", &text[..text.len().min(80)], e.instance_path)
+                        })
+                        .collect();
+                    disagreements.push(format!(
+                        "{kind}: the parser accepts, the schema refuses: {errors:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked > 2_000, "only {checked} cases");
+    // Not vacuous: many cases on each side of the limits.
+    assert!(
+        both_accept > 300 && both_refuse > 1_000,
+        "{both_accept} accepted and {both_refuse} refused by both"
+    );
+    assert!(
+        disagreements.is_empty(),
+        "{} of {checked} cases judged differently ({across} refused for rules across fields):\n{}",
+        disagreements.len(),
+        disagreements
+            .iter()
+            .map(|d| d.chars().take(240).collect::<String>())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Every leaf and list of `value` (objects walked), with its JSON Pointer.
+fn leaves(value: &Value, path: &str, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                leaves(v, &format!("{path}/{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            out.push((path.to_owned(), value.clone()));
+            for (i, v) in items.iter().enumerate() {
+                if v.is_object() {
+                    leaves(v, &format!("{path}/{i}"), out);
+                }
+            }
+        }
+        other => out.push((path.to_owned(), other.clone())),
+    }
+}

@@ -165,12 +165,15 @@ impl Command {
 #[serde(deny_unknown_fields)]
 pub struct OpenTicket {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub customer_id: String,
     pub channel: Channel,
     pub category: Category,
     pub priority: Priority,
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub description: Option<String>,
 }
 
@@ -178,6 +181,7 @@ pub struct OpenTicket {
 #[serde(deny_unknown_fields)]
 pub struct AssignTicket {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub agent_id: String,
 }
 
@@ -185,6 +189,7 @@ pub struct AssignTicket {
 #[serde(deny_unknown_fields)]
 pub struct RespondToCustomer {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub message: String,
 }
 
@@ -192,6 +197,7 @@ pub struct RespondToCustomer {
 #[serde(deny_unknown_fields)]
 pub struct RequestCustomerInfo {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub question: String,
 }
 
@@ -199,6 +205,7 @@ pub struct RequestCustomerInfo {
 #[serde(deny_unknown_fields)]
 pub struct RecordCustomerReply {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub message: String,
 }
 
@@ -206,8 +213,10 @@ pub struct RecordCustomerReply {
 #[serde(deny_unknown_fields)]
 pub struct EscalateTicket {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub to_agent_id: Option<String>,
 }
 
@@ -216,6 +225,7 @@ pub struct EscalateTicket {
 pub struct ChangePriority {
     pub ticket_id: Uuid,
     pub priority: Priority,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub reason: String,
 }
 
@@ -223,6 +233,7 @@ pub struct ChangePriority {
 #[serde(deny_unknown_fields)]
 pub struct AddNote {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub text: String,
     #[serde(default)]
     pub visible_to_customer: bool,
@@ -232,6 +243,7 @@ pub struct AddNote {
 #[serde(deny_unknown_fields)]
 pub struct ResolveTicket {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub resolution: String,
 }
 
@@ -239,6 +251,7 @@ pub struct ResolveTicket {
 #[serde(deny_unknown_fields)]
 pub struct ReopenTicket {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub reason: String,
 }
 
@@ -253,9 +266,11 @@ pub struct CloseTicket {
 pub struct RecordSatisfaction {
     pub ticket_id: Uuid,
     /// 1 (very dissatisfied) ..= 5 (very satisfied).
+    #[schemars(range(min = 1, max = 5))]
     pub score: u8,
     pub source: RatingSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub comment: Option<String>,
     /// Quality-inspection ratings; only with `source: callback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,44 +280,56 @@ pub struct RecordSatisfaction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgent {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub agent_id: String,
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub name: String,
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub team: String,
     /// Support line 1, 2 or 3.
+    #[schemars(range(min = crate::LINE_MIN, max = crate::LINE_MAX))]
     pub line: u8,
     pub level: Level,
     #[serde(default)]
     pub team_lead: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub backup_agent_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAgentAvailability {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub agent_id: String,
     pub available: bool,
     /// Who covers while the agent is away; the registered backup when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub backup_agent_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterCustomer {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub customer_id: String,
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub name: String,
     pub grade: Grade,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub account_manager_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineCalendar {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub calendar_id: String,
     /// IANA time-zone name, such as `Europe/Berlin` or `UTC`.
     pub time_zone: String,
+    #[schemars(length(min = 1))]
     pub weekly_hours: Vec<WorkingHours>,
     /// Dates (YYYY-MM-DD) on which no business minutes count.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -312,20 +339,27 @@ pub struct DefineCalendar {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineSlaPolicy {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub policy_id: String,
     #[serde(rename = "match")]
     pub matches: PolicyMatch,
+    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
     pub first_response_minutes: u32,
+    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
     pub resolution_minutes: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
     pub next_response_minutes: Option<u32>,
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub calendar_id: String,
     /// 1..=99: a warning is raised when this share of a target is used.
+    #[schemars(range(min = 1, max = 99))]
     pub warn_at_percent: u8,
     /// How many working days (on `calendar_id`) a resolved ticket waits for the customer to
     /// confirm or reject the resolution before the engine closes it unconfirmed; 1..=60,
     /// [`CONFIRMATION_WAIT_DAYS_DEFAULT`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::CONFIRMATION_WAIT_DAYS_MAX))]
     pub confirmation_wait_days: Option<u8>,
 }
 
@@ -360,6 +394,7 @@ pub struct RecordSlaBreach {
 pub struct ConfirmResolution {
     pub ticket_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub comment: Option<String>,
 }
 
@@ -369,6 +404,7 @@ pub struct ConfirmResolution {
 #[serde(deny_unknown_fields)]
 pub struct RejectResolution {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub reason: String,
 }
 
@@ -378,6 +414,7 @@ pub struct RejectResolution {
 #[serde(deny_unknown_fields)]
 pub struct CloseUnconfirmed {
     pub ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub resolution: u32,
     pub answer_due_at: Timestamp,
 }
@@ -389,7 +426,9 @@ pub struct CloseUnconfirmed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterInspector {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub inspector_id: String,
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub name: String,
 }
 
@@ -399,6 +438,7 @@ pub struct RegisterInspector {
 #[serde(deny_unknown_fields)]
 pub struct DefineComplaintCauses {
     /// 1..=100 causes, each code once.
+    #[schemars(length(min = 1, max = crate::COMPLAINT_CAUSES_MAX))]
     pub causes: Vec<ComplaintCause>,
 }
 
@@ -411,11 +451,14 @@ pub struct RuleComplaint {
     pub ticket_id: Uuid,
     pub justified: bool,
     /// A code of the complaint-cause list in force.
+    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
     pub cause: String,
     /// The staff (registered agents) charged with a justified complaint: 0..=10, each once;
     /// none for an unjustified one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::CHARGED_STAFF_MAX), inner(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN)), extend("uniqueItems" = true))]
     pub charged: Vec<String>,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub note: String,
 }
 
@@ -431,23 +474,31 @@ pub struct RuleComplaint {
 pub struct DefineScorecard {
     /// The team it applies to; absent: the organisation's, for teams without their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub team: Option<String>,
     /// The first day (UTC) it is in force.
     pub effective_from: jiff::civil::Date,
     /// Results (SLA compliance, satisfaction, the quality-inspection score), whole percent:
     /// at least 60.
+    #[schemars(range(min = crate::SCORECARD_RESULTS_MIN, max = 100))]
     pub results_percent: u8,
     /// Basic service work (resolution rate, one-touch rate): at least 30.
+    #[schemars(range(min = crate::SCORECARD_BASIC_MIN, max = 100))]
     pub basic_percent: u8,
     /// Daily discipline (100 minus the reopen rate): at most 10.
+    #[schemars(range(min = 0, max = crate::SCORECARD_DISCIPLINE_MAX))]
     pub discipline_percent: u8,
     /// Points per survey rating of 5, 0..=10.
+    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
     pub bonus_per_excellent_rating: f64,
     /// At most this many bonus points, 0..=10 (10% of the total).
+    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
     pub bonus_cap_points: f64,
     /// Points taken per justified complaint, 0..=10.
+    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
     pub deduction_per_justified_complaint: f64,
     /// At most this many points taken, 0..=10 (10% of the total).
+    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
     pub deduction_cap_points: f64,
 }
 
@@ -461,6 +512,7 @@ pub struct ScheduleFollowUp {
     pub kind: FollowUpKind,
     pub due_by: Timestamp,
     /// The agent who makes the call or the visit.
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub owner: String,
 }
 
@@ -473,8 +525,10 @@ pub struct ScheduleFollowUp {
 pub struct RecordFollowUp {
     pub ticket_id: Uuid,
     /// Which follow-up of the ticket (1, 2, ...: `follow_up_scheduled`'s number).
+    #[schemars(range(min = 1))]
     pub follow_up: u32,
     pub outcome: FollowUpOutcome,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub summary: String,
     /// Visits only (and required for them): when it took place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -489,6 +543,7 @@ pub struct RecordFollowUp {
 #[serde(deny_unknown_fields)]
 pub struct RaiseFollowUpWarning {
     pub ticket_id: Uuid,
+    #[schemars(range(min = 1))]
     pub follow_up: u32,
     pub due_by: Timestamp,
 }
@@ -498,6 +553,7 @@ pub struct RaiseFollowUpWarning {
 #[serde(deny_unknown_fields)]
 pub struct RecordFollowUpOverdue {
     pub ticket_id: Uuid,
+    #[schemars(range(min = 1))]
     pub follow_up: u32,
     pub due_by: Timestamp,
 }
@@ -513,16 +569,21 @@ pub struct RecordFollowUpOverdue {
 pub struct DrawInspectionSample {
     pub sample_id: Uuid,
     /// `YYYY-MM`: the month whose work is inspected.
+    #[schemars(pattern(crate::MONTH_PATTERN))]
     pub period: String,
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub agent_id: String,
     /// How many to draw: 1..=50 (all candidates when fewer).
+    #[schemars(range(min = 1, max = crate::INSPECTION_SIZE_MAX))]
     pub size: u32,
     pub seed: u64,
     /// 1..=1000 ticket ids, each once.
+    #[schemars(length(min = 1, max = crate::INSPECTION_CANDIDATES_MAX), extend("uniqueItems" = true))]
     pub candidates: Vec<Uuid>,
     /// Tickets that failed the previous period's inspection, taken into this sample besides
     /// the draw (the manuals: what failed is inspected again the next month); at most 50.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::INSPECTION_SIZE_MAX), extend("uniqueItems" = true))]
     pub reinspect: Vec<Uuid>,
 }
 
@@ -539,6 +600,7 @@ pub struct RecordInspection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visit_verified: Option<bool>,
     pub verdict: Verdict,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub note: String,
 }
 

@@ -8,6 +8,27 @@ use super::command::*;
 use super::rejection::{Detail, Rejection, RejectionCode};
 use super::types::*;
 
+/// The white space `str::trim` and `char::is_whitespace` know (Unicode White_Space), as the
+/// inside of a regular-expression class: the schemas' patterns say what the parser checks.
+macro_rules! white_space {
+    () => {
+        "\t\n\u{b}\u{c}\r \u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}"
+    };
+}
+
+/// An identifier, as the schemas state it: no white space and no control character.
+pub const ID_PATTERN: &str = concat!("^[^", white_space!(), "\u{0}-\u{1f}\u{7f}-\u{9f}]+$");
+/// A text, as the schemas state it: not white space alone.
+pub const TEXT_PATTERN: &str = concat!("[^", white_space!(), "]");
+/// A complaint-cause code.
+pub const CAUSE_CODE_PATTERN: &str = "^[a-z0-9_]{1,40}$";
+/// A month, `YYYY-MM`, from 2000 on.
+pub const MONTH_PATTERN: &str = "^([2-9][0-9]{3})-(0[1-9]|1[0-2])$";
+/// The start of a span of working hours, `HH:MM`.
+pub const CLOCK_START_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
+/// The end of a span of working hours, `HH:MM` or `24:00`.
+pub const CLOCK_END_PATTERN: &str = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$";
+
 /// Largest command accepted, in bytes (docs/contract.md, Commands: 64 KiB by default).
 pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
 /// Longest identifier (agent, customer, calendar, policy), in characters.

@@ -195,6 +195,7 @@ impl TicketStatus {
 #[serde(deny_unknown_fields)]
 pub struct Actor {
     /// For agents and supervisors, their `agent_id`; for services and the system, a name.
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub id: String,
     pub role: Role,
 }
@@ -213,9 +214,13 @@ impl Actor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dimensions {
+    #[schemars(range(min = 1, max = 5))]
     pub recognition: u8,
+    #[schemars(range(min = 1, max = 5))]
     pub efficiency: u8,
+    #[schemars(range(min = 1, max = 5))]
     pub quality: u8,
+    #[schemars(range(min = 1, max = 5))]
     pub overall: u8,
 }
 
@@ -225,8 +230,10 @@ pub struct Dimensions {
 #[serde(deny_unknown_fields)]
 pub struct ComplaintCause {
     /// Lowercase letters, digits and `_`, 1..=40 characters.
+    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
     pub code: String,
     /// 1..=200 characters.
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub label: String,
 }
 
@@ -250,8 +257,10 @@ pub const LINE_MAX: u8 = 3;
 pub struct WorkingHours {
     pub day: Weekday,
     /// "HH:MM", 00:00 ..= 23:59.
+    #[schemars(pattern(crate::CLOCK_START_PATTERN))]
     pub start: String,
     /// "HH:MM", after `start`; "24:00" ends the day.
+    #[schemars(pattern(crate::CLOCK_END_PATTERN))]
     pub end: String,
 }
 
