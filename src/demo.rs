@@ -330,7 +330,8 @@ fn months_of(start: Timestamp, days: u32) -> Vec<(String, closeloop_projections:
             break;
         }
         months.push((
-            format!("{:04}-{:02}", month.year(), month.month()),
+            closeloop_projections::period::Granularity::Month
+                .label(closeloop_projections::period::day_of_date(month)),
             closeloop_projections::tables::Span {
                 from: Some(from.as_second()),
                 to: Some(to.as_second()),
@@ -407,16 +408,8 @@ async fn inspect(
             };
             let sample_id =
                 uuid::Uuid::new_v5(&namespace, format!("{}/{month}", agent.agent_id).as_bytes());
-            let others: Vec<_> = candidates
-                .iter()
-                .filter(|id| !reinspect.contains(id))
-                .copied()
-                .collect();
             let again = reinspect.clone();
-            let mut items = reinspect.clone();
-            items.extend(closeloop_core::domain::draw_items(seed, &others, 3));
-            // Received at the simulated time, as the workload's commands are.
-            let draw = submit(Command::DrawInspectionSample(DrawInspectionSample {
+            let sample = DrawInspectionSample {
                 sample_id,
                 period: month.clone(),
                 agent_id: agent.agent_id.clone(),
@@ -424,7 +417,10 @@ async fn inspect(
                 seed,
                 candidates,
                 reinspect,
-            }));
+            };
+            let items = sample.items();
+            // Received at the simulated time, as the workload's commands are.
+            let draw = submit(Command::DrawInspectionSample(sample));
             let reply = handler.handle_at(draw, at).await;
             if !matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }) {
                 anyhow::bail!("drawing an inspection sample: {}", reply.to_json());

@@ -34,6 +34,7 @@ use closeloop_core::domain::{
 use jiff::Timestamp;
 use uuid::Uuid;
 
+use crate::period::{day_of, Granularity};
 use crate::runtime::ProjectorError;
 use crate::tables::read;
 use crate::tables::runner::{TableConfig, TableProjector};
@@ -240,8 +241,7 @@ pub async fn due_commands(
     let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
     if room > 0 {
         // A failed item is overdue once the month it was due again has ended.
-        let date = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-        let month = format!("{:04}-{:02}", date.year(), date.month());
+        let month = Granularity::Month.label(day_of(now.as_second()));
         let failed = tables.due_reinspections(&month, room as u32).await?;
         commands.extend(reinspections_for(&failed));
     }

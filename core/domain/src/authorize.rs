@@ -178,11 +178,7 @@ pub(crate) fn authorize_ticket(
             // A follow-up is its owner's to record (or their cover's), whoever holds the
             // ticket now.
             let owner = match command {
-                Command::RecordFollowUp(c) => c
-                    .follow_up
-                    .checked_sub(1)
-                    .and_then(|i| ticket.follow_ups.get(i as usize))
-                    .is_some_and(|f| {
+                Command::RecordFollowUp(c) => ticket.follow_up(c.follow_up).is_some_and(|f| {
                         f.owner == me.agent_id || covers(ctx.directory, &f.owner, &me.agent_id)
                     }),
                 _ => false,

@@ -604,6 +604,34 @@ pub struct RecordInspection {
     pub note: String,
 }
 
+impl DrawInspectionSample {
+    /// What the sample holds: `reinspect`, then the `size` other candidates the seed draws
+    /// ([`draw_items`]).
+    pub fn items(&self) -> Vec<Uuid> {
+        let others: Vec<Uuid> = self
+            .candidates
+            .iter()
+            .filter(|id| !self.reinspect.contains(id))
+            .copied()
+            .collect();
+        let mut items = self.reinspect.clone();
+        items.extend(draw_items(self.seed, &others, self.size));
+        items
+    }
+}
+
+/// The month after `period` (`YYYY-MM`, as parsing checks it): when a failed inspection is
+/// due again.
+pub fn next_month(period: &str) -> String {
+    let (year, month) = period.split_once('-').unwrap_or(("0", "0"));
+    let (year, month): (u32, u32) = (year.parse().unwrap_or(0), month.parse().unwrap_or(0));
+    if month >= 12 {
+        format!("{:04}-01", year + 1)
+    } else {
+        format!("{year:04}-{:02}", month + 1)
+    }
+}
+
 /// Most candidates one draw takes (a month of one agent's resolved tickets fits).
 pub const INSPECTION_CANDIDATES_MAX: usize = 1_000;
 /// Most items one sample holds.

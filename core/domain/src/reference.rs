@@ -160,17 +160,7 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 seed: c.seed,
                 candidates: c.candidates.clone(),
                 reinspect: c.reinspect.clone(),
-                items: {
-                    let others: Vec<_> = c
-                        .candidates
-                        .iter()
-                        .filter(|id| !c.reinspect.contains(id))
-                        .copied()
-                        .collect();
-                    let mut items = c.reinspect.clone();
-                    items.extend(draw_items(c.seed, &others, c.size));
-                    items
-                },
+                items: c.items(),
             })
         }
         Command::RecordInspection(c) => {
@@ -262,15 +252,4 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
         _ => unreachable!("decide_directory takes directory commands only"),
     };
     Ok(vec![event])
-}
-
-/// The month after `period` (`YYYY-MM`, as parsing checked it).
-fn next_month(period: &str) -> String {
-    let (year, month) = period.split_once('-').unwrap_or(("0", "0"));
-    let (year, month): (u32, u32) = (year.parse().unwrap_or(0), month.parse().unwrap_or(0));
-    if month >= 12 {
-        format!("{:04}-01", year + 1)
-    } else {
-        format!("{year:04}-{:02}", month + 1)
-    }
 }

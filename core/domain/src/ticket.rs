@@ -110,17 +110,17 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
             overdue: false,
         }),
         Event::FollowUpRecorded(e) => {
-            if let Some(f) = follow_up_mut(&mut t, e.follow_up) {
+            if let Some(f) = t.follow_up_mut(e.follow_up) {
                 f.recorded = true;
             }
         }
         Event::FollowUpWarningRaised(e) => {
-            if let Some(f) = follow_up_mut(&mut t, e.follow_up) {
+            if let Some(f) = t.follow_up_mut(e.follow_up) {
                 f.warned = true;
             }
         }
         Event::FollowUpOverdue(e) => {
-            if let Some(f) = follow_up_mut(&mut t, e.follow_up) {
+            if let Some(f) = t.follow_up_mut(e.follow_up) {
                 f.overdue = true;
             }
         }
@@ -426,11 +426,6 @@ pub fn decide_ticket(
     Ok(vec![event])
 }
 
-fn follow_up_mut(t: &mut Ticket, number: u32) -> Option<&mut FollowUp> {
-    let i = usize::try_from(number.checked_sub(1)?).ok()?;
-    t.follow_ups.get_mut(i)
-}
-
 fn follow_up_number(t: &Ticket) -> u32 {
     u32::try_from(t.follow_ups.len())
         .unwrap_or(u32::MAX)
@@ -439,19 +434,16 @@ fn follow_up_number(t: &Ticket) -> u32 {
 
 /// Follow-up `number` of the ticket, still unrecorded.
 fn open_follow_up(t: &Ticket, number: u32) -> Result<&FollowUp, Rejection> {
-    let f = number
-        .checked_sub(1)
-        .and_then(|i| t.follow_ups.get(i as usize))
-        .ok_or_else(|| {
-            Rejection::not_found(
-                "/payload/follow_up",
-                format!(
-                    "ticket {} has no follow-up {number} ({} planned)",
-                    t.ticket_id,
-                    t.follow_ups.len()
-                ),
-            )
-        })?;
+    let f = t.follow_up(number).ok_or_else(|| {
+        Rejection::not_found(
+            "/payload/follow_up",
+            format!(
+                "ticket {} has no follow-up {number} ({} planned)",
+                t.ticket_id,
+                t.follow_ups.len()
+            ),
+        )
+    })?;
     if f.recorded {
         return Err(Rejection::at(
             RejectionCode::InvalidTransition,

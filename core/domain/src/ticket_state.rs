@@ -56,5 +56,19 @@ pub struct FollowUp {
     pub overdue: bool,
 }
 
+impl Ticket {
+    /// Follow-up number `number` (1, 2, ...: `follow_up_scheduled`'s numbering), if planned.
+    pub fn follow_up(&self, number: u32) -> Option<&FollowUp> {
+        self.follow_ups
+            .get(usize::try_from(number.checked_sub(1)?).ok()?)
+    }
+
+    /// As [`Ticket::follow_up`], to change it.
+    pub fn follow_up_mut(&mut self, number: u32) -> Option<&mut FollowUp> {
+        self.follow_ups
+            .get_mut(usize::try_from(number.checked_sub(1)?).ok()?)
+    }
+}
+
 /// A ticket stream's state: `None` before `ticket_opened`.
 pub type TicketState = Option<Ticket>;

@@ -208,10 +208,7 @@ fn resolve_step(
         | Command::RecordFollowUpOverdue(RecordFollowUpOverdue {
             follow_up, due_by, ..
         }) => {
-            if let Some(f) = state
-                .as_ref()
-                .and_then(|t| t.follow_ups.get(*follow_up as usize - 1))
-            {
+            if let Some(f) = state.as_ref().and_then(|t| t.follow_up(*follow_up)) {
                 *due_by = f.due_by;
             }
         }
@@ -389,7 +386,7 @@ fn check_authority(
             // A follow-up's owner (or their cover) records it whoever holds the ticket.
             let owns_follow_up = match (command, before) {
                 (Command::RecordFollowUp(c), Some(t)) => {
-                    t.follow_ups.get(c.follow_up as usize - 1).is_some_and(|f| {
+                    t.follow_up(c.follow_up).is_some_and(|f| {
                         f.owner == me.agent_id
                             || dir.agents.get(&f.owner).is_some_and(|o| {
                                 !o.available && o.covered_by.as_deref() == Some(&me.agent_id)
@@ -566,7 +563,9 @@ fn run_covering(
                 prop_assert_eq!(e.resolution, after.resolutions);
             }
             if let Event::FollowUpRecorded(e) = event {
-                let f = &after.follow_ups[e.follow_up as usize - 1];
+                let f = after
+                    .follow_up(e.follow_up)
+                    .expect("recorded follow-up exists");
                 prop_assert!(f.recorded);
                 prop_assert_eq!(e.visited_at.is_some(), f.kind == FollowUpKind::Visit);
                 prop_assert_eq!(e.signed.is_some(), f.kind == FollowUpKind::Visit);

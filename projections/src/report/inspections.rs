@@ -12,10 +12,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use closeloop_core::domain::next_month;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{percent, round, ReportQuery};
+use crate::period::{day_of_date, Granularity};
 use crate::tables::read::{AnyRow, Dated};
 use crate::tables::{Span, TableError, TableStore};
 
@@ -41,8 +43,7 @@ pub async fn inspections_report(
     store: &dyn TableStore,
     query: &ReportQuery,
 ) -> Result<Value, TableError> {
-    let month =
-        |d: Option<jiff::civil::Date>| d.map(|d| format!("{:04}-{:02}", d.year(), d.month()));
+    let month = |d: Option<jiff::civil::Date>| d.map(|d| Granularity::Month.label(day_of_date(d)));
     let (from, to) = (month(query.from), month(query.to));
     let keep = |agent: &str, team: &str, period: &str| {
         query.agent.as_deref().is_none_or(|a| a == agent)
@@ -162,15 +163,4 @@ pub async fn inspection_candidates(
     };
     store.scan(Dated::Resolved, month, &mut on_row).await?;
     Ok(found.into_iter().collect())
-}
-
-/// The month after `period` (`YYYY-MM`).
-fn next_month(period: &str) -> String {
-    let (year, month) = period.split_once('-').unwrap_or(("0", "0"));
-    let (year, month): (u32, u32) = (year.parse().unwrap_or(0), month.parse().unwrap_or(0));
-    if month >= 12 {
-        format!("{:04}-01", year + 1)
-    } else {
-        format!("{year:04}-{:02}", month + 1)
-    }
 }
