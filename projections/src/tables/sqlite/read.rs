@@ -198,6 +198,18 @@ pub(super) fn timers(conn: &mut Connection, page: &TimerPage) -> Result<Vec<List
     Ok(listed)
 }
 
+/// One page of the scheduler's rows: `statement` takes the bound (`?1`) and the page size
+/// (`?2`).
+fn page<T: SqlRow>(
+    statement: &mut rusqlite::CachedStatement,
+    bound: impl rusqlite::ToSql,
+    limit: u32,
+) -> Result<Vec<T>, TableError> {
+    Ok(statement
+        .query_map(params![bound, limit], T::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 pub(super) fn due_follow_ups(
     conn: &mut Connection,
     now: i64,
@@ -210,10 +222,7 @@ pub(super) fn due_follow_ups(
           ORDER BY warn_at, ticket_id, follow_up
           LIMIT ?2",
     )?;
-    let due = s
-        .query_map(params![rfc3339(now), limit], FollowUpRow::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(due)
+    page(&mut s, rfc3339(now), limit)
 }
 
 pub(super) fn due_reinspections(
@@ -232,10 +241,7 @@ pub(super) fn due_reinspections(
           ORDER BY i.reinspect_in, i.sample_id, i.ticket_id
           LIMIT ?2",
     )?;
-    let due = s
-        .query_map(params![month, limit], InspectionRow::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(due)
+    page(&mut s, month, limit)
 }
 
 pub(super) fn due_answers(
@@ -249,10 +255,7 @@ pub(super) fn due_answers(
           ORDER BY answer_due_at, ticket_id
           LIMIT ?2",
     )?;
-    let due = s
-        .query_map(params![rfc3339(now), limit], ResolutionRow::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(due)
+    page(&mut s, rfc3339(now), limit)
 }
 
 pub(super) fn due_timers(
@@ -270,8 +273,5 @@ pub(super) fn due_timers(
           LIMIT ?2"
     );
     let mut s = conn.prepare_cached(&sql)?;
-    let due = s
-        .query_map(params![rfc3339(now), limit], TimerRow::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(due)
+    page(&mut s, rfc3339(now), limit)
 }
