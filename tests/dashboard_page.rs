@@ -10,12 +10,12 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Output, Stdio};
+use std::process::{Command as Process, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::nats::{nats_url, test_auth, Scope};
+use crate::nats::{test_auth, Binary, Scope};
 
 /// Longest wait for any one process or condition.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -246,37 +246,28 @@ fn the_dashboard_page_renders_its_charts_in_chromium() {
 
 /// `closeloop serve --http 127.0.0.1:0` on `store`, in `scope`'s names, killed when dropped.
 struct Serving {
-    child: Child,
+    _binary: Binary,
     http: SocketAddr,
 }
 
 impl Serving {
     fn start(scope: &Scope, store: &str) -> Serving {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_closeloop"))
-            .arg("--store")
-            .arg(store)
-            .arg("--nats")
-            .arg(nats_url())
-            .arg("serve")
-            .args(scope.serve_args())
+        let (binary, http) = Binary::start_logged(
+            scope,
+            store,
             // Read-only: nothing of the engine's own should append meanwhile.
-            .args(["--no-process-managers", "--no-scheduler"])
-            .args(["--http", "127.0.0.1:0", "--log-format", "json"])
-            .env("CLOSELOOP_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start closeloop serve");
-        let http = crate::scrape::logged_address(&mut child, "http_addr", DEADLINE);
-        Serving { child, http }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            &[
+                "--no-process-managers",
+                "--no-scheduler",
+                "--http",
+                "127.0.0.1:0",
+            ],
+            "http_addr",
+        );
+        Serving {
+            _binary: binary,
+            http,
+        }
     }
 }
 

@@ -553,6 +553,28 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(scope: &Scope, store: &str, extra: &[&str]) -> Binary {
+        Binary::spawn(scope, store, extra, "warn", Stdio::inherit())
+    }
+
+    /// As [`Binary::start`], logging JSON at `info` to a pipe, and the address serve logs
+    /// for `field` (`metrics_addr`, `http_addr`: an endpoint bound to port 0).
+    pub fn start_logged(
+        scope: &Scope,
+        store: &str,
+        extra: &[&str],
+        field: &'static str,
+    ) -> (Binary, std::net::SocketAddr) {
+        let extra: Vec<&str> = extra
+            .iter()
+            .copied()
+            .chain(["--log-format", "json"])
+            .collect();
+        let mut binary = Binary::spawn(scope, store, &extra, "info", Stdio::piped());
+        let address = crate::scrape::logged_address(&mut binary.child, field, DEADLINE);
+        (binary, address)
+    }
+
+    fn spawn(scope: &Scope, store: &str, extra: &[&str], log: &str, stderr: Stdio) -> Binary {
         let child = Process::new(env!("CARGO_BIN_EXE_closeloop"))
             .arg("--store")
             .arg(store)
@@ -561,9 +583,10 @@ impl Binary {
             .arg("serve")
             .args(scope.serve_args())
             .args(extra)
-            .env("CLOSELOOP_LOG", "warn")
+            .env("CLOSELOOP_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start closeloop serve");
         Binary { child }

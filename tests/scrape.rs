@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,68 +14,38 @@ use closeloop_commands::Reply;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::nats::{
-    calendar_and_policy, collect_replies, envelope, nats_url, provision_store, Scope,
-};
+use crate::nats::{calendar_and_policy, collect_replies, envelope, provision_store, Binary, Scope};
 
 /// Longest wait for any one observable condition.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `closeloop serve --metrics 127.0.0.1:0` as a child process, killed when dropped.
 struct Serving {
-    child: Child,
+    binary: Binary,
     metrics: SocketAddr,
 }
 
 impl Serving {
     fn start(scope: &Scope, store: &str) -> Serving {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_closeloop"))
-            .arg("--store")
-            .arg(store)
-            .arg("--nats")
-            .arg(nats_url())
-            .arg("serve")
-            .args(scope.serve_args())
+        let (binary, metrics) = Binary::start_logged(
+            scope,
+            store,
             // Auto-assignment would add commands of its own to the counts.
-            .args(["--no-process-managers", "--scheduler-interval-ms", "100"])
-            .args(["--metrics", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .env("CLOSELOOP_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start closeloop serve");
-        let metrics = logged_address(&mut child, "metrics_addr", DEADLINE);
-        Serving { child, metrics }
+            &[
+                "--no-process-managers",
+                "--scheduler-interval-ms",
+                "100",
+                "--metrics",
+                "127.0.0.1:0",
+            ],
+            "metrics_addr",
+        );
+        Serving { binary, metrics }
     }
 
     /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Process::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -TERM");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "serve did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20)); // poll interval
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn terminate(self) -> std::process::ExitStatus {
+        self.binary.terminate()
     }
 }
 
