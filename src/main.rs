@@ -111,12 +111,21 @@ enum Cmd {
         /// Only this ticket's stream: its UUID, or the stream's name `ticket-<uuid>`.
         #[arg(conflicts_with = "checkpoints", value_parser = ticket_id)]
         ticket_id: Option<Uuid>,
-        /// A checkpoints file (JSON lines, as `checkpoint` appends them).
+        /// A checkpoints file (JSON lines, as `checkpoint` appends them), or `nats` for the
+        /// JetStream stream --checkpoints-stream on the --nats server (its message N is then
+        /// line N; a file named `nats` is `./nats`).
         #[arg(long, requires = "public_key")]
         checkpoints: Option<PathBuf>,
         /// The public key the checkpoints must be signed with (`KEYFILE.pub` of `keygen`).
         #[arg(long, requires = "checkpoints")]
         public_key: Option<PathBuf>,
+        /// The JetStream stream `--checkpoints nats` reads.
+        #[arg(
+            long,
+            env = "CLOSELOOP_CHECKPOINTS_STREAM",
+            default_value = "CLOSELOOP_CHECKPOINTS"
+        )]
+        checkpoints_stream: String,
     },
     /// Generate an Ed25519 key for signing checkpoints: KEYFILE holds the secret (mode
     /// 0600), KEYFILE.pub the public key, each as 64 hex digits.
@@ -279,9 +288,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ticket_id,
             checkpoints: Some(checkpoints),
             public_key: Some(public_key),
+            checkpoints_stream,
         } => {
             debug_assert!(ticket_id.is_none());
-            verify_checkpoints(log, &checkpoints, &public_key).await
+            let source = if checkpoints.as_os_str() == "nats" {
+                let Some(url) = cli.nats.as_deref() else {
+                    eprintln!(
+                        "verify --checkpoints nats reads the stream {checkpoints_stream} from \
+                         NATS: give the server with --nats URL (or CLOSELOOP_NATS)"
+                    );
+                    return Ok(ExitCode::from(2));
+                };
+                CheckpointSource::Nats {
+                    url,
+                    stream: checkpoints_stream,
+                }
+            } else {
+                CheckpointSource::File(checkpoints)
+            };
+            verify_checkpoints(log, source, &public_key).await
         }
         Cmd::Verify { ticket_id, .. } => verify(log, ticket_id).await,
         Cmd::Checkpoint {
@@ -477,16 +502,36 @@ async fn checkpoint(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `closeloop verify --checkpoints FILE --public-key PUBFILE`.
+/// Where `verify` reads checkpoints from.
+enum CheckpointSource<'a> {
+    File(PathBuf),
+    /// The JetStream stream `checkpoint` and `serve` append to.
+    Nats {
+        url: &'a str,
+        stream: String,
+    },
+}
+
+/// `closeloop verify --checkpoints FILE|nats --public-key PUBFILE`.
 async fn verify_checkpoints(
     log: Arc<dyn EventLog>,
-    checkpoints: &Path,
+    source: CheckpointSource<'_>,
     public_key: &Path,
 ) -> anyhow::Result<ExitCode> {
     use closeloop_replay::checkpoint;
     let public = checkpoint::read_public_key(public_key)?;
-    let text = std::fs::read_to_string(checkpoints)
-        .with_context(|| format!("reading {}", checkpoints.display()))?;
+    let text = match &source {
+        CheckpointSource::File(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        CheckpointSource::Nats { url, stream } => {
+            let client = async_nats::connect(*url)
+                .await
+                .with_context(|| format!("connecting to NATS at {url}"))?;
+            let js = async_nats::jetstream::new(client);
+            serve::read_checkpoints(&js, stream).await?
+        }
+    };
     let report = checkpoint::verify(log.as_ref(), &text, &public).await?;
     for b in &report.log.breaks {
         outln!("BROKEN {b}")?;

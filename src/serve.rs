@@ -441,6 +441,45 @@ pub struct CheckpointTarget {
     pub file: Option<std::path::PathBuf>,
 }
 
+/// Most checkpoints `verify --checkpoints nats` reads (at one every 5 minutes, 95 years).
+pub const CHECKPOINTS_READ_MAX: u64 = 10_000_000;
+
+/// The checkpoints of a JetStream stream as `verify` reads a file: one JSON line per
+/// message, line N holding message N (an empty line where a message is missing), so a
+/// finding's line number is the message's sequence number.
+pub async fn read_checkpoints(js: &jetstream::Context, stream: &str) -> anyhow::Result<String> {
+    let mut found = js
+        .get_stream(stream)
+        .await
+        .with_context(|| format!("the checkpoints stream {stream}"))?;
+    let state = found.info().await?.state.clone();
+    anyhow::ensure!(
+        state.messages <= CHECKPOINTS_READ_MAX,
+        "the checkpoints stream {stream} holds {} messages, more than the {CHECKPOINTS_READ_MAX} verify reads",
+        state.messages
+    );
+    let mut text = String::new();
+    for sequence in 1..=state.last_sequence {
+        if sequence >= state.first_sequence {
+            match found.get_raw_message(sequence).await {
+                Ok(message) => {
+                    let payload = String::from_utf8_lossy(&message.payload);
+                    // A line break inside would split one message into two lines.
+                    text.push_str(&payload.replace(['\n', '\r'], " "));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound
+                    ) => {}
+                Err(e) => return Err(e).with_context(|| format!("message {sequence} of {stream}")),
+            }
+        }
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// Appends `checkpoint` to the target's JetStream stream, created append-only (deletes and
 /// purges denied; deleting the whole stream is an administrator's act, and the file copy
 /// remains). `Nats-Msg-Id` is the signature, so a retried publish is stored once.
@@ -449,14 +488,17 @@ pub async fn publish_checkpoint(
     target: &CheckpointTarget,
     checkpoint: &closeloop_replay::checkpoint::Checkpoint,
 ) -> anyhow::Result<()> {
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: target.stream.clone(),
-        subjects: vec![target.subject.clone()],
-        storage: jetstream::stream::StorageType::File,
-        deny_delete: true,
-        deny_purge: true,
-        ..Default::default()
-    })
+    closeloop_commands::nats::streams::ensure_stream(
+        js,
+        jetstream::stream::Config {
+            name: target.stream.clone(),
+            subjects: vec![target.subject.clone()],
+            storage: jetstream::stream::StorageType::File,
+            deny_delete: true,
+            deny_purge: true,
+            ..Default::default()
+        },
+    )
     .await
     .with_context(|| format!("the checkpoints stream {}", target.stream))?;
     let mut headers = async_nats::HeaderMap::new();

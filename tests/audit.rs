@@ -375,8 +375,59 @@ async fn checkpoints_are_appended_to_jetstream_when_nats_is_given() {
         (info.state.messages, info.config.deny_delete, message)
     }
     .await;
+    // An auditor reads them back from JetStream: the genuine one covers the log; a forged
+    // one published beside it is named by its sequence number.
+    let verify_nats = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .args(["--nats", &crate::nats::nats_url(), "verify"])
+            .args(["--checkpoints", "nats", "--public-key", "key.pub"])
+            .args(["--checkpoints-stream", &stream])
+            .env("CLOSELOOP_STORE", &store)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (genuine_code, genuine) = verify_nats();
+    let mut forged: Value = serde_json::from_slice(&published.2.payload).unwrap();
+    forged["head"] = json!(forged["head"].as_u64().unwrap() + 1);
+    js.publish(
+        format!("t{tag}.closeloop.v1.checkpoints"),
+        serde_json::to_vec(&forged).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .expect("the forged checkpoint is stored");
+    let (forged_code, forged_out) = verify_nats();
+    let without_nats = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["verify", "--checkpoints", "nats", "--public-key", "key.pub"])
+        .env("CLOSELOOP_STORE", &store)
+        .env_remove("CLOSELOOP_NATS")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let _ = js.delete_stream(&stream).await;
     assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(genuine_code, Some(0), "{genuine}");
+    assert!(
+        genuine.contains("1 checkpoints read, 0 findings")
+            && genuine.contains("(line 1,")
+            && genuine.contains("covers positions 1..="),
+        "{genuine}"
+    );
+    assert_eq!(forged_code, Some(1), "{forged_out}");
+    assert!(
+        forged_out.contains("BROKEN checkpoint line 2: forged")
+            && forged_out.contains("2 checkpoints read, 1 findings"),
+        "{forged_out}"
+    );
+    assert_eq!(without_nats.status.code(), Some(2));
+    assert!(
+        text(&without_nats).contains("--nats URL"),
+        "{}",
+        text(&without_nats)
+    );
     let (messages, deny_delete, message) = published;
     assert_eq!(messages, 1);
     assert!(deny_delete, "an append-only stream");

@@ -970,6 +970,103 @@ async fn nats_bad_input_is_rejected_with_a_path_and_appends_nothing() {
     serve.stop().await;
 }
 
+/// A deployment made by a version without today's limits: the commands stream unbounded
+/// and its consumer redelivering for ever. `serve` brings both up to date in place, and
+/// refuses a commands stream whose retention JetStream cannot change, naming the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_serve_brings_existing_streams_and_consumers_up_to_date() {
+    let scope = Scope::new().await;
+    let config = &scope.config;
+    let old_stream = |retention| jetstream::stream::Config {
+        name: config.commands_stream.clone(),
+        subjects: vec![config.durable_wildcard()],
+        retention,
+        ..Default::default()
+    };
+    let stream = scope
+        .js
+        .create_stream(old_stream(jetstream::stream::RetentionPolicy::WorkQueue))
+        .await
+        .expect("an old commands stream");
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(config.consumer_name.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_deliver: -1,
+            ..Default::default()
+        })
+        .await
+        .expect("an old consumer");
+
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let serve = InProcess::start(&scope, log.clone(), Queries::new()).await;
+    let mut stream = scope.js.get_stream(&config.commands_stream).await.unwrap();
+    let limits = stream.info().await.unwrap().config.clone();
+    assert_eq!(limits.max_bytes, config.commands_stream_bytes_max);
+    assert!(limits.max_message_size > 0, "{limits:?}");
+    assert_eq!(limits.discard, jetstream::stream::DiscardPolicy::New);
+    let consumer = stream
+        .consumer_info(&config.consumer_name)
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(
+        consumer.max_deliver,
+        i64::from(config.durable_attempts_max) * 2
+    );
+    assert_eq!(consumer.max_ack_pending, config.in_flight_max as i64);
+    // The durable intake works on the updated consumer.
+    let mut replies = scope.replies().await;
+    let command = open_ticket(Uuid::new_v4());
+    let ack = scope.publish_durable(&command).await;
+    assert!(!ack.duplicate);
+    let id = command["command_id"]
+        .as_str()
+        .unwrap()
+        .parse::<Uuid>()
+        .unwrap();
+    let mut answered = HashMap::new();
+    collect_replies(&mut replies, &HashSet::from([id]), &mut answered).await;
+    assert!(
+        matches!(answered[&id], Reply::Accepted { .. }),
+        "{:?}",
+        answered[&id]
+    );
+    serve.stop().await;
+
+    // Retention cannot change in place: serve refuses to start and says what to do.
+    scope
+        .js
+        .delete_stream(&config.commands_stream)
+        .await
+        .unwrap();
+    scope
+        .js
+        .create_stream(old_stream(jetstream::stream::RetentionPolicy::Limits))
+        .await
+        .unwrap();
+    let handler = Arc::new(Handler::new(log, HandlerConfig::trusting()));
+    let refused = InProcess::spawn(
+        config.clone(),
+        handler,
+        scope.client.clone(),
+        Queries::new(),
+        Vec::new(),
+    );
+    let outcome = tokio::time::timeout(DEADLINE, refused.outcome())
+        .await
+        .expect("serve gives up at once")
+        .expect("serve task");
+    let error = outcome.expect_err("serve refuses the stream").to_string();
+    assert!(
+        error.contains(&config.commands_stream)
+            && error.contains("retention")
+            && error.contains("nats stream rm"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn nats_durable_intake_keeps_commands_while_no_serve_runs() {
     let scope = Scope::new().await;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use closeloop_core::log::postgres::{PostgresLog, PostgresOptions};
 use closeloop_core::log::{
-    verify_chain, AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, Filter,
-    Position, StoredEvent,
+    chain_hash, verify_chain, AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion,
+    Filter, Position, StoredEvent, GENESIS_HASH,
 };
 use closeloop_core::Error;
 use closeloop_testkit::conformance::{
@@ -232,12 +232,16 @@ async fn postgres_migrate_is_idempotent_and_safe_from_many_processes() {
     let mut applied = Vec::new();
     for run in runs {
         let migrated = run.await.expect("task").expect("migrate");
-        assert_eq!(migrated.version, 2);
+        assert_eq!(migrated.version, 3);
         applied.extend(migrated.applied);
     }
     assert_eq!(
         applied,
-        vec![(1, "event_log"), (2, "log_identity")],
+        vec![
+            (1, "event_log"),
+            (2, "log_identity"),
+            (3, "event_log_exact_times")
+        ],
         "applied once in all"
     );
     let url_with_schema = with_schema_param(&scratch.schema);
@@ -254,7 +258,7 @@ async fn postgres_migrate_is_idempotent_and_safe_from_many_processes() {
         )
         .await
         .expect("schema_migrations");
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
 
     // `connect` takes the schema from the URL.
     let log = match PostgresLog::connect(&url_with_schema).await {
@@ -344,6 +348,52 @@ async fn postgres_connect_creates_the_schema_and_analysts_read_the_views() {
     assert_eq!(streams[0].get::<_, i64>(2), 2);
     assert_eq!(streams[1].get::<_, String>(1), "agent");
     assert_eq!(streams[1].get::<_, i64>(4), 3);
+
+    // An auditor recomputes the chain from the view alone: its hashed columns hold the
+    // exact values (nanoseconds kept), where `recorded_at` is cut to microseconds.
+    let rows = db
+        .query(
+            &format!(
+                "SELECT stream, version, event_id, type, schema_version, data, metadata, hash, \
+                        occurred_at_hashed, recorded_at_hashed \
+                   FROM \"{s}\".event_log ORDER BY position"
+            ),
+            &[],
+        )
+        .await
+        .expect("event_log");
+    let stored = log.read_all(0, 10, Filter::All).await.expect("read_all");
+    assert_eq!(rows.len(), stored.len());
+    let mut previous: HashMap<String, String> = HashMap::new();
+    for (row, event) in rows.iter().zip(&stored) {
+        let metadata: serde_json::Value = row.get(6);
+        let rebuilt = StoredEvent {
+            position: event.position,
+            stream: row.get(0),
+            version: row.get::<_, i64>(1) as u64,
+            event_id: row.get(2),
+            event_type: row.get(3),
+            schema_version: row.get::<_, i32>(4) as u32,
+            data: row.get(5),
+            metadata: serde_json::from_value(metadata).expect("the view's metadata"),
+            hash: row.get(7),
+        };
+        let prev = previous
+            .get(&rebuilt.stream)
+            .cloned()
+            .unwrap_or_else(|| GENESIS_HASH.to_owned());
+        assert_eq!(chain_hash(&prev, &rebuilt), rebuilt.hash, "{rebuilt:?}");
+        assert_eq!(rebuilt.metadata.recorded_at, event.metadata.recorded_at);
+        assert_eq!(
+            row.get::<_, String>(9).parse::<jiff::Timestamp>().unwrap(),
+            event.metadata.recorded_at
+        );
+        assert_eq!(
+            row.get::<_, String>(8).parse::<jiff::Timestamp>().unwrap(),
+            event.metadata.occurred_at
+        );
+        previous.insert(rebuilt.stream.clone(), rebuilt.hash.clone());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,10 +175,18 @@ struct PgCluster {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// Server settings beyond the port, socket and fsync (`-c name=value ...`).
+    options: String,
 }
 
 impl PgCluster {
     fn start() -> PgCluster {
+        PgCluster::start_with(|_| String::new())
+    }
+
+    /// Like [`PgCluster::start`], with `setup` run on the fresh data directory before the
+    /// server starts; it returns extra server settings (`-c name=value ...`).
+    fn start_with(setup: impl FnOnce(&PgCluster) -> String) -> PgCluster {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("closeloop-pg-")
@@ -195,6 +203,7 @@ impl PgCluster {
             bin,
             port: 0,
             as_postgres,
+            options: String::new(),
         };
         let data = cluster.data();
         let initdb = cluster
@@ -212,6 +221,7 @@ impl PgCluster {
             String::from_utf8_lossy(&initdb.stdout),
             String::from_utf8_lossy(&initdb.stderr)
         );
+        cluster.options = setup(&cluster);
         // Another process may take the free port before the server binds it: try another.
         let mut failures = Vec::new();
         for _ in 0..3 {
@@ -226,6 +236,33 @@ impl PgCluster {
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// A cluster that speaks TLS only: the server certificate and key of [`throwaway_ca`]'s
+    /// `certs`, and a `pg_hba.conf` that rejects every TCP connection without TLS, so a
+    /// client that connects at all has used TLS.
+    fn start_tls_only(certs: &Path) -> PgCluster {
+        PgCluster::start_with(|cluster| {
+            let data = cluster.data();
+            for (name, mode) in [("server.pem", 0o644), ("server.key", 0o600)] {
+                let to = data.join(name);
+                std::fs::copy(certs.join(name), &to).expect("copy the server's TLS files");
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .expect("chmod");
+                if cluster.as_postgres {
+                    let (uid, gid) = (id(&["-u", "postgres"]), id(&["-g", "postgres"]));
+                    std::os::unix::fs::chown(&to, Some(uid), Some(gid)).expect("chown");
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 host all all 127.0.0.1/32 reject\n",
+            )
+            .expect("write pg_hba.conf");
+            "-c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key".into()
+        })
     }
 
     fn server_log(&self) -> PathBuf {
@@ -257,9 +294,10 @@ impl PgCluster {
     /// on first fsyncs the whole data directory, which takes seconds.
     fn pg_ctl_start(&self) -> Result<(), String> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.options
         );
         let run = self
             .command("pg_ctl")
@@ -1173,16 +1211,53 @@ fn throwaway_ca(dir: &Path) {
     }
 }
 
-/// Encrypted transport: a private nats-server that requires TLS and verifies client
-/// certificates, with a throwaway CA. `serve --nats tls://...` with the CA and a client
-/// certificate answers a command sent over TLS; without the CA it cannot connect and exits
-/// non-zero.
+/// Encrypted transport, with a throwaway CA: a private nats-server that requires TLS and
+/// verifies client certificates, and a private PostgreSQL that refuses TCP without TLS.
+/// The store URL's `sslmode=verify-full&sslrootcert=...` is what reaches PostgreSQL (without
+/// TLS, or without the CA, `migrate` fails naming why); `serve --nats tls://...` with the CA
+/// and a client certificate answers a command sent over TLS, appends it and folds it into
+/// the tables over TLS; without the NATS CA it cannot connect and exits non-zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_serve_speaks_tls_with_a_private_ca() {
+async fn serve_speaks_tls_to_nats_and_postgresql_with_a_private_ca() {
     let certs = tempfile::tempdir().unwrap();
     let c = certs.path();
     throwaway_ca(c);
     let path = |name: &str| c.join(name).display().to_string();
+    let cluster = PgCluster::start_tls_only(c);
+    let store_with = |query: &str| format!("{}?schema=tls_test&{query}", cluster.url());
+    let store = store_with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        path("ca.pem")
+    ));
+    let migrate = |store: &str| {
+        Command::new(env!("CARGO_BIN_EXE_closeloop"))
+            .args(["--store", store, "migrate"])
+            .env("CLOSELOOP_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run closeloop migrate")
+    };
+    // Without TLS the server turns the connection away; with TLS but without the CA, the
+    // server's certificate is not trusted.
+    for (query, why) in [
+        ("sslmode=disable", "no encryption"),
+        ("sslmode=require", "certificate"),
+    ] {
+        let refused = migrate(&store_with(query));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{query} was accepted");
+        assert!(
+            stderr.contains(why),
+            "{query}: expected `{why}` in: {stderr}"
+        );
+    }
+    let migrated = migrate(&store);
+    assert!(
+        migrated.status.success(),
+        "migrate over TLS: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
     let server = NatsServer::start_with(vec![
         "--tlsverify".into(),
         "--tlscert".into(),
@@ -1194,7 +1269,6 @@ async fn nats_serve_speaks_tls_with_a_private_ca() {
     ])
     .await;
     let url = format!("tls://127.0.0.1:{}", server.port);
-    let store = format!("sqlite://{}", c.join("closeloop.db").display());
     let serve = |tls: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_closeloop"));
         command
@@ -1271,4 +1345,30 @@ async fn nats_serve_speaks_tls_with_a_private_ca() {
     let _ = trusted.kill();
     let _ = trusted.wait();
     drop(server);
+
+    // The log and the tables are read back over TLS: the ticket is there.
+    let ticket = body["payload"]["ticket_id"].as_str().unwrap().to_owned();
+    let report = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", &store, "report", "sla", "--json"])
+        .env("CLOSELOOP_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run closeloop report");
+    assert!(
+        report.status.success(),
+        "report over TLS: {}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let history = Command::new(env!("CARGO_BIN_EXE_closeloop"))
+        .args(["--store", &store, "history", &ticket])
+        .env("CLOSELOOP_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run closeloop history");
+    let shown = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        history.status.success() && shown.contains("ticket_opened"),
+        "history over TLS: {shown}{}",
+        String::from_utf8_lossy(&history.stderr)
+    );
 }

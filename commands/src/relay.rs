@@ -103,25 +103,27 @@ pub fn job(config: RelayConfig, log: Arc<dyn EventLog>, js: jetstream::Context) 
     )
 }
 
-/// Creates (or finds) the events stream.
+/// Creates (or brings up to date) the events stream.
 pub async fn events_stream(
     config: &RelayConfig,
     js: &jetstream::Context,
 ) -> Result<stream::Stream, ServeError> {
-    js.get_or_create_stream(stream::Config {
-        name: config.events_stream.clone(),
-        subjects: vec![format!("{}.events.>", config.subject_prefix)],
-        storage: stream::StorageType::File,
-        duplicate_window: config.duplicate_window,
-        num_replicas: config.stream_replicas,
-        // No age limit: an idle log must not age its last event out of the stream, since
-        // the relay resumes after it. Only the oldest go when the stream is full.
-        max_bytes: config.stream_bytes_max,
-        discard: stream::DiscardPolicy::Old,
-        ..Default::default()
-    })
+    crate::nats::streams::ensure_stream(
+        js,
+        stream::Config {
+            name: config.events_stream.clone(),
+            subjects: vec![format!("{}.events.>", config.subject_prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            num_replicas: config.stream_replicas,
+            // No age limit: an idle log must not age its last event out of the stream, since
+            // the relay resumes after it. Only the oldest go when the stream is full.
+            max_bytes: config.stream_bytes_max,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        },
+    )
     .await
-    .map_err(|e| ServeError::nats(&format!("stream {}", config.events_stream), e))
 }
 
 /// What the relay reads of one message of the events stream.

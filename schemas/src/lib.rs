@@ -17,6 +17,11 @@ pub const POSTGRES_MIGRATIONS: &[(u32, &str, &str)] = &[
         "log_identity",
         include_str!("../sql/postgres/0002_log_identity.sql"),
     ),
+    (
+        3,
+        "event_log_exact_times",
+        include_str!("../sql/postgres/0003_event_log_exact_times.sql"),
+    ),
 ];
 
 /// The JSON Schemas (draft 2020-12) of the public contract, as `(path under json/, schema)`:

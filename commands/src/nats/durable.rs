@@ -27,6 +27,7 @@ use super::config::ServeConfig;
 use super::error::ServeError;
 use super::intake::{admit, last_token, log_reply};
 use super::shutdown::Shutdown;
+use crate::nats::streams::{ensure_consumer, ensure_stream};
 use crate::stripes::Stripes;
 use crate::{metrics, Handler, Reply};
 
@@ -41,48 +42,52 @@ pub(crate) struct DurableIntake {
 /// Room for the headers (a bearer token, `Nats-Msg-Id`) beside a command's body.
 const HEADER_BYTES_MAX: usize = 16 * 1024;
 
-/// Creates (or finds) the commands stream: a work queue (a command leaves it once handled)
+/// Creates (or brings up to date) the commands stream: a work queue (a command leaves it once handled)
 /// with its duplicate window, a bound on each message and on the whole (beyond it JetStream
 /// refuses the publish, so the publisher knows; nothing stored is dropped).
 pub(crate) async fn commands_stream(
     config: &ServeConfig,
     js: &jetstream::Context,
 ) -> Result<stream::Stream, ServeError> {
-    js.get_or_create_stream(stream::Config {
-        name: config.commands_stream.clone(),
-        subjects: vec![config.durable_wildcard()],
-        storage: stream::StorageType::File,
-        retention: stream::RetentionPolicy::WorkQueue,
-        duplicate_window: config.duplicate_window,
-        num_replicas: config.stream_replicas.max(1),
-        max_bytes: config.commands_stream_bytes_max,
-        max_message_size: i32::try_from(config.command_bytes_max + HEADER_BYTES_MAX)
-            .unwrap_or(i32::MAX),
-        discard: stream::DiscardPolicy::New,
-        ..Default::default()
-    })
+    ensure_stream(
+        js,
+        stream::Config {
+            name: config.commands_stream.clone(),
+            subjects: vec![config.durable_wildcard()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: config.duplicate_window,
+            num_replicas: config.stream_replicas.max(1),
+            max_bytes: config.commands_stream_bytes_max,
+            max_message_size: i32::try_from(config.command_bytes_max + HEADER_BYTES_MAX)
+                .unwrap_or(i32::MAX),
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        },
+    )
     .await
-    .map_err(|e| ServeError::nats(&format!("stream {}", config.commands_stream), e))
 }
 
-/// Creates (or finds) the dead-letter stream: durable commands that kept failing, kept for
+/// Creates (or brings up to date) the dead-letter stream: durable commands that kept failing, kept for
 /// an operator to inspect and republish, the oldest dropped beyond its size or age.
 pub(crate) async fn dead_letter_stream(
     config: &ServeConfig,
     js: &jetstream::Context,
 ) -> Result<stream::Stream, ServeError> {
-    js.get_or_create_stream(stream::Config {
-        name: config.dead_letter_stream.clone(),
-        subjects: vec![config.dead_letter_subject("*")],
-        storage: stream::StorageType::File,
-        num_replicas: config.stream_replicas.max(1),
-        max_bytes: config.dead_letter_bytes_max,
-        max_age: config.dead_letter_age_max,
-        discard: stream::DiscardPolicy::Old,
-        ..Default::default()
-    })
+    ensure_stream(
+        js,
+        stream::Config {
+            name: config.dead_letter_stream.clone(),
+            subjects: vec![config.dead_letter_subject("*")],
+            storage: stream::StorageType::File,
+            num_replicas: config.stream_replicas.max(1),
+            max_bytes: config.dead_letter_bytes_max,
+            max_age: config.dead_letter_age_max,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        },
+    )
     .await
-    .map_err(|e| ServeError::nats(&format!("stream {}", config.dead_letter_stream), e))
 }
 
 /// The shared consumer's backlog: (commands stored and not yet delivered, delivered and not
@@ -109,22 +114,20 @@ impl DurableIntake {
     ) -> Result<DurableIntake, ServeError> {
         let stream = commands_stream(config, js).await?;
         dead_letter_stream(config, js).await?;
-        let consumer = stream
-            .get_or_create_consumer(
-                &config.consumer_name,
-                consumer::pull::Config {
-                    durable_name: Some(config.consumer_name.clone()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: config.ack_wait,
-                    // A backstop: the intake itself dead-letters a command after
-                    // `durable_attempts_max` deliveries; deliveries lost to crashes count too.
-                    max_deliver: i64::from(config.durable_attempts_max.max(1)) * 2,
-                    max_ack_pending: config.in_flight_max as i64,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| ServeError::nats(&format!("consumer {}", config.consumer_name), e))?;
+        let consumer = ensure_consumer(
+            &stream,
+            consumer::pull::Config {
+                durable_name: Some(config.consumer_name.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                // A backstop: the intake itself dead-letters a command after
+                // `durable_attempts_max` deliveries; deliveries lost to crashes count too.
+                max_deliver: i64::from(config.durable_attempts_max.max(1)) * 2,
+                max_ack_pending: config.in_flight_max as i64,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(DurableIntake { consumer })
     }
 

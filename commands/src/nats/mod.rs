@@ -25,6 +25,7 @@ pub(crate) mod job;
 mod lease;
 mod query;
 pub(crate) mod shutdown;
+pub mod streams;
 
 use std::sync::Arc;
 

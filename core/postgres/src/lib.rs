@@ -46,7 +46,7 @@
 //!
 //! | view | columns |
 //! |---|---|
-//! | `event_log` | `position`, `stream`, `category`, `version`, `event_id`, `type`, `schema_version`, `occurred_at`, `recorded_at` (timestamptz), `actor_id`, `actor_role`, `command_id`, `correlation_id`, `causation_id` (uuid), `data` (jsonb), `hash` |
+//! | `event_log` | `position`, `stream`, `category`, `version`, `event_id`, `type`, `schema_version`, `occurred_at`, `recorded_at` (timestamptz), `actor_id`, `actor_role`, `command_id`, `correlation_id`, `causation_id` (uuid), `data` (jsonb), `hash`, `occurred_at_hashed`, `recorded_at_hashed` (text: the exact hashed times), `metadata` (jsonb) |
 //! | `ticket_events` | `position`, `ticket_id`, `version`, `event_id`, `type`, `occurred_at`, `recorded_at`, `actor_id`, `actor_role`, `command_id`, `data`: the events of `ticket-<id>` streams |
 //! | `streams` | `stream`, `category`, `version`, `events`, `first_position`, `last_position`, `first_recorded_at`, `last_recorded_at`: one row per stream |
 //!
@@ -221,7 +221,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Row, Statement};
+use tokio_postgres::{AsyncMessage, Client, Row, Statement};
 use uuid::Uuid;
 
 use closeloop_log::*;
@@ -242,8 +242,8 @@ use migrate::*;
 use planner::*;
 pub use scan::SCAN_RANGE_POSITIONS;
 use statements::*;
-pub use url::split_schema;
 use url::*;
+pub use url::{split_schema, Endpoint, SslMode};
 use writer::*;
 
 /// The schema used when neither the URL nor the caller names one.
@@ -385,7 +385,7 @@ pub struct PostgresLog {
     pool: Pool,
     sql: Arc<Sql>,
     shared: Arc<Shared>,
-    config: tokio_postgres::Config,
+    config: Endpoint,
     /// The LISTEN connection's task, started by the first `wait_beyond`: a process that
     /// only appends never pays for notifications.
     listener: tokio::sync::OnceCell<AbortOnDrop>,
@@ -464,7 +464,8 @@ impl PostgresLog {
     /// Connects with explicit options (`options.schema` wins over the URL's).
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresLog, Error> {
         check_schema_name(url, &options.schema)?;
-        let (mut config, _) = parse_url(url)?;
+        let (mut endpoint, _) = parse_url(url)?;
+        let config = &mut endpoint.config;
         if let Some(name) = &options.application_name {
             config.application_name(name);
         } else if config.get_application_name().is_none() {
@@ -473,14 +474,14 @@ impl PostgresLog {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        if schema_version(&config, &options.schema).await? < latest_migration() {
-            migrate_config(&config, &options.schema).await?;
+        if schema_version(&endpoint, &options.schema).await? < latest_migration() {
+            migrate_config(&endpoint, &options.schema).await?;
         }
 
         let sql = Arc::new(Sql::new(&options.schema));
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            endpoint.config.clone(),
+            endpoint.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -497,7 +498,7 @@ impl PostgresLog {
         });
 
         let mut writer = Writer {
-            config: writer_config(&config),
+            config: writer_config(&endpoint),
             sql: sql.clone(),
             options: options.clone(),
             conn: None,
@@ -563,7 +564,7 @@ impl PostgresLog {
             pool,
             sql,
             shared,
-            config,
+            config: endpoint,
             listener: tokio::sync::OnceCell::new(),
         };
         let head = log.head().await?;
@@ -986,20 +987,54 @@ mod tests {
         let (config, schema) =
             parse_url("postgres://u:secret@h:5433/db?schema=cl_a&application_name=x").unwrap();
         assert_eq!(schema.as_deref(), Some("cl_a"));
-        assert_eq!(config.get_application_name(), Some("x"));
-        assert_eq!(config.get_ports(), &[5433]);
+        assert_eq!(config.config.get_application_name(), Some("x"));
+        assert_eq!(config.config.get_ports(), &[5433]);
         let (_, none) = parse_url("postgres://u@h/db").unwrap();
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn sslmode_is_plain_or_verified_and_its_files_are_checked() {
+        let mode = |url: &str| parse_url(url).map(|(e, _)| e.ssl);
+        for plain in ["", "?sslmode=disable", "?sslmode=allow", "?sslmode=prefer"] {
+            assert_eq!(
+                mode(&format!("postgres://u@h/db{plain}")).unwrap(),
+                SslMode::Plain
+            );
+        }
+        for verified in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://u@h/db?sslmode={verified}&schema=s");
+            let (endpoint, schema) = parse_url(&url).unwrap();
+            assert_eq!(endpoint.ssl, SslMode::Verified);
+            assert_eq!(
+                endpoint.config.get_ssl_mode(),
+                tokio_postgres::config::SslMode::Require
+            );
+            assert_eq!(schema.as_deref(), Some("s"));
+        }
+        let refused = |url: &str| match parse_url(url) {
+            Err(Error::UnsupportedStore(why)) => why,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert!(refused("postgres://u@h/db?sslmode=maybe").contains("sslmode `maybe`"));
+        let missing = refused("postgres://u:pw@h/db?sslmode=require&sslrootcert=%2Fno%2Fca.pem");
+        assert!(missing.contains("sslrootcert `/no/ca.pem`"), "{missing}");
+        assert!(
+            !missing.contains("pw"),
+            "the password is redacted: {missing}"
+        );
+        let alone = refused("postgres://u@h/db?sslmode=require&sslcert=/c.pem");
+        assert!(alone.contains("sslcert and sslkey go together"), "{alone}");
     }
 
     #[test]
     fn the_writer_limits_idle_transactions_and_keeps_the_users_options() {
         let limit = "-c idle_in_transaction_session_timeout=10000 -c lock_timeout=2000";
         let (plain, _) = parse_url("postgres://u@h/db").unwrap();
-        assert_eq!(writer_config(&plain).get_options(), Some(limit));
+        assert_eq!(writer_config(&plain).config.get_options(), Some(limit));
         let (theirs, _) = parse_url("postgres://u@h/db?options=-c%20work_mem%3D8MB").unwrap();
         assert_eq!(
-            writer_config(&theirs).get_options(),
+            writer_config(&theirs).config.get_options(),
             Some(format!("-c work_mem=8MB {limit}").as_str())
         );
     }

@@ -4,7 +4,7 @@
 use super::*;
 
 pub(crate) async fn listen(
-    config: tokio_postgres::Config,
+    config: Endpoint,
     sql: Arc<Sql>,
     shared: Arc<Shared>,
     ready: oneshot::Sender<Result<(), tokio_postgres::Error>>,
@@ -29,12 +29,12 @@ pub(crate) async fn listen(
 
 /// Listens until the connection ends.
 pub(crate) async fn listen_once(
-    config: &tokio_postgres::Config,
+    config: &Endpoint,
     sql: &Sql,
     shared: &Arc<Shared>,
     ready: &mut Option<oneshot::Sender<Result<(), tokio_postgres::Error>>>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect().await?;
     let notified = shared.clone();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

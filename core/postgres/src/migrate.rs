@@ -10,11 +10,8 @@ pub(crate) fn latest_migration() -> u32 {
 }
 
 /// The schema's applied version; 0 when it does not exist. Read-only.
-pub(crate) async fn schema_version(
-    config: &tokio_postgres::Config,
-    schema: &str,
-) -> Result<u32, Error> {
-    let client = connect_plain(config).await?;
+pub(crate) async fn schema_version(config: &Endpoint, schema: &str) -> Result<u32, Error> {
+    let client = connect_once(config).await?;
     let table = format!("\"{schema}\".schema_migrations");
     let exists: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
@@ -35,11 +32,8 @@ pub(crate) async fn schema_version(
     Ok(version.max(0) as u32)
 }
 
-pub(crate) async fn migrate_config(
-    config: &tokio_postgres::Config,
-    schema: &str,
-) -> Result<Migrated, Error> {
-    let mut client = connect_plain(config).await?;
+pub(crate) async fn migrate_config(config: &Endpoint, schema: &str) -> Result<Migrated, Error> {
+    let mut client = connect_once(config).await?;
     let tx = client.transaction().await.map_err(pg)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",

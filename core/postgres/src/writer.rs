@@ -81,7 +81,7 @@ impl WriterConn {
 }
 
 pub(crate) struct Writer {
-    pub(crate) config: tokio_postgres::Config,
+    pub(crate) config: Endpoint,
     pub(crate) sql: Arc<Sql>,
     pub(crate) options: PostgresOptions,
     /// The connection of the batch being written: the writer thread's own, or during a
@@ -107,7 +107,7 @@ impl Writer {
     pub(crate) async fn connect(&mut self) -> Result<(), tokio_postgres::Error> {
         self.conn = None;
         self.cache.invalidate();
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.config.connect().await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("postgres writer connection ended: {}", describe(&e));

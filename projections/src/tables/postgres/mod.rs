@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use closeloop_core::log::Position;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::rows::*;
@@ -328,7 +328,10 @@ impl PostgresTables {
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, TableError> {
         let mut slot = self.client.lock().await;
         if slot.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            let (client, connection) = closeloop_core::log::postgres::Endpoint::parse(&self.url)
+                .map_err(|e| TableError::Invalid(e.to_string()))?
+                .connect()
+                .await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "read-model tables connection closed");

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::PostgresTables;
 use crate::tables::shadow::{Build, Shadows};
@@ -64,7 +64,10 @@ impl PostgresShadows {
     }
 
     async fn admin(&self) -> Result<Client, TableError> {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+        let (client, connection) = closeloop_core::log::postgres::Endpoint::parse(&self.url)
+            .map_err(|e| TableError::Invalid(e.to_string()))?
+            .connect()
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "replay's PostgreSQL connection closed");
