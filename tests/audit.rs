@@ -668,3 +668,127 @@ async fn serve_signs_checkpoints_on_its_own() {
         "{out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Idempotency records and per-stream wording (issue 13, item 5).
+
+/// `verify` checks the idempotency records against the events: a record left pointing at
+/// removed events (so that a retry would be answered `duplicate` with events that are not
+/// there), and records that no longer tile the log, are breaks; an untouched log passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_cross_checks_the_idempotency_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let store = format!("sqlite://{}", path.display());
+    let log = SqliteLog::open(path.to_str().unwrap()).await.unwrap();
+    fill(&log).await;
+    let tail_command = log
+        .command_records(4, 10)
+        .await
+        .unwrap()
+        .first()
+        .expect("the tail's record")
+        .command_id;
+    drop(log);
+    assert_plain_verify_passes(&store, dir.path());
+
+    // The tail's events deleted, its command record left behind.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("DROP TRIGGER events_no_delete; DELETE FROM events WHERE position > 4;")
+        .unwrap();
+    drop(raw);
+    let out = closeloop(&store, dir.path(), &["verify"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "the idempotency record of key {tail_command} points at positions 5..=6, beyond the last event at 4"
+        )),
+        "{shown}"
+    );
+
+    // A record moved onto another command's events: the records no longer tile the log.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TRIGGER commands_no_update; DROP TRIGGER commands_no_delete;
+         DELETE FROM commands WHERE position > 4;
+         UPDATE commands SET position = 3 WHERE position = 4;",
+    )
+    .unwrap();
+    drop(raw);
+    let out = closeloop(&store, dir.path(), &["verify"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("covers positions 3..=3, after position 3: the records do not tile the log")
+            && shown.contains("(position 4): no idempotency record covers position 4"),
+        "{shown}"
+    );
+
+    // A record given another key: the events it covers were appended by another command.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    // (Opening the log put its triggers back: the superuser drops them again.)
+    raw.execute_batch(&format!(
+        "DROP TRIGGER commands_no_update;
+         UPDATE commands SET position = 4 WHERE command_id = (SELECT command_id FROM commands ORDER BY position DESC LIMIT 1);
+         UPDATE commands SET command_id = '{}' WHERE position = 2;",
+        uuid::Uuid::new_v4()
+    ))
+    .unwrap();
+    drop(raw);
+    let out = closeloop(&store, dir.path(), &["verify"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("(position 2): appended by command")
+            && shown.contains("but the idempotency record covering it is key"),
+        "{shown}"
+    );
+    assert!(!shown.contains("do not tile"), "{shown}");
+}
+
+/// `verify TICKET_ID` and whole-log `verify` name a break in a ticket's stream in the same
+/// words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_of_one_ticket_words_its_breaks_as_the_whole_log_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let store = format!("sqlite://{}", path.display());
+    let log = SqliteLog::open(path.to_str().unwrap()).await.unwrap();
+    let ticket = uuid::Uuid::new_v4();
+    for _ in 0..3 {
+        commit(
+            &log,
+            append_request(
+                &format!("ticket-{ticket}"),
+                ExpectedVersion::Any,
+                numbered_events(1),
+            ),
+        )
+        .await;
+    }
+    drop(log);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;
+         UPDATE events SET data = '{\"n\":7}' WHERE version = 2;
+         DELETE FROM events WHERE version = 3;",
+    )
+    .unwrap();
+    drop(raw);
+    let broken = |args: &[&str]| -> Vec<String> {
+        let out = closeloop(&store, dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("BROKEN ") && l.contains(&ticket.to_string()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let one = broken(&["verify", &ticket.to_string()]);
+    assert!(
+        one.iter().any(|l| l.contains("hash mismatch (stored")),
+        "{one:?}"
+    );
+    assert_eq!(one, broken(&["verify"]));
+}

@@ -2464,6 +2464,14 @@ impl EventLog for FaultyLog {
     ) -> Result<Option<closeloop_core::log::Committed>, closeloop_core::Error> {
         self.inner.find_command(command_id).await
     }
+
+    async fn command_records(
+        &self,
+        after: closeloop_core::log::Position,
+        limit: usize,
+    ) -> Result<Vec<closeloop_core::log::CommandRecord>, closeloop_core::Error> {
+        self.inner.command_records(after, limit).await
+    }
 }
 
 /// No poison: over durable intake, commands on a ticket the store cannot read (a bug) are

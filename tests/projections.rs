@@ -731,6 +731,14 @@ impl EventLog for HeadOneBehind {
         self.0.find_command(command_id).await
     }
 
+    async fn command_records(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<closeloop_core::log::CommandRecord>, Error> {
+        self.0.command_records(after, limit).await
+    }
+
     async fn log_id(&self) -> Result<uuid::Uuid, Error> {
         self.0.log_id().await
     }

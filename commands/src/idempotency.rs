@@ -13,26 +13,17 @@
 //!   refused (`conflict` at `/command_id`) instead of being answered with another command's
 //!   reply.
 
-use closeloop_core::domain::{CommandEnvelope, Role};
+use closeloop_core::domain::CommandEnvelope;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// The namespace of the log keys of commands from outside (UUID v5 over actor and id).
-const OUTSIDE: Uuid = Uuid::from_u128(0x6c0e_7d2a_35b1_4c8e_9a51_0f3e_2b7c_d914);
-
-/// The key the log deduplicates `envelope` by: its own id for the engine's commands (role
-/// `system`), a UUID v5 of the actor's id and the command id for everyone else's.
+/// The key the log deduplicates `envelope` by (the domain's
+/// [`idempotency_key`](closeloop_core::domain::idempotency_key)): its own id for the engine's
+/// commands (role `system`), a UUID v5 of the actor's id and the command id for everyone
+/// else's.
 pub fn log_key(envelope: &CommandEnvelope) -> Uuid {
-    if envelope.actor.role == Role::System {
-        return envelope.command_id;
-    }
-    let mut name = Vec::with_capacity(envelope.actor.id.len() + 17);
-    name.extend_from_slice(envelope.actor.id.as_bytes());
-    // A byte no actor id holds (ids are printable), then the id's 16 bytes.
-    name.push(0);
-    name.extend_from_slice(envelope.command_id.as_bytes());
-    Uuid::new_v5(&OUTSIDE, &name)
+    closeloop_core::domain::idempotency_key(&envelope.actor, envelope.command_id)
 }
 
 /// Lowercase hex SHA-256 of `envelope` without its `command_id`, as compact JSON with object
@@ -50,7 +41,7 @@ pub fn content_hash(envelope: &CommandEnvelope) -> String {
 
 #[cfg(test)]
 mod tests {
-    use closeloop_core::domain::{Actor, Command};
+    use closeloop_core::domain::{Actor, Command, Role};
 
     use super::*;
 

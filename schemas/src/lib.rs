@@ -22,6 +22,11 @@ pub const POSTGRES_MIGRATIONS: &[(u32, &str, &str)] = &[
         "event_log_exact_times",
         include_str!("../sql/postgres/0003_event_log_exact_times.sql"),
     ),
+    (
+        4,
+        "commands_last_position",
+        include_str!("../sql/postgres/0004_commands_last_position.sql"),
+    ),
 ];
 
 /// The JSON Schemas (draft 2020-12) of the public contract, as `(path under json/, schema)`:

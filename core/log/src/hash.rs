@@ -131,39 +131,42 @@ impl std::fmt::Display for ChainBreak {
 /// Checks one stream's events (in version order): versions 1, 2, 3... and each hash.
 pub fn verify_chain(events: &[StoredEvent]) -> Vec<ChainBreak> {
     let mut breaks = Vec::new();
-    let mut prev = GENESIS_HASH.to_owned();
-    for (i, event) in events.iter().enumerate() {
-        let expected_version = i as u64 + 1;
-        if event.version != expected_version {
-            breaks.push(ChainBreak {
-                stream: event.stream.clone(),
-                version: event.version,
-                position: event.position,
-                problem: format!(
-                    "expected version {expected_version}: an event is missing or out of order"
-                ),
-            });
-        }
-        let computed = chain_hash(&prev, event);
-        if computed != event.hash {
-            breaks.push(ChainBreak {
-                stream: event.stream.clone(),
-                version: event.version,
-                position: event.position,
-                problem: format!(
-                    "hash mismatch: stored {}, computed {computed}: the event or its predecessor was altered",
-                    event.hash
-                ),
-            });
-        }
-        prev = event.hash.clone();
+    let (mut prev_version, mut prev_hash) = (0, GENESIS_HASH.to_owned());
+    for event in events {
+        breaks.extend(check_link(prev_version, &prev_hash, event));
+        (prev_version, prev_hash) = (event.version, event.hash.clone());
     }
     breaks
 }
 
-/// Checks a whole log read in position order, one event at a time, holding only each
-/// stream's head: positions must run 1, 2, 3... with no gap, each stream's versions 1, 2,
-/// 3..., and each hash must chain from the stream's previous one.
+/// The link from a stream's previous event (`prev_version`, `prev_hash`; 0 and
+/// [`GENESIS_HASH`] before its first) to `event`: the next version, and the hash the chain
+/// rule gives. One rule and one wording for `verify TICKET_ID` and whole-log `verify`, so the
+/// two name the same break the same way.
+fn check_link(prev_version: u64, prev_hash: &str, event: &StoredEvent) -> Vec<ChainBreak> {
+    let mut breaks = Vec::new();
+    let at = |problem: String| ChainBreak {
+        stream: event.stream.clone(),
+        version: event.version,
+        position: event.position,
+        problem,
+    };
+    if event.version != prev_version + 1 {
+        breaks.push(at(format!(
+            "version {} follows version {prev_version}: an event is missing or out of order",
+            event.version
+        )));
+    }
+    let computed = chain_hash(prev_hash, event);
+    if computed != event.hash {
+        breaks.push(at(format!(
+            "hash mismatch (stored {}, computed {computed}): the event or its predecessor was altered",
+            event.hash
+        )));
+    }
+    breaks
+}
+
 #[derive(Debug, Default)]
 pub struct LogVerifier {
     heads: std::collections::HashMap<String, (u64, String)>,
@@ -204,19 +207,7 @@ impl LogVerifier {
             .get(&event.stream)
             .cloned()
             .unwrap_or((0, GENESIS_HASH.to_owned()));
-        if event.version != prev_version + 1 {
-            breaks.push(at(format!(
-                "version {} follows version {prev_version}: an event is missing or out of order",
-                event.version
-            )));
-        }
-        let computed = chain_hash(&prev_hash, event);
-        if computed != event.hash {
-            breaks.push(at(format!(
-                "hash mismatch (stored {}, computed {computed}): the event or its predecessor was altered",
-                event.hash
-            )));
-        }
+        breaks.extend(check_link(prev_version, &prev_hash, event));
         self.heads
             .insert(event.stream.clone(), (event.version, event.hash.clone()));
         breaks

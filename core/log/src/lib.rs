@@ -194,6 +194,14 @@ pub struct Committed {
     pub events: Vec<String>,
 }
 
+/// One idempotency record: the command id of an append and the positions it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    pub command_id: Uuid,
+    pub first_position: Position,
+    pub last_position: Position,
+}
+
 /// The result of an append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
@@ -275,6 +283,15 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The outcome of the append made with this command id, if any.
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error>;
+
+    /// Up to `limit` (at most [`READ_BATCH_MAX`]) idempotency records whose last position is
+    /// greater than `after`, in position order. Every append writes one, so on an untouched
+    /// log they tile positions 1..=head exactly; `verify` checks that they do.
+    async fn command_records(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, Error>;
 
     /// The log's identity: a random UUID (v4) drawn when the log was created and stored in
     /// it, never changed afterwards (a log that predates it gets one when it is migrated).

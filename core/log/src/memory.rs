@@ -151,6 +151,27 @@ impl EventLog for MemoryLog {
         Ok(inner.commands.get(&command_id).cloned())
     }
 
+    async fn command_records(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, Error> {
+        let inner = self.inner.lock().expect("memory log lock poisoned");
+        let mut records: Vec<CommandRecord> = inner
+            .commands
+            .iter()
+            .filter(|(_, c)| c.position > after)
+            .map(|(id, c)| CommandRecord {
+                command_id: *id,
+                first_position: c.position + 1 - c.events.len() as u64,
+                last_position: c.position,
+            })
+            .collect();
+        records.sort_by_key(|r| r.last_position);
+        records.truncate(limit.min(READ_BATCH_MAX));
+        Ok(records)
+    }
+
     async fn log_id(&self) -> Result<Uuid, Error> {
         Ok(self.id)
     }

@@ -821,6 +821,27 @@ impl EventLog for PostgresLog {
         row.try_get::<_, Uuid>(0).map_err(pg)
     }
 
+    async fn command_records(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, Error> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = limit.min(READ_BATCH_MAX) as i64;
+        let rows = self
+            .query(&self.sql.command_records, &[&after, &limit])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CommandRecord {
+                    command_id: row.try_get(0).map_err(pg)?,
+                    first_position: to_u64(row.try_get(1).map_err(pg)?, "first_position")?,
+                    last_position: to_u64(row.try_get(2).map_err(pg)?, "last_position")?,
+                })
+            })
+            .collect()
+    }
+
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {
         let ids = vec![command_id];
         let rows = self.query(&self.sql.commands, &[&ids]).await?;

@@ -13,6 +13,8 @@ pub(crate) struct Sql {
     pub(crate) lock_head: String,
     pub(crate) stream_heads: String,
     pub(crate) commands: String,
+    /// Idempotency records in position order (`EventLog::command_records`).
+    pub(crate) command_records: String,
     pub(crate) read_stream: String,
     pub(crate) read_stream_page: String,
     pub(crate) read_all: String,
@@ -114,6 +116,10 @@ impl Sql {
                      ON e.position BETWEEN c.first_position AND c.last_position
                   WHERE c.command_id = ANY($1::uuid[])
                   ORDER BY c.command_id, e.position"
+            ),
+            command_records: format!(
+                "SELECT command_id, first_position, last_position FROM {s}.commands
+                  WHERE last_position > $1 ORDER BY last_position LIMIT $2"
             ),
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events

@@ -66,6 +66,8 @@ const SQL_CATEGORY_HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events W
 const SQL_INSERT_LOG_ID: &str = "INSERT INTO log_identity (singleton, log_id, created_at) \
      SELECT 1, ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM log_identity)";
 const SQL_LOG_ID: &str = "SELECT log_id FROM log_identity WHERE singleton = 1";
+const SQL_COMMAND_RECORDS: &str = "SELECT command_id, position, json_array_length(events) \
+     FROM commands WHERE position > ?1 ORDER BY position LIMIT ?2";
 const SQL_FIND_COMMAND: &str =
     "SELECT stream, version, position, events FROM commands WHERE command_id = ?1";
 const SQL_STREAM_TIP: &str =
@@ -515,12 +517,50 @@ impl Readers {
     }
 }
 
-/// The outcome recorded for `command_id`, if any.
 /// An SQLite error the log does not classify, as [`Error::Backend`].
 fn db(error: rusqlite::Error) -> Error {
     Error::backend("sqlite", error)
 }
 
+/// Idempotency records after `after`, in position order ([`EventLog::command_records`]).
+fn command_records(
+    conn: &Connection,
+    after: Position,
+    limit: usize,
+) -> Result<Vec<CommandRecord>, Error> {
+    let mut statement = conn.prepare_cached(SQL_COMMAND_RECORDS).map_err(db)?;
+    let rows = statement
+        .query_map(
+            params![sql_bound(after), limit.min(READ_BATCH_MAX) as i64],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .map_err(db)?;
+    let mut records = Vec::new();
+    for row in rows {
+        let (id, last, count) = row.map_err(db)?;
+        let command_id = Uuid::parse_str(&id)
+            .map_err(|e| Error::Corrupt(format!("command record `{id}`: {e}")))?;
+        let bad = |what: &str| Error::Corrupt(format!("command record {command_id}: {what}"));
+        let last = u64::try_from(last).map_err(|_| bad("negative position"))?;
+        let count = u64::try_from(count).map_err(|_| bad("negative event count"))?;
+        records.push(CommandRecord {
+            command_id,
+            first_position: (last + 1)
+                .checked_sub(count)
+                .ok_or_else(|| bad("more events than positions"))?,
+            last_position: last,
+        });
+    }
+    Ok(records)
+}
+
+/// The outcome recorded for `command_id`, if any.
 fn find_command(conn: &Connection, command_id: Uuid) -> Result<Option<Committed>, Error> {
     let row = conn
         .prepare_cached(SQL_FIND_COMMAND)
@@ -845,6 +885,15 @@ impl EventLog for SqliteLog {
 
     async fn find_command(&self, command_id: Uuid) -> Result<Option<Committed>, Error> {
         self.read(move |conn| find_command(conn, command_id)).await
+    }
+
+    async fn command_records(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, Error> {
+        self.read(move |conn| command_records(conn, after, limit))
+            .await
     }
 }
 

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS commands (
     events     TEXT    NOT NULL  -- JSON array of the appended event types, in order
 ) STRICT, WITHOUT ROWID;
 
+-- `verify` reads the records in position order, to check that they tile the log.
+CREATE INDEX IF NOT EXISTS commands_position ON commands (position);
+
 -- Records are never changed (docs/contract.md, principle 4): the hash chain proves it, these
 -- triggers enforce it for anything that writes through SQLite.
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events

@@ -33,9 +33,9 @@ use uuid::Uuid;
 use closeloop_domain::{Actor, Role};
 use closeloop_log::Error;
 use closeloop_log::{
-    chain_hash, verify_chain, AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion,
-    Filter, Metadata, NewEvent, Position, ScanBatch, ScannedEvent, StoredEvent, Unchanged,
-    APPEND_EVENTS_MAX, GENESIS_HASH, READ_BATCH_MAX,
+    chain_hash, verify_chain, AppendOutcome, AppendRequest, CommandRecord, Committed, EventLog,
+    ExpectedVersion, Filter, Metadata, NewEvent, Position, ScanBatch, ScannedEvent, StoredEvent,
+    Unchanged, APPEND_EVENTS_MAX, GENESIS_HASH, READ_BATCH_MAX,
 };
 
 /// A log under test and what to do once its test is over (drop a database schema, remove a
@@ -78,6 +78,7 @@ macro_rules! conformance_tests {
             unchanged_condition_refuses_after_a_newer_event,
             unchanged_condition_holds_under_concurrent_appends,
             log_id_is_random_and_stable,
+            command_records_tile_the_log,
         );
     };
     (@checks $factory:expr; $($check:ident),+ $(,)?) => {
@@ -1824,5 +1825,54 @@ pub async fn log_id_is_random_and_stable(log: Arc<dyn EventLog>) {
         log.log_id().await.expect("log_id"),
         id,
         "the log id changed after an append"
+    );
+}
+
+/// The idempotency records tile the log: one per append (a duplicate adds none), in position
+/// order, each naming its command and the positions it committed; paging by `after` visits
+/// each once.
+pub async fn command_records_tile_the_log(log: Arc<dyn EventLog>) {
+    assert!(log
+        .command_records(0, 10)
+        .await
+        .expect("records")
+        .is_empty());
+    let mut expected = Vec::new();
+    for (n, count) in [(0, 1), (1, 3), (2, 1), (3, 2)] {
+        let stream = stream_name(if n % 2 == 0 { "ticket" } else { "agent" });
+        let request = append_request(&stream, ExpectedVersion::Any, numbered_events(count));
+        let command_id = request.command_id;
+        let committed = commit(log.as_ref(), request.clone()).await;
+        // A repeated command appends nothing and records nothing.
+        assert!(matches!(
+            log.append(request).await,
+            Ok(AppendOutcome::Duplicate(_))
+        ));
+        expected.push(CommandRecord {
+            command_id,
+            first_position: committed.position + 1 - count as u64,
+            last_position: committed.position,
+        });
+    }
+    assert_eq!(
+        log.command_records(0, 100).await.expect("records"),
+        expected
+    );
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = log.command_records(after, 2).await.expect("records");
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 2, "a page holds at most its limit");
+        after = last.last_position;
+        paged.extend(page);
+    }
+    assert_eq!(paged, expected, "pages visit each record once, in order");
+    assert_eq!(
+        log.command_records(expected[1].last_position, 100)
+            .await
+            .expect("records"),
+        expected[2..],
+        "after a record's last position come the later records"
     );
 }
