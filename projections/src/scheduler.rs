@@ -188,7 +188,7 @@ pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope>
     due.sort_by_key(|(at, id, target, breach, _)| (*at, *id, *target as u8, *breach));
     due.truncate(TICK_COMMANDS_MAX);
     due.into_iter()
-        .map(|(_, ticket_id, target, breach, due_at)| CommandEnvelope {
+        .map(|(at, ticket_id, target, breach, due_at)| CommandEnvelope {
             command_id: command_id(ticket_id, target, due_at, breach),
             actor: Actor::system(ACTOR_ID),
             occurred_at: None,
@@ -204,6 +204,7 @@ pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope>
                     ticket_id,
                     target,
                     due_at,
+                    warn_at: Some(at),
                 })
             },
         })

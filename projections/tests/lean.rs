@@ -176,6 +176,7 @@ fn ticket_event(ticket_id: Uuid) -> impl Strategy<Value = Event> {
                         ticket_id: id,
                         target,
                         due_at,
+                        warn_at: None,
                     })
                 }
             }),

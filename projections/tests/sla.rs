@@ -452,6 +452,14 @@ fn a_moved_deadline_gets_its_own_breach() {
         ]
     );
     assert!(due.iter().all(|c| c.occurred_at.is_none()));
+    // The warning names its own moment, the breach its deadline: the trail shows both.
+    match &due[0].command {
+        Command::RaiseSlaWarning(w) => {
+            assert_eq!(w.warn_at, Some("2026-11-28T22:12:00Z".parse().unwrap()));
+            assert_eq!(w.due_at, first_due);
+        }
+        other => panic!("the warning first, not {other:?}"),
+    }
     f.ticket(
         "2026-11-28T22:15:00Z",
         Event::SlaBreached(SlaBreached {

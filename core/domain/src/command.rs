@@ -375,6 +375,11 @@ pub struct RaiseSlaWarning {
     pub ticket_id: Uuid,
     pub target: SlaTarget,
     pub due_at: Timestamp,
+    /// The moment the warning threshold was crossed, which may be well before the command
+    /// (a scheduler that starts late): the event carries it, so the trail names the moment
+    /// as well as the decision time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_at: Option<Timestamp>,
 }
 
 /// The SLA scheduler's command (role `system` only): a target's deadline passed unmet.

@@ -346,6 +346,11 @@ pub struct SlaWarningRaised {
     pub ticket_id: Uuid,
     pub target: SlaTarget,
     pub due_at: jiff::Timestamp,
+    /// The moment the warning threshold was crossed (the event itself is appended at the
+    /// scheduler's decision time, never before the stream's last event). Absent in warnings
+    /// recorded before it was added, whose threshold moment only the read models know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_at: Option<jiff::Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

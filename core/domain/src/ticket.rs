@@ -341,6 +341,7 @@ pub fn decide_ticket(
                 ticket_id: ticket.ticket_id,
                 target: c.target,
                 due_at: c.due_at,
+                warn_at: c.warn_at,
             })
         }
         Command::RecordSlaBreach(c) => {

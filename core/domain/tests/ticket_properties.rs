@@ -815,13 +815,20 @@ fn any_event() -> impl Strategy<Value = Event> {
                     })
                 }
             ),
-        (any_uuid(), sla_target(), timestamp()).prop_map(|(ticket_id, target, due_at)| {
-            Event::SlaWarningRaised(SlaWarningRaised {
-                ticket_id,
-                target,
-                due_at,
-            })
-        }),
+        (
+            any_uuid(),
+            sla_target(),
+            timestamp(),
+            proptest::option::of(timestamp())
+        )
+            .prop_map(|(ticket_id, target, due_at, warn_at)| {
+                Event::SlaWarningRaised(SlaWarningRaised {
+                    ticket_id,
+                    target,
+                    due_at,
+                    warn_at,
+                })
+            }),
         (any_uuid(), sla_target(), timestamp()).prop_map(|(ticket_id, target, due_at)| {
             Event::SlaBreached(SlaBreached {
                 ticket_id,

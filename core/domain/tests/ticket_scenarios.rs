@@ -814,6 +814,7 @@ fn sla_warnings_and_breaches_are_the_schedulers_alone() {
             ticket_id: TICKET,
             target: SlaTarget::FirstResponse,
             due_at: due,
+            warn_at: None,
         })])
         .when(record_breach(SlaTarget::FirstResponse, due), system())
         .then([Event::SlaBreached(SlaBreached {

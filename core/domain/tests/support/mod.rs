@@ -472,6 +472,7 @@ pub fn raise_warning(target: SlaTarget, due_at: Timestamp) -> Command {
         ticket_id: TICKET,
         target,
         due_at,
+        warn_at: None,
     })
 }
 
