@@ -293,8 +293,8 @@ impl BusinessCalendar {
 impl BusinessCalendar {
     /// The close of the `days`-th working day after the local date of `from`: a wait counted
     /// in working days (a resolution awaiting the customer's answer). A working day is a
-    /// local date with working hours (not a holiday); its close is the end of its last
-    /// working span. `None` when no such day comes within [`WALK_DAYS_MAX`] days.
+    /// local date with working hours by the calendar's rules (a make-up day is one; a holiday
+    /// or a date an override closes is not); its close is the end of its last working span. `None` when no such day comes within [`WALK_DAYS_MAX`] days.
     pub fn after_working_days(&self, from: i64, days: u32) -> Option<i64> {
         let start = jiff::Timestamp::from_second(from)
             .ok()?
