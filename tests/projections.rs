@@ -82,6 +82,8 @@ fn a_failing_projector_stops_at_the_event_and_every_report_says_so() {
                 end: "18:00".into(),
             }],
             holidays: vec![],
+            working_days: vec![],
+            hours_overrides: vec![],
         });
         let now = jiff::Timestamp::from_second(1_790_000_000).unwrap();
         let command_id = uuid::Uuid::now_v7();

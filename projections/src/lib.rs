@@ -7,7 +7,8 @@
 //!   `ProjectorError`); `models.rs`: the reports as `serve` and `report` answer them.
 //! - `record.rs`: the decoded event a fold takes (from a stored event or its JSON); `fact.rs`:
 //!   its lean form (the few fields the clocks read, decoded without copying text).
-//! - `calendar.rs`: business-time arithmetic (time zone, weekly hours, holidays, DST).
+//! - `calendar.rs`: business-time arithmetic (time zone, weekly hours, holidays, make-up
+//!   working days and hours overrides, DST).
 //! - `clock.rs`: a ticket's SLA timers.
 //! - `report/`: the reports (JSON values) computed from the tables, with "now" and filters as
 //!   explicit parameters: `sla.rs`, `satisfaction.rs`, `performance.rs`.

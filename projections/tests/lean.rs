@@ -256,6 +256,27 @@ fn history() -> impl Strategy<Value = Vec<(String, i64, Event)>> {
                             })
                             .collect(),
                         holidays: vec!["2026-10-26".parse().unwrap()],
+                        // A Sunday worked, a Wednesday closed, a half day on the Friday.
+                        working_days: vec![WorkingDay {
+                            date: "2026-10-25".parse().unwrap(),
+                            hours: vec![HoursSpan {
+                                start: "09:00".into(),
+                                end: "13:00".into(),
+                            }],
+                        }],
+                        hours_overrides: vec![
+                            HoursOverride {
+                                date: "2026-10-28".parse().unwrap(),
+                                hours: vec![],
+                            },
+                            HoursOverride {
+                                date: "2026-10-30".parse().unwrap(),
+                                hours: vec![HoursSpan {
+                                    start: "08:00".into(),
+                                    end: "12:00".into(),
+                                }],
+                            },
+                        ],
                     }),
                 ),
                 (

@@ -1,7 +1,8 @@
 //! SLA arithmetic through the tables' fold, with hand-computed expectations.
 //!
 //! The "office" calendar is Europe/Berlin (UTC+1 in November), Mon-Fri 08:00-18:00 and
-//! Sat 09:00-13:00. 2026-11-23 is a Monday.
+//! Sat 09:00-13:00. 2026-11-23 is a Monday. The "shanghai" calendar (UTC+8) has make-up
+//! working days and a half day around a week of holidays (see `Fold::new`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ impl Fold {
                 time_zone: "Europe/Berlin".into(),
                 weekly_hours: office,
                 holidays: vec!["2026-12-24".parse().unwrap(), "2026-12-25".parse().unwrap()],
+                working_days: vec![],
+                hours_overrides: vec![],
             }),
         );
         f.apply(
@@ -93,6 +96,51 @@ impl Fold {
                     })
                     .collect(),
                 holidays: vec![],
+                working_days: vec![],
+                hours_overrides: vec![],
+            }),
+        );
+        // Shanghai (UTC+8): Mon-Fri 09:00-12:00 and 13:00-18:00; the holidays Mon 2026-02-16
+        // to Sun 2026-02-22, a half day (09:00-12:00) on Fri 2026-02-13, and the weekend
+        // days Sun 2026-02-08 and Sat 2026-02-28 worked as weekdays.
+        let day = |start: &str, end: &str| HoursSpan {
+            start: start.into(),
+            end: end.into(),
+        };
+        let weekdays = [
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+        ];
+        f.apply(
+            "calendar-shanghai",
+            "2026-01-01T00:00:00Z",
+            Event::CalendarDefined(CalendarDefined {
+                calendar_id: "shanghai".into(),
+                time_zone: "Asia/Shanghai".into(),
+                weekly_hours: weekdays
+                    .into_iter()
+                    .flat_map(|day| {
+                        [("09:00", "12:00"), ("13:00", "18:00")].map(|(start, end)| WorkingHours {
+                            day,
+                            start: start.into(),
+                            end: end.into(),
+                        })
+                    })
+                    .collect(),
+                holidays: (16..=22).map(|d| jiff::civil::date(2026, 2, d)).collect(),
+                working_days: [8, 28]
+                    .map(|d| WorkingDay {
+                        date: jiff::civil::date(2026, 2, d),
+                        hours: vec![day("09:00", "12:00"), day("13:00", "18:00")],
+                    })
+                    .to_vec(),
+                hours_overrides: vec![HoursOverride {
+                    date: jiff::civil::date(2026, 2, 13),
+                    hours: vec![day("09:00", "12:00")],
+                }],
             }),
         );
         f
@@ -503,4 +551,93 @@ fn a_moved_deadline_gets_its_own_breach() {
             command_id(TICKET, SlaTarget::FirstResponse, new_due, true)
         ]
     );
+}
+
+fn shanghai_targets() -> SlaTargets {
+    SlaTargets {
+        policy_id: "cn".into(),
+        calendar_id: "shanghai".into(),
+        first_response_minutes: 480,
+        resolution_minutes: 1_320,
+        next_response_minutes: Some(480),
+        warn_at_percent: 75,
+        confirmation_wait_days: None,
+    }
+}
+
+#[test]
+fn make_up_days_and_a_half_day_move_the_deadlines() {
+    use closeloop_projections::scheduler::{command_id, due_commands};
+    // Opened Fri 02-06 17:00 local (09:00Z). First response, 480 minutes: Fri 60, Saturday
+    // nothing, Sunday 02-08 is a make-up day: 180 (09-12) + 240 (13-17) -> Sun 17:00 local =
+    // 09:00Z. The warning at 75 % (360): 60 + 180 + 120 -> Sun 15:00 local = 07:00Z.
+    let mut f = Fold::new();
+    f.open("2026-02-06T09:00:00Z", Grade::Standard, shanghai_targets());
+    let (status, due, warn, b, c) = f.timer(SlaTarget::FirstResponse, "2026-02-07T12:00:00Z");
+    assert_eq!(status, "running");
+    assert_eq!(due.as_deref(), Some("2026-02-08T09:00:00Z"));
+    assert_eq!(warn.as_deref(), Some("2026-02-08T07:00:00Z"));
+    assert_eq!((b, c), (60, 27 * 60));
+    // The scheduler: nothing due until the make-up Sunday at 15:00 local, then the
+    // first response's warning (the resolution's, at 990 minutes, is Mon 02-09 17:30 local).
+    let saturday: jiff::Timestamp = "2026-02-08T06:59:00Z".parse().unwrap();
+    assert!(f
+        .block_on(due_commands(f.tables.as_ref(), saturday))
+        .unwrap()
+        .is_empty());
+    let sunday: jiff::Timestamp = "2026-02-08T07:00:00Z".parse().unwrap();
+    let due_at: jiff::Timestamp = "2026-02-08T09:00:00Z".parse().unwrap();
+    let ids: Vec<_> = f
+        .block_on(due_commands(f.tables.as_ref(), sunday))
+        .unwrap()
+        .iter()
+        .map(|c| c.command_id)
+        .collect();
+    assert_eq!(
+        ids,
+        [command_id(TICKET, SlaTarget::FirstResponse, due_at, false)]
+    );
+    let (_, _, warn, _, _) = f.timer(SlaTarget::Resolution, "2026-02-08T07:00:00Z");
+    assert_eq!(warn.as_deref(), Some("2026-02-09T09:30:00Z"));
+
+    // Sun 10:00 local (02:00Z) the agent asks the customer: first response met in 120
+    // minutes, the resolution clock stops with 120 used. The customer replies Thu 02-12
+    // 16:00 local (08:00Z): 1,200 left: Thu 120, the half day 180, the holiday week nothing,
+    // Mon 02-23 480, Tue 02-24 180 + 240 -> 17:00 local = 09:00Z.
+    f.ticket("2026-02-08T02:00:00Z", info_requested());
+    let (status, _, _, b, _) = f.timer(SlaTarget::FirstResponse, "2026-02-09T00:00:00Z");
+    assert_eq!((status, b), ("fulfilled", 120));
+    f.ticket("2026-02-12T08:00:00Z", replied());
+    let (status, due, _, b, _) = f.timer(SlaTarget::Resolution, "2026-02-20T00:00:00Z");
+    assert_eq!(status, "running");
+    assert_eq!(due.as_deref(), Some("2026-02-24T09:00:00Z"));
+    // Thu 120 + the half day 180 + the 120 before the pause; the holidays count nothing.
+    assert_eq!(b, 420);
+    // The next response, 480 from the reply: Thu 120, the half day 180, Mon 02-23 09-12 ->
+    // 12:00 local = 04:00Z.
+    let (_, due, _, _, _) = f.timer(SlaTarget::NextResponse, "2026-02-20T00:00:00Z");
+    assert_eq!(due.as_deref(), Some("2026-02-23T04:00:00Z"));
+
+    // Mon 02-23 10:00 local (02:00Z) the ticket turns urgent, 900 minutes on the same
+    // calendar, recomputed from the history: 120 + 120 + 180 + 60 = 480 used, 420 left ->
+    // Mon 10-12 120, 13:00 + 300 -> 18:00 local = 10:00Z. The warning at 675: 195 left ->
+    // 120 by 12:00, 13:00 + 75 -> 14:15 local = 06:15Z.
+    f.ticket(
+        "2026-02-23T02:00:00Z",
+        Event::PriorityChanged(PriorityChanged {
+            ticket_id: TICKET,
+            from: Priority::Normal,
+            to: Priority::Urgent,
+            reason: "outage".into(),
+            sla: Some(SlaTargets {
+                resolution_minutes: 900,
+                ..shanghai_targets()
+            }),
+        }),
+    );
+    let (status, due, warn, b, _) = f.timer(SlaTarget::Resolution, "2026-02-23T02:00:00Z");
+    assert_eq!(status, "running");
+    assert_eq!(due.as_deref(), Some("2026-02-23T10:00:00Z"));
+    assert_eq!(warn.as_deref(), Some("2026-02-23T06:15:00Z"));
+    assert_eq!(b, 480);
 }

@@ -369,17 +369,53 @@ impl Generator {
                 end: "24:00".into(),
             })
             .collect();
-        let holidays = ["2026-12-24", "2026-12-25", "2026-12-26", "2027-01-01"]
-            .map(|d| d.parse().expect("date"));
-        for (id, tz, hours, holidays) in [
-            ("office", "Europe/Berlin", office, holidays.to_vec()),
-            ("always", "UTC", always, Vec::new()),
+        let date = |d: &str| -> jiff::civil::Date { d.parse().expect("date") };
+        let holidays = [
+            "2026-10-30",
+            "2026-12-24",
+            "2026-12-25",
+            "2026-12-26",
+            "2027-01-01",
+        ]
+        .map(date);
+        let span = |start: &str, end: &str| HoursSpan {
+            start: start.into(),
+            end: end.into(),
+        };
+        // Days moved around holidays, as organisations in China do: Friday 2026-10-30 is a
+        // bridge holiday made up by working Sunday 2026-11-01, with a half day on the Thursday
+        // before (in the first week, so even a few days' workload has deadlines across
+        // them); Christmas Eve is made up on Sunday 2026-12-20, the day before it a half day.
+        let working_days = ["2026-11-01", "2026-12-20"]
+            .map(|d| WorkingDay {
+                date: date(d),
+                hours: vec![span("09:00", "12:00"), span("13:00", "17:00")],
+            })
+            .to_vec();
+        let hours_overrides = ["2026-10-29", "2026-12-23"]
+            .map(|d| HoursOverride {
+                date: date(d),
+                hours: vec![span("08:00", "12:00")],
+            })
+            .to_vec();
+        for (id, tz, hours, holidays, working_days, hours_overrides) in [
+            (
+                "office",
+                "Europe/Berlin",
+                office,
+                holidays.to_vec(),
+                working_days,
+                hours_overrides,
+            ),
+            ("always", "UTC", always, Vec::new(), Vec::new(), Vec::new()),
         ] {
             let c = Command::DefineCalendar(DefineCalendar {
                 calendar_id: id.into(),
                 time_zone: tz.into(),
                 weekly_hours: hours,
                 holidays,
+                working_days,
+                hours_overrides,
             });
             out.push(self.envelope(0, system(), c));
         }

@@ -322,6 +322,16 @@ pub struct RegisterCustomer {
     pub account_manager_id: Option<String>,
 }
 
+/// A business calendar: the working hours that SLA targets and working-day waits are counted
+/// in. Each local date of `time_zone` has the hours of the first of these that names it:
+/// 1. its `hours_overrides` entry (a half day; no hours: closed),
+/// 2. its `working_days` entry (a make-up day worked, such as a Sunday before the Spring
+///    Festival),
+/// 3. `holidays`: no hours,
+/// 4. the `weekly_hours` of its weekday.
+///
+/// A date may be named in only one of `holidays`, `working_days` and `hours_overrides`, and
+/// once there, so the order never has to break a tie the command left open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineCalendar {
@@ -334,6 +344,15 @@ pub struct DefineCalendar {
     /// Dates (YYYY-MM-DD) on which no business minutes count.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holidays: Vec<jiff::civil::Date>,
+    /// Make-up working days: dates worked although their weekday has no hours, with the
+    /// hours worked (which replace the weekday's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::CALENDAR_DATES_MAX))]
+    pub working_days: Vec<WorkingDay>,
+    /// Dates with other hours than their weekday's, such as half days before a holiday.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::CALENDAR_DATES_MAX))]
+    pub hours_overrides: Vec<HoursOverride>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -81,6 +81,8 @@ pub struct Calendar {
     pub time_zone: String,
     pub weekly_hours: Vec<WorkingHours>,
     pub holidays: Vec<jiff::civil::Date>,
+    pub working_days: Vec<WorkingDay>,
+    pub hours_overrides: Vec<HoursOverride>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -184,6 +186,8 @@ impl Directory {
                         time_zone: e.time_zone.clone(),
                         weekly_hours: e.weekly_hours.clone(),
                         holidays: e.holidays.clone(),
+                        working_days: e.working_days.clone(),
+                        hours_overrides: e.hours_overrides.clone(),
                     },
                 );
             }

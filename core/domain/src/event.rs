@@ -397,6 +397,14 @@ pub struct CalendarDefined {
     pub weekly_hours: Vec<WorkingHours>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holidays: Vec<jiff::civil::Date>,
+    /// Make-up working days (see `DefineCalendar` for the order of the rules). Added to
+    /// schema version 1 without a new version: absent in events written before it existed,
+    /// meaning none, and left out when empty, so those events read and hash as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub working_days: Vec<WorkingDay>,
+    /// Dates with other hours (half days, closed dates); added like `working_days`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours_overrides: Vec<HoursOverride>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

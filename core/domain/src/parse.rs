@@ -43,6 +43,12 @@ pub const TARGET_MINUTES_MAX: u32 = 525_600;
 /// months).
 pub const CONFIRMATION_WAIT_DAYS_MAX: u8 = 60;
 
+/// Most entries of a calendar's `working_days`, and of its `hours_overrides`: a year of dates
+/// each (a year in China has about six make-up days and a few half days).
+pub const CALENDAR_DATES_MAX: usize = 366;
+/// Most spans of working hours on one date of `working_days` or `hours_overrides`.
+pub const DAY_SPANS_MAX: usize = 12;
+
 /// Most entries of the complaint-cause list.
 pub const COMPLAINT_CAUSES_MAX: usize = 100;
 /// Longest complaint-cause code, in characters.
@@ -296,6 +302,29 @@ impl Problems {
         }
     }
 
+    /// A span of working hours at `path`: `start` and `end` clock times, the end after the
+    /// start.
+    fn span(&mut self, path: &str, start: &str, end: &str) {
+        let (start, end) = (parse_clock(start, false), parse_clock(end, true));
+        if start.is_none() {
+            self.add(
+                &format!("{path}/start"),
+                "expected HH:MM between 00:00 and 23:59",
+            );
+        }
+        if end.is_none() {
+            self.add(
+                &format!("{path}/end"),
+                "expected HH:MM between 00:01 and 24:00",
+            );
+        }
+        if let (Some(start), Some(end)) = (start, end) {
+            if end <= start {
+                self.add(&format!("{path}/end"), "must be after start");
+            }
+        }
+    }
+
     fn range(&mut self, path: &str, value: u32, min: u32, max: u32) {
         if value < min || value > max {
             self.add(
@@ -435,27 +464,56 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                 );
             }
             for (i, span) in c.weekly_hours.iter().enumerate() {
-                let start = parse_clock(&span.start, false);
-                let end = parse_clock(&span.end, true);
-                if start.is_none() {
+                p.span(
+                    &format!("/payload/weekly_hours/{i}"),
+                    &span.start,
+                    &span.end,
+                );
+            }
+            // Each date in at most one of the three lists, once (the order of the rules in
+            // `DefineCalendar` then never decides between two entries).
+            let mut named: std::collections::HashMap<jiff::civil::Date, &str> =
+                c.holidays.iter().map(|&date| (date, "holidays")).collect();
+            for (list, len) in [
+                ("working_days", c.working_days.len()),
+                ("hours_overrides", c.hours_overrides.len()),
+            ] {
+                if len > CALENDAR_DATES_MAX {
                     p.add(
-                        &format!("/payload/weekly_hours/{i}/start"),
-                        "expected HH:MM between 00:00 and 23:59",
+                        &format!("/payload/{list}"),
+                        format!("at most {CALENDAR_DATES_MAX} dates, got {len}"),
                     );
                 }
-                if end.is_none() {
+            }
+            let working_days = c.working_days.iter().enumerate().map(|(i, d)| {
+                let path = format!("/payload/working_days/{i}");
+                ("working_days", path, d.date, &d.hours)
+            });
+            let overrides = c.hours_overrides.iter().enumerate().map(|(i, d)| {
+                let path = format!("/payload/hours_overrides/{i}");
+                ("hours_overrides", path, d.date, &d.hours)
+            });
+            for (list, path, date, hours) in working_days.chain(overrides) {
+                if let Some(earlier) = named.insert(date, list) {
                     p.add(
-                        &format!("/payload/weekly_hours/{i}/end"),
-                        "expected HH:MM between 00:01 and 24:00",
+                        &format!("{path}/date"),
+                        format!("{date} is listed twice: in {earlier} and in {list}"),
                     );
                 }
-                if let (Some(start), Some(end)) = (start, end) {
-                    if end <= start {
-                        p.add(
-                            &format!("/payload/weekly_hours/{i}/end"),
-                            "must be after start",
-                        );
-                    }
+                if list == "working_days" && hours.is_empty() {
+                    p.add(
+                        &format!("{path}/hours"),
+                        "a make-up working day needs at least one span of working hours",
+                    );
+                }
+                if hours.len() > DAY_SPANS_MAX {
+                    p.add(
+                        &format!("{path}/hours"),
+                        format!("at most {DAY_SPANS_MAX} spans, got {}", hours.len()),
+                    );
+                }
+                for (j, span) in hours.iter().enumerate() {
+                    p.span(&format!("{path}/hours/{j}"), &span.start, &span.end);
                 }
             }
         }

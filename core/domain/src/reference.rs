@@ -112,6 +112,8 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
             time_zone: c.time_zone.clone(),
             weekly_hours: c.weekly_hours.clone(),
             holidays: c.holidays.clone(),
+            working_days: c.working_days.clone(),
+            hours_overrides: c.hours_overrides.clone(),
         }),
         Command::DefineSlaPolicy(c) => {
             if !dir.calendars.contains_key(&c.calendar_id) {

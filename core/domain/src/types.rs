@@ -264,6 +264,40 @@ pub struct WorkingHours {
     pub end: String,
 }
 
+/// One span of working hours on a given date (of a make-up working day or an override).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoursSpan {
+    /// "HH:MM", 00:00 ..= 23:59.
+    #[schemars(pattern(crate::CLOCK_START_PATTERN))]
+    pub start: String,
+    /// "HH:MM", after `start`; "24:00" ends the day.
+    #[schemars(pattern(crate::CLOCK_END_PATTERN))]
+    pub end: String,
+}
+
+/// A make-up working day: a date worked although its weekday has no hours, such as a Sunday
+/// worked before the Spring Festival. Its `hours` are the date's working hours, in place of
+/// its weekday's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingDay {
+    pub date: jiff::civil::Date,
+    /// At least one span: a make-up day is worked.
+    #[schemars(length(min = 1, max = crate::DAY_SPANS_MAX))]
+    pub hours: Vec<HoursSpan>,
+}
+
+/// Other hours on one date, such as a half day before a holiday; an empty `hours` list
+/// closes the date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoursOverride {
+    pub date: jiff::civil::Date,
+    #[schemars(length(max = crate::DAY_SPANS_MAX))]
+    pub hours: Vec<HoursSpan>,
+}
+
 /// Which tickets a policy applies to; an absent field matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,6 +9,11 @@
 //! The chain today:
 //! - `note_added` v1 -> v2: v1 (the first release) had only internal notes and no
 //!   `visible_to_customer`; v2 requires it, so the upcaster sets it to `false`.
+//!
+//! A field added with a default that its absence already meant, and left out when it has
+//! that value, needs no new version: older events read as before and serialize (so hash) to
+//! the same bytes. So `ticket_closed.reason` (absent: `staff`) and `calendar_defined`'s
+//! `working_days` and `hours_overrides` (absent: none) joined version 1.
 
 use serde_json::Value;
 
@@ -92,5 +97,28 @@ mod tests {
         let e = upcast("note_added", 3, json!({})).unwrap_err();
         assert!(e.contains("schema version 3"), "{e}");
         assert!(upcast("ticket_closed", 2, json!({"ticket_id": id})).is_err());
+    }
+
+    #[test]
+    fn calendar_defined_v1_reads_and_writes_the_same_bytes_with_or_without_dated_hours() {
+        // As a build without the two lists wrote it.
+        let text = r#"{"calendar_id":"office","time_zone":"UTC","weekly_hours":[{"day":"mon","start":"09:00","end":"17:00"}],"holidays":["2026-12-25"]}"#;
+        let before: Value = serde_json::from_str(text).unwrap();
+        let Event::CalendarDefined(old) = upcast("calendar_defined", 1, before.clone()).unwrap()
+        else {
+            panic!("not a calendar")
+        };
+        assert!(old.working_days.is_empty() && old.hours_overrides.is_empty());
+        assert_eq!(serde_json::to_string(&old).unwrap(), text);
+        let mut after = before;
+        after["working_days"] =
+            json!([{"date": "2026-12-27", "hours": [{"start": "09:00", "end": "12:00"}]}]);
+        after["hours_overrides"] = json!([{"date": "2026-12-24", "hours": []}]);
+        let Event::CalendarDefined(new) = upcast("calendar_defined", 1, after.clone()).unwrap()
+        else {
+            panic!("not a calendar")
+        };
+        assert_eq!(new.working_days[0].hours[0].end, "12:00");
+        assert_eq!(serde_json::to_value(&new).unwrap(), after);
     }
 }

@@ -713,6 +713,195 @@ fn clock_times_are_hh_mm() {
     assert_eq!(parse_clock("23:59", false), Some(1439));
 }
 
+/// A Spring-Festival-style calendar: Monday to Friday in Shanghai, a holiday, two weekend
+/// make-up days and a half day.
+fn spring_calendar() -> Value {
+    command(
+        "define_calendar",
+        json!({
+            "calendar_id": "shanghai", "time_zone": "Asia/Shanghai",
+            "weekly_hours": [
+                {"day": "mon", "start": "09:00", "end": "18:00"},
+                {"day": "fri", "start": "09:00", "end": "18:00"},
+            ],
+            "holidays": ["2026-02-16", "2026-02-17"],
+            "working_days": [
+                {"date": "2026-02-08", "hours": [{"start": "09:00", "end": "12:00"},
+                                                 {"start": "13:00", "end": "18:00"}]},
+                {"date": "2026-02-28", "hours": [{"start": "09:00", "end": "18:00"}]},
+            ],
+            "hours_overrides": [
+                {"date": "2026-02-13", "hours": [{"start": "09:00", "end": "12:00"}]},
+                {"date": "2026-02-27", "hours": []},
+            ],
+        }),
+    )
+}
+
+#[test]
+fn make_up_days_and_hours_overrides_parse() {
+    let envelope = accepted(&spring_calendar());
+    let Command::DefineCalendar(c) = &envelope.command else {
+        panic!("{envelope:?}")
+    };
+    assert_eq!(c.working_days.len(), 2);
+    assert_eq!(c.working_days[0].date, jiff::civil::date(2026, 2, 8));
+    assert_eq!(c.working_days[0].hours[1].start, "13:00");
+    assert!(c.hours_overrides[1].hours.is_empty());
+    // Both lists are optional; a calendar without them reads as before.
+    let plain = accepted(&calendar());
+    let Command::DefineCalendar(c) = &plain.command else {
+        panic!("{plain:?}")
+    };
+    assert!(c.working_days.is_empty() && c.hours_overrides.is_empty());
+    // The longest lists accepted.
+    let day = |n: i64| {
+        jiff::civil::date(2026, 1, 1)
+            .checked_add(jiff::Span::new().days(n))
+            .unwrap()
+            .to_string()
+    };
+    let dates = |from: i64, n: usize| -> Vec<Value> {
+        (0..n as i64)
+            .map(|i| json!({"date": day(from + i), "hours": [{"start": "09:00", "end": "10:00"}]}))
+            .collect()
+    };
+    let spans = vec![json!({"start": "09:00", "end": "10:00"}); DAY_SPANS_MAX];
+    let mut most = with(
+        spring_calendar(),
+        "/payload/working_days",
+        Some(json!(dates(1000, CALENDAR_DATES_MAX))),
+    );
+    most = with(
+        most,
+        "/payload/hours_overrides",
+        Some(json!(dates(2000, CALENDAR_DATES_MAX))),
+    );
+    most = with(most, "/payload/working_days/0/hours", Some(json!(spans)));
+    accepted(&most);
+}
+
+#[test]
+fn make_up_days_and_hours_overrides_refusals() {
+    // A date in two lists, or twice in one: the later entry is named.
+    let twice = rejected(
+        &with(
+            spring_calendar(),
+            "/payload/working_days/1/date",
+            Some(json!("2026-02-16")),
+        ),
+        "/payload/working_days/1/date",
+    );
+    assert!(
+        twice.rejection.details[0].message.contains("holidays"),
+        "{twice:?}"
+    );
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/working_days/1/date",
+            Some(json!("2026-02-08")),
+        ),
+        "/payload/working_days/1/date",
+    );
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/hours_overrides/1/date",
+            Some(json!("2026-02-28")),
+        ),
+        "/payload/hours_overrides/1/date",
+    );
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/hours_overrides/0/date",
+            Some(json!("2026-02-17")),
+        ),
+        "/payload/hours_overrides/0/date",
+    );
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/hours_overrides/1/date",
+            Some(json!("2026-02-13")),
+        ),
+        "/payload/hours_overrides/1/date",
+    );
+    // A make-up day is worked: it has hours. (An override may close its date.)
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/working_days/0/hours",
+            Some(json!([])),
+        ),
+        "/payload/working_days/0/hours",
+    );
+    // Spans are checked as the weekly ones are.
+    for (pointer, bad) in [
+        ("/payload/working_days/0/hours/1/start", "1:00"),
+        ("/payload/working_days/0/hours/1/end", "24:01"),
+        ("/payload/hours_overrides/0/hours/0/start", "24:00"),
+        ("/payload/hours_overrides/0/hours/0/end", "08:59"),
+    ] {
+        rejected(&with(spring_calendar(), pointer, Some(json!(bad))), pointer);
+    }
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/working_days/0/date",
+            Some(json!("2026-02-30")),
+        ),
+        "/payload/working_days/0/date",
+    );
+    rejected(
+        &with(spring_calendar(), "/payload/working_days/0/date", None),
+        "/payload/working_days/0/date",
+    );
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/hours_overrides/0/day",
+            Some(json!("fri")),
+        ),
+        "/payload/hours_overrides/0/day",
+    );
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/working_days",
+            Some(json!({"2026-02-08": []})),
+        ),
+        "/payload/working_days",
+    );
+    // The bounds: CALENDAR_DATES_MAX dates per list, DAY_SPANS_MAX spans per date.
+    let many: Vec<Value> = (0..=CALENDAR_DATES_MAX as i64)
+        .map(|i| {
+            let date = jiff::civil::date(2030, 1, 1)
+                .checked_add(jiff::Span::new().days(i))
+                .unwrap();
+            json!({"date": date.to_string(), "hours": []})
+        })
+        .collect();
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/hours_overrides",
+            Some(json!(many)),
+        ),
+        "/payload/hours_overrides",
+    );
+    let spans = vec![json!({"start": "09:00", "end": "10:00"}); DAY_SPANS_MAX + 1];
+    rejected(
+        &with(
+            spring_calendar(),
+            "/payload/working_days/1/hours",
+            Some(json!(spans)),
+        ),
+        "/payload/working_days/1/hours",
+    );
+}
+
 #[test]
 fn lines_ids_and_texts() {
     for line in [0, 4] {

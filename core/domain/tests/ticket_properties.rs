@@ -875,7 +875,9 @@ fn any_event() -> impl Strategy<Value = Event> {
             calendar_id,
             time_zone: "Nowhere/Else".into(),
             weekly_hours: Vec::new(),
-            holidays: Vec::new()
+            holidays: Vec::new(),
+            working_days: vec![],
+            hours_overrides: vec![]
         })),
         (
             ids(),

@@ -834,6 +834,81 @@ fn sla_warnings_and_breaches_are_the_schedulers_alone() {
         .then_rejected(InvalidTransition, "");
 }
 
+/// A Spring-Festival-style calendar: a Sunday and a Saturday worked, a half day before the
+/// holidays.
+fn spring_calendar() -> DefineCalendar {
+    let span = |start: &str, end: &str| HoursSpan {
+        start: start.into(),
+        end: end.into(),
+    };
+    let Command::DefineCalendar(office) = office_calendar() else {
+        unreachable!()
+    };
+    DefineCalendar {
+        calendar_id: "shanghai".into(),
+        time_zone: "Asia/Shanghai".into(),
+        holidays: (16..=22).map(|d| jiff::civil::date(2026, 2, d)).collect(),
+        working_days: vec![
+            WorkingDay {
+                date: jiff::civil::date(2026, 2, 8),
+                hours: vec![span("09:00", "12:00"), span("13:00", "18:00")],
+            },
+            WorkingDay {
+                date: jiff::civil::date(2026, 2, 28),
+                hours: vec![span("09:00", "17:00")],
+            },
+        ],
+        hours_overrides: vec![HoursOverride {
+            date: jiff::civil::date(2026, 2, 13),
+            hours: vec![span("09:00", "12:00")],
+        }],
+        ..office
+    }
+}
+
+#[test]
+fn a_calendar_keeps_its_make_up_days_and_half_days() {
+    let c = spring_calendar();
+    let defined = CalendarDefined {
+        calendar_id: c.calendar_id.clone(),
+        time_zone: c.time_zone.clone(),
+        weekly_hours: c.weekly_hours.clone(),
+        holidays: c.holidays.clone(),
+        working_days: c.working_days.clone(),
+        hours_overrides: c.hours_overrides.clone(),
+    };
+    let g = given([])
+        .when(Command::DefineCalendar(c.clone()), auditor())
+        .then_rejected(Forbidden, "")
+        .when(Command::DefineCalendar(c.clone()), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(Command::DefineCalendar(c.clone()), system())
+        .then([Event::CalendarDefined(defined.clone())]);
+    let kept = &g.directory.calendars["shanghai"];
+    assert_eq!(kept.working_days, c.working_days);
+    assert_eq!(kept.hours_overrides, c.hours_overrides);
+    // A redefinition replaces the lists: without them, the calendar has none.
+    let plain = DefineCalendar {
+        working_days: vec![],
+        hours_overrides: vec![],
+        ..c
+    };
+    let g = g
+        .when(Command::DefineCalendar(plain.clone()), system())
+        .then([Event::CalendarDefined(CalendarDefined {
+            working_days: vec![],
+            hours_overrides: vec![],
+            ..defined
+        })]);
+    assert!(g.directory.calendars["shanghai"].working_days.is_empty());
+    // A policy may name it at once.
+    g.when(
+        policy("p-cn", None, None, None, 60, 480, "shanghai"),
+        system(),
+    )
+    .then_accepted();
+}
+
 #[test]
 fn directory_decisions() {
     let away_again = Command::SetAgentAvailability(SetAgentAvailability {

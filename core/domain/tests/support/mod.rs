@@ -251,6 +251,8 @@ pub fn office_calendar() -> Command {
         })
         .collect(),
         holidays: vec![jiff::civil::date(2026, 12, 25)],
+        working_days: vec![],
+        hours_overrides: vec![],
     })
 }
 
@@ -267,6 +269,8 @@ pub fn always_calendar() -> Command {
             })
             .collect(),
         holidays: Vec::new(),
+        working_days: vec![],
+        hours_overrides: vec![],
     })
 }
 
