@@ -486,12 +486,13 @@ async fn note_added_v1_is_upcast_on_read_and_never_rewritten() {
 
     // The first release wrote notes without `visible_to_customer`, as schema version 1.
     let v1 = json!({"ticket_id": ticket_id, "text": "called the customer back"});
+    let command_id = Uuid::now_v7();
     let committed = log
         .append(AppendRequest {
             stream: ticket.clone(),
             expected: ExpectedVersion::Any,
-            command_id: Uuid::now_v7(),
-            events: vec![raw_note(Uuid::now_v7(), 1, v1.clone())],
+            command_id,
+            events: vec![raw_note(command_id, 1, v1.clone())],
             unchanged: None,
         })
         .await

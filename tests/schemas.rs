@@ -16,7 +16,7 @@
 //! event), a generic mirror type below describes it; a test checks that each mirror has the
 //! same fields as the value the engine really sends, so the mirrors cannot drift either.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use closeloop_commands::Reply;
@@ -660,4 +660,109 @@ fn leaves(value: &Value, path: &str, out: &mut Vec<(String, Value)>) {
         }
         other => out.push((path.to_owned(), other.clone())),
     }
+}
+
+/// Free texts that hold no personal data: names of teams and complaint causes.
+const NOT_PERSONAL_TEXTS: &[(&str, &str)] = &[
+    ("define_complaint_causes", "label"),
+    ("complaint_causes_defined", "label"),
+    ("define_scorecard", "team"),
+    ("scorecard_defined", "team"),
+    ("register_agent", "team"),
+    ("agent_registered", "team"),
+];
+
+/// The `(message, field, kind)` of every property marked `x-personal-data` in `schema`.
+fn personal_fields(message: &str, schema: &Value, out: &mut BTreeSet<(String, String, String)>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(properties)) = map.get("properties") {
+                for (field, property) in properties {
+                    if let Some(kind) = property.get("x-personal-data").and_then(Value::as_str) {
+                        out.insert((message.to_owned(), field.clone(), kind.to_owned()));
+                    }
+                    let free_text =
+                        property.get("pattern").and_then(Value::as_str) == Some(TEXT_PATTERN);
+                    assert!(
+                        !free_text
+                            || property.get("x-personal-data").is_some()
+                            || NOT_PERSONAL_TEXTS.contains(&(message, field.as_str())),
+                        "{message}: the free text `{field}` is not classified: mark it \
+                         `x-personal-data` or list it in NOT_PERSONAL_TEXTS"
+                    );
+                }
+            }
+            for value in map.values() {
+                personal_fields(message, value, out);
+            }
+        }
+        Value::Array(items) => {
+            for value in items {
+                personal_fields(message, value, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The README's classification of personal data, as `(message, field, kind)`.
+fn readme_classification() -> BTreeSet<(String, String, String)> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let (_, rest) = readme
+        .split_once("<!-- personal-data:begin -->")
+        .expect("the README's personal-data table");
+    let (table, _) = rest
+        .split_once("<!-- personal-data:end -->")
+        .expect("the end of the personal-data table");
+    let names = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut rows = BTreeSet::new();
+    for line in table.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (messages, fields, kind) = (names(cells[1]), names(cells[2]), cells[3]);
+        for message in &messages {
+            for field in &fields {
+                rows.insert((message.clone(), field.clone(), kind.to_owned()));
+            }
+        }
+    }
+    rows
+}
+
+/// Every field holding personal data says so in its schema (`x-personal-data`: `customer`
+/// or `staff`), exactly as the README's table classifies it, and every free text of a
+/// command (or event sharing a command's type) is either classified or named here as
+/// holding none.
+#[test]
+fn schemas_classify_personal_data_as_the_readme_does() {
+    let mut found = BTreeSet::new();
+    for (path, schema) in generate() {
+        let message = match path.split_once('/') {
+            Some(("commands", file)) => file.trim_end_matches(".json"),
+            Some(("events", file)) => file.split(".v").next().expect("a versioned file"),
+            _ => continue,
+        };
+        personal_fields(message, &schema, &mut found);
+    }
+    let expected = readme_classification();
+    assert!(
+        expected.len() > 30,
+        "the README's table was read: {expected:?}"
+    );
+    assert_eq!(
+        found.difference(&expected).collect::<Vec<_>>(),
+        Vec::<&(String, String, String)>::new(),
+        "marked in the schemas, missing from the README's table"
+    );
+    assert_eq!(
+        expected.difference(&found).collect::<Vec<_>>(),
+        Vec::<&(String, String, String)>::new(),
+        "in the README's table, not marked in the schemas"
+    );
 }

@@ -171,9 +171,11 @@ pub struct OpenTicket {
     pub category: Category,
     pub priority: Priority,
     #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub description: Option<String>,
 }
 
@@ -190,6 +192,7 @@ pub struct AssignTicket {
 pub struct RespondToCustomer {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub message: String,
 }
 
@@ -198,6 +201,7 @@ pub struct RespondToCustomer {
 pub struct RequestCustomerInfo {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub question: String,
 }
 
@@ -206,6 +210,7 @@ pub struct RequestCustomerInfo {
 pub struct RecordCustomerReply {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub message: String,
 }
 
@@ -214,6 +219,7 @@ pub struct RecordCustomerReply {
 pub struct EscalateTicket {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
@@ -226,6 +232,7 @@ pub struct ChangePriority {
     pub ticket_id: Uuid,
     pub priority: Priority,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
 
@@ -234,6 +241,7 @@ pub struct ChangePriority {
 pub struct AddNote {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub text: String,
     #[serde(default)]
     pub visible_to_customer: bool,
@@ -244,6 +252,7 @@ pub struct AddNote {
 pub struct ResolveTicket {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub resolution: String,
 }
 
@@ -252,6 +261,7 @@ pub struct ResolveTicket {
 pub struct ReopenTicket {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
 
@@ -271,6 +281,7 @@ pub struct RecordSatisfaction {
     pub source: RatingSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub comment: Option<String>,
     /// Quality-inspection ratings; only with `source: callback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,6 +294,7 @@ pub struct RegisterAgent {
     #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub agent_id: String,
     #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "staff"))]
     pub name: String,
     #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     pub team: String,
@@ -315,6 +327,7 @@ pub struct RegisterCustomer {
     #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub customer_id: String,
     #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub name: String,
     pub grade: Grade,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -419,6 +432,7 @@ pub struct ConfirmResolution {
     pub ticket_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub comment: Option<String>,
 }
 
@@ -429,6 +443,7 @@ pub struct ConfirmResolution {
 pub struct RejectResolution {
     pub ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
 
@@ -453,6 +468,7 @@ pub struct RegisterInspector {
     #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub inspector_id: String,
     #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "staff"))]
     pub name: String,
 }
 
@@ -483,6 +499,7 @@ pub struct RuleComplaint {
     #[schemars(length(max = crate::CHARGED_STAFF_MAX), inner(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN)), extend("uniqueItems" = true))]
     pub charged: Vec<String>,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub note: String,
 }
 
@@ -553,6 +570,7 @@ pub struct RecordFollowUp {
     pub follow_up: u32,
     pub outcome: FollowUpOutcome,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub summary: String,
     /// Visits only (and required for them): when it took place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -625,6 +643,7 @@ pub struct RecordInspection {
     pub visit_verified: Option<bool>,
     pub verdict: Verdict,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub note: String,
 }
 

@@ -189,8 +189,10 @@ pub struct TicketOpened {
     pub channel: Channel,
     pub category: Category,
     pub priority: Priority,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub description: Option<String>,
     /// `None` when no policy matched: the ticket has no targets.
     pub sla: Option<SlaTargets>,
@@ -211,6 +213,7 @@ pub struct TicketEscalated {
     pub ticket_id: Uuid,
     pub from_line: u8,
     pub to_line: u8,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_agent_id: Option<String>,
@@ -223,18 +226,21 @@ pub struct TicketEscalated {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerRespondedTo {
     pub ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerInfoRequested {
     pub ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub question: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerReplied {
     pub ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub message: String,
 }
 
@@ -243,6 +249,7 @@ pub struct PriorityChanged {
     pub ticket_id: Uuid,
     pub from: Priority,
     pub to: Priority,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
     /// The targets re-derived for the new priority (`None`: no policy matches).
     pub sla: Option<SlaTargets>,
@@ -252,6 +259,7 @@ pub struct PriorityChanged {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NoteAdded {
     pub ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub text: String,
     pub visible_to_customer: bool,
 }
@@ -261,12 +269,14 @@ pub struct NoteAdded {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NoteAddedV1 {
     pub ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TicketResolved {
     pub ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub resolution: String,
     /// Who resolved it: the assignee at the time.
     pub agent_id: String,
@@ -275,6 +285,7 @@ pub struct TicketResolved {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TicketReopened {
     pub ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
 
@@ -297,6 +308,7 @@ pub struct ResolutionConfirmed {
     pub ticket_id: Uuid,
     pub resolution: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub comment: Option<String>,
 }
 
@@ -306,6 +318,7 @@ pub struct ResolutionConfirmed {
 pub struct ResolutionRejected {
     pub ticket_id: Uuid,
     pub resolution: u32,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
 
@@ -319,6 +332,7 @@ pub struct ComplaintRuled {
     /// The staff charged, with their teams at the ruling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charged: Vec<ChargedStaff>,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub note: String,
     /// Who ruled: a supervisor or an inspector (also in the event's metadata; here so the
     /// read models need nothing but the data).
@@ -331,6 +345,7 @@ pub struct SatisfactionRecorded {
     pub score: u8,
     pub source: RatingSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<Dimensions>,
@@ -363,6 +378,7 @@ pub struct SlaBreached {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentRegistered {
     pub agent_id: String,
+    #[schemars(extend("x-personal-data" = "staff"))]
     pub name: String,
     pub team: String,
     pub line: u8,
@@ -384,6 +400,7 @@ pub struct AgentAvailabilityChanged {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerRegistered {
     pub customer_id: String,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub name: String,
     pub grade: Grade,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,6 +442,7 @@ pub struct SlaPolicyDefined {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InspectorRegistered {
     pub inspector_id: String,
+    #[schemars(extend("x-personal-data" = "staff"))]
     pub name: String,
 }
 
@@ -477,6 +495,7 @@ pub struct FollowUpRecorded {
     pub follow_up: u32,
     pub kind: FollowUpKind,
     pub outcome: FollowUpOutcome,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub summary: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visited_at: Option<jiff::Timestamp>,
@@ -534,6 +553,7 @@ pub struct InspectionRecorded {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visit_verified: Option<bool>,
     pub verdict: Verdict,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub note: String,
     /// Who inspected it.
     pub inspector: String,
