@@ -319,7 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 url,
                 target: serve::CheckpointTarget {
                     stream: checkpoints_stream,
-                    subject: format!("{subject_prefix}.checkpoints"),
+                    subject: closeloop_commands::nats::checkpoints_subject(&subject_prefix),
                     file: None,
                 },
             });

@@ -383,7 +383,7 @@ pub async fn run(
         jobs.push(checkpoint_job(
             CheckpointTarget {
                 stream: args.checkpoints_stream.clone(),
-                subject: format!("{}.checkpoints", args.subject_prefix),
+                subject: config.checkpoints_subject(),
                 file: args.checkpoint_out.clone(),
             },
             Duration::from_secs(args.checkpoint_every_s.max(1)),

@@ -29,13 +29,13 @@ const LEAD: &str = "front-a-lead";
 const TEAM: &str = "front-a";
 const OTHER_TEAM: &str = "front-b";
 
-/// A temp dir holding a seeded demo's SQLite store.
-struct DemoStore {
+/// A temp dir holding a seeded demo's SQLite store (also the query schemas' store).
+pub(crate) struct DemoStore {
     dir: tempfile::TempDir,
 }
 
 impl DemoStore {
-    fn new() -> DemoStore {
+    pub(crate) fn new() -> DemoStore {
         let store = DemoStore {
             dir: tempfile::tempdir().expect("temp dir"),
         };
@@ -56,7 +56,7 @@ impl DemoStore {
         store
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!(
             "sqlite://{}",
             self.dir.path().join("closeloop.db").display()

@@ -2,6 +2,7 @@
 //! Tests that need PostgreSQL or NATS fail with instructions when the service is down;
 //! `scripts/test.sh` starts them.
 
+mod asyncapi;
 mod audit;
 mod business_time;
 mod cli;

@@ -31,7 +31,7 @@ use uuid::Uuid;
 /// several instances can run in this process on one log.
 #[allow(dead_code)]
 #[path = "../src/serve.rs"]
-mod serve;
+pub(crate) mod serve;
 
 const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 /// Longest wait for any one observable condition.

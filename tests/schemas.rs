@@ -9,7 +9,9 @@
 //! - `reply.json`: the reply to a command (and a query's `rejected` reply);
 //! - `events/<type>.v<schema_version>.json`: a stored event of one type and version, as
 //!   `export`, `history --json` and the events stream carry it;
-//! - `queries/<name>.request.json` / `.reply.json`: the built-in queries;
+//! - `queries/<name>.request.json` / `.reply.json`: every query `serve` answers
+//!   (`schemas/queries.rs`);
+//! - `checkpoint.json`: a signed checkpoint, as `closeloop.v1.checkpoints` carries it;
 //! - `index.rs`: the list `closeloop_schemas::JSON_SCHEMAS` embeds.
 //!
 //! Where the wire shape is assembled from generic parts (the command envelope, the stored
@@ -27,6 +29,8 @@ use schemars::JsonSchema;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+pub(crate) mod queries;
+
 const UPDATE_ENV: &str = "CLOSELOOP_UPDATE_SCHEMAS";
 
 /// A command of one type: the envelope of docs/contract.md (Commands) with `P` as its payload.
@@ -40,8 +44,11 @@ struct CommandOf<P> {
     #[serde(rename = "type")]
     command_type: String,
     actor: Actor,
-    /// Business time; the time of receipt when absent.
+    /// Business time; the time of receipt when absent. From 2000-01-01T00:00:00Z on: the
+    /// pattern states it exactly for any time in UTC, and refuses 2000-01-01 written with a
+    /// positive offset and the year 9999.
     #[serde(default)]
+    #[schemars(pattern(closeloop_core::domain::OCCURRED_AT_PATTERN))]
     occurred_at: Option<Timestamp>,
     /// Optimistic concurrency: the stream version the caller last saw.
     #[serde(default)]
@@ -70,39 +77,34 @@ struct StoredEventOf<D> {
     hash: String,
 }
 
-/// The request of the `ticket_history` and `ticket_state` queries.
+/// A signed checkpoint: a line of a checkpoints file, a message on
+/// `closeloop.v1.checkpoints` (`closeloop_replay::checkpoint::Checkpoint`).
 #[allow(dead_code)]
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TicketQuery {
-    /// Who asks; confidentiality rules apply to this actor. Over NATS the token in the
-    /// `Authorization` header says who asks: `actor` may be left out, and if given must equal
-    /// the token's.
-    #[serde(default)]
-    actor: Option<Actor>,
-    ticket_id: Uuid,
-    /// Stop at this business time.
-    #[serde(default)]
-    as_of: Option<Timestamp>,
-}
-
-/// The reply of `ticket_history`: the JSON of `closeloop history --json`.
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-struct TicketHistory {
-    stream: String,
-    state: Ticket,
-    /// Every stored event of the ticket, in version order (any type).
-    events: Vec<StoredEventOf<Value>>,
-}
-
-/// The reply of `ticket_state`.
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-struct TicketStateReply {
-    stream: String,
-    version: u64,
-    state: Ticket,
+struct CheckpointOf {
+    format: String,
+    /// The identity of the log.
+    log_id: Uuid,
+    /// The log's head when it was taken: it covers positions 1 to `head`.
+    head: u64,
+    /// When it was taken (RFC 3339, UTC); signed as written.
+    created_at: Timestamp,
+    /// How many streams `streams` lists.
+    stream_count: u64,
+    /// Lowercase hex SHA-256 over the stream heads.
+    #[schemars(pattern("^[0-9a-f]{64}$"))]
+    root: String,
+    /// Every stream with an event at or below `head`, ascending by name:
+    /// `[stream, version, hash]` as of `head`.
+    streams: Vec<(String, u64, String)>,
+    /// The signer's public key (hex), for information: verify with the key you hold.
+    #[schemars(pattern("^[0-9a-f]{64}$"))]
+    public_key: String,
+    /// Hex Ed25519 signature over the lines `format`, `log_id`, `head`, `created_at`,
+    /// `stream_count`, `root` (README, Signed checkpoints).
+    #[schemars(pattern("^[0-9a-f]{128}$"))]
+    signature: String,
 }
 
 fn schema_of<T: JsonSchema>() -> Value {
@@ -223,26 +225,18 @@ fn generate() -> BTreeMap<String, Value> {
             Some("The reply to a command (request/reply, or published on closeloop.v1.replies.<command_id>), and a query's `rejected` reply."),
         ),
     );
-    for name in ["ticket_history", "ticket_state"] {
-        files.insert(
-            format!("queries/{name}.request.json"),
-            retitle(
-                schema_of::<TicketQuery>(),
-                &format!("{name} request"),
-                Some(&format!(
-                    "Request/reply on closeloop.v1.queries.{name}; a rejected reply follows reply.json."
-                )),
-            ),
-        );
-    }
-    files.insert(
-        "queries/ticket_history.reply.json".into(),
-        retitle(schema_of::<TicketHistory>(), "ticket_history reply", None),
+    queries::generate(&mut files);
+    let mut checkpoint = retitle(
+        schema_of::<CheckpointOf>(),
+        "checkpoint",
+        Some("A signed checkpoint of the log: a line of a checkpoints file (`closeloop checkpoint`), a message on closeloop.v1.checkpoints (stream CLOSELOOP_CHECKPOINTS)."),
     );
-    files.insert(
-        "queries/ticket_state.reply.json".into(),
-        retitle(schema_of::<TicketStateReply>(), "ticket_state reply", None),
+    set_const(
+        &mut checkpoint,
+        "format",
+        json!(closeloop_replay::checkpoint::FORMAT),
     );
+    files.insert("checkpoint.json".into(), checkpoint);
     files
 }
 
@@ -406,6 +400,29 @@ fn schemas_mirror_types_have_the_fields_of_the_real_values() {
     );
 }
 
+/// A real signed checkpoint, as the checkpoints stream carries it, follows `checkpoint.json`
+/// with every field declared.
+#[tokio::test]
+async fn schemas_checkpoint_follows_its_schema() {
+    use closeloop_core::log::memory::MemoryLog;
+    use closeloop_core::log::EventLog;
+    let log: std::sync::Arc<dyn EventLog> = std::sync::Arc::new(MemoryLog::new());
+    crate::nats::provision(&log, &[crate::nats::register_agent("agent-1", "blue")]).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let checkpoint = closeloop_replay::checkpoint::take(log.as_ref(), &key)
+        .await
+        .expect("a checkpoint");
+    let value = serde_json::to_value(&checkpoint).expect("serializes");
+    assert_eq!(
+        value["streams"].as_array().map(Vec::len),
+        Some(1),
+        "{value}"
+    );
+    let schema = queries::strict(&queries::checked_in("checkpoint.json"));
+    let found = queries::errors(&queries::validator(&schema), &value);
+    assert!(found.is_empty(), "{value}: {found:?}");
+}
+
 /// Every file is a draft 2020-12 schema with a title.
 #[test]
 fn schemas_are_draft_2020_12() {
@@ -423,7 +440,8 @@ fn schemas_are_draft_2020_12() {
 /// inspection commands), each field of each payload (and the actor's id) replaced in turn by
 /// values at and beyond the limits: empty, white space alone (the Unicode kinds included), a
 /// control character, lengths at and past each limit, numbers at and past each bound, a
-/// number for a string, a repeated list item. A command the schema accepts and the parser
+/// number for a string, a repeated list item; and the envelope's `occurred_at` at and past
+/// its bound (2000-01-01T00:00:00Z), in UTC and with offsets. A command the schema accepts and the parser
 /// refuses is allowed only for a rule across fields, which JSON Schema cannot state; named
 /// below by the path and words of its refusal.
 #[test]
@@ -554,7 +572,37 @@ fn the_schemas_and_the_parser_agree_on_a_corpus() {
         json!(-0.5),
         json!("1"),
     ];
+    /// Business times at and past `OCCURRED_AT_MIN` (and the last a timestamp holds): the
+    /// schema and the parser judge these alike.
+    const OCCURRED_AT: &[&str] = &[
+        "2000-01-01T00:00:00Z",
+        "2000-01-01T00:00:00.000000001Z",
+        "2000-01-01T00:00:00+00:00",
+        "2000-01-01T00:00:00-05:00",
+        "2000-01-02T00:00:00+05:00",
+        "2000-02-01T00:00:00Z",
+        "2026-11-23T09:15:00Z",
+        "9998-12-31T23:59:59Z",
+        "1999-12-31T23:59:59Z",
+        "1999-12-31T23:59:59.999999999Z",
+        "2000-01-01T00:30:00+01:00",
+        "1999-12-31T23:00:00-00:30",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "2026-11-23",
+        "2026-11-23T09:15:00",
+        "2026-13-01T00:00:00Z",
+    ];
+    /// Times the parser accepts and the schema's pattern refuses: in the bound's own day
+    /// with an offset that a pattern cannot weigh, and in the year 9999 (the schema's
+    /// `occurred_at` description says so).
+    const OCCURRED_AT_STRICTER: &[&str] = &[
+        "2000-01-01T05:00:00+01:00",
+        "1999-12-31T23:30:00-01:00",
+        "9999-01-01T00:00:00Z",
+    ];
     let (mut checked, mut across, mut both_accept, mut both_refuse) = (0, 0, 0, 0);
+    let mut stricter = 0;
     let mut disagreements = Vec::new();
     for (kind, baseline) in &baselines {
         let validator = &validators[kind];
@@ -566,6 +614,17 @@ fn the_schemas_and_the_parser_agree_on_a_corpus() {
         let mut paths = Vec::new();
         leaves(&baseline["payload"], "/payload", &mut paths);
         paths.push(("/actor/id".to_owned(), baseline["actor"]["id"].clone()));
+        // The envelope's business time, at and past its bound.
+        for at in OCCURRED_AT.iter().chain(OCCURRED_AT_STRICTER) {
+            let mut case = baseline.clone();
+            case["occurred_at"] = json!(at);
+            cases.push(case);
+        }
+        for at in [Value::Null, json!(5), json!("")] {
+            let mut case = baseline.clone();
+            case["occurred_at"] = at;
+            cases.push(case);
+        }
         for (path, value) in paths {
             let replacements: Vec<Value> = match &value {
                 Value::String(_) => strings.to_vec(),
@@ -606,6 +665,13 @@ fn the_schemas_and_the_parser_agree_on_a_corpus() {
                         ));
                     }
                 }
+                (false, Ok(_))
+                    if case["occurred_at"]
+                        .as_str()
+                        .is_some_and(|at| OCCURRED_AT_STRICTER.contains(&at)) =>
+                {
+                    stricter += 1
+                }
                 (false, Ok(_)) => {
                     let errors: Vec<String> = validator
                         .iter_errors(&case)
@@ -622,6 +688,8 @@ fn the_schemas_and_the_parser_agree_on_a_corpus() {
         }
     }
     assert!(checked > 2_000, "only {checked} cases");
+    // The stricter times are each met once per command type, and no other case is.
+    assert_eq!(stricter, baselines.len() * OCCURRED_AT_STRICTER.len());
     // Not vacuous: many cases on each side of the limits.
     assert!(
         both_accept > 300 && both_refuse > 1_000,

@@ -9,6 +9,11 @@ use closeloop_core::domain::COMMAND_BYTES_MAX;
 use super::auth::Auth;
 use super::lease::LeaseConfig;
 
+/// `<prefix>.checkpoints`, for callers that have a prefix but no [`ServeConfig`].
+pub fn checkpoints_subject(subject_prefix: &str) -> String {
+    format!("{subject_prefix}.checkpoints")
+}
+
 /// Configuration of [`run`](super::run).
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -183,6 +188,31 @@ impl ServeConfig {
     /// `<prefix>.queries.<name>`.
     pub fn query_subject(&self, name: &str) -> String {
         format!("{}.queries.{name}", self.subject_prefix)
+    }
+
+    /// `<prefix>.checkpoints`: the signed checkpoints of `serve --checkpoint-key` and
+    /// `closeloop checkpoint --nats`.
+    pub fn checkpoints_subject(&self) -> String {
+        checkpoints_subject(&self.subject_prefix)
+    }
+
+    /// Every subject of the NATS interface but the queries' (`query_subject`, one per
+    /// registered query), as `(channel, subject)` with each variable token written
+    /// `{name}`: the channels of the AsyncAPI document `schemas/asyncapi.yaml`, which the
+    /// root package's `tests/asyncapi.rs` generates from this list and keeps in step. A new
+    /// subject goes here, or that test cannot see it.
+    pub fn channels(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("commands", self.command_subject("{type}")),
+            ("durable_commands", self.durable_subject("{type}")),
+            ("command_replies", self.reply_subject("{command_id}")),
+            ("dead_letters", self.dead_letter_subject("{type}")),
+            (
+                "events",
+                self.event_subject("{stream_category}", "{event_type}"),
+            ),
+            ("checkpoints", self.checkpoints_subject()),
+        ]
     }
 
     /// The command size limit in force.

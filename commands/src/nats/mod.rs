@@ -33,9 +33,10 @@ use async_nats::jetstream;
 use tokio::task::JoinSet;
 
 pub use auth::{Auth, AuthError, AuthErrorKind, Caller, KeysError, Verifier};
-pub use config::ServeConfig;
+pub use config::{checkpoints_subject, ServeConfig};
 pub use durable::{backlog, DEAD_DELIVERIES_HEADER, DEAD_REASON_HEADER, DEAD_SUBJECT_HEADER};
 pub use error::ServeError;
+pub use intake::TIMEOUT_HEADER;
 pub use job::{Job, JobFn};
 pub use lease::{run_leased, Lease, LeaseConfig};
 pub use query::{Queries, QueryFn, QueryRequest};

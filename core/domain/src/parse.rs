@@ -131,6 +131,20 @@ pub fn parse_command(bytes: &[u8]) -> Result<CommandEnvelope, ParseFailure> {
 /// four-digit year, as the log's columns and calendars need.
 pub const OCCURRED_AT_MIN: &str = "2000-01-01T00:00:00Z";
 
+/// [`OCCURRED_AT_MIN`] as the schemas state it, for a JSON Schema `pattern` beside the
+/// `date-time` format (which checks the rest): a year from 2000 to 9998, and on 2000-01-01
+/// only UTC (`Z`, `+00:00`) or a negative offset. A pattern cannot compare instants, so it
+/// is a little stricter than the parser, never looser: it also refuses 2000-01-01 written
+/// with a positive offset, the last of 1999 written with a negative one that
+/// fall in 2000, and the year 9999 (whose last day a timestamp cannot hold). Any time
+/// written in UTC is judged alike.
+pub const OCCURRED_AT_PATTERN: &str = concat!(
+    "^(?:(?:200[1-9]|20[1-9][0-9]|2[1-9][0-9]{2}|[3-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-",
+    "|2000-(?:0[2-9]|1[0-2])-",
+    "|2000-01-(?:0[2-9]|[12][0-9]|3[01])",
+    "|2000-01-01[Tt][^+]*(?:[Zz]|[+-]00:00|-[0-9]{2}:[0-9]{2})$)"
+);
+
 fn parse_object(object: &mut Map<String, Value>) -> Result<CommandEnvelope, Rejection> {
     if let Some(unknown) = object
         .keys()

@@ -79,6 +79,9 @@ impl ReportQuery {
     pub const PARAMS: &'static [&'static str] = &[
         "agent", "team", "from", "to", "period", "limit", "page", "at_risk",
     ];
+    /// The form of the dates `from` and `to`, as the schemas state it: `YYYY-MM-DD` and
+    /// nothing else (the date parser would also read `20261026` or `2026-10-26T10:00`).
+    pub const DATE_PATTERN: &'static str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
     /// Timers per page of the SLA report when no `limit` is given.
     pub const LIMIT_DEFAULT: u32 = 1_000;
     /// The most timers one page may hold: a reply stays a few megabytes at most.
@@ -107,14 +110,8 @@ impl ReportQuery {
                     query.team =
                         serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
                 }
-                "from" => {
-                    query.from =
-                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
-                }
-                "to" => {
-                    query.to =
-                        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
-                }
+                "from" => query.from = date_param(value).map_err(bad)?,
+                "to" => query.to = date_param(value).map_err(bad)?,
                 "limit" => {
                     let limit: u32 =
                         serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
@@ -152,6 +149,26 @@ impl ReportQuery {
             to: self.to.map(|d| (i64::from(day_of_date(d)) + 1) * 86_400),
         }
     }
+}
+
+/// A date parameter: `null`, or a valid date written as [`ReportQuery::DATE_PATTERN`] says.
+fn date_param(value: &Value) -> Result<Option<Date>, String> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(text) => text,
+        other => return Err(format!("expected a date, YYYY-MM-DD; got {other}")),
+    };
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shaped {
+        return Err(format!("`{text}` is not a date: expected YYYY-MM-DD"));
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| format!("`{text}` is not a date: {e}"))
 }
 
 /// How the scorecard weighs an agent's figures. Configuration, not code: docs/domain.md's
@@ -261,6 +278,21 @@ mod tests {
         assert_eq!(q.agent.as_deref(), Some("a1"));
         assert_eq!(q.from, Some("2026-11-01".parse().unwrap()));
         assert_eq!(q.period, Granularity::Week);
+        for bad in [
+            "yesterday",
+            "20261101",
+            "2026-11-01T10:00",
+            "+002026-11-01",
+            "2026-02-30",
+        ] {
+            let bad = serde_json::json!({"to": bad});
+            assert_eq!(
+                ReportQuery::from_params(bad.as_object().unwrap())
+                    .unwrap_err()
+                    .0,
+                "/to"
+            );
+        }
         let bad = serde_json::json!({"from": "yesterday"});
         assert_eq!(
             ReportQuery::from_params(bad.as_object().unwrap())
