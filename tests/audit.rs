@@ -692,14 +692,21 @@ async fn verify_cross_checks_the_idempotency_records() {
     drop(log);
     assert_plain_verify_passes(&store, dir.path());
 
+    // A superuser's SQL (opening the log puts its triggers back, so each step drops those
+    // it needs), then `verify`, which must fail: what it printed.
+    let tamper_and_verify = |sql: &str| {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(sql).unwrap();
+        drop(raw);
+        let out = closeloop(&store, dir.path(), &["verify"]);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        shown
+    };
+
     // The tail's events deleted, its command record left behind.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute_batch("DROP TRIGGER events_no_delete; DELETE FROM events WHERE position > 4;")
-        .unwrap();
-    drop(raw);
-    let out = closeloop(&store, dir.path(), &["verify"]);
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let shown =
+        tamper_and_verify("DROP TRIGGER events_no_delete; DELETE FROM events WHERE position > 4;");
     assert!(
         shown.contains(&format!(
             "the idempotency record of key {tail_command} points at positions 5..=6, beyond the last event at 4"
@@ -708,17 +715,11 @@ async fn verify_cross_checks_the_idempotency_records() {
     );
 
     // A record moved onto another command's events: the records no longer tile the log.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute_batch(
+    let shown = tamper_and_verify(
         "DROP TRIGGER commands_no_update; DROP TRIGGER commands_no_delete;
          DELETE FROM commands WHERE position > 4;
          UPDATE commands SET position = 3 WHERE position = 4;",
-    )
-    .unwrap();
-    drop(raw);
-    let out = closeloop(&store, dir.path(), &["verify"]);
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{shown}");
+    );
     assert!(
         shown.contains("covers positions 3..=3, after position 3: the records do not tile the log")
             && shown.contains("(position 4): no idempotency record covers position 4"),
@@ -726,19 +727,12 @@ async fn verify_cross_checks_the_idempotency_records() {
     );
 
     // A record given another key: the events it covers were appended by another command.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    // (Opening the log put its triggers back: the superuser drops them again.)
-    raw.execute_batch(&format!(
+    let shown = tamper_and_verify(&format!(
         "DROP TRIGGER commands_no_update;
          UPDATE commands SET position = 4 WHERE command_id = (SELECT command_id FROM commands ORDER BY position DESC LIMIT 1);
          UPDATE commands SET command_id = '{}' WHERE position = 2;",
         uuid::Uuid::new_v4()
-    ))
-    .unwrap();
-    drop(raw);
-    let out = closeloop(&store, dir.path(), &["verify"]);
-    let shown = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{shown}");
+    ));
     assert!(
         shown.contains("(position 2): appended by command")
             && shown.contains("but the idempotency record covering it is key"),

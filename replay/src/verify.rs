@@ -106,12 +106,7 @@ impl RecordChecker {
         event: &StoredEvent,
     ) -> Result<Vec<ChainBreak>, Error> {
         let mut breaks = Vec::new();
-        let at = |problem: String| ChainBreak {
-            stream: event.stream.clone(),
-            version: event.version,
-            position: event.position,
-            problem,
-        };
+        let at = |problem: String| ChainBreak::at(event, problem);
         // Move to the record covering this position, naming every record on the way that
         // does not start where the one before ended.
         while self

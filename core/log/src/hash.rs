@@ -118,6 +118,18 @@ pub struct ChainBreak {
     pub problem: String,
 }
 
+impl ChainBreak {
+    /// A break found at `event`.
+    pub fn at(event: &StoredEvent, problem: String) -> ChainBreak {
+        ChainBreak {
+            stream: event.stream.clone(),
+            version: event.version,
+            position: event.position,
+            problem,
+        }
+    }
+}
+
 impl std::fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -145,12 +157,7 @@ pub fn verify_chain(events: &[StoredEvent]) -> Vec<ChainBreak> {
 /// two name the same break the same way.
 fn check_link(prev_version: u64, prev_hash: &str, event: &StoredEvent) -> Vec<ChainBreak> {
     let mut breaks = Vec::new();
-    let at = |problem: String| ChainBreak {
-        stream: event.stream.clone(),
-        version: event.version,
-        position: event.position,
-        problem,
-    };
+    let at = |problem: String| ChainBreak::at(event, problem);
     if event.version != prev_version + 1 {
         breaks.push(at(format!(
             "version {} follows version {prev_version}: an event is missing or out of order",
@@ -188,12 +195,7 @@ impl LogVerifier {
     /// Checks the next event of the log.
     pub fn check(&mut self, event: &StoredEvent) -> Vec<ChainBreak> {
         let mut breaks = Vec::new();
-        let at = |problem: String| ChainBreak {
-            stream: event.stream.clone(),
-            version: event.version,
-            position: event.position,
-            problem,
-        };
+        let at = |problem: String| ChainBreak::at(event, problem);
         if event.position != self.last_position + 1 {
             breaks.push(at(format!(
                 "position {} follows position {}: the global order has a gap or is out of order",
