@@ -473,12 +473,13 @@ async fn links_and_merges_are_recorded_on_both_tickets_once() {
     )
     .await;
     let types = |events: Vec<closeloop_core::log::StoredEvent>| -> Vec<(String, Value)> {
-        events
-            .into_iter()
-            .map(|e| (e.event_type, e.data))
-            .collect()
+        events.into_iter().map(|e| (e.event_type, e.data)).collect()
     };
-    let on_problem = types(log.read_stream(&format!("ticket-{problem}"), 0).await.unwrap());
+    let on_problem = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
     let last = on_problem.last().unwrap();
     assert_eq!(last.0, "ticket_linked");
     assert_eq!(last.1["relation"], "causes");
@@ -495,16 +496,23 @@ async fn links_and_merges_are_recorded_on_both_tickets_once() {
     // unassigned tickets of their line.
     accept(&one, merge.clone()).await;
     let reply = one.handle_bytes(&merge).await;
-    assert!(matches!(reply, Reply::Duplicate { .. }), "{}", reply.to_json());
-    let merged = |events: &[(String, Value)]| {
-        events
-            .iter()
-            .filter(|(t, _)| t == "ticket_merged")
-            .count()
-    };
-    let on_problem = types(log.read_stream(&format!("ticket-{problem}"), 0).await.unwrap());
+    assert!(
+        matches!(reply, Reply::Duplicate { .. }),
+        "{}",
+        reply.to_json()
+    );
+    let merged =
+        |events: &[(String, Value)]| events.iter().filter(|(t, _)| t == "ticket_merged").count();
+    let on_problem = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
     assert_eq!(merged(&on_problem), 1);
-    assert_eq!(on_problem.last().unwrap().1["from_ticket_id"], duplicate.to_string());
+    assert_eq!(
+        on_problem.last().unwrap().1["from_ticket_id"],
+        duplicate.to_string()
+    );
 
     // The merged ticket refuses every command, naming the target; it still reads.
     let reply: Value = serde_json::from_str(
@@ -526,7 +534,11 @@ async fn links_and_merges_are_recorded_on_both_tickets_once() {
             .contains(&problem.to_string()),
         "{reply}"
     );
-    let on_duplicate = types(log.read_stream(&format!("ticket-{duplicate}"), 0).await.unwrap());
+    let on_duplicate = types(
+        log.read_stream(&format!("ticket-{duplicate}"), 0)
+            .await
+            .unwrap(),
+    );
     assert_eq!(on_duplicate.last().unwrap().0, "ticket_merged_into");
     // Nobody links to or merges into a merged ticket.
     assert_eq!(
@@ -540,7 +552,10 @@ async fn links_and_merges_are_recorded_on_both_tickets_once() {
             ),
         )
         .await,
-        ("invalid_transition".to_owned(), "/payload/other_ticket_id".to_owned())
+        (
+            "invalid_transition".to_owned(),
+            "/payload/other_ticket_id".to_owned()
+        )
     );
 
     // A crash after the source's append: the source has its event, the target none. The
@@ -554,13 +569,12 @@ async fn links_and_merges_are_recorded_on_both_tickets_once() {
     });
     let envelope = closeloop_core::domain::parse_command(&serde_json::to_vec(&crashed).unwrap())
         .expect("a command");
-    let event = closeloop_core::domain::Event::TicketMergedInto(
-        closeloop_core::domain::TicketMergedInto {
+    let event =
+        closeloop_core::domain::Event::TicketMergedInto(closeloop_core::domain::TicketMergedInto {
             ticket_id: late,
             into_ticket_id: problem,
             reason: "same outage".into(),
-        },
-    );
+        });
     let occurred_at: jiff::Timestamp = "2026-11-02T09:30:00Z".parse().unwrap();
     log.append(closeloop_core::log::AppendRequest {
         stream: format!("ticket-{late}"),
@@ -585,18 +599,34 @@ async fn links_and_merges_are_recorded_on_both_tickets_once() {
     })
     .await
     .unwrap();
-    let before = types(log.read_stream(&format!("ticket-{problem}"), 0).await.unwrap());
+    let before = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
     assert_eq!(merged(&before), 1);
     let reply = one
         .handle_bytes(&serde_json::to_vec(&crashed).unwrap())
         .await;
-    assert!(matches!(reply, Reply::Duplicate { .. }), "{}", reply.to_json());
-    let after = types(log.read_stream(&format!("ticket-{problem}"), 0).await.unwrap());
+    assert!(
+        matches!(reply, Reply::Duplicate { .. }),
+        "{}",
+        reply.to_json()
+    );
+    let after = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
     assert_eq!(merged(&after), 2);
     assert_eq!(after.last().unwrap().1["from_ticket_id"], late.to_string());
     // A second retry appends nothing more.
     one.handle_bytes(&serde_json::to_vec(&crashed).unwrap())
         .await;
-    let again = types(log.read_stream(&format!("ticket-{problem}"), 0).await.unwrap());
+    let again = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
     assert_eq!(again.len(), after.len());
 }

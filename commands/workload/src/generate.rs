@@ -260,7 +260,8 @@ pub fn generate_lazy(config: &WorkloadConfig) -> Result<LazyWorkload, Error> {
     }
     // A workload of a few dozen tickets or more holds one batch problem, on the second day
     // (the first of a one-day workload), counted in its tickets.
-    let batch_day = (config.tickets >= 4 * BATCH_TICKETS).then(|| i64::from(config.days.min(2)) - 1);
+    let batch_day =
+        (config.tickets >= 4 * BATCH_TICKETS).then(|| i64::from(config.days.min(2)) - 1);
     let regular = config.tickets - batch_day.map_or(0, |_| BATCH_TICKETS);
     let opening = g.opening_days(regular, config.days);
     Ok(LazyWorkload {
@@ -805,15 +806,33 @@ impl Generator {
             ticket_id
         };
         let first = self.rng.random_range(0..self.customers.len());
-        let problem = open(self, t, first, Channel::Phone, "Batch fault: lot 24-117 units fail");
+        let problem = open(
+            self,
+            t,
+            first,
+            Channel::Phone,
+            "Batch fault: lot 24-117 units fail",
+        );
         let mut incidents = Vec::new();
         for _ in 0..3 {
             t += 5;
             let customer = self.rng.random_range(0..self.customers.len());
-            incidents.push(open(self, t, customer, Channel::Phone, "Unit stopped working"));
+            incidents.push(open(
+                self,
+                t,
+                customer,
+                Channel::Phone,
+                "Unit stopped working",
+            ));
         }
         t += 5;
-        let duplicate = open(self, t, first, Channel::Email, "Unit failed (sent by email too)");
+        let duplicate = open(
+            self,
+            t,
+            first,
+            Channel::Email,
+            "Unit failed (sent by email too)",
+        );
         t += 15;
         let agent_id = self.staff[agent].id.clone();
         let assign = |ticket_id| {

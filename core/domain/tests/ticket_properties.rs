@@ -623,7 +623,10 @@ fn run_covering(
             if let Event::TicketLinked(e) = event {
                 // Another existing ticket, linked once per relation.
                 prop_assert_eq!(e.other_ticket_id, OTHER);
-                let link = TicketLink { other_ticket_id: e.other_ticket_id, relation: e.relation };
+                let link = TicketLink {
+                    other_ticket_id: e.other_ticket_id,
+                    relation: e.relation,
+                };
                 prop_assert_eq!(after.links.iter().filter(|l| **l == link).count(), 1);
             }
             if let Event::TicketMergedInto(e) = event {

@@ -613,13 +613,7 @@ impl TableStore for PostgresTables {
             c.reinspections_overdue.values().map(|r| (false, r)),
         )
         .await?;
-        copy::write(
-            &tx,
-            s,
-            &LINKS,
-            c.ticket_links.values().map(|r| (false, r)),
-        )
-        .await?;
+        copy::write(&tx, s, &LINKS, c.ticket_links.values().map(|r| (false, r))).await?;
         let states = c
             .work
             .iter()
