@@ -71,6 +71,12 @@ pub struct FollowUp {
 }
 
 impl Ticket {
+    /// Open and not merged into another: a ticket someone still works on (a merged one,
+    /// whatever its status, accepts no more commands).
+    pub fn in_work(&self) -> bool {
+        self.status.is_open() && self.merged_into.is_none()
+    }
+
     /// Follow-up number `number` (1, 2, ...: `follow_up_scheduled`'s numbering), if planned.
     pub fn follow_up(&self, number: u32) -> Option<&FollowUp> {
         self.follow_ups
