@@ -730,5 +730,6 @@ pub struct MergeTicket {
     pub ticket_id: Uuid,
     pub into_ticket_id: Uuid,
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }

@@ -597,6 +597,7 @@ pub struct TicketLinked {
 pub struct TicketMergedInto {
     pub ticket_id: Uuid,
     pub into_ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
 
@@ -606,5 +607,6 @@ pub struct TicketMergedInto {
 pub struct TicketMerged {
     pub ticket_id: Uuid,
     pub from_ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
