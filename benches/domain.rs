@@ -28,6 +28,7 @@ fn prepared() -> (Directory, Vec<CommandEnvelope>) {
             rules: &rules,
             opened_by: None,
             at: None,
+            other: None,
         };
         let events = decide(&None, &envelope.command, &ctx).expect("setup is accepted");
         let stream = envelope.command.stream();
@@ -57,6 +58,7 @@ fn run(directory: &Directory, commands: &[CommandEnvelope]) -> usize {
             rules: &rules,
             opened_by: None,
             at: None,
+            other: None,
         };
         match envelope.command.ticket_id() {
             Some(id) => {

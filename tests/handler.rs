@@ -437,3 +437,196 @@ async fn legitimate_roles_cannot_over_reach() {
     assert!(answer.contains("\"forbidden\""), "{answer}");
     accept(&handler, cmd("record_customer_reply", CRM, later, reply)).await;
 }
+
+/// A link is recorded on both tickets; a merge closes the source to commands, naming the
+/// target, and records `ticket_merged` on the target exactly once, even when the command is
+/// retried after a crash left the target's event out.
+#[tokio::test]
+async fn links_and_merges_are_recorded_on_both_tickets_once() {
+    let (log, one, _two, problem) = two_instances().await;
+    let at = "2026-11-02T09:00:00Z";
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let ticket = Uuid::now_v7();
+        accept(
+            &one,
+            cmd(
+                "open_ticket",
+                CRM,
+                at,
+                json!({"ticket_id": ticket, "customer_id": "c-1", "channel": "phone",
+                       "category": "incident", "priority": "normal", "subject": "down too"}),
+            ),
+        )
+        .await;
+        open.push(ticket);
+    }
+    let (incident, duplicate, late) = (open[0], open[1], open[2]);
+    accept(
+        &one,
+        cmd(
+            "link_tickets",
+            ADMIN,
+            "2026-11-02T09:05:00Z",
+            json!({"ticket_id": incident, "other_ticket_id": problem, "relation": "caused_by"}),
+        ),
+    )
+    .await;
+    let types = |events: Vec<closeloop_core::log::StoredEvent>| -> Vec<(String, Value)> {
+        events.into_iter().map(|e| (e.event_type, e.data)).collect()
+    };
+    let on_problem = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
+    let last = on_problem.last().unwrap();
+    assert_eq!(last.0, "ticket_linked");
+    assert_eq!(last.1["relation"], "causes");
+    assert_eq!(last.1["other_ticket_id"], incident.to_string());
+
+    // The merge, then its retry: one `ticket_merged` on the target.
+    let merge = cmd(
+        "merge_ticket",
+        AGENT1,
+        "2026-11-02T09:10:00Z",
+        json!({"ticket_id": duplicate, "into_ticket_id": problem, "reason": "same outage"}),
+    );
+    // agent-1 holds the problem, not the unassigned duplicate; an agent acts on the
+    // unassigned tickets of their line.
+    accept(&one, merge.clone()).await;
+    let reply = one.handle_bytes(&merge).await;
+    assert!(
+        matches!(reply, Reply::Duplicate { .. }),
+        "{}",
+        reply.to_json()
+    );
+    let merged =
+        |events: &[(String, Value)]| events.iter().filter(|(t, _)| t == "ticket_merged").count();
+    let on_problem = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(merged(&on_problem), 1);
+    assert_eq!(
+        on_problem.last().unwrap().1["from_ticket_id"],
+        duplicate.to_string()
+    );
+
+    // The merged ticket refuses every command, naming the target; it still reads.
+    let reply: Value = serde_json::from_str(
+        &one.handle_bytes(&cmd(
+            "add_note",
+            ADMIN,
+            "2026-11-02T09:20:00Z",
+            json!({"ticket_id": duplicate, "text": "more"}),
+        ))
+        .await
+        .to_json(),
+    )
+    .unwrap();
+    assert_eq!(reply["error"]["code"], "invalid_transition", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&problem.to_string()),
+        "{reply}"
+    );
+    let on_duplicate = types(
+        log.read_stream(&format!("ticket-{duplicate}"), 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(on_duplicate.last().unwrap().0, "ticket_merged_into");
+    // Nobody links to or merges into a merged ticket.
+    assert_eq!(
+        refused(
+            &one,
+            cmd(
+                "link_tickets",
+                ADMIN,
+                "2026-11-02T09:20:00Z",
+                json!({"ticket_id": incident, "other_ticket_id": duplicate, "relation": "related"}),
+            ),
+        )
+        .await,
+        (
+            "invalid_transition".to_owned(),
+            "/payload/other_ticket_id".to_owned()
+        )
+    );
+
+    // A crash after the source's append: the source has its event, the target none. The
+    // command's retry appends the target's event.
+    let id = Uuid::now_v7();
+    let crashed = json!({
+        "command_id": id, "type": "merge_ticket",
+        "actor": {"id": "provisioning", "role": "system"},
+        "occurred_at": "2026-11-02T09:30:00Z",
+        "payload": {"ticket_id": late, "into_ticket_id": problem, "reason": "same outage"},
+    });
+    let envelope = closeloop_core::domain::parse_command(&serde_json::to_vec(&crashed).unwrap())
+        .expect("a command");
+    let event =
+        closeloop_core::domain::Event::TicketMergedInto(closeloop_core::domain::TicketMergedInto {
+            ticket_id: late,
+            into_ticket_id: problem,
+            reason: "same outage".into(),
+        });
+    let occurred_at: jiff::Timestamp = "2026-11-02T09:30:00Z".parse().unwrap();
+    log.append(closeloop_core::log::AppendRequest {
+        stream: format!("ticket-{late}"),
+        expected: closeloop_core::log::ExpectedVersion::Any,
+        command_id: closeloop_core::domain::idempotency_key(&envelope.actor, id),
+        events: vec![closeloop_core::log::NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            data: event.data(),
+            metadata: closeloop_core::log::Metadata {
+                command_id: id,
+                correlation_id: id,
+                causation_id: id,
+                actor: envelope.actor.clone(),
+                occurred_at,
+                recorded_at: occurred_at,
+                command_hash: None,
+            },
+        }],
+        unchanged: None,
+    })
+    .await
+    .unwrap();
+    let before = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(merged(&before), 1);
+    let reply = one
+        .handle_bytes(&serde_json::to_vec(&crashed).unwrap())
+        .await;
+    assert!(
+        matches!(reply, Reply::Duplicate { .. }),
+        "{}",
+        reply.to_json()
+    );
+    let after = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(merged(&after), 2);
+    assert_eq!(after.last().unwrap().1["from_ticket_id"], late.to_string());
+    // A second retry appends nothing more.
+    one.handle_bytes(&serde_json::to_vec(&crashed).unwrap())
+        .await;
+    let again = types(
+        log.read_stream(&format!("ticket-{problem}"), 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again.len(), after.len());
+}

@@ -360,8 +360,32 @@ mod process {
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
 
+            // A duplicate merged into t1: nobody is assigned to it.
+            let t3 = uuid::Uuid::now_v7();
+            submit(
+                &handler,
+                ("crm", "service"),
+                "open_ticket",
+                json!({"ticket_id": t3,
+                "customer_id": "plain", "channel": "web", "category": "incident",
+                "priority": "normal", "subject": "about plain, again"}),
+            )
+            .await;
+            submit(
+                &handler,
+                sys,
+                "merge_ticket",
+                json!({"ticket_id": t3, "into_ticket_id": t1, "reason": "the same request"}),
+            )
+            .await;
+
             let mut pm = ProcessManagers::new(handler.clone(), ProcessConfig::default());
-            pm.step().await.unwrap();
+            let replies = pm.step().await.unwrap();
+            assert!(
+                replies.iter().all(|r| !matches!(r, Reply::Rejected { .. })),
+                "{replies:?}"
+            );
+            assert_eq!(ticket_state(&log, t3).await.assignee, None);
             assert_eq!(ticket_state(&log, t1).await.assignee.as_deref(), Some("a1"));
             assert_eq!(
                 ticket_state(&log, t2).await.assignee.as_deref(),

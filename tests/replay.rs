@@ -116,6 +116,17 @@ async fn replay_equals_live(
     submit(&handler, small(11, 40).sequential()).await;
     let before = fold_live(log.clone(), store.clone()).await;
     assert!(!before.tickets.is_empty());
+    // The workload's batch problem: three incidents linked `caused_by` the problem ticket
+    // and a duplicate merged into it, each recorded on both tickets.
+    let relations = |relation: &str| {
+        before
+            .ticket_links
+            .iter()
+            .filter(|l| l.relation == relation)
+            .count()
+    };
+    assert_eq!((relations("caused_by"), relations("causes")), (3, 3));
+    assert_eq!((relations("merged_into"), relations("merged_from")), (1, 1));
     let head = log.head().await.unwrap();
     assert_eq!(store.open().await.unwrap().position, head);
 

@@ -243,10 +243,10 @@ impl Handler {
             Err(e) => return Reply::rejected(Some(id), store_failure(&e)),
         };
         match recorded {
-            // Appended before hashes were recorded: nothing to compare.
-            None => Reply::duplicate(id, first),
+            // Appended before hashes were recorded (nothing to compare), or this command.
+            None => self.completed(envelope, first).await,
             Some(hash) if hash == idempotency::content_hash(envelope) => {
-                Reply::duplicate(id, first)
+                self.completed(envelope, first).await
             }
             Some(_) => Reply::rejected(
                 Some(id),
@@ -259,6 +259,89 @@ impl Handler {
                     ),
                 ),
             ),
+        }
+    }
+
+    /// The `duplicate` reply to a command already appended, once its counterparts are
+    /// there too.
+    async fn completed(&self, envelope: &CommandEnvelope, first: Committed) -> Reply {
+        match self.complete_counterparts(envelope, &first).await {
+            Ok(()) => Reply::duplicate(envelope.command_id, first),
+            Err(e) => Reply::rejected(Some(envelope.command_id), store_failure(&e)),
+        }
+    }
+
+    /// Counterparts: a link or a merge records an event on a second ticket as well
+    /// ([`Event::counterpart`]). The log appends to one stream at a time, so that event is a
+    /// second append, made as soon as the first commits, with no expected version (it
+    /// records a decision already taken, whatever the other ticket did since) and under a
+    /// command id derived from the first's key (UUID v5 of the key and the event's index), so
+    /// it is appended once however often it is attempted. Its business time is the
+    /// command's, or the other ticket's last event's when that is later (the time rule:
+    /// monotonic per stream). A crash between the two appends leaves the first alone; the
+    /// command's retry (same `command_id`, answered `duplicate`) appends the counterpart then
+    /// ([`Handler::complete_counterparts`]).
+    async fn append_counterparts(
+        &self,
+        envelope: &CommandEnvelope,
+        key: uuid::Uuid,
+        events: &[Event],
+        occurred_at: Timestamp,
+    ) -> Result<(), closeloop_core::Error> {
+        for (i, event) in events.iter().enumerate() {
+            let Some(counterpart) = event.counterpart() else {
+                continue;
+            };
+            let Some(ticket_id) = counterpart.ticket_id() else {
+                continue;
+            };
+            let stream = format!("ticket-{ticket_id}");
+            let last_at = self.ticket(&stream, true, false).await?.map(|t| t.last_at);
+            let at = last_at.map_or(occurred_at, |last| last.max(occurred_at));
+            let command_id = uuid::Uuid::new_v5(&key, format!("counterpart/{i}").as_bytes());
+            let mut new = new_event(&counterpart, envelope, at, "");
+            new.metadata.command_id = command_id;
+            new.metadata.command_hash = None;
+            self.log
+                .append(AppendRequest {
+                    stream: stream.clone(),
+                    expected: ExpectedVersion::Any,
+                    command_id,
+                    events: vec![new],
+                    unchanged: None,
+                })
+                .await?;
+            // The cached state lacks the counterpart: read it afresh when next needed.
+            self.tickets.remove(&stream);
+        }
+        Ok(())
+    }
+
+    /// The counterparts of a command already appended (`first`), appended if a crash left
+    /// them out (a duplicate of each when they are there).
+    async fn complete_counterparts(
+        &self,
+        envelope: &CommandEnvelope,
+        first: &Committed,
+    ) -> Result<(), closeloop_core::Error> {
+        if envelope.command.other_ticket_id().is_none() {
+            return Ok(());
+        }
+        let count = first.events.len();
+        let after = first.position.saturating_sub(count as u64);
+        let stored = self.log.read_all(after, count, Filter::All).await?;
+        let mut events = Vec::with_capacity(stored.len());
+        let mut occurred_at = None;
+        for e in stored.iter().filter(|e| e.stream == first.stream) {
+            events.push(e.decode()?);
+            occurred_at = Some(e.metadata.occurred_at);
+        }
+        match occurred_at {
+            Some(at) => {
+                self.append_counterparts(envelope, idempotency::log_key(envelope), &events, at)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -298,6 +381,15 @@ impl Handler {
             } else {
                 (None, directory_last_at.get(&stream).copied(), None)
             };
+            // The second ticket a link or a merge names, read as the ticket is (cached, or
+            // afresh once a conflict or a refusal asked for it).
+            let other = match envelope.command.other_ticket_id() {
+                Some(other_id) if is_ticket && format!("ticket-{other_id}") != stream => {
+                    self.ticket(&format!("ticket-{other_id}"), fresh, false)
+                        .await?
+                }
+                _ => None,
+            };
             let current = match &state {
                 Some(t) => t.version,
                 None if is_ticket => 0,
@@ -336,6 +428,7 @@ impl Handler {
                     rules: &self.config.rules,
                     opened_by: opened_by.as_ref(),
                     at: Some(at),
+                    other: other.as_ref().map(|o| &o.ticket),
                 };
                 Ok((domain::decide(&state, &envelope.command, &ctx)?, at))
             });
@@ -369,6 +462,8 @@ impl Handler {
             };
             match self.log.append(request).await {
                 Ok(AppendOutcome::Committed(committed)) => {
+                    self.append_counterparts(envelope, key, &events, occurred_at)
+                        .await?;
                     if is_ticket {
                         if let Some(ticket) = events.iter().fold(state, domain::evolve) {
                             self.remember(

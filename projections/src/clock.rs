@@ -412,6 +412,13 @@ impl TicketClock {
                     self.start(SlaTarget::Resolution, minutes, at, calendars);
                 }
             }
+            // A merged ticket takes no more work: its live timers end without a result
+            // (the tables write them `cancelled`), and the ones it fulfilled stay.
+            Fact::MergedInto(_) => {
+                self.timers.retain(|t| !t.is_live());
+                self.pauses = Vec::new();
+                self.paused_since = None;
+            }
             Fact::TicketClosed(_) => {
                 // Nothing more can run: the pause history is no longer needed.
                 self.pauses = Vec::new();

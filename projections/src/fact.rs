@@ -55,6 +55,11 @@ pub enum Fact<'a> {
     ComplaintRuled(Uuid),
     /// A follow-up's events (no clock reads them; the tables read the full event).
     FollowUp(Uuid),
+    /// `ticket_linked` or `ticket_merged` (no clock reads them).
+    Relation(Uuid),
+    /// `ticket_merged_into`: the source's live timers end, cancelled (it takes no more
+    /// work); the cycles it already fulfilled stay its own.
+    MergedInto(Uuid),
     SatisfactionRecorded(Rated<'a>),
     SlaWarningRaised(Deadline),
     SlaBreached(Deadline),
@@ -309,6 +314,9 @@ impl<'a> From<&'a Event> for Fact<'a> {
             Event::FollowUpRecorded(e) => Fact::FollowUp(e.ticket_id),
             Event::FollowUpWarningRaised(e) => Fact::FollowUp(e.ticket_id),
             Event::FollowUpOverdue(e) => Fact::FollowUp(e.ticket_id),
+            Event::TicketLinked(e) => Fact::Relation(e.ticket_id),
+            Event::TicketMergedInto(e) => Fact::MergedInto(e.ticket_id),
+            Event::TicketMerged(e) => Fact::Relation(e.ticket_id),
             Event::SatisfactionRecorded(e) => Fact::SatisfactionRecorded(Rated {
                 ticket_id: e.ticket_id,
                 score: e.score,
@@ -370,7 +378,9 @@ impl Fact<'_> {
             | Fact::TicketClosed(id)
             | Fact::ResolutionAnswered(id)
             | Fact::ComplaintRuled(id)
-            | Fact::FollowUp(id) => *id,
+            | Fact::FollowUp(id)
+            | Fact::Relation(id)
+            | Fact::MergedInto(id) => *id,
             Fact::AgentRegistered(_) | Fact::CalendarDefined(_) | Fact::Other => return None,
         })
     }
@@ -417,6 +427,9 @@ impl Fact<'_> {
                 Fact::FollowUp(FollowUpWarningRaised::deserialize(d)?.ticket_id)
             }
             "follow_up_overdue" => Fact::FollowUp(FollowUpOverdue::deserialize(d)?.ticket_id),
+            "ticket_linked" => Fact::Relation(TicketLinked::deserialize(d)?.ticket_id),
+            "ticket_merged_into" => Fact::MergedInto(TicketMergedInto::deserialize(d)?.ticket_id),
+            "ticket_merged" => Fact::Relation(TicketMerged::deserialize(d)?.ticket_id),
             "satisfaction_recorded" => Fact::SatisfactionRecorded(Deserialize::deserialize(d)?),
             "sla_warning_raised" => {
                 let e = SlaWarningRaised::deserialize(d)?;

@@ -44,13 +44,13 @@ pub(super) fn commands(
 ) -> Vec<CommandEnvelope> {
     let mut load: HashMap<&str, u32> = HashMap::new();
     for t in tickets.values() {
-        if let (true, Some(a)) = (t.ticket.status.is_open(), t.ticket.assignee.as_deref()) {
+        if let (true, Some(a)) = (t.ticket.in_work(), t.ticket.assignee.as_deref()) {
             *load.entry(a).or_default() += 1;
         }
     }
     let mut waiting: Vec<&TrackedTicket> = tickets
         .values()
-        .filter(|t| t.ticket.status.is_open() && t.ticket.assignee.is_none())
+        .filter(|t| t.ticket.in_work() && t.ticket.assignee.is_none())
         .collect();
     // Oldest first, so the order (and so every instance's choices) is the same.
     waiting.sort_by_key(|t| (t.last_at, t.ticket.ticket_id));

@@ -62,7 +62,7 @@ pub(super) fn commands(
     directory: &Directory,
 ) -> Vec<CommandEnvelope> {
     let mut open_by_agent: HashMap<&str, Vec<&TrackedTicket>> = HashMap::new();
-    for t in tickets.values().filter(|t| t.ticket.status.is_open()) {
+    for t in tickets.values().filter(|t| t.ticket.in_work()) {
         if let Some(a) = t.ticket.assignee.as_deref() {
             open_by_agent.entry(a).or_default().push(t);
         }
@@ -98,7 +98,7 @@ pub(super) fn commands(
     }
     // Back: tickets still with the backup that were moved from an agent now available.
     let mut back: HashMap<&str, Vec<&TrackedTicket>> = HashMap::new();
-    for t in tickets.values().filter(|t| t.ticket.status.is_open()) {
+    for t in tickets.values().filter(|t| t.ticket.in_work()) {
         if let Some(from) = t.moved_from.as_deref() {
             if directory.agents.get(from).is_some_and(|a| a.available) {
                 back.entry(from).or_default().push(t);

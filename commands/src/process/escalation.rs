@@ -17,7 +17,7 @@ pub(super) fn commands(
         .iter()
         .filter(|(_, ticket_id, _)| {
             tickets.get(ticket_id).is_some_and(|t| {
-                t.ticket.status.is_open()
+                t.ticket.in_work()
                     && t.ticket.status != TicketStatus::Closed
                     && t.ticket.line < LINE_MAX
             })

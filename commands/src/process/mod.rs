@@ -14,6 +14,8 @@
 //! what is missing. Command ids are derived from the state (ticket and its stream version, or
 //! the triggering event), so two instances, or one restarted from position zero, build the
 //! same commands and the log's idempotency makes all but the first `duplicate`.
+//!
+//! A merged ticket is left alone ([`Ticket::in_work`]): it accepts no more commands.
 
 mod assign;
 mod coverage;

@@ -137,6 +137,9 @@ pub struct Days {
     next_ticket: usize,
     /// Leave starting or ending, by day (a handful of commands, made up front).
     directory: BTreeMap<i64, Vec<CommandEnvelope>>,
+    /// The day the batch problem's lane runs ([`Generator::batch_problem`]); `None` when
+    /// the workload is too small to hold one.
+    batch_day: Option<i64>,
     /// Commands of tickets already opened, by (day, ticket), for the days not yet yielded:
     /// the only state carried from one day to the next (tickets still in flight).
     pending: BTreeMap<(i64, usize), Vec<CommandEnvelope>>,
@@ -161,9 +164,13 @@ impl Iterator for Days {
         }
         let later = self.pending.split_off(&(day + 1, 0));
         let today = std::mem::replace(&mut self.pending, later);
+        let mut tickets: Vec<Vec<CommandEnvelope>> = today.into_values().collect();
+        if self.batch_day == Some(day) {
+            tickets.push(self.generator.batch_problem(day));
+        }
         Some(Day {
             directory: self.directory.remove(&day).unwrap_or_default(),
-            tickets: today.into_values().collect(),
+            tickets,
         })
     }
 
@@ -251,7 +258,12 @@ pub fn generate_lazy(config: &WorkloadConfig) -> Result<LazyWorkload, Error> {
             directory_days.entry(a.to_day).or_default().push(back);
         }
     }
-    let opening = g.opening_days(config.tickets, config.days);
+    // A workload of a few dozen tickets or more holds one batch problem, on the second day
+    // (the first of a one-day workload), counted in its tickets.
+    let batch_day =
+        (config.tickets >= 4 * BATCH_TICKETS).then(|| i64::from(config.days.min(2)) - 1);
+    let regular = config.tickets - batch_day.map_or(0, |_| BATCH_TICKETS);
+    let opening = g.opening_days(regular, config.days);
     Ok(LazyWorkload {
         start: config.start,
         setup,
@@ -261,10 +273,19 @@ pub fn generate_lazy(config: &WorkloadConfig) -> Result<LazyWorkload, Error> {
             opening,
             next_ticket: 0,
             directory: directory_days,
+            batch_day,
             pending: BTreeMap::new(),
         },
     })
 }
+
+/// Tickets of the batch problem: the problem ticket, three incidents it caused and one
+/// duplicate report.
+const BATCH_TICKETS: usize = 5;
+
+/// The random stream of the batch problem: one no ticket draws from (ticket `n` draws from
+/// stream `n + 1`).
+const BATCH_STREAM: u64 = u64::MAX;
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, u32)]) -> T {
     let total: u32 = weighted.iter().map(|(_, w)| w).sum();
@@ -753,6 +774,113 @@ impl Generator {
         // Stable: a survey answered after the closing stays after it.
         commands.sort_by_key(|(minute, _)| *minute);
         commands
+    }
+
+    /// The batch problem (many reports, one cause), one lane in time order on `day`: a
+    /// problem ticket for a faulty production lot, three customers' incidents linked
+    /// `caused_by` it, and a fourth report of the first customer's, sent again by email,
+    /// merged into the problem ticket; the team's lead links and merges, an agent fixes the
+    /// problem and closes the incidents with it.
+    fn batch_problem(&mut self, day: i64) -> Vec<CommandEnvelope> {
+        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.rng.set_stream(BATCH_STREAM);
+        let mut t = day * MINUTES_PER_DAY + 9 * 60;
+        let agent = self.pick_agent(1, t);
+        let lead = self.lead_of(&self.staff[agent].team.clone());
+        let open = |g: &mut Generator, t: i64, customer: usize, channel, subject: &str| {
+            let ticket_id = g.uuid();
+            let customer_id = g.customers[customer].0.clone();
+            g.push(
+                t,
+                service(),
+                Command::OpenTicket(OpenTicket {
+                    ticket_id,
+                    customer_id,
+                    channel,
+                    category: Category::Repair,
+                    priority: Priority::High,
+                    subject: subject.into(),
+                    description: None,
+                }),
+            );
+            ticket_id
+        };
+        let first = self.rng.random_range(0..self.customers.len());
+        let problem = open(
+            self,
+            t,
+            first,
+            Channel::Phone,
+            "Batch fault: lot 24-117 units fail",
+        );
+        let mut incidents = Vec::new();
+        for _ in 0..3 {
+            t += 5;
+            let customer = self.rng.random_range(0..self.customers.len());
+            incidents.push(open(
+                self,
+                t,
+                customer,
+                Channel::Phone,
+                "Unit stopped working",
+            ));
+        }
+        t += 5;
+        let duplicate = open(
+            self,
+            t,
+            first,
+            Channel::Email,
+            "Unit failed (sent by email too)",
+        );
+        t += 15;
+        let agent_id = self.staff[agent].id.clone();
+        let assign = |ticket_id| {
+            Command::AssignTicket(AssignTicket {
+                ticket_id,
+                agent_id: agent_id.clone(),
+            })
+        };
+        self.push(t, lead.clone(), assign(problem));
+        for &incident in &incidents {
+            t += 2;
+            self.push(
+                t,
+                lead.clone(),
+                Command::LinkTickets(LinkTickets {
+                    ticket_id: incident,
+                    other_ticket_id: problem,
+                    relation: LinkRelation::CausedBy,
+                }),
+            );
+            self.push(t, lead.clone(), assign(incident));
+        }
+        t += 2;
+        self.push(
+            t,
+            lead,
+            Command::MergeTicket(MergeTicket {
+                ticket_id: duplicate,
+                into_ticket_id: problem,
+                reason: "the same failed unit, reported again by email".into(),
+            }),
+        );
+        t += 120;
+        let hands = self.hands(agent, t);
+        for ticket_id in std::iter::once(problem).chain(incidents) {
+            t += 5;
+            self.push(
+                t,
+                hands.clone(),
+                Command::ResolveTicket(ResolveTicket {
+                    ticket_id,
+                    resolution: "Lot 24-117 recalled; the unit is replaced.".into(),
+                }),
+            );
+        }
+        let mut commands = std::mem::take(&mut self.timed);
+        commands.sort_by_key(|(minute, _)| *minute);
+        commands.into_iter().map(|(_, envelope)| envelope).collect()
     }
 
     fn push(&mut self, minute: i64, actor: Actor, command: Command) {

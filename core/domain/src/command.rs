@@ -71,6 +71,8 @@ macro_rules! for_each_command {
             "draw_inspection_sample" => DrawInspectionSample,
             "record_inspection" => RecordInspection,
             "record_reinspection_overdue" => RecordReinspectionOverdue,
+            "link_tickets" => LinkTickets,
+            "merge_ticket" => MergeTicket,
         }
     };
 }
@@ -131,6 +133,18 @@ impl Command {
         }
     }
 
+    /// The second ticket a command names besides the one it acts on (the other ticket of a
+    /// link, the target of a merge): the handler loads it for the decision
+    /// ([`crate::Context::other`]) and records the counterpart event on it
+    /// ([`crate::Event::counterpart`]).
+    pub fn other_ticket_id(&self) -> Option<Uuid> {
+        match self {
+            Command::LinkTickets(c) => Some(c.other_ticket_id),
+            Command::MergeTicket(c) => Some(c.into_ticket_id),
+            _ => None,
+        }
+    }
+
     /// The ticket a ticket command acts on; `None` for reference-data commands.
     pub fn ticket_id(&self) -> Option<Uuid> {
         Some(match self {
@@ -156,6 +170,8 @@ impl Command {
             Command::RecordFollowUp(c) => c.ticket_id,
             Command::RaiseFollowUpWarning(c) => c.ticket_id,
             Command::RecordFollowUpOverdue(c) => c.ticket_id,
+            Command::LinkTickets(c) => c.ticket_id,
+            Command::MergeTicket(c) => c.ticket_id,
             _ => return None,
         })
     }
@@ -704,4 +720,35 @@ pub fn draw_items(seed: u64, candidates: &[Uuid], size: u32) -> Vec<Uuid> {
 pub struct RecordReinspectionOverdue {
     pub sample_id: Uuid,
     pub ticket_id: Uuid,
+}
+
+/// Links a ticket to another (staff in its care, their lead, or `system`): a duplicate and
+/// the ticket it duplicates, an incident and the problem ticket that caused it, or two
+/// related tickets. `ticket_linked` is appended on both tickets, the other's with the inverse
+/// relation. Both must exist and neither be merged; a link is made once per pair and
+/// relation. Closed tickets take links too (an incident is often tied to its problem after
+/// it is settled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTickets {
+    pub ticket_id: Uuid,
+    pub other_ticket_id: Uuid,
+    /// How `ticket_id` relates to `other_ticket_id`.
+    pub relation: LinkRelation,
+}
+
+/// Merges a ticket (the source, `ticket_id`) into another (`into_ticket_id`, open and not
+/// merged itself), with a reason (staff in the source's care, their lead, or `system`). The
+/// source gets `ticket_merged_into` and from then on accepts nothing but reads: every command
+/// on it is refused, naming the target. The target gets `ticket_merged`. Nothing is moved or
+/// deleted: SLA results, ratings and performance credit earned on the source stay with the
+/// source and its agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeTicket {
+    pub ticket_id: Uuid,
+    pub into_ticket_id: Uuid,
+    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(extend("x-personal-data" = "customer"))]
+    pub reason: String,
 }

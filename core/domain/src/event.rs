@@ -76,6 +76,9 @@ macro_rules! for_each_event {
             "inspection_sample_drawn" => InspectionSampleDrawn,
             "inspection_recorded" => InspectionRecorded,
             "reinspection_overdue" => ReinspectionOverdue,
+            "ticket_linked" => TicketLinked,
+            "ticket_merged_into" => TicketMergedInto,
+            "ticket_merged" => TicketMerged,
         }
     };
 }
@@ -148,6 +151,9 @@ impl Event {
             Event::FollowUpRecorded(e) => e.ticket_id,
             Event::FollowUpWarningRaised(e) => e.ticket_id,
             Event::FollowUpOverdue(e) => e.ticket_id,
+            Event::TicketLinked(e) => e.ticket_id,
+            Event::TicketMergedInto(e) => e.ticket_id,
+            Event::TicketMerged(e) => e.ticket_id,
             Event::AgentRegistered(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
@@ -160,6 +166,28 @@ impl Event {
             | Event::CalendarDefined(_)
             | Event::SlaPolicyDefined(_) => return None,
         })
+    }
+}
+
+impl Event {
+    /// The event another ticket records because of this one: a link's inverse on the other
+    /// ticket, a merge's `ticket_merged` on its target; `None` for every other event. The
+    /// command handler appends it right after this one's command commits (see
+    /// `commands/src/handler.rs`, counterparts).
+    pub fn counterpart(&self) -> Option<Event> {
+        match self {
+            Event::TicketLinked(e) => Some(Event::TicketLinked(TicketLinked {
+                ticket_id: e.other_ticket_id,
+                other_ticket_id: e.ticket_id,
+                relation: e.relation.inverse(),
+            })),
+            Event::TicketMergedInto(e) => Some(Event::TicketMerged(TicketMerged {
+                ticket_id: e.into_ticket_id,
+                from_ticket_id: e.ticket_id,
+                reason: e.reason.clone(),
+            })),
+            _ => None,
+        }
     }
 }
 
@@ -572,4 +600,33 @@ pub struct ReinspectionOverdue {
     pub due_in: String,
     pub agent_id: String,
     pub team: String,
+}
+
+/// A ticket was linked to another: on both tickets, each with the relation as seen from it
+/// (`relation` is how `ticket_id` relates to `other_ticket_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketLinked {
+    pub ticket_id: Uuid,
+    pub other_ticket_id: Uuid,
+    pub relation: LinkRelation,
+}
+
+/// This ticket (the source) was merged into `into_ticket_id`: from now on it accepts nothing
+/// but reads. What it earned before (SLA results, ratings, credit) stays with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketMergedInto {
+    pub ticket_id: Uuid,
+    pub into_ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
+    pub reason: String,
+}
+
+/// Ticket `from_ticket_id` was merged into this one (the target), so its history shows the
+/// merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketMerged {
+    pub ticket_id: Uuid,
+    pub from_ticket_id: Uuid,
+    #[schemars(extend("x-personal-data" = "customer"))]
+    pub reason: String,
 }

@@ -61,6 +61,10 @@ pub struct Context<'a> {
     /// where the caller does not know it. Decisions that compare a time in the command with
     /// the moment of recording (a visit entered late) read it.
     pub at: Option<jiff::Timestamp>,
+    /// The second ticket the command names ([`Command::other_ticket_id`]: a link's other
+    /// ticket, a merge's target) as the caller loaded it; `None` when it does not exist or
+    /// the command names none. A ticket's decision otherwise sees its own stream alone.
+    pub other: Option<&'a Ticket>,
 }
 
 /// Decides any command: ticket commands against the ticket's state, directory commands

@@ -396,6 +396,8 @@ fn validate(command: &Command) -> Result<(), Rejection> {
         Command::AddNote(c) => p.text("/payload/text", &c.text, TEXT_CHARS_MAX),
         Command::ResolveTicket(c) => p.text("/payload/resolution", &c.resolution, TEXT_CHARS_MAX),
         Command::ReopenTicket(c) => p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX),
+        Command::MergeTicket(c) => p.text("/payload/reason", &c.reason, TEXT_CHARS_MAX),
+        Command::LinkTickets(_) => {}
         Command::CloseTicket(_)
         | Command::RaiseSlaWarning(_)
         | Command::RecordSlaBreach(_)

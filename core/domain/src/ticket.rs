@@ -43,6 +43,8 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 answer: None,
                 rulings: 0,
                 follow_ups: Vec::new(),
+                links: Vec::new(),
+                merged_into: None,
             }),
             _ => None,
         };
@@ -124,7 +126,13 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 f.overdue = true;
             }
         }
+        Event::TicketLinked(e) => t.links.push(TicketLink {
+            other_ticket_id: e.other_ticket_id,
+            relation: e.relation,
+        }),
+        Event::TicketMergedInto(e) => t.merged_into = Some(e.into_ticket_id),
         Event::NoteAdded(_)
+        | Event::TicketMerged(_)
         | Event::SlaWarningRaised(_)
         | Event::SlaBreached(_)
         | Event::TicketOpened(_)
@@ -170,6 +178,16 @@ pub fn decide_ticket(
         (Some(t), _) => t,
     };
     authorize_ticket(Some(ticket), command, ctx)?;
+    if let Some(target) = ticket.merged_into {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/ticket_id",
+            format!(
+                "ticket {} was merged into ticket {target}: it accepts nothing but reads; act on {target}",
+                ticket.ticket_id
+            ),
+        ));
+    }
     if ticket.status == TicketStatus::Closed
         && !matches!(
             command,
@@ -179,10 +197,12 @@ pub fn decide_ticket(
                 | Command::RecordFollowUp(_)
                 | Command::RaiseFollowUpWarning(_)
                 | Command::RecordFollowUpOverdue(_)
+                | Command::LinkTickets(_)
+                | Command::MergeTicket(_)
         )
     {
         return Err(Rejection::invalid_transition(format!(
-            "ticket is closed: it takes only ratings, rulings and follow-ups, not {}",
+            "ticket is closed: it takes only ratings, rulings, follow-ups, links and merges, not {}",
             command.command_type()
         )));
     }
@@ -409,6 +429,8 @@ pub fn decide_ticket(
                 due_by: c.due_by,
             })
         }
+        Command::LinkTickets(c) => link(ticket, c, ctx)?,
+        Command::MergeTicket(c) => merge(ticket, c, ctx)?,
         Command::OpenTicket(_)
         | Command::RegisterAgent(_)
         | Command::SetAgentAvailability(_)
@@ -425,6 +447,78 @@ pub fn decide_ticket(
         }
     };
     Ok(vec![event])
+}
+
+/// The other ticket a link or a merge names (at `path`): not the ticket itself, existing,
+/// and not merged into a third.
+fn other_ticket<'c>(
+    ticket: &Ticket,
+    other_id: uuid::Uuid,
+    path: &str,
+    ctx: &Context<'c>,
+) -> Result<&'c Ticket, Rejection> {
+    if other_id == ticket.ticket_id {
+        return Err(Rejection::validation(
+            path,
+            format!("ticket {other_id} cannot be linked to or merged into itself"),
+        ));
+    }
+    let other = ctx
+        .other
+        .filter(|o| o.ticket_id == other_id)
+        .ok_or_else(|| Rejection::not_found(path, format!("no ticket {other_id}")))?;
+    if let Some(target) = other.merged_into {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            path,
+            format!("ticket {other_id} was merged into ticket {target}: name {target} instead"),
+        ));
+    }
+    Ok(other)
+}
+
+fn link(ticket: &Ticket, c: &LinkTickets, ctx: &Context) -> Result<Event, Rejection> {
+    other_ticket(ticket, c.other_ticket_id, "/payload/other_ticket_id", ctx)?;
+    let link = TicketLink {
+        other_ticket_id: c.other_ticket_id,
+        relation: c.relation,
+    };
+    if ticket.links.contains(&link) {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/relation",
+            format!(
+                "ticket {} is already linked to {} as {}",
+                ticket.ticket_id, c.other_ticket_id, c.relation
+            ),
+        ));
+    }
+    Ok(Event::TicketLinked(TicketLinked {
+        ticket_id: ticket.ticket_id,
+        other_ticket_id: c.other_ticket_id,
+        relation: c.relation,
+    }))
+}
+
+/// A merge: the target must be open (a closed ticket is done; the merged work continues on
+/// the target).
+fn merge(ticket: &Ticket, c: &MergeTicket, ctx: &Context) -> Result<Event, Rejection> {
+    let target = other_ticket(ticket, c.into_ticket_id, "/payload/into_ticket_id", ctx)?;
+    if target.status == TicketStatus::Closed {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/into_ticket_id",
+            format!(
+                "ticket {} is closed: merge into an open ticket",
+                c.into_ticket_id
+            ),
+        ));
+    }
+    Ok(Event::TicketMergedInto(TicketMergedInto {
+        ticket_id: ticket.ticket_id,
+        into_ticket_id: c.into_ticket_id,
+        reason: c.reason.clone(),
+    }))
 }
 
 fn follow_up_number(t: &Ticket) -> u32 {

@@ -43,6 +43,20 @@ pub struct Ticket {
     /// The follow-ups planned, in order (number `i + 1` at index `i`).
     #[serde(default)]
     pub follow_ups: Vec<FollowUp>,
+    /// Links to other tickets, in the order made (each pair and relation once).
+    #[serde(default)]
+    pub links: Vec<TicketLink>,
+    /// Set once the ticket is merged into another: it then accepts nothing but reads.
+    #[serde(default)]
+    pub merged_into: Option<Uuid>,
+}
+
+/// A link to another ticket, as `ticket_linked` left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TicketLink {
+    pub other_ticket_id: Uuid,
+    /// How this ticket relates to the other.
+    pub relation: LinkRelation,
 }
 
 /// A planned follow-up, as its events leave it.
@@ -57,6 +71,12 @@ pub struct FollowUp {
 }
 
 impl Ticket {
+    /// Open and not merged into another: a ticket someone still works on (a merged one,
+    /// whatever its status, accepts no more commands).
+    pub fn in_work(&self) -> bool {
+        self.status.is_open() && self.merged_into.is_none()
+    }
+
     /// Follow-up number `number` (1, 2, ...: `follow_up_scheduled`'s numbering), if planned.
     pub fn follow_up(&self, number: u32) -> Option<&FollowUp> {
         self.follow_ups

@@ -115,6 +115,33 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// How one ticket relates to another (`link_tickets`, `ticket_linked`). Each relation has
+    /// an inverse, which the other ticket's `ticket_linked` carries: a duplicate and the
+    /// ticket it duplicates, an incident and the problem that caused it, or two related
+    /// tickets.
+    LinkRelation {
+        DuplicateOf => "duplicate_of",
+        HasDuplicate => "has_duplicate",
+        CausedBy => "caused_by",
+        Causes => "causes",
+        Related => "related",
+    }
+);
+
+impl LinkRelation {
+    /// The relation as seen from the other ticket.
+    pub fn inverse(self) -> LinkRelation {
+        match self {
+            LinkRelation::DuplicateOf => LinkRelation::HasDuplicate,
+            LinkRelation::HasDuplicate => LinkRelation::DuplicateOf,
+            LinkRelation::CausedBy => LinkRelation::Causes,
+            LinkRelation::Causes => LinkRelation::CausedBy,
+            LinkRelation::Related => LinkRelation::Related,
+        }
+    }
+}
+
+wire_enum!(
     /// How a follow-up reaches the customer after the service (docs/domain.md,
     /// Follow-ups).
     FollowUpKind {

@@ -221,6 +221,8 @@ mod tests {
             answer: None,
             rulings: 0,
             follow_ups: Vec::new(),
+            links: Vec::new(),
+            merged_into: None,
         };
         let events = vec![Event::TicketAssigned(TicketAssigned {
             ticket_id: Uuid::nil(),

@@ -147,8 +147,37 @@ fn ticket_command() -> impl Strategy<Value = Command> {
                 due_by,
             })
         }),
+        1 => (prop_oneof![3 => Just(OTHER), 1 => Just(TICKET), 1 => Just(MISSING)], select(LinkRelation::ALL))
+            .prop_map(|(other_ticket_id, relation)| {
+                Command::LinkTickets(LinkTickets {
+                    ticket_id: TICKET,
+                    other_ticket_id,
+                    relation,
+                })
+            }),
+        1 => prop_oneof![3 => Just(OTHER), 1 => Just(TICKET), 1 => Just(MISSING)]
+            .prop_map(|into_ticket_id| {
+                Command::MergeTicket(MergeTicket {
+                    ticket_id: TICKET,
+                    into_ticket_id,
+                    reason: "duplicate".into(),
+                })
+            }),
     ]
 }
+
+/// The second ticket of links and merges: open, and in the context of every decision.
+const OTHER: uuid::Uuid = uuid::Uuid::from_u128(0x0190_c7b8_0000_7000_8000_0000_0000_0002);
+/// A ticket that does not exist.
+const MISSING: uuid::Uuid = uuid::Uuid::from_u128(0x0190_c7b8_0000_7000_8000_0000_0000_0003);
+
+static OTHER_TICKET: std::sync::LazyLock<Ticket> = std::sync::LazyLock::new(|| {
+    let Event::TicketOpened(mut e) = opened_standard() else {
+        unreachable!("opened_standard opens a ticket")
+    };
+    e.ticket_id = OTHER;
+    evolve(None, &Event::TicketOpened(e)).expect("an opened ticket")
+});
 
 /// Placeholder agent id: an available agent of the line the command needs.
 const FIT: &str = "@fit";
@@ -294,6 +323,7 @@ fn ctx<'a>(actor: &'a Actor, directory: &'a Directory, rules: &'a Rules) -> Cont
         rules,
         opened_by: Some(&OPENER),
         at: None,
+        other: Some(&OTHER_TICKET),
     }
 }
 
@@ -489,6 +519,13 @@ fn run_covering(
         prop_assert!(!events.is_empty(), "accepted without events");
         check_authority(dir, actor, command, &before)?;
         if let Some(t) = &before {
+            prop_assert!(
+                t.merged_into.is_none(),
+                "a merged ticket took {}",
+                command.command_type()
+            );
+        }
+        if let Some(t) = &before {
             if t.status == Closed {
                 prop_assert!(
                     matches!(
@@ -499,6 +536,8 @@ fn run_covering(
                             | Command::RecordFollowUp(_)
                             | Command::RaiseFollowUpWarning(_)
                             | Command::RecordFollowUpOverdue(_)
+                            | Command::LinkTickets(_)
+                            | Command::MergeTicket(_)
                     ),
                     "closed ticket took {}",
                     command.command_type()
@@ -549,6 +588,8 @@ fn run_covering(
                                 | Event::FollowUpRecorded(_)
                                 | Event::FollowUpWarningRaised(_)
                                 | Event::FollowUpOverdue(_)
+                                | Event::TicketLinked(_)
+                                | Event::TicketMergedInto(_)
                         ));
                     }
                 }
@@ -578,6 +619,22 @@ fn run_covering(
                 prop_assert_eq!(e.ruling, after.rulings);
                 prop_assert!(dir.complaint_causes.contains_key(&e.cause));
                 prop_assert!(e.justified || e.charged.is_empty());
+            }
+            if let Event::TicketLinked(e) = event {
+                // Another existing ticket, linked once per relation.
+                prop_assert_eq!(e.other_ticket_id, OTHER);
+                let link = TicketLink {
+                    other_ticket_id: e.other_ticket_id,
+                    relation: e.relation,
+                };
+                prop_assert_eq!(after.links.iter().filter(|l| **l == link).count(), 1);
+            }
+            if let Event::TicketMergedInto(e) = event {
+                prop_assert_eq!(e.into_ticket_id, OTHER);
+                prop_assert_eq!(after.merged_into, Some(OTHER));
+            }
+            if let Some(counterpart) = event.counterpart() {
+                prop_assert_eq!(counterpart.ticket_id(), Some(OTHER));
             }
             if let Event::ResolutionConfirmed(e) = event {
                 prop_assert_eq!(e.resolution, after.resolutions);
@@ -628,6 +685,9 @@ fn the_generator_explores_the_whole_loop() {
         .iter()
         .take_while(|t| **t != "agent_registered")
     {
+        assert!(coverage.events.contains(event), "never produced {event}");
+    }
+    for event in ["ticket_linked", "ticket_merged_into"] {
         assert!(coverage.events.contains(event), "never produced {event}");
     }
     for transition in ALLOWED {
@@ -789,6 +849,27 @@ fn any_event() -> impl Strategy<Value = Event> {
             ticket_id,
             reason: "r".into()
         })),
+        (any_uuid(), any_uuid(), select(LinkRelation::ALL)).prop_map(
+            |(ticket_id, other_ticket_id, relation)| Event::TicketLinked(TicketLinked {
+                ticket_id,
+                other_ticket_id,
+                relation,
+            })
+        ),
+        (any_uuid(), any_uuid()).prop_map(|(ticket_id, into_ticket_id)| {
+            Event::TicketMergedInto(TicketMergedInto {
+                ticket_id,
+                into_ticket_id,
+                reason: "r".into(),
+            })
+        }),
+        (any_uuid(), any_uuid()).prop_map(|(ticket_id, from_ticket_id)| {
+            Event::TicketMerged(TicketMerged {
+                ticket_id,
+                from_ticket_id,
+                reason: "r".into(),
+            })
+        }),
         any_uuid().prop_map(|ticket_id| Event::TicketClosed(TicketClosed {
             ticket_id,
             reason: CloseReason::Staff,

@@ -12,6 +12,8 @@ struct Given {
     directory: Directory,
     rules: Rules,
     ticket: TicketState,
+    /// The second ticket a link or a merge names (`Context::other`).
+    other: TicketState,
 }
 
 /// Given these events on top of the fixture directory.
@@ -20,6 +22,7 @@ fn given(events: impl IntoIterator<Item = Event>) -> Given {
         directory: fixture_directory(),
         rules: Rules::default(),
         ticket: None,
+        other: None,
     }
     .and(events)
 }
@@ -30,6 +33,7 @@ fn given_bare(events: impl IntoIterator<Item = Event>) -> Given {
         directory: Directory::default(),
         rules: Rules::default(),
         ticket: None,
+        other: None,
     }
     .and(events)
 }
@@ -76,6 +80,7 @@ impl Given {
                 rules: &self.rules,
                 opened_by: Some(&OPENER),
                 at: at.map(support::at),
+                other: self.other.as_ref(),
             },
         );
         When {
@@ -84,6 +89,12 @@ impl Given {
             actor,
             outcome,
         }
+    }
+
+    /// The other ticket, folded from these events.
+    fn other(mut self, events: impl IntoIterator<Item = Event>) -> Given {
+        self.other = events.into_iter().fold(None, |s, e| evolve(s, &e));
+        self
     }
 
     fn ticket(&self) -> &Ticket {
@@ -466,6 +477,7 @@ fn decide_fixture(command: Command, dir: &Directory) -> Vec<Event> {
             rules: &Rules::default(),
             opened_by: Some(&OPENER),
             at: None,
+            other: None,
         },
     )
     .expect("fixture command")
@@ -1495,4 +1507,187 @@ fn inspectors_draw_a_reproducible_sample_and_inspect_each_item_once() {
         10,
         "all when fewer than asked"
     );
+}
+
+const OTHER: uuid::Uuid = uuid::Uuid::from_u128(0x0190_c7b8_0000_7000_8000_0000_0000_0002);
+
+/// `ticket_opened` of the second ticket.
+fn opened_other() -> Event {
+    let Event::TicketOpened(mut e) = opened_standard() else {
+        unreachable!("opened_standard opens a ticket")
+    };
+    e.ticket_id = OTHER;
+    Event::TicketOpened(e)
+}
+
+fn link_to(other: uuid::Uuid, relation: LinkRelation) -> Command {
+    Command::LinkTickets(LinkTickets {
+        ticket_id: TICKET,
+        other_ticket_id: other,
+        relation,
+    })
+}
+
+fn merge_into(target: uuid::Uuid) -> Command {
+    Command::MergeTicket(MergeTicket {
+        ticket_id: TICKET,
+        into_ticket_id: target,
+        reason: "the same request by email".into(),
+    })
+}
+
+fn linked(relation: LinkRelation) -> Event {
+    Event::TicketLinked(TicketLinked {
+        ticket_id: TICKET,
+        other_ticket_id: OTHER,
+        relation,
+    })
+}
+
+fn merged_into() -> Event {
+    Event::TicketMergedInto(TicketMergedInto {
+        ticket_id: TICKET,
+        into_ticket_id: OTHER,
+        reason: "the same request by email".into(),
+    })
+}
+
+#[test]
+fn a_link_is_recorded_on_both_tickets_once_per_relation() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)]).other([opened_other()]);
+    let events = g
+        .when(link_to(OTHER, LinkRelation::CausedBy), agent("a1"))
+        .accepted();
+    assert_eq!(events, vec![linked(LinkRelation::CausedBy)]);
+    // The other ticket records the inverse relation.
+    assert_eq!(
+        events[0].counterpart(),
+        Some(Event::TicketLinked(TicketLinked {
+            ticket_id: OTHER,
+            other_ticket_id: TICKET,
+            relation: LinkRelation::Causes,
+        }))
+    );
+    let g = given([opened_standard(), assigned("a1", "alpha", None)])
+        .other([opened_other()])
+        .when(link_to(OTHER, LinkRelation::CausedBy), supervisor("lead-a"))
+        .then([linked(LinkRelation::CausedBy)]);
+    assert_eq!(
+        g.ticket().links,
+        vec![TicketLink {
+            other_ticket_id: OTHER,
+            relation: LinkRelation::CausedBy
+        }]
+    );
+    // Once per pair and relation; another relation is another link.
+    g.when(link_to(OTHER, LinkRelation::CausedBy), system())
+        .then_rejected(InvalidTransition, "/payload/relation")
+        .when(link_to(OTHER, LinkRelation::Related), system())
+        .then([linked(LinkRelation::Related)]);
+    for relation in LinkRelation::ALL {
+        assert_eq!(relation.inverse().inverse(), *relation);
+    }
+}
+
+#[test]
+fn a_link_needs_another_existing_unmerged_ticket_and_someone_in_charge() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)]);
+    g.when(link_to(OTHER, LinkRelation::Related), system())
+        .then_rejected(NotFound, "/payload/other_ticket_id")
+        .when(link_to(TICKET, LinkRelation::Related), system())
+        .then_rejected(Validation, "/payload/other_ticket_id")
+        .other([
+            opened_other(),
+            Event::TicketMergedInto(TicketMergedInto {
+                ticket_id: OTHER,
+                into_ticket_id: TICKET,
+                reason: "dup".into(),
+            }),
+        ])
+        .when(link_to(OTHER, LinkRelation::Related), system())
+        .then_rejected(InvalidTransition, "/payload/other_ticket_id")
+        .other([opened_other()])
+        .when(link_to(OTHER, LinkRelation::Related), agent("b1"))
+        .then_rejected(Forbidden, "")
+        .when(link_to(OTHER, LinkRelation::Related), service())
+        .then_rejected(Forbidden, "")
+        .when(link_to(OTHER, LinkRelation::Related), auditor())
+        .then_rejected(Forbidden, "");
+    // A closed ticket is still linked to its problem.
+    given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+        closed(),
+    ])
+    .other([opened_other()])
+    .when(link_to(OTHER, LinkRelation::CausedBy), supervisor("lead-a"))
+    .then([linked(LinkRelation::CausedBy)]);
+}
+
+#[test]
+fn a_merged_ticket_accepts_nothing_and_names_its_target() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)])
+        .other([opened_other()])
+        .when(merge_into(OTHER), agent("a1"))
+        .then([merged_into()]);
+    assert_eq!(g.ticket().merged_into, Some(OTHER));
+    assert_eq!(
+        merged_into().counterpart(),
+        Some(Event::TicketMerged(TicketMerged {
+            ticket_id: OTHER,
+            from_ticket_id: TICKET,
+            reason: "the same request by email".into(),
+        }))
+    );
+    let g = g.other([opened_other()]);
+    for (command, actor) in [
+        (respond("still there?"), agent("a1")),
+        (note("late"), system()),
+        (resolve("done"), agent("a1")),
+        (merge_into(OTHER), system()),
+        (link_to(OTHER, LinkRelation::Related), system()),
+        (customer_reply("hello"), service()),
+    ] {
+        let rejection = decide(
+            &g.ticket,
+            &command,
+            &Context {
+                actor: &actor,
+                directory: &g.directory,
+                rules: &g.rules,
+                opened_by: Some(&OPENER),
+                at: None,
+                other: g.other.as_ref(),
+            },
+        )
+        .expect_err("a merged ticket accepts nothing");
+        assert_eq!(rejection.code, InvalidTransition, "{rejection:?}");
+        assert!(
+            rejection.message.contains(&OTHER.to_string()),
+            "{rejection:?}"
+        );
+    }
+}
+
+#[test]
+fn a_merge_needs_an_open_unmerged_target_other_than_itself() {
+    let g = given([opened_standard(), assigned("a1", "alpha", None)]);
+    g.when(merge_into(OTHER), system())
+        .then_rejected(NotFound, "/payload/into_ticket_id")
+        .when(merge_into(TICKET), system())
+        .then_rejected(Validation, "/payload/into_ticket_id")
+        .other([
+            opened_other(),
+            assigned("a1", "alpha", None),
+            resolved("done", "a1"),
+            closed(),
+        ])
+        .when(merge_into(OTHER), system())
+        .then_rejected(InvalidTransition, "/payload/into_ticket_id")
+        .other([opened_other()])
+        .when(merge_into(OTHER), agent("b1"))
+        .then_rejected(Forbidden, "")
+        .when(merge_into(OTHER), service())
+        .then_rejected(Forbidden, "");
 }

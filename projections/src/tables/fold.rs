@@ -83,6 +83,7 @@ pub struct Changes {
     pub inspection_samples: BTreeMap<Uuid, SampleRow>,
     pub inspections: BTreeMap<(Uuid, Uuid), InspectionRow>,
     pub reinspections_overdue: BTreeMap<(Uuid, Uuid), OverdueRow>,
+    pub ticket_links: BTreeMap<(Uuid, Uuid, String), LinkRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -119,6 +120,7 @@ impl Changes {
         self.inspections.extend(later.inspections);
         self.reinspections_overdue
             .extend(later.reinspections_overdue);
+        self.ticket_links.extend(later.ticket_links);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -472,6 +474,9 @@ impl Folder {
             Event::SlaBreached(e) => {
                 w.breached[target_index(e.target)] = Some((e.due_at.as_second(), at));
             }
+            Event::TicketLinked(e) => link(id, e.other_ticket_id, e.relation.as_str(), at, changes),
+            Event::TicketMergedInto(e) => link(id, e.into_ticket_id, "merged_into", at, changes),
+            Event::TicketMerged(e) => link(id, e.from_ticket_id, "merged_from", at, changes),
             _ => {}
         }
         let lean = record.lean();
@@ -759,6 +764,19 @@ fn start_assignment(
     };
     changes.assignments.insert((a.ticket_id, a.seq), a.clone());
     w.assignment = Some(a);
+}
+
+/// A `ticket_links` row of ticket `id`.
+fn link(id: Uuid, other: Uuid, relation: &str, at: i64, changes: &mut Changes) {
+    let row = LinkRow {
+        ticket_id: id,
+        other_ticket_id: other,
+        relation: relation.to_owned(),
+        linked_at: at,
+    };
+    changes
+        .ticket_links
+        .insert((id, other, row.relation.clone()), row);
 }
 
 /// A ruling on the ticket: the standing one (and its charges) is superseded, the new one

@@ -106,6 +106,7 @@ impl TableStore for MemoryTables {
             &mut rows.reinspections_overdue,
             &changes.reinspections_overdue,
         );
+        merge(&mut rows.ticket_links, &changes.ticket_links);
         Ok(())
     }
 
@@ -126,6 +127,7 @@ impl TableStore for MemoryTables {
             inspection_samples: r.inspection_samples.values().cloned().collect(),
             inspections: r.inspections.values().cloned().collect(),
             reinspections_overdue: r.reinspections_overdue.values().cloned().collect(),
+            ticket_links: r.ticket_links.values().cloned().collect(),
         })
     }
 

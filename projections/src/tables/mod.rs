@@ -41,7 +41,7 @@ pub use rows::{parse_time, rfc3339};
 pub const NAME: &str = "tables";
 /// Bumped when the fold or a table's shape changes: stored tables of another version are
 /// dropped and rebuilt from position zero.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 
 /// What a table store's checkpoint says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -338,6 +338,19 @@ pub struct ChargeRow {
     pub superseded_at: Option<i64>,
 }
 
+/// `ticket_links`: one row per ticket and each ticket it is linked to or merged with, kept on
+/// both tickets: `relation` is how `ticket_id` relates to `other_ticket_id`, a link's relation
+/// (`duplicate_of`, `has_duplicate`, `caused_by`, `causes`, `related`) or, for a merge,
+/// `merged_into` on the merged ticket and `merged_from` on the one it was merged into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRow {
+    pub ticket_id: Uuid,
+    pub other_ticket_id: Uuid,
+    pub relation: String,
+    #[serde(with = "time")]
+    pub linked_at: i64,
+}
+
 /// `scorecards`: one row per scorecard definition (`define_scorecard`), by team (`''` for
 /// the organisation's) and the day it takes force; a later definition for the same team and
 /// day replaces the row.
@@ -384,6 +397,7 @@ pub struct Dump {
     pub inspection_samples: Vec<SampleRow>,
     pub inspections: Vec<InspectionRow>,
     pub reinspections_overdue: Vec<OverdueRow>,
+    pub ticket_links: Vec<LinkRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

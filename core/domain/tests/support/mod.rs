@@ -138,6 +138,7 @@ pub fn directory_from_commands(commands: &[Command]) -> Directory {
             rules: &rules,
             opened_by: None,
             at: None,
+            other: None,
         };
         let events = decide(&None, command, &ctx)
             .unwrap_or_else(|r| panic!("fixture command {command:?} rejected: {r:?}"));

@@ -615,6 +615,22 @@ impl CopyRow for InspectionRow {
     }
 }
 
+impl CopyRow for LinkRow {
+    const TYPES: &'static [Type] = &[Type::UUID, Type::UUID, Type::TEXT, Type::TIMESTAMPTZ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &self.other_ticket_id,
+                &self.relation,
+                &time(self.linked_at)?,
+            ],
+        )
+    }
+}
+
 impl CopyRow for OverdueRow {
     const TYPES: &'static [Type] = &[
         Type::UUID,

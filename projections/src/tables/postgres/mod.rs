@@ -239,6 +239,12 @@ const OVERDUE: Table = Table {
     columns: &["period", "due_in", "agent_id", "team", "marked_at"],
     order: "sample_id, ticket_id",
 };
+const LINKS: Table = Table {
+    name: "ticket_links",
+    key: &["ticket_id", "other_ticket_id", "relation"],
+    columns: &["linked_at"],
+    order: "ticket_id, other_ticket_id, relation COLLATE \"C\"",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -247,7 +253,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 14] = [
+const ALL: [&Table; 15] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -261,6 +267,7 @@ const ALL: [&Table; 14] = [
     &SAMPLES,
     &INSPECTIONS,
     &OVERDUE,
+    &LINKS,
     &TICKET_STATE,
 ];
 
@@ -606,6 +613,7 @@ impl TableStore for PostgresTables {
             c.reinspections_overdue.values().map(|r| (false, r)),
         )
         .await?;
+        copy::write(&tx, s, &LINKS, c.ticket_links.values().map(|r| (false, r))).await?;
         let states = c
             .work
             .iter()
@@ -640,6 +648,7 @@ impl TableStore for PostgresTables {
             inspection_samples: dump_table::<SampleRow>(&tx, s, &SAMPLES).await?,
             inspections: dump_table::<InspectionRow>(&tx, s, &INSPECTIONS).await?,
             reinspections_overdue: dump_table::<OverdueRow>(&tx, s, &OVERDUE).await?,
+            ticket_links: dump_table::<LinkRow>(&tx, s, &LINKS).await?,
         };
         tx.commit().await?;
         Ok(dump)

@@ -257,6 +257,14 @@ CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON {schema}.satisfactio
 -- Which build of the tables (see `Saved::generation`); '' until `open` sets one.
 ALTER TABLE {schema}.table_checkpoint ADD COLUMN IF NOT EXISTS generation text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS complaint_rulings_by_complained ON {schema}.complaint_rulings (complained_at);
+CREATE TABLE IF NOT EXISTS {schema}.ticket_links (
+    ticket_id                        uuid        NOT NULL,
+    other_ticket_id                  uuid        NOT NULL,
+    relation                         text        NOT NULL,
+    linked_at                        timestamptz NOT NULL,
+    PRIMARY KEY (ticket_id, other_ticket_id, relation)
+);
+
 CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON {schema}.complaint_charges (ruled_at);
 CREATE INDEX IF NOT EXISTS follow_ups_by_due ON {schema}.follow_ups (due_by);
 -- The scheduler's question: follow-ups not recorded yet, by warning time.

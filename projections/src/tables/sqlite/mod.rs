@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 14] = [
+const TABLES: [&str; 15] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -36,6 +36,7 @@ const TABLES: [&str; 14] = [
     "inspection_samples",
     "inspections",
     "reinspections_overdue",
+    "ticket_links",
     "ticket_state",
 ];
 
@@ -476,6 +477,16 @@ fn commit_blocking(
                 r.reinspect_in
             ])?;
         }
+        let mut s =
+            tx.prepare_cached("INSERT OR REPLACE INTO ticket_links VALUES (?1,?2,?3,?4)")?;
+        for r in c.ticket_links.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.other_ticket_id.to_string(),
+                r.relation,
+                to_text(r.linked_at)
+            ])?;
+        }
         let mut s = tx.prepare_cached(
             "INSERT OR REPLACE INTO reinspections_overdue VALUES (?1,?2,?3,?4,?5,?6,?7)",
         )?;
@@ -745,6 +756,19 @@ impl SqlRow for InspectionRow {
     }
 }
 
+impl SqlRow for LinkRow {
+    const TABLE: &'static str = "ticket_links";
+    const ORDER: &'static str = "ticket_id, other_ticket_id, relation";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(LinkRow {
+            ticket_id: uuid(r, 0)?,
+            other_ticket_id: uuid(r, 1)?,
+            relation: r.get(2)?,
+            linked_at: time(r, 3)?,
+        })
+    }
+}
+
 impl SqlRow for OverdueRow {
     const TABLE: &'static str = "reinspections_overdue";
     const ORDER: &'static str = "sample_id, ticket_id";
@@ -820,6 +844,7 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         inspection_samples: rows(&tx, all, (None, None))?,
         inspections: rows(&tx, all, (None, None))?,
         reinspections_overdue: rows(&tx, all, (None, None))?,
+        ticket_links: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }

@@ -247,6 +247,14 @@ CREATE INDEX IF NOT EXISTS resolutions_awaiting_answer ON resolutions (answer_du
     WHERE answer IS NULL AND reopened_later = 0 AND closed_at IS NULL;
 CREATE INDEX IF NOT EXISTS satisfaction_ratings_by_rated ON satisfaction_ratings (rated_at);
 CREATE INDEX IF NOT EXISTS complaint_rulings_by_complained ON complaint_rulings (complained_at);
+CREATE TABLE IF NOT EXISTS ticket_links (
+    ticket_id       TEXT    NOT NULL,
+    other_ticket_id TEXT    NOT NULL,
+    relation        TEXT    NOT NULL,
+    linked_at       TEXT    NOT NULL,
+    PRIMARY KEY (ticket_id, other_ticket_id, relation)
+) STRICT, WITHOUT ROWID;
+
 CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON complaint_charges (ruled_at);
 CREATE INDEX IF NOT EXISTS follow_ups_by_due ON follow_ups (due_by);
 -- The scheduler's question: follow-ups not recorded yet, by warning time.
