@@ -239,6 +239,20 @@ const OVERDUE: Table = Table {
     columns: &["period", "due_in", "agent_id", "team", "marked_at"],
     order: "sample_id, ticket_id",
 };
+const ABSENCES: Table = Table {
+    name: "absences",
+    key: &["absence_id"],
+    columns: &[
+        "agent_id",
+        "from_at",
+        "until_at",
+        "reason",
+        "backup_agent_id",
+        "state",
+        "changed_at",
+    ],
+    order: "absence_id",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -247,7 +261,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 14] = [
+const ALL: [&Table; 15] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -261,6 +275,7 @@ const ALL: [&Table; 14] = [
     &SAMPLES,
     &INSPECTIONS,
     &OVERDUE,
+    &ABSENCES,
     &TICKET_STATE,
 ];
 
@@ -606,6 +621,7 @@ impl TableStore for PostgresTables {
             c.reinspections_overdue.values().map(|r| (false, r)),
         )
         .await?;
+        copy::write(&tx, s, &ABSENCES, c.absences.values().map(|r| (false, r))).await?;
         let states = c
             .work
             .iter()
@@ -640,6 +656,7 @@ impl TableStore for PostgresTables {
             inspection_samples: dump_table::<SampleRow>(&tx, s, &SAMPLES).await?,
             inspections: dump_table::<InspectionRow>(&tx, s, &INSPECTIONS).await?,
             reinspections_overdue: dump_table::<OverdueRow>(&tx, s, &OVERDUE).await?,
+            absences: dump_table::<AbsenceRow>(&tx, s, &ABSENCES).await?,
         };
         tx.commit().await?;
         Ok(dump)
@@ -665,6 +682,11 @@ impl TableStore for PostgresTables {
             sink,
         )
         .await
+    }
+
+    async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {
+        let slot = self.client().await?;
+        read::due_absences(slot.as_ref().expect("connected"), &self.schema, now, limit).await
     }
 
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {
