@@ -121,6 +121,12 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
             String::new()
         }
     )?;
+    if scheduled.absences > 0 {
+        outln!(
+            "  planned absences: {} starts and ends recorded at their moments",
+            scheduled.absences
+        )?;
+    }
     if scheduled.refused > 0 {
         outln!(
             "  {} scheduler commands refused: the ticket was resolved or closed within the same tick (expected to be rare; not workload rejections)",
@@ -243,6 +249,8 @@ struct ScheduledCounts {
     warnings: usize,
     breaches: usize,
     duplicates: usize,
+    /// Planned absences started and ended (`start_absence`, `end_absence`).
+    absences: usize,
     /// Refused by the domain: the ticket was no longer open.
     refused: usize,
     /// The SLA projector stopped (nothing more is scheduled).
@@ -293,8 +301,13 @@ impl Scheduler {
             let (submitted, mut accepted) = (due.len(), 0);
             for envelope in due {
                 let breach = matches!(envelope.command, Command::RecordSlaBreach(_));
+                let absence = matches!(
+                    envelope.command,
+                    Command::StartAbsence(_) | Command::EndAbsence(_)
+                );
                 match self.handler.handle_at(envelope, now).await {
                     Reply::Accepted { .. } if breach => self.counts.breaches += 1,
+                    Reply::Accepted { .. } if absence => self.counts.absences += 1,
                     Reply::Accepted { .. } => self.counts.warnings += 1,
                     Reply::Duplicate { .. } => self.counts.duplicates += 1,
                     Reply::Rejected { .. } => {

@@ -467,6 +467,274 @@ mod process {
     }
 }
 
+/// A planned absence end to end, on each table backend: planned ahead, started by the
+/// scheduler at its `from` and not before, the agent's open ticket moved to the backup with a
+/// handover note, ended at its `until`, the ticket handed back; each moment acted on once.
+pub(crate) mod absences {
+    use super::*;
+    use closeloop_commands::process::{ProcessConfig, ProcessManagers};
+    use closeloop_projections::scheduler::due_commands;
+    use closeloop_projections::tables::sqlite::SqliteTables;
+    use serde_json::json;
+
+    async fn send(
+        handler: &Handler,
+        actor: (&str, &str),
+        at: &str,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> Reply {
+        let mut body = json!({
+            "command_id": uuid::Uuid::now_v7(),
+            "type": kind,
+            "actor": {"id": actor.0, "role": actor.1},
+            "payload": payload,
+        });
+        // "": at receipt (after the process managers' own commands, which act then).
+        if !at.is_empty() {
+            body["occurred_at"] = json!(at);
+        }
+        handler.handle_bytes(body.to_string().as_bytes()).await
+    }
+
+    async fn submit(
+        handler: &Handler,
+        actor: (&str, &str),
+        at: &str,
+        kind: &str,
+        payload: serde_json::Value,
+    ) {
+        let reply = send(handler, actor, at, kind, payload).await;
+        assert!(
+            matches!(reply, Reply::Accepted { .. }),
+            "{kind}: {}",
+            reply.to_json()
+        );
+    }
+
+    /// The scheduler's absence commands due at `now`, submitted twice at `now` (the test's
+    /// clock is simulated); returns their types.
+    async fn tick(
+        handler: &Handler,
+        projector: &mut TableProjector,
+        tables: &dyn TableStore,
+        now: &str,
+    ) -> Vec<&'static str> {
+        projector.catch_up().await.unwrap();
+        let now: jiff::Timestamp = now.parse().unwrap();
+        let due: Vec<_> = due_commands(tables, now)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.command.command_type().ends_with("_absence"))
+            .collect();
+        let mut accepted = 0;
+        for command in due.iter().chain(due.iter()) {
+            let mut command = command.clone();
+            command.occurred_at = Some(now);
+            let reply = handler.handle(command).await;
+            match reply {
+                Reply::Accepted { .. } => accepted += 1,
+                Reply::Duplicate { .. } => {}
+                other => panic!("{}", other.to_json()),
+            }
+        }
+        assert_eq!(accepted, due.len(), "each moment is acted on once");
+        projector.catch_up().await.unwrap();
+        due.iter().map(|c| c.command.command_type()).collect()
+    }
+
+    async fn assignee(log: &Arc<dyn EventLog>, id: uuid::Uuid) -> Option<String> {
+        let mut state = None;
+        for e in log.read_stream(&format!("ticket-{id}"), 0).await.unwrap() {
+            state = closeloop_core::domain::evolve(state, &e.decode().unwrap());
+        }
+        state.unwrap().assignee
+    }
+
+    async fn notes(log: &Arc<dyn EventLog>, id: uuid::Uuid) -> Vec<String> {
+        log.read_stream(&format!("ticket-{id}"), 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_type == "note_added")
+            .map(|e| e.data["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub(crate) async fn run(tables: Arc<dyn TableStore>) {
+        let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+        let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::trusting()));
+        let sys = ("setup", "system");
+        let t0 = "2026-11-02T09:00:00Z";
+        for (id, backup) in [("a1", "a2"), ("a2", "a1")] {
+            submit(
+                &handler,
+                sys,
+                t0,
+                "register_agent",
+                json!({"agent_id": id, "name": id, "team": "front", "line": 1,
+                       "level": "senior", "backup_agent_id": backup}),
+            )
+            .await;
+        }
+        let ticket = uuid::Uuid::now_v7();
+        submit(
+            &handler,
+            ("crm", "service"),
+            t0,
+            "open_ticket",
+            json!({"ticket_id": ticket, "customer_id": "c1", "channel": "email",
+                   "category": "incident", "priority": "normal", "subject": "router"}),
+        )
+        .await;
+        submit(
+            &handler,
+            sys,
+            t0,
+            "assign_ticket",
+            json!({"ticket_id": ticket, "agent_id": "a1"}),
+        )
+        .await;
+        let absence = uuid::Uuid::now_v7();
+        submit(
+            &handler,
+            ("a1", "agent"),
+            "2026-11-02T10:00:00Z",
+            "plan_absence",
+            json!({"absence_id": absence, "agent_id": "a1", "from": "2026-11-10T00:00:00Z",
+                   "until": "2026-11-20T00:00:00Z", "reason": "training"}),
+        )
+        .await;
+
+        let mut projector = TableProjector::open(log.clone(), tables.clone(), config(16))
+            .await
+            .unwrap();
+        let config = ProcessConfig {
+            auto_assign: None,
+            ..ProcessConfig::default()
+        };
+        let mut pm = ProcessManagers::new(handler.clone(), config);
+        // Before its start nothing is due and nothing moves.
+        assert!(tick(
+            &handler,
+            &mut projector,
+            tables.as_ref(),
+            "2026-11-09T23:59:59Z"
+        )
+        .await
+        .is_empty());
+        pm.step().await.unwrap();
+        assert_eq!(assignee(&log, ticket).await.as_deref(), Some("a1"));
+        // At its start: started once, and coverage hands the ticket over with the note.
+        assert_eq!(
+            tick(
+                &handler,
+                &mut projector,
+                tables.as_ref(),
+                "2026-11-10T00:00:00Z"
+            )
+            .await,
+            ["start_absence"]
+        );
+        assert!(tick(
+            &handler,
+            &mut projector,
+            tables.as_ref(),
+            "2026-11-10T00:01:00Z"
+        )
+        .await
+        .is_empty());
+        pm.step().await.unwrap();
+        assert_eq!(assignee(&log, ticket).await.as_deref(), Some("a2"));
+        let n = notes(&log, ticket).await;
+        assert!(
+            n.iter().any(|x| x.starts_with(
+                "Handover: a1 is away (training) until 2026-11-20T00:00:00Z; a2 takes over"
+            ) && x.contains(&ticket.to_string())),
+            "{n:?}"
+        );
+        // Away, a1 still answers a question in an internal note; the customer hears from a2.
+        submit(
+            &handler,
+            ("a1", "agent"),
+            "",
+            "add_note",
+            json!({"ticket_id": ticket, "text": "the router was swapped in October"}),
+        )
+        .await;
+        let reply = send(
+            &handler,
+            ("a1", "agent"),
+            "",
+            "respond_to_customer",
+            json!({"ticket_id": ticket, "message": "hello"}),
+        )
+        .await;
+        assert!(
+            matches!(reply, Reply::Rejected { .. }),
+            "{}",
+            reply.to_json()
+        );
+        let rows = tables.dump().await.unwrap().absences;
+        assert_eq!(
+            (rows.len(), rows[0].state.as_str(), rows[0].reason.as_str()),
+            (1, "started", "training")
+        );
+        // At its end: ended once, and the ticket goes back to a1.
+        assert!(tick(
+            &handler,
+            &mut projector,
+            tables.as_ref(),
+            "2026-11-19T23:59:59Z"
+        )
+        .await
+        .is_empty());
+        assert_eq!(
+            tick(
+                &handler,
+                &mut projector,
+                tables.as_ref(),
+                "2026-11-20T00:00:00Z"
+            )
+            .await,
+            ["end_absence"]
+        );
+        pm.step().await.unwrap();
+        assert_eq!(assignee(&log, ticket).await.as_deref(), Some("a1"));
+        assert!(notes(&log, ticket)
+            .await
+            .iter()
+            .any(|x| x.starts_with("Handed back: a1")));
+        assert_eq!(tables.dump().await.unwrap().absences[0].state, "ended");
+        assert!(tick(
+            &handler,
+            &mut projector,
+            tables.as_ref(),
+            "2026-12-01T00:00:00Z"
+        )
+        .await
+        .is_empty());
+        // The live tables equal a replay of the log.
+        assert_eq!(tables.dump().await.unwrap(), one_pass(log.clone()).await);
+    }
+
+    #[test]
+    fn a_planned_absence_hands_over_and_back_at_its_moments_in_memory() {
+        runtime().block_on(run(Arc::new(MemoryTables::new())));
+    }
+
+    #[test]
+    fn a_planned_absence_hands_over_and_back_at_its_moments_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tables.db");
+        runtime().block_on(async {
+            let tables = SqliteTables::open(&path).unwrap();
+            run(Arc::new(tables)).await
+        });
+    }
+}
+
 #[test]
 fn the_projector_tails_the_log_and_the_scheduler_runs_alone() {
     runtime().block_on(async {
@@ -657,6 +925,13 @@ impl TableStore for FlakyTables {
         limit: u32,
     ) -> Result<Vec<closeloop_projections::tables::InspectionRow>, TableError> {
         self.inner.due_reinspections(month, limit).await
+    }
+    async fn due_absences(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<closeloop_projections::tables::AbsenceRow>, TableError> {
+        self.inner.due_absences(now, limit).await
     }
     async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
         self.inner.open_load().await

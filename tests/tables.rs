@@ -247,6 +247,14 @@ fn postgres_tables_equal_the_memory_reference() {
     });
 }
 
+#[test]
+fn a_planned_absence_hands_over_and_back_at_its_moments_on_postgres() {
+    runtime().block_on(async {
+        let schema = Schema::new();
+        crate::projections::absences::run(Arc::new(schema.tables().await)).await;
+    });
+}
+
 /// Two projectors on one store take turns one small batch at a time; each commit of the
 /// slower one is fenced and it goes on from the other's checkpoint.
 async fn two_writers(store: Arc<dyn TableStore>) {

@@ -354,7 +354,11 @@ impl<'a> From<&'a Event> for Fact<'a> {
             | Event::ScorecardDefined(_)
             | Event::InspectionSampleDrawn(_)
             | Event::InspectionRecorded(_)
-            | Event::ReinspectionOverdue(_) => Fact::Other,
+            | Event::ReinspectionOverdue(_)
+            | Event::AbsencePlanned(_)
+            | Event::AbsenceCancelled(_)
+            | Event::AbsenceStarted(_)
+            | Event::AbsenceEnded(_) => Fact::Other,
         }
     }
 }
@@ -475,6 +479,22 @@ impl Fact<'_> {
             }
             "reinspection_overdue" => {
                 ReinspectionOverdue::deserialize(d)?;
+                Fact::Other
+            }
+            "absence_planned" => {
+                AbsencePlanned::deserialize(d)?;
+                Fact::Other
+            }
+            "absence_cancelled" => {
+                AbsenceCancelled::deserialize(d)?;
+                Fact::Other
+            }
+            "absence_started" => {
+                AbsenceStarted::deserialize(d)?;
+                Fact::Other
+            }
+            "absence_ended" => {
+                AbsenceEnded::deserialize(d)?;
                 Fact::Other
             }
             other => {

@@ -7,7 +7,10 @@
 //! `auto_closed_unconfirmed`. From the index on unrecorded follow-ups it submits
 //! `raise_follow_up_warning` and `record_follow_up_overdue` (`Rules::follow_up_warn_hours`
 //! before, and at, the due time). From the failed inspections it submits
-//! `record_reinspection_overdue` for an item not inspected again in the month after.
+//! `record_reinspection_overdue` for an item not inspected again in the month after. From the
+//! index on planned absences it submits `start_absence` at an absence's `from` and
+//! `end_absence` at its `until` (backup coverage then moves the agent's open tickets to the
+//! backup and back, as soon as the event is in the log).
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) and it names no `occurred_at`, so every
@@ -28,8 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_core::domain::{
-    Actor, CloseUnconfirmed, Command, CommandEnvelope, RaiseFollowUpWarning, RaiseSlaWarning,
-    RecordFollowUpOverdue, RecordReinspectionOverdue, RecordSlaBreach, SlaTarget,
+    Actor, CloseUnconfirmed, Command, CommandEnvelope, EndAbsence, RaiseFollowUpWarning,
+    RaiseSlaWarning, RecordFollowUpOverdue, RecordReinspectionOverdue, RecordSlaBreach, SlaTarget,
+    StartAbsence,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -38,7 +42,9 @@ use crate::period::{day_of, Granularity};
 use crate::runtime::ProjectorError;
 use crate::tables::read;
 use crate::tables::runner::{TableConfig, TableProjector};
-use crate::tables::{FollowUpRow, InspectionRow, ResolutionRow, TableError, TableStore, TimerRow};
+use crate::tables::{
+    AbsenceRow, FollowUpRow, InspectionRow, ResolutionRow, TableError, TableStore, TimerRow,
+};
 
 /// Namespace of the scheduler's command ids (UUID v5).
 pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_2f0e_9a41_4b7e_8c55_3b0f_61d2_a9e7);
@@ -133,6 +139,45 @@ pub fn reinspections_for(failed: &[InspectionRow]) -> Vec<CommandEnvelope> {
                 sample_id: i.sample_id,
                 ticket_id: i.ticket_id,
             }),
+        })
+        .collect()
+}
+
+/// The deterministic id of an absence's start (`end` false) or end.
+pub fn absence_command_id(absence_id: Uuid, end: bool) -> Uuid {
+    let kind = if end { "end" } else { "start" };
+    let name = format!("absence/{absence_id}/{kind}");
+    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+}
+
+/// `start_absence` for each of `absences` (rows of [`TableStore::due_absences`]) planned
+/// with its `from` reached at `now`, `end_absence` for each under way with its `until`
+/// reached. An absence the scheduler missed entirely gets its start at the next tick and its
+/// end at the one after (once the start is in the tables), so the trail shows both.
+pub fn absences_for(absences: &[AbsenceRow], now: Timestamp) -> Vec<CommandEnvelope> {
+    absences
+        .iter()
+        .filter(|a| a.absence_due(now.as_second()))
+        .map(|a| {
+            let end = a.state == "started";
+            let (agent_id, absence_id) = (a.agent_id.clone(), a.absence_id);
+            CommandEnvelope {
+                command_id: absence_command_id(absence_id, end),
+                actor: Actor::system(ACTOR_ID),
+                occurred_at: None,
+                expected_version: None,
+                command: if end {
+                    Command::EndAbsence(EndAbsence {
+                        agent_id,
+                        absence_id,
+                    })
+                } else {
+                    Command::StartAbsence(StartAbsence {
+                        agent_id,
+                        absence_id,
+                    })
+                },
+            }
         })
         .collect()
 }
@@ -245,6 +290,11 @@ pub async fn due_commands(
         let month = Granularity::Month.label(day_of(now.as_second()));
         let failed = tables.due_reinspections(&month, room as u32).await?;
         commands.extend(reinspections_for(&failed));
+    }
+    let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
+    if room > 0 {
+        let absences = tables.due_absences(now.as_second(), room as u32).await?;
+        commands.extend(absences_for(&absences, now));
     }
     Ok(commands)
 }

@@ -1,7 +1,10 @@
 //! Backup coverage (docs/domain.md, People and tiers: A/B roles): while an agent is away, their open tickets move to
 //! the agent covering them (the backup named when they left, or their registered backup),
 //! each with a handover note listing what is open; when the agent is back, the tickets still
-//! with the backup move back, with a note.
+//! with the backup move back, with a note. "Away" is the directory's: the on/off switch
+//! (`set_agent_availability`) or a planned absence under way (`absence_started` at its
+//! `from`, `absence_ended` or `absence_cancelled` bringing the agent back), so the moves
+//! happen as soon as the scheduler's start or end is in the log.
 
 use std::collections::HashMap;
 
@@ -86,8 +89,13 @@ pub(super) fn commands(
         let Some(open) = open_by_agent.get(agent.agent_id.as_str()) else {
             continue;
         };
+        // A planned absence says why and until when; the on/off switch knows neither.
+        let away = match agent.absence_under_way() {
+            Some(a) => format!("is away ({}) until {}", a.reason, a.until),
+            None => "is away".to_owned(),
+        };
         let note = format!(
-            "Handover: {} is away; {} takes over their open requests until they return. Open: {}",
+            "Handover: {} {away}; {} takes over their open requests until they return. Open: {}",
             agent.agent_id,
             backup.agent_id,
             listing(open)

@@ -114,6 +114,12 @@ struct Away {
     backup: usize,
 }
 
+/// A planned absence's `plan_absence`, and its minute.
+struct Planned {
+    minute: i64,
+    envelope: CommandEnvelope,
+}
+
 /// A workload generated day by day: the setup up front, then each [`Day`] made when
 /// `days` yields it. What `closeloop demo` runs, so that its memory holds about one simulated
 /// day of commands whatever the number of tickets.
@@ -189,6 +195,9 @@ struct Generator {
     end_minute: i64,
     staff: Vec<Staff>,
     away: Vec<Away>,
+    /// Planned absences (`plan_absence`): started and ended by the scheduler, so the lanes
+    /// only keep new work off the agent, never act as the backup.
+    planned: Vec<Away>,
     customers: Vec<(String, Grade)>,
     /// The current ticket's commands, with their minute.
     timed: Vec<(i64, CommandEnvelope)>,
@@ -220,6 +229,7 @@ pub fn generate_lazy(config: &WorkloadConfig) -> Result<LazyWorkload, Error> {
         end_minute: i64::from(config.days) * MINUTES_PER_DAY,
         staff: Vec::new(),
         away: Vec::new(),
+        planned: Vec::new(),
         customers: Vec::new(),
         timed: Vec::new(),
     };
@@ -257,6 +267,13 @@ pub fn generate_lazy(config: &WorkloadConfig) -> Result<LazyWorkload, Error> {
             );
             directory_days.entry(a.to_day).or_default().push(back);
         }
+    }
+    for planned in g.plan_absences(config.days) {
+        let day = planned.minute / MINUTES_PER_DAY;
+        directory_days
+            .entry(day)
+            .or_default()
+            .push(planned.envelope);
     }
     // A workload of a few dozen tickets or more holds one batch problem, on the second day
     // (the first of a one-day workload), counted in its tickets.
@@ -693,10 +710,64 @@ impl Generator {
         }
     }
 
+    /// One planned absence (when the agents allow): a line-1 agent neither on leave nor
+    /// covering one plans training a day ahead, their registered backup to cover, one to
+    /// three days long. Drawn from a generator of its own, so the rest of the workload is
+    /// the same with or without it.
+    fn plan_absences(&mut self, days: u32) -> Vec<Planned> {
+        if days < 3 {
+            return Vec::new();
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0xab5e_ab5e_ab5e_ab5e);
+        let busy = |g: &Generator, i: usize| g.away.iter().any(|a| a.agent == i || a.backup == i);
+        let candidates: Vec<usize> = (0..self.staff.len())
+            .filter(|&i| {
+                !self.staff[i].lead
+                    && self.staff[i].line == 1
+                    && !busy(self, i)
+                    && self.staff[i].backup.is_some_and(|b| !busy(self, b))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let agent = candidates[rng.random_range(0..candidates.len())];
+        let backup = self.staff[agent].backup.expect("a candidate has a backup");
+        let from_day = rng.random_range(1..i64::from(days) - 1);
+        let to_day = (from_day + rng.random_range(1..=3)).min(i64::from(days));
+        self.planned.push(Away {
+            agent,
+            from_day,
+            to_day,
+            backup,
+        });
+        let minute = (from_day - 1) * MINUTES_PER_DAY + 10 * 60;
+        let agent_id = self.staff[agent].id.clone();
+        let envelope = CommandEnvelope {
+            command_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+            actor: Actor {
+                id: agent_id.clone(),
+                role: Role::Agent,
+            },
+            occurred_at: Some(self.at(minute)),
+            expected_version: None,
+            command: Command::PlanAbsence(PlanAbsence {
+                absence_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+                agent_id,
+                from: self.at(from_day * MINUTES_PER_DAY),
+                until: self.at(to_day * MINUTES_PER_DAY),
+                reason: AbsenceReason::Training,
+                backup_agent_id: None,
+            }),
+        };
+        vec![Planned { minute, envelope }]
+    }
+
     fn is_away(&self, agent: usize, minute: i64) -> bool {
         let day = minute / MINUTES_PER_DAY;
         self.away
             .iter()
+            .chain(&self.planned)
             .any(|a| a.agent == agent && a.from_day <= day && day < a.to_day)
     }
 

@@ -7,12 +7,15 @@
 //!   it or staff opened (never on another service's); registers new customers at grade standard without an account manager (the
 //!   CRM acting for customers; grades and account managers are provisioning's, `system`).
 //! - `agent` (must be registered): opens tickets; acts on tickets assigned to them, on
-//!   unassigned tickets of their line, and on tickets of an away agent they cover; may assign
-//!   only to themselves; never rates satisfaction; sets only their own availability.
+//!   unassigned tickets of their line, and on tickets of an away agent they cover; while away,
+//!   adds internal notes to the tickets moved from them to their cover; may assign
+//!   only to themselves; never rates satisfaction; sets only their own availability and
+//!   plans or cancels only their own absences.
 //! - `supervisor` (must be a registered team lead): acts on unassigned tickets and on tickets
 //!   of their team; assigns within their team; records callback ratings; registers agents of
 //!   their team (and changes only those: no agent of another team, no other team's lead),
-//!   sets their availability, defines calendars and policies.
+//!   sets their availability and plans their absences, defines calendars and policies.
+//! - `start_absence` and `end_absence` are the scheduler's alone (`system`).
 //! - `raise_sla_warning`, `record_sla_breach`, `close_unconfirmed`, `raise_follow_up_warning`
 //!   and `record_follow_up_overdue` are the scheduler's alone (`system`).
 //! - Follow-ups: planned by staff who may act on the ticket (an agent only their own, a
@@ -69,6 +72,16 @@ pub(crate) fn covers(directory: &Directory, assignee: &str, agent_id: &str) -> b
         .agents
         .get(assignee)
         .is_some_and(|a| !a.available && a.covered_by.as_deref() == Some(agent_id))
+}
+
+/// Whether `ticket` was moved from the away `agent_id` to the agent covering them, and sits
+/// with that cover still.
+pub(crate) fn handed_over(directory: &Directory, ticket: &Ticket, agent_id: &str) -> bool {
+    ticket.previous_assignee.as_deref() == Some(agent_id)
+        && ticket.assignee.is_some()
+        && directory.agents.get(agent_id).is_some_and(|a| {
+            !a.available && a.covered_by.is_some() && a.covered_by == ticket.assignee
+        })
 }
 
 /// A service speaks for the customers of the tickets it opened, and of those staff opened
@@ -183,7 +196,11 @@ pub(crate) fn authorize_ticket(
                     }),
                 _ => false,
             };
-            let mine = mine || owner;
+            // Away, they stay reachable for questions on what their cover took over: an
+            // internal note, nothing more.
+            let asked = matches!(command, Command::AddNote(c) if !c.visible_to_customer)
+                && handed_over(ctx.directory, ticket, &me.agent_id);
+            let mine = mine || owner || asked;
             if !mine {
                 return Err(Rejection::forbidden(format!(
                     "ticket {} is not in the care of agent {}",
@@ -304,7 +321,11 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
             _ => Err(deny(ctx, command)),
         },
         Role::Agent => match command {
-            Command::SetAgentAvailability(c) if c.agent_id == ctx.actor.id => {
+            Command::SetAgentAvailability(SetAgentAvailability { agent_id, .. })
+            | Command::PlanAbsence(PlanAbsence { agent_id, .. })
+            | Command::CancelAbsence(CancelAbsence { agent_id, .. })
+                if *agent_id == ctx.actor.id =>
+            {
                 staff(ctx).map(|_| ())
             }
             _ => Err(deny(ctx, command)),
@@ -320,6 +341,9 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                 ),
                 Command::RecordReinspectionOverdue(_) => Err(Rejection::forbidden(
                     "overdue re-inspections are the scheduler's (role system) alone",
+                )),
+                Command::StartAbsence(_) | Command::EndAbsence(_) => Err(Rejection::forbidden(
+                    "a planned absence starts and ends at its moments, by the scheduler (role system) alone",
                 )),
                 Command::DefineScorecard(c) if c.team.as_deref() != Some(me.team.as_str()) => {
                     Err(Rejection::at(
@@ -349,10 +373,16 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                     )),
                     _ => Ok(()),
                 },
-                Command::SetAgentAvailability(c) => match ctx.directory.agents.get(&c.agent_id) {
+                Command::SetAgentAvailability(SetAgentAvailability { agent_id, .. })
+                | Command::PlanAbsence(PlanAbsence { agent_id, .. })
+                | Command::CancelAbsence(CancelAbsence { agent_id, .. }) => match ctx
+                    .directory
+                    .agents
+                    .get(agent_id)
+                {
                     Some(a) if a.team != me.team => Err(Rejection::forbidden(format!(
                         "{} is not in team {}",
-                        c.agent_id, me.team
+                        agent_id, me.team
                     ))),
                     _ => Ok(()),
                 },

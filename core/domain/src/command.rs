@@ -71,6 +71,10 @@ macro_rules! for_each_command {
             "draw_inspection_sample" => DrawInspectionSample,
             "record_inspection" => RecordInspection,
             "record_reinspection_overdue" => RecordReinspectionOverdue,
+            "plan_absence" => PlanAbsence,
+            "cancel_absence" => CancelAbsence,
+            "start_absence" => StartAbsence,
+            "end_absence" => EndAbsence,
             "link_tickets" => LinkTickets,
             "merge_ticket" => MergeTicket,
         }
@@ -115,6 +119,10 @@ impl Command {
         match self {
             Command::RegisterAgent(c) => format!("agent-{}", c.agent_id),
             Command::SetAgentAvailability(c) => format!("agent-{}", c.agent_id),
+            Command::PlanAbsence(c) => format!("agent-{}", c.agent_id),
+            Command::CancelAbsence(c) => format!("agent-{}", c.agent_id),
+            Command::StartAbsence(c) => format!("agent-{}", c.agent_id),
+            Command::EndAbsence(c) => format!("agent-{}", c.agent_id),
             Command::RegisterCustomer(c) => format!("customer-{}", c.customer_id),
             Command::DefineCalendar(c) => format!("calendar-{}", c.calendar_id),
             Command::DefineSlaPolicy(c) => format!("sla_policy-{}", c.policy_id),
@@ -751,4 +759,50 @@ pub struct MergeTicket {
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
+}
+
+/// Plans an absence of `agent_id` from `from` until `until` (docs/domain.md, People and tiers:
+/// A/B roles). Nothing moves when it is planned: the scheduler starts it at `from` and ends
+/// it at `until`, and backup coverage moves the agent's open tickets then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanAbsence {
+    /// Chosen by the caller, so the absence can be cancelled by name.
+    pub absence_id: Uuid,
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub agent_id: String,
+    pub from: Timestamp,
+    pub until: Timestamp,
+    pub reason: AbsenceReason,
+    /// Who covers; the registered backup when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub backup_agent_id: Option<String>,
+}
+
+/// Cancels a planned absence; one under way ends at once (the agent is back early).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelAbsence {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub agent_id: String,
+    pub absence_id: Uuid,
+}
+
+/// The scheduler's (role `system`): a planned absence's start has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartAbsence {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub agent_id: String,
+    pub absence_id: Uuid,
+}
+
+/// The scheduler's (role `system`): an absence under way has reached its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndAbsence {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub agent_id: String,
+    pub absence_id: Uuid,
 }

@@ -39,6 +39,10 @@ pub struct Rules {
     pub follow_up_warn_hours: u32,
     /// Most follow-ups one ticket may hold (each is a deadline the scheduler tracks).
     pub follow_ups_max: usize,
+    /// The shortest and longest planned absence, in days (the backup rules cover absences
+    /// from one day to two months).
+    pub absence_days_min: u32,
+    pub absence_days_max: u32,
 }
 
 impl Default for Rules {
@@ -49,6 +53,8 @@ impl Default for Rules {
             visit_entry_days_max: 7,
             follow_up_warn_hours: 24,
             follow_ups_max: 20,
+            absence_days_min: 1,
+            absence_days_max: 62,
         }
     }
 }
@@ -65,6 +71,39 @@ pub struct Agent {
     pub available: bool,
     /// While away: who covers their work.
     pub covered_by: Option<String>,
+    /// Planned absences not yet ended or cancelled, in the order planned.
+    #[serde(default)]
+    pub absences: Vec<Absence>,
+}
+
+/// A planned absence, as its events leave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Absence {
+    pub absence_id: uuid::Uuid,
+    pub from: jiff::Timestamp,
+    pub until: jiff::Timestamp,
+    pub reason: AbsenceReason,
+    pub backup_agent_id: String,
+    /// Whether it began (`absence_started`).
+    pub started: bool,
+}
+
+impl Agent {
+    /// The absence under way, if any: the agent is away on it.
+    pub fn absence_under_way(&self) -> Option<&Absence> {
+        self.absences.iter().find(|a| a.started)
+    }
+
+    /// A planned absence of theirs sharing a moment with `from..until`.
+    pub fn absence_overlapping(
+        &self,
+        from: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Option<&Absence> {
+        self.absences
+            .iter()
+            .find(|a| a.from < until && from < a.until)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -154,6 +193,7 @@ impl Directory {
                     backup_agent_id: e.backup_agent_id.clone(),
                     available: previous.is_none_or(|a| a.available),
                     covered_by: previous.and_then(|a| a.covered_by.clone()),
+                    absences: previous.map(|a| a.absences.clone()).unwrap_or_default(),
                 };
                 self.agents.insert(e.agent_id.clone(), agent);
             }
@@ -165,6 +205,55 @@ impl Directory {
                     } else {
                         e.backup_agent_id.clone()
                     };
+                }
+            }
+            Event::AbsencePlanned(e) => {
+                if let Some(agent) = self.agents.get_mut(&e.agent_id) {
+                    agent.absences.push(Absence {
+                        absence_id: e.absence_id,
+                        from: e.from,
+                        until: e.until,
+                        reason: e.reason,
+                        backup_agent_id: e.backup_agent_id.clone(),
+                        started: false,
+                    });
+                }
+            }
+            Event::AbsenceStarted(e) => {
+                if let Some(agent) = self.agents.get_mut(&e.agent_id) {
+                    if let Some(a) = agent
+                        .absences
+                        .iter_mut()
+                        .find(|a| a.absence_id == e.absence_id)
+                    {
+                        a.started = true;
+                    }
+                    agent.available = false;
+                    agent.covered_by = Some(e.backup_agent_id.clone());
+                }
+            }
+            Event::AbsenceCancelled(AbsenceCancelled {
+                agent_id,
+                absence_id,
+                ..
+            })
+            | Event::AbsenceEnded(AbsenceEnded {
+                agent_id,
+                absence_id,
+                ..
+            }) => {
+                if let Some(agent) = self.agents.get_mut(agent_id) {
+                    let index = agent
+                        .absences
+                        .iter()
+                        .position(|a| a.absence_id == *absence_id);
+                    if let Some(gone) = index.map(|i| agent.absences.remove(i)) {
+                        // Back from an absence under way: coverage hands the tickets back.
+                        if gone.started {
+                            agent.available = true;
+                            agent.covered_by = None;
+                        }
+                    }
                 }
             }
             Event::CustomerRegistered(e) => {

@@ -76,6 +76,10 @@ macro_rules! for_each_event {
             "inspection_sample_drawn" => InspectionSampleDrawn,
             "inspection_recorded" => InspectionRecorded,
             "reinspection_overdue" => ReinspectionOverdue,
+            "absence_planned" => AbsencePlanned,
+            "absence_cancelled" => AbsenceCancelled,
+            "absence_started" => AbsenceStarted,
+            "absence_ended" => AbsenceEnded,
             "ticket_linked" => TicketLinked,
             "ticket_merged_into" => TicketMergedInto,
             "ticket_merged" => TicketMerged,
@@ -161,6 +165,10 @@ impl Event {
             | Event::InspectionSampleDrawn(_)
             | Event::InspectionRecorded(_)
             | Event::ReinspectionOverdue(_)
+            | Event::AbsencePlanned(_)
+            | Event::AbsenceCancelled(_)
+            | Event::AbsenceStarted(_)
+            | Event::AbsenceEnded(_)
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
             | Event::CalendarDefined(_)
@@ -629,4 +637,51 @@ pub struct TicketMerged {
     pub from_ticket_id: Uuid,
     #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
+}
+
+/// An absence of `agent_id` was planned, `backup_agent_id` covering (the one named, or the
+/// registered backup when none was).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AbsencePlanned {
+    pub absence_id: Uuid,
+    pub agent_id: String,
+    pub from: jiff::Timestamp,
+    pub until: jiff::Timestamp,
+    pub reason: AbsenceReason,
+    pub backup_agent_id: String,
+}
+
+/// A planned absence was cancelled; `under_way` when it had started (the agent is back). Like
+/// every absence event it names the whole absence, so a projection needs no earlier event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AbsenceCancelled {
+    pub absence_id: Uuid,
+    pub agent_id: String,
+    pub from: jiff::Timestamp,
+    pub until: jiff::Timestamp,
+    pub reason: AbsenceReason,
+    pub backup_agent_id: String,
+    pub under_way: bool,
+}
+
+/// A planned absence began at its `from`: the agent is away, `backup_agent_id` covering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AbsenceStarted {
+    pub absence_id: Uuid,
+    pub agent_id: String,
+    pub from: jiff::Timestamp,
+    pub until: jiff::Timestamp,
+    pub reason: AbsenceReason,
+    pub backup_agent_id: String,
+}
+
+/// An absence under way ended at its `until`: the agent is back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AbsenceEnded {
+    pub absence_id: Uuid,
+    pub agent_id: String,
+    pub from: jiff::Timestamp,
+    pub until: jiff::Timestamp,
+    pub reason: AbsenceReason,
+    pub backup_agent_id: String,
 }

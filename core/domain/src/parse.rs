@@ -458,6 +458,24 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                 }
             }
         }
+        Command::PlanAbsence(c) => {
+            p.id("/payload/agent_id", &c.agent_id);
+            if c.until <= c.from {
+                p.add("/payload/until", "must be after from");
+            }
+            if let Some(backup) = &c.backup_agent_id {
+                p.id("/payload/backup_agent_id", backup);
+                if backup == &c.agent_id {
+                    p.add(
+                        "/payload/backup_agent_id",
+                        "an agent cannot be their own backup",
+                    );
+                }
+            }
+        }
+        Command::CancelAbsence(CancelAbsence { agent_id, .. })
+        | Command::StartAbsence(StartAbsence { agent_id, .. })
+        | Command::EndAbsence(EndAbsence { agent_id, .. }) => p.id("/payload/agent_id", agent_id),
         Command::RegisterCustomer(c) => {
             p.id("/payload/customer_id", &c.customer_id);
             p.text("/payload/name", &c.name, SHORT_TEXT_CHARS_MAX);

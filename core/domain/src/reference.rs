@@ -4,6 +4,7 @@
 
 use super::authorize::authorize_directory;
 use super::command::*;
+use super::directory::{Absence, Agent};
 use super::event::*;
 use super::rejection::{Rejection, RejectionCode};
 use super::types::Verdict;
@@ -99,6 +100,57 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 agent_id: c.agent_id.clone(),
                 available: c.available,
                 backup_agent_id: backup,
+            })
+        }
+        Command::PlanAbsence(c) => plan_absence(c, ctx)?,
+        Command::CancelAbsence(c) => {
+            let absence = planned(ctx, &c.agent_id, c.absence_id)?;
+            Event::AbsenceCancelled(AbsenceCancelled {
+                absence_id: c.absence_id,
+                agent_id: c.agent_id.clone(),
+                from: absence.from,
+                until: absence.until,
+                reason: absence.reason,
+                backup_agent_id: absence.backup_agent_id.clone(),
+                under_way: absence.started,
+            })
+        }
+        Command::StartAbsence(c) => {
+            let absence = planned(ctx, &c.agent_id, c.absence_id)?;
+            if absence.started {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/absence_id",
+                    "the absence has already started",
+                ));
+            }
+            not_before(ctx, absence.from, "starts")?;
+            Event::AbsenceStarted(AbsenceStarted {
+                absence_id: c.absence_id,
+                agent_id: c.agent_id.clone(),
+                from: absence.from,
+                until: absence.until,
+                reason: absence.reason,
+                backup_agent_id: absence.backup_agent_id.clone(),
+            })
+        }
+        Command::EndAbsence(c) => {
+            let absence = planned(ctx, &c.agent_id, c.absence_id)?;
+            if !absence.started {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/absence_id",
+                    "the absence has not started",
+                ));
+            }
+            not_before(ctx, absence.until, "ends")?;
+            Event::AbsenceEnded(AbsenceEnded {
+                absence_id: c.absence_id,
+                agent_id: c.agent_id.clone(),
+                from: absence.from,
+                until: absence.until,
+                reason: absence.reason,
+                backup_agent_id: absence.backup_agent_id.clone(),
             })
         }
         Command::RegisterCustomer(c) => Event::CustomerRegistered(CustomerRegistered {
@@ -254,4 +306,119 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
         _ => unreachable!("decide_directory takes directory commands only"),
     };
     Ok(vec![event])
+}
+
+fn agent<'d>(ctx: &Context<'d>, agent_id: &str) -> Result<&'d Agent, Rejection> {
+    ctx.directory
+        .agents
+        .get(agent_id)
+        .ok_or_else(|| Rejection::not_found("/payload/agent_id", format!("no agent {agent_id}")))
+}
+
+/// A planned absence of the agent, not yet ended or cancelled.
+fn planned<'d>(
+    ctx: &Context<'d>,
+    agent_id: &str,
+    absence_id: uuid::Uuid,
+) -> Result<&'d Absence, Rejection> {
+    agent(ctx, agent_id)?
+        .absences
+        .iter()
+        .find(|a| a.absence_id == absence_id)
+        .ok_or_else(|| {
+            Rejection::not_found(
+                "/payload/absence_id",
+                format!("{agent_id} has no planned absence {absence_id} (never planned, ended or cancelled)"),
+            )
+        })
+}
+
+/// Refuses to act before `moment`: a planned absence starts and ends at its moments, never
+/// earlier (later only when no scheduler ran at the moment).
+fn not_before(ctx: &Context, moment: jiff::Timestamp, what: &str) -> Result<(), Rejection> {
+    match ctx.at {
+        Some(at) if at < moment => Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/absence_id",
+            format!("the absence {what} at {moment}, not {at}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn plan_absence(c: &PlanAbsence, ctx: &Context) -> Result<Event, Rejection> {
+    let who = agent(ctx, &c.agent_id)?;
+    let rules = ctx.rules;
+    let seconds = c.until.as_second() - c.from.as_second();
+    let (min, max) = (rules.absence_days_min, rules.absence_days_max);
+    if seconds < i64::from(min) * 86_400 || seconds > i64::from(max) * 86_400 {
+        return Err(Rejection::validation(
+            "/payload/until",
+            format!("an absence lasts from {min} to {max} days"),
+        ));
+    }
+    if let Some(at) = ctx.at.filter(|at| c.from < *at) {
+        return Err(Rejection::validation(
+            "/payload/from",
+            format!("an absence is planned ahead: {} is before {at}", c.from),
+        ));
+    }
+    if who.absences.iter().any(|a| a.absence_id == c.absence_id) {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/absence_id",
+            format!("absence {} is already planned", c.absence_id),
+        ));
+    }
+    if let Some(other) = who.absence_overlapping(c.from, c.until) {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/from",
+            format!(
+                "{} is already away from {} until {} (absence {})",
+                c.agent_id, other.from, other.until, other.absence_id
+            ),
+        ));
+    }
+    let (path, backup_id) = match (&c.backup_agent_id, &who.backup_agent_id) {
+        (Some(id), _) => ("/payload/backup_agent_id", id),
+        (None, Some(id)) => ("/payload/agent_id", id),
+        (None, None) => {
+            return Err(Rejection::validation(
+                "/payload/backup_agent_id",
+                format!("{} has no registered backup: name who covers", c.agent_id),
+            ))
+        }
+    };
+    let backup = ctx.directory.agents.get(backup_id).ok_or_else(|| {
+        Rejection::not_found(path, format!("backup agent {backup_id} is not registered"))
+    })?;
+    if backup.line != who.line {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            path,
+            format!(
+                "backup agent {backup_id} works line {}, not line {}",
+                backup.line, who.line
+            ),
+        ));
+    }
+    if let Some(other) = backup.absence_overlapping(c.from, c.until) {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            path,
+            format!(
+                "backup agent {backup_id} is away from {} until {} too",
+                other.from, other.until
+            ),
+        ));
+    }
+    Ok(Event::AbsencePlanned(AbsencePlanned {
+        absence_id: c.absence_id,
+        agent_id: c.agent_id.clone(),
+        from: c.from,
+        until: c.until,
+        reason: c.reason,
+        backup_agent_id: backup_id.clone(),
+    }))
 }

@@ -34,6 +34,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 status: TicketStatus::Unassigned,
                 line: LINE_MIN,
                 assignee: None,
+                previous_assignee: None,
                 team: None,
                 sla: e.sla.clone(),
                 resolutions: 0,
@@ -52,6 +53,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
     t.version += 1;
     match event {
         Event::TicketAssigned(e) => {
+            t.previous_assignee = e.previous_agent_id.clone();
             t.assignee = Some(e.agent_id.clone());
             t.team = Some(e.team.clone());
             if t.status != TicketStatus::PendingCustomer {
@@ -61,6 +63,7 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         Event::TicketEscalated(e) => {
             t.line = e.to_line;
             t.escalations += 1;
+            t.previous_assignee = None;
             t.assignee = e.to_agent_id.clone();
             t.team = e.to_team.clone();
             t.status = if t.assignee.is_some() {
@@ -146,7 +149,11 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         | Event::ScorecardDefined(_)
         | Event::InspectionSampleDrawn(_)
         | Event::InspectionRecorded(_)
-        | Event::ReinspectionOverdue(_) => {}
+        | Event::ReinspectionOverdue(_)
+        | Event::AbsencePlanned(_)
+        | Event::AbsenceCancelled(_)
+        | Event::AbsenceStarted(_)
+        | Event::AbsenceEnded(_) => {}
     }
     Some(t)
 }
@@ -442,7 +449,11 @@ pub fn decide_ticket(
         | Command::DefineScorecard(_)
         | Command::DrawInspectionSample(_)
         | Command::RecordInspection(_)
-        | Command::RecordReinspectionOverdue(_) => {
+        | Command::RecordReinspectionOverdue(_)
+        | Command::PlanAbsence(_)
+        | Command::CancelAbsence(_)
+        | Command::StartAbsence(_)
+        | Command::EndAbsence(_) => {
             unreachable!("not a ticket command on an open ticket")
         }
     };

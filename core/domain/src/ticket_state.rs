@@ -25,6 +25,10 @@ pub struct Ticket {
     /// Support line: 1, 2 or 3.
     pub line: u8,
     pub assignee: Option<String>,
+    /// Whom the last assignment took it from: an away agent keeps a hand in the tickets moved
+    /// from them to their cover (`authorize.rs`).
+    #[serde(default)]
+    pub previous_assignee: Option<String>,
     /// The assignee's team.
     pub team: Option<String>,
     pub sla: Option<SlaTargets>,

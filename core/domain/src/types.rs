@@ -151,6 +151,18 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// Why an agent is away on a planned absence (the backup rules: leave, travel, illness,
+    /// training).
+    AbsenceReason {
+        Leave => "leave",
+        Travel => "travel",
+        Illness => "illness",
+        Training => "training",
+        Other => "other",
+    }
+);
+
+wire_enum!(
     /// What a follow-up found.
     FollowUpOutcome {
         Satisfied => "satisfied",

@@ -172,6 +172,7 @@ mod tests {
             backup_agent_id: None,
             available: true,
             covered_by: None,
+            absences: Vec::new(),
         }
     }
 
@@ -212,6 +213,7 @@ mod tests {
             status: TicketStatus::Assigned,
             line: 1,
             assignee: Some(assignee.to_owned()),
+            previous_assignee: None,
             team: Some(team.to_owned()),
             sla: None,
             resolutions: 0,

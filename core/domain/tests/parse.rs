@@ -1322,3 +1322,50 @@ fn scorecards_keep_the_manuals_bounds() {
     );
     rejected(&set("weight", json!(1)), "/payload/weight");
 }
+
+fn plan_absence() -> Value {
+    command(
+        "plan_absence",
+        json!({
+            "absence_id": "0190c7b8-0000-7000-8000-0000000000ab",
+            "agent_id": "a3",
+            "from": "2026-12-01T00:00:00Z",
+            "until": "2026-12-08T00:00:00Z",
+            "reason": "training",
+        }),
+    )
+}
+
+#[test]
+fn absences_parse_and_name_the_field_at_fault() {
+    let parsed = accepted(&plan_absence());
+    let Command::PlanAbsence(c) = parsed.command else {
+        panic!("not plan_absence: {parsed:?}")
+    };
+    assert_eq!(c.reason, AbsenceReason::Training);
+    assert_eq!(c.backup_agent_id, None);
+    rejected(
+        &with(
+            plan_absence(),
+            "/payload/until",
+            Some(json!("2026-12-01T00:00:00Z")),
+        ),
+        "/payload/until",
+    );
+    rejected(
+        &with(
+            plan_absence(),
+            "/payload/backup_agent_id",
+            Some(json!("a3")),
+        ),
+        "/payload/backup_agent_id",
+    );
+    rejected(
+        &with(plan_absence(), "/payload/reason", Some(json!("holiday"))),
+        "/payload/reason",
+    );
+    rejected(
+        &command("cancel_absence", json!({"agent_id": "", "absence_id": ID})),
+        "/payload/agent_id",
+    );
+}

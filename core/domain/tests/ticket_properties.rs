@@ -1045,3 +1045,174 @@ fn the_main_property_detects_a_forged_history() {
     let on_a2 = fold(&[opened_standard(), assigned("a2", "alpha", None)]);
     assert!(check_authority(&dir, &agent("a1"), &note("n"), &on_a2).is_ok());
 }
+
+// ---------- planned absences ----------
+
+/// One step on the absences of agents a3 and a4 (line 2, each the other's backup) and a1
+/// (line 1): a command at an hour offset from a fixed origin, by a random actor.
+fn absence_step() -> impl Strategy<Value = (Command, Actor, i64)> {
+    let agents = select(vec!["a1", "a3", "a3", "a4", "ghost"]);
+    let ids = select(vec![1u128, 2]);
+    // The scheduler's commands are `system`'s alone: weighted so starts and ends happen.
+    let actors = select(vec![
+        system(),
+        system(),
+        system(),
+        agent("a3"),
+        agent("a4"),
+        supervisor("lead-a"),
+        supervisor("lead-b"),
+        auditor(),
+    ]);
+    let reasons = select(AbsenceReason::ALL.to_vec());
+    let backups = proptest::option::of(select(vec!["a1", "a3", "a4", "lead-a"]));
+    let command = prop_oneof![
+        (
+            agents.clone(),
+            ids.clone(),
+            0i64..2_000,
+            1i64..2_000,
+            reasons,
+            backups
+        )
+            .prop_map(
+                |(agent_id, id, from, hours, reason, backup)| Command::PlanAbsence(PlanAbsence {
+                    absence_id: uuid::Uuid::from_u128(id),
+                    agent_id: agent_id.into(),
+                    from: hour(from),
+                    until: hour(from + hours),
+                    reason,
+                    backup_agent_id: backup.map(str::to_owned),
+                })
+            ),
+        (agents.clone(), ids.clone()).prop_map(|(agent_id, id)| Command::CancelAbsence(
+            CancelAbsence {
+                agent_id: agent_id.into(),
+                absence_id: uuid::Uuid::from_u128(id)
+            }
+        )),
+        (agents.clone(), ids.clone()).prop_map(|(agent_id, id)| Command::StartAbsence(
+            StartAbsence {
+                agent_id: agent_id.into(),
+                absence_id: uuid::Uuid::from_u128(id)
+            }
+        )),
+        (agents, ids).prop_map(|(agent_id, id)| Command::EndAbsence(EndAbsence {
+            agent_id: agent_id.into(),
+            absence_id: uuid::Uuid::from_u128(id)
+        })),
+    ];
+    (command, actors, 1i64..300)
+}
+
+fn hour(h: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_780_000_000 + h * 3_600).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 2_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Whatever is planned, cancelled, started and ended, in whatever order and by whom, at
+    /// business times that move forward: no agent's absences overlap, each lasts within the
+    /// rules, at most one is under way, an agent on one is away and covered by its backup,
+    /// a start or end never comes before its moment, and folding the accepted events again
+    /// gives the same directory.
+    #[test]
+    fn absences_keep_their_invariants(steps in proptest::collection::vec(absence_step(), 0..40)) {
+        absences_run(&steps)?;
+    }
+}
+
+/// The absence generator reaches every absence event, so the property is not vacuous.
+#[test]
+fn the_absence_generator_reaches_every_absence_event() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = proptest::collection::vec(absence_step(), 0..40);
+    let mut seen = HashSet::new();
+    for _ in 0..1_000 {
+        let steps = strategy.new_tree(&mut runner).unwrap().current();
+        for event in absences_run(&steps).unwrap() {
+            seen.insert(event.event_type());
+        }
+    }
+    for kind in [
+        "absence_planned",
+        "absence_started",
+        "absence_ended",
+        "absence_cancelled",
+    ] {
+        assert!(seen.contains(kind), "never reached {kind}: {seen:?}");
+    }
+}
+
+/// Runs `steps`, checking the invariants after each; returns the accepted events.
+fn absences_run(steps: &[(Command, Actor, i64)]) -> Result<Vec<Event>, TestCaseError> {
+    {
+        let rules = Rules::default();
+        let mut dir = fixture_directory();
+        let start = dir.clone();
+        let mut accepted = Vec::new();
+        let mut now = 0i64;
+        for (command, actor, advance) in steps {
+            now += advance;
+            let at = hour(now);
+            let ctx = Context {
+                actor,
+                directory: &dir,
+                rules: &rules,
+                opened_by: None,
+                at: Some(at),
+                other: None,
+            };
+            let Ok(events) = decide(&None, command, &ctx) else {
+                continue;
+            };
+            prop_assert_eq!(events.len(), 1);
+            match &events[0] {
+                Event::AbsenceStarted(e) => prop_assert!(e.from <= at),
+                Event::AbsenceEnded(e) => prop_assert!(e.until <= at),
+                Event::AbsencePlanned(e) => prop_assert!(e.from >= at),
+                _ => {}
+            }
+            prop_assert!(
+                matches!(actor.role, Role::System)
+                    || !matches!(command, Command::StartAbsence(_) | Command::EndAbsence(_))
+            );
+            apply_all(&mut dir, &events);
+            accepted.extend(events);
+            for agent in dir.agents.values() {
+                let list = &agent.absences;
+                for (i, a) in list.iter().enumerate() {
+                    let days = (a.until.as_second() - a.from.as_second()) as f64 / 86_400.0;
+                    prop_assert!(days >= f64::from(rules.absence_days_min));
+                    prop_assert!(days <= f64::from(rules.absence_days_max));
+                    for b in &list[i + 1..] {
+                        prop_assert!(
+                            a.until <= b.from || b.until <= a.from,
+                            "{a:?} overlaps {b:?}"
+                        );
+                    }
+                }
+                prop_assert!(list.iter().filter(|a| a.started).count() <= 1);
+                if let Some(a) = agent.absence_under_way() {
+                    // The on/off switch may bring them back early; otherwise they are away.
+                    if !agent.available {
+                        prop_assert_eq!(
+                            agent.covered_by.as_deref(),
+                            Some(a.backup_agent_id.as_str())
+                        );
+                    }
+                }
+            }
+        }
+        let mut again = start;
+        apply_all(&mut again, &accepted);
+        prop_assert_eq!(again, dir);
+        Ok(accepted)
+    }
+}

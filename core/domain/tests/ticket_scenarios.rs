@@ -58,9 +58,11 @@ impl Given {
             | Event::ScorecardDefined(_)
             | Event::InspectionSampleDrawn(_)
             | Event::InspectionRecorded(_)
-            | Event::ReinspectionOverdue(_) => {
-                apply_all(&mut self.directory, std::slice::from_ref(event))
-            }
+            | Event::ReinspectionOverdue(_)
+            | Event::AbsencePlanned(_)
+            | Event::AbsenceCancelled(_)
+            | Event::AbsenceStarted(_)
+            | Event::AbsenceEnded(_) => apply_all(&mut self.directory, std::slice::from_ref(event)),
             _ => self.ticket = evolve(self.ticket.take(), event),
         }
     }
@@ -1689,5 +1691,352 @@ fn a_merge_needs_an_open_unmerged_target_other_than_itself() {
         .when(merge_into(OTHER), agent("b1"))
         .then_rejected(Forbidden, "")
         .when(merge_into(OTHER), service())
+        .then_rejected(Forbidden, "");
+}
+
+const ABSENCE: uuid::Uuid = uuid::Uuid::from_u128(0xab5e_0000_0000_7000_8000_0000_0000_0001);
+const ABSENCE_2: uuid::Uuid = uuid::Uuid::from_u128(0xab5e_0000_0000_7000_8000_0000_0000_0002);
+
+fn plan_absence(
+    id: uuid::Uuid,
+    agent_id: &str,
+    from: &str,
+    until: &str,
+    backup: Option<&str>,
+) -> Command {
+    Command::PlanAbsence(PlanAbsence {
+        absence_id: id,
+        agent_id: agent_id.into(),
+        from: support::at(from),
+        until: support::at(until),
+        reason: AbsenceReason::Leave,
+        backup_agent_id: backup.map(str::to_owned),
+    })
+}
+
+fn absence_planned(id: uuid::Uuid, agent_id: &str, from: &str, until: &str, backup: &str) -> Event {
+    Event::AbsencePlanned(AbsencePlanned {
+        absence_id: id,
+        agent_id: agent_id.into(),
+        from: support::at(from),
+        until: support::at(until),
+        reason: AbsenceReason::Leave,
+        backup_agent_id: backup.into(),
+    })
+}
+
+fn start_absence(id: uuid::Uuid, agent_id: &str) -> Command {
+    Command::StartAbsence(StartAbsence {
+        agent_id: agent_id.into(),
+        absence_id: id,
+    })
+}
+
+fn end_absence(id: uuid::Uuid, agent_id: &str) -> Command {
+    Command::EndAbsence(EndAbsence {
+        agent_id: agent_id.into(),
+        absence_id: id,
+    })
+}
+
+fn cancel_absence(id: uuid::Uuid, agent_id: &str) -> Command {
+    Command::CancelAbsence(CancelAbsence {
+        agent_id: agent_id.into(),
+        absence_id: id,
+    })
+}
+
+const PLANNED_AT: &str = "2026-03-02T09:00:00Z";
+const FROM: &str = "2026-03-10T00:00:00Z";
+const UNTIL: &str = "2026-03-20T00:00:00Z";
+
+#[test]
+fn an_absence_is_planned_ahead_with_the_registered_backup_by_default() {
+    // a3 (line 2) plans their own leave: a4, their registered backup, covers.
+    given([])
+        .when_at(
+            plan_absence(ABSENCE, "a3", FROM, UNTIL, None),
+            agent("a3"),
+            Some(PLANNED_AT),
+        )
+        .then([absence_planned(ABSENCE, "a3", FROM, UNTIL, "a4")]);
+    // Their team lead may plan it, naming the backup; nothing moves yet.
+    let g = given([])
+        .when_at(
+            plan_absence(ABSENCE, "a3", FROM, UNTIL, Some("lead-a")),
+            supervisor("lead-a"),
+            Some(PLANNED_AT),
+        )
+        .then_rejected(InvalidTransition, "/payload/backup_agent_id")
+        .when_at(
+            plan_absence(ABSENCE, "a4", FROM, UNTIL, None),
+            supervisor("lead-a"),
+            Some(PLANNED_AT),
+        )
+        .then([absence_planned(ABSENCE, "a4", FROM, UNTIL, "a3")]);
+    let a4 = &g.directory.agents["a4"];
+    assert!(a4.available, "planning moves nothing");
+    assert_eq!(a4.absences.len(), 1);
+}
+
+#[test]
+fn planning_an_absence_is_refused_with_the_field_at_fault() {
+    let when =
+        |g: Given, command: Command, actor: Actor| g.when_at(command, actor, Some(PLANNED_AT));
+    let g = given([]);
+    // Only the agent themselves, their team lead or the system.
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "a3", FROM, UNTIL, None),
+        agent("a4"),
+    )
+    .then_rejected(Forbidden, "");
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "a3", FROM, UNTIL, None),
+        supervisor("lead-b"),
+    )
+    .then_rejected(Forbidden, "");
+    let g = when(g, plan_absence(ABSENCE, "a3", FROM, UNTIL, None), auditor())
+        .then_rejected(Forbidden, "");
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "nobody", FROM, UNTIL, None),
+        system(),
+    )
+    .then_rejected(NotFound, "/payload/agent_id");
+    // The manuals' bound: one day to two months (Rules::absence_days_min/max).
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "a3", FROM, "2026-03-10T23:00:00Z", None),
+        system(),
+    )
+    .then_rejected(Validation, "/payload/until");
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "a3", FROM, "2026-05-12T00:00:00Z", None),
+        system(),
+    )
+    .then_rejected(Validation, "/payload/until");
+    // Planned, not backdated.
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "a3", "2026-03-01T00:00:00Z", UNTIL, None),
+        system(),
+    )
+    .then_rejected(Validation, "/payload/from");
+    // A backup who is registered, of the same line; a5 has no registered one.
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "a3", FROM, UNTIL, Some("nobody")),
+        system(),
+    )
+    .then_rejected(NotFound, "/payload/backup_agent_id");
+    let g = when(
+        g,
+        plan_absence(ABSENCE, "a3", FROM, UNTIL, Some("a1")),
+        system(),
+    )
+    .then_rejected(InvalidTransition, "/payload/backup_agent_id");
+    let g = when(g, plan_absence(ABSENCE, "a5", FROM, UNTIL, None), system())
+        .then_rejected(Validation, "/payload/backup_agent_id");
+    // No two absences of one agent overlap, and the backup is not away then.
+    let g = when(
+        g,
+        plan_absence(
+            ABSENCE,
+            "a4",
+            "2026-03-15T00:00:00Z",
+            "2026-03-25T00:00:00Z",
+            None,
+        ),
+        system(),
+    )
+    .then_accepted();
+    let g = when(
+        g,
+        plan_absence(
+            ABSENCE_2,
+            "a4",
+            "2026-03-24T00:00:00Z",
+            "2026-03-26T00:00:00Z",
+            None,
+        ),
+        system(),
+    )
+    .then_rejected(InvalidTransition, "/payload/from");
+    let g = when(
+        g,
+        plan_absence(
+            ABSENCE,
+            "a4",
+            "2026-04-01T00:00:00Z",
+            "2026-04-03T00:00:00Z",
+            None,
+        ),
+        system(),
+    )
+    .then_rejected(InvalidTransition, "/payload/absence_id");
+    let g = when(
+        g,
+        plan_absence(ABSENCE_2, "a3", FROM, UNTIL, None),
+        system(),
+    )
+    .then_rejected(InvalidTransition, "/payload/agent_id");
+    // A longer bound set in the rules admits a longer absence.
+    let mut g = g;
+    g.rules.absence_days_max = 120;
+    when(
+        g,
+        plan_absence(
+            ABSENCE_2,
+            "a3",
+            "2026-04-01T00:00:00Z",
+            "2026-07-01T00:00:00Z",
+            None,
+        ),
+        system(),
+    )
+    .then_accepted();
+}
+
+#[test]
+fn an_absence_starts_and_ends_at_its_moments_by_the_scheduler_alone() {
+    let g = given([absence_planned(ABSENCE, "a3", FROM, UNTIL, "a4")])
+        .when_at(start_absence(ABSENCE, "a3"), agent("a3"), Some(FROM))
+        .then_rejected(Forbidden, "")
+        .when_at(
+            start_absence(ABSENCE, "a3"),
+            supervisor("lead-a"),
+            Some(FROM),
+        )
+        .then_rejected(Forbidden, "")
+        .when_at(
+            start_absence(ABSENCE, "a3"),
+            system(),
+            Some("2026-03-09T23:59:59Z"),
+        )
+        .then_rejected(InvalidTransition, "/payload/absence_id")
+        .when_at(end_absence(ABSENCE, "a3"), system(), Some(UNTIL))
+        .then_rejected(InvalidTransition, "/payload/absence_id")
+        .when_at(start_absence(ABSENCE_2, "a3"), system(), Some(FROM))
+        .then_rejected(NotFound, "/payload/absence_id")
+        .when_at(
+            start_absence(ABSENCE, "a3"),
+            system(),
+            Some("2026-03-10T00:05:00Z"),
+        )
+        .then([Event::AbsenceStarted(AbsenceStarted {
+            absence_id: ABSENCE,
+            agent_id: "a3".into(),
+            from: support::at(FROM),
+            until: support::at(UNTIL),
+            reason: AbsenceReason::Leave,
+            backup_agent_id: "a4".into(),
+        })]);
+    let a3 = &g.directory.agents["a3"];
+    assert!(!a3.available);
+    assert_eq!(a3.covered_by.as_deref(), Some("a4"));
+    let g = g
+        .when_at(
+            start_absence(ABSENCE, "a3"),
+            system(),
+            Some("2026-03-11T00:00:00Z"),
+        )
+        .then_rejected(InvalidTransition, "/payload/absence_id")
+        .when_at(
+            end_absence(ABSENCE, "a3"),
+            system(),
+            Some("2026-03-19T23:59:59Z"),
+        )
+        .then_rejected(InvalidTransition, "/payload/absence_id")
+        .when_at(end_absence(ABSENCE, "a3"), system(), Some(UNTIL))
+        .then([Event::AbsenceEnded(AbsenceEnded {
+            absence_id: ABSENCE,
+            agent_id: "a3".into(),
+            from: support::at(FROM),
+            until: support::at(UNTIL),
+            reason: AbsenceReason::Leave,
+            backup_agent_id: "a4".into(),
+        })]);
+    let a3 = &g.directory.agents["a3"];
+    assert!(a3.available && a3.covered_by.is_none() && a3.absences.is_empty());
+    g.when_at(end_absence(ABSENCE, "a3"), system(), Some(UNTIL))
+        .then_rejected(NotFound, "/payload/absence_id")
+        .when_at(cancel_absence(ABSENCE, "a3"), agent("a3"), Some(UNTIL))
+        .then_rejected(NotFound, "/payload/absence_id");
+}
+
+#[test]
+fn a_cancelled_absence_never_starts_and_one_under_way_ends_at_once() {
+    let cancelled = |under_way| {
+        Event::AbsenceCancelled(AbsenceCancelled {
+            absence_id: ABSENCE,
+            agent_id: "a3".into(),
+            from: support::at(FROM),
+            until: support::at(UNTIL),
+            reason: AbsenceReason::Leave,
+            backup_agent_id: "a4".into(),
+            under_way,
+        })
+    };
+    given([absence_planned(ABSENCE, "a3", FROM, UNTIL, "a4")])
+        .when_at(cancel_absence(ABSENCE, "a3"), agent("a4"), Some(PLANNED_AT))
+        .then_rejected(Forbidden, "")
+        .when_at(
+            cancel_absence(ABSENCE_2, "a3"),
+            agent("a3"),
+            Some(PLANNED_AT),
+        )
+        .then_rejected(NotFound, "/payload/absence_id")
+        .when_at(cancel_absence(ABSENCE, "a3"), agent("a3"), Some(PLANNED_AT))
+        .then([cancelled(false)])
+        .when_at(start_absence(ABSENCE, "a3"), system(), Some(FROM))
+        .then_rejected(NotFound, "/payload/absence_id");
+    let g = given([absence_planned(ABSENCE, "a3", FROM, UNTIL, "a4")])
+        .when_at(start_absence(ABSENCE, "a3"), system(), Some(FROM))
+        .then_accepted()
+        .when_at(
+            cancel_absence(ABSENCE, "a3"),
+            supervisor("lead-a"),
+            Some("2026-03-12T00:00:00Z"),
+        )
+        .then([cancelled(true)]);
+    let a3 = &g.directory.agents["a3"];
+    assert!(a3.available && a3.covered_by.is_none());
+}
+
+#[test]
+fn the_away_agent_adds_internal_notes_to_what_their_cover_took_over() {
+    let g = given([
+        absence_planned(ABSENCE, "a3", FROM, UNTIL, "a4"),
+        opened_standard(),
+        escalated(1, "needs line 2", None, Some(("a3", "alpha"))),
+    ])
+    .when_at(start_absence(ABSENCE, "a3"), system(), Some(FROM))
+    .then_accepted()
+    .and([assigned("a4", "alpha", Some("a3"))]);
+    let visible = Command::AddNote(AddNote {
+        ticket_id: TICKET,
+        text: "told the customer".into(),
+        visible_to_customer: true,
+    });
+    let g = g
+        .when(note("the router was replaced last week"), agent("a3"))
+        .then([Event::NoteAdded(NoteAdded {
+            ticket_id: TICKET,
+            text: "the router was replaced last week".into(),
+            visible_to_customer: false,
+        })])
+        .when(visible, agent("a3"))
+        .then_rejected(Forbidden, "")
+        .when(respond("back soon"), agent("a3"))
+        .then_rejected(Forbidden, "")
+        .when(note("not mine"), agent("a1"))
+        .then_rejected(Forbidden, "");
+    // Back: the ticket is no longer theirs to note unless handed back.
+    g.when_at(end_absence(ABSENCE, "a3"), system(), Some(UNTIL))
+        .then_accepted()
+        .when(note("still here"), agent("a3"))
         .then_rejected(Forbidden, "");
 }

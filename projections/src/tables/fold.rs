@@ -83,6 +83,7 @@ pub struct Changes {
     pub inspection_samples: BTreeMap<Uuid, SampleRow>,
     pub inspections: BTreeMap<(Uuid, Uuid), InspectionRow>,
     pub reinspections_overdue: BTreeMap<(Uuid, Uuid), OverdueRow>,
+    pub absences: BTreeMap<Uuid, AbsenceRow>,
     pub ticket_links: BTreeMap<(Uuid, Uuid, String), LinkRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
@@ -120,6 +121,7 @@ impl Changes {
         self.inspections.extend(later.inspections);
         self.reinspections_overdue
             .extend(later.reinspections_overdue);
+        self.absences.extend(later.absences);
         self.ticket_links.extend(later.ticket_links);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
@@ -200,6 +202,59 @@ impl Folder {
                         verdict: e.verdict.as_str().to_owned(),
                         reinspect_in: e.reinspect_in.clone(),
                     },
+                );
+                return Ok(());
+            }
+            Event::AbsencePlanned(e) => {
+                let (from, until, reason) = (e.from, e.until, e.reason);
+                absence(
+                    changes,
+                    e.absence_id,
+                    &e.agent_id,
+                    (from, until),
+                    reason,
+                    &e.backup_agent_id,
+                    "planned",
+                    at,
+                );
+                return Ok(());
+            }
+            Event::AbsenceStarted(e) => {
+                absence(
+                    changes,
+                    e.absence_id,
+                    &e.agent_id,
+                    (e.from, e.until),
+                    e.reason,
+                    &e.backup_agent_id,
+                    "started",
+                    at,
+                );
+                return Ok(());
+            }
+            Event::AbsenceEnded(e) => {
+                absence(
+                    changes,
+                    e.absence_id,
+                    &e.agent_id,
+                    (e.from, e.until),
+                    e.reason,
+                    &e.backup_agent_id,
+                    "ended",
+                    at,
+                );
+                return Ok(());
+            }
+            Event::AbsenceCancelled(e) => {
+                absence(
+                    changes,
+                    e.absence_id,
+                    &e.agent_id,
+                    (e.from, e.until),
+                    e.reason,
+                    &e.backup_agent_id,
+                    "cancelled",
+                    at,
                 );
                 return Ok(());
             }
@@ -833,6 +888,33 @@ fn rule(w: &mut TicketWork, e: &ComplaintRuled, at: i64, changes: &mut Changes) 
 }
 
 /// Changes follow-up `number`'s row (none: an event `decide` would not have produced).
+/// The row of an absence as one of its events leaves it (each names the whole absence).
+#[allow(clippy::too_many_arguments)]
+fn absence(
+    changes: &mut Changes,
+    absence_id: Uuid,
+    agent_id: &str,
+    (from, until): (jiff::Timestamp, jiff::Timestamp),
+    reason: closeloop_core::domain::AbsenceReason,
+    backup_agent_id: &str,
+    state: &str,
+    at: i64,
+) {
+    changes.absences.insert(
+        absence_id,
+        AbsenceRow {
+            absence_id,
+            agent_id: agent_id.to_owned(),
+            from_at: from.as_second(),
+            until_at: until.as_second(),
+            reason: reason.as_str().to_owned(),
+            backup_agent_id: backup_agent_id.to_owned(),
+            state: state.to_owned(),
+            changed_at: at,
+        },
+    );
+}
+
 fn follow_up(
     w: &mut TicketWork,
     number: u32,

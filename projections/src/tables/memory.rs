@@ -11,8 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AgentRow, Changes, Dump, FollowUpRow, InspectionRow, ResolutionRow, Saved,
-    ScorecardRow, TableError, TableStore, TicketRow, TimerRow, VERSION,
+    new_generation, AbsenceRow, AgentRow, Changes, Dump, FollowUpRow, InspectionRow, ResolutionRow,
+    Saved, ScorecardRow, TableError, TableStore, TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -106,6 +106,7 @@ impl TableStore for MemoryTables {
             &mut rows.reinspections_overdue,
             &changes.reinspections_overdue,
         );
+        merge(&mut rows.absences, &changes.absences);
         merge(&mut rows.ticket_links, &changes.ticket_links);
         Ok(())
     }
@@ -126,6 +127,7 @@ impl TableStore for MemoryTables {
             follow_ups: r.follow_ups.values().cloned().collect(),
             inspection_samples: r.inspection_samples.values().cloned().collect(),
             inspections: r.inspections.values().cloned().collect(),
+            absences: r.absences.values().cloned().collect(),
             reinspections_overdue: r.reinspections_overdue.values().cloned().collect(),
             ticket_links: r.ticket_links.values().cloned().collect(),
         })
@@ -209,6 +211,27 @@ impl TableStore for MemoryTables {
             }
         }
         Ok(())
+    }
+
+    async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut due: Vec<AbsenceRow> = t
+            .rows
+            .absences
+            .values()
+            .filter(|r| r.absence_due(now))
+            .cloned()
+            .collect();
+        due.sort_by_key(|r| {
+            let moment = if r.state == "planned" {
+                r.from_at
+            } else {
+                r.until_at
+            };
+            (moment, r.absence_id)
+        });
+        due.truncate(limit as usize);
+        Ok(due)
     }
 
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {

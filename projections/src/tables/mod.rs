@@ -41,7 +41,7 @@ pub use rows::{parse_time, rfc3339};
 pub const NAME: &str = "tables";
 /// Bumped when the fold or a table's shape changes: stored tables of another version are
 /// dropped and rebuilt from position zero.
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 
 /// What a table store's checkpoint says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +152,9 @@ pub trait TableStore: Send + Sync + 'static {
     /// Failed inspections whose month to be inspected again (`reinspect_in`) is before
     /// `month` (`YYYY-MM`), not inspected again then (the same ticket and agent in a sample
     /// of that month), and not yet marked overdue; at most `limit`.
+    /// Planned absences whose start (`from_at`) or started ones whose end (`until_at`) is at
+    /// or before `now`, soonest moment first, at most `limit`.
+    async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError>;
     async fn due_reinspections(
         &self,
         month: &str,

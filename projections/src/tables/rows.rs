@@ -370,6 +370,33 @@ pub struct ScorecardRow {
     pub defined_at: i64,
 }
 
+/// `absences`: one row per planned absence, as its last event left it. The scheduler finds
+/// the starts and ends due through it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbsenceRow {
+    pub absence_id: Uuid,
+    pub agent_id: String,
+    #[serde(with = "time")]
+    pub from_at: i64,
+    #[serde(with = "time")]
+    pub until_at: i64,
+    pub reason: String,
+    pub backup_agent_id: String,
+    /// `planned`, `started`, `ended` or `cancelled`.
+    pub state: String,
+    /// When it entered that state.
+    #[serde(with = "time")]
+    pub changed_at: i64,
+}
+
+impl AbsenceRow {
+    /// Whether the scheduler owes it a start or an end at `now`.
+    pub fn absence_due(&self, now: i64) -> bool {
+        (self.state == "planned" && self.from_at <= now)
+            || (self.state == "started" && self.until_at <= now)
+    }
+}
+
 /// `agents`: one row per registered agent, as last registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRow {
@@ -397,6 +424,7 @@ pub struct Dump {
     pub inspection_samples: Vec<SampleRow>,
     pub inspections: Vec<InspectionRow>,
     pub reinspections_overdue: Vec<OverdueRow>,
+    pub absences: Vec<AbsenceRow>,
     pub ticket_links: Vec<LinkRow>,
 }
 

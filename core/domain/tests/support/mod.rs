@@ -121,6 +121,10 @@ pub fn directory_stream(event: &Event) -> String {
         Event::InspectionSampleDrawn(e) => format!("inspection-{}", e.sample_id),
         Event::InspectionRecorded(e) => format!("inspection-{}", e.sample_id),
         Event::ReinspectionOverdue(e) => format!("inspection-{}", e.sample_id),
+        Event::AbsencePlanned(AbsencePlanned { agent_id, .. })
+        | Event::AbsenceCancelled(AbsenceCancelled { agent_id, .. })
+        | Event::AbsenceStarted(AbsenceStarted { agent_id, .. })
+        | Event::AbsenceEnded(AbsenceEnded { agent_id, .. }) => format!("agent-{agent_id}"),
         other => panic!("{} is not a directory event", other.event_type()),
     }
 }

@@ -658,6 +658,35 @@ impl CopyRow for OverdueRow {
     }
 }
 
+impl CopyRow for AbsenceRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.absence_id,
+                &self.agent_id,
+                &time(self.from_at)?,
+                &time(self.until_at)?,
+                &self.reason,
+                &self.backup_agent_id,
+                &self.state,
+                &time(self.changed_at)?,
+            ],
+        )
+    }
+}
+
 impl CopyRow for ScorecardRow {
     const TYPES: &'static [Type] = &[
         Type::TEXT,

@@ -245,6 +245,20 @@ const LINKS: Table = Table {
     columns: &["linked_at"],
     order: "ticket_id, other_ticket_id, relation COLLATE \"C\"",
 };
+const ABSENCES: Table = Table {
+    name: "absences",
+    key: &["absence_id"],
+    columns: &[
+        "agent_id",
+        "from_at",
+        "until_at",
+        "reason",
+        "backup_agent_id",
+        "state",
+        "changed_at",
+    ],
+    order: "absence_id",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -253,7 +267,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 15] = [
+const ALL: [&Table; 16] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -267,6 +281,7 @@ const ALL: [&Table; 15] = [
     &SAMPLES,
     &INSPECTIONS,
     &OVERDUE,
+    &ABSENCES,
     &LINKS,
     &TICKET_STATE,
 ];
@@ -613,6 +628,7 @@ impl TableStore for PostgresTables {
             c.reinspections_overdue.values().map(|r| (false, r)),
         )
         .await?;
+        copy::write(&tx, s, &ABSENCES, c.absences.values().map(|r| (false, r))).await?;
         copy::write(&tx, s, &LINKS, c.ticket_links.values().map(|r| (false, r))).await?;
         let states = c
             .work
@@ -646,6 +662,7 @@ impl TableStore for PostgresTables {
             scorecards: dump_table::<ScorecardRow>(&tx, s, &SCORECARDS).await?,
             follow_ups: dump_table::<FollowUpRow>(&tx, s, &FOLLOW_UPS).await?,
             inspection_samples: dump_table::<SampleRow>(&tx, s, &SAMPLES).await?,
+            absences: dump_table::<AbsenceRow>(&tx, s, &ABSENCES).await?,
             inspections: dump_table::<InspectionRow>(&tx, s, &INSPECTIONS).await?,
             reinspections_overdue: dump_table::<OverdueRow>(&tx, s, &OVERDUE).await?,
             ticket_links: dump_table::<LinkRow>(&tx, s, &LINKS).await?,
@@ -674,6 +691,11 @@ impl TableStore for PostgresTables {
             sink,
         )
         .await
+    }
+
+    async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {
+        let slot = self.client().await?;
+        read::due_absences(slot.as_ref().expect("connected"), &self.schema, now, limit).await
     }
 
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {

@@ -207,6 +207,26 @@ async fn page<T: DeserializeOwned>(
         .collect()
 }
 
+pub(super) async fn due_absences(
+    client: &Client,
+    s: &str,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<AbsenceRow>, TableError> {
+    // Two index scans (`absences_to_start`, `absences_to_end`), merged by their moment.
+    let sql = format!(
+        "SELECT row FROM (
+             SELECT to_jsonb(a)::text AS row, a.from_at AS moment, a.absence_id FROM {s}.absences a
+              WHERE a.state = 'planned' AND a.from_at <= $1::text::timestamptz
+             UNION ALL
+             SELECT to_jsonb(a)::text, a.until_at, a.absence_id FROM {s}.absences a
+              WHERE a.state = 'started' AND a.until_at <= $1::text::timestamptz) due
+          ORDER BY moment, absence_id
+          LIMIT $2::bigint"
+    );
+    page(client, &sql, &rfc3339(now), limit, "absences").await
+}
+
 pub(super) async fn due_follow_ups(
     client: &Client,
     s: &str,

@@ -223,6 +223,17 @@ CREATE TABLE IF NOT EXISTS {schema}.reinspections_overdue (
     PRIMARY KEY (sample_id, ticket_id)
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.absences (
+    absence_id                       uuid        NOT NULL PRIMARY KEY,
+    agent_id                         text        NOT NULL,
+    from_at                          timestamptz NOT NULL,
+    until_at                         timestamptz NOT NULL,
+    reason                           text        NOT NULL,
+    backup_agent_id                  text        NOT NULL,
+    state                            text        NOT NULL,
+    changed_at                       timestamptz NOT NULL
+);
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS {schema}.ticket_state (
@@ -275,3 +286,7 @@ CREATE INDEX IF NOT EXISTS reinspections_overdue_by_marked ON {schema}.reinspect
 -- The scheduler's question: failed inspections, by the month they are due again.
 CREATE INDEX IF NOT EXISTS inspections_failed ON {schema}.inspections (reinspect_in) WHERE verdict = 'fail';
 CREATE INDEX IF NOT EXISTS inspections_by_ticket ON {schema}.inspections (ticket_id, agent_id, period);
+-- The scheduler's question: absences to start, and absences under way to end.
+CREATE INDEX IF NOT EXISTS absences_to_start ON {schema}.absences (from_at) WHERE state = 'planned';
+CREATE INDEX IF NOT EXISTS absences_to_end ON {schema}.absences (until_at) WHERE state = 'started';
+CREATE INDEX IF NOT EXISTS absences_by_agent ON {schema}.absences (agent_id, from_at);

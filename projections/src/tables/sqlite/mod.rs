@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 16] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -36,6 +36,7 @@ const TABLES: [&str; 15] = [
     "inspection_samples",
     "inspections",
     "reinspections_overdue",
+    "absences",
     "ticket_links",
     "ticket_state",
 ];
@@ -501,6 +502,20 @@ fn commit_blocking(
                 to_text(r.marked_at)
             ])?;
         }
+        let mut s =
+            tx.prepare_cached("INSERT OR REPLACE INTO absences VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?;
+        for r in c.absences.values() {
+            s.execute(params![
+                r.absence_id.to_string(),
+                r.agent_id,
+                to_text(r.from_at),
+                to_text(r.until_at),
+                r.reason,
+                r.backup_agent_id,
+                r.state,
+                to_text(r.changed_at)
+            ])?;
+        }
         let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
         for (id, state) in &c.work {
             s.execute(params![id.to_string(), state])?;
@@ -785,6 +800,23 @@ impl SqlRow for OverdueRow {
     }
 }
 
+impl SqlRow for AbsenceRow {
+    const TABLE: &'static str = "absences";
+    const ORDER: &'static str = "absence_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(AbsenceRow {
+            absence_id: uuid(r, 0)?,
+            agent_id: r.get(1)?,
+            from_at: time(r, 2)?,
+            until_at: time(r, 3)?,
+            reason: r.get(4)?,
+            backup_agent_id: r.get(5)?,
+            state: r.get(6)?,
+            changed_at: time(r, 7)?,
+        })
+    }
+}
+
 impl SqlRow for ScorecardRow {
     const TABLE: &'static str = "scorecards";
     const ORDER: &'static str = "team, effective_from";
@@ -844,6 +876,7 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         inspection_samples: rows(&tx, all, (None, None))?,
         inspections: rows(&tx, all, (None, None))?,
         reinspections_overdue: rows(&tx, all, (None, None))?,
+        absences: rows(&tx, all, (None, None))?,
         ticket_links: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
@@ -898,6 +931,11 @@ impl TableStore for SqliteTables {
         sink: &mut (dyn FnMut(AnyRow) + Send),
     ) -> Result<(), TableError> {
         read::scan(self.reader.clone(), dated, span, sink).await
+    }
+
+    async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {
+        self.reading(move |c| read::due_absences(c, now, limit))
+            .await
     }
 
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {

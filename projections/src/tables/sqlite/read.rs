@@ -210,6 +210,23 @@ fn page<T: SqlRow>(
         .collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+pub(super) fn due_absences(
+    conn: &mut Connection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<AbsenceRow>, TableError> {
+    // Two index scans (`absences_to_start`, `absences_to_end`), merged by their moment.
+    let mut s = conn.prepare_cached(
+        "SELECT * FROM (
+             SELECT *, from_at AS moment FROM absences WHERE state = 'planned' AND from_at <= ?1
+             UNION ALL
+             SELECT *, until_at AS moment FROM absences WHERE state = 'started' AND until_at <= ?1)
+          ORDER BY moment, absence_id
+          LIMIT ?2",
+    )?;
+    page(&mut s, rfc3339(now), limit)
+}
+
 pub(super) fn due_follow_ups(
     conn: &mut Connection,
     now: i64,

@@ -213,6 +213,17 @@ CREATE TABLE IF NOT EXISTS reinspections_overdue (
     PRIMARY KEY (sample_id, ticket_id)
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS absences (
+    absence_id      TEXT    NOT NULL PRIMARY KEY,
+    agent_id        TEXT    NOT NULL,
+    from_at         TEXT    NOT NULL,
+    until_at        TEXT    NOT NULL,
+    reason          TEXT    NOT NULL,
+    backup_agent_id TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    changed_at      TEXT    NOT NULL
+) STRICT, WITHOUT ROWID;
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS ticket_state (
@@ -265,3 +276,7 @@ CREATE INDEX IF NOT EXISTS reinspections_overdue_by_marked ON reinspections_over
 -- The scheduler's question: failed inspections, by the month they are due again.
 CREATE INDEX IF NOT EXISTS inspections_failed ON inspections (reinspect_in) WHERE verdict = 'fail';
 CREATE INDEX IF NOT EXISTS inspections_by_ticket ON inspections (ticket_id, agent_id, period);
+-- The scheduler's question: absences to start, and absences under way to end.
+CREATE INDEX IF NOT EXISTS absences_to_start ON absences (from_at) WHERE state = 'planned';
+CREATE INDEX IF NOT EXISTS absences_to_end ON absences (until_at) WHERE state = 'started';
+CREATE INDEX IF NOT EXISTS absences_by_agent ON absences (agent_id, from_at);
