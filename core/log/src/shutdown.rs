@@ -1,4 +1,8 @@
 //! The shutdown signal (mini-redis style): cheap to clone, handed to every task, fired once.
+//! It lives beside the log because every follower of the log waits on it as it waits for
+//! the log to move ([`Subscription::wait`](crate::Subscription::wait)): `serve`'s intakes
+//! and jobs, the projectors' runners, the SLA scheduler, the process managers and the relay
+//! all take this one type.
 
 use tokio::sync::watch;
 
@@ -32,12 +36,6 @@ impl Shutdown {
     /// Whether the signal has fired.
     pub fn is_set(&self) -> bool {
         *self.0.borrow()
-    }
-
-    /// The underlying `watch` receiver (`true` once fired), for code that takes one: the
-    /// projectors' runners, the SLA scheduler, the process managers.
-    pub fn receiver(&self) -> watch::Receiver<bool> {
-        self.0.clone()
     }
 
     /// Completes once the signal has fired (at once if it already has).
