@@ -995,6 +995,10 @@ struct HeadOneBehind(Arc<dyn EventLog>);
 
 #[async_trait::async_trait]
 impl EventLog for HeadOneBehind {
+    fn keys(&self) -> Arc<dyn closeloop_core::log::KeyStore> {
+        self.0.keys()
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
         self.0.append(request).await
     }
