@@ -438,3 +438,43 @@ fn the_encrypted_fields_are_the_schemas_customer_fields() {
     }
     assert!(checked >= closeloop_core::domain::Event::TYPES.len());
 }
+
+/// Two instances: one erases the customer while the other holds the customer's key in its
+/// cache. The other's next command is refused by its `Unchanged` condition, catches the
+/// directory up, meets `customer_data_erased` and drops the key: what it writes then is
+/// sealed under a new key and readable, and what came before reads `[erased]`.
+#[tokio::test]
+async fn an_erasure_by_one_instance_evicts_the_key_cached_by_another() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let one = Handler::new(log.clone(), HandlerConfig::trusting());
+    let two = Handler::new(log.clone(), HandlerConfig::trusting());
+    let (ticket, _) = story(&one).await;
+    let note = |text: &str| {
+        cmd(
+            "add_note",
+            SYSTEM,
+            json!({"ticket_id": ticket.to_string(), "text": text, "visible_to_customer": false}),
+        )
+    };
+    accept(&two, note("zq-note: cached by the second instance")).await;
+    accept(
+        &one,
+        cmd(
+            "erase_customer_data",
+            OFFICER,
+            json!({"customer_id": "cust-erase", "reason": "request", "reference": "DPO-7"}),
+        ),
+    )
+    .await;
+    accept(&two, note("after the erasure, second instance")).await;
+    let history = history_json(log.as_ref(), ticket).await;
+    assert!(
+        history.contains("after the erasure, second instance"),
+        "{history}"
+    );
+    assert_none_in("the history", &history);
+    assert!(
+        !history.contains("cached by the second instance"),
+        "{history}"
+    );
+}
