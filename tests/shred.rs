@@ -235,6 +235,20 @@ pub(crate) async fn erasure_end_to_end<F, Fut>(
         );
     }
     assert!(history_json(log.as_ref(), other).await.contains(KEPT));
+    // The workload's merge: the target's `ticket_merged` is sealed under the target's
+    // customer's key (not the source's) and opens in its history.
+    let merged = stored
+        .iter()
+        .find(|e| e.event_type == "ticket_merged")
+        .expect("the workload merges a ticket");
+    assert!(merged.data["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("enc:v1:"));
+    let target: Uuid = merged.stream["ticket-".len()..].parse().unwrap();
+    let target_history = history_json(log.as_ref(), target).await;
+    assert!(!target_history.contains("enc:v1:"), "{target_history}");
+    assert!(!target_history.contains(ERASED), "{target_history}");
     assert_none_in("the export", &export(log.as_ref()).await);
     verified(log.as_ref()).await;
     let tables_before = fold_live(log.clone(), store.clone()).await;
