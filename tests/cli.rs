@@ -278,7 +278,7 @@ fn verify_fails_after_a_stored_byte_changes() {
             .expect("drop trigger");
         let changed = db
             .execute(
-                "UPDATE events SET data = replace(data, '\"Acme\"', '\"Acmf\"') WHERE stream = 'customer-c-1'",
+                "UPDATE events SET data = replace(data, '\"vip_gold\"', '\"vip_gole\"') WHERE stream = 'customer-c-1'",
                 [],
             )
             .expect("tamper");

@@ -35,4 +35,5 @@ mod replay;
 mod restart;
 mod schemas;
 mod scrape;
+mod shred;
 mod tables;

@@ -2404,6 +2404,10 @@ impl FaultyLog {
 
 #[async_trait::async_trait]
 impl EventLog for FaultyLog {
+    fn keys(&self) -> Arc<dyn closeloop_core::log::KeyStore> {
+        self.inner.keys()
+    }
+
     async fn append(
         &self,
         request: closeloop_core::log::AppendRequest,

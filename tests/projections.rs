@@ -291,9 +291,12 @@ mod process {
     }
 
     async fn notes(log: &Arc<dyn EventLog>, id: uuid::Uuid) -> Vec<String> {
-        log.read_stream(&format!("ticket-{id}"), 0)
+        let mut events = log.read_stream(&format!("ticket-{id}"), 0).await.unwrap();
+        // Stored encrypted: opened as a history read opens them.
+        closeloop_core::log::shred::unseal(log.keys().as_ref(), &mut events)
             .await
-            .unwrap()
+            .unwrap();
+        events
             .into_iter()
             .filter(|e| e.event_type == "note_added")
             .map(|e| e.data["text"].as_str().unwrap().to_owned())
@@ -438,10 +441,11 @@ mod process {
             pm.step().await.unwrap();
             let state = ticket_state(&log, t2).await;
             assert_eq!(state.line, 2);
-            let escalation = log
-                .read_stream(&format!("ticket-{t2}"), 0)
+            let mut events = log.read_stream(&format!("ticket-{t2}"), 0).await.unwrap();
+            closeloop_core::log::shred::unseal(log.keys().as_ref(), &mut events)
                 .await
-                .unwrap()
+                .unwrap();
+            let escalation = events
                 .into_iter()
                 .find(|e| e.event_type == "ticket_escalated")
                 .unwrap();
@@ -553,9 +557,12 @@ pub(crate) mod absences {
     }
 
     async fn notes(log: &Arc<dyn EventLog>, id: uuid::Uuid) -> Vec<String> {
-        log.read_stream(&format!("ticket-{id}"), 0)
+        let mut events = log.read_stream(&format!("ticket-{id}"), 0).await.unwrap();
+        // Stored encrypted: opened as a history read opens them.
+        closeloop_core::log::shred::unseal(log.keys().as_ref(), &mut events)
             .await
-            .unwrap()
+            .unwrap();
+        events
             .into_iter()
             .filter(|e| e.event_type == "note_added")
             .map(|e| e.data["text"].as_str().unwrap().to_owned())
@@ -995,6 +1002,10 @@ struct HeadOneBehind(Arc<dyn EventLog>);
 
 #[async_trait::async_trait]
 impl EventLog for HeadOneBehind {
+    fn keys(&self) -> Arc<dyn closeloop_core::log::KeyStore> {
+        self.0.keys()
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
         self.0.append(request).await
     }

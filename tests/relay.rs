@@ -158,3 +158,48 @@ async fn relay_stops_at_the_divergence_of_a_log_restored_from_an_older_backup() 
     assert_eq!(messages(&scope).await, 8, "nothing spliced");
     drop(restored);
 }
+
+/// Crypto-shredding on the events stream: what the relay publishes is the stored data, so
+/// customer texts travel as ciphertext (never a key, never in the clear), before and after
+/// the customer's erasure; a consumer asks `ticket_history` for the texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_stream_carries_ciphertext_never_clear_customer_text() {
+    use crate::shred::{accept, cmd, story, OFFICER, SECRETS};
+    let scope = Scope::new().await;
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let handler = closeloop_commands::Handler::new(
+        log.clone(),
+        closeloop_commands::HandlerConfig::trusting(),
+    );
+    story(&handler).await;
+    accept(
+        &handler,
+        cmd(
+            "erase_customer_data",
+            OFFICER,
+            serde_json::json!({"customer_id": "cust-erase", "reason": "request",
+                               "reference": "DPO-1"}),
+        ),
+    )
+    .await;
+    let head = log.head().await.unwrap();
+    relay_until(&scope, log.clone(), head).await;
+    let stream = scope
+        .js
+        .get_stream(&scope.config.events_stream)
+        .await
+        .unwrap();
+    let mut published = String::new();
+    for sequence in 1..=head {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        published.push_str(&String::from_utf8_lossy(&message.payload));
+    }
+    for secret in SECRETS {
+        assert!(
+            !published.contains(secret),
+            "published in the clear: {secret}"
+        );
+    }
+    assert!(published.contains("enc:v1:cust-erase:"));
+    assert!(published.contains("customer_data_erased"));
+}

@@ -340,11 +340,11 @@ async fn replay_of_a_memory_store_is_refused() {
     let _ = MemoryLog::new();
 }
 
-mod postgres {
+pub(crate) mod postgres {
     use super::*;
     use closeloop_projections::tables::postgres::{PostgresShadows, PostgresTables};
 
-    fn base() -> String {
+    pub(crate) fn base() -> String {
         std::env::var("CLOSELOOP_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
     }
@@ -357,10 +357,10 @@ mod postgres {
 
     /// The test's schemas (the log's, `_read` and every build beside it), dropped at the end
     /// even on a panic. Short names: a build's schema name must fit in 63 bytes.
-    struct Scratch(String);
+    pub(crate) struct Scratch(pub(crate) String);
 
     impl Scratch {
-        fn new() -> Scratch {
+        pub(crate) fn new() -> Scratch {
             Scratch(format!(
                 "clr_{}",
                 &Uuid::new_v4().simple().to_string()[..16]
@@ -404,7 +404,7 @@ mod postgres {
         }
     }
 
-    async fn open(
+    pub(crate) async fn open(
         scratch: &Scratch,
     ) -> (
         String,

@@ -730,8 +730,10 @@ fn leaves(value: &Value, path: &str, out: &mut Vec<(String, Value)>) {
     }
 }
 
-/// Free texts that hold no personal data: names of teams and complaint causes.
+/// Free texts that hold no personal data: names of teams and complaint causes, and the
+/// ground of an erasure (kept for the data-protection officer's report, after the data).
 const NOT_PERSONAL_TEXTS: &[(&str, &str)] = &[
+    ("erase_customer_data", "reason"),
     ("define_complaint_causes", "label"),
     ("complaint_causes_defined", "label"),
     ("define_scorecard", "team"),

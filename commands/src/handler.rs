@@ -24,8 +24,8 @@ use closeloop_core::domain::{
     RejectionCode, Rules, Ticket, DIRECTORY_CATEGORIES,
 };
 use closeloop_core::log::{
-    AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, Filter, Metadata, NewEvent,
-    Position, Subscription, Unchanged, READ_BATCH_MAX,
+    shred, AppendOutcome, AppendRequest, Committed, DataKey, EventLog, ExpectedVersion, Filter,
+    Metadata, NewEvent, Position, Subscription, Unchanged, READ_BATCH_MAX,
 };
 use dashmap::DashMap;
 use jiff::Timestamp;
@@ -112,6 +112,12 @@ pub struct Handler {
     /// Lock stripes serializing the commands of one ticket within this handler: concurrent
     /// writers of a hot ticket queue instead of conflicting and deciding again.
     ticket_turns: Stripes,
+    /// Customers' data keys already fetched from the log's key store, so sealing costs no
+    /// round trip per event. An entry is dropped when this handler erases the customer, and
+    /// when a directory catch-up meets a `customer_data_erased` another process appended
+    /// (an append after an erasure elsewhere is refused by its `Unchanged` condition on the
+    /// customer category, and decided again after that catch-up).
+    data_keys: DashMap<String, DataKey>,
 }
 
 /// Stripes of [`Handler::ticket_turns`]; a stream always maps to the same one.
@@ -129,6 +135,7 @@ impl Handler {
             directory_stale: AtomicBool::new(true),
             tickets: DashMap::new(),
             ticket_turns: Stripes::new(TICKET_TURN_STRIPES),
+            data_keys: DashMap::new(),
         }
     }
 
@@ -265,6 +272,12 @@ impl Handler {
     /// The `duplicate` reply to a command already appended, once its counterparts are
     /// there too.
     async fn completed(&self, envelope: &CommandEnvelope, first: Committed) -> Reply {
+        // An erasure whose key destruction a crash cut short is completed by its retry.
+        if let domain::Command::EraseCustomerData(c) = &envelope.command {
+            if let Err(e) = self.destroy_key(&c.customer_id).await {
+                return Reply::rejected(Some(envelope.command_id), store_failure(&e));
+            }
+        }
         match self.complete_counterparts(envelope, &first).await {
             Ok(()) => Reply::duplicate(envelope.command_id, first),
             Err(e) => Reply::rejected(Some(envelope.command_id), store_failure(&e)),
@@ -296,10 +309,19 @@ impl Handler {
                 continue;
             };
             let stream = format!("ticket-{ticket_id}");
-            let last_at = self.ticket(&stream, true, false).await?.map(|t| t.last_at);
+            let other = self.ticket(&stream, true, false).await?;
+            let last_at = other.as_ref().map(|t| t.last_at);
             let at = last_at.map_or(occurred_at, |last| last.max(occurred_at));
             let command_id = uuid::Uuid::new_v5(&key, format!("counterpart/{i}").as_bytes());
             let mut new = new_event(&counterpart, envelope, at, "");
+            // Under the other ticket's customer's key: a ticket's events use its customer's.
+            let customer = other.as_ref().map(|t| t.ticket.customer_id.as_str());
+            self.seal(
+                std::slice::from_mut(&mut new),
+                std::slice::from_ref(&counterpart),
+                customer,
+            )
+            .await?;
             new.metadata.command_id = command_id;
             new.metadata.command_hash = None;
             self.log
@@ -329,7 +351,10 @@ impl Handler {
         }
         let count = first.events.len();
         let after = first.position.saturating_sub(count as u64);
-        let stored = self.log.read_all(after, count, Filter::All).await?;
+        let mut stored = self.log.read_all(after, count, Filter::All).await?;
+        // The counterpart copies the stored event's texts: open them (they are sealed again
+        // under the other ticket's customer's key, bound to the counterpart's own id).
+        shred::unseal(self.log.keys().as_ref(), &mut stored).await?;
         let mut events = Vec::with_capacity(stored.len());
         let mut occurred_at = None;
         for e in stored.iter().filter(|e| e.stream == first.stream) {
@@ -447,14 +472,17 @@ impl Handler {
                 }
                 Err(rejection) => return Ok(Reply::rejected(Some(id), rejection)),
             };
+            let mut sealed: Vec<NewEvent> = events
+                .iter()
+                .map(|e| new_event(e, envelope, occurred_at, &hash))
+                .collect();
+            let customer = state.as_ref().map(|t| t.customer_id.as_str());
+            self.seal(&mut sealed, &events, customer).await?;
             let request = AppendRequest {
                 stream: stream.clone(),
                 expected: ExpectedVersion::Exact(current),
                 command_id: key,
-                events: events
-                    .iter()
-                    .map(|e| new_event(e, envelope, occurred_at, &hash))
-                    .collect(),
+                events: sealed,
                 unchanged: Some(Unchanged {
                     categories: DIRECTORY_CATEGORIES,
                     after: directory_position,
@@ -462,6 +490,9 @@ impl Handler {
             };
             match self.log.append(request).await {
                 Ok(AppendOutcome::Committed(committed)) => {
+                    if let domain::Command::EraseCustomerData(c) = &envelope.command {
+                        self.destroy_key(&c.customer_id).await?;
+                    }
                     self.append_counterparts(envelope, key, &events, occurred_at)
                         .await?;
                     if is_ticket {
@@ -563,6 +594,71 @@ impl Handler {
         Ok(cached)
     }
 
+    /// Encrypts the customer fields of `events` (decided as `decided`, one for one) under
+    /// their customer's data key, at the log boundary: the domain decides in the clear, the
+    /// log stores ciphertext (`closeloop_core::log::shred`). Whose key: the customer a
+    /// `customer_registered` or `ticket_opened` names; for the other ticket events
+    /// `ticket_customer`, the customer of the ticket they are appended to; for an
+    /// `inspection_recorded` (whose note is about a ticket of a sample), the inspected
+    /// ticket's customer.
+    async fn seal(
+        &self,
+        events: &mut [NewEvent],
+        decided: &[Event],
+        ticket_customer: Option<&str>,
+    ) -> Result<(), closeloop_core::Error> {
+        for (new, event) in events.iter_mut().zip(decided) {
+            if closeloop_core::domain::customer_fields(&new.event_type).is_empty() {
+                continue;
+            }
+            let inspected;
+            let customer = match event {
+                Event::CustomerRegistered(e) => Some(e.customer_id.as_str()),
+                Event::TicketOpened(e) => Some(e.customer_id.as_str()),
+                Event::InspectionRecorded(e) => {
+                    inspected = self
+                        .ticket(&format!("ticket-{}", e.ticket_id), false, false)
+                        .await?
+                        .map(|t| t.ticket.customer_id);
+                    inspected.as_deref()
+                }
+                _ => ticket_customer,
+            };
+            let Some(customer) = customer else {
+                return Err(closeloop_core::Error::InvalidAppend(format!(
+                    "{} holds customer data but names no customer to encrypt it for",
+                    new.event_type
+                )));
+            };
+            let key = self.data_key(customer).await?;
+            shred::seal_data(&new.event_type, new.event_id, customer, &key, &mut new.data);
+        }
+        Ok(())
+    }
+
+    /// The customer's data key: cached, or fetched (created if none) from the key store.
+    async fn data_key(&self, customer_id: &str) -> Result<DataKey, closeloop_core::Error> {
+        if let Some(key) = self.data_keys.get(customer_id) {
+            return Ok(key.clone());
+        }
+        let key = self.log.keys().get_or_create(customer_id).await?;
+        if self.data_keys.len() >= self.config.ticket_cache_entries_max {
+            self.data_keys.clear();
+        }
+        self.data_keys.insert(customer_id.to_owned(), key.clone());
+        Ok(key)
+    }
+
+    /// Crypto-shredding: destroys the customer's data key (after `customer_data_erased` is
+    /// in the log, so the record of the erasure never goes missing; a crash in between is
+    /// completed by the command's retry, answered `duplicate`).
+    async fn destroy_key(&self, customer_id: &str) -> Result<(), closeloop_core::Error> {
+        self.data_keys.remove(customer_id);
+        self.log.keys().destroy(customer_id).await?;
+        self.data_keys.remove(customer_id);
+        Ok(())
+    }
+
     fn remember(&self, stream: &str, cached: CachedTicket) {
         if self.tickets.len() >= self.config.ticket_cache_entries_max {
             self.tickets.clear();
@@ -615,7 +711,11 @@ impl Handler {
                 }
             };
             for stored in &batch.events {
-                dir.apply(&stored.stream, stored.version, &stored.decode()?);
+                let event = stored.decode()?;
+                if let Event::CustomerDataErased(e) = &event {
+                    self.data_keys.remove(&e.customer_id);
+                }
+                dir.apply(&stored.stream, stored.version, &event);
                 last_at.insert(stored.stream.clone(), stored.metadata.occurred_at);
             }
             if !batch.full {

@@ -348,6 +348,7 @@ impl<'a> From<&'a Event> for Fact<'a> {
             Event::CalendarDefined(e) => Fact::CalendarDefined(Cow::Borrowed(e)),
             Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
+            | Event::CustomerDataErased(_)
             | Event::SlaPolicyDefined(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
@@ -451,6 +452,10 @@ impl Fact<'_> {
             }
             "customer_registered" => {
                 CustomerRegistered::deserialize(d)?;
+                Fact::Other
+            }
+            "customer_data_erased" => {
+                CustomerDataErased::deserialize(d)?;
                 Fact::Other
             }
             "sla_policy_defined" => {

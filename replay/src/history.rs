@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use closeloop_core::domain::{evolve, Event, Ticket, TicketState};
-use closeloop_core::log::{EventLog, StoredEvent};
+use closeloop_core::log::{shred, EventLog, StoredEvent};
 use jiff::Timestamp;
 use serde::Serialize;
 use uuid::Uuid;
@@ -71,6 +71,8 @@ pub async fn ticket_history(
     let mut events = log.read_stream(&stream, 0).await?;
     let inside = events.iter().take_while(|e| cut.holds(e)).count();
     events.truncate(inside);
+    // The read boundary: customer texts open here, or read `[erased]` (see `shred`).
+    shred::unseal(log.keys().as_ref(), &mut events).await?;
     let mut state: TicketState = None;
     for stored in &events {
         state = evolve(state, &stored.decode()?);
@@ -123,9 +125,11 @@ pub async fn ticket_history_page(
     let (mut opened_by, mut handovers) = (None, Vec::new());
     let mut read = 0;
     'pages: loop {
-        let page = log
+        let mut page = log
             .read_stream_page(&stream, read, closeloop_core::log::READ_BATCH_MAX)
             .await?;
+        // The read boundary: customer texts open here, or read `[erased]` (see `shred`).
+        shred::unseal(log.keys().as_ref(), &mut page).await?;
         let Some(last) = page.last() else { break };
         read = last.version;
         for stored in page {

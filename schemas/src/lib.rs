@@ -27,6 +27,11 @@ pub const POSTGRES_MIGRATIONS: &[(u32, &str, &str)] = &[
         "commands_last_position",
         include_str!("../sql/postgres/0004_commands_last_position.sql"),
     ),
+    (
+        5,
+        "customer_keys",
+        include_str!("../sql/postgres/0005_customer_keys.sql"),
+    ),
 ];
 
 /// The JSON Schemas (draft 2020-12) of the public contract, as `(path under json/, schema)`:

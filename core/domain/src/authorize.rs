@@ -127,6 +127,9 @@ pub(crate) fn authorize_ticket(
     match ctx.actor.role {
         Role::System => Ok(()),
         Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
+        Role::PrivacyOfficer => Err(Rejection::forbidden(
+            "a privacy officer erases customers' data (erase_customer_data) and acts on no ticket",
+        )),
         _ if matches!(
             command,
             Command::RaiseSlaWarning(_) | Command::RecordSlaBreach(_)
@@ -285,6 +288,10 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
     match ctx.actor.role {
         Role::System => Ok(()),
         Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
+        Role::PrivacyOfficer => match command {
+            Command::EraseCustomerData(_) => Ok(()),
+            _ => Err(deny(ctx, command)),
+        },
         Role::Inspector => match command {
             Command::DrawInspectionSample(_) | Command::RecordInspection(_) => {
                 registered_inspector(ctx.directory, ctx.actor).map(|_| ())
@@ -335,6 +342,9 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
             match command {
                 Command::RegisterInspector(_) => Err(Rejection::forbidden(
                     "inspectors are registered by provisioning (role system)",
+                )),
+                Command::EraseCustomerData(_) => Err(Rejection::forbidden(
+                    "erasing a customer's data is the privacy officer's (role privacy_officer)",
                 )),
                 Command::DrawInspectionSample(_) | Command::RecordInspection(_) => Err(
                     Rejection::forbidden("quality inspection is the inspectors' (role inspector)"),

@@ -77,6 +77,7 @@ macro_rules! for_each_command {
             "end_absence" => EndAbsence,
             "link_tickets" => LinkTickets,
             "merge_ticket" => MergeTicket,
+            "erase_customer_data" => EraseCustomerData,
         }
     };
 }
@@ -124,6 +125,7 @@ impl Command {
             Command::StartAbsence(c) => format!("agent-{}", c.agent_id),
             Command::EndAbsence(c) => format!("agent-{}", c.agent_id),
             Command::RegisterCustomer(c) => format!("customer-{}", c.customer_id),
+            Command::EraseCustomerData(c) => format!("customer-{}", c.customer_id),
             Command::DefineCalendar(c) => format!("calendar-{}", c.calendar_id),
             Command::DefineSlaPolicy(c) => format!("sla_policy-{}", c.policy_id),
             Command::RegisterInspector(c) => format!("inspector-{}", c.inspector_id),
@@ -357,6 +359,24 @@ pub struct RegisterCustomer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub account_manager_id: Option<String>,
+}
+
+/// Erases a customer's personal data by crypto-shredding (README, "Personal data"): the
+/// customer's data key is destroyed, so every customer field stored under it reads as
+/// `[erased]` from then on, everywhere; nothing else changes (states, SLA figures, ratings,
+/// credit). For `system` and the `privacy_officer` role only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseCustomerData {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub customer_id: String,
+    /// Why: the ground of the erasure (a request, a retention policy). Kept for the
+    /// data-protection officer's report, so it must name no person.
+    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    pub reason: String,
+    /// The reference of the erasure request (the data-protection office's case number).
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub reference: String,
 }
 
 /// A business calendar: the working hours that SLA targets and working-day waits are counted

@@ -83,6 +83,7 @@ macro_rules! for_each_event {
             "ticket_linked" => TicketLinked,
             "ticket_merged_into" => TicketMergedInto,
             "ticket_merged" => TicketMerged,
+            "customer_data_erased" => CustomerDataErased,
         }
     };
 }
@@ -171,6 +172,7 @@ impl Event {
             | Event::AbsenceEnded(_)
             | Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
+            | Event::CustomerDataErased(_)
             | Event::CalendarDefined(_)
             | Event::SlaPolicyDefined(_) => return None,
         })
@@ -684,4 +686,15 @@ pub struct AbsenceEnded {
     pub until: jiff::Timestamp,
     pub reason: AbsenceReason,
     pub backup_agent_id: String,
+}
+
+/// The customer's data key was destroyed: every customer field stored under it reads as
+/// `[erased]` from now on (see `EraseCustomerData`). The key itself is outside the log; this
+/// is the audit record of its destruction, on the customer's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CustomerDataErased {
+    pub customer_id: String,
+    pub reason: String,
+    /// The erasure request's reference.
+    pub reference: String,
 }

@@ -23,6 +23,7 @@ mod event;
 mod idempotency;
 mod limits;
 mod parse;
+mod personal;
 mod reference;
 mod rejection;
 mod strict;
@@ -41,6 +42,7 @@ pub use idempotency::{
 };
 pub use limits::*;
 pub use parse::*;
+pub use personal::customer_fields;
 pub use reference::decide_directory;
 pub use rejection::*;
 pub use strict::check as check_strict_json;

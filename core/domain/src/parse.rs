@@ -428,6 +428,11 @@ fn validate(command: &Command) -> Result<(), Rejection> {
                 p.id("/payload/account_manager_id", manager);
             }
         }
+        Command::EraseCustomerData(c) => {
+            p.id("/payload/customer_id", &c.customer_id);
+            p.text("/payload/reason", &c.reason, SHORT_TEXT_CHARS_MAX);
+            p.id("/payload/reference", &c.reference);
+        }
         Command::DefineCalendar(c) => {
             p.id("/payload/calendar_id", &c.calendar_id);
             if jiff::tz::TimeZone::get(&c.time_zone).is_err() {

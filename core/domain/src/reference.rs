@@ -159,6 +159,11 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
             grade: c.grade,
             account_manager_id: c.account_manager_id.clone(),
         }),
+        Command::EraseCustomerData(c) => Event::CustomerDataErased(CustomerDataErased {
+            customer_id: c.customer_id.clone(),
+            reason: c.reason.clone(),
+            reference: c.reference.clone(),
+        }),
         Command::DefineCalendar(c) => Event::CalendarDefined(CalendarDefined {
             calendar_id: c.calendar_id.clone(),
             time_zone: c.time_zone.clone(),

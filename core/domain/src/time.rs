@@ -58,9 +58,12 @@ impl TimeRules {
     pub fn backdate_max(&self, role: Role) -> SignedDuration {
         match role {
             Role::Service => self.backdate_service_max,
-            Role::Agent | Role::Supervisor | Role::Inspector | Role::Auditor | Role::System => {
-                self.backdate_staff_max
-            }
+            Role::Agent
+            | Role::Supervisor
+            | Role::Inspector
+            | Role::Auditor
+            | Role::PrivacyOfficer
+            | Role::System => self.backdate_staff_max,
         }
     }
 }

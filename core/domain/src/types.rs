@@ -39,6 +39,7 @@ wire_enum!(
         Service => "service",
         System => "system",
         Inspector => "inspector",
+        PrivacyOfficer => "privacy_officer",
     }
 );
 

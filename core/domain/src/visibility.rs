@@ -41,6 +41,8 @@ pub fn may_see_ticket(
 ) -> bool {
     match actor.role {
         Role::Auditor | Role::System => true,
+        // Erasure needs no reading: the privacy officer names a customer, not a ticket.
+        Role::PrivacyOfficer => false,
         Role::Service => opened_by == Some(actor),
         Role::Inspector => {
             let sampled = || {
@@ -109,7 +111,7 @@ pub fn report_scope(
         |path: &str, message: String| Err(Rejection::at(RejectionCode::Forbidden, path, message));
     match actor.role {
         Role::Auditor | Role::System => Ok(ReportScope::All),
-        Role::Service | Role::Inspector => forbidden(
+        Role::Service | Role::Inspector | Role::PrivacyOfficer => forbidden(
             "/actor",
             format!("{} `{}` may not read staff reports", actor.role, actor.id),
         ),

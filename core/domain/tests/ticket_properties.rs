@@ -386,6 +386,7 @@ fn check_authority(
     match actor.role {
         Role::System => {}
         Role::Auditor => prop_assert!(false, "an auditor got an event"),
+        Role::PrivacyOfficer => prop_assert!(false, "a privacy officer acted on a ticket"),
         Role::Inspector => {
             prop_assert!(dir.inspectors.contains_key(&actor.id));
             prop_assert!(

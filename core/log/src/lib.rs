@@ -28,9 +28,11 @@
 
 mod error;
 mod hash;
+mod keys;
 pub mod memory;
 pub mod rules;
 mod scan;
+pub mod shred;
 mod shutdown;
 mod subscription;
 
@@ -44,6 +46,7 @@ use uuid::Uuid;
 use closeloop_domain::Actor;
 
 pub use error::Error;
+pub use keys::{DataKey, KeyStore, MemoryKeys};
 
 pub use scan::{paged_scan, Scan, ScanBatch, ScannedEvent};
 pub use shutdown::{Shutdown, Trigger};
@@ -247,6 +250,11 @@ impl Filter<'_> {
 /// The event log. All methods are safe to call concurrently.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
+    /// The customers' data keys kept beside this log (in its own database), which
+    /// crypto-shredding destroys ([`shred`]): the handler seals customer fields under them
+    /// before appending, and the read boundaries open them.
+    fn keys(&self) -> std::sync::Arc<dyn KeyStore>;
+
     /// Appends atomically, or fails with [`Error::WrongExpectedVersion`] (or
     /// [`Error::Changed`] when its [`Unchanged`] condition does not hold) and appends nothing.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error>;

@@ -27,6 +27,7 @@ pub struct MemoryLog {
     id: Uuid,
     inner: Mutex<Inner>,
     head: watch::Sender<Position>,
+    keys: std::sync::Arc<MemoryKeys>,
 }
 
 impl Default for MemoryLog {
@@ -35,6 +36,7 @@ impl Default for MemoryLog {
             id: Uuid::new_v4(),
             inner: Mutex::new(Inner::default()),
             head: watch::channel(0).0,
+            keys: Default::default(),
         }
     }
 }
@@ -47,6 +49,10 @@ impl MemoryLog {
 
 #[async_trait]
 impl EventLog for MemoryLog {
+    fn keys(&self) -> std::sync::Arc<dyn KeyStore> {
+        self.keys.clone()
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
         check_request(&request)?;
         let mut inner = self.inner.lock().expect("memory log lock poisoned");

@@ -227,6 +227,7 @@ use uuid::Uuid;
 use closeloop_log::*;
 
 mod direct;
+mod keys;
 mod listen;
 mod migrate;
 mod planner;
@@ -237,6 +238,7 @@ mod url;
 mod writer;
 
 use direct::*;
+pub use keys::PostgresKeys;
 use listen::*;
 use migrate::*;
 use planner::*;
@@ -389,6 +391,8 @@ pub struct PostgresLog {
     /// The LISTEN connection's task, started by the first `wait_beyond`: a process that
     /// only appends never pays for notifications.
     listener: tokio::sync::OnceCell<AbortOnDrop>,
+    /// The customers' data keys, in the log's schema.
+    keys: Arc<PostgresKeys>,
 }
 
 /// State shared by the log, its writer and its listener.
@@ -559,6 +563,7 @@ impl PostgresLog {
         })??;
 
         let log = PostgresLog {
+            keys: Arc::new(PostgresKeys::new(pool.clone(), &options.schema)),
             queue,
             writer,
             pool,
@@ -685,6 +690,10 @@ impl PostgresLog {
 
 #[async_trait]
 impl EventLog for PostgresLog {
+    fn keys(&self) -> Arc<dyn KeyStore> {
+        self.keys.clone()
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
         check_request(&request)?;
         check_storable(&request)?;

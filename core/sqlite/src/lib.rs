@@ -36,6 +36,9 @@ use uuid::Uuid;
 
 use closeloop_log::*;
 
+mod keys;
+pub use keys::SqliteKeys;
+
 /// Most appends the writer commits in one transaction. Bounds the latency one batch adds to
 /// its last append and the work redone if a commit fails; 256 appends of up to
 /// [`APPEND_EVENTS_MAX`] events each is at most 16,384 events per transaction.
@@ -50,8 +53,9 @@ pub const READERS_MAX: usize = 8;
 pub const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema version this code creates and understands (`PRAGMA user_version`); 2 added
-/// the log's identity (`log_identity`).
-const SCHEMA_VERSION: i64 = 2;
+/// the log's identity (`log_identity`), 3 the customers' data keys (`customer_keys`), so a
+/// build that would append customer texts in the clear refuses a file that encrypts them.
+const SCHEMA_VERSION: i64 = 3;
 /// The schema, idempotent (`CREATE ... IF NOT EXISTS`).
 const SCHEMA_SQL: &str = include_str!("sqlite.sql");
 
@@ -90,6 +94,8 @@ pub struct SqliteLog {
     readers: Arc<Readers>,
     /// Transactions the writer has committed (group-commit observability for tests/benches).
     batches_committed: Arc<AtomicU64>,
+    /// The customers' data keys, in the same file.
+    keys: Arc<SqliteKeys>,
 }
 
 /// One append on its way to the writer.
@@ -122,7 +128,14 @@ impl SqliteLog {
                 })?
         };
         tracing::debug!(path = %path.display(), head = head_at_open, "sqlite log open");
+        let keys = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || SqliteKeys::open(&path))
+                .await
+                .map_err(|e| Error::Unavailable(format!("opening the key store failed: {e}")))??
+        };
         Ok(SqliteLog {
+            keys: Arc::new(keys),
             readers: Arc::new(Readers {
                 path: path.clone(),
                 idle: Mutex::new(Vec::with_capacity(READERS_MAX)),
@@ -708,6 +721,10 @@ fn scan_batch(
 
 #[async_trait]
 impl EventLog for SqliteLog {
+    fn keys(&self) -> Arc<dyn KeyStore> {
+        self.keys.clone()
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
         check_request(&request)?;
         let jobs = self

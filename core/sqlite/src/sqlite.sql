@@ -79,3 +79,14 @@ CREATE TRIGGER IF NOT EXISTS log_identity_no_delete BEFORE DELETE ON log_identit
 BEGIN
     SELECT RAISE(ABORT, 'the log identity is immutable: DELETE from log_identity is not allowed');
 END;
+
+-- Customers' data keys (crypto-shredding, README "Personal data"): the customer fields of
+-- events are stored encrypted under them. Unlike the events this table may be deleted from:
+-- erasing a customer's data deletes its row, and the events keep their ciphertext and their
+-- hashes. `closeloop-sqlite`'s key store sets `secure_delete` and checkpoints the WAL after a
+-- delete, so the key's bytes do not linger in the file's free pages or its WAL.
+CREATE TABLE IF NOT EXISTS customer_keys (
+    customer_id TEXT PRIMARY KEY,
+    key         BLOB NOT NULL CHECK (length(key) = 32),
+    created_at  TEXT NOT NULL
+) STRICT;
