@@ -84,6 +84,7 @@ pub(crate) fn assert_same(found: &Dump, expected: &Dump) {
         &expected.satisfaction_ratings,
     );
     table("agents", &found.agents, &expected.agents);
+    table("deadlines", &found.deadlines, &expected.deadlines);
 }
 
 fn assert_filled(d: &Dump) {
@@ -93,6 +94,11 @@ fn assert_filled(d: &Dump) {
     assert!(!d.resolutions.is_empty(), "no resolutions");
     assert!(!d.satisfaction_ratings.is_empty(), "no ratings");
     assert!(!d.agents.is_empty(), "no agents");
+    assert!(!d.deadlines.is_empty(), "no step deadlines");
+    assert!(
+        d.deadlines.iter().any(|r| r.met_at.is_some()),
+        "no step deadline met"
+    );
 }
 
 proptest! {
