@@ -2164,12 +2164,13 @@ mod inspections {
 /// Step deadlines (`set_deadline`): a hand-computed scenario through the handler, the
 /// `deadlines` table, the scheduler (each warning and breach once, a retry a duplicate), the
 /// consequence of a breached repair, the deadlines report, and a replay.
-mod step_deadlines {
+pub(crate) mod step_deadlines {
     use super::complaints::{send, submit, ticket};
     use super::*;
     use closeloop_projections::report::deadlines_report;
     use closeloop_projections::scheduler::due_commands;
     use closeloop_projections::tables::parse_time;
+    use closeloop_projections::tables::sqlite::SqliteTables;
     use serde_json::json;
 
     fn at(text: &str) -> Option<i64> {
@@ -2178,7 +2179,22 @@ mod step_deadlines {
 
     #[test]
     fn step_deadlines_are_warned_of_and_breached_once_and_reported_per_kind_agent_and_team() {
+        runtime().block_on(run(Arc::new(MemoryTables::new())));
+    }
+
+    #[test]
+    fn step_deadlines_are_warned_of_and_breached_once_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tables.db");
         runtime().block_on(async {
+            let tables = SqliteTables::open(&path).unwrap();
+            run(Arc::new(tables)).await
+        });
+    }
+
+    /// The scenario on `tables` (any store: the scheduler's reads are each store's own).
+    pub(crate) async fn run(tables: Arc<dyn TableStore>) {
+        {
             let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
             let handler = Handler::new(log.clone(), HandlerConfig::trusting());
             let setup = "2026-11-20T08:00:00Z";
@@ -2310,7 +2326,6 @@ mod step_deadlines {
             )
             .await;
 
-            let tables: Arc<dyn TableStore> = Arc::new(MemoryTables::new());
             let mut projector = TableProjector::open(log.clone(), tables.clone(), config(3))
                 .await
                 .unwrap();
@@ -2512,6 +2527,6 @@ mod step_deadlines {
 
             // Replay equals live.
             assert_eq!(one_pass(log.clone()).await, dump);
-        });
+        }
     }
 }

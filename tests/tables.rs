@@ -261,6 +261,14 @@ fn a_planned_absence_hands_over_and_back_at_its_moments_on_postgres() {
     });
 }
 
+#[test]
+fn step_deadlines_are_warned_of_and_breached_once_on_postgres() {
+    runtime().block_on(async {
+        let schema = Schema::new();
+        crate::projections::step_deadlines::run(Arc::new(schema.tables().await)).await;
+    });
+}
+
 /// Two projectors on one store take turns one small batch at a time; each commit of the
 /// slower one is fenced and it goes on from the other's checkpoint.
 async fn two_writers(store: Arc<dyn TableStore>) {

@@ -1,5 +1,5 @@
-//! The directory: agents, customers, calendars, SLA policies, inspectors and the
-//! complaint-cause list, folded from their streams.
+//! The directory: agents, customers, calendars, SLA policies, inspectors, the
+//! complaint-cause list and the kinds of step deadline, folded from their streams.
 //! Ticket decisions read it (authorization, the customer's grade, the policy in force); the
 //! command handler keeps it caught up with the log and passes it in, so the domain never
 //! fetches anything itself.
