@@ -964,15 +964,34 @@ impl Generator {
         t += 2;
         self.push(
             t,
-            lead,
+            lead.clone(),
             Command::MergeTicket(MergeTicket {
                 ticket_id: duplicate,
                 into_ticket_id: problem,
                 reason: "the same failed unit, reported again by email".into(),
             }),
         );
+        // The manuals: an on-site response to a batch quality problem within two days. The
+        // lead sets it for the agent, who is on site two hours later (ids from the step
+        // deadlines' own generator, so the lane is otherwise the same).
+        let mut ids = ChaCha8Rng::seed_from_u64(self.seed ^ DEADLINE_SALT);
+        ids.set_stream(BATCH_STREAM);
+        let mut id = || uuid::Builder::from_random_bytes(ids.random()).into_uuid();
+        let set = Command::SetDeadline(SetDeadline {
+            ticket_id: problem,
+            kind: "onsite_response".into(),
+            business_minutes: None,
+            due_at: None,
+            owner: self.staff[agent].id.clone(),
+        });
+        self.push_as(t, lead, set, id());
         t += 120;
         let hands = self.hands(agent, t);
+        let done = Command::CompleteDeadline(CompleteDeadline {
+            ticket_id: problem,
+            deadline: 1,
+        });
+        self.push_as(t, hands.clone(), done, id());
         for ticket_id in std::iter::once(problem).chain(incidents) {
             t += 5;
             self.push(
@@ -988,6 +1007,21 @@ impl Generator {
         let mut commands = std::mem::take(&mut self.timed);
         commands.sort_by_key(|(minute, _)| *minute);
         commands.into_iter().map(|(_, envelope)| envelope).collect()
+    }
+
+    /// As [`Generator::push`], with a command id drawn elsewhere (from a generator of its
+    /// own), so the lane's other draws stay as they were.
+    fn push_as(&mut self, minute: i64, actor: Actor, command: Command, command_id: Uuid) {
+        if minute < self.end_minute {
+            let envelope = CommandEnvelope {
+                command_id,
+                actor,
+                occurred_at: Some(self.at(minute)),
+                expected_version: None,
+                command,
+            };
+            self.timed.push((minute, envelope));
+        }
     }
 
     fn push(&mut self, minute: i64, actor: Actor, command: Command) {
