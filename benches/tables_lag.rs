@@ -158,7 +158,7 @@ async fn main() {
         .await
         .expect("tables' projector");
     let status = projector.status();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = closeloop_core::log::Shutdown::new();
     let running = tokio::spawn(projector.run(stopped));
 
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
@@ -201,7 +201,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await; // poll interval
     }
     let drained = last_append.elapsed();
-    let _ = stop.send(true);
+    stop.fire();
     running
         .await
         .expect("projector task")

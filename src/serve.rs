@@ -44,7 +44,7 @@ use closeloop_core::domain::{
     may_see_ticket, report_scope, Actor, CommandEnvelope, Directory, Rejection, RejectionCode,
     ReportScope, Role,
 };
-use closeloop_core::log::EventLog;
+use closeloop_core::log::{wait_or_shutdown, EventLog, Waited};
 use closeloop_projections::models::{ReadModels, REPORTS};
 use closeloop_projections::report::ReportQuery;
 use closeloop_projections::runtime::{CatchUp, ProjectorError};
@@ -629,7 +629,7 @@ pub async fn read_side(
                         jiff::Timestamp::now,
                         |command| submit(handler.clone(), command),
                         interval,
-                        shutdown.receiver(),
+                        shutdown,
                     )
                     .await;
                     Ok(())
@@ -645,7 +645,7 @@ pub async fn read_side(
                 let managers = ProcessManagers::new(handler.clone(), ProcessConfig::default());
                 Box::pin(async move {
                     managers
-                        .run(shutdown.receiver())
+                        .run(shutdown)
                         .await
                         .map_err(|e| format!("process managers: {e}"))
                 })
@@ -706,11 +706,11 @@ async fn tail<R: CatchUp>(
             return Ok(());
         }
         let position = runner.status().position();
-        tokio::select! {
-            waited = log.wait_beyond(position, PROJECTOR_TAIL_WAIT) => {
-                waited.map_err(|e| format!("projector {}: {e}", runner.status().name))?;
-            }
-            _ = shutdown.wait() => return Ok(()),
+        let waited = wait_or_shutdown(log.as_ref(), position, PROJECTOR_TAIL_WAIT, &mut shutdown)
+            .await
+            .map_err(|e| format!("projector {}: {e}", runner.status().name))?;
+        if waited == Waited::Shutdown {
+            return Ok(());
         }
     }
 }
@@ -745,11 +745,11 @@ pub async fn schedule(
         .await
         .with_context(|| format!("opening the read-model tables in {store}"))?;
     let handler = Arc::new(Handler::new(log.clone(), HandlerConfig::default()));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = Shutdown::new();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested");
-        stop.send_replace(true);
+        stop.fire();
     });
     tracing::info!(
         every_ms = interval.as_millis() as u64,

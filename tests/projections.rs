@@ -751,7 +751,7 @@ fn the_projector_tails_the_log_and_the_scheduler_runs_alone() {
             .await
             .unwrap();
         let status = projector.status();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = closeloop_core::log::Shutdown::new();
         let tailing = tokio::spawn(projector.run(stopped.clone()));
         // The scheduler, standalone, keeping its own tables, with a clock a month ahead.
         let scheduler = {
@@ -800,7 +800,7 @@ fn the_projector_tails_the_log_and_the_scheduler_runs_alone() {
             assert!(std::time::Instant::now() < deadline, "no progress");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await; // poll interval
         }
-        stop.send(true).unwrap();
+        stop.fire();
         tailing.await.unwrap().unwrap();
         scheduler.await.unwrap().unwrap();
         let head = log.head().await.unwrap();

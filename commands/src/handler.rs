@@ -25,7 +25,7 @@ use closeloop_core::domain::{
 };
 use closeloop_core::log::{
     AppendOutcome, AppendRequest, Committed, EventLog, ExpectedVersion, Filter, Metadata, NewEvent,
-    Position, Unchanged, READ_BATCH_MAX,
+    Position, Subscription, Unchanged, READ_BATCH_MAX,
 };
 use dashmap::DashMap;
 use jiff::Timestamp;
@@ -594,24 +594,19 @@ impl Handler {
 
     /// Reads the directory events appended since the directory's position and folds them.
     async fn read_directory(&self) -> Result<(), closeloop_core::Error> {
-        let mut position = self.directory.read().await.position;
-        // Positions are gap-free and in commit order, so once a filtered read comes back short,
-        // every directory event at or below the head read before it has been seen: the next
+        // A short read moves the position to the head (the subscription's rule), so the next
         // catch-up starts there instead of scanning the same ticket events again.
-        let head_before = self.log.head().await?;
+        let mut subscription = Subscription::after(
+            self.directory.read().await.position,
+            Filter::Categories(DIRECTORY_CATEGORIES),
+            READ_BATCH_MAX,
+        );
         let mut directory: Option<(Directory, HashMap<String, Timestamp>)> = None;
         loop {
-            let batch = self
-                .log
-                .read_all(
-                    position,
-                    READ_BATCH_MAX,
-                    Filter::Categories(DIRECTORY_CATEGORIES),
-                )
-                .await?;
-            let short = batch.len() < READ_BATCH_MAX;
-            let Some(last) = batch.last() else { break };
-            position = last.position;
+            let batch = subscription.next_batch(self.log.as_ref()).await?;
+            if batch.events.is_empty() {
+                break;
+            }
             let (dir, last_at) = match &mut directory {
                 Some(d) => d,
                 None => {
@@ -619,11 +614,11 @@ impl Handler {
                     directory.insert(((*view.directory).clone(), (*view.last_at).clone()))
                 }
             };
-            for stored in &batch {
+            for stored in &batch.events {
                 dir.apply(&stored.stream, stored.version, &stored.decode()?);
                 last_at.insert(stored.stream.clone(), stored.metadata.occurred_at);
             }
-            if short {
+            if !batch.full {
                 break;
             }
         }
@@ -632,7 +627,7 @@ impl Handler {
             view.directory = Arc::new(directory);
             view.last_at = Arc::new(last_at);
         }
-        view.position = view.position.max(position).max(head_before);
+        view.position = view.position.max(subscription.position());
         Ok(())
     }
 }

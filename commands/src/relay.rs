@@ -35,13 +35,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
-use closeloop_core::log::{EventLog, Filter, Position, StoredEvent};
+use closeloop_core::log::{
+    EventLog, Filter, Position, Shutdown, StoredEvent, Subscription, Waited,
+};
 use uuid::Uuid;
 
 use crate::nats::config::ServeConfig;
 use crate::nats::error::ServeError;
 use crate::nats::job::Job;
-use crate::nats::shutdown::Shutdown;
 
 /// Header holding the event's log position.
 pub const POSITION_HEADER: &str = "Closeloop-Position";
@@ -287,38 +288,42 @@ pub async fn run(
         .log_id()
         .await
         .map_err(|e| ServeError::Nats(format!("reading the log's identity: {e}")))?;
-    let (mut sequence, mut position) = checkpoint(config, &mut stream, log, log_id).await?;
+    let (mut sequence, position) = checkpoint(config, &mut stream, log, log_id).await?;
     tracing::info!(position, sequence, %log_id, "relay resumes");
+    let mut subscription = Subscription::after(position, Filter::All, config.batch_events_max);
     while !shutdown.is_set() {
-        let batch = log
-            .read_all(position, config.batch_events_max, Filter::All)
+        let published = subscription.position();
+        let batch = subscription
+            .next_batch(log)
             .await
             .map_err(|e| ServeError::Nats(format!("reading the log: {e}")))?;
-        if batch.is_empty() {
-            tokio::select! {
-                _ = shutdown.wait() => break,
-                waited = log.wait_beyond(position, config.idle_wait) => {
-                    waited.map_err(|e| ServeError::Nats(format!("waiting on the log: {e}")))?;
-                }
+        if batch.events.is_empty() {
+            let waited = subscription
+                .wait(log, config.idle_wait, &mut shutdown)
+                .await
+                .map_err(|e| ServeError::Nats(format!("waiting on the log: {e}")))?;
+            if waited == Waited::Shutdown {
+                break;
             }
             continue;
         }
-        match publish_batch(config, js, &batch, sequence, log_id).await {
-            Ok(last_sequence) => {
-                sequence = last_sequence;
-                position = batch.last().expect("non-empty").position;
-            }
+        match publish_batch(config, js, &batch.events, sequence, log_id).await {
+            Ok(last_sequence) => sequence = last_sequence,
             Err(e) => {
+                subscription.seek(published);
                 tracing::warn!(error = %e, "relay publish failed; resuming from the stream");
                 tokio::select! {
                     _ = shutdown.wait() => break,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
-                (sequence, position) = checkpoint(config, &mut stream, log, log_id).await?;
+                let (last_sequence, position) =
+                    checkpoint(config, &mut stream, log, log_id).await?;
+                sequence = last_sequence;
+                subscription.seek(position);
             }
         }
     }
-    tracing::info!(position, "relay stopped");
+    tracing::info!(position = subscription.position(), "relay stopped");
     Ok(())
 }
 

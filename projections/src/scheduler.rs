@@ -14,7 +14,8 @@
 //! breached by `step_deadlines.rs`.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
-//! UUID v5 of (ticket, target, deadline, kind) and it names no `occurred_at`, so every
+//! UUID v5 of (ticket, target, deadline, kind) (the domain's `derived_command_id`, the
+//! scheduler's scheme) and it names no `occurred_at`, so every
 //! instance builds the same command and the log's idempotency (a `command_id` appends at
 //! most once) answers all but the first with `duplicate`. A priority change that moves a
 //! deadline makes a new deadline, which gets its own warning and breach.
@@ -32,10 +33,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use closeloop_core::domain::{
-    Actor, CloseUnconfirmed, Command, CommandEnvelope, EndAbsence, RaiseFollowUpWarning,
-    RaiseSlaWarning, RecordFollowUpOverdue, RecordReinspectionOverdue, RecordSlaBreach, SlaTarget,
-    StartAbsence,
+    derived_command_id, system_command, CloseUnconfirmed, Command, CommandEnvelope, EndAbsence,
+    IdScheme, RaiseFollowUpWarning, RaiseSlaWarning, RecordFollowUpOverdue,
+    RecordReinspectionOverdue, RecordSlaBreach, SlaTarget, StartAbsence, SCHEDULER_NAMESPACE,
 };
+use closeloop_core::log::Shutdown;
 use jiff::Timestamp;
 use uuid::Uuid;
 
@@ -47,8 +49,9 @@ use crate::tables::{
     AbsenceRow, FollowUpRow, InspectionRow, ResolutionRow, TableError, TableStore, TimerRow,
 };
 
-/// Namespace of the scheduler's command ids (UUID v5).
-pub const COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x6d1c_2f0e_9a41_4b7e_8c55_3b0f_61d2_a9e7);
+/// Namespace of the scheduler's command ids (UUID v5): the scheduler's scheme of
+/// [`derived_command_id`], the one its commands already in the logs carry.
+pub const COMMAND_NAMESPACE: Uuid = SCHEDULER_NAMESPACE;
 /// The actor of the scheduler's commands.
 pub const ACTOR_ID: &str = "sla-scheduler";
 /// Most commands one tick submits (the rest wait for the next tick).
@@ -59,20 +62,20 @@ pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach:
     let target = crate::clock::target_name(target);
     let kind = if breach { "breach" } else { "warning" };
     let name = format!("{ticket_id}/{target}/{}/{kind}", due_at.as_second());
-    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+    derived_command_id(IdScheme::Scheduler, &name)
 }
 
 /// The deterministic id of the command closing resolution `resolution` unconfirmed.
 pub fn close_command_id(ticket_id: Uuid, resolution: u32) -> Uuid {
     let name = format!("{ticket_id}/resolution/{resolution}/close_unconfirmed");
-    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+    derived_command_id(IdScheme::Scheduler, &name)
 }
 
 /// The deterministic id of a follow-up's warning (`overdue` false) or overdue mark.
 pub fn follow_up_command_id(ticket_id: Uuid, follow_up: u32, overdue: bool) -> Uuid {
     let kind = if overdue { "overdue" } else { "warning" };
     let name = format!("{ticket_id}/follow_up/{follow_up}/{kind}");
-    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+    derived_command_id(IdScheme::Scheduler, &name)
 }
 
 /// For each of `follow_ups` (rows of [`TableStore::due_follow_ups`]) still unrecorded at
@@ -96,12 +99,10 @@ pub fn follow_ups_for(follow_ups: &[FollowUpRow], now: Timestamp) -> Vec<Command
                 continue;
             }
             let (ticket_id, follow_up) = (f.ticket_id, f.follow_up);
-            due.push(CommandEnvelope {
-                command_id: follow_up_command_id(ticket_id, follow_up, overdue),
-                actor: Actor::system(ACTOR_ID),
-                occurred_at: None,
-                expected_version: None,
-                command: if overdue {
+            due.push(system_command(
+                ACTOR_ID,
+                follow_up_command_id(ticket_id, follow_up, overdue),
+                if overdue {
                     Command::RecordFollowUpOverdue(RecordFollowUpOverdue {
                         ticket_id,
                         follow_up,
@@ -114,7 +115,7 @@ pub fn follow_ups_for(follow_ups: &[FollowUpRow], now: Timestamp) -> Vec<Command
                         due_by,
                     })
                 },
-            });
+            ));
         }
     }
     due
@@ -123,7 +124,7 @@ pub fn follow_ups_for(follow_ups: &[FollowUpRow], now: Timestamp) -> Vec<Command
 /// The deterministic id of the command marking an item's re-inspection overdue.
 pub fn reinspection_command_id(sample_id: Uuid, ticket_id: Uuid) -> Uuid {
     let name = format!("{sample_id}/{ticket_id}/reinspection_overdue");
-    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+    derived_command_id(IdScheme::Scheduler, &name)
 }
 
 /// `record_reinspection_overdue` for each of `failed` (rows of
@@ -131,15 +132,15 @@ pub fn reinspection_command_id(sample_id: Uuid, ticket_id: Uuid) -> Uuid {
 pub fn reinspections_for(failed: &[InspectionRow]) -> Vec<CommandEnvelope> {
     failed
         .iter()
-        .map(|i| CommandEnvelope {
-            command_id: reinspection_command_id(i.sample_id, i.ticket_id),
-            actor: Actor::system(ACTOR_ID),
-            occurred_at: None,
-            expected_version: None,
-            command: Command::RecordReinspectionOverdue(RecordReinspectionOverdue {
-                sample_id: i.sample_id,
-                ticket_id: i.ticket_id,
-            }),
+        .map(|i| {
+            system_command(
+                ACTOR_ID,
+                reinspection_command_id(i.sample_id, i.ticket_id),
+                Command::RecordReinspectionOverdue(RecordReinspectionOverdue {
+                    sample_id: i.sample_id,
+                    ticket_id: i.ticket_id,
+                }),
+            )
         })
         .collect()
 }
@@ -148,7 +149,7 @@ pub fn reinspections_for(failed: &[InspectionRow]) -> Vec<CommandEnvelope> {
 pub fn absence_command_id(absence_id: Uuid, end: bool) -> Uuid {
     let kind = if end { "end" } else { "start" };
     let name = format!("absence/{absence_id}/{kind}");
-    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+    derived_command_id(IdScheme::Scheduler, &name)
 }
 
 /// `start_absence` for each of `absences` (rows of [`TableStore::due_absences`]) planned
@@ -162,12 +163,10 @@ pub fn absences_for(absences: &[AbsenceRow], now: Timestamp) -> Vec<CommandEnvel
         .map(|a| {
             let end = a.state == "started";
             let (agent_id, absence_id) = (a.agent_id.clone(), a.absence_id);
-            CommandEnvelope {
-                command_id: absence_command_id(absence_id, end),
-                actor: Actor::system(ACTOR_ID),
-                occurred_at: None,
-                expected_version: None,
-                command: if end {
+            system_command(
+                ACTOR_ID,
+                absence_command_id(absence_id, end),
+                if end {
                     Command::EndAbsence(EndAbsence {
                         agent_id,
                         absence_id,
@@ -178,7 +177,7 @@ pub fn absences_for(absences: &[AbsenceRow], now: Timestamp) -> Vec<CommandEnvel
                         absence_id,
                     })
                 },
-            }
+            )
         })
         .collect()
 }
@@ -191,17 +190,15 @@ pub fn closes_for(resolutions: &[ResolutionRow], now: Timestamp) -> Vec<CommandE
         .filter(|r| r.awaits_answer() && r.answer_due_at.is_some_and(|d| d < now.as_second()))
         .filter_map(|r| {
             let answer_due_at = Timestamp::from_second(r.answer_due_at?).ok()?;
-            Some(CommandEnvelope {
-                command_id: close_command_id(r.ticket_id, r.resolution),
-                actor: Actor::system(ACTOR_ID),
-                occurred_at: None,
-                expected_version: None,
-                command: Command::CloseUnconfirmed(CloseUnconfirmed {
+            Some(system_command(
+                ACTOR_ID,
+                close_command_id(r.ticket_id, r.resolution),
+                Command::CloseUnconfirmed(CloseUnconfirmed {
                     ticket_id: r.ticket_id,
                     resolution: r.resolution,
                     answer_due_at,
                 }),
-            })
+            ))
         })
         .collect()
 }
@@ -234,25 +231,25 @@ pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope>
     due.sort_by_key(|(at, id, target, breach, _)| (*at, *id, *target as u8, *breach));
     due.truncate(TICK_COMMANDS_MAX);
     due.into_iter()
-        .map(|(at, ticket_id, target, breach, due_at)| CommandEnvelope {
-            command_id: command_id(ticket_id, target, due_at, breach),
-            actor: Actor::system(ACTOR_ID),
-            occurred_at: None,
-            expected_version: None,
-            command: if breach {
-                Command::RecordSlaBreach(RecordSlaBreach {
-                    ticket_id,
-                    target,
-                    due_at,
-                })
-            } else {
-                Command::RaiseSlaWarning(RaiseSlaWarning {
-                    ticket_id,
-                    target,
-                    due_at,
-                    warn_at: Some(at),
-                })
-            },
+        .map(|(at, ticket_id, target, breach, due_at)| {
+            system_command(
+                ACTOR_ID,
+                command_id(ticket_id, target, due_at, breach),
+                if breach {
+                    Command::RecordSlaBreach(RecordSlaBreach {
+                        ticket_id,
+                        target,
+                        due_at,
+                    })
+                } else {
+                    Command::RaiseSlaWarning(RaiseSlaWarning {
+                        ticket_id,
+                        target,
+                        due_at,
+                        warn_at: Some(at),
+                    })
+                },
+            )
         })
         .collect()
 }
@@ -306,7 +303,7 @@ pub async fn due_commands(
     Ok(commands)
 }
 
-/// Runs ticks every `interval` until `shutdown` turns true: reads "now" from `clock`, submits
+/// Runs ticks every `interval` until `shutdown` fires: reads "now" from `clock`, submits
 /// what is due. The tables are kept current by their projector; a command the tables do not
 /// yet reflect as done is simply submitted again and answered `duplicate`. A failed read is
 /// logged and tried again at the next tick.
@@ -315,12 +312,12 @@ pub async fn run<F, Fut>(
     clock: impl Fn() -> Timestamp,
     submit: F,
     interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) where
     F: Fn(CommandEnvelope) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    while !*shutdown.borrow() {
+    while !shutdown.is_set() {
         match due_commands(tables.as_ref(), clock()).await {
             Ok(commands) => {
                 for envelope in commands {
@@ -331,28 +328,28 @@ pub async fn run<F, Fut>(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            changed = shutdown.changed() => if changed.is_err() { break },
+            _ = shutdown.wait() => {}
         }
     }
 }
 
 /// The scheduler on its own (no `serve`): keeps the tables current with its own projector
 /// (fenced like any other writer), and each `interval` catches it up with the log and submits
-/// what is due. Returns when `shutdown` turns true, or with the projector's error.
+/// what is due. Returns when `shutdown` fires, or with the projector's error.
 pub async fn run_standalone<F, Fut>(
     log: Arc<dyn closeloop_core::log::EventLog>,
     tables: Arc<dyn TableStore>,
     clock: impl Fn() -> Timestamp,
     submit: F,
     interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> Result<(), ProjectorError>
 where
     F: Fn(CommandEnvelope) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let mut projector = TableProjector::open(log, tables.clone(), TableConfig::default()).await?;
-    while !*shutdown.borrow() {
+    while !shutdown.is_set() {
         projector.catch_up().await?;
         let commands =
             due_commands(tables.as_ref(), clock())
@@ -366,7 +363,7 @@ where
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            changed = shutdown.changed() => if changed.is_err() { break },
+            _ = shutdown.wait() => {}
         }
     }
     Ok(())

@@ -3,25 +3,27 @@
 //! passed and `record_deadline_breach` once its due time has, with the step not done. Kept
 //! apart from `scheduler.rs` so the scheduler's loop only asks for these commands.
 //!
-//! Exactly once, as the scheduler's other marks: each command's id is a UUID v5 of (ticket,
-//! deadline number, mark), it names no `occurred_at`, and the domain refuses a second
+//! Exactly once, as the scheduler's other marks: each command's id is the domain's
+//! `derived_command_id` of (ticket, deadline number, mark) under the scheduler's scheme (a
+//! UUID v5), it names no `occurred_at`, and the domain refuses a second
 //! warning or breach of the same deadline, so several instances, a restart or a tick that
 //! reads tables not yet caught up append nothing twice.
 
 use closeloop_core::domain::{
-    Actor, Command, CommandEnvelope, RaiseDeadlineWarning, RecordDeadlineBreach,
+    derived_command_id, system_command, Command, CommandEnvelope, IdScheme, RaiseDeadlineWarning,
+    RecordDeadlineBreach,
 };
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use crate::scheduler::{ACTOR_ID, COMMAND_NAMESPACE};
+use crate::scheduler::ACTOR_ID;
 use crate::tables::{DeadlineRow, TableError, TableStore};
 
 /// The deterministic id of a step deadline's warning (`breach` false) or breach.
 pub fn command_id(ticket_id: Uuid, deadline: u32, breach: bool) -> Uuid {
     let mark = if breach { "breach" } else { "warning" };
     let name = format!("{ticket_id}/deadline/{deadline}/{mark}");
-    Uuid::new_v5(&COMMAND_NAMESPACE, name.as_bytes())
+    derived_command_id(IdScheme::Scheduler, &name)
 }
 
 /// For each of `rows` (of [`TableStore::due_deadlines`]) not done at `now`: the warning once
@@ -42,12 +44,10 @@ pub fn commands_for(rows: &[DeadlineRow], now: Timestamp) -> Vec<CommandEnvelope
             if !owed {
                 continue;
             }
-            due.push(CommandEnvelope {
-                command_id: command_id(ticket_id, deadline, is_breach),
-                actor: Actor::system(ACTOR_ID),
-                occurred_at: None,
-                expected_version: None,
-                command: if is_breach {
+            due.push(system_command(
+                ACTOR_ID,
+                command_id(ticket_id, deadline, is_breach),
+                if is_breach {
                     Command::RecordDeadlineBreach(RecordDeadlineBreach {
                         ticket_id,
                         deadline,
@@ -60,7 +60,7 @@ pub fn commands_for(rows: &[DeadlineRow], now: Timestamp) -> Vec<CommandEnvelope
                         due_at,
                     })
                 },
-            });
+            ));
         }
     }
     due

@@ -21,15 +21,16 @@ use std::sync::Arc;
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use closeloop_core::domain::{ErrorKind, Rejection};
 use futures::StreamExt;
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::RwLock;
 
 use super::config::ServeConfig;
 use super::error::ServeError;
+use super::gate::Gate;
 use super::intake::{admit, last_token, log_reply};
-use super::shutdown::Shutdown;
 use crate::nats::streams::{ensure_consumer, ensure_stream};
 use crate::stripes::Stripes;
 use crate::{metrics, Handler, Reply};
+use closeloop_core::log::Shutdown;
 
 /// Lock stripes for per-stream order; a stream always maps to the same stripe.
 const ORDER_STRIPES: usize = 64;
@@ -146,7 +147,7 @@ impl DurableIntake {
             .messages()
             .await
             .map_err(|e| ServeError::nats("pulling durable commands", e))?;
-        let permits = Arc::new(Semaphore::new(config.in_flight_max));
+        let gate = Gate::new(config.in_flight_max);
         let stripes = Stripes::new(ORDER_STRIPES);
         let directory_barrier = Arc::new(RwLock::new(()));
         loop {
@@ -163,11 +164,7 @@ impl DurableIntake {
                     continue;
                 }
             };
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let permit = gate.enter().await;
             let in_flight = metrics::InFlight::new("durable");
             if message.info().is_ok_and(|info| info.delivered > 1) {
                 metrics::redelivered();
@@ -225,8 +222,7 @@ impl DurableIntake {
                 drop((stripe, barrier, in_flight, permit));
             });
         }
-        let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
-        let _ = permits.acquire_many(all).await;
+        gate.all_done().await;
         Ok(())
     }
 }

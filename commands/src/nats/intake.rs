@@ -8,14 +8,13 @@
 use std::sync::Arc;
 
 use closeloop_core::domain::{parse_command, CommandEnvelope, Rejection};
-use futures::StreamExt;
-use tokio::sync::Semaphore;
 
 use super::auth::now_seconds;
 use super::config::ServeConfig;
 use super::error::ServeError;
-use super::shutdown::Shutdown;
+use super::gate::{Drained, Gate};
 use crate::{metrics, Handler, Reply};
+use closeloop_core::log::Shutdown;
 
 /// Checks one command as it arrived on a subject whose last token is `subject_type`.
 pub(crate) fn check(
@@ -82,7 +81,7 @@ pub(crate) fn last_token(subject: &str) -> &str {
 
 /// Request/reply intake, subscribed and ready to run.
 pub(crate) struct Intake {
-    subscriber: async_nats::Subscriber,
+    subscriber: Drained,
 }
 
 impl Intake {
@@ -94,7 +93,9 @@ impl Intake {
             .queue_subscribe(config.commands_wildcard(), config.queue_group.clone())
             .await
             .map_err(|e| ServeError::nats("subscribing to commands", e))?;
-        Ok(Intake { subscriber })
+        Ok(Intake {
+            subscriber: Drained::new(subscriber, "command"),
+        })
     }
 
     /// Takes requests until shutdown, at most `in_flight_max` at once; then drains the
@@ -107,26 +108,13 @@ impl Intake {
         client: async_nats::Client,
         mut shutdown: Shutdown,
     ) -> Result<(), ServeError> {
-        let permits = Arc::new(Semaphore::new(config.in_flight_max));
-        let mut draining = false;
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.wait(), if !draining => {
-                    draining = true;
-                    if let Err(e) = self.subscriber.drain().await {
-                        tracing::warn!(error = %e, "draining the command subscription");
-                        break;
-                    }
-                    continue;
-                }
-                message = self.subscriber.next() => message,
-            };
-            let Some(message) = message else { break };
+        let gate = Gate::new(config.in_flight_max);
+        while let Some(message) = self.subscriber.next(&mut shutdown).await {
             let received = tokio::time::Instant::now();
             // Load is shed, not buffered: past `in_flight_max` commands in flight a request
             // is answered `unavailable` at once, so memory stays bounded and a stalled store
             // does not leave a backlog to be appended after its callers gave up.
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let Some(permit) = gate.try_enter() else {
                 shed(&config, &client, message).await;
                 continue;
             };
@@ -137,8 +125,7 @@ impl Intake {
                 drop((in_flight, permit));
             });
         }
-        let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
-        let _ = permits.acquire_many(all).await;
+        gate.all_done().await;
         Ok(())
     }
 }

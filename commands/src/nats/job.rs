@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::shutdown::Shutdown;
+use closeloop_core::log::Shutdown;
 
 /// A background job run by `serve` until shutdown: the projectors' runners, the SLA
 /// scheduler. It gets a [`Shutdown`] and must return soon after it fires. A job that fails

@@ -13,8 +13,8 @@ use async_nats::jetstream::{self, kv};
 
 use super::error::ServeError;
 use super::job::Job;
-use super::shutdown::Shutdown;
 use crate::metrics;
+use closeloop_core::log::Shutdown;
 
 /// Where leases live and how long one lasts without renewal.
 #[derive(Debug, Clone)]

@@ -9,22 +9,26 @@
 //! - `durable.rs`: JetStream intake: stream `CLOSELOOP_COMMANDS`, one pull consumer shared by
 //!   every instance, ack after commit, replies on `<prefix>.replies.<command_id>`.
 //! - `query.rs`: request/reply on `<prefix>.queries.<name>`, dispatched to registered queries.
+//! - `gate.rs`: what the three intakes share: the bound on requests in flight, the wait for
+//!   them at shutdown, and a subscription drained at shutdown.
 //! - `job.rs`: a background job ([`Job`]); `error.rs`: what stops `serve` ([`ServeError`]).
 //! - `lease.rs`: "runs once across instances" for jobs such as the event relay.
-//! - `shutdown.rs`: the shutdown signal handed to every task.
+//!
+//! Every task gets the one stop signal of the workspace, [`Shutdown`] (closeloop-log's, so
+//! the read side's jobs take the same type).
 //!
 //! The event relay (`crate::relay`) runs here as a leased job. It depends on the leaf modules
-//! (`config`, `error`, `job`, `shutdown`), not on this one, so the two do not import each other.
+//! (`config`, `error`, `job`), not on this one, so the two do not import each other.
 
 pub mod auth;
 pub(crate) mod config;
 mod durable;
 pub(crate) mod error;
+mod gate;
 mod intake;
 pub(crate) mod job;
 mod lease;
 mod query;
-pub(crate) mod shutdown;
 pub mod streams;
 
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use async_nats::jetstream;
 use tokio::task::JoinSet;
 
 pub use auth::{Auth, AuthError, AuthErrorKind, Caller, KeysError, Verifier};
+pub use closeloop_core::log::{Shutdown, Trigger};
 pub use config::{checkpoints_subject, ServeConfig};
 pub use durable::{backlog, DEAD_DELIVERIES_HEADER, DEAD_REASON_HEADER, DEAD_SUBJECT_HEADER};
 pub use error::ServeError;
@@ -40,7 +45,6 @@ pub use intake::TIMEOUT_HEADER;
 pub use job::{Job, JobFn};
 pub use lease::{run_leased, Lease, LeaseConfig};
 pub use query::{Queries, QueryFn, QueryRequest};
-pub use shutdown::Shutdown;
 
 use crate::Handler;
 

@@ -10,16 +10,15 @@ use std::sync::Arc;
 
 use closeloop_core::domain::{Actor, Rejection, RejectionCode};
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use serde_json::{Map, Value};
-use tokio::sync::Semaphore;
 
 use super::auth::{now_seconds, AuthError, Caller};
 use super::config::ServeConfig;
 use super::error::ServeError;
+use super::gate::{Drained, Gate};
 use super::intake::last_token;
-use super::shutdown::Shutdown;
 use crate::Reply;
+use closeloop_core::log::Shutdown;
 
 /// A decoded query request: who asks (the credential's actor), and the other fields of the
 /// request object.
@@ -191,7 +190,7 @@ fn decode(
 
 /// Query request/reply, subscribed and ready to run.
 pub(crate) struct QueryIntake {
-    subscriber: async_nats::Subscriber,
+    subscriber: Drained,
     queries: Arc<Queries>,
 }
 
@@ -206,7 +205,7 @@ impl QueryIntake {
             .await
             .map_err(|e| ServeError::nats("subscribing to queries", e))?;
         Ok(QueryIntake {
-            subscriber,
+            subscriber: Drained::new(subscriber, "query"),
             queries: Arc::new(queries),
         })
     }
@@ -217,26 +216,12 @@ impl QueryIntake {
         client: async_nats::Client,
         mut shutdown: Shutdown,
     ) -> Result<(), ServeError> {
-        let permits = Arc::new(Semaphore::new(config.in_flight_max));
-        let mut draining = false;
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.wait(), if !draining => {
-                    draining = true;
-                    if self.subscriber.drain().await.is_err() { break }
-                    continue;
-                }
-                message = self.subscriber.next() => message,
-            };
-            let Some(message) = message else { break };
+        let gate = Gate::new(config.in_flight_max);
+        while let Some(message) = self.subscriber.next(&mut shutdown).await {
             let Some(inbox) = message.reply.clone() else {
                 continue;
             };
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let permit = gate.enter().await;
             let (queries, client, bytes_max) =
                 (self.queries.clone(), client.clone(), config.bytes_max());
             // Room for the reply's headers beside its body.
@@ -255,8 +240,7 @@ impl QueryIntake {
                 drop(permit);
             });
         }
-        let all = u32::try_from(config.in_flight_max).expect("in_flight_max fits in u32");
-        let _ = permits.acquire_many(all).await;
+        gate.all_done().await;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@
 use async_nats::jetstream::consumer::FromConsumer;
 use async_nats::jetstream::{self, consumer, stream};
 
-use crate::nats::ServeError;
+use crate::nats::error::ServeError;
 
 /// The limits of `have` that differ from `wanted`'s, by name. Zero and negative sizes both
 /// mean "no limit" to JetStream (it reports -1), and a zero duplicate window means "the

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use closeloop_core::domain::{AssignTicket, Command, CommandEnvelope, Directory, Grade, Level};
 
-use super::{derived_id, envelope, TrackedTicket, ASSIGN_ACTOR};
+use super::ids::{derived_id, envelope, ASSIGN_ACTOR};
+use super::tracked::TrackedTicket;
 
 /// The lowest level that serves each grade. Configuration: these are the defaults.
 #[derive(Debug, Clone)]

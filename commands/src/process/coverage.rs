@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use closeloop_core::domain::{AddNote, AssignTicket, Command, CommandEnvelope, Directory};
 use uuid::Uuid;
 
-use super::{derived_id, envelope, TrackedTicket, COVERAGE_ACTOR};
+use super::ids::{derived_id, envelope, COVERAGE_ACTOR};
+use super::tracked::TrackedTicket;
 
 /// Most tickets a handover note lists by name (the rest are counted).
 pub const NOTE_TICKETS_MAX: usize = 50;

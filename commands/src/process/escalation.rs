@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use closeloop_core::domain::{Command, CommandEnvelope, EscalateTicket, TicketStatus, LINE_MAX};
 use uuid::Uuid;
 
-use super::{derived_id, envelope, TrackedTicket, ESCALATION_ACTOR};
+use super::ids::{derived_id, envelope, ESCALATION_ACTOR};
+use super::tracked::TrackedTicket;
 
 pub(super) fn commands(
     tickets: &HashMap<Uuid, TrackedTicket>,

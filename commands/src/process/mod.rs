@@ -8,6 +8,8 @@
 //!   handover note listing what is open, and move back when the agent returns.
 //! - `escalation.rs`: a breached ticket (`sla_breached`) is escalated one line up with the
 //!   breach as its reason.
+//! - `tracked.rs`: [`TrackedTicket`], a ticket as the managers see it; `ids.rs`: their actors
+//!   and command ids.
 //!
 //! They are **state-based**: each step folds the log up to its head (tickets, and the
 //! directory through the handler), then compares the state with what should be and submits
@@ -15,34 +17,28 @@
 //! the triggering event), so two instances, or one restarted from position zero, build the
 //! same commands and the log's idempotency makes all but the first `duplicate`.
 //!
-//! A merged ticket is left alone ([`Ticket::in_work`]): it accepts no more commands.
+//! A merged ticket is left alone ([`Ticket::in_work`](closeloop_core::domain::Ticket::in_work)): it accepts no more commands.
 
 mod assign;
 mod coverage;
 mod escalation;
+mod ids;
+mod tracked;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use closeloop_core::domain::{evolve, Actor, Command, CommandEnvelope, Event, Ticket};
-use closeloop_core::log::{Filter, Position, READ_BATCH_MAX};
+use closeloop_core::domain::{evolve, Event};
+use closeloop_core::log::{Filter, Shutdown, Subscription, Waited, READ_BATCH_MAX};
 use jiff::Timestamp;
 use uuid::Uuid;
 
 pub use assign::{required_level, AssignConfig};
+pub use ids::{derived_id, ASSIGN_ACTOR, COVERAGE_ACTOR, ESCALATION_ACTOR};
+pub use tracked::TrackedTicket;
 
 use crate::{Handler, Reply};
-
-/// A ticket as the process managers see it.
-#[derive(Debug, Clone)]
-pub struct TrackedTicket {
-    pub ticket: Ticket,
-    /// Set while the ticket sits with a backup: the away agent it was moved from.
-    pub moved_from: Option<String>,
-    /// Business time of its last event.
-    pub last_at: Timestamp,
-}
 
 /// Which managers run, and their settings.
 #[derive(Debug, Clone)]
@@ -69,38 +65,11 @@ impl Default for ProcessConfig {
 pub struct ProcessManagers {
     handler: Arc<Handler>,
     config: ProcessConfig,
-    position: Position,
+    /// The ticket events folded so far.
+    subscription: Subscription,
     tickets: HashMap<Uuid, TrackedTicket>,
     /// `sla_breached` events folded and not yet acted on: (event id, ticket, reason).
     breaches: Vec<(Uuid, Uuid, String)>,
-}
-
-/// Actor ids of the managers' commands.
-pub const ASSIGN_ACTOR: &str = "auto-assign";
-pub const COVERAGE_ACTOR: &str = "backup-coverage";
-pub const ESCALATION_ACTOR: &str = "breach-escalation";
-
-/// A deterministic id for a command derived from `name` (FNV-1a, 128 bits), as a UUID v8.
-pub fn derived_id(name: &str) -> Uuid {
-    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for byte in name.bytes() {
-        hash ^= u128::from(byte);
-        hash = hash.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    uuid::Builder::from_custom_bytes(hash.to_be_bytes()).into_uuid()
-}
-
-/// A manager's command. It names no business time: it acts at its decision time, the
-/// handler's "now" (never before the stream's last event), and the same state gives every
-/// instance the same command.
-fn envelope(actor: &str, command_id: Uuid, command: Command) -> CommandEnvelope {
-    CommandEnvelope {
-        command_id,
-        actor: Actor::system(actor),
-        occurred_at: None,
-        expected_version: None,
-        command,
-    }
 }
 
 impl ProcessManagers {
@@ -108,7 +77,7 @@ impl ProcessManagers {
         ProcessManagers {
             handler,
             config,
-            position: 0,
+            subscription: Subscription::after(0, Filter::Categories(&["ticket"]), READ_BATCH_MAX),
             tickets: HashMap::new(),
             breaches: Vec::new(),
         }
@@ -118,17 +87,10 @@ impl ProcessManagers {
     async fn catch_up(&mut self) -> Result<(), closeloop_core::Error> {
         loop {
             let batch = self
-                .handler
-                .log()
-                .read_all(
-                    self.position,
-                    READ_BATCH_MAX,
-                    Filter::Categories(&["ticket"]),
-                )
+                .subscription
+                .next_batch(self.handler.log().as_ref())
                 .await?;
-            let Some(last) = batch.last() else { break };
-            self.position = last.position;
-            for stored in &batch {
+            for stored in &batch.events {
                 let event = stored.decode()?;
                 self.fold(
                     stored.event_id,
@@ -136,6 +98,9 @@ impl ProcessManagers {
                     stored.metadata.occurred_at,
                     &event,
                 );
+            }
+            if !batch.full {
+                break;
             }
         }
         Ok(())
@@ -205,17 +170,19 @@ impl ProcessManagers {
         Ok(replies)
     }
 
-    /// Steps, then waits for new events, until `shutdown` turns true.
-    pub async fn run(
-        mut self,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), closeloop_core::Error> {
-        while !*shutdown.borrow() {
+    /// Steps, then waits for new events, until `shutdown` fires.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(), closeloop_core::Error> {
+        while !shutdown.is_set() {
             self.step().await?;
             let wait = Duration::from_millis(self.config.tail_wait_ms);
-            tokio::select! {
-                head = self.handler.log().wait_beyond(self.position, wait) => { head?; }
-                changed = shutdown.changed() => if changed.is_err() { break },
+            let log = self.handler.log().clone();
+            if self
+                .subscription
+                .wait(log.as_ref(), wait, &mut shutdown)
+                .await?
+                == Waited::Shutdown
+            {
+                break;
             }
         }
         Ok(())

@@ -856,9 +856,6 @@ pub struct DefineDeadlineKind {
     pub on_breach: Option<DeadlineConsequence>,
 }
 
-/// Most business hours a deadline kind's default may last (a year of minutes).
-pub const DEADLINE_HOURS_MAX: u32 = crate::TARGET_MINUTES_MAX / 60;
-
 impl DefineDeadlineKind {
     /// The default duration in business minutes, whichever unit the command named.
     pub fn minutes(&self) -> u32 {

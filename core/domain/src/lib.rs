@@ -21,6 +21,7 @@ mod command;
 mod directory;
 mod event;
 mod idempotency;
+mod limits;
 mod parse;
 mod reference;
 mod rejection;
@@ -35,7 +36,10 @@ mod visibility;
 pub use command::*;
 pub use directory::*;
 pub use event::*;
-pub use idempotency::idempotency_key;
+pub use idempotency::{
+    derived_command_id, idempotency_key, system_command, IdScheme, SCHEDULER_NAMESPACE,
+};
+pub use limits::*;
 pub use parse::*;
 pub use reference::decide_directory;
 pub use rejection::*;

@@ -12,6 +12,9 @@
 //! - `hash.rs`: the per-stream SHA-256 hash chain;
 //! - `rules.rs`: the append rules, one pure function every backend calls to decide an append;
 //! - `memory.rs`: the in-memory backend;
+//! - `subscription.rs`: [`Subscription`], the one way to follow the log (catch up, next
+//!   batch, wait for news or shutdown), with the short-batch rule written once;
+//! - `shutdown.rs`: [`Shutdown`], the one stop signal every follower of the log takes;
 //! - `scan.rs`: [`EventLog::scan`]'s types ([`ScannedEvent`], [`ScanBatch`]) and the paged
 //!   scan a backend without a faster path uses.
 //!
@@ -28,6 +31,8 @@ mod hash;
 pub mod memory;
 pub mod rules;
 mod scan;
+mod shutdown;
+mod subscription;
 
 use std::time::Duration;
 
@@ -41,6 +46,8 @@ use closeloop_domain::Actor;
 pub use error::Error;
 
 pub use scan::{paged_scan, Scan, ScanBatch, ScannedEvent};
+pub use shutdown::{Shutdown, Trigger};
+pub use subscription::{wait_or_shutdown, Batch, Subscription, Waited};
 
 pub use hash::{chain_hash, verify_chain, ChainBreak, LogVerifier, GENESIS_HASH};
 

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use closeloop_core::log::{EventLog, Filter, Position, READ_BATCH_MAX};
+use closeloop_core::log::{
+    wait_or_shutdown, EventLog, Filter, Position, Shutdown, Subscription, Waited,
+};
 use uuid::Uuid;
 
 use super::{Changes, Folder, TableError, TableStore, TicketWork, CATEGORIES, NAME, VERSION};
@@ -25,7 +27,7 @@ use crate::runtime::{CatchUp, ProjectorError, Status};
 /// Tunables, each with its unit.
 #[derive(Debug, Clone)]
 pub struct TableConfig {
-    /// Events read and committed per batch (at most [`READ_BATCH_MAX`]).
+    /// Events read and committed per batch (at most [`READ_BATCH_MAX`](closeloop_core::log::READ_BATCH_MAX)).
     pub batch_events_max: usize,
     /// Ticket states kept between batches.
     pub cached_tickets_max: usize,
@@ -114,21 +116,24 @@ impl TableProjector {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        // The checkpoint is the truth: a fenced or failed commit leaves it elsewhere.
         let after = self.status.position();
-        let head = self.log.head().await.map_err(store_err)?;
-        self.status.raise_head(head);
-        if head <= after {
-            return Ok(0);
-        }
-        let limit = self.config.batch_events_max.clamp(1, READ_BATCH_MAX);
-        let batch = self
-            .log
-            .read_all(after, limit, Filter::Categories(CATEGORIES))
+        let mut subscription = Subscription::after(
+            after,
+            Filter::Categories(CATEGORIES),
+            self.config.batch_events_max,
+        );
+        let batch = subscription
+            .next_batch(self.log.as_ref())
             .await
             .map_err(store_err)?;
-        let mut records = Vec::with_capacity(batch.len());
+        self.status.raise_head(batch.head);
+        if batch.through == after {
+            return Ok(0);
+        }
+        let mut records = Vec::with_capacity(batch.events.len());
         let mut missing = Vec::new();
-        for stored in &batch {
+        for stored in &batch.events {
             let record = Record::from_stored(stored).map_err(|e| ProjectorError::Apply {
                 projector: NAME,
                 position: e.position,
@@ -177,13 +182,8 @@ impl TableProjector {
             position = record.position;
         }
         self.status.raise_head(position);
-        // Positions are contiguous and in commit order: a short batch read after seeing
-        // `head` has seen every event up to `head`, matching or not.
-        if batch.len() < limit {
-            position = position.max(head);
-        }
-        self.commit(after, position, changes).await?;
-        Ok(batch.len())
+        self.commit(after, batch.through, changes).await?;
+        Ok(batch.events.len())
     }
 
     async fn commit(
@@ -247,24 +247,19 @@ impl TableProjector {
         result
     }
 
-    /// Catches up, then tails the log until `shutdown` turns true.
-    pub async fn run(
-        mut self,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), ProjectorError> {
+    /// Catches up, then tails the log until `shutdown` fires (and folds once more then).
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(), ProjectorError> {
         let result = async {
             while self.step().await? > 0 {}
-            while !*shutdown.borrow() {
+            while !shutdown.is_set() {
                 let wait = Duration::from_millis(self.config.tail_wait_ms);
-                tokio::select! {
-                    head = self.log.wait_beyond(self.status.position(), wait) => {
-                        self.status.raise_head(head.map_err(store_err)?);
-                    }
-                    changed = shutdown.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                    }
+                let after = self.status.position();
+                if let Waited::Head(head) =
+                    wait_or_shutdown(self.log.as_ref(), after, wait, &mut shutdown)
+                        .await
+                        .map_err(store_err)?
+                {
+                    self.status.raise_head(head);
                 }
                 while self.step().await? > 0 {}
             }

@@ -1,4 +1,8 @@
 //! The shutdown signal (mini-redis style): cheap to clone, handed to every task, fired once.
+//! It lives beside the log because every follower of the log waits on it as it waits for
+//! the log to move ([`Subscription::wait`](crate::Subscription::wait)): `serve`'s intakes
+//! and jobs, the projectors' runners, the SLA scheduler, the process managers and the relay
+//! all take this one type.
 
 use tokio::sync::watch;
 
@@ -29,18 +33,16 @@ impl Shutdown {
         Shutdown(rx)
     }
 
-    /// Whether the signal has fired.
+    /// Whether the signal has fired. A trigger dropped without firing counts as fired, as
+    /// in [`wait`](Shutdown::wait): the task that held it is gone (`schedule`'s signal task
+    /// dies if logging "shutdown requested" panics on a closed stderr), and a loop that asked
+    /// `is_set` after `wait` returned would otherwise go round for ever.
     pub fn is_set(&self) -> bool {
-        *self.0.borrow()
+        *self.0.borrow() || self.0.has_changed().is_err()
     }
 
-    /// The underlying `watch` receiver (`true` once fired), for code that takes one: the
-    /// projectors' runners, the SLA scheduler, the process managers.
-    pub fn receiver(&self) -> watch::Receiver<bool> {
-        self.0.clone()
-    }
-
-    /// Completes once the signal has fired (at once if it already has).
+    /// Completes once the signal has fired (at once if it already has, or if its trigger is
+    /// gone).
     pub async fn wait(&mut self) {
         // An error means the trigger is gone: treat that as fired too.
         let _ = self.0.wait_for(|fired| *fired).await;
@@ -59,5 +61,27 @@ impl Shutdown {
             }
         });
         (trigger, child)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trigger dropped without firing stops its tasks like a fired one: `is_set` and
+    /// `wait` agree, so a loop that waits and then asks `is_set` ends.
+    #[tokio::test]
+    async fn a_dropped_trigger_counts_as_fired() {
+        let (trigger, mut shutdown) = Shutdown::new();
+        assert!(!shutdown.is_set());
+        drop(trigger);
+        assert!(shutdown.is_set());
+        shutdown.wait().await;
+
+        let (trigger, mut fired) = Shutdown::new();
+        trigger.fire();
+        assert!(fired.is_set());
+        fired.wait().await;
+        assert!(!Shutdown::never().is_set());
     }
 }
