@@ -127,6 +127,12 @@ pub async fn run(log: Arc<dyn EventLog>, store: &str, args: DemoArgs) -> anyhow:
             scheduled.absences
         )?;
     }
+    if scheduled.deadlines > 0 {
+        outln!(
+            "  step deadlines: {} warnings and breaches recorded",
+            scheduled.deadlines
+        )?;
+    }
     if scheduled.refused > 0 {
         outln!(
             "  {} scheduler commands refused: the ticket was resolved or closed within the same tick (expected to be rare; not workload rejections)",
@@ -251,6 +257,9 @@ struct ScheduledCounts {
     duplicates: usize,
     /// Planned absences started and ended (`start_absence`, `end_absence`).
     absences: usize,
+    /// Step deadlines warned of and breached (`raise_deadline_warning`,
+    /// `record_deadline_breach`).
+    deadlines: usize,
     /// Refused by the domain: the ticket was no longer open.
     refused: usize,
     /// The SLA projector stopped (nothing more is scheduled).
@@ -305,9 +314,14 @@ impl Scheduler {
                     envelope.command,
                     Command::StartAbsence(_) | Command::EndAbsence(_)
                 );
+                let deadline = matches!(
+                    envelope.command,
+                    Command::RaiseDeadlineWarning(_) | Command::RecordDeadlineBreach(_)
+                );
                 match self.handler.handle_at(envelope, now).await {
                     Reply::Accepted { .. } if breach => self.counts.breaches += 1,
                     Reply::Accepted { .. } if absence => self.counts.absences += 1,
+                    Reply::Accepted { .. } if deadline => self.counts.deadlines += 1,
                     Reply::Accepted { .. } => self.counts.warnings += 1,
                     Reply::Duplicate { .. } => self.counts.duplicates += 1,
                     Reply::Rejected { .. } => {
@@ -534,6 +548,14 @@ fn print_summary(s: &TicketSummary) -> std::io::Result<()> {
         s.follow_ups_recorded,
         s.follow_ups_overdue,
         s.visits_entered_late
+    )?;
+    outln!(
+        "Step deadlines: {} set, {} met in time, {} breached by the scheduler ({} repairs flagged for exchange), {} completed after their breach (closeloop report deadlines)",
+        s.deadlines,
+        s.deadlines_met,
+        s.deadlines_breached,
+        s.exchanges_flagged,
+        s.deadlines_met_late
     )?;
     Ok(())
 }

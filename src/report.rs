@@ -1,4 +1,4 @@
-//! `closeloop report sla|satisfaction|performance|complaints`: catch the projectors up to the head of the
+//! `closeloop report sla|satisfaction|performance|complaints|inspections|deadlines`: catch the projectors up to the head of the
 //! log, then print the report as readable tables or (`--json`) as the JSON of the query
 //! `closeloop.v1.queries.report_NAME`. `closeloop report dashboard --html FILE` writes the
 //! supervisor's dashboard (`crate::dashboard`) instead.
@@ -26,6 +26,7 @@ pub enum ReportName {
     Performance,
     Complaints,
     Inspections,
+    Deadlines,
     /// The dashboard page of charts (`--html FILE`).
     Dashboard,
 }
@@ -39,6 +40,7 @@ impl ReportName {
             ReportName::Performance => "performance",
             ReportName::Complaints => "complaints",
             ReportName::Inspections => "inspections",
+            ReportName::Deadlines => "deadlines",
         }
     }
 }
@@ -251,6 +253,7 @@ pub fn print(out: &mut impl Write, name: &str, v: &Value, brief: bool) -> std::i
         "performance" => print_performance(out, v)?,
         "complaints" => print_complaints(out, v)?,
         "inspections" => print_inspections(out, v)?,
+        "deadlines" => print_deadlines(out, v)?,
         _ => {}
     }
     for p in rows(v, "projectors") {
@@ -405,6 +408,48 @@ fn print_inspections(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
             num(&r["reinspections_due"]),
             num(&r["reinspected"])
         )?;
+    }
+    Ok(())
+}
+
+fn print_deadlines(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Step deadlines, per {} of the due time:",
+        num(&v["period"])
+    )?;
+    let header = |out: &mut dyn Write, by: &str| {
+        writeln!(
+            out,
+            "  {:<10} {:<20} {:>5} {:>5} {:>8} {:>8} {:>5} {:>6}",
+            "period", by, "due", "met", "breached", "met late", "open", "met%"
+        )
+    };
+    let line = |out: &mut dyn Write, period: &Value, name: &Value, r: &Value| {
+        writeln!(
+            out,
+            "  {:<10} {:<20} {:>5} {:>5} {:>8} {:>8} {:>5} {:>6}",
+            num(period),
+            num(name),
+            num(&r["due"]),
+            num(&r["met"]),
+            num(&r["breached"]),
+            num(&r["met_late"]),
+            num(&r["open"]),
+            fixed(&r["met_percent"], 1)
+        )
+    };
+    for (list, key, by) in [
+        ("kinds", "kind", "kind"),
+        ("agents", "agent_id", "agent"),
+        ("teams", "team", "team"),
+    ] {
+        header(out, by)?;
+        for p in rows(v, "periods") {
+            for r in rows(p, list) {
+                line(out, &p["period"], &r[key], r)?;
+            }
+        }
     }
     Ok(())
 }

@@ -933,6 +933,13 @@ impl TableStore for FlakyTables {
     ) -> Result<Vec<closeloop_projections::tables::InspectionRow>, TableError> {
         self.inner.due_reinspections(month, limit).await
     }
+    async fn due_deadlines(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<closeloop_projections::tables::DeadlineRow>, TableError> {
+        self.inner.due_deadlines(now, limit).await
+    }
     async fn due_absences(
         &self,
         now: i64,
@@ -2162,5 +2169,375 @@ mod inspections {
             // Replay equals live.
             assert_eq!(one_pass(log.clone()).await, dump);
         });
+    }
+}
+
+/// Step deadlines (`set_deadline`): a hand-computed scenario through the handler, the
+/// `deadlines` table, the scheduler (each warning and breach once, a retry a duplicate), the
+/// consequence of a breached repair, the deadlines report, and a replay.
+pub(crate) mod step_deadlines {
+    use super::complaints::{send, submit, ticket};
+    use super::*;
+    use closeloop_projections::report::deadlines_report;
+    use closeloop_projections::scheduler::due_commands;
+    use closeloop_projections::tables::parse_time;
+    use closeloop_projections::tables::sqlite::SqliteTables;
+    use serde_json::json;
+
+    fn at(text: &str) -> Option<i64> {
+        Some(parse_time(text).unwrap())
+    }
+
+    #[test]
+    fn step_deadlines_are_warned_of_and_breached_once_and_reported_per_kind_agent_and_team() {
+        runtime().block_on(run(Arc::new(MemoryTables::new())));
+    }
+
+    #[test]
+    fn step_deadlines_are_warned_of_and_breached_once_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tables.db");
+        runtime().block_on(async {
+            let tables = SqliteTables::open(&path).unwrap();
+            run(Arc::new(tables)).await
+        });
+    }
+
+    /// The scenario on `tables` (any store: the scheduler's reads are each store's own).
+    pub(crate) async fn run(tables: Arc<dyn TableStore>) {
+        {
+            let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+            let handler = Handler::new(log.clone(), HandlerConfig::trusting());
+            let setup = "2026-11-20T08:00:00Z";
+            for (agent, lead) in [("agent-1", false), ("supervisor-1", true)] {
+                submit(
+                    &handler,
+                    "system",
+                    setup,
+                    "register_agent",
+                    json!({"agent_id": agent, "name": agent, "team": "alpha", "line": 1,
+                           "level": "senior", "team_lead": lead}),
+                )
+                .await;
+            }
+            let weekdays: Vec<_> = ["mon", "tue", "wed", "thu", "fri"]
+                .iter()
+                .map(|d| json!({"day": d, "start": "09:00", "end": "17:00"}))
+                .collect();
+            submit(
+                &handler,
+                "system",
+                setup,
+                "define_calendar",
+                json!({"calendar_id": "office", "time_zone": "UTC", "weekly_hours": weekdays}),
+            )
+            .await;
+            let every_day: Vec<_> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                .iter()
+                .map(|d| json!({"day": d, "start": "00:00", "end": "24:00"}))
+                .collect();
+            submit(
+                &handler,
+                "system",
+                setup,
+                "define_calendar",
+                json!({"calendar_id": "always", "time_zone": "UTC", "weekly_hours": every_day}),
+            )
+            .await;
+            // The kinds are configuration: a repair in three days (24x7), warned four hours
+            // before, an exchange when breached; paperwork in 8 office hours, warned an hour
+            // before. A supervisor defines them as other reference data; an agent may not.
+            submit(
+                &handler,
+                "supervisor",
+                setup,
+                "define_deadline_kind",
+                json!({"kind": "repair", "business_hours": 72, "calendar_id": "always",
+                       "warn_before_minutes": 240, "on_breach": "flag_exchange"}),
+            )
+            .await;
+            submit(
+                &handler,
+                "system",
+                setup,
+                "define_deadline_kind",
+                json!({"kind": "paperwork", "business_minutes": 480, "calendar_id": "office",
+                       "warn_before_minutes": 60}),
+            )
+            .await;
+            let refused = send(
+                &handler,
+                "agent",
+                setup,
+                "define_deadline_kind",
+                json!({"kind": "visit_record", "business_hours": 168}),
+            )
+            .await;
+            assert!(
+                matches!(refused, Reply::Rejected { .. }),
+                "{}",
+                refused.to_json()
+            );
+
+            // A repair ticket of agent-1's, opened Monday 23 November 09:00, never resolved in
+            // time.
+            let id = uuid::Uuid::now_v7();
+            ticket(&handler, id, "repair", "agent-1", None).await;
+            // 1: the repair, set by its owner at 10:00 Monday: due Thursday 10:00 (72 hours
+            // 24x7), warned at 06:00.
+            submit(
+                &handler,
+                "agent",
+                "2026-11-23T10:00:00Z",
+                "set_deadline",
+                json!({"ticket_id": id, "kind": "repair", "owner": "agent-1"}),
+            )
+            .await;
+            // 2: paperwork of the lead's, set Monday 16:00: one office hour Monday, seven
+            // Tuesday: due Tuesday 16:00, warned at 15:00. Done Tuesday 12:00: met.
+            submit(
+                &handler,
+                "supervisor",
+                "2026-11-23T16:00:00Z",
+                "set_deadline",
+                json!({"ticket_id": id, "kind": "paperwork", "owner": "supervisor-1"}),
+            )
+            .await;
+            // 3: paperwork of agent-1's due at a time, Wednesday 12:00: 12 office hours from
+            // Monday 16:00, so the warning is 11 office hours on: Wednesday 11:00.
+            submit(
+                &handler,
+                "supervisor",
+                "2026-11-23T16:00:00Z",
+                "set_deadline",
+                json!({"ticket_id": id, "kind": "paperwork", "owner": "agent-1",
+                       "due_at": "2026-11-25T12:00:00Z"}),
+            )
+            .await;
+            // A service sets no deadline.
+            let refused = send(
+                &handler,
+                "service",
+                "2026-11-23T16:30:00Z",
+                "set_deadline",
+                json!({"ticket_id": id, "kind": "paperwork", "owner": "agent-1"}),
+            )
+            .await;
+            assert!(
+                matches!(refused, Reply::Rejected { .. }),
+                "{}",
+                refused.to_json()
+            );
+            submit(
+                &handler,
+                "supervisor",
+                "2026-11-24T12:00:00Z",
+                "complete_deadline",
+                json!({"ticket_id": id, "deadline": 2}),
+            )
+            .await;
+
+            let mut projector = TableProjector::open(log.clone(), tables.clone(), config(3))
+                .await
+                .unwrap();
+            projector.catch_up().await.unwrap();
+            let dump = tables.dump().await.unwrap();
+            let rows = &dump.deadlines;
+            assert_eq!(rows.len(), 3);
+            fn times(
+                r: &closeloop_projections::tables::DeadlineRow,
+            ) -> (i64, Option<i64>, Option<i64>, &str) {
+                (r.set_at, r.due_at, r.warn_at, r.status.as_str())
+            }
+            assert_eq!(
+                times(&rows[0]),
+                (
+                    at("2026-11-23T10:00:00Z").unwrap(),
+                    at("2026-11-26T10:00:00Z"),
+                    at("2026-11-26T06:00:00Z"),
+                    "open"
+                )
+            );
+            assert_eq!(
+                times(&rows[1]),
+                (
+                    at("2026-11-23T16:00:00Z").unwrap(),
+                    at("2026-11-24T16:00:00Z"),
+                    at("2026-11-24T15:00:00Z"),
+                    "met"
+                )
+            );
+            assert_eq!(rows[1].met_at, at("2026-11-24T12:00:00Z"));
+            assert_eq!(
+                (rows[1].owner.as_str(), rows[1].team.as_str()),
+                ("supervisor-1", "alpha")
+            );
+            assert_eq!(
+                times(&rows[2]),
+                (
+                    at("2026-11-23T16:00:00Z").unwrap(),
+                    at("2026-11-25T12:00:00Z"),
+                    at("2026-11-25T11:00:00Z"),
+                    "open"
+                )
+            );
+
+            // Thursday 11:00: both open deadlines are past their warning and their due time:
+            // the paperwork (due first) then the repair, a warning before each breach; asked
+            // twice (two instances, a retry), appended once.
+            let deadline_commands = |due: Vec<closeloop_core::domain::CommandEnvelope>| {
+                due.into_iter()
+                    .filter(|c| c.command.command_type().contains("deadline"))
+                    .collect::<Vec<_>>()
+            };
+            let early: jiff::Timestamp = "2026-11-24T14:59:00Z".parse().unwrap();
+            assert!(
+                deadline_commands(due_commands(tables.as_ref(), early).await.unwrap()).is_empty()
+            );
+            let now: jiff::Timestamp = "2026-11-26T11:00:00Z".parse().unwrap();
+            let due = deadline_commands(due_commands(tables.as_ref(), now).await.unwrap());
+            let marks: Vec<_> = due
+                .iter()
+                .map(|c| match &c.command {
+                    closeloop_core::domain::Command::RaiseDeadlineWarning(w) => {
+                        ("warning", w.deadline)
+                    }
+                    closeloop_core::domain::Command::RecordDeadlineBreach(b) => {
+                        ("breach", b.deadline)
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(
+                marks,
+                [("warning", 3), ("breach", 3), ("warning", 1), ("breach", 1)]
+            );
+            let before = log
+                .read_stream(&format!("ticket-{id}"), 0)
+                .await
+                .unwrap()
+                .len();
+            for command in due.iter().chain(due.iter()) {
+                let mut command = command.clone();
+                command.occurred_at = Some(now);
+                let reply = handler.handle(command).await;
+                assert!(
+                    matches!(reply, Reply::Accepted { .. } | Reply::Duplicate { .. }),
+                    "{}",
+                    reply.to_json()
+                );
+            }
+            let events = log.read_stream(&format!("ticket-{id}"), 0).await.unwrap();
+            assert_eq!(events.len(), before + 4, "four marks, once each");
+            projector.catch_up().await.unwrap();
+            assert!(
+                deadline_commands(due_commands(tables.as_ref(), now).await.unwrap()).is_empty()
+            );
+
+            // The breached repair flagged the ticket for exchange: its state says so, and the
+            // breach names the consequence.
+            let state = events
+                .iter()
+                .fold(None, |s, e| {
+                    closeloop_core::domain::evolve(s, &e.decode().unwrap())
+                })
+                .unwrap();
+            assert!(state.exchange_flagged);
+            // The repair is done after all, late; the ticket is settled as an exchange.
+            submit(
+                &handler,
+                "agent",
+                "2026-11-26T12:00:00Z",
+                "complete_deadline",
+                json!({"ticket_id": id, "deadline": 1}),
+            )
+            .await;
+            submit(
+                &handler,
+                "agent",
+                "2026-11-26T12:30:00Z",
+                "resolve_ticket",
+                json!({"ticket_id": id, "resolution": "unit exchanged", "outcome": "exchanged"}),
+            )
+            .await;
+            projector.catch_up().await.unwrap();
+            let dump = tables.dump().await.unwrap();
+            let rows = &dump.deadlines;
+            assert_eq!(rows[0].status, "met_late");
+            assert_eq!(rows[0].consequence.as_deref(), Some("flag_exchange"));
+            assert_eq!(rows[0].warned_at, Some(now.as_second()));
+            assert_eq!(rows[0].breached_at, Some(now.as_second()));
+            assert_eq!(rows[0].met_at, at("2026-11-26T12:00:00Z"));
+            assert_eq!(rows[2].status, "breached");
+            assert_eq!(rows[2].consequence, None);
+
+            // The report: three due in November; one met, two breached (one of them done
+            // late): a third met. Per kind, per owner and per team.
+            let report = deadlines_report(tables.as_ref(), &ReportQuery::default())
+                .await
+                .unwrap();
+            let periods = report["periods"].as_array().unwrap();
+            assert_eq!(periods.len(), 1);
+            let p = &periods[0];
+            assert_eq!(p["period"], "2026-11");
+            assert_eq!(
+                (
+                    &p["due"],
+                    &p["met"],
+                    &p["breached"],
+                    &p["met_late"],
+                    &p["open"]
+                ),
+                (&json!(3), &json!(1), &json!(2), &json!(1), &json!(0))
+            );
+            assert_eq!(p["met_percent"], 33.3);
+            let find = |list: &str, key: &str, name: &str| {
+                p[list]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r[key] == name)
+                    .cloned()
+                    .unwrap()
+            };
+            let paperwork = find("kinds", "kind", "paperwork");
+            assert_eq!(
+                (&paperwork["due"], &paperwork["met_percent"]),
+                (&json!(2), &json!(50.0))
+            );
+            let repair = find("kinds", "kind", "repair");
+            assert_eq!(
+                (
+                    &repair["breached"],
+                    &repair["met_late"],
+                    &repair["met_percent"]
+                ),
+                (&json!(1), &json!(1), &json!(0.0))
+            );
+            let agent = find("agents", "agent_id", "agent-1");
+            assert_eq!((&agent["due"], &agent["breached"]), (&json!(2), &json!(2)));
+            assert_eq!(agent["team"], "alpha");
+            let lead = find("agents", "agent_id", "supervisor-1");
+            assert_eq!(
+                (&lead["met"], &lead["met_percent"]),
+                (&json!(1), &json!(100.0))
+            );
+            let team = find("teams", "team", "alpha");
+            assert_eq!((&team["due"], &team["met"]), (&json!(3), &json!(1)));
+            // Filtered to the lead: theirs alone.
+            let theirs = deadlines_report(
+                tables.as_ref(),
+                &ReportQuery {
+                    agent: Some("supervisor-1".into()),
+                    ..ReportQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(theirs["periods"][0]["due"], 1);
+
+            // Replay equals live.
+            assert_eq!(one_pass(log.clone()).await, dump);
+        }
     }
 }

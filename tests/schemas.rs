@@ -465,6 +465,10 @@ fn the_schemas_and_the_parser_agree_on_a_corpus() {
         ("/payload/charged", "unjustified"),
         ("/payload/backup_agent_id", "their own backup"),
         ("/payload/effective_from", "2000-01-01"),
+        ("/payload/warn_before_minutes", "less than the duration"),
+        ("/payload/business_minutes", "needs its default duration"),
+        ("/payload/business_hours", "give the duration once"),
+        ("/payload/due_at", "give the due time once"),
     ];
 
     let dir = json_dir().join("commands");

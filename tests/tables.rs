@@ -84,6 +84,7 @@ pub(crate) fn assert_same(found: &Dump, expected: &Dump) {
         &expected.satisfaction_ratings,
     );
     table("agents", &found.agents, &expected.agents);
+    table("deadlines", &found.deadlines, &expected.deadlines);
 }
 
 fn assert_filled(d: &Dump) {
@@ -93,6 +94,11 @@ fn assert_filled(d: &Dump) {
     assert!(!d.resolutions.is_empty(), "no resolutions");
     assert!(!d.satisfaction_ratings.is_empty(), "no ratings");
     assert!(!d.agents.is_empty(), "no agents");
+    assert!(!d.deadlines.is_empty(), "no step deadlines");
+    assert!(
+        d.deadlines.iter().any(|r| r.met_at.is_some()),
+        "no step deadline met"
+    );
 }
 
 proptest! {
@@ -252,6 +258,14 @@ fn a_planned_absence_hands_over_and_back_at_its_moments_on_postgres() {
     runtime().block_on(async {
         let schema = Schema::new();
         crate::projections::absences::run(Arc::new(schema.tables().await)).await;
+    });
+}
+
+#[test]
+fn step_deadlines_are_warned_of_and_breached_once_on_postgres() {
+    runtime().block_on(async {
+        let schema = Schema::new();
+        crate::projections::step_deadlines::run(Arc::new(schema.tables().await)).await;
     });
 }
 

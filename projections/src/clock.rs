@@ -47,6 +47,12 @@ impl Calendars {
             .unwrap_or_else(|| ALWAYS.get_or_init(|| BusinessCalendar::always("")))
     }
 
+    /// The calendar named `name`, when it was defined.
+    pub fn find(&self, name: &str) -> Option<&BusinessCalendar> {
+        let id = self.names.find(name)?;
+        self.built.get(id as usize).and_then(Option::as_ref)
+    }
+
     /// How many calendar names are interned (defined or named by a ticket).
     pub fn names_len(&self) -> usize {
         self.names.len()

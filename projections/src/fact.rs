@@ -55,6 +55,8 @@ pub enum Fact<'a> {
     ComplaintRuled(Uuid),
     /// A follow-up's events (no clock reads them; the tables read the full event).
     FollowUp(Uuid),
+    /// A step deadline's events (no clock reads them; the tables read the full event).
+    StepDeadline(Uuid),
     /// `ticket_linked` or `ticket_merged` (no clock reads them).
     Relation(Uuid),
     /// `ticket_merged_into`: the source's live timers end, cancelled (it takes no more
@@ -176,6 +178,8 @@ pub struct Resolved<'a> {
     _resolution: Unread,
     #[serde(borrow)]
     pub agent_id: Cow<'a, str>,
+    #[serde(default, rename = "outcome")]
+    _outcome: Option<ResolutionOutcome>,
 }
 
 /// `satisfaction_recorded`.
@@ -304,6 +308,7 @@ impl<'a> From<&'a Event> for Fact<'a> {
                 ticket_id: e.ticket_id,
                 _resolution: Unread,
                 agent_id: name(&e.agent_id),
+                _outcome: e.outcome,
             }),
             Event::TicketReopened(e) => Fact::TicketReopened(e.ticket_id),
             Event::TicketClosed(e) => Fact::TicketClosed(e.ticket_id),
@@ -314,6 +319,10 @@ impl<'a> From<&'a Event> for Fact<'a> {
             Event::FollowUpRecorded(e) => Fact::FollowUp(e.ticket_id),
             Event::FollowUpWarningRaised(e) => Fact::FollowUp(e.ticket_id),
             Event::FollowUpOverdue(e) => Fact::FollowUp(e.ticket_id),
+            Event::DeadlineSet(e) => Fact::StepDeadline(e.ticket_id),
+            Event::DeadlineMet(e) => Fact::StepDeadline(e.ticket_id),
+            Event::DeadlineWarningRaised(e) => Fact::StepDeadline(e.ticket_id),
+            Event::DeadlineBreached(e) => Fact::StepDeadline(e.ticket_id),
             Event::TicketLinked(e) => Fact::Relation(e.ticket_id),
             Event::TicketMergedInto(e) => Fact::MergedInto(e.ticket_id),
             Event::TicketMerged(e) => Fact::Relation(e.ticket_id),
@@ -359,7 +368,8 @@ impl<'a> From<&'a Event> for Fact<'a> {
             | Event::AbsencePlanned(_)
             | Event::AbsenceCancelled(_)
             | Event::AbsenceStarted(_)
-            | Event::AbsenceEnded(_) => Fact::Other,
+            | Event::AbsenceEnded(_)
+            | Event::DeadlineKindDefined(_) => Fact::Other,
         }
     }
 }
@@ -384,6 +394,7 @@ impl Fact<'_> {
             | Fact::ResolutionAnswered(id)
             | Fact::ComplaintRuled(id)
             | Fact::FollowUp(id)
+            | Fact::StepDeadline(id)
             | Fact::Relation(id)
             | Fact::MergedInto(id) => *id,
             Fact::AgentRegistered(_) | Fact::CalendarDefined(_) | Fact::Other => return None,
@@ -432,6 +443,12 @@ impl Fact<'_> {
                 Fact::FollowUp(FollowUpWarningRaised::deserialize(d)?.ticket_id)
             }
             "follow_up_overdue" => Fact::FollowUp(FollowUpOverdue::deserialize(d)?.ticket_id),
+            "deadline_set" => Fact::StepDeadline(DeadlineSet::deserialize(d)?.ticket_id),
+            "deadline_met" => Fact::StepDeadline(DeadlineMet::deserialize(d)?.ticket_id),
+            "deadline_warning_raised" => {
+                Fact::StepDeadline(DeadlineWarningRaised::deserialize(d)?.ticket_id)
+            }
+            "deadline_breached" => Fact::StepDeadline(DeadlineBreached::deserialize(d)?.ticket_id),
             "ticket_linked" => Fact::Relation(TicketLinked::deserialize(d)?.ticket_id),
             "ticket_merged_into" => Fact::MergedInto(TicketMergedInto::deserialize(d)?.ticket_id),
             "ticket_merged" => Fact::Relation(TicketMerged::deserialize(d)?.ticket_id),
@@ -500,6 +517,10 @@ impl Fact<'_> {
             }
             "absence_ended" => {
                 AbsenceEnded::deserialize(d)?;
+                Fact::Other
+            }
+            "deadline_kind_defined" => {
+                DeadlineKindDefined::deserialize(d)?;
                 Fact::Other
             }
             other => {

@@ -29,5 +29,6 @@ pub mod record;
 pub mod report;
 pub mod runtime;
 pub mod scheduler;
+pub mod step_deadlines;
 pub mod summary;
 pub mod tables;

@@ -19,6 +19,7 @@ pub const REPORTS: &[&str] = &[
     "performance",
     "complaints",
     "inspections",
+    "deadlines",
 ];
 
 /// What reports read: the tables, and the statuses of the projectors behind them.
@@ -40,7 +41,9 @@ pub enum QueryError {
     #[error("{0}: {1}")]
     Invalid(String, String),
     /// No such report.
-    #[error("no report `{0}`: sla, satisfaction, performance, complaints or inspections")]
+    #[error(
+        "no report `{0}`: sla, satisfaction, performance, complaints, inspections or deadlines"
+    )]
     Unknown(String),
     /// The tables could not be read.
     #[error(transparent)]
@@ -99,6 +102,7 @@ impl ReadModels {
             "performance" => report::performance_report(tables, query, &self.weights).await?,
             "complaints" => report::complaints_report(tables, query).await?,
             "inspections" => report::inspections_report(tables, query).await?,
+            "deadlines" => report::deadlines_report(tables, query).await?,
             _ => return Ok(None),
         };
         if let Value::Object(map) = &mut value {
@@ -108,7 +112,7 @@ impl ReadModels {
     }
 
     /// A report query as it arrives over NATS (`closeloop.v1.queries.report_NAME`): `name` is
-    /// `sla`, `satisfaction`, `performance`, `complaints` or `inspections`, `params` the request's fields other than
+    /// `sla`, `satisfaction`, `performance`, `complaints`, `inspections` or `deadlines`, `params` the request's fields other than
     /// `actor`.
     pub async fn query(
         &self,

@@ -595,6 +595,7 @@ mod tests {
             ticket_id: uuid::Uuid::nil(),
             resolution: "fixed \"it\"".into(),
             agent_id: "a1".into(),
+            outcome: None,
         });
         let s = stored(&event, event.schema_version());
         let bytes = serde_json::to_vec(&s).unwrap();

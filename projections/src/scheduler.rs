@@ -10,7 +10,8 @@
 //! `record_reinspection_overdue` for an item not inspected again in the month after. From the
 //! index on planned absences it submits `start_absence` at an absence's `from` and
 //! `end_absence` at its `until` (backup coverage then moves the agent's open tickets to the
-//! backup and back, as soon as the event is in the log).
+//! backup and back, as soon as the event is in the log). Step deadlines are warned of and
+//! breached by `step_deadlines.rs`.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) (the domain's `derived_command_id`, the
@@ -292,6 +293,12 @@ pub async fn due_commands(
     if room > 0 {
         let absences = tables.due_absences(now.as_second(), room as u32).await?;
         commands.extend(absences_for(&absences, now));
+    }
+    let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
+    if room > 0 {
+        // Two commands at most per row: half the room in rows.
+        let rows = (room / 2).max(1) as u32;
+        commands.extend(crate::step_deadlines::due_commands(tables, now, rows).await?);
     }
     Ok(commands)
 }

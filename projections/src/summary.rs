@@ -36,6 +36,13 @@ pub struct TicketSummary {
     pub follow_ups_recorded: u64,
     pub follow_ups_overdue: u64,
     pub visits_entered_late: u64,
+    /// Step deadlines set, met by their due time, breached by the scheduler (and of those,
+    /// the breaches that flagged the ticket for exchange), and completed after their breach.
+    pub deadlines: u64,
+    pub deadlines_met: u64,
+    pub deadlines_breached: u64,
+    pub exchanges_flagged: u64,
+    pub deadlines_met_late: u64,
     pub events: u64,
     #[serde(skip)]
     states: HashMap<String, TicketState>,
@@ -65,6 +72,13 @@ impl TicketSummary {
                 self.visits_entered_late += u64::from(e.entered_late);
             }
             Event::FollowUpOverdue(_) => self.follow_ups_overdue += 1,
+            Event::DeadlineSet(_) => self.deadlines += 1,
+            Event::DeadlineMet(e) if e.late => self.deadlines_met_late += 1,
+            Event::DeadlineMet(_) => self.deadlines_met += 1,
+            Event::DeadlineBreached(e) => {
+                self.deadlines_breached += 1;
+                self.exchanges_flagged += u64::from(e.consequence.is_some());
+            }
             Event::ComplaintRuled(e) => {
                 self.rulings += 1;
                 self.rulings_justified += u64::from(e.justified);

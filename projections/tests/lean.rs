@@ -119,6 +119,7 @@ fn ticket_event(ticket_id: Uuid) -> impl Strategy<Value = Event> {
                 ticket_id: id,
                 resolution,
                 agent_id: agent,
+                outcome: None,
             })
         }),
         text().prop_map(move |reason| Event::TicketReopened(TicketReopened {

@@ -400,6 +400,7 @@ fn late_fulfilment_counts_as_breached_and_reopen_starts_a_new_clock() {
             ticket_id: TICKET,
             resolution: "done".into(),
             agent_id: "a".into(),
+            outcome: None,
         }),
     );
     assert_eq!(

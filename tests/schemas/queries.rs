@@ -565,6 +565,77 @@ struct InspectionsReply {
     projectors: Vec<ProjectorStatus>,
 }
 
+/// One kind's step deadlines due in the period: met by their due time, breached (met late
+/// after the breach among them) and open.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct KindDeadlines {
+    kind: String,
+    due: u32,
+    met: u32,
+    breached: u32,
+    met_late: u32,
+    open: u32,
+    /// Met of those decided (met or breached); null when none is.
+    met_percent: Option<f64>,
+}
+
+/// One owner's step deadlines due in the period (the team: theirs when set).
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct AgentDeadlines {
+    agent_id: String,
+    team: String,
+    due: u32,
+    met: u32,
+    breached: u32,
+    met_late: u32,
+    open: u32,
+    /// Met of those decided (met or breached); null when none is.
+    met_percent: Option<f64>,
+}
+
+/// One team's step deadlines due in the period.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct TeamDeadlines {
+    team: String,
+    due: u32,
+    met: u32,
+    breached: u32,
+    met_late: u32,
+    open: u32,
+    /// Met of those decided (met or breached); null when none is.
+    met_percent: Option<f64>,
+}
+
+/// The step deadlines due in one period.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct DeadlinePeriod {
+    period: String,
+    due: u32,
+    met: u32,
+    breached: u32,
+    met_late: u32,
+    open: u32,
+    /// Met of those decided (met or breached); null when none is.
+    met_percent: Option<f64>,
+    kinds: Vec<KindDeadlines>,
+    agents: Vec<AgentDeadlines>,
+    teams: Vec<TeamDeadlines>,
+}
+
+/// The reply of `report_deadlines`.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct DeadlinesReply {
+    report: String,
+    period: Period,
+    periods: Vec<DeadlinePeriod>,
+    projectors: Vec<ProjectorStatus>,
+}
+
 /// The queries `serve` registers, from `serve.rs`'s own `queries` (compiled into the tests).
 pub(crate) fn served() -> Vec<String> {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
@@ -626,6 +697,7 @@ fn query_schemas(name: &str) -> (Value, Value) {
         "report_performance" => report(schema_of::<PerformanceReply>()),
         "report_complaints" => report(schema_of::<ComplaintsReply>()),
         "report_inspections" => report(schema_of::<InspectionsReply>()),
+        "report_deadlines" => report(schema_of::<DeadlinesReply>()),
         other => panic!(
             "serve answers the query `{other}`, which has no schema: give it request and reply \
              types in tests/schemas/queries.rs"

@@ -304,6 +304,22 @@ const BATCH_TICKETS: usize = 5;
 /// stream `n + 1`).
 const BATCH_STREAM: u64 = u64::MAX;
 
+/// Salt of the generator of the step deadlines (kinds and each ticket's deadlines).
+const DEADLINE_SALT: u64 = 0xdead_11e5_dead_11e5;
+
+/// The manuals' step deadlines (kind, business hours on the 24x7 calendar, warning minutes
+/// before, consequence of a breach): a repair the service point cannot do at once within
+/// three days (else the product is exchanged), an on-site response to a batch quality
+/// problem within two, returned goods checked within three days of arrival, missing
+/// paperwork completed within 24 hours, a customer visit entered within a week.
+pub const DEADLINE_KINDS: &[(&str, u32, u32, Option<DeadlineConsequence>)] = &[
+    ("repair", 72, 240, Some(DeadlineConsequence::FlagExchange)),
+    ("onsite_response", 48, 240, None),
+    ("return_inspection", 72, 240, None),
+    ("paperwork", 24, 120, None),
+    ("visit_record", 168, 1_440, None),
+];
+
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, weighted: &[(T, u32)]) -> T {
     let total: u32 = weighted.iter().map(|(_, w)| w).sum();
     let mut x = rng.random_range(0..total);
@@ -679,6 +695,25 @@ impl Generator {
             // Grades and account managers are provisioning's (role system).
             out.push(self.envelope(0, system(), c));
         }
+        // The manuals' step deadlines, as configuration: ids from a generator of their own,
+        // so the rest of the workload is the same with or without them.
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ DEADLINE_SALT);
+        for (kind, hours, warn_before_minutes, on_breach) in DEADLINE_KINDS {
+            out.push(CommandEnvelope {
+                command_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+                actor: system(),
+                occurred_at: Some(self.at(0)),
+                expected_version: None,
+                command: Command::DefineDeadlineKind(DefineDeadlineKind {
+                    kind: (*kind).into(),
+                    business_minutes: None,
+                    business_hours: Some(*hours),
+                    calendar_id: Some("always".into()),
+                    warn_before_minutes: *warn_before_minutes,
+                    on_breach: *on_breach,
+                }),
+            });
+        }
         out
     }
 
@@ -929,15 +964,34 @@ impl Generator {
         t += 2;
         self.push(
             t,
-            lead,
+            lead.clone(),
             Command::MergeTicket(MergeTicket {
                 ticket_id: duplicate,
                 into_ticket_id: problem,
                 reason: "the same failed unit, reported again by email".into(),
             }),
         );
+        // The manuals: an on-site response to a batch quality problem within two days. The
+        // lead sets it for the agent, who is on site two hours later (ids from the step
+        // deadlines' own generator, so the lane is otherwise the same).
+        let mut ids = ChaCha8Rng::seed_from_u64(self.seed ^ DEADLINE_SALT);
+        ids.set_stream(BATCH_STREAM);
+        let mut id = || uuid::Builder::from_random_bytes(ids.random()).into_uuid();
+        let set = Command::SetDeadline(SetDeadline {
+            ticket_id: problem,
+            kind: "onsite_response".into(),
+            business_minutes: None,
+            due_at: None,
+            owner: self.staff[agent].id.clone(),
+        });
+        self.push_as(t, lead, set, id());
         t += 120;
         let hands = self.hands(agent, t);
+        let done = Command::CompleteDeadline(CompleteDeadline {
+            ticket_id: problem,
+            deadline: 1,
+        });
+        self.push_as(t, hands.clone(), done, id());
         for ticket_id in std::iter::once(problem).chain(incidents) {
             t += 5;
             self.push(
@@ -946,12 +1000,28 @@ impl Generator {
                 Command::ResolveTicket(ResolveTicket {
                     ticket_id,
                     resolution: "Lot 24-117 recalled; the unit is replaced.".into(),
+                    outcome: Some(ResolutionOutcome::Exchanged),
                 }),
             );
         }
         let mut commands = std::mem::take(&mut self.timed);
         commands.sort_by_key(|(minute, _)| *minute);
         commands.into_iter().map(|(_, envelope)| envelope).collect()
+    }
+
+    /// As [`Generator::push`], with a command id drawn elsewhere (from a generator of its
+    /// own), so the lane's other draws stay as they were.
+    fn push_as(&mut self, minute: i64, actor: Actor, command: Command, command_id: Uuid) {
+        if minute < self.end_minute {
+            let envelope = CommandEnvelope {
+                command_id,
+                actor,
+                occurred_at: Some(self.at(minute)),
+                expected_version: None,
+                command,
+            };
+            self.timed.push((minute, envelope));
+        }
     }
 
     fn push(&mut self, minute: i64, actor: Actor, command: Command) {
@@ -1234,6 +1304,7 @@ impl Generator {
                 Command::ResolveTicket(ResolveTicket {
                     ticket_id,
                     resolution: "Fixed and confirmed with the customer.".into(),
+                    outcome: None,
                 }),
             );
             resolutions += 1;
@@ -1337,6 +1408,105 @@ impl Generator {
         let visit = matches!(category, Category::Repair | Category::Return) || vip;
         if self.rng.random_bool(if visit { 0.3 } else { 0.1 }) {
             self.follow_up(ticket_id, agent, visit, t);
+        }
+        self.step_deadlines(n, ticket_id, category, channel);
+    }
+
+    /// A ticket's step deadlines, from its commands already laid out and a generator of their
+    /// own (so nothing else of the workload changes): a repair or a return gets its
+    /// `repair` / `return_inspection` deadline from whoever first answers the customer, met
+    /// when the ticket is first resolved (a repair resolved after its three days was an
+    /// exchange: the resolution says so); a walk-in visit needs its paperwork completed
+    /// within 24 hours, done in about ten hours, now and then a day late. A repair's
+    /// deadline stays open one time in ten: the scheduler breaches it and the ticket is
+    /// flagged for exchange.
+    fn step_deadlines(&mut self, n: usize, ticket_id: Uuid, category: Category, channel: Channel) {
+        let kind = match (category, channel) {
+            (Category::Repair, _) => "repair",
+            (Category::Return, _) => "return_inspection",
+            (_, Channel::Visit) => "paperwork",
+            _ => return,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ DEADLINE_SALT);
+        rng.set_stream(n as u64 + 1);
+        let first = |want: &dyn Fn(&Command) -> bool| {
+            self.timed
+                .iter()
+                .filter(|(_, e)| want(&e.command))
+                .min_by_key(|(minute, _)| *minute)
+                .map(|(minute, e)| (*minute, e.actor.clone()))
+        };
+        let Some((set_at, setter)) = first(&|c| matches!(c, Command::RespondToCustomer(_))) else {
+            return;
+        };
+        let resolved = first(&|c| matches!(c, Command::ResolveTicket(_)));
+        if setter.role != Role::Agent {
+            return;
+        }
+        let minutes = i64::from(
+            DEADLINE_KINDS
+                .iter()
+                .find(|(k, ..)| *k == kind)
+                .map_or(24, |(_, hours, ..)| *hours),
+        ) * 60;
+        let done = match kind {
+            "paperwork" => Some(set_at + 1 + exp_minutes(&mut rng, 600.0)),
+            _ if rng.random_bool(0.1) => None,
+            _ => resolved.as_ref().map(|(minute, _)| *minute),
+        };
+        // The resolution of a repair says how it was settled.
+        if kind == "repair" {
+            let late = done.is_none_or(|d| d - set_at >= minutes);
+            for (_, e) in self.timed.iter_mut() {
+                if let Command::ResolveTicket(r) = &mut e.command {
+                    r.outcome = Some(if late {
+                        ResolutionOutcome::Exchanged
+                    } else {
+                        ResolutionOutcome::Repaired
+                    });
+                }
+            }
+        }
+        let mut push = |g: &mut Generator, minute: i64, actor: Actor, command: Command| {
+            if minute < g.end_minute {
+                let envelope = CommandEnvelope {
+                    command_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+                    actor,
+                    occurred_at: Some(g.at(minute)),
+                    expected_version: None,
+                    command,
+                };
+                g.timed.push((minute, envelope));
+            }
+        };
+        push(
+            self,
+            set_at,
+            setter.clone(),
+            Command::SetDeadline(SetDeadline {
+                ticket_id,
+                kind: kind.into(),
+                business_minutes: None,
+                due_at: None,
+                owner: setter.id.clone(),
+            }),
+        );
+        if let Some(done) = done {
+            // Whoever holds the ticket then completes it (the resolver for a repair or a
+            // return; the owner for paperwork).
+            let actor = match (kind, resolved) {
+                ("paperwork", _) | (_, None) => setter,
+                (_, Some((_, resolver))) => resolver,
+            };
+            push(
+                self,
+                done,
+                actor,
+                Command::CompleteDeadline(CompleteDeadline {
+                    ticket_id,
+                    deadline: 1,
+                }),
+            );
         }
     }
 

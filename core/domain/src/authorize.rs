@@ -18,6 +18,10 @@
 //! - `start_absence` and `end_absence` are the scheduler's alone (`system`).
 //! - `raise_sla_warning`, `record_sla_breach`, `close_unconfirmed`, `raise_follow_up_warning`
 //!   and `record_follow_up_overdue` are the scheduler's alone (`system`).
+//! - Step deadlines: set like follow-ups (an agent only their own, a supervisor for their
+//!   team), completed by the owner (or their cover), whoever holds the ticket, or the lead;
+//!   `raise_deadline_warning` and `record_deadline_breach` are the scheduler's alone; kinds
+//!   are defined by `system` or a supervisor, as the other reference data.
 //! - Follow-ups: planned by staff who may act on the ticket (an agent only their own, a
 //!   supervisor within their team); recorded by the owner (or their cover), whoever holds the
 //!   ticket by then, or the team's lead.
@@ -151,6 +155,15 @@ pub(crate) fn authorize_ticket(
                 "follow-up warnings and overdue marks are the scheduler's (role system) alone",
             ))
         }
+        _ if matches!(
+            command,
+            Command::RaiseDeadlineWarning(_) | Command::RecordDeadlineBreach(_)
+        ) =>
+        {
+            Err(Rejection::forbidden(
+                "step deadline warnings and breaches are the scheduler's (role system) alone",
+            ))
+        }
         Role::Agent | Role::Supervisor
             if matches!(
                 command,
@@ -197,6 +210,10 @@ pub(crate) fn authorize_ticket(
                 Command::RecordFollowUp(c) => ticket.follow_up(c.follow_up).is_some_and(|f| {
                         f.owner == me.agent_id || covers(ctx.directory, &f.owner, &me.agent_id)
                     }),
+                // So is a step deadline's completion.
+                Command::CompleteDeadline(c) => ticket.deadline(c.deadline).is_some_and(|d| {
+                    d.owner == me.agent_id || covers(ctx.directory, &d.owner, &me.agent_id)
+                }),
                 _ => false,
             };
             // Away, they stay reachable for questions on what their cover took over: an
@@ -225,6 +242,15 @@ pub(crate) fn authorize_ticket(
                         super::RejectionCode::Forbidden,
                         "/payload/owner",
                         "an agent plans only their own follow-ups; ask a supervisor",
+                    ));
+                }
+            }
+            if let Command::SetDeadline(c) = command {
+                if c.owner != me.agent_id {
+                    return Err(Rejection::at(
+                        super::RejectionCode::Forbidden,
+                        "/payload/owner",
+                        "an agent sets only their own step deadlines; ask a supervisor",
                     ));
                 }
             }
@@ -264,17 +290,22 @@ pub(crate) fn authorize_ticket(
                     ));
                 }
             }
-            if let Command::ScheduleFollowUp(c) = command {
+            let owner = match command {
+                Command::ScheduleFollowUp(c) => Some(&c.owner),
+                Command::SetDeadline(c) => Some(&c.owner),
+                _ => None,
+            };
+            if let Some(owner) = owner {
                 let in_team = ctx
                     .directory
                     .agents
-                    .get(&c.owner)
+                    .get(owner)
                     .is_none_or(|a| a.team == me.team);
                 if !in_team {
                     return Err(Rejection::at(
                         super::RejectionCode::Forbidden,
                         "/payload/owner",
-                        format!("{} is not in team {}", c.owner, me.team),
+                        format!("{owner} is not in team {}", me.team),
                     ));
                 }
             }

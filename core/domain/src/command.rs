@@ -78,6 +78,11 @@ macro_rules! for_each_command {
             "link_tickets" => LinkTickets,
             "merge_ticket" => MergeTicket,
             "erase_customer_data" => EraseCustomerData,
+            "define_deadline_kind" => DefineDeadlineKind,
+            "set_deadline" => SetDeadline,
+            "complete_deadline" => CompleteDeadline,
+            "raise_deadline_warning" => RaiseDeadlineWarning,
+            "record_deadline_breach" => RecordDeadlineBreach,
         }
     };
 }
@@ -131,6 +136,7 @@ impl Command {
             Command::RegisterInspector(c) => format!("inspector-{}", c.inspector_id),
             Command::DefineComplaintCauses(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
             Command::DefineScorecard(_) => SCORECARDS_STREAM.to_owned(),
+            Command::DefineDeadlineKind(c) => format!("deadline_kind-{}", c.kind),
             Command::DrawInspectionSample(c) => format!("inspection-{}", c.sample_id),
             Command::RecordInspection(c) => format!("inspection-{}", c.sample_id),
             Command::RecordReinspectionOverdue(c) => format!("inspection-{}", c.sample_id),
@@ -182,6 +188,10 @@ impl Command {
             Command::RecordFollowUpOverdue(c) => c.ticket_id,
             Command::LinkTickets(c) => c.ticket_id,
             Command::MergeTicket(c) => c.ticket_id,
+            Command::SetDeadline(c) => c.ticket_id,
+            Command::CompleteDeadline(c) => c.ticket_id,
+            Command::RaiseDeadlineWarning(c) => c.ticket_id,
+            Command::RecordDeadlineBreach(c) => c.ticket_id,
             _ => return None,
         })
     }
@@ -280,6 +290,10 @@ pub struct ResolveTicket {
     #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub resolution: String,
+    /// How it was settled (repaired, exchanged, refunded, advice, other); optional, so
+    /// callers that never name one keep working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ResolutionOutcome>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -825,4 +839,105 @@ pub struct EndAbsence {
     #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub agent_id: String,
     pub absence_id: Uuid,
+}
+
+/// Defines (or redefines) a kind of step deadline (role `system` or a supervisor, as the
+/// other reference data): its default duration in business minutes (or hours), the calendar
+/// it is counted on (absent: the ticket's, that of its SLA policy), how long before the due
+/// time the scheduler warns, and what a breach brings about. The manuals' kinds (repair,
+/// on-site response, return inspection, paperwork, visit record) are configuration, defined
+/// with this command, never constants. A redefinition changes deadlines set after it only:
+/// `deadline_set` copies what it used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineDeadlineKind {
+    /// The kind's code, such as `repair`: `[a-z0-9_]`, 1..=40 characters.
+    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
+    pub kind: String,
+    /// The default duration in business minutes; exactly one of this and `business_hours`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
+    pub business_minutes: Option<u32>,
+    /// The default duration in business hours; exactly one of this and `business_minutes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::DEADLINE_HOURS_MAX))]
+    pub business_hours: Option<u32>,
+    /// The calendar the duration is counted on; absent: the ticket's (its SLA policy's), or
+    /// elapsed time for a ticket without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub calendar_id: Option<String>,
+    /// The scheduler warns this many business minutes before the due time; 0: no warning.
+    #[serde(default)]
+    #[schemars(range(max = crate::TARGET_MINUTES_MAX))]
+    pub warn_before_minutes: u32,
+    /// What a breach brings about besides the `deadline_breached` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_breach: Option<DeadlineConsequence>,
+}
+
+impl DefineDeadlineKind {
+    /// The default duration in business minutes, whichever unit the command named.
+    pub fn minutes(&self) -> u32 {
+        self.business_minutes
+            .or(self.business_hours.map(|h| h.saturating_mul(60)))
+            .unwrap_or(0)
+    }
+}
+
+/// Sets a deadline on a step of a ticket (staff who may act on it, their lead, or `system`):
+/// a kind defined with `define_deadline_kind`, an owner (a registered agent; an agent sets
+/// only their own), and a due time: `due_at`, or `business_minutes` counted from now on the
+/// kind's calendar (the ticket's when the kind names none), the kind's default when neither
+/// is given. Numbered 1, 2, ... per ticket. A closed ticket takes deadlines too (a returned
+/// product is checked after the ticket that took it back is settled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetDeadline {
+    pub ticket_id: Uuid,
+    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
+    pub kind: String,
+    /// Business minutes from now on the deadline's calendar; at most one of this and
+    /// `due_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
+    pub business_minutes: Option<u32>,
+    /// An absolute due time, after now; at most one of this and `business_minutes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+    /// The agent who does the step.
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub owner: String,
+}
+
+/// The step is done (its owner, staff covering them, whoever holds the ticket, their lead,
+/// or `system`): the deadline is met, or, after its breach, completed late.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteDeadline {
+    pub ticket_id: Uuid,
+    /// Which deadline of the ticket (1, 2, ...: `deadline_set`'s number).
+    #[schemars(range(min = 1))]
+    pub deadline: u32,
+}
+
+/// The scheduler's command (role `system` only): a step deadline nears its due time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RaiseDeadlineWarning {
+    pub ticket_id: Uuid,
+    #[schemars(range(min = 1))]
+    pub deadline: u32,
+    pub due_at: Timestamp,
+}
+
+/// The scheduler's command (role `system` only): a step deadline's due time passed with the
+/// step not done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordDeadlineBreach {
+    pub ticket_id: Uuid,
+    #[schemars(range(min = 1))]
+    pub deadline: u32,
+    pub due_at: Timestamp,
 }

@@ -1,5 +1,5 @@
-//! The directory: agents, customers, calendars, SLA policies, inspectors and the
-//! complaint-cause list, folded from their streams.
+//! The directory: agents, customers, calendars, SLA policies, inspectors, the
+//! complaint-cause list and the kinds of step deadline, folded from their streams.
 //! Ticket decisions read it (authorization, the customer's grade, the policy in force); the
 //! command handler keeps it caught up with the log and passes it in, so the domain never
 //! fetches anything itself.
@@ -22,6 +22,7 @@ pub const DIRECTORY_CATEGORIES: &[&str] = &[
     "complaint_causes",
     "scorecard",
     "inspection",
+    "deadline_kind",
 ];
 
 /// Numbers from the operating manuals that are defaults, never constants (docs/domain.md).
@@ -43,6 +44,8 @@ pub struct Rules {
     /// from one day to two months).
     pub absence_days_min: u32,
     pub absence_days_max: u32,
+    /// Most step deadlines one ticket may hold (each is a deadline the scheduler tracks).
+    pub deadlines_max: usize,
 }
 
 impl Default for Rules {
@@ -55,6 +58,7 @@ impl Default for Rules {
             follow_ups_max: 20,
             absence_days_min: 1,
             absence_days_max: 62,
+            deadlines_max: 20,
         }
     }
 }
@@ -160,6 +164,16 @@ pub struct Sample {
     pub overdue: Vec<uuid::Uuid>,
 }
 
+/// A kind of step deadline, as its last definition left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadlineKind {
+    pub kind: String,
+    pub business_minutes: u32,
+    pub calendar_id: Option<String>,
+    pub warn_before_minutes: u32,
+    pub on_breach: Option<DeadlineConsequence>,
+}
+
 /// Reference data as of some log position.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Directory {
@@ -170,6 +184,8 @@ pub struct Directory {
     pub inspectors: HashMap<String, Inspector>,
     /// Quality-inspection samples by id.
     pub samples: HashMap<uuid::Uuid, Sample>,
+    /// The kinds of step deadline defined, by code.
+    pub deadline_kinds: HashMap<String, DeadlineKind>,
     /// The complaint-cause list in force: code to label.
     pub complaint_causes: std::collections::BTreeMap<String, String>,
     /// Version of each directory stream, for the expected-version check of the next append.
@@ -339,6 +355,18 @@ impl Directory {
                 if let Some(s) = self.samples.get_mut(&e.sample_id) {
                     s.overdue.push(e.ticket_id);
                 }
+            }
+            Event::DeadlineKindDefined(e) => {
+                self.deadline_kinds.insert(
+                    e.kind.clone(),
+                    DeadlineKind {
+                        kind: e.kind.clone(),
+                        business_minutes: e.business_minutes,
+                        calendar_id: e.calendar_id.clone(),
+                        warn_before_minutes: e.warn_before_minutes,
+                        on_breach: e.on_breach,
+                    },
+                );
             }
             // Scorecards weigh reports, never decisions: only the stream's version is kept.
             Event::ScorecardDefined(_) => {}

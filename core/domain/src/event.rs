@@ -84,6 +84,11 @@ macro_rules! for_each_event {
             "ticket_merged_into" => TicketMergedInto,
             "ticket_merged" => TicketMerged,
             "customer_data_erased" => CustomerDataErased,
+            "deadline_kind_defined" => DeadlineKindDefined,
+            "deadline_set" => DeadlineSet,
+            "deadline_met" => DeadlineMet,
+            "deadline_warning_raised" => DeadlineWarningRaised,
+            "deadline_breached" => DeadlineBreached,
         }
     };
 }
@@ -159,7 +164,12 @@ impl Event {
             Event::TicketLinked(e) => e.ticket_id,
             Event::TicketMergedInto(e) => e.ticket_id,
             Event::TicketMerged(e) => e.ticket_id,
-            Event::AgentRegistered(_)
+            Event::DeadlineSet(e) => e.ticket_id,
+            Event::DeadlineMet(e) => e.ticket_id,
+            Event::DeadlineWarningRaised(e) => e.ticket_id,
+            Event::DeadlineBreached(e) => e.ticket_id,
+            Event::DeadlineKindDefined(_)
+            | Event::AgentRegistered(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
             | Event::ScorecardDefined(_)
@@ -318,6 +328,10 @@ pub struct TicketResolved {
     pub resolution: String,
     /// Who resolved it: the assignee at the time.
     pub agent_id: String,
+    /// How it was settled, when the command named it (absent in events recorded before the
+    /// field existed, which read and hash as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ResolutionOutcome>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -697,4 +711,74 @@ pub struct CustomerDataErased {
     pub reason: String,
     /// The erasure request's reference.
     pub reference: String,
+}
+
+/// A kind of step deadline was defined (see `DefineDeadlineKind`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadlineKindDefined {
+    pub kind: String,
+    /// The default duration, in business minutes (hours given are converted).
+    pub business_minutes: u32,
+    /// Absent: counted on the ticket's calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar_id: Option<String>,
+    pub warn_before_minutes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_breach: Option<DeadlineConsequence>,
+}
+
+/// Step deadline number `deadline` (1, 2, ...) of the ticket was set. It carries what the
+/// kind said when it was set, so a later redefinition never moves it. The due time is
+/// `due_at` when absolute; otherwise `business_minutes` counted from the event's business
+/// time on `calendar_id` (elapsed time when none), which the read side computes on the
+/// calendar as defined at that point of the log (the domain does no calendar arithmetic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadlineSet {
+    pub ticket_id: Uuid,
+    pub deadline: u32,
+    pub kind: String,
+    pub owner: String,
+    /// The owner's team when it was set.
+    pub team: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<jiff::Timestamp>,
+    /// The calendar business minutes (the duration and the warning) are counted on; absent:
+    /// elapsed time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar_id: Option<String>,
+    pub warn_before_minutes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_breach: Option<DeadlineConsequence>,
+}
+
+/// The step of deadline `deadline` was done; `late` when after its breach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadlineMet {
+    pub ticket_id: Uuid,
+    pub deadline: u32,
+    pub kind: String,
+    pub late: bool,
+    pub completed_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadlineWarningRaised {
+    pub ticket_id: Uuid,
+    pub deadline: u32,
+    pub kind: String,
+    pub due_at: jiff::Timestamp,
+}
+
+/// A step deadline passed with the step not done; `consequence` is what its kind's
+/// `on_breach` brought about (`flag_exchange`: the ticket is flagged for exchange).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadlineBreached {
+    pub ticket_id: Uuid,
+    pub deadline: u32,
+    pub kind: String,
+    pub due_at: jiff::Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consequence: Option<DeadlineConsequence>,
 }

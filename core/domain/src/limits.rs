@@ -33,6 +33,8 @@ pub const SHORT_TEXT_CHARS_MAX: usize = 200;
 pub const TEXT_CHARS_MAX: usize = 16_000;
 /// Longest target in minutes: one year.
 pub const TARGET_MINUTES_MAX: u32 = 525_600;
+/// Most business hours a deadline kind's default may last (a year of minutes).
+pub const DEADLINE_HOURS_MAX: u32 = TARGET_MINUTES_MAX / 60;
 /// The longest wait for a customer's answer to a resolution, in working days (about three
 /// months).
 pub const CONFIRMATION_WAIT_DAYS_MAX: u8 = 60;

@@ -564,6 +564,71 @@ fn validate(command: &Command) -> Result<(), Rejection> {
         Command::RaiseFollowUpWarning(_)
         | Command::RecordFollowUpOverdue(_)
         | Command::RecordReinspectionOverdue(_) => {}
+        Command::DefineDeadlineKind(c) => {
+            p.cause_code("/payload/kind", &c.kind);
+            match (c.business_minutes, c.business_hours) {
+                (Some(_), Some(_)) => p.add(
+                    "/payload/business_hours",
+                    "give the duration once: business_minutes or business_hours",
+                ),
+                (None, None) => p.add(
+                    "/payload/business_minutes",
+                    "a kind needs its default duration: business_minutes or business_hours",
+                ),
+                _ => {}
+            }
+            if c.business_minutes
+                .is_some_and(|m| m == 0 || m > TARGET_MINUTES_MAX)
+            {
+                p.add(
+                    "/payload/business_minutes",
+                    format!("must be 1..={TARGET_MINUTES_MAX}"),
+                );
+            }
+            if c.business_hours
+                .is_some_and(|h| h == 0 || h > DEADLINE_HOURS_MAX)
+            {
+                p.add(
+                    "/payload/business_hours",
+                    format!("must be 1..={DEADLINE_HOURS_MAX}"),
+                );
+            }
+            let minutes = c.minutes();
+            if minutes > 0 && c.warn_before_minutes >= minutes {
+                p.add(
+                    "/payload/warn_before_minutes",
+                    format!("must be less than the duration ({minutes} business minutes)"),
+                );
+            }
+            if let Some(calendar) = &c.calendar_id {
+                p.id("/payload/calendar_id", calendar);
+            }
+        }
+        Command::SetDeadline(c) => {
+            p.cause_code("/payload/kind", &c.kind);
+            p.id("/payload/owner", &c.owner);
+            if c.business_minutes.is_some() && c.due_at.is_some() {
+                p.add(
+                    "/payload/due_at",
+                    "give the due time once: business_minutes or due_at",
+                );
+            }
+            if c.business_minutes
+                .is_some_and(|m| m == 0 || m > TARGET_MINUTES_MAX)
+            {
+                p.add(
+                    "/payload/business_minutes",
+                    format!("must be 1..={TARGET_MINUTES_MAX}"),
+                );
+            }
+        }
+        Command::CompleteDeadline(CompleteDeadline { deadline, .. })
+        | Command::RaiseDeadlineWarning(RaiseDeadlineWarning { deadline, .. })
+        | Command::RecordDeadlineBreach(RecordDeadlineBreach { deadline, .. }) => {
+            if *deadline == 0 {
+                p.add("/payload/deadline", "deadlines are numbered from 1");
+            }
+        }
         Command::DrawInspectionSample(c) => {
             p.id("/payload/agent_id", &c.agent_id);
             if !is_month(&c.period) {

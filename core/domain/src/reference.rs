@@ -190,6 +190,23 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 confirmation_wait_days: c.confirmation_wait_days,
             })
         }
+        Command::DefineDeadlineKind(c) => {
+            if let Some(calendar) = &c.calendar_id {
+                if !dir.calendars.contains_key(calendar) {
+                    return Err(Rejection::not_found(
+                        "/payload/calendar_id",
+                        format!("no calendar {calendar}; define it first"),
+                    ));
+                }
+            }
+            Event::DeadlineKindDefined(DeadlineKindDefined {
+                kind: c.kind.clone(),
+                business_minutes: c.minutes(),
+                calendar_id: c.calendar_id.clone(),
+                warn_before_minutes: c.warn_before_minutes,
+                on_breach: c.on_breach,
+            })
+        }
         Command::RegisterInspector(c) => Event::InspectorRegistered(InspectorRegistered {
             inspector_id: c.inspector_id.clone(),
             name: c.name.clone(),

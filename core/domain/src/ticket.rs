@@ -46,6 +46,8 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
                 follow_ups: Vec::new(),
                 links: Vec::new(),
                 merged_into: None,
+                deadlines: Vec::new(),
+                exchange_flagged: false,
             }),
             _ => None,
         };
@@ -134,6 +136,33 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
             relation: e.relation,
         }),
         Event::TicketMergedInto(e) => t.merged_into = Some(e.into_ticket_id),
+        Event::DeadlineSet(e) => t.deadlines.push(StepDeadline {
+            kind: e.kind.clone(),
+            owner: e.owner.clone(),
+            due_at: e.due_at,
+            on_breach: e.on_breach,
+            met: false,
+            warned: false,
+            breached: false,
+        }),
+        Event::DeadlineMet(e) => {
+            if let Some(d) = t.deadline_mut(e.deadline) {
+                d.met = true;
+            }
+        }
+        Event::DeadlineWarningRaised(e) => {
+            if let Some(d) = t.deadline_mut(e.deadline) {
+                d.warned = true;
+            }
+        }
+        Event::DeadlineBreached(e) => {
+            if let Some(d) = t.deadline_mut(e.deadline) {
+                d.breached = true;
+            }
+            if e.consequence == Some(DeadlineConsequence::FlagExchange) {
+                t.exchange_flagged = true;
+            }
+        }
         Event::NoteAdded(_)
         | Event::TicketMerged(_)
         | Event::SlaWarningRaised(_)
@@ -154,7 +183,8 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         | Event::AbsencePlanned(_)
         | Event::AbsenceCancelled(_)
         | Event::AbsenceStarted(_)
-        | Event::AbsenceEnded(_) => {}
+        | Event::AbsenceEnded(_)
+        | Event::DeadlineKindDefined(_) => {}
     }
     Some(t)
 }
@@ -205,12 +235,16 @@ pub fn decide_ticket(
                 | Command::RecordFollowUp(_)
                 | Command::RaiseFollowUpWarning(_)
                 | Command::RecordFollowUpOverdue(_)
+                | Command::SetDeadline(_)
+                | Command::CompleteDeadline(_)
+                | Command::RaiseDeadlineWarning(_)
+                | Command::RecordDeadlineBreach(_)
                 | Command::LinkTickets(_)
                 | Command::MergeTicket(_)
         )
     {
         return Err(Rejection::invalid_transition(format!(
-            "ticket is closed: it takes only ratings, rulings, follow-ups, links and merges, not {}",
+            "ticket is closed: it takes only ratings, rulings, follow-ups, step deadlines, links and merges, not {}",
             command.command_type()
         )));
     }
@@ -273,6 +307,7 @@ pub fn decide_ticket(
                 ticket_id: ticket.ticket_id,
                 resolution: c.resolution.clone(),
                 agent_id: agent_id.to_owned(),
+                outcome: c.outcome,
             })
         }
         Command::ReopenTicket(c) => {
@@ -439,6 +474,57 @@ pub fn decide_ticket(
         }
         Command::LinkTickets(c) => link(ticket, c, ctx)?,
         Command::MergeTicket(c) => merge(ticket, c, ctx)?,
+        Command::SetDeadline(c) => set_deadline(ticket, c, ctx)?,
+        Command::CompleteDeadline(c) => {
+            let d = open_deadline(ticket, c.deadline)?;
+            Event::DeadlineMet(DeadlineMet {
+                ticket_id: ticket.ticket_id,
+                deadline: c.deadline,
+                kind: d.kind.clone(),
+                late: d.breached,
+                completed_by: ctx.actor.id.clone(),
+            })
+        }
+        Command::RaiseDeadlineWarning(c) => {
+            let d = scheduled_deadline(ticket, c.deadline, c.due_at)?;
+            if d.warned || d.breached {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/deadline",
+                    format!("deadline {} was already warned of or breached", c.deadline),
+                ));
+            }
+            Event::DeadlineWarningRaised(DeadlineWarningRaised {
+                ticket_id: ticket.ticket_id,
+                deadline: c.deadline,
+                kind: d.kind.clone(),
+                due_at: c.due_at,
+            })
+        }
+        Command::RecordDeadlineBreach(c) => {
+            let d = scheduled_deadline(ticket, c.deadline, c.due_at)?;
+            if d.breached {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/deadline",
+                    format!("deadline {} is already breached", c.deadline),
+                ));
+            }
+            if ctx.at.is_some_and(|at| at < c.due_at) {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/due_at",
+                    "a deadline is breached only once its due time has passed",
+                ));
+            }
+            Event::DeadlineBreached(DeadlineBreached {
+                ticket_id: ticket.ticket_id,
+                deadline: c.deadline,
+                kind: d.kind.clone(),
+                due_at: c.due_at,
+                consequence: d.on_breach,
+            })
+        }
         Command::OpenTicket(_)
         | Command::RegisterAgent(_)
         | Command::SetAgentAvailability(_)
@@ -455,7 +541,8 @@ pub fn decide_ticket(
         | Command::PlanAbsence(_)
         | Command::CancelAbsence(_)
         | Command::StartAbsence(_)
-        | Command::EndAbsence(_) => {
+        | Command::EndAbsence(_)
+        | Command::DefineDeadlineKind(_) => {
             unreachable!("not a ticket command on an open ticket")
         }
     };
@@ -532,6 +619,108 @@ fn merge(ticket: &Ticket, c: &MergeTicket, ctx: &Context) -> Result<Event, Rejec
         into_ticket_id: c.into_ticket_id,
         reason: c.reason.clone(),
     }))
+}
+
+/// A step deadline: the kind must be defined and the owner registered; the due time is the
+/// command's `due_at` (after now), or business minutes (the command's, else the kind's
+/// default) on the kind's calendar, else the ticket's (its SLA policy's), else elapsed time.
+fn set_deadline(t: &Ticket, c: &SetDeadline, ctx: &Context) -> Result<Event, Rejection> {
+    if t.deadlines.len() >= ctx.rules.deadlines_max {
+        return Err(Rejection::invalid_transition(format!(
+            "ticket {} already has {} step deadlines; at most {}",
+            t.ticket_id,
+            t.deadlines.len(),
+            ctx.rules.deadlines_max
+        )));
+    }
+    let kinds = &ctx.directory.deadline_kinds;
+    let kind = kinds.get(&c.kind).ok_or_else(|| {
+        let known = if kinds.is_empty() {
+            "no kinds are defined yet (define_deadline_kind)".to_owned()
+        } else {
+            let mut codes: Vec<&str> = kinds.keys().map(String::as_str).collect();
+            codes.sort_unstable();
+            format!("expected one of {}", codes.join(", "))
+        };
+        Rejection::not_found(
+            "/payload/kind",
+            format!("no deadline kind `{}`: {known}", c.kind),
+        )
+    })?;
+    let owner =
+        ctx.directory.agents.get(&c.owner).ok_or_else(|| {
+            Rejection::not_found("/payload/owner", format!("no agent {}", c.owner))
+        })?;
+    if let (Some(due_at), Some(at)) = (c.due_at, ctx.at) {
+        if due_at <= at {
+            return Err(Rejection::validation(
+                "/payload/due_at",
+                "a deadline is due after it is set",
+            ));
+        }
+    }
+    let business_minutes = match c.due_at {
+        Some(_) => None,
+        None => Some(c.business_minutes.unwrap_or(kind.business_minutes)),
+    };
+    let calendar_id = kind
+        .calendar_id
+        .clone()
+        .or_else(|| t.sla.as_ref().map(|s| s.calendar_id.clone()));
+    Ok(Event::DeadlineSet(DeadlineSet {
+        ticket_id: t.ticket_id,
+        deadline: u32::try_from(t.deadlines.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1),
+        kind: kind.kind.clone(),
+        owner: c.owner.clone(),
+        team: owner.team.clone(),
+        business_minutes,
+        due_at: c.due_at,
+        calendar_id,
+        warn_before_minutes: kind.warn_before_minutes,
+        on_breach: kind.on_breach,
+    }))
+}
+
+/// Step deadline `number` of the ticket, its step not yet done.
+fn open_deadline(t: &Ticket, number: u32) -> Result<&StepDeadline, Rejection> {
+    let d = t.deadline(number).ok_or_else(|| {
+        Rejection::not_found(
+            "/payload/deadline",
+            format!(
+                "ticket {} has no deadline {number} ({} set)",
+                t.ticket_id,
+                t.deadlines.len()
+            ),
+        )
+    })?;
+    if d.met {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/deadline",
+            format!("deadline {number} is already met"),
+        ));
+    }
+    Ok(d)
+}
+
+/// As [`open_deadline`], for the scheduler: an absolute due time must be the one the
+/// command names (one computed on a calendar is the read side's to name).
+fn scheduled_deadline(
+    t: &Ticket,
+    number: u32,
+    due_at: jiff::Timestamp,
+) -> Result<&StepDeadline, Rejection> {
+    let d = open_deadline(t, number)?;
+    if d.due_at.is_some_and(|due| due != due_at) {
+        return Err(Rejection::at(
+            RejectionCode::InvalidTransition,
+            "/payload/due_at",
+            format!("deadline {number} is due at another time"),
+        ));
+    }
+    Ok(d)
 }
 
 fn follow_up_number(t: &Ticket) -> u32 {

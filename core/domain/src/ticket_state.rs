@@ -53,6 +53,27 @@ pub struct Ticket {
     /// Set once the ticket is merged into another: it then accepts nothing but reads.
     #[serde(default)]
     pub merged_into: Option<Uuid>,
+    /// The step deadlines set, in order (number `i + 1` at index `i`).
+    #[serde(default)]
+    pub deadlines: Vec<StepDeadline>,
+    /// Set by the breach of a deadline whose kind's consequence is `flag_exchange` (a
+    /// repair not done in time): the product is to be exchanged.
+    #[serde(default)]
+    pub exchange_flagged: bool,
+}
+
+/// A step deadline, as its events leave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StepDeadline {
+    pub kind: String,
+    pub owner: String,
+    /// The absolute due time when it was set as one; `None` for business minutes, whose due
+    /// time the read side computes on the calendar (the scheduler names it in its commands).
+    pub due_at: Option<jiff::Timestamp>,
+    pub on_breach: Option<DeadlineConsequence>,
+    pub met: bool,
+    pub warned: bool,
+    pub breached: bool,
 }
 
 /// A link to another ticket, as `ticket_linked` left it.
@@ -85,6 +106,18 @@ impl Ticket {
     pub fn follow_up(&self, number: u32) -> Option<&FollowUp> {
         self.follow_ups
             .get(usize::try_from(number.checked_sub(1)?).ok()?)
+    }
+
+    /// Step deadline number `number` (1, 2, ...: `deadline_set`'s numbering), if set.
+    pub fn deadline(&self, number: u32) -> Option<&StepDeadline> {
+        self.deadlines
+            .get(usize::try_from(number.checked_sub(1)?).ok()?)
+    }
+
+    /// As [`Ticket::deadline`], to change it.
+    pub fn deadline_mut(&mut self, number: u32) -> Option<&mut StepDeadline> {
+        self.deadlines
+            .get_mut(usize::try_from(number.checked_sub(1)?).ok()?)
     }
 
     /// As [`Ticket::follow_up`], to change it.

@@ -164,6 +164,26 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// What follows when a step deadline of a kind is breached (`define_deadline_kind`'s
+    /// `on_breach`): `flag_exchange` flags the ticket for exchange (the manuals: a repair not
+    /// done within three days is exchanged).
+    DeadlineConsequence {
+        FlagExchange => "flag_exchange",
+    }
+);
+
+wire_enum!(
+    /// How a ticket was settled (`resolve_ticket`'s optional `outcome`).
+    ResolutionOutcome {
+        Repaired => "repaired",
+        Exchanged => "exchanged",
+        Refunded => "refunded",
+        Advice => "advice",
+        Other => "other",
+    }
+);
+
+wire_enum!(
     /// What a follow-up found.
     FollowUpOutcome {
         Satisfied => "satisfied",

@@ -227,6 +227,8 @@ mod tests {
             follow_ups: Vec::new(),
             links: Vec::new(),
             merged_into: None,
+            deadlines: Vec::new(),
+            exchange_flagged: false,
         };
         let events = vec![Event::TicketAssigned(TicketAssigned {
             ticket_id: Uuid::nil(),

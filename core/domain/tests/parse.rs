@@ -1369,3 +1369,63 @@ fn absences_parse_and_name_the_field_at_fault() {
         "/payload/agent_id",
     );
 }
+
+#[test]
+fn deadline_commands_name_the_offending_field() {
+    let kind = |payload: Value| command("define_deadline_kind", payload);
+    accepted(&kind(json!({"kind": "repair", "business_hours": 72,
+        "warn_before_minutes": 240, "on_breach": "flag_exchange"})));
+    rejected(
+        &kind(json!({"kind": "Repair", "business_hours": 72})),
+        "/payload/kind",
+    );
+    rejected(
+        &kind(json!({"kind": "repair"})),
+        "/payload/business_minutes",
+    );
+    rejected(
+        &kind(json!({"kind": "repair", "business_minutes": 60, "business_hours": 1})),
+        "/payload/business_hours",
+    );
+    rejected(
+        &kind(json!({"kind": "repair", "business_hours": 1, "warn_before_minutes": 60})),
+        "/payload/warn_before_minutes",
+    );
+    rejected(
+        &kind(json!({"kind": "repair", "business_hours": 1, "on_breach": "refund"})),
+        "/payload/on_breach",
+    );
+    let set = |payload: Value| command("set_deadline", payload);
+    accepted(&set(
+        json!({"ticket_id": TICKET_ID, "kind": "repair", "owner": "a1"}),
+    ));
+    rejected(
+        &set(
+            json!({"ticket_id": TICKET_ID, "kind": "repair", "owner": "a1",
+            "business_minutes": 60, "due_at": "2026-11-25T09:00:00Z"}),
+        ),
+        "/payload/due_at",
+    );
+    rejected(
+        &set(
+            json!({"ticket_id": TICKET_ID, "kind": "repair", "owner": "a1",
+            "business_minutes": 0}),
+        ),
+        "/payload/business_minutes",
+    );
+    rejected(
+        &command(
+            "complete_deadline",
+            json!({"ticket_id": TICKET_ID, "deadline": 0}),
+        ),
+        "/payload/deadline",
+    );
+    let resolve = |outcome: &str| {
+        command(
+            "resolve_ticket",
+            json!({"ticket_id": TICKET_ID, "resolution": "done", "outcome": outcome}),
+        )
+    };
+    accepted(&resolve("exchanged"));
+    rejected(&resolve("replaced"), "/payload/outcome");
+}

@@ -147,6 +147,42 @@ fn ticket_command() -> impl Strategy<Value = Command> {
                 due_by,
             })
         }),
+        2 => (
+            select(vec!["repair", "paperwork", "repair", "warranty"]),
+            proptest::option::of(1u32..=5_000),
+            proptest::option::of(timestamp()),
+            prop_oneof![select(agent_ids()), Just(SELF.to_owned())],
+        )
+            .prop_map(|(kind, business_minutes, due_at, owner)| {
+                Command::SetDeadline(SetDeadline {
+                    ticket_id: TICKET,
+                    kind: kind.into(),
+                    // At most one of the two, as parsing requires.
+                    business_minutes: business_minutes.filter(|_| due_at.is_none()),
+                    due_at,
+                    owner,
+                })
+            }),
+        1 => (1u32..=2).prop_map(|deadline| {
+            Command::CompleteDeadline(CompleteDeadline {
+                ticket_id: TICKET,
+                deadline,
+            })
+        }),
+        1 => (1u32..=2, timestamp()).prop_map(|(deadline, due_at)| {
+            Command::RaiseDeadlineWarning(RaiseDeadlineWarning {
+                ticket_id: TICKET,
+                deadline,
+                due_at,
+            })
+        }),
+        1 => (1u32..=2, timestamp()).prop_map(|(deadline, due_at)| {
+            Command::RecordDeadlineBreach(RecordDeadlineBreach {
+                ticket_id: TICKET,
+                deadline,
+                due_at,
+            })
+        }),
         1 => (prop_oneof![3 => Just(OTHER), 1 => Just(TICKET), 1 => Just(MISSING)], select(LinkRelation::ALL))
             .prop_map(|(other_ticket_id, relation)| {
                 Command::LinkTickets(LinkTickets {
@@ -181,6 +217,8 @@ static OTHER_TICKET: std::sync::LazyLock<Ticket> = std::sync::LazyLock::new(|| {
 
 /// Placeholder agent id: an available agent of the line the command needs.
 const FIT: &str = "@fit";
+/// Placeholder owner of a step deadline: the actor setting it (the assignee for `system`).
+const SELF: &str = "@self";
 /// Placeholder actor id: the ticket's assignee (their backup while they are away), as agent.
 const ASSIGNEE: &str = "@assignee";
 /// Placeholder actor id: the lead of the ticket's team, as supervisor.
@@ -241,6 +279,21 @@ fn resolve_step(
                 *due_by = f.due_by;
             }
         }
+        // Likewise a step deadline's, when absolute (one on a calendar is the read side's).
+        Command::RaiseDeadlineWarning(RaiseDeadlineWarning {
+            deadline, due_at, ..
+        })
+        | Command::RecordDeadlineBreach(RecordDeadlineBreach {
+            deadline, due_at, ..
+        }) => {
+            if let Some(due) = state
+                .as_ref()
+                .and_then(|t| t.deadline(*deadline))
+                .and_then(|d| d.due_at)
+            {
+                *due_at = due;
+            }
+        }
         Command::EscalateTicket(c) => {
             if let Some(id) = c
                 .to_agent_id
@@ -273,6 +326,17 @@ fn resolve_step(
         }
         _ => actor.clone(),
     };
+    if let Command::SetDeadline(c) = &mut command {
+        if c.owner == SELF {
+            c.owner = match actor.role {
+                Role::System => state
+                    .as_ref()
+                    .and_then(|t| t.assignee.clone())
+                    .unwrap_or_else(|| "a1".into()),
+                _ => actor.id.clone(),
+            };
+        }
+    }
     (command, actor)
 }
 
@@ -349,6 +413,13 @@ fn check_state(t: &Ticket) -> Result<(), TestCaseError> {
     );
     let distinct: HashSet<_> = t.rated.iter().collect();
     prop_assert_eq!(distinct.len(), t.rated.len(), "rated twice: {:?}", t.rated);
+    // Flagged for exchange exactly when a deadline whose consequence says so was breached.
+    prop_assert_eq!(
+        t.exchange_flagged,
+        t.deadlines
+            .iter()
+            .any(|d| d.breached && d.on_breach == Some(DeadlineConsequence::FlagExchange))
+    );
     Ok(())
 }
 
@@ -367,6 +438,8 @@ fn check_authority(
             | Command::CloseUnconfirmed(_)
             | Command::RaiseFollowUpWarning(_)
             | Command::RecordFollowUpOverdue(_)
+            | Command::RaiseDeadlineWarning(_)
+            | Command::RecordDeadlineBreach(_)
     ) {
         prop_assert_eq!(actor.role, Role::System, "the scheduler's commands");
     }
@@ -424,8 +497,20 @@ fn check_authority(
                             })
                     })
                 }
+                // So does a step deadline's owner (or their cover) complete it.
+                (Command::CompleteDeadline(c), Some(t)) => {
+                    t.deadline(c.deadline).is_some_and(|d| {
+                        d.owner == me.agent_id
+                            || dir.agents.get(&d.owner).is_some_and(|o| {
+                                !o.available && o.covered_by.as_deref() == Some(&me.agent_id)
+                            })
+                    })
+                }
                 _ => false,
             };
+            if let Command::SetDeadline(c) = command {
+                prop_assert_eq!(&c.owner, &me.agent_id, "an agent sets only their own");
+            }
             if let Some(t) = before.as_ref().filter(|_| !owns_follow_up) {
                 match t.assignee.as_deref() {
                     Some(a) if a == me.agent_id => {}
@@ -537,6 +622,10 @@ fn run_covering(
                             | Command::RecordFollowUp(_)
                             | Command::RaiseFollowUpWarning(_)
                             | Command::RecordFollowUpOverdue(_)
+                            | Command::SetDeadline(_)
+                            | Command::CompleteDeadline(_)
+                            | Command::RaiseDeadlineWarning(_)
+                            | Command::RecordDeadlineBreach(_)
                             | Command::LinkTickets(_)
                             | Command::MergeTicket(_)
                     ),
@@ -589,6 +678,10 @@ fn run_covering(
                                 | Event::FollowUpRecorded(_)
                                 | Event::FollowUpWarningRaised(_)
                                 | Event::FollowUpOverdue(_)
+                                | Event::DeadlineSet(_)
+                                | Event::DeadlineMet(_)
+                                | Event::DeadlineWarningRaised(_)
+                                | Event::DeadlineBreached(_)
                                 | Event::TicketLinked(_)
                                 | Event::TicketMergedInto(_)
                         ));
@@ -615,6 +708,30 @@ fn run_covering(
             if let Event::FollowUpScheduled(e) = event {
                 prop_assert_eq!(e.follow_up as usize, after.follow_ups.len());
                 prop_assert!(dir.agents.contains_key(&e.owner));
+            }
+            if let Event::DeadlineSet(e) = event {
+                // Numbered in order, of a defined kind, owned by a registered agent, due
+                // either at a time or after business minutes, never both.
+                prop_assert_eq!(e.deadline as usize, after.deadlines.len());
+                prop_assert!(dir.agents.contains_key(&e.owner));
+                let kind = &dir.deadline_kinds[&e.kind];
+                prop_assert_eq!(e.on_breach, kind.on_breach);
+                prop_assert_eq!(e.business_minutes.is_some(), e.due_at.is_none());
+            }
+            if let Event::DeadlineMet(e) = event {
+                let d = after.deadline(e.deadline).expect("met deadline exists");
+                prop_assert!(d.met);
+                prop_assert_eq!(e.late, d.breached);
+            }
+            if let Event::DeadlineBreached(e) = event {
+                let d = after
+                    .deadline(e.deadline)
+                    .expect("breached deadline exists");
+                prop_assert!(d.breached && !d.met);
+                prop_assert_eq!(e.consequence, d.on_breach);
+                if let Some(due) = d.due_at {
+                    prop_assert_eq!(due, e.due_at);
+                }
             }
             if let Event::ComplaintRuled(e) = event {
                 prop_assert_eq!(e.ruling, after.rulings);
@@ -677,7 +794,7 @@ fn the_generator_explores_the_whole_loop() {
     let rules = Rules::default();
     let mut runner = TestRunner::deterministic();
     let mut coverage = Coverage::default();
-    for _ in 0..2_000 {
+    for _ in 0..8_000 {
         let steps = scenario().new_tree(&mut runner).unwrap().current();
         run_covering(&dir, &rules, &steps, &mut coverage).unwrap();
     }
@@ -688,7 +805,14 @@ fn the_generator_explores_the_whole_loop() {
     {
         assert!(coverage.events.contains(event), "never produced {event}");
     }
-    for event in ["ticket_linked", "ticket_merged_into"] {
+    for event in [
+        "ticket_linked",
+        "ticket_merged_into",
+        "deadline_set",
+        "deadline_met",
+        "deadline_warning_raised",
+        "deadline_breached",
+    ] {
         assert!(coverage.events.contains(event), "never produced {event}");
     }
     for transition in ALLOWED {
@@ -843,7 +967,8 @@ fn any_event() -> impl Strategy<Value = Event> {
             TicketResolved {
                 ticket_id,
                 resolution: "r".into(),
-                agent_id
+                agent_id,
+                outcome: None,
             }
         )),
         any_uuid().prop_map(|ticket_id| Event::TicketReopened(TicketReopened {

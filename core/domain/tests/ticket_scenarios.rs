@@ -62,7 +62,10 @@ impl Given {
             | Event::AbsencePlanned(_)
             | Event::AbsenceCancelled(_)
             | Event::AbsenceStarted(_)
-            | Event::AbsenceEnded(_) => apply_all(&mut self.directory, std::slice::from_ref(event)),
+            | Event::AbsenceEnded(_)
+            | Event::DeadlineKindDefined(_) => {
+                apply_all(&mut self.directory, std::slice::from_ref(event))
+            }
             _ => self.ticket = evolve(self.ticket.take(), event),
         }
     }
@@ -2039,4 +2042,311 @@ fn the_away_agent_adds_internal_notes_to_what_their_cover_took_over() {
         .then_accepted()
         .when(note("still here"), agent("a3"))
         .then_rejected(Forbidden, "");
+}
+
+fn set_deadline(kind: &str, minutes: Option<u32>, due_at: Option<&str>, owner: &str) -> Command {
+    Command::SetDeadline(SetDeadline {
+        ticket_id: TICKET,
+        kind: kind.into(),
+        business_minutes: minutes,
+        due_at: due_at.map(at),
+        owner: owner.into(),
+    })
+}
+
+fn deadline_set(n: u32, kind: &str, minutes: Option<u32>, due_at: Option<&str>) -> Event {
+    let repair = kind == "repair";
+    Event::DeadlineSet(DeadlineSet {
+        ticket_id: TICKET,
+        deadline: n,
+        kind: kind.into(),
+        owner: "a1".into(),
+        team: "alpha".into(),
+        business_minutes: minutes,
+        due_at: due_at.map(at),
+        // repair names the 24x7 calendar; paperwork takes the ticket's (p-base's office).
+        calendar_id: Some(if repair { "always" } else { "office" }.into()),
+        warn_before_minutes: if repair { 240 } else { 60 },
+        on_breach: repair.then_some(DeadlineConsequence::FlagExchange),
+    })
+}
+
+fn breach(n: u32, due_at: &str) -> Command {
+    Command::RecordDeadlineBreach(RecordDeadlineBreach {
+        ticket_id: TICKET,
+        deadline: n,
+        due_at: at(due_at),
+    })
+}
+
+#[test]
+fn step_deadlines_are_set_met_warned_and_breached_once() {
+    let now = Some("2026-11-10T09:00:00Z");
+    let ticket = given([opened_standard(), assigned("a1", "alpha", None)])
+        // The kind must be defined, the owner registered, an agent sets only their own, a
+        // service none; an absolute due time lies ahead; one way of giving it.
+        .when_at(set_deadline("warranty", None, None, "a1"), agent("a1"), now)
+        .then_rejected(NotFound, "/payload/kind")
+        .when_at(set_deadline("repair", None, None, "ghost"), system(), now)
+        .then_rejected(NotFound, "/payload/owner")
+        .when_at(set_deadline("repair", None, None, "a2"), agent("a1"), now)
+        .then_rejected(Forbidden, "/payload/owner")
+        .when_at(
+            set_deadline("repair", None, None, "b1"),
+            supervisor("lead-a"),
+            now,
+        )
+        .then_rejected(Forbidden, "/payload/owner")
+        .when_at(set_deadline("repair", None, None, "a1"), service(), now)
+        .then_rejected(Forbidden, "")
+        .when_at(
+            set_deadline("repair", None, Some("2026-11-10T08:00:00Z"), "a1"),
+            agent("a1"),
+            now,
+        )
+        .then_rejected(Validation, "/payload/due_at")
+        // The kind's default (72 business hours on its own calendar), then 90 minutes of
+        // paperwork on the ticket's calendar, then an absolute due time.
+        .when_at(set_deadline("repair", None, None, "a1"), agent("a1"), now)
+        .then([deadline_set(1, "repair", Some(4320), None)])
+        .when_at(
+            set_deadline("paperwork", Some(90), None, "a1"),
+            agent("a1"),
+            now,
+        )
+        .then([deadline_set(2, "paperwork", Some(90), None)])
+        .when_at(
+            set_deadline("paperwork", None, Some("2026-11-11T09:00:00Z"), "a1"),
+            supervisor("lead-a"),
+            now,
+        )
+        .then([deadline_set(
+            3,
+            "paperwork",
+            None,
+            Some("2026-11-11T09:00:00Z"),
+        )])
+        // Warnings and breaches are the scheduler's alone, once each; an absolute due time
+        // must be the one the command names; a breach never comes before its due time.
+        .when(
+            Command::RaiseDeadlineWarning(RaiseDeadlineWarning {
+                ticket_id: TICKET,
+                deadline: 1,
+                due_at: at("2026-11-13T09:00:00Z"),
+            }),
+            agent("a1"),
+        )
+        .then_rejected(Forbidden, "")
+        .when(
+            Command::RaiseDeadlineWarning(RaiseDeadlineWarning {
+                ticket_id: TICKET,
+                deadline: 1,
+                due_at: at("2026-11-13T09:00:00Z"),
+            }),
+            system(),
+        )
+        .then([Event::DeadlineWarningRaised(DeadlineWarningRaised {
+            ticket_id: TICKET,
+            deadline: 1,
+            kind: "repair".into(),
+            due_at: at("2026-11-13T09:00:00Z"),
+        })])
+        .when(
+            Command::RaiseDeadlineWarning(RaiseDeadlineWarning {
+                ticket_id: TICKET,
+                deadline: 1,
+                due_at: at("2026-11-13T09:00:00Z"),
+            }),
+            system(),
+        )
+        .then_rejected(InvalidTransition, "/payload/deadline")
+        .when_at(
+            breach(3, "2026-11-12T09:00:00Z"),
+            system(),
+            Some("2026-11-12T10:00:00Z"),
+        )
+        .then_rejected(InvalidTransition, "/payload/due_at")
+        .when_at(
+            breach(1, "2026-11-13T09:00:00Z"),
+            system(),
+            Some("2026-11-13T08:59:00Z"),
+        )
+        .then_rejected(InvalidTransition, "/payload/due_at")
+        // The repair breached: its consequence flags the ticket for exchange.
+        .when_at(
+            breach(1, "2026-11-13T09:00:00Z"),
+            system(),
+            Some("2026-11-13T09:01:00Z"),
+        )
+        .then([Event::DeadlineBreached(DeadlineBreached {
+            ticket_id: TICKET,
+            deadline: 1,
+            kind: "repair".into(),
+            due_at: at("2026-11-13T09:00:00Z"),
+            consequence: Some(DeadlineConsequence::FlagExchange),
+        })])
+        .when_at(
+            breach(1, "2026-11-13T09:00:00Z"),
+            system(),
+            Some("2026-11-13T09:02:00Z"),
+        )
+        .then_rejected(InvalidTransition, "/payload/deadline")
+        // The paperwork is done in time, once; the repair, done after its breach, is late;
+        // another agent may not complete a1's deadline; number 4 is none.
+        .when(
+            Command::CompleteDeadline(CompleteDeadline {
+                ticket_id: TICKET,
+                deadline: 2,
+            }),
+            agent("a3"),
+        )
+        .then_rejected(Forbidden, "")
+        .when(
+            Command::CompleteDeadline(CompleteDeadline {
+                ticket_id: TICKET,
+                deadline: 4,
+            }),
+            agent("a1"),
+        )
+        .then_rejected(NotFound, "/payload/deadline")
+        .when(
+            Command::CompleteDeadline(CompleteDeadline {
+                ticket_id: TICKET,
+                deadline: 2,
+            }),
+            agent("a1"),
+        )
+        .then([Event::DeadlineMet(DeadlineMet {
+            ticket_id: TICKET,
+            deadline: 2,
+            kind: "paperwork".into(),
+            late: false,
+            completed_by: "a1".into(),
+        })])
+        .when(
+            Command::CompleteDeadline(CompleteDeadline {
+                ticket_id: TICKET,
+                deadline: 2,
+            }),
+            agent("a1"),
+        )
+        .then_rejected(InvalidTransition, "/payload/deadline")
+        .when(
+            Command::RecordDeadlineBreach(RecordDeadlineBreach {
+                ticket_id: TICKET,
+                deadline: 2,
+                due_at: at("2026-11-10T10:30:00Z"),
+            }),
+            system(),
+        )
+        .then_rejected(InvalidTransition, "/payload/deadline")
+        .when(
+            Command::CompleteDeadline(CompleteDeadline {
+                ticket_id: TICKET,
+                deadline: 1,
+            }),
+            agent("a1"),
+        )
+        .then([Event::DeadlineMet(DeadlineMet {
+            ticket_id: TICKET,
+            deadline: 1,
+            kind: "repair".into(),
+            late: true,
+            completed_by: "a1".into(),
+        })]);
+    let t = ticket.ticket();
+    assert!(t.exchange_flagged, "the breached repair flags the exchange");
+    assert_eq!(t.deadlines.len(), 3);
+    assert!(t.deadlines[0].met && t.deadlines[0].breached && t.deadlines[0].warned);
+    assert!(t.deadlines[1].met && !t.deadlines[1].breached);
+    assert!(!t.deadlines[2].met && !t.deadlines[2].breached);
+    // The exchange is then settled as one.
+    ticket
+        .when(
+            Command::ResolveTicket(ResolveTicket {
+                ticket_id: TICKET,
+                resolution: "unit exchanged".into(),
+                outcome: Some(ResolutionOutcome::Exchanged),
+            }),
+            agent("a1"),
+        )
+        .then([Event::TicketResolved(TicketResolved {
+            ticket_id: TICKET,
+            resolution: "unit exchanged".into(),
+            agent_id: "a1".into(),
+            outcome: Some(ResolutionOutcome::Exchanged),
+        })]);
+}
+
+#[test]
+fn a_closed_ticket_takes_step_deadlines_a_merged_one_none() {
+    let now = Some("2026-11-10T09:00:00Z");
+    given([
+        opened_standard(),
+        assigned("a1", "alpha", None),
+        resolved("done", "a1"),
+        closed(),
+    ])
+    .when_at(
+        set_deadline("paperwork", Some(60), None, "a1"),
+        agent("a1"),
+        now,
+    )
+    .then([deadline_set(1, "paperwork", Some(60), None)])
+    .when(
+        Command::CompleteDeadline(CompleteDeadline {
+            ticket_id: TICKET,
+            deadline: 1,
+        }),
+        agent("a1"),
+    )
+    .then_accepted();
+    given([
+        opened_standard(),
+        Event::TicketMergedInto(TicketMergedInto {
+            ticket_id: TICKET,
+            into_ticket_id: uuid::Uuid::from_u128(9),
+            reason: "duplicate".into(),
+        }),
+    ])
+    .when_at(set_deadline("paperwork", None, None, "a1"), system(), now)
+    .then_rejected(InvalidTransition, "/payload/ticket_id");
+}
+
+#[test]
+fn deadline_kinds_are_reference_data_of_supervisors_and_the_system() {
+    let kind = |calendar: Option<&str>| {
+        Command::DefineDeadlineKind(DefineDeadlineKind {
+            kind: "onsite_response".into(),
+            business_minutes: None,
+            business_hours: Some(48),
+            calendar_id: calendar.map(str::to_owned),
+            warn_before_minutes: 120,
+            on_breach: None,
+        })
+    };
+    let defined = Event::DeadlineKindDefined(DeadlineKindDefined {
+        kind: "onsite_response".into(),
+        business_minutes: 2880,
+        calendar_id: Some("office".into()),
+        warn_before_minutes: 120,
+        on_breach: None,
+    });
+    let g = given([])
+        .when(kind(Some("office")), supervisor("lead-a"))
+        .then([defined.clone()])
+        .when(kind(Some("office")), system())
+        .then([defined])
+        .when(kind(Some("nowhere")), system())
+        .then_rejected(NotFound, "/payload/calendar_id")
+        .when(kind(None), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(kind(None), service())
+        .then_rejected(Forbidden, "")
+        .when(kind(None), inspector(INSPECTOR))
+        .then_rejected(Forbidden, "");
+    assert_eq!(
+        g.directory.deadline_kinds["onsite_response"].business_minutes,
+        2880
+    );
 }

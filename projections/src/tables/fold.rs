@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use closeloop_core::domain::{
-    evolve, Answer, ComplaintRuled, Event, Grade, Priority, SlaTarget, Ticket,
+    evolve, Answer, ComplaintRuled, DeadlineSet, Event, Grade, Priority, SlaTarget, Ticket,
     CONFIRMATION_WAIT_DAYS_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,9 @@ pub struct TicketWork {
     /// The ticket's follow-ups as their rows stand.
     #[serde(default)]
     pub follow_ups: Vec<FollowUpRow>,
+    /// The ticket's step deadlines as their rows stand.
+    #[serde(default)]
+    pub deadlines: Vec<DeadlineRow>,
 }
 
 /// The rows a batch changes, keyed by primary key: a row changed twice in a batch is written
@@ -85,6 +88,7 @@ pub struct Changes {
     pub reinspections_overdue: BTreeMap<(Uuid, Uuid), OverdueRow>,
     pub absences: BTreeMap<Uuid, AbsenceRow>,
     pub ticket_links: BTreeMap<(Uuid, Uuid, String), LinkRow>,
+    pub deadlines: BTreeMap<(Uuid, u32), DeadlineRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -123,6 +127,7 @@ impl Changes {
             .extend(later.reinspections_overdue);
         self.absences.extend(later.absences);
         self.ticket_links.extend(later.ticket_links);
+        self.deadlines.extend(later.deadlines);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -337,6 +342,7 @@ impl Folder {
                     ruling: None,
                     charges: Vec::new(),
                     follow_ups: Vec::new(),
+                    deadlines: Vec::new(),
                 };
                 for t in &work.clock.timers {
                     work.cycles[target_index(t.target)] += 1;
@@ -529,6 +535,23 @@ impl Folder {
             Event::SlaBreached(e) => {
                 w.breached[target_index(e.target)] = Some((e.due_at.as_second(), at));
             }
+            Event::DeadlineSet(e) => {
+                let row = self.deadline_row(e, at);
+                changes.deadlines.insert((id, e.deadline), row.clone());
+                w.deadlines.push(row);
+            }
+            Event::DeadlineMet(e) => deadline(w, e.deadline, changes, |r| {
+                r.met_at = Some(at);
+                r.status = if e.late { "met_late" } else { "met" }.to_owned();
+            }),
+            Event::DeadlineWarningRaised(e) => {
+                deadline(w, e.deadline, changes, |r| r.warned_at = Some(at))
+            }
+            Event::DeadlineBreached(e) => deadline(w, e.deadline, changes, |r| {
+                r.breached_at = Some(at);
+                r.status = "breached".to_owned();
+                r.consequence = e.consequence.map(|c| c.as_str().to_owned());
+            }),
             Event::TicketLinked(e) => link(id, e.other_ticket_id, e.relation.as_str(), at, changes),
             Event::TicketMergedInto(e) => link(id, e.into_ticket_id, "merged_into", at, changes),
             Event::TicketMerged(e) => link(id, e.from_ticket_id, "merged_from", at, changes),
@@ -600,6 +623,51 @@ impl Folder {
         }
         w.ticket = next;
         Ok(credits)
+    }
+
+    /// A step deadline's row as it is set at `at`: its due time is the event's `due_at`, or
+    /// its business minutes after `at` on its calendar as defined at this point of the log
+    /// (24x7 in UTC when it names none, or one never defined, as for SLA timers); it is
+    /// warned `warn_before_minutes` business minutes before the due time (at `at` when the
+    /// deadline is shorter than that).
+    fn deadline_row(&self, e: &DeadlineSet, at: i64) -> DeadlineRow {
+        let always = BusinessCalendar::always("utc");
+        let calendar = e
+            .calendar_id
+            .as_deref()
+            .and_then(|name| self.calendars.find(name))
+            .unwrap_or(&always);
+        let (due_at, business_s) = match (e.due_at, e.business_minutes) {
+            (Some(due), _) => {
+                let due = due.as_second();
+                (Some(due), calendar.business_seconds(at, due))
+            }
+            (None, minutes) => {
+                let seconds = i64::from(minutes.unwrap_or(0)) * 60;
+                (calendar.add_business_seconds(at, seconds), seconds)
+            }
+        };
+        let warn_s = i64::from(e.warn_before_minutes) * 60;
+        let warn_at = match (due_at, warn_s) {
+            (None, _) | (_, 0) => None,
+            (Some(_), _) => calendar.add_business_seconds(at, (business_s - warn_s).max(0)),
+        };
+        DeadlineRow {
+            ticket_id: e.ticket_id,
+            deadline: e.deadline,
+            kind: e.kind.clone(),
+            owner: e.owner.clone(),
+            team: e.team.clone(),
+            calendar_id: e.calendar_id.clone(),
+            set_at: at,
+            due_at,
+            warn_at,
+            status: "open".to_owned(),
+            met_at: None,
+            warned_at: None,
+            breached_at: None,
+            consequence: None,
+        }
     }
 
     /// When the wait for the customer's answer to a resolution at `at` ends: the close of the
@@ -913,6 +981,25 @@ fn absence(
             changed_at: at,
         },
     );
+}
+
+/// Changes step deadline `number`'s row (none: an event `decide` would not have produced).
+fn deadline(
+    w: &mut TicketWork,
+    number: u32,
+    changes: &mut Changes,
+    change: impl FnOnce(&mut DeadlineRow),
+) {
+    let Some(row) = number
+        .checked_sub(1)
+        .and_then(|i| w.deadlines.get_mut(i as usize))
+    else {
+        return;
+    };
+    change(row);
+    changes
+        .deadlines
+        .insert((row.ticket_id, row.deadline), row.clone());
 }
 
 fn follow_up(

@@ -11,8 +11,8 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AbsenceRow, AgentRow, Changes, Dump, FollowUpRow, InspectionRow, ResolutionRow,
-    Saved, ScorecardRow, TableError, TableStore, TicketRow, TimerRow, VERSION,
+    new_generation, AbsenceRow, AgentRow, Changes, DeadlineRow, Dump, FollowUpRow, InspectionRow,
+    ResolutionRow, Saved, ScorecardRow, TableError, TableStore, TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -108,6 +108,7 @@ impl TableStore for MemoryTables {
         );
         merge(&mut rows.absences, &changes.absences);
         merge(&mut rows.ticket_links, &changes.ticket_links);
+        merge(&mut rows.deadlines, &changes.deadlines);
         Ok(())
     }
 
@@ -130,6 +131,7 @@ impl TableStore for MemoryTables {
             absences: r.absences.values().cloned().collect(),
             reinspections_overdue: r.reinspections_overdue.values().cloned().collect(),
             ticket_links: r.ticket_links.values().cloned().collect(),
+            deadlines: r.deadlines.values().cloned().collect(),
         })
     }
 
@@ -196,6 +198,12 @@ impl TableStore for MemoryTables {
                     .cloned()
                     .map(AnyRow::Inspection)
                     .collect(),
+                "deadlines" => r
+                    .deadlines
+                    .values()
+                    .cloned()
+                    .map(AnyRow::Deadline)
+                    .collect(),
                 "reinspections_overdue" => r
                     .reinspections_overdue
                     .values()
@@ -230,6 +238,20 @@ impl TableStore for MemoryTables {
             };
             (moment, r.absence_id)
         });
+        due.truncate(limit as usize);
+        Ok(due)
+    }
+
+    async fn due_deadlines(&self, now: i64, limit: u32) -> Result<Vec<DeadlineRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut due: Vec<DeadlineRow> = t
+            .rows
+            .deadlines
+            .values()
+            .filter(|r| r.deadline_due(now))
+            .cloned()
+            .collect();
+        due.sort_by_key(read::deadline_order);
         due.truncate(limit as usize);
         Ok(due)
     }

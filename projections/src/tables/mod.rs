@@ -41,7 +41,7 @@ pub use rows::{parse_time, rfc3339};
 pub const NAME: &str = "tables";
 /// Bumped when the fold or a table's shape changes: stored tables of another version are
 /// dropped and rebuilt from position zero.
-pub const VERSION: u32 = 9;
+pub const VERSION: u32 = 10;
 
 /// What a table store's checkpoint says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,9 @@ pub trait TableStore: Send + Sync + 'static {
     /// Unrecorded follow-ups whose warning time or due time is at or before `now` and not
     /// yet marked, soonest warning first, at most `limit`.
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError>;
+    /// Step deadlines not done whose warning time or due time is at or before `now` and
+    /// not yet marked, soonest owed moment first ([`read::deadline_order`]), at most `limit`.
+    async fn due_deadlines(&self, now: i64, limit: u32) -> Result<Vec<DeadlineRow>, TableError>;
     /// Failed inspections whose month to be inspected again (`reinspect_in`) is before
     /// `month` (`YYYY-MM`), not inspected again then (the same ticket and agent in a sample
     /// of that month), and not yet marked overdue; at most `limit`.

@@ -61,6 +61,8 @@ pub enum Dated {
     Inspected,
     /// `reinspections_overdue.marked_at`.
     ReinspectionOverdue,
+    /// `deadlines.due_at`.
+    DeadlineDue,
 }
 
 impl Dated {
@@ -81,6 +83,7 @@ impl Dated {
             Dated::SampleDrawn => ("inspection_samples", "drawn_at"),
             Dated::Inspected => ("inspections", "inspected_at"),
             Dated::ReinspectionOverdue => ("reinspections_overdue", "marked_at"),
+            Dated::DeadlineDue => ("deadlines", "due_at"),
         }
     }
 
@@ -101,6 +104,7 @@ impl Dated {
             (Dated::SampleDrawn, AnyRow::Sample(r)) => Some(r.drawn_at),
             (Dated::Inspected, AnyRow::Inspection(r)) => Some(r.inspected_at),
             (Dated::ReinspectionOverdue, AnyRow::Overdue(r)) => Some(r.marked_at),
+            (Dated::DeadlineDue, AnyRow::Deadline(r)) => r.due_at,
             _ => None,
         }
     }
@@ -120,6 +124,13 @@ pub enum AnyRow {
     Sample(SampleRow),
     Inspection(InspectionRow),
     Overdue(OverdueRow),
+    Deadline(DeadlineRow),
+}
+
+/// The order in which the scheduler reads the step deadlines due: by due time, then ticket
+/// and number (the SQL stores order alike).
+pub fn deadline_order(r: &DeadlineRow) -> (i64, Uuid, u32) {
+    (r.due_at.unwrap_or(i64::MAX), r.ticket_id, r.deadline)
 }
 
 /// Which tickets' timers the SLA report covers: by the ticket's current assignee and team,

@@ -268,6 +268,52 @@ impl FollowUpRow {
     }
 }
 
+/// `deadlines`: one row per step deadline set on a ticket (`set_deadline`), as its events
+/// left it. The scheduler finds the warnings and breaches due through it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineRow {
+    pub ticket_id: Uuid,
+    /// 1, 2, ... in the ticket's order.
+    pub deadline: u32,
+    /// The kind's code (`repair`, `paperwork`, ...).
+    pub kind: String,
+    /// The agent who does the step, and their team when it was set.
+    pub owner: String,
+    pub team: String,
+    /// The calendar its business minutes are counted on (`None`: elapsed time).
+    pub calendar_id: Option<String>,
+    #[serde(with = "time")]
+    pub set_at: i64,
+    /// `None` only when the calendar has no working time within ten years.
+    #[serde(with = "time_opt")]
+    pub due_at: Option<i64>,
+    /// When the scheduler warns (`None`: the kind warns never).
+    #[serde(with = "time_opt")]
+    pub warn_at: Option<i64>,
+    /// `open`, `met` (done by its due time), `breached` (not done, breach recorded) or
+    /// `met_late` (done after its breach).
+    pub status: String,
+    #[serde(with = "time_opt")]
+    pub met_at: Option<i64>,
+    #[serde(with = "time_opt")]
+    pub warned_at: Option<i64>,
+    #[serde(with = "time_opt")]
+    pub breached_at: Option<i64>,
+    /// What the breach brought about (`flag_exchange`), when it did.
+    pub consequence: Option<String>,
+}
+
+impl DeadlineRow {
+    /// What the scheduler asks at `now`: the step not done, and its warning or its due time
+    /// passed without the mark.
+    pub fn deadline_due(&self, now: i64) -> bool {
+        self.met_at.is_none()
+            && self.breached_at.is_none()
+            && ((self.warned_at.is_none() && self.warn_at.is_some_and(|w| w <= now))
+                || self.due_at.is_some_and(|d| d <= now))
+    }
+}
+
 /// `inspection_samples`: one row per quality-inspection sample drawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleRow {
@@ -426,6 +472,7 @@ pub struct Dump {
     pub reinspections_overdue: Vec<OverdueRow>,
     pub absences: Vec<AbsenceRow>,
     pub ticket_links: Vec<LinkRow>,
+    pub deadlines: Vec<DeadlineRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

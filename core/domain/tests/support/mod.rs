@@ -125,6 +125,7 @@ pub fn directory_stream(event: &Event) -> String {
         | Event::AbsenceCancelled(AbsenceCancelled { agent_id, .. })
         | Event::AbsenceStarted(AbsenceStarted { agent_id, .. })
         | Event::AbsenceEnded(AbsenceEnded { agent_id, .. }) => format!("agent-{agent_id}"),
+        Event::DeadlineKindDefined(e) => format!("deadline_kind-{}", e.kind),
         other => panic!("{} is not a directory event", other.event_type()),
     }
 }
@@ -182,6 +183,7 @@ pub fn fixture_directory() -> Directory {
         inspector_id: INSPECTOR.into(),
         name: "Quality inspector".into(),
     }));
+    commands.extend(fixture_deadline_kinds());
     commands.push(Command::DefineComplaintCauses(DefineComplaintCauses {
         causes: CAUSES
             .iter()
@@ -192,6 +194,30 @@ pub fn fixture_directory() -> Directory {
             .collect(),
     }));
     directory_from_commands(&commands)
+}
+
+/// The fixture's kinds of step deadline: `repair`, three days on the 24x7 calendar, warned
+/// four hours before, flagging the ticket for exchange when breached; `paperwork`, 24
+/// business hours on the ticket's calendar, warned an hour before.
+pub fn fixture_deadline_kinds() -> Vec<Command> {
+    vec![
+        Command::DefineDeadlineKind(DefineDeadlineKind {
+            kind: "repair".into(),
+            business_minutes: None,
+            business_hours: Some(72),
+            calendar_id: Some("always".into()),
+            warn_before_minutes: 240,
+            on_breach: Some(DeadlineConsequence::FlagExchange),
+        }),
+        Command::DefineDeadlineKind(DefineDeadlineKind {
+            kind: "paperwork".into(),
+            business_minutes: Some(1440),
+            business_hours: None,
+            calendar_id: None,
+            warn_before_minutes: 60,
+            on_breach: None,
+        }),
+    ]
 }
 
 /// p-base matches everything; the others are more specific.
@@ -420,6 +446,7 @@ pub fn resolve(resolution: &str) -> Command {
     Command::ResolveTicket(ResolveTicket {
         ticket_id: TICKET,
         resolution: resolution.into(),
+        outcome: None,
     })
 }
 
@@ -604,6 +631,7 @@ pub fn resolved(resolution: &str, agent_id: &str) -> Event {
         ticket_id: TICKET,
         resolution: resolution.into(),
         agent_id: agent_id.into(),
+        outcome: None,
     })
 }
 

@@ -496,6 +496,47 @@ impl CopyRow for ChargeRow {
     }
 }
 
+impl CopyRow for DeadlineRow {
+    const TYPES: &'static [Type] = &[
+        Type::UUID,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.ticket_id,
+                &int(self.deadline)?,
+                &self.kind,
+                &self.owner,
+                &self.team,
+                &self.calendar_id,
+                &time(self.set_at)?,
+                &time_opt(self.due_at)?,
+                &time_opt(self.warn_at)?,
+                &self.status,
+                &time_opt(self.met_at)?,
+                &time_opt(self.warned_at)?,
+                &time_opt(self.breached_at)?,
+                &self.consequence,
+            ],
+        )
+    }
+}
+
 impl CopyRow for FollowUpRow {
     const TYPES: &'static [Type] = &[
         Type::UUID,

@@ -259,6 +259,25 @@ const ABSENCES: Table = Table {
     ],
     order: "absence_id",
 };
+const DEADLINES: Table = Table {
+    name: "deadlines",
+    key: &["ticket_id", "deadline"],
+    columns: &[
+        "kind",
+        "owner",
+        "team",
+        "calendar_id",
+        "set_at",
+        "due_at",
+        "warn_at",
+        "status",
+        "met_at",
+        "warned_at",
+        "breached_at",
+        "consequence",
+    ],
+    order: "ticket_id, deadline",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -267,7 +286,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 16] = [
+const ALL: [&Table; 17] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -283,6 +302,7 @@ const ALL: [&Table; 16] = [
     &OVERDUE,
     &ABSENCES,
     &LINKS,
+    &DEADLINES,
     &TICKET_STATE,
 ];
 
@@ -630,6 +650,13 @@ impl TableStore for PostgresTables {
         .await?;
         copy::write(&tx, s, &ABSENCES, c.absences.values().map(|r| (false, r))).await?;
         copy::write(&tx, s, &LINKS, c.ticket_links.values().map(|r| (false, r))).await?;
+        copy::write(
+            &tx,
+            s,
+            &DEADLINES,
+            c.deadlines.values().map(|r| (new(&r.ticket_id), r)),
+        )
+        .await?;
         let states = c
             .work
             .iter()
@@ -666,6 +693,7 @@ impl TableStore for PostgresTables {
             inspections: dump_table::<InspectionRow>(&tx, s, &INSPECTIONS).await?,
             reinspections_overdue: dump_table::<OverdueRow>(&tx, s, &OVERDUE).await?,
             ticket_links: dump_table::<LinkRow>(&tx, s, &LINKS).await?,
+            deadlines: dump_table::<DeadlineRow>(&tx, s, &DEADLINES).await?,
         };
         tx.commit().await?;
         Ok(dump)
@@ -696,6 +724,11 @@ impl TableStore for PostgresTables {
     async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {
         let slot = self.client().await?;
         read::due_absences(slot.as_ref().expect("connected"), &self.schema, now, limit).await
+    }
+
+    async fn due_deadlines(&self, now: i64, limit: u32) -> Result<Vec<DeadlineRow>, TableError> {
+        let slot = self.client().await?;
+        read::due_deadlines(slot.as_ref().expect("connected"), &self.schema, now, limit).await
     }
 
     async fn due_follow_ups(&self, now: i64, limit: u32) -> Result<Vec<FollowUpRow>, TableError> {

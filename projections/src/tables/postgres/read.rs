@@ -56,6 +56,7 @@ pub(super) async fn scan(
             "complaint_rulings" => AnyRow::Ruling(decode(table, text)?),
             "complaint_charges" => AnyRow::Charge(decode(table, text)?),
             "follow_ups" => AnyRow::FollowUp(decode(table, text)?),
+            "deadlines" => AnyRow::Deadline(decode(table, text)?),
             "inspection_samples" => AnyRow::Sample(decode(table, text)?),
             "inspections" => AnyRow::Inspection(decode(table, text)?),
             "reinspections_overdue" => AnyRow::Overdue(decode(table, text)?),
@@ -225,6 +226,24 @@ pub(super) async fn due_absences(
           LIMIT $2::bigint"
     );
     page(client, &sql, &rfc3339(now), limit, "absences").await
+}
+
+pub(super) async fn due_deadlines(
+    client: &Client,
+    s: &str,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<DeadlineRow>, TableError> {
+    // The partial index `deadlines_open` holds only the steps not done and not breached.
+    let sql = format!(
+        "SELECT to_jsonb(d)::text FROM {s}.deadlines d
+          WHERE d.met_at IS NULL AND d.breached_at IS NULL
+            AND ((d.warned_at IS NULL AND d.warn_at <= $1::text::timestamptz)
+                 OR d.due_at <= $1::text::timestamptz)
+          ORDER BY d.due_at, d.ticket_id, d.deadline
+          LIMIT $2::bigint"
+    );
+    page(client, &sql, &rfc3339(now), limit, "deadlines").await
 }
 
 pub(super) async fn due_follow_ups(

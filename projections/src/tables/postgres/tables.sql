@@ -234,6 +234,24 @@ CREATE TABLE IF NOT EXISTS {schema}.absences (
     changed_at                       timestamptz NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.deadlines (
+    ticket_id                        uuid        NOT NULL,
+    deadline                         integer     NOT NULL,
+    kind                             text        NOT NULL,
+    owner                            text        NOT NULL,
+    team                             text        NOT NULL,
+    calendar_id                      text,
+    set_at                           timestamptz NOT NULL,
+    due_at                           timestamptz,
+    warn_at                          timestamptz,
+    status                           text        NOT NULL,
+    met_at                           timestamptz,
+    warned_at                        timestamptz,
+    breached_at                      timestamptz,
+    consequence                      text,
+    PRIMARY KEY (ticket_id, deadline)
+);
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS {schema}.ticket_state (
@@ -290,3 +308,6 @@ CREATE INDEX IF NOT EXISTS inspections_by_ticket ON {schema}.inspections (ticket
 CREATE INDEX IF NOT EXISTS absences_to_start ON {schema}.absences (from_at) WHERE state = 'planned';
 CREATE INDEX IF NOT EXISTS absences_to_end ON {schema}.absences (until_at) WHERE state = 'started';
 CREATE INDEX IF NOT EXISTS absences_by_agent ON {schema}.absences (agent_id, from_at);
+-- The scheduler's question: step deadlines not done nor breached, by due time.
+CREATE INDEX IF NOT EXISTS deadlines_open ON {schema}.deadlines (due_at) WHERE met_at IS NULL AND breached_at IS NULL;
+CREATE INDEX IF NOT EXISTS deadlines_by_due ON {schema}.deadlines (due_at);

@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -38,6 +38,7 @@ const TABLES: [&str; 16] = [
     "reinspections_overdue",
     "absences",
     "ticket_links",
+    "deadlines",
     "ticket_state",
 ];
 
@@ -478,6 +479,27 @@ fn commit_blocking(
                 r.reinspect_in
             ])?;
         }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO deadlines VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+        )?;
+        for r in c.deadlines.values() {
+            s.execute(params![
+                r.ticket_id.to_string(),
+                r.deadline,
+                r.kind,
+                r.owner,
+                r.team,
+                r.calendar_id,
+                to_text(r.set_at),
+                r.due_at.map(to_text),
+                r.warn_at.map(to_text),
+                r.status,
+                r.met_at.map(to_text),
+                r.warned_at.map(to_text),
+                r.breached_at.map(to_text),
+                r.consequence
+            ])?;
+        }
         let mut s =
             tx.prepare_cached("INSERT OR REPLACE INTO ticket_links VALUES (?1,?2,?3,?4)")?;
         for r in c.ticket_links.values() {
@@ -771,6 +793,29 @@ impl SqlRow for InspectionRow {
     }
 }
 
+impl SqlRow for DeadlineRow {
+    const TABLE: &'static str = "deadlines";
+    const ORDER: &'static str = "ticket_id, deadline";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(DeadlineRow {
+            ticket_id: uuid(r, 0)?,
+            deadline: r.get(1)?,
+            kind: r.get(2)?,
+            owner: r.get(3)?,
+            team: r.get(4)?,
+            calendar_id: r.get(5)?,
+            set_at: time(r, 6)?,
+            due_at: time_opt(r, 7)?,
+            warn_at: time_opt(r, 8)?,
+            status: r.get(9)?,
+            met_at: time_opt(r, 10)?,
+            warned_at: time_opt(r, 11)?,
+            breached_at: time_opt(r, 12)?,
+            consequence: r.get(13)?,
+        })
+    }
+}
+
 impl SqlRow for LinkRow {
     const TABLE: &'static str = "ticket_links";
     const ORDER: &'static str = "ticket_id, other_ticket_id, relation";
@@ -878,6 +923,7 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         reinspections_overdue: rows(&tx, all, (None, None))?,
         absences: rows(&tx, all, (None, None))?,
         ticket_links: rows(&tx, all, (None, None))?,
+        deadlines: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }
@@ -935,6 +981,11 @@ impl TableStore for SqliteTables {
 
     async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {
         self.reading(move |c| read::due_absences(c, now, limit))
+            .await
+    }
+
+    async fn due_deadlines(&self, now: i64, limit: u32) -> Result<Vec<DeadlineRow>, TableError> {
+        self.reading(move |c| read::due_deadlines(c, now, limit))
             .await
     }
 

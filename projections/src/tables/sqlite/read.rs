@@ -57,6 +57,7 @@ fn scan_blocking(
             "inspection_samples" => AnyRow::Sample(SampleRow::from_row(r)?),
             "inspections" => AnyRow::Inspection(InspectionRow::from_row(r)?),
             "reinspections_overdue" => AnyRow::Overdue(OverdueRow::from_row(r)?),
+            "deadlines" => AnyRow::Deadline(DeadlineRow::from_row(r)?),
             _ => AnyRow::Timer(TimerRow::from_row(r)?),
         });
         if chunk.len() == SCAN_CHUNK {
@@ -222,6 +223,22 @@ pub(super) fn due_absences(
              UNION ALL
              SELECT *, until_at AS moment FROM absences WHERE state = 'started' AND until_at <= ?1)
           ORDER BY moment, absence_id
+          LIMIT ?2",
+    )?;
+    page(&mut s, rfc3339(now), limit)
+}
+
+pub(super) fn due_deadlines(
+    conn: &mut Connection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<DeadlineRow>, TableError> {
+    // The partial index `deadlines_open` holds only the steps not done and not breached.
+    let mut s = conn.prepare_cached(
+        "SELECT * FROM deadlines
+          WHERE met_at IS NULL AND breached_at IS NULL
+            AND ((warned_at IS NULL AND warn_at <= ?1) OR due_at <= ?1)
+          ORDER BY due_at, ticket_id, deadline
           LIMIT ?2",
     )?;
     page(&mut s, rfc3339(now), limit)

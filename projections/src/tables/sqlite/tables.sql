@@ -224,6 +224,24 @@ CREATE TABLE IF NOT EXISTS absences (
     changed_at      TEXT    NOT NULL
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS deadlines (
+    ticket_id   TEXT    NOT NULL,
+    deadline    INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    owner       TEXT    NOT NULL,
+    team        TEXT    NOT NULL,
+    calendar_id TEXT,
+    set_at      TEXT    NOT NULL,
+    due_at      TEXT,
+    warn_at     TEXT,
+    status      TEXT    NOT NULL,
+    met_at      TEXT,
+    warned_at   TEXT,
+    breached_at TEXT,
+    consequence TEXT,
+    PRIMARY KEY (ticket_id, deadline)
+) STRICT, WITHOUT ROWID;
+
 -- Private to the projector: each ticket's fold state (JSON), and the checkpoint with the
 -- calendars in force, written in the same transaction as the rows.
 CREATE TABLE IF NOT EXISTS ticket_state (
@@ -280,3 +298,6 @@ CREATE INDEX IF NOT EXISTS inspections_by_ticket ON inspections (ticket_id, agen
 CREATE INDEX IF NOT EXISTS absences_to_start ON absences (from_at) WHERE state = 'planned';
 CREATE INDEX IF NOT EXISTS absences_to_end ON absences (until_at) WHERE state = 'started';
 CREATE INDEX IF NOT EXISTS absences_by_agent ON absences (agent_id, from_at);
+-- The scheduler's question: step deadlines not done nor breached, by due time.
+CREATE INDEX IF NOT EXISTS deadlines_open ON deadlines (due_at) WHERE met_at IS NULL AND breached_at IS NULL;
+CREATE INDEX IF NOT EXISTS deadlines_by_due ON deadlines (due_at);
