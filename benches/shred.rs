@@ -17,8 +17,8 @@
 //! - **Opening** (what a history read adds): `shred::unseal` over every event, events/s.
 //!
 //! Run: `cargo bench --bench shred` (`BENCH_TICKETS`, `BENCH_ROUNDS`, default 3: each figure
-//! is the best and the mean of the rounds, the clear and sealed runs interleaved). The target
-//! (issue 17): encryption costs at most 15% of commands/s and events/s.
+//! is the best and the mean of the rounds, the clear and sealed runs interleaved). The target:
+//! encryption costs at most 15% of commands/s and events/s.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

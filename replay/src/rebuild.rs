@@ -4,8 +4,9 @@
 //! - The rebuild folds the log with the tables' own pure fold (`tables::fold`), so (principle
 //!   2) it ends with exactly the rows live processing gave at the same position. It reads
 //!   the log with [`EventLog::scan`] (streamed ranges, the data decoded once straight into
-//!   its event type) one batch ahead of the fold, which runs on a blocking thread, while the
-//!   previous batch's rows are being written: reading, folding and writing overlap.
+//!   its event type, by the reader) one batch ahead of the fold, which runs on a blocking
+//!   thread, while the previous batch's rows are being written: reading and decoding,
+//!   folding, and writing overlap.
 //! - It writes into a build of the tables ([`Shadows`]: a sibling SQLite file, or a
 //!   PostgreSQL schema `<read schema>_rebuild`), bulk-loaded (secondary indexes built at
 //!   the end), with its own checkpoint, moved with the ticket states at save points (every
@@ -212,11 +213,21 @@ pub const SAVE_EVERY_BATCHES: u64 = 10;
 /// the current one.
 pub const READ_AHEAD_BATCHES: usize = 1;
 
-/// What the reader hands to the fold.
+/// What the reader hands to the fold: batches already decoded, so decoding the next batch
+/// overlaps with folding this one instead of lengthening the fold's critical path.
 enum Read {
-    Batch(ScanBatch),
+    Batch(Decoded),
     /// Everything up to this position (the head, or `--until`) has been handed over.
     End(Position),
+}
+
+/// A batch of the log, decoded: the events of the tables' categories, and how far the read
+/// looked.
+struct Decoded {
+    records: Vec<Record>,
+    through: Position,
+    /// `--until TIME` is reached in this batch: nothing after it is folded.
+    reached: bool,
 }
 
 type Sender = mpsc::Sender<Result<Read, Error>>;
@@ -293,7 +304,11 @@ pub async fn replay(
                 {
                     return Ok(());
                 }
-                let batch = match rx.recv().await {
+                let Decoded {
+                    records,
+                    through,
+                    reached,
+                } = match rx.recv().await {
                     Some(Ok(Read::Batch(batch))) => batch,
                     Some(Ok(Read::End(end))) => {
                         end_seen = end;
@@ -307,20 +322,7 @@ pub async fn replay(
                         ))
                     }
                 };
-                let ScanBatch {
-                    mut events,
-                    mut through,
-                } = batch;
-                let mut reached = false;
-                if let Some(Until::Time(t)) = until {
-                    if let Some(i) = events.iter().position(|e| e.occurred_at > t) {
-                        // The log as it stood at `t` ends before this event.
-                        through = events[i].position - 1;
-                        events.truncate(i);
-                        reached = true;
-                    }
-                }
-                fold.batch(events, through).await?;
+                fold.batch(records, through).await?;
                 end_seen = end_seen.max(through);
                 progress(&Progress {
                     stage: Stage::Folding,
@@ -410,9 +412,29 @@ async fn read(
         }
         let mut scan = log.scan(after, end, filter, limit);
         while let Some(batch) = scan.next().await {
-            let batch = batch?;
-            after = batch.through;
-            if tx.send(Ok(Read::Batch(batch))).await.is_err() {
+            let ScanBatch {
+                mut events,
+                mut through,
+            } = batch?;
+            after = through;
+            let mut reached = false;
+            if let Some(Until::Time(t)) = until {
+                if let Some(i) = events.iter().position(|e| e.occurred_at > t) {
+                    // The log as it stood at `t` ends before this event.
+                    through = events[i].position - 1;
+                    events.truncate(i);
+                    reached = true;
+                }
+            }
+            let records = tokio::task::spawn_blocking(move || decode(&events))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            let decoded = Decoded {
+                records,
+                through,
+                reached,
+            };
+            if tx.send(Ok(Read::Batch(decoded))).await.is_err() || reached {
                 return Ok(());
             }
         }
@@ -490,12 +512,9 @@ impl Fold {
         self.since_save = 0;
     }
 
-    /// Decodes and folds one batch (on a blocking thread) and starts its commit, which moves
-    /// the checkpoint to `through`, once the previous one has landed.
-    async fn batch(&mut self, events: Vec<ScannedEvent>, through: Position) -> Result<(), Error> {
-        let records = tokio::task::spawn_blocking(move || decode(&events))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    /// Folds one decoded batch (on a blocking thread) and starts its commit, which moves the
+    /// checkpoint to `through`, once the previous one has landed.
+    async fn batch(&mut self, records: Vec<Record>, through: Position) -> Result<(), Error> {
         let mut missing: Vec<Uuid> = records
             .iter()
             .filter_map(Record::ticket_id)
