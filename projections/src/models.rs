@@ -21,6 +21,12 @@ pub const REPORTS: &[&str] = &[
     "inspections",
 ];
 
+/// The data-protection officer's reports: not staff reports, so neither in [`REPORTS`] (the
+/// ones every staff scope filters) nor on the HTTP endpoint; `serve` answers
+/// `closeloop.v1.queries.report_erasures` to the roles the domain's `may_read_erasures`
+/// admits.
+pub const PRIVACY_REPORTS: &[&str] = &["erasures"];
+
 /// What reports read: the tables, and the statuses of the projectors behind them.
 #[derive(Clone)]
 pub struct ReadModels {
@@ -40,7 +46,9 @@ pub enum QueryError {
     #[error("{0}: {1}")]
     Invalid(String, String),
     /// No such report.
-    #[error("no report `{0}`: sla, satisfaction, performance, complaints or inspections")]
+    #[error(
+        "no report `{0}`: sla, satisfaction, performance, complaints, inspections or erasures"
+    )]
     Unknown(String),
     /// The tables could not be read.
     #[error(transparent)]
@@ -99,6 +107,7 @@ impl ReadModels {
             "performance" => report::performance_report(tables, query, &self.weights).await?,
             "complaints" => report::complaints_report(tables, query).await?,
             "inspections" => report::inspections_report(tables, query).await?,
+            "erasures" => report::erasures_report(tables, query).await?,
             _ => return Ok(None),
         };
         if let Value::Object(map) = &mut value {

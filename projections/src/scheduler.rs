@@ -10,7 +10,9 @@
 //! `record_reinspection_overdue` for an item not inspected again in the month after. From the
 //! index on planned absences it submits `start_absence` at an absence's `from` and
 //! `end_absence` at its `until` (backup coverage then moves the agent's open tickets to the
-//! backup and back, as soon as the event is in the log).
+//! backup and back, as soon as the event is in the log). From the retention policies and
+//! the tickets it submits `erase_customer_data` for each customer whose retention has run out
+//! (`crate::retention`), at the customer's deadline.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) (the domain's `derived_command_id`, the
@@ -292,6 +294,10 @@ pub async fn due_commands(
     if room > 0 {
         let absences = tables.due_absences(now.as_second(), room as u32).await?;
         commands.extend(absences_for(&absences, now));
+    }
+    let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
+    if room > 0 {
+        commands.extend(crate::retention::due_erasures(tables, now, ACTOR_ID, room).await?);
     }
     Ok(commands)
 }

@@ -13,12 +13,14 @@ use serde_json::{json, Value};
 use crate::period::{day_of, day_of_date, Granularity};
 
 mod complaints;
+mod erasures;
 mod inspections;
 mod performance;
 mod satisfaction;
 mod sla;
 
 pub use complaints::complaints_report;
+pub use erasures::erasures_report;
 pub use inspections::{inspection_candidates, inspections_report};
 pub use performance::{performance_report, score, Perf};
 pub use satisfaction::{satisfaction_report, By, Callbacks, Ratings};
