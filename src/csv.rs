@@ -9,6 +9,7 @@ pub fn main_rows(report: &str) -> &'static str {
         "sla" => "compliance",
         "satisfaction" => "groups",
         "performance" | "inspections" => "agents",
+        "erasures" => "erasures",
         _ => "periods",
     }
 }

@@ -129,7 +129,7 @@ pub async fn run(
 
 /// What a replay read and folded, in words: the log's positions it went through (each one
 /// event) and, of those, the events of the tables' categories, which it folded; the others
-/// (customers, SLA policies, inspectors, complaint causes) feed no table and are skipped, so
+/// (SLA policies, inspectors, complaint causes) feed no table and are skipped, so
 /// "378,688 events folded" of a log of 379,495 is not a loss.
 fn summary_lines(summary: &Summary) -> Vec<String> {
     let from = summary.resumed_from + 1;
@@ -157,7 +157,7 @@ fn summary_lines(summary: &Summary) -> Vec<String> {
         )
     };
     let folded = format!(
-        "folded {} of them, the events of the tables' categories ({}); the other {} (customers, SLA policies and other categories no table reads) were skipped",
+        "folded {} of them, the events of the tables' categories ({}); the other {} (SLA policies and other categories no table reads) were skipped",
         grouped(summary.events),
         CATEGORIES.join(", "),
         grouped(summary.skipped())
@@ -194,7 +194,7 @@ mod tests {
         assert!(
             lines[1].starts_with(
                 "folded 378,688 of them, the events of the tables' categories (ticket, "
-            ) && lines[1].contains("the other 807 (customers, SLA policies"),
+            ) && lines[1].contains("the other 807 (SLA policies"),
             "{}",
             lines[1]
         );

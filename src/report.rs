@@ -1,4 +1,4 @@
-//! `closeloop report sla|satisfaction|performance|complaints|inspections|deadlines`: catch the projectors up to the head of the
+//! `closeloop report sla|satisfaction|performance|complaints|inspections|deadlines|erasures`: catch the projectors up to the head of the
 //! log, then print the report as readable tables or (`--json`) as the JSON of the query
 //! `closeloop.v1.queries.report_NAME`. `closeloop report dashboard --html FILE` writes the
 //! supervisor's dashboard (`crate::dashboard`) instead.
@@ -27,6 +27,8 @@ pub enum ReportName {
     Complaints,
     Inspections,
     Deadlines,
+    /// The data-protection officer's record of erasures (`--from`, `--to`).
+    Erasures,
     /// The dashboard page of charts (`--html FILE`).
     Dashboard,
 }
@@ -41,6 +43,7 @@ impl ReportName {
             ReportName::Complaints => "complaints",
             ReportName::Inspections => "inspections",
             ReportName::Deadlines => "deadlines",
+            ReportName::Erasures => "erasures",
         }
     }
 }
@@ -254,6 +257,7 @@ pub fn print(out: &mut impl Write, name: &str, v: &Value, brief: bool) -> std::i
         "complaints" => print_complaints(out, v)?,
         "inspections" => print_inspections(out, v)?,
         "deadlines" => print_deadlines(out, v)?,
+        "erasures" => print_erasures(out, v)?,
         _ => {}
     }
     for p in rows(v, "projectors") {
@@ -365,6 +369,27 @@ fn print_sla(out: &mut impl Write, v: &Value, brief: bool) -> std::io::Result<()
             out,
             "  ... {} more (closeloop report sla --at-risk)",
             at_risk - shown
+        )?;
+    }
+    Ok(())
+}
+
+fn print_erasures(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    writeln!(out, "Erasures of customer data, in the order recorded:")?;
+    writeln!(
+        out,
+        "  {:<20} {:<24} {:<20} {:<12} reference",
+        "erased_at", "customer", "by", "reason"
+    )?;
+    for r in rows(v, "erasures") {
+        writeln!(
+            out,
+            "  {:<20} {:<24} {:<20} {:<12} {}",
+            num(&r["erased_at"]),
+            num(&r["customer_id"]),
+            num(&r["erased_by"]),
+            num(&r["reason"]),
+            num(&r["reference"])
         )?;
     }
     Ok(())

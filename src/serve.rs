@@ -41,11 +41,11 @@ use closeloop_commands::nats::{
 use closeloop_commands::process::{ProcessConfig, ProcessManagers};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{
-    may_see_ticket, report_scope, Actor, CommandEnvelope, Directory, Rejection, RejectionCode,
-    ReportScope, Role,
+    may_read_erasures, may_see_ticket, report_scope, Actor, CommandEnvelope, Directory, Rejection,
+    RejectionCode, ReportScope, Role,
 };
 use closeloop_core::log::{wait_or_shutdown, EventLog, Waited};
-use closeloop_projections::models::{ReadModels, REPORTS};
+use closeloop_projections::models::{ReadModels, PRIVACY_REPORTS, REPORTS};
 use closeloop_projections::report::ReportQuery;
 use closeloop_projections::runtime::{CatchUp, ProjectorError};
 use closeloop_projections::scheduler;
@@ -809,6 +809,16 @@ pub fn queries(log: Arc<dyn EventLog>, handler: Arc<Handler>, models: ReadModels
             }),
         );
     }
+    for name in PRIVACY_REPORTS {
+        let (models, handler) = (models.clone(), handler.clone());
+        queries.register(
+            &format!("report_{name}"),
+            Arc::new(move |request| {
+                let (models, handler) = (models.clone(), handler.clone());
+                Box::pin(async move { report(&models, &handler, name, request).await })
+            }),
+        );
+    }
     {
         let (log, handler) = (log.clone(), handler.clone());
         queries.register(
@@ -865,7 +875,11 @@ async fn report(
             message.replace("expected actor, ", "expected actor, at, "),
         )
     })?;
-    restrict(&request.actor, handler, &mut query).await?;
+    if PRIVACY_REPORTS.contains(&name) {
+        may_read_erasures(&request.actor)?;
+    } else {
+        restrict(&request.actor, handler, &mut query).await?;
+    }
     models
         .report(name, &query, at.unwrap_or_else(Timestamp::now))
         .await

@@ -641,8 +641,8 @@ fn replay_summary_explains_its_counts() {
         lines[1],
         format!(
             "folded {} of them, the events of the tables' categories (ticket, calendar, agent, \
-             scorecard, inspection); the other {} (customers, SLA policies and other categories \
-             no table reads) were skipped",
+             scorecard, inspection, customer, retention_policy); the other {} (SLA policies and \
+             other categories no table reads) were skipped",
             group(k),
             group(n - k)
         ),

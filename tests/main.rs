@@ -33,6 +33,7 @@ mod projections;
 mod relay;
 mod replay;
 mod restart;
+mod retention;
 mod schemas;
 mod scrape;
 mod shred;

@@ -947,6 +947,24 @@ impl TableStore for FlakyTables {
     ) -> Result<Vec<closeloop_projections::tables::AbsenceRow>, TableError> {
         self.inner.due_absences(now, limit).await
     }
+    async fn retention_policies(
+        &self,
+    ) -> Result<Vec<closeloop_projections::tables::RetentionPolicyRow>, TableError> {
+        self.inner.retention_policies().await
+    }
+    async fn retention_candidates(
+        &self,
+        closed_before: i64,
+    ) -> Result<Vec<closeloop_projections::tables::ClosureRow>, TableError> {
+        self.inner.retention_candidates(closed_before).await
+    }
+    async fn erasures(
+        &self,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<closeloop_projections::tables::ErasureRow>, TableError> {
+        self.inner.erasures(from, until).await
+    }
     async fn open_load(&self) -> Result<Vec<(String, i64)>, TableError> {
         self.inner.open_load().await
     }

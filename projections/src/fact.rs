@@ -358,6 +358,7 @@ impl<'a> From<&'a Event> for Fact<'a> {
             Event::AgentAvailabilityChanged(_)
             | Event::CustomerRegistered(_)
             | Event::CustomerDataErased(_)
+            | Event::RetentionPolicyDefined(_)
             | Event::SlaPolicyDefined(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
@@ -473,6 +474,10 @@ impl Fact<'_> {
             }
             "customer_data_erased" => {
                 CustomerDataErased::deserialize(d)?;
+                Fact::Other
+            }
+            "retention_policy_defined" => {
+                RetentionPolicyDefined::deserialize(d)?;
                 Fact::Other
             }
             "sla_policy_defined" => {

@@ -14,6 +14,8 @@
 //!   explicit parameters: `sla.rs`, `satisfaction.rs`, `performance.rs`.
 //! - `scheduler.rs`: the SLA scheduler: deadlines become `sla_warning_raised` and
 //!   `sla_breached` events, exactly once per deadline however many instances run.
+//! - `retention.rs`: the scheduler's retention step: customers whose retention policies have
+//!   run out get `erase_customer_data`, once per customer and deadline.
 //! - `period.rs`: UTC days, weeks, months; deterministic serialization helpers.
 //! - `summary.rs`: tickets by state and grade, for `closeloop demo`.
 //!
@@ -27,6 +29,7 @@ pub mod models;
 pub mod period;
 pub mod record;
 pub mod report;
+pub mod retention;
 pub mod runtime;
 pub mod scheduler;
 pub mod step_deadlines;

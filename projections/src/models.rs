@@ -22,6 +22,12 @@ pub const REPORTS: &[&str] = &[
     "deadlines",
 ];
 
+/// The data-protection officer's reports: not staff reports, so neither in [`REPORTS`] (the
+/// ones every staff scope filters) nor on the HTTP endpoint; `serve` answers
+/// `closeloop.v1.queries.report_erasures` to the roles the domain's `may_read_erasures`
+/// admits.
+pub const PRIVACY_REPORTS: &[&str] = &["erasures"];
+
 /// What reports read: the tables, and the statuses of the projectors behind them.
 #[derive(Clone)]
 pub struct ReadModels {
@@ -42,7 +48,7 @@ pub enum QueryError {
     Invalid(String, String),
     /// No such report.
     #[error(
-        "no report `{0}`: sla, satisfaction, performance, complaints, inspections or deadlines"
+        "no report `{0}`: sla, satisfaction, performance, complaints, inspections, deadlines or erasures"
     )]
     Unknown(String),
     /// The tables could not be read.
@@ -103,6 +109,7 @@ impl ReadModels {
             "complaints" => report::complaints_report(tables, query).await?,
             "inspections" => report::inspections_report(tables, query).await?,
             "deadlines" => report::deadlines_report(tables, query).await?,
+            "erasures" => report::erasures_report(tables, query).await?,
             _ => return Ok(None),
         };
         if let Value::Object(map) = &mut value {

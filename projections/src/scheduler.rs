@@ -11,7 +11,8 @@
 //! index on planned absences it submits `start_absence` at an absence's `from` and
 //! `end_absence` at its `until` (backup coverage then moves the agent's open tickets to the
 //! backup and back, as soon as the event is in the log). Step deadlines are warned of and
-//! breached by `step_deadlines.rs`.
+//! breached by `step_deadlines.rs`. From the retention policies and the tickets it submits `erase_customer_data` for each customer whose retention has run out
+//! (`crate::retention`), at the customer's deadline.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) (the domain's `derived_command_id`, the
@@ -299,6 +300,10 @@ pub async fn due_commands(
         // Two commands at most per row: half the room in rows.
         let rows = (room / 2).max(1) as u32;
         commands.extend(crate::step_deadlines::due_commands(tables, now, rows).await?);
+    }
+    let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
+    if room > 0 {
+        commands.extend(crate::retention::due_erasures(tables, now, ACTOR_ID, room).await?);
     }
     Ok(commands)
 }

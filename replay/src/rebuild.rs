@@ -176,8 +176,8 @@ pub struct Summary {
     /// The position the tables reflect.
     pub position: Position,
     /// Events folded by this run: those of the tables' categories ([`CATEGORIES`]) among
-    /// the positions after `resumed_from` up to `position`; the others (customers, SLA
-    /// policies, ...) feed no table and are skipped (see [`Summary::skipped`]).
+    /// the positions after `resumed_from` up to `position`; the others (SLA policies,
+    /// inspectors, ...) feed no table and are skipped (see [`Summary::skipped`]).
     pub events: u64,
     pub seconds: f64,
     /// False when interrupted: the build is kept and continues on the next run.

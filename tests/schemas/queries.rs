@@ -636,6 +636,35 @@ struct DeadlinesReply {
     projectors: Vec<ProjectorStatus>,
 }
 
+/// One erasure of a customer's personal data.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct Erasure {
+    customer_id: String,
+    erased_at: String,
+    /// The actor's id; `null` for an erasure recorded before events named it.
+    erased_by: Option<String>,
+    /// `retention` for the retention scheduler's; the request's ground otherwise.
+    reason: String,
+    /// The retention policy, or the request's case number.
+    reference: String,
+    /// The log position of the `customer_data_erased` event.
+    position: u64,
+}
+
+/// The reply of `report_erasures`.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct ErasuresReply {
+    report: String,
+    /// First UTC day included (`YYYY-MM-DD`), `null` for none.
+    from: Option<String>,
+    /// Last UTC day included, `null` for none.
+    to: Option<String>,
+    erasures: Vec<Erasure>,
+    projectors: Vec<ProjectorStatus>,
+}
+
 /// The queries `serve` registers, from `serve.rs`'s own `queries` (compiled into the tests).
 pub(crate) fn served() -> Vec<String> {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
@@ -698,6 +727,7 @@ fn query_schemas(name: &str) -> (Value, Value) {
         "report_complaints" => report(schema_of::<ComplaintsReply>()),
         "report_inspections" => report(schema_of::<InspectionsReply>()),
         "report_deadlines" => report(schema_of::<DeadlinesReply>()),
+        "report_erasures" => report(schema_of::<ErasuresReply>()),
         other => panic!(
             "serve answers the query `{other}`, which has no schema: give it request and reply \
              types in tests/schemas/queries.rs"

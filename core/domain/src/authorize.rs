@@ -320,7 +320,7 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
         Role::System => Ok(()),
         Role::Auditor => Err(Rejection::forbidden("auditors have read-only access")),
         Role::PrivacyOfficer => match command {
-            Command::EraseCustomerData(_) => Ok(()),
+            Command::EraseCustomerData(_) | Command::DefineRetentionPolicy(_) => Ok(()),
             _ => Err(deny(ctx, command)),
         },
         Role::Inspector => match command {
@@ -376,6 +376,9 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                 )),
                 Command::EraseCustomerData(_) => Err(Rejection::forbidden(
                     "erasing a customer's data is the privacy officer's (role privacy_officer)",
+                )),
+                Command::DefineRetentionPolicy(_) => Err(Rejection::forbidden(
+                    "retention policies are the privacy officer's (role privacy_officer)",
                 )),
                 Command::DrawInspectionSample(_) | Command::RecordInspection(_) => Err(
                     Rejection::forbidden("quality inspection is the inspectors' (role inspector)"),

@@ -83,6 +83,7 @@ macro_rules! for_each_command {
             "complete_deadline" => CompleteDeadline,
             "raise_deadline_warning" => RaiseDeadlineWarning,
             "record_deadline_breach" => RecordDeadlineBreach,
+            "define_retention_policy" => DefineRetentionPolicy,
         }
     };
 }
@@ -133,6 +134,7 @@ impl Command {
             Command::EraseCustomerData(c) => format!("customer-{}", c.customer_id),
             Command::DefineCalendar(c) => format!("calendar-{}", c.calendar_id),
             Command::DefineSlaPolicy(c) => format!("sla_policy-{}", c.policy_id),
+            Command::DefineRetentionPolicy(c) => format!("retention_policy-{}", c.policy_id),
             Command::RegisterInspector(c) => format!("inspector-{}", c.inspector_id),
             Command::DefineComplaintCauses(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
             Command::DefineScorecard(_) => SCORECARDS_STREAM.to_owned(),
@@ -391,6 +393,27 @@ pub struct EraseCustomerData {
     /// The reference of the erasure request (the data-protection office's case number).
     #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
     pub reference: String,
+}
+
+/// How long after closure a customer's personal data is kept (README, "Personal data"):
+/// the retention scheduler erases a customer's data once every ticket of theirs is closed
+/// and `keep_days` after each closure (under the policy matching that ticket) have passed,
+/// and never before `effective_from`. The most specific matching policy applies, the latest
+/// defined winning a tie; defining the same `policy_id` again replaces it. For `system` and
+/// the `privacy_officer` role only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefineRetentionPolicy {
+    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    pub policy_id: String,
+    #[serde(rename = "match", default)]
+    pub matches: RetentionMatch,
+    /// Days after a ticket's closure that its customer's personal data is kept; 1..=3650.
+    #[schemars(range(min = 1, max = crate::RETENTION_DAYS_MAX))]
+    pub keep_days: u32,
+    /// No erasure under this policy before this moment, so a policy can be announced
+    /// before it takes effect on data already past its `keep_days`.
+    pub effective_from: jiff::Timestamp,
 }
 
 /// A business calendar: the working hours that SLA targets and working-day waits are counted

@@ -18,6 +18,7 @@ pub const DIRECTORY_CATEGORIES: &[&str] = &[
     "customer",
     "calendar",
     "sla_policy",
+    "retention_policy",
     "inspector",
     "complaint_causes",
     "scorecard",
@@ -142,6 +143,17 @@ pub struct Policy {
     pub defined_seq: u64,
 }
 
+/// A retention policy in force (`define_retention_policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RetentionPolicy {
+    pub policy_id: String,
+    pub matches: RetentionMatch,
+    pub keep_days: u32,
+    pub effective_from: jiff::Timestamp,
+    /// Order of definition: the latest defined wins a tie.
+    pub defined_seq: u64,
+}
+
 /// A registered quality inspector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Inspector {
@@ -181,6 +193,8 @@ pub struct Directory {
     pub customers: HashMap<String, Customer>,
     pub calendars: HashMap<String, Calendar>,
     pub policies: HashMap<String, Policy>,
+    /// Retention policies by id.
+    pub retention_policies: HashMap<String, RetentionPolicy>,
     pub inspectors: HashMap<String, Inspector>,
     /// Quality-inspection samples by id.
     pub samples: HashMap<uuid::Uuid, Sample>,
@@ -313,6 +327,19 @@ impl Directory {
                     },
                 );
             }
+            Event::RetentionPolicyDefined(e) => {
+                self.definitions += 1;
+                self.retention_policies.insert(
+                    e.policy_id.clone(),
+                    RetentionPolicy {
+                        policy_id: e.policy_id.clone(),
+                        matches: e.matches,
+                        keep_days: e.keep_days,
+                        effective_from: e.effective_from,
+                        defined_seq: self.definitions,
+                    },
+                );
+            }
             Event::InspectorRegistered(e) => {
                 self.inspectors.insert(
                     e.inspector_id.clone(),
@@ -370,6 +397,9 @@ impl Directory {
             }
             // Scorecards weigh reports, never decisions: only the stream's version is kept.
             Event::ScorecardDefined(_) => {}
+            // An erasure changes no reference data, but it is the customer stream's latest
+            // version: the next append there (another erasure, a re-registration) expects it.
+            Event::CustomerDataErased(_) => {}
             _ => return,
         }
         self.versions.insert(stream.to_owned(), version);
@@ -416,6 +446,17 @@ impl Directory {
             .map(|(_, _, p)| p)
     }
 
+    /// The retention policy for a closed ticket of `grade` and `category`: the matching one
+    /// with the most matched fields, the latest defined winning a tie (as [`Self::select_policy`]);
+    /// `None` when none matches (retention never erases that customer).
+    pub fn select_retention_policy(
+        &self,
+        grade: Grade,
+        category: Category,
+    ) -> Option<&RetentionPolicy> {
+        select_retention(self.retention_policies.values(), grade, category)
+    }
+
     /// The targets a policy promises, as copied into ticket events.
     pub fn targets(
         &self,
@@ -434,4 +475,25 @@ impl Directory {
                 confirmation_wait_days: p.confirmation_wait_days,
             })
     }
+}
+
+/// The most specific of `policies` matching a closed ticket of `grade` and `category`, the
+/// latest defined winning a tie: one rule for the domain and for the retention scheduler,
+/// which reads the policies from the tables.
+pub fn select_retention<'p>(
+    policies: impl IntoIterator<Item = &'p RetentionPolicy>,
+    grade: Grade,
+    category: Category,
+) -> Option<&'p RetentionPolicy> {
+    policies
+        .into_iter()
+        .filter_map(|p| {
+            let m = &p.matches;
+            let fits =
+                m.grade.is_none_or(|g| g == grade) && m.category.is_none_or(|c| c == category);
+            let specificity = m.grade.is_some() as u8 + m.category.is_some() as u8;
+            fits.then_some((specificity, p.defined_seq, p))
+        })
+        .max_by_key(|(specificity, seq, _)| (*specificity, *seq))
+        .map(|(_, _, p)| p)
 }

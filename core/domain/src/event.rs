@@ -89,6 +89,7 @@ macro_rules! for_each_event {
             "deadline_met" => DeadlineMet,
             "deadline_warning_raised" => DeadlineWarningRaised,
             "deadline_breached" => DeadlineBreached,
+            "retention_policy_defined" => RetentionPolicyDefined,
         }
     };
 }
@@ -184,6 +185,7 @@ impl Event {
             | Event::CustomerRegistered(_)
             | Event::CustomerDataErased(_)
             | Event::CalendarDefined(_)
+            | Event::RetentionPolicyDefined(_)
             | Event::SlaPolicyDefined(_) => return None,
         })
     }
@@ -711,6 +713,21 @@ pub struct CustomerDataErased {
     pub reason: String,
     /// The erasure request's reference.
     pub reference: String,
+    /// Who erased (the actor's id), for the data-protection officer's report: the event's
+    /// metadata names the actor too, but the read side folds data only. Absent in erasures
+    /// recorded before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_by: Option<String>,
+}
+
+/// A retention policy was defined (or replaced): see `DefineRetentionPolicy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RetentionPolicyDefined {
+    pub policy_id: String,
+    #[serde(rename = "match", default)]
+    pub matches: RetentionMatch,
+    pub keep_days: u32,
+    pub effective_from: jiff::Timestamp,
 }
 
 /// A kind of step deadline was defined (see `DefineDeadlineKind`).

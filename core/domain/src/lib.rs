@@ -51,7 +51,7 @@ pub use ticket_state::*;
 pub use time::{business_time, TimeRules};
 pub use types::*;
 pub use upcast::upcast;
-pub use visibility::{may_see_ticket, report_scope, ReportScope};
+pub use visibility::{may_read_erasures, may_see_ticket, report_scope, ReportScope};
 
 /// What a decision may consult besides the stream's own state.
 #[derive(Debug, Clone, Copy)]

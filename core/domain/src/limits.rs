@@ -59,3 +59,6 @@ pub const SCORECARD_RESULTS_MIN: u8 = 60;
 pub const SCORECARD_BASIC_MIN: u8 = 30;
 pub const SCORECARD_DISCIPLINE_MAX: u8 = 10;
 pub const SCORECARD_ITEM_POINTS_MAX: f64 = 10.0;
+/// Longest a retention policy keeps a customer's personal data after closure: ten years,
+/// beyond which no retention duty the policies cover runs.
+pub const RETENTION_DAYS_MAX: u32 = 3650;

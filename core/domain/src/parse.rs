@@ -433,6 +433,10 @@ fn validate(command: &Command) -> Result<(), Rejection> {
             p.text("/payload/reason", &c.reason, SHORT_TEXT_CHARS_MAX);
             p.id("/payload/reference", &c.reference);
         }
+        Command::DefineRetentionPolicy(c) => {
+            p.id("/payload/policy_id", &c.policy_id);
+            p.range("/payload/keep_days", c.keep_days, 1, RETENTION_DAYS_MAX);
+        }
         Command::DefineCalendar(c) => {
             p.id("/payload/calendar_id", &c.calendar_id);
             if jiff::tz::TimeZone::get(&c.time_zone).is_err() {

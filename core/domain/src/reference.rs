@@ -163,7 +163,16 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
             customer_id: c.customer_id.clone(),
             reason: c.reason.clone(),
             reference: c.reference.clone(),
+            erased_by: Some(ctx.actor.id.clone()),
         }),
+        Command::DefineRetentionPolicy(c) => {
+            Event::RetentionPolicyDefined(RetentionPolicyDefined {
+                policy_id: c.policy_id.clone(),
+                matches: c.matches,
+                keep_days: c.keep_days,
+                effective_from: c.effective_from,
+            })
+        }
         Command::DefineCalendar(c) => Event::CalendarDefined(CalendarDefined {
             calendar_id: c.calendar_id.clone(),
             time_zone: c.time_zone.clone(),

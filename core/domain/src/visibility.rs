@@ -21,6 +21,10 @@
 //!   `forbidden` (at `/agent`).
 //! - `service`: `forbidden` (staff figures are not a customer system's business).
 //! - `inspector`: `forbidden` (they read what they inspect: tickets, not staff figures).
+//!
+//! The erasure report ([`may_read_erasures`]): `privacy_officer`, `auditor` and `system`;
+//! every other role is `forbidden`. It names customers and the grounds of their erasure,
+//! which is the data-protection office's business and the auditors', not the staff's.
 
 use super::authorize::{covers, registered_inspector, registered_staff};
 use super::directory::Directory;
@@ -146,6 +150,21 @@ pub fn report_scope(
             }
             Ok(ReportScope::Team(lead.team.clone()))
         }
+    }
+}
+
+/// Whether `actor` may read the erasure report (module doc), or why not.
+pub fn may_read_erasures(actor: &Actor) -> Result<(), Rejection> {
+    match actor.role {
+        Role::PrivacyOfficer | Role::Auditor | Role::System => Ok(()),
+        _ => Err(Rejection::at(
+            RejectionCode::Forbidden,
+            "/actor",
+            format!(
+                "{} `{}` may not read the erasure report (privacy officers and auditors do)",
+                actor.role, actor.id
+            ),
+        )),
     }
 }
 
@@ -407,5 +426,22 @@ mod tests {
             scope(actor("crm", Role::Service), None, None),
             Err((RejectionCode::Forbidden, "/actor".into()))
         );
+    }
+
+    #[test]
+    fn the_erasure_report_is_the_privacy_officers_and_the_auditors() {
+        for role in [Role::PrivacyOfficer, Role::Auditor, Role::System] {
+            assert_eq!(may_read_erasures(&actor("x", role)), Ok(()), "{role}");
+        }
+        for role in [
+            Role::Agent,
+            Role::Supervisor,
+            Role::Service,
+            Role::Inspector,
+        ] {
+            let refused = may_read_erasures(&actor("x", role)).unwrap_err();
+            assert_eq!(refused.code, RejectionCode::Forbidden);
+            assert_eq!(refused.details[0].path, "/actor");
+        }
     }
 }

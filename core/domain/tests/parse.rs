@@ -1429,3 +1429,72 @@ fn deadline_commands_name_the_offending_field() {
     accepted(&resolve("exchanged"));
     rejected(&resolve("replaced"), "/payload/outcome");
 }
+
+fn retention_policy() -> Value {
+    command(
+        "define_retention_policy",
+        json!({
+            "policy_id": "repairs", "match": {"category": "repair", "grade": "group_a"},
+            "keep_days": 730, "effective_from": "2027-01-01T00:00:00Z",
+        }),
+    )
+}
+
+#[test]
+fn a_retention_policy_is_checked_field_by_field() {
+    let envelope = accepted(&retention_policy());
+    let Command::DefineRetentionPolicy(c) = &envelope.command else {
+        panic!("{envelope:?}");
+    };
+    assert_eq!(c.keep_days, 730);
+    assert_eq!(c.matches.category, Some(Category::Repair));
+    // An absent match applies to every closed ticket.
+    let every = accepted(&with(retention_policy(), "/payload/match", None));
+    let Command::DefineRetentionPolicy(c) = &every.command else {
+        panic!("{every:?}");
+    };
+    assert_eq!(c.matches, RetentionMatch::default());
+    for keep_days in [json!(0), json!(3651), json!(-1), json!("30")] {
+        rejected(
+            &with(retention_policy(), "/payload/keep_days", Some(keep_days)),
+            "/payload/keep_days",
+        );
+    }
+    accepted(&with(
+        retention_policy(),
+        "/payload/keep_days",
+        Some(json!(3650)),
+    ));
+    rejected(
+        &with(retention_policy(), "/payload/effective_from", None),
+        "/payload/effective_from",
+    );
+    rejected(
+        &with(
+            retention_policy(),
+            "/payload/effective_from",
+            Some(json!("next year")),
+        ),
+        "/payload/effective_from",
+    );
+    rejected(
+        &with(retention_policy(), "/payload/policy_id", Some(json!(""))),
+        "/payload/policy_id",
+    );
+    rejected(
+        &with(
+            retention_policy(),
+            "/payload/match/priority",
+            Some(json!("high")),
+        ),
+        "/payload/match/priority",
+    );
+    rejected(
+        &with(
+            retention_policy(),
+            "/payload/match/grade",
+            Some(json!("gold")),
+        ),
+        "/payload/match/grade",
+    );
+}

@@ -53,6 +53,7 @@ impl Given {
             | Event::CustomerRegistered(_)
             | Event::CalendarDefined(_)
             | Event::SlaPolicyDefined(_)
+            | Event::RetentionPolicyDefined(_)
             | Event::InspectorRegistered(_)
             | Event::ComplaintCausesDefined(_)
             | Event::ScorecardDefined(_)
@@ -2079,6 +2080,34 @@ fn breach(n: u32, due_at: &str) -> Command {
     })
 }
 
+fn retention_policy(
+    policy_id: &str,
+    category: Option<Category>,
+    grade: Option<Grade>,
+    keep_days: u32,
+) -> Command {
+    Command::DefineRetentionPolicy(DefineRetentionPolicy {
+        policy_id: policy_id.into(),
+        matches: RetentionMatch { category, grade },
+        keep_days,
+        effective_from: support::at("2026-01-01T00:00:00Z"),
+    })
+}
+
+fn retention_policy_defined(
+    policy_id: &str,
+    category: Option<Category>,
+    grade: Option<Grade>,
+    keep_days: u32,
+) -> Event {
+    Event::RetentionPolicyDefined(RetentionPolicyDefined {
+        policy_id: policy_id.into(),
+        matches: RetentionMatch { category, grade },
+        keep_days,
+        effective_from: support::at("2026-01-01T00:00:00Z"),
+    })
+}
+
 #[test]
 fn step_deadlines_are_set_met_warned_and_breached_once() {
     let now = Some("2026-11-10T09:00:00Z");
@@ -2349,4 +2378,92 @@ fn deadline_kinds_are_reference_data_of_supervisors_and_the_system() {
         g.directory.deadline_kinds["onsite_response"].business_minutes,
         2880
     );
+}
+
+#[test]
+fn retention_policies_are_the_privacy_officers_and_the_most_specific_one_applies() {
+    let officer = support::actor("dpo-1", Role::PrivacyOfficer);
+    let g = given([])
+        .when(retention_policy("all", None, None, 365), officer.clone())
+        .then([retention_policy_defined("all", None, None, 365)])
+        .when(
+            retention_policy("repairs", Some(Repair), None, 730),
+            system(),
+        )
+        .then([retention_policy_defined("repairs", Some(Repair), None, 730)])
+        .when(
+            retention_policy("vip-repairs", Some(Repair), Some(Grade::GroupA), 1825),
+            officer.clone(),
+        )
+        .then([retention_policy_defined(
+            "vip-repairs",
+            Some(Repair),
+            Some(Grade::GroupA),
+            1825,
+        )]);
+    let keep = |g: &Given, grade, category| {
+        g.directory
+            .select_retention_policy(grade, category)
+            .map(|p| (p.policy_id.clone(), p.keep_days))
+    };
+    assert_eq!(
+        keep(&g, Grade::GroupA, Repair),
+        Some(("vip-repairs".into(), 1825))
+    );
+    assert_eq!(
+        keep(&g, Grade::Standard, Repair),
+        Some(("repairs".into(), 730))
+    );
+    assert_eq!(
+        keep(&g, Grade::GroupA, Complaint),
+        Some(("all".into(), 365))
+    );
+    // Defining the same id again replaces it.
+    let g = g
+        .when(retention_policy("repairs", Some(Repair), None, 90), officer)
+        .then([retention_policy_defined("repairs", Some(Repair), None, 90)]);
+    assert_eq!(
+        keep(&g, Grade::Standard, Repair),
+        Some(("repairs".into(), 90))
+    );
+    assert_eq!(g.directory.retention_policies.len(), 3);
+    // A tie between equally specific policies goes to the latest defined.
+    let g = g
+        .when(
+            retention_policy("complaints", Some(Complaint), None, 30),
+            system(),
+        )
+        .then_accepted()
+        .when(
+            retention_policy("standard", None, Some(Grade::Standard), 60),
+            system(),
+        )
+        .then_accepted();
+    assert_eq!(
+        keep(&g, Grade::Standard, Complaint),
+        Some(("standard".into(), 60))
+    );
+    // No policy at all: retention never applies.
+    assert_eq!(
+        given([])
+            .directory
+            .select_retention_policy(Grade::Standard, Repair),
+        None
+    );
+}
+
+#[test]
+fn only_the_privacy_officer_and_provisioning_define_retention_policies() {
+    let define = || retention_policy("all", None, None, 365);
+    given([])
+        .when(define(), supervisor("lead-a"))
+        .then_rejected(Forbidden, "")
+        .when(define(), agent("a1"))
+        .then_rejected(Forbidden, "")
+        .when(define(), service())
+        .then_rejected(Forbidden, "")
+        .when(define(), auditor())
+        .then_rejected(Forbidden, "")
+        .when(define(), inspector(support::INSPECTOR))
+        .then_rejected(Forbidden, "");
 }

@@ -14,6 +14,7 @@ use crate::period::{day_of, day_of_date, Granularity};
 
 mod complaints;
 mod deadlines;
+mod erasures;
 mod inspections;
 mod performance;
 mod satisfaction;
@@ -21,6 +22,7 @@ mod sla;
 
 pub use complaints::complaints_report;
 pub use deadlines::deadlines_report;
+pub use erasures::erasures_report;
 pub use inspections::{inspection_candidates, inspections_report};
 pub use performance::{performance_report, score, Perf};
 pub use satisfaction::{satisfaction_report, By, Callbacks, Ratings};

@@ -23,8 +23,17 @@ use crate::record::Record;
 
 use super::rows::*;
 
-/// The stream categories the tables are folded from.
-pub const CATEGORIES: &[&str] = &["ticket", "calendar", "agent", "scorecard", "inspection"];
+/// The stream categories the tables are folded from (`customer` for its erasures,
+/// `retention_policy` for the retention scheduler's policies).
+pub const CATEGORIES: &[&str] = &[
+    "ticket",
+    "calendar",
+    "agent",
+    "scorecard",
+    "inspection",
+    "customer",
+    "retention_policy",
+];
 
 /// What one ticket's next events need to know: kept per ticket (the private table
 /// `ticket_state`), never shown to analysts.
@@ -89,6 +98,8 @@ pub struct Changes {
     pub absences: BTreeMap<Uuid, AbsenceRow>,
     pub ticket_links: BTreeMap<(Uuid, Uuid, String), LinkRow>,
     pub deadlines: BTreeMap<(Uuid, u32), DeadlineRow>,
+    pub retention_policies: BTreeMap<String, RetentionPolicyRow>,
+    pub customer_erasures: BTreeMap<i64, ErasureRow>,
     /// Ticket states to store (JSON of [`TicketWork`]), filled from `dirty` by
     /// [`Changes::store_states`] when the batch is committed.
     pub work: BTreeMap<Uuid, String>,
@@ -128,6 +139,8 @@ impl Changes {
         self.absences.extend(later.absences);
         self.ticket_links.extend(later.ticket_links);
         self.deadlines.extend(later.deadlines);
+        self.retention_policies.extend(later.retention_policies);
+        self.customer_erasures.extend(later.customer_erasures);
         self.work.extend(later.work);
         self.dirty.extend(later.dirty);
         self.dirty_timers.extend(later.dirty_timers);
@@ -168,6 +181,36 @@ impl Folder {
             Event::CalendarDefined(e) => {
                 self.calendars.define(e).map_err(|e| e.to_string())?;
                 changes.calendars = Some(self.calendars_json());
+                return Ok(());
+            }
+            Event::RetentionPolicyDefined(e) => {
+                changes.retention_policies.insert(
+                    e.policy_id.clone(),
+                    RetentionPolicyRow {
+                        policy_id: e.policy_id.clone(),
+                        category: e.matches.category.map(|c| c.as_str().to_owned()),
+                        grade: e.matches.grade.map(|g| g.as_str().to_owned()),
+                        keep_days: e.keep_days,
+                        effective_from: e.effective_from.as_second(),
+                        defined_at: at,
+                        defined_position: i64::try_from(record.position).unwrap_or(i64::MAX),
+                    },
+                );
+                return Ok(());
+            }
+            Event::CustomerDataErased(e) => {
+                let position = i64::try_from(record.position).unwrap_or(i64::MAX);
+                changes.customer_erasures.insert(
+                    position,
+                    ErasureRow {
+                        position,
+                        customer_id: e.customer_id.clone(),
+                        erased_at: at,
+                        erased_by: e.erased_by.clone(),
+                        reason: e.reason.clone(),
+                        reference: e.reference.clone(),
+                    },
+                );
                 return Ok(());
             }
             Event::InspectionSampleDrawn(e) => {

@@ -11,8 +11,9 @@ use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use super::{
-    new_generation, AbsenceRow, AgentRow, Changes, DeadlineRow, Dump, FollowUpRow, InspectionRow,
-    ResolutionRow, Saved, ScorecardRow, TableError, TableStore, TicketRow, TimerRow, VERSION,
+    new_generation, AbsenceRow, AgentRow, Changes, ClosureRow, DeadlineRow, Dump, ErasureRow,
+    FollowUpRow, InspectionRow, ResolutionRow, RetentionPolicyRow, Saved, ScorecardRow, TableError,
+    TableStore, TicketRow, TimerRow, VERSION,
 };
 
 #[derive(Debug, Default)]
@@ -109,6 +110,8 @@ impl TableStore for MemoryTables {
         merge(&mut rows.absences, &changes.absences);
         merge(&mut rows.ticket_links, &changes.ticket_links);
         merge(&mut rows.deadlines, &changes.deadlines);
+        merge(&mut rows.retention_policies, &changes.retention_policies);
+        merge(&mut rows.customer_erasures, &changes.customer_erasures);
         Ok(())
     }
 
@@ -132,6 +135,8 @@ impl TableStore for MemoryTables {
             reinspections_overdue: r.reinspections_overdue.values().cloned().collect(),
             ticket_links: r.ticket_links.values().cloned().collect(),
             deadlines: r.deadlines.values().cloned().collect(),
+            retention_policies: r.retention_policies.values().cloned().collect(),
+            customer_erasures: r.customer_erasures.values().cloned().collect(),
         })
     }
 
@@ -219,6 +224,73 @@ impl TableStore for MemoryTables {
             }
         }
         Ok(())
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicyRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        Ok(t.rows.retention_policies.values().cloned().collect())
+    }
+
+    async fn retention_candidates(
+        &self,
+        closed_before: i64,
+    ) -> Result<Vec<ClosureRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        // Per customer: whether every ticket is closed, the latest closure, and the latest
+        // closure per (category, grade).
+        type Groups = BTreeMap<(String, String), i64>;
+        let mut customers: BTreeMap<&str, (bool, i64, Groups)> = BTreeMap::new();
+        for r in t.rows.tickets.values() {
+            let c = customers.entry(r.customer_id.as_str()).or_insert((
+                true,
+                i64::MIN,
+                BTreeMap::new(),
+            ));
+            match r.closed_at.filter(|_| r.status == "closed") {
+                Some(closed) => {
+                    c.1 = c.1.max(closed);
+                    let g =
+                        c.2.entry((r.category.clone(), r.grade.clone()))
+                            .or_insert(closed);
+                    *g = (*g).max(closed);
+                }
+                None => c.0 = false,
+            }
+        }
+        let mut erased: HashMap<&str, i64> = HashMap::new();
+        for e in t.rows.customer_erasures.values() {
+            let at = erased.entry(e.customer_id.as_str()).or_insert(e.erased_at);
+            *at = (*at).max(e.erased_at);
+        }
+        Ok(customers
+            .into_iter()
+            .filter(|(id, (all_closed, last, _))| {
+                *all_closed && *last <= closed_before && erased.get(id).is_none_or(|at| at < last)
+            })
+            .flat_map(|(id, (_, _, groups))| {
+                groups
+                    .into_iter()
+                    .map(move |((category, grade), last_closed_at)| ClosureRow {
+                        customer_id: id.to_owned(),
+                        category,
+                        grade,
+                        last_closed_at,
+                    })
+            })
+            .collect())
+    }
+
+    async fn erasures(&self, from: i64, until: i64) -> Result<Vec<ErasureRow>, TableError> {
+        let t = self.tables.lock().expect("tables lock");
+        let mut rows: Vec<ErasureRow> = t
+            .rows
+            .customer_erasures
+            .values()
+            .filter(|e| from <= e.erased_at && e.erased_at < until)
+            .cloned()
+            .collect();
+        rows.sort_by_key(|e| (e.erased_at, e.position));
+        Ok(rows)
     }
 
     async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {

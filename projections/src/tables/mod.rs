@@ -158,6 +158,16 @@ pub trait TableStore: Send + Sync + 'static {
     /// Planned absences whose start (`from_at`) or started ones whose end (`until_at`) is at
     /// or before `now`, soonest moment first, at most `limit`.
     async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError>;
+    /// Every retention policy, as last defined.
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicyRow>, TableError>;
+    /// The retention scheduler's candidates: for each customer whose every ticket is closed,
+    /// whose latest closure is at or before `closed_before`, and who was not erased at or
+    /// after that closure, one row per (category, grade) of their tickets with its latest
+    /// closure; by customer. The scheduler applies the policies to them.
+    async fn retention_candidates(&self, closed_before: i64)
+        -> Result<Vec<ClosureRow>, TableError>;
+    /// The erasures recorded in `[from, until)`, in the order they were recorded.
+    async fn erasures(&self, from: i64, until: i64) -> Result<Vec<ErasureRow>, TableError>;
     async fn due_reinspections(
         &self,
         month: &str,

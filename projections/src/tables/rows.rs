@@ -443,6 +443,52 @@ impl AbsenceRow {
     }
 }
 
+/// `retention_policies`: one row per retention policy (`define_retention_policy`), as last
+/// defined. The retention scheduler reads them all (there are a handful).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicyRow {
+    pub policy_id: String,
+    /// The category it matches; `None`: every category.
+    pub category: Option<String>,
+    /// The customer grade it matches; `None`: every grade.
+    pub grade: Option<String>,
+    pub keep_days: u32,
+    #[serde(with = "time")]
+    pub effective_from: i64,
+    #[serde(with = "time")]
+    pub defined_at: i64,
+    /// The log position of the definition: the latest defined wins a tie between equally
+    /// specific policies, as in the domain's directory.
+    pub defined_position: i64,
+}
+
+/// `customer_erasures`: one row per `customer_data_erased`, the data-protection officer's
+/// record of what was erased, when, by whom and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureRow {
+    /// The log position of the event (the key: a customer may be erased twice in a second).
+    pub position: i64,
+    pub customer_id: String,
+    #[serde(with = "time")]
+    pub erased_at: i64,
+    /// Who erased: the actor's id (`None` for an erasure recorded before events named it).
+    pub erased_by: Option<String>,
+    pub reason: String,
+    pub reference: String,
+}
+
+/// One (customer, category, grade) of a customer whose every ticket is closed and who was
+/// not erased since their last closure: the latest closure of that kind of ticket
+/// ([`super::TableStore::retention_candidates`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosureRow {
+    pub customer_id: String,
+    pub category: String,
+    pub grade: String,
+    #[serde(with = "time")]
+    pub last_closed_at: i64,
+}
+
 /// `agents`: one row per registered agent, as last registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRow {
@@ -473,6 +519,8 @@ pub struct Dump {
     pub absences: Vec<AbsenceRow>,
     pub ticket_links: Vec<LinkRow>,
     pub deadlines: Vec<DeadlineRow>,
+    pub retention_policies: Vec<RetentionPolicyRow>,
+    pub customer_erasures: Vec<ErasureRow>,
 }
 
 /// Times in rows (de)serialize as RFC 3339 text: PostgreSQL casts it to `timestamptz` and

@@ -115,6 +115,7 @@ pub fn directory_stream(event: &Event) -> String {
         Event::CustomerRegistered(e) => format!("customer-{}", e.customer_id),
         Event::CalendarDefined(e) => format!("calendar-{}", e.calendar_id),
         Event::SlaPolicyDefined(e) => format!("sla_policy-{}", e.policy_id),
+        Event::RetentionPolicyDefined(e) => format!("retention_policy-{}", e.policy_id),
         Event::InspectorRegistered(e) => format!("inspector-{}", e.inspector_id),
         Event::ComplaintCausesDefined(_) => COMPLAINT_CAUSES_STREAM.to_owned(),
         Event::ScorecardDefined(_) => SCORECARDS_STREAM.to_owned(),

@@ -672,6 +672,60 @@ impl CopyRow for LinkRow {
     }
 }
 
+impl CopyRow for RetentionPolicyRow {
+    const TYPES: &'static [Type] = &[
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::INT8,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        let keep_days = i32::try_from(self.keep_days)
+            .map_err(|_| TableError::Invalid(format!("keep_days {}", self.keep_days)))?;
+        e.row(
+            Self::TYPES,
+            &[
+                &self.policy_id,
+                &self.category,
+                &self.grade,
+                &keep_days,
+                &time(self.effective_from)?,
+                &time(self.defined_at)?,
+                &self.defined_position,
+            ],
+        )
+    }
+}
+
+impl CopyRow for ErasureRow {
+    const TYPES: &'static [Type] = &[
+        Type::INT8,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+    ];
+
+    fn encode(&self, e: &mut Encoder) -> Result<(), TableError> {
+        e.row(
+            Self::TYPES,
+            &[
+                &self.position,
+                &self.customer_id,
+                &time(self.erased_at)?,
+                &self.erased_by,
+                &self.reason,
+                &self.reference,
+            ],
+        )
+    }
+}
+
 impl CopyRow for OverdueRow {
     const TYPES: &'static [Type] = &[
         Type::UUID,

@@ -278,6 +278,31 @@ const DEADLINES: Table = Table {
     ],
     order: "ticket_id, deadline",
 };
+const RETENTION_POLICIES: Table = Table {
+    name: "retention_policies",
+    key: &["policy_id"],
+    columns: &[
+        "category",
+        "grade",
+        "keep_days",
+        "effective_from",
+        "defined_at",
+        "defined_position",
+    ],
+    order: "policy_id COLLATE \"C\"",
+};
+const ERASURES: Table = Table {
+    name: "customer_erasures",
+    key: &["position"],
+    columns: &[
+        "customer_id",
+        "erased_at",
+        "erased_by",
+        "reason",
+        "reference",
+    ],
+    order: "position",
+};
 const TICKET_STATE: Table = Table {
     name: "ticket_state",
     key: &["ticket_id"],
@@ -286,7 +311,7 @@ const TICKET_STATE: Table = Table {
 };
 
 /// Every table the projector writes.
-const ALL: [&Table; 17] = [
+const ALL: [&Table; 19] = [
     &TICKETS,
     &SLA_TIMERS,
     &ASSIGNMENTS,
@@ -303,6 +328,8 @@ const ALL: [&Table; 17] = [
     &ABSENCES,
     &LINKS,
     &DEADLINES,
+    &RETENTION_POLICIES,
+    &ERASURES,
     &TICKET_STATE,
 ];
 
@@ -657,6 +684,20 @@ impl TableStore for PostgresTables {
             c.deadlines.values().map(|r| (new(&r.ticket_id), r)),
         )
         .await?;
+        copy::write(
+            &tx,
+            s,
+            &RETENTION_POLICIES,
+            c.retention_policies.values().map(|r| (false, r)),
+        )
+        .await?;
+        copy::write(
+            &tx,
+            s,
+            &ERASURES,
+            c.customer_erasures.values().map(|r| (false, r)),
+        )
+        .await?;
         let states = c
             .work
             .iter()
@@ -694,6 +735,9 @@ impl TableStore for PostgresTables {
             reinspections_overdue: dump_table::<OverdueRow>(&tx, s, &OVERDUE).await?,
             ticket_links: dump_table::<LinkRow>(&tx, s, &LINKS).await?,
             deadlines: dump_table::<DeadlineRow>(&tx, s, &DEADLINES).await?,
+            retention_policies: dump_table::<RetentionPolicyRow>(&tx, s, &RETENTION_POLICIES)
+                .await?,
+            customer_erasures: dump_table::<ErasureRow>(&tx, s, &ERASURES).await?,
         };
         tx.commit().await?;
         Ok(dump)
@@ -719,6 +763,29 @@ impl TableStore for PostgresTables {
             sink,
         )
         .await
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicyRow>, TableError> {
+        let slot = self.client().await?;
+        read::retention_policies(slot.as_ref().expect("connected"), &self.schema).await
+    }
+
+    async fn retention_candidates(
+        &self,
+        closed_before: i64,
+    ) -> Result<Vec<ClosureRow>, TableError> {
+        let slot = self.client().await?;
+        read::retention_candidates(
+            slot.as_ref().expect("connected"),
+            &self.schema,
+            closed_before,
+        )
+        .await
+    }
+
+    async fn erasures(&self, from: i64, until: i64) -> Result<Vec<ErasureRow>, TableError> {
+        let slot = self.client().await?;
+        read::erasures(slot.as_ref().expect("connected"), &self.schema, from, until).await
     }
 
     async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {

@@ -208,6 +208,75 @@ async fn page<T: DeserializeOwned>(
         .collect()
 }
 
+pub(super) async fn retention_policies(
+    client: &Client,
+    s: &str,
+) -> Result<Vec<RetentionPolicyRow>, TableError> {
+    let sql = format!(
+        "SELECT to_jsonb(p)::text FROM {s}.retention_policies p ORDER BY p.policy_id COLLATE \"C\""
+    );
+    client
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|r| decode("retention_policies", r.get(0)))
+        .collect()
+}
+
+/// The retention scheduler's candidates (see `TableStore::retention_candidates`), as on
+/// SQLite: an index-only scan of `tickets_by_customer`, and the latest erasure through
+/// `customer_erasures_by_customer`.
+pub(super) async fn retention_candidates(
+    client: &Client,
+    s: &str,
+    closed_before: i64,
+) -> Result<Vec<ClosureRow>, TableError> {
+    let sql = format!(
+        "WITH kinds AS (
+             SELECT customer_id, category, grade, max(closed_at) AS last_closed_at,
+                    count(*) FILTER (WHERE status <> 'closed' OR closed_at IS NULL) AS unclosed
+               FROM {s}.tickets
+              GROUP BY customer_id, category, grade),
+         customers AS (
+             SELECT customer_id, max(last_closed_at) AS last_closed_at
+               FROM kinds
+              GROUP BY customer_id
+             HAVING sum(unclosed) = 0 AND max(last_closed_at) <= $1::text::timestamptz)
+         SELECT jsonb_build_object('customer_id', k.customer_id, 'category', k.category,
+                                   'grade', k.grade, 'last_closed_at', k.last_closed_at)::text
+           FROM kinds k JOIN customers c ON c.customer_id = k.customer_id
+          WHERE NOT EXISTS (SELECT 1 FROM {s}.customer_erasures e
+                             WHERE e.customer_id = c.customer_id
+                               AND e.erased_at >= c.last_closed_at)
+          ORDER BY k.customer_id COLLATE \"C\", k.category COLLATE \"C\", k.grade COLLATE \"C\""
+    );
+    client
+        .query(&sql, &[&rfc3339(closed_before)])
+        .await?
+        .iter()
+        .map(|r| decode("tickets", r.get(0)))
+        .collect()
+}
+
+pub(super) async fn erasures(
+    client: &Client,
+    s: &str,
+    from: i64,
+    until: i64,
+) -> Result<Vec<ErasureRow>, TableError> {
+    let sql = format!(
+        "SELECT to_jsonb(e)::text FROM {s}.customer_erasures e
+          WHERE e.erased_at >= $1::text::timestamptz AND e.erased_at < $2::text::timestamptz
+          ORDER BY e.erased_at, e.position"
+    );
+    client
+        .query(&sql, &[&rfc3339(from), &rfc3339(until)])
+        .await?
+        .iter()
+        .map(|r| decode("customer_erasures", r.get(0)))
+        .collect()
+}
+
 pub(super) async fn due_absences(
     client: &Client,
     s: &str,

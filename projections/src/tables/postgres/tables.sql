@@ -308,6 +308,34 @@ CREATE TABLE IF NOT EXISTS {schema}.ticket_links (
     PRIMARY KEY (ticket_id, other_ticket_id, relation)
 );
 
+CREATE TABLE IF NOT EXISTS {schema}.retention_policies (
+    policy_id                        text        NOT NULL PRIMARY KEY,
+    category                         text,
+    grade                            text,
+    keep_days                        integer     NOT NULL,
+    effective_from                   timestamptz NOT NULL,
+    defined_at                       timestamptz NOT NULL,
+    defined_position                 bigint      NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.customer_erasures (
+    position                         bigint      NOT NULL PRIMARY KEY,
+    customer_id                      text        NOT NULL,
+    erased_at                        timestamptz NOT NULL,
+    erased_by                        text,
+    reason                           text        NOT NULL,
+    reference                        text        NOT NULL
+);
+
+-- The retention scheduler's question: per customer and kind of ticket, whether all are
+-- closed and the latest closure (an index-only scan of this covering index); and the
+-- customer's latest erasure. The erasure report reads by time.
+CREATE INDEX IF NOT EXISTS tickets_by_customer
+    ON {schema}.tickets (customer_id, category, grade, status, closed_at);
+CREATE INDEX IF NOT EXISTS customer_erasures_by_customer
+    ON {schema}.customer_erasures (customer_id, erased_at);
+CREATE INDEX IF NOT EXISTS customer_erasures_by_erased ON {schema}.customer_erasures (erased_at);
+
 CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON {schema}.complaint_charges (ruled_at);
 CREATE INDEX IF NOT EXISTS follow_ups_by_due ON {schema}.follow_ups (due_by);
 -- The scheduler's question: follow-ups not recorded yet, by warning time.

@@ -22,7 +22,7 @@ pub use shadow::SqliteShadows;
 /// How long a commit waits for the log's writer to release the file.
 pub const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 19] = [
     "tickets",
     "sla_timers",
     "assignments",
@@ -39,6 +39,8 @@ const TABLES: [&str; 17] = [
     "absences",
     "ticket_links",
     "deadlines",
+    "retention_policies",
+    "customer_erasures",
     "ticket_state",
 ];
 
@@ -538,6 +540,33 @@ fn commit_blocking(
                 to_text(r.changed_at)
             ])?;
         }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO retention_policies VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        )?;
+        for r in c.retention_policies.values() {
+            s.execute(params![
+                r.policy_id,
+                r.category,
+                r.grade,
+                r.keep_days,
+                to_text(r.effective_from),
+                to_text(r.defined_at),
+                r.defined_position
+            ])?;
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT OR REPLACE INTO customer_erasures VALUES (?1,?2,?3,?4,?5,?6)",
+        )?;
+        for r in c.customer_erasures.values() {
+            s.execute(params![
+                r.position,
+                r.customer_id,
+                to_text(r.erased_at),
+                r.erased_by,
+                r.reason,
+                r.reference
+            ])?;
+        }
         let mut s = tx.prepare_cached("INSERT OR REPLACE INTO ticket_state VALUES (?1, ?2)")?;
         for (id, state) in &c.work {
             s.execute(params![id.to_string(), state])?;
@@ -829,6 +858,37 @@ impl SqlRow for LinkRow {
     }
 }
 
+impl SqlRow for RetentionPolicyRow {
+    const TABLE: &'static str = "retention_policies";
+    const ORDER: &'static str = "policy_id";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(RetentionPolicyRow {
+            policy_id: r.get(0)?,
+            category: r.get(1)?,
+            grade: r.get(2)?,
+            keep_days: r.get(3)?,
+            effective_from: time(r, 4)?,
+            defined_at: time(r, 5)?,
+            defined_position: r.get(6)?,
+        })
+    }
+}
+
+impl SqlRow for ErasureRow {
+    const TABLE: &'static str = "customer_erasures";
+    const ORDER: &'static str = "position";
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(ErasureRow {
+            position: r.get(0)?,
+            customer_id: r.get(1)?,
+            erased_at: time(r, 2)?,
+            erased_by: r.get(3)?,
+            reason: r.get(4)?,
+            reference: r.get(5)?,
+        })
+    }
+}
+
 impl SqlRow for OverdueRow {
     const TABLE: &'static str = "reinspections_overdue";
     const ORDER: &'static str = "sample_id, ticket_id";
@@ -924,6 +984,8 @@ fn dump_blocking(conn: &mut Connection) -> Result<Dump, TableError> {
         absences: rows(&tx, all, (None, None))?,
         ticket_links: rows(&tx, all, (None, None))?,
         deadlines: rows(&tx, all, (None, None))?,
+        retention_policies: rows(&tx, all, (None, None))?,
+        customer_erasures: rows(&tx, all, (None, None))?,
     };
     Ok(dump)
 }
@@ -977,6 +1039,29 @@ impl TableStore for SqliteTables {
         sink: &mut (dyn FnMut(AnyRow) + Send),
     ) -> Result<(), TableError> {
         read::scan(self.reader.clone(), dated, span, sink).await
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicyRow>, TableError> {
+        self.reading(|c| rows(c, "true", (None, None))).await
+    }
+
+    async fn retention_candidates(
+        &self,
+        closed_before: i64,
+    ) -> Result<Vec<ClosureRow>, TableError> {
+        self.reading(move |c| read::retention_candidates(c, closed_before))
+            .await
+    }
+
+    async fn erasures(&self, from: i64, until: i64) -> Result<Vec<ErasureRow>, TableError> {
+        self.reading(move |c| {
+            rows(
+                c,
+                "erased_at >= ?1 AND erased_at < ?2",
+                (Some(rfc3339(from)), Some(rfc3339(until))),
+            )
+        })
+        .await
     }
 
     async fn due_absences(&self, now: i64, limit: u32) -> Result<Vec<AbsenceRow>, TableError> {

@@ -211,6 +211,47 @@ fn page<T: SqlRow>(
         .collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// The retention scheduler's candidates (see [`TableStore::retention_candidates`]): one pass
+/// over the covering index `tickets_by_customer`, grouped per customer and then per
+/// (category, grade); the latest erasure through `customer_erasures_by_customer`.
+pub(super) fn retention_candidates(
+    conn: &mut Connection,
+    closed_before: i64,
+) -> Result<Vec<ClosureRow>, TableError> {
+    let mut s = conn.prepare_cached(RETENTION_CANDIDATES)?;
+    let found = s
+        .query_map(params![rfc3339(closed_before)], |r| {
+            Ok(ClosureRow {
+                customer_id: r.get(0)?,
+                category: r.get(1)?,
+                grade: r.get(2)?,
+                last_closed_at: super::time(r, 3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(found)
+}
+
+/// `?1`: the latest closure a candidate may have. Shared in spirit with PostgreSQL's.
+const RETENTION_CANDIDATES: &str = "
+    WITH kinds AS (
+        SELECT customer_id, category, grade, MAX(closed_at) AS last_closed_at,
+               SUM(CASE WHEN status = 'closed' AND closed_at IS NOT NULL THEN 0 ELSE 1 END)
+                   AS unclosed
+          FROM tickets
+         GROUP BY customer_id, category, grade),
+    customers AS (
+        SELECT customer_id, MAX(last_closed_at) AS last_closed_at
+          FROM kinds
+         GROUP BY customer_id
+        HAVING SUM(unclosed) = 0 AND MAX(last_closed_at) <= ?1)
+    SELECT k.customer_id, k.category, k.grade, k.last_closed_at
+      FROM kinds k JOIN customers c ON c.customer_id = k.customer_id
+     WHERE NOT EXISTS (SELECT 1 FROM customer_erasures e
+                        WHERE e.customer_id = c.customer_id
+                          AND e.erased_at >= c.last_closed_at)
+     ORDER BY k.customer_id, k.category, k.grade";
+
 pub(super) fn due_absences(
     conn: &mut Connection,
     now: i64,

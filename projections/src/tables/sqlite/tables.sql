@@ -284,6 +284,34 @@ CREATE TABLE IF NOT EXISTS ticket_links (
     PRIMARY KEY (ticket_id, other_ticket_id, relation)
 ) STRICT, WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS retention_policies (
+    policy_id        TEXT    NOT NULL PRIMARY KEY,
+    category         TEXT,
+    grade            TEXT,
+    keep_days        INTEGER NOT NULL,
+    effective_from   TEXT    NOT NULL,
+    defined_at       TEXT    NOT NULL,
+    defined_position INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS customer_erasures (
+    position    INTEGER NOT NULL PRIMARY KEY,
+    customer_id TEXT    NOT NULL,
+    erased_at   TEXT    NOT NULL,
+    erased_by   TEXT,
+    reason      TEXT    NOT NULL,
+    reference   TEXT    NOT NULL
+) STRICT;
+
+-- The retention scheduler's question: per customer and kind of ticket, whether all are
+-- closed and the latest closure (a scan of this covering index, not of the table); and the
+-- customer's latest erasure. The erasure report reads by time.
+CREATE INDEX IF NOT EXISTS tickets_by_customer
+    ON tickets (customer_id, category, grade, status, closed_at);
+CREATE INDEX IF NOT EXISTS customer_erasures_by_customer
+    ON customer_erasures (customer_id, erased_at);
+CREATE INDEX IF NOT EXISTS customer_erasures_by_erased ON customer_erasures (erased_at);
+
 CREATE INDEX IF NOT EXISTS complaint_charges_by_ruled ON complaint_charges (ruled_at);
 CREATE INDEX IF NOT EXISTS follow_ups_by_due ON follow_ups (due_by);
 -- The scheduler's question: follow-ups not recorded yet, by warning time.
