@@ -125,6 +125,19 @@ pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, 
                 ));
             }
             not_before(ctx, absence.from, "starts")?;
+            // One absence under way at a time: a scheduler that comes back after both the end
+            // of one and the start of the next ends the first before it starts the second.
+            let who = agent(ctx, &c.agent_id)?;
+            if let Some(other) = who.absence_under_way() {
+                return Err(Rejection::at(
+                    RejectionCode::InvalidTransition,
+                    "/payload/absence_id",
+                    format!(
+                        "{} is away on absence {} until {}: it ends first",
+                        c.agent_id, other.absence_id, other.until
+                    ),
+                ));
+            }
             Event::AbsenceStarted(AbsenceStarted {
                 absence_id: c.absence_id,
                 agent_id: c.agent_id.clone(),
@@ -394,7 +407,14 @@ fn plan_absence(c: &PlanAbsence, ctx: &Context) -> Result<Event, Rejection> {
             format!("an absence is planned ahead: {} is before {at}", c.from),
         ));
     }
-    if who.absences.iter().any(|a| a.absence_id == c.absence_id) {
+    // An absence id names one absence of one agent (the `absences` table's key): taken by
+    // anyone, it is refused.
+    if ctx
+        .directory
+        .agents
+        .values()
+        .any(|a| a.absences.iter().any(|a| a.absence_id == c.absence_id))
+    {
         return Err(Rejection::at(
             RejectionCode::InvalidTransition,
             "/payload/absence_id",

@@ -2467,3 +2467,41 @@ fn only_the_privacy_officer_and_provisioning_define_retention_policies() {
         .when(define(), inspector(support::INSPECTOR))
         .then_rejected(Forbidden, "");
 }
+
+#[test]
+fn one_absence_is_under_way_at_a_time_and_an_absence_id_names_one_absence() {
+    // A scheduler back after both the end of one absence and the start of the next ends the
+    // first before it starts the second.
+    let (from_2, until_2) = ("2026-04-01T00:00:00Z", "2026-04-03T00:00:00Z");
+    let g = given([
+        absence_planned(ABSENCE, "a3", FROM, UNTIL, "a4"),
+        absence_planned(ABSENCE_2, "a3", from_2, until_2, "a4"),
+    ])
+    .when_at(start_absence(ABSENCE, "a3"), system(), Some(FROM))
+    .then_accepted()
+    .when_at(start_absence(ABSENCE_2, "a3"), system(), Some(from_2))
+    .then_rejected(InvalidTransition, "/payload/absence_id")
+    .when_at(end_absence(ABSENCE, "a3"), system(), Some(from_2))
+    .then_accepted()
+    .when_at(start_absence(ABSENCE_2, "a3"), system(), Some(from_2))
+    .then_accepted();
+    assert_eq!(
+        g.directory.agents["a3"]
+            .absence_under_way()
+            .map(|a| a.absence_id),
+        Some(ABSENCE_2)
+    );
+    // Another agent may not take an absence id a3's absence holds.
+    g.when_at(
+        plan_absence(
+            ABSENCE_2,
+            "a1",
+            "2026-05-01T00:00:00Z",
+            "2026-05-04T00:00:00Z",
+            Some("a2"),
+        ),
+        system(),
+        Some(PLANNED_AT),
+    )
+    .then_rejected(InvalidTransition, "/payload/absence_id");
+}
