@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use closeloop_core::domain::{
-    evolve, Answer, ComplaintRuled, DeadlineSet, Event, Grade, Priority, SlaTarget, Ticket,
-    CONFIRMATION_WAIT_DAYS_DEFAULT,
+    evolve, AbsenceCancelled, AbsenceEnded, AbsencePlanned, AbsenceStarted, Answer, ComplaintRuled,
+    DeadlineSet, Event, Grade, Priority, SlaTarget, Ticket, CONFIRMATION_WAIT_DAYS_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -253,56 +253,58 @@ impl Folder {
                 );
                 return Ok(());
             }
-            Event::AbsencePlanned(e) => {
-                let (from, until, reason) = (e.from, e.until, e.reason);
-                absence(
-                    changes,
-                    e.absence_id,
-                    &e.agent_id,
-                    (from, until),
-                    reason,
-                    &e.backup_agent_id,
-                    "planned",
-                    at,
-                );
-                return Ok(());
-            }
-            Event::AbsenceStarted(e) => {
-                absence(
-                    changes,
-                    e.absence_id,
-                    &e.agent_id,
-                    (e.from, e.until),
-                    e.reason,
-                    &e.backup_agent_id,
-                    "started",
-                    at,
-                );
-                return Ok(());
-            }
-            Event::AbsenceEnded(e) => {
-                absence(
-                    changes,
-                    e.absence_id,
-                    &e.agent_id,
-                    (e.from, e.until),
-                    e.reason,
-                    &e.backup_agent_id,
-                    "ended",
-                    at,
-                );
-                return Ok(());
-            }
-            Event::AbsenceCancelled(e) => {
-                absence(
-                    changes,
-                    e.absence_id,
-                    &e.agent_id,
-                    (e.from, e.until),
-                    e.reason,
-                    &e.backup_agent_id,
-                    "cancelled",
-                    at,
+            // The four absence events carry the same fields; the row records which one came last.
+            Event::AbsencePlanned(AbsencePlanned {
+                absence_id,
+                agent_id,
+                from,
+                until,
+                reason,
+                backup_agent_id,
+            })
+            | Event::AbsenceStarted(AbsenceStarted {
+                absence_id,
+                agent_id,
+                from,
+                until,
+                reason,
+                backup_agent_id,
+            })
+            | Event::AbsenceEnded(AbsenceEnded {
+                absence_id,
+                agent_id,
+                from,
+                until,
+                reason,
+                backup_agent_id,
+            })
+            | Event::AbsenceCancelled(AbsenceCancelled {
+                absence_id,
+                agent_id,
+                from,
+                until,
+                reason,
+                backup_agent_id,
+                ..
+            }) => {
+                let state = match &record.event {
+                    Event::AbsencePlanned(_) => "planned",
+                    Event::AbsenceStarted(_) => "started",
+                    Event::AbsenceEnded(_) => "ended",
+                    _ => "cancelled",
+                };
+                changes.absences.insert(
+                    *absence_id,
+                    AbsenceRow {
+                        absence_id: *absence_id,
+                        agent_id: agent_id.clone(),
+                        from_at: from.as_second(),
+                        until_at: until.as_second(),
+                        reason: reason.as_str().to_owned(),
+                        backup_agent_id: backup_agent_id.clone(),
+                        state: state.to_owned(),
+                        changed_at: at,
+                    },
                 );
                 return Ok(());
             }
@@ -998,34 +1000,6 @@ fn rule(w: &mut TicketWork, e: &ComplaintRuled, at: i64, changes: &mut Changes) 
     }
 }
 
-/// Changes follow-up `number`'s row (none: an event `decide` would not have produced).
-/// The row of an absence as one of its events leaves it (each names the whole absence).
-#[allow(clippy::too_many_arguments)]
-fn absence(
-    changes: &mut Changes,
-    absence_id: Uuid,
-    agent_id: &str,
-    (from, until): (jiff::Timestamp, jiff::Timestamp),
-    reason: closeloop_core::domain::AbsenceReason,
-    backup_agent_id: &str,
-    state: &str,
-    at: i64,
-) {
-    changes.absences.insert(
-        absence_id,
-        AbsenceRow {
-            absence_id,
-            agent_id: agent_id.to_owned(),
-            from_at: from.as_second(),
-            until_at: until.as_second(),
-            reason: reason.as_str().to_owned(),
-            backup_agent_id: backup_agent_id.to_owned(),
-            state: state.to_owned(),
-            changed_at: at,
-        },
-    );
-}
-
 /// Changes step deadline `number`'s row (none: an event `decide` would not have produced).
 fn deadline(
     w: &mut TicketWork,
@@ -1045,6 +1019,7 @@ fn deadline(
         .insert((row.ticket_id, row.deadline), row.clone());
 }
 
+/// Changes follow-up `number`'s row (none: an event `decide` would not have produced).
 fn follow_up(
     w: &mut TicketWork,
     number: u32,
