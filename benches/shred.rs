@@ -120,7 +120,7 @@ fn groups(events: &[StoredEvent]) -> (Vec<Group>, Vec<Vec<Group>>) {
 /// the stream's `ticket_opened`), keys cached.
 struct Sealer {
     log: Arc<dyn EventLog>,
-    keys: tokio::sync::Mutex<HashMap<String, DataKey>>,
+    keys: std::sync::Mutex<HashMap<String, DataKey>>,
     customers: std::sync::Mutex<HashMap<String, String>>,
 }
 
@@ -138,15 +138,18 @@ impl Sealer {
             }
             let customer = self.customers.lock().unwrap().get(&group.stream).cloned();
             let customer = customer.unwrap_or_else(|| "bench-unknown".to_owned());
-            let key = {
-                let mut keys = self.keys.lock().await;
-                match keys.get(&customer) {
-                    Some(k) => k.clone(),
-                    None => {
-                        let k = self.log.keys().get_or_create(&customer).await.expect("key");
-                        keys.insert(customer.clone(), k.clone());
-                        k
-                    }
+            // As the handler caches keys: no lock held while a key is fetched or created,
+            // so the other lanes go on appending meanwhile.
+            let cached = self.keys.lock().unwrap().get(&customer).cloned();
+            let key = match cached {
+                Some(k) => k,
+                None => {
+                    let k = self.log.keys().get_or_create(&customer).await.expect("key");
+                    self.keys
+                        .lock()
+                        .unwrap()
+                        .insert(customer.clone(), k.clone());
+                    k
                 }
             };
             shred::seal_data(&e.event_type, e.event_id, &customer, &key, &mut e.data);

@@ -52,6 +52,14 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
             _ => None,
         };
     };
+    evolve_ticket(&mut t, event);
+    Some(t)
+}
+
+/// Folds one event into a ticket that exists, in place: what [`evolve`] does to `Some`.
+/// Why a second entry: a read model keeping many tickets folds each event into the state it
+/// holds, where `evolve` would have it copy the whole ticket (its lists included) per event.
+pub fn evolve_ticket(t: &mut Ticket, event: &Event) {
     t.version += 1;
     match event {
         Event::TicketAssigned(e) => {
@@ -187,7 +195,6 @@ pub fn evolve(state: TicketState, event: &Event) -> TicketState {
         | Event::AbsenceEnded(_)
         | Event::DeadlineKindDefined(_) => {}
     }
-    Some(t)
 }
 
 /// Decides a ticket command against the ticket's state.

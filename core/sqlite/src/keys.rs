@@ -1,7 +1,7 @@
 //! The customers' data keys of a SQLite log: table `customer_keys` in the log's own file
-//! (see `sqlite.sql`). A connection of their own, apart from the writer thread: keys are
-//! created once per customer and destroyed rarely, so they never queue behind appends; the
-//! file's write lock is shared with the writer through the busy timeout.
+//! (see `sqlite.sql`). A key is created by the log's writer thread, in the transaction of
+//! the batch of appends at hand (one fsync for both; no second writer waiting for the file's
+//! lock). Reading a key and destroying one (rare) use a connection of their own.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
 
 use closeloop_log::{DataKey, Error, KeyStore};
 
-use crate::{db, BUSY_TIMEOUT_MS};
+use crate::{db, Job, BUSY_TIMEOUT_MS};
 
 const SQL_GET: &str = "SELECT key FROM customer_keys WHERE customer_id = ?1";
 const SQL_INSERT: &str = "INSERT INTO customer_keys (customer_id, key, created_at) \
@@ -22,11 +23,33 @@ const SQL_DELETE: &str = "DELETE FROM customer_keys WHERE customer_id = ?1";
 /// The key store of one SQLite file.
 pub struct SqliteKeys {
     conn: Arc<Mutex<Connection>>,
+    /// The log's writer; weak, so the store kept by a caller never keeps the writer thread
+    /// (and the file) open after the log is dropped.
+    writer: mpsc::WeakSender<Job>,
+}
+
+/// Stores `fresh` as the customer's key unless one is stored; the stored key. Run by the
+/// writer thread inside its batch's transaction.
+pub(crate) fn store(
+    conn: &Connection,
+    customer_id: &str,
+    fresh: &DataKey,
+) -> Result<DataKey, rusqlite::Error> {
+    conn.prepare_cached(SQL_INSERT)?.execute(params![
+        customer_id,
+        &fresh.0[..],
+        jiff::Timestamp::now().to_string()
+    ])?;
+    key_of(
+        conn.prepare_cached(SQL_GET)?
+            .query_row(params![customer_id], |row| row.get(0))?,
+    )
 }
 
 impl SqliteKeys {
-    /// Opens the key store of the log at `path` (whose schema the log's open created).
-    pub(crate) fn open(path: &Path) -> Result<SqliteKeys, Error> {
+    /// Opens the key store of the log at `path` (whose schema the log's open created), whose
+    /// writer thread takes `writer`'s jobs.
+    pub(crate) fn open(path: &Path, writer: mpsc::WeakSender<Job>) -> Result<SqliteKeys, Error> {
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(db)?;
@@ -36,6 +59,7 @@ impl SqliteKeys {
             .map_err(db)?;
         Ok(SqliteKeys {
             conn: Arc::new(Mutex::new(conn)),
+            writer,
         })
     }
 
@@ -62,20 +86,23 @@ fn key_of(bytes: Vec<u8>) -> Result<DataKey, rusqlite::Error> {
 #[async_trait]
 impl KeyStore for SqliteKeys {
     async fn get_or_create(&self, customer_id: &str) -> Result<DataKey, Error> {
-        let customer_id = customer_id.to_owned();
-        self.run(move |conn| {
-            let fresh = DataKey::generate();
-            conn.execute(
-                SQL_INSERT,
-                params![
-                    customer_id,
-                    &fresh.0[..],
-                    jiff::Timestamp::now().to_string()
-                ],
-            )?;
-            key_of(conn.query_row(SQL_GET, params![customer_id], |row| row.get(0))?)
-        })
-        .await
+        let writer = self
+            .writer
+            .upgrade()
+            .ok_or_else(|| Error::Unavailable("the SQLite log is closed".into()))?;
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(Job::Key {
+                customer_id: customer_id.to_owned(),
+                fresh: DataKey::generate(),
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Unavailable("the SQLite writer thread has stopped".into()))?;
+        drop(writer);
+        answer.await.map_err(|_| {
+            Error::Unavailable("the SQLite writer thread stopped before storing the key".into())
+        })?
     }
 
     async fn get(&self, customer_id: &str) -> Result<Option<DataKey>, Error> {

@@ -98,10 +98,32 @@ pub struct SqliteLog {
     keys: Arc<SqliteKeys>,
 }
 
-/// One append on its way to the writer.
-struct Job {
-    request: AppendRequest,
-    reply: oneshot::Sender<Result<AppendOutcome, Error>>,
+/// Work on its way to the writer.
+enum Job {
+    Append {
+        request: AppendRequest,
+        reply: oneshot::Sender<Result<AppendOutcome, Error>>,
+    },
+    /// Stores `fresh` as the customer's data key unless one is stored; answers the stored
+    /// one. Why through the writer: a key is written in the batch's transaction, under its
+    /// one fsync, instead of by a second connection that would wait for the writer's lock
+    /// (SQLite's busy handler sleeps for milliseconds) while the appends that need the key
+    /// wait for it.
+    Key {
+        customer_id: String,
+        fresh: DataKey,
+        reply: oneshot::Sender<Result<DataKey, Error>>,
+    },
+}
+
+impl Job {
+    /// Whether the caller stopped waiting for the answer.
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Append { reply, .. } => reply.is_closed(),
+            Job::Key { reply, .. } => reply.is_closed(),
+        }
+    }
 }
 
 impl SqliteLog {
@@ -130,7 +152,8 @@ impl SqliteLog {
         tracing::debug!(path = %path.display(), head = head_at_open, "sqlite log open");
         let keys = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || SqliteKeys::open(&path))
+            let jobs = jobs_tx.downgrade();
+            tokio::task::spawn_blocking(move || SqliteKeys::open(&path, jobs))
                 .await
                 .map_err(|e| Error::Unavailable(format!("opening the key store failed: {e}")))??
         };
@@ -273,11 +296,26 @@ fn writer_loop(
         }
         // A caller that stopped waiting before its append was written (its deadline passed)
         // was told nothing was appended: it is not written late.
-        batch.retain(|job| !job.reply.is_closed());
+        batch.retain(|job| !job.abandoned());
         if batch.is_empty() {
             continue;
         }
-        let outcomes = match write_batch(&conn, batch.iter().map(|job| &job.request)) {
+        let keys: Vec<(&str, &DataKey)> = batch
+            .iter()
+            .filter_map(|job| match job {
+                Job::Key {
+                    customer_id, fresh, ..
+                } => Some((customer_id.as_str(), fresh)),
+                Job::Append { .. } => None,
+            })
+            .collect();
+        let requests = batch.iter().filter_map(|job| match job {
+            Job::Append { request, .. } => Some(request),
+            Job::Key { .. } => None,
+        });
+        let written = write_batch(&conn, &keys, requests);
+        drop(keys);
+        let (outcomes, stored) = match written {
             Ok(written) => {
                 batches_committed.fetch_add(1, Ordering::Relaxed);
                 tracing::trace!(
@@ -294,7 +332,7 @@ fn writer_loop(
                     }
                     moved
                 });
-                written.outcomes
+                (written.outcomes, written.keys)
             }
             Err(e) => {
                 if !conn.is_autocommit() {
@@ -302,23 +340,35 @@ fn writer_loop(
                         tracing::error!(error = %rollback, "sqlite rollback after a failed batch failed");
                     }
                 }
-                tracing::error!(error = %e, appends = batch.len(), "sqlite batch failed; nothing in it was appended");
-                batch
+                tracing::error!(error = %e, jobs = batch.len(), "sqlite batch failed; nothing in it was written");
+                let failed = || {
+                    Error::Unavailable(format!(
+                        "the SQLite write transaction failed and wrote nothing ({e}); retry \
+                         (an append with the same command id)"
+                    ))
+                };
+                let appends = batch
                     .iter()
-                    .map(|_| {
-                        Err(Error::Unavailable(format!(
-                            "the SQLite write transaction failed and appended nothing ({e}); \
-                             retry with the same command id"
-                        )))
-                    })
-                    .collect()
+                    .filter(|job| matches!(job, Job::Append { .. }))
+                    .count();
+                (
+                    (0..appends).map(|_| Err(failed())).collect(),
+                    (0..batch.len() - appends).map(|_| Err(failed())).collect(),
+                )
             }
         };
-        debug_assert_eq!(outcomes.len(), batch.len());
-        for (job, outcome) in batch.drain(..).zip(outcomes) {
+        let (mut outcomes, mut stored) = (outcomes.into_iter(), stored.into_iter());
+        for job in batch.drain(..) {
             // A caller that stopped waiting still had its append committed; a retry with the
             // same command id finds it.
-            let _ = job.reply.send(outcome);
+            match job {
+                Job::Append { reply, .. } => {
+                    let _ = reply.send(outcomes.next().expect("one outcome per append"));
+                }
+                Job::Key { reply, .. } => {
+                    let _ = reply.send(stored.next().expect("one answer per key"));
+                }
+            }
         }
     }
     if let Err((_, e)) = conn.close() {
@@ -330,22 +380,40 @@ fn writer_loop(
 struct Written {
     /// One per request, in order.
     outcomes: Vec<Result<AppendOutcome, Error>>,
+    /// The stored key of each customer in the batch's keys, in order.
+    keys: Vec<Result<DataKey, Error>>,
     /// The last position after the commit.
     head: Position,
 }
 
-/// Runs `requests` in one transaction, each in its own savepoint, and commits.
+/// Stores `keys` (each unless the customer has one) and runs `requests`, in one
+/// transaction, each in its own savepoint, and commits.
 ///
 /// The outer `Err` means the transaction itself failed (could not begin, a savepoint could not
 /// be rolled back, or `COMMIT` failed): nothing of the batch is stored and the caller rolls
 /// back. Otherwise each request has its own outcome; failed requests changed nothing.
 fn write_batch<'a>(
     conn: &Connection,
+    keys: &[(&str, &DataKey)],
     requests: impl IntoIterator<Item = &'a AppendRequest>,
 ) -> Result<Written, rusqlite::Error> {
     // IMMEDIATE takes the write lock now, so no statement below can fail with SQLITE_BUSY
     // halfway through the batch.
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut stored = Vec::with_capacity(keys.len());
+    for (customer_id, fresh) in keys {
+        conn.execute_batch("SAVEPOINT key")?;
+        match keys::store(conn, customer_id, fresh) {
+            Ok(key) => {
+                conn.execute_batch("RELEASE key")?;
+                stored.push(Ok(key));
+            }
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO key; RELEASE key")?;
+                stored.push(Err(db(e)));
+            }
+        }
+    }
     let head: i64 = conn.query_row(SQL_HEAD, [], |row| row.get(0))?;
     let mut head = u64::try_from(head).unwrap_or(0);
     let mut outcomes = Vec::new();
@@ -372,7 +440,11 @@ fn write_batch<'a>(
         }
     }
     conn.execute_batch("COMMIT")?;
-    Ok(Written { outcomes, head })
+    Ok(Written {
+        outcomes,
+        keys: stored,
+        head,
+    })
 }
 
 /// One append inside the batch's transaction; `head` is the last position so far.
@@ -732,7 +804,7 @@ impl EventLog for SqliteLog {
             .as_ref()
             .ok_or_else(|| Error::Unavailable("the SQLite log is closing".into()))?;
         let (reply, answer) = oneshot::channel();
-        jobs.send(Job { request, reply })
+        jobs.send(Job::Append { request, reply })
             .await
             .map_err(|_| Error::Unavailable("the SQLite writer thread has stopped".into()))?;
         answer.await.map_err(|_| {
@@ -979,7 +1051,7 @@ mod tests {
             &duplicate_event,
             &c,
         ];
-        let written = write_batch(&conn, batch).unwrap();
+        let written = write_batch(&conn, &[], batch).unwrap();
         let outcomes = written.outcomes;
         let committed = |i: usize| match &outcomes[i] {
             Ok(AppendOutcome::Committed(c)) => (c.version, c.position),
@@ -1045,7 +1117,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
         let (conn, _) = open_writer(&path).unwrap();
-        write_batch(&conn, [&request("ticket-a", ExpectedVersion::Any, 3)]).unwrap();
+        write_batch(&conn, &[], [&request("ticket-a", ExpectedVersion::Any, 3)]).unwrap();
         drop(conn);
         let (conn, head) = open_writer(&path).unwrap();
         assert_eq!(head, 3);

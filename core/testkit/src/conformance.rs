@@ -79,6 +79,8 @@ macro_rules! conformance_tests {
             unchanged_condition_holds_under_concurrent_appends,
             log_id_is_random_and_stable,
             command_records_tile_the_log,
+            keys_are_created_once_and_destroyed,
+            keys_created_under_appends_agree,
         );
     };
     (@checks $factory:expr; $($check:ident),+ $(,)?) => {
@@ -1875,4 +1877,99 @@ pub async fn command_records_tile_the_log(log: Arc<dyn EventLog>) {
         expected[2..],
         "after a record's last position come the later records"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key store beside the log (`EventLog::keys`).
+
+/// A customer's key is created once: every `get_or_create` and `get` returns it until it is
+/// destroyed; `destroy` says whether there was one; a key made after a destruction is new.
+pub async fn keys_are_created_once_and_destroyed(log: Arc<dyn EventLog>) {
+    let keys = log.keys();
+    let customer = format!("cust-{}", Uuid::new_v4().simple());
+    assert!(
+        keys.get(&customer).await.expect("get").is_none(),
+        "a key before any was made"
+    );
+    let first = keys.get_or_create(&customer).await.expect("create");
+    assert_eq!(
+        keys.get_or_create(&customer).await.expect("again"),
+        first,
+        "a second key"
+    );
+    assert_eq!(keys.get(&customer).await.expect("get"), Some(first.clone()));
+    let other = keys.get_or_create("cust-other").await.expect("other");
+    assert_ne!(other, first, "two customers share a key");
+    assert!(
+        keys.destroy(&customer).await.expect("destroy"),
+        "nothing destroyed"
+    );
+    assert!(
+        keys.get(&customer).await.expect("get").is_none(),
+        "the key outlived destroy"
+    );
+    assert!(
+        !keys.destroy(&customer).await.expect("destroy again"),
+        "destroyed twice"
+    );
+    let renewed = keys.get_or_create(&customer).await.expect("renew");
+    assert_ne!(renewed, first, "a destroyed key came back");
+    assert_eq!(
+        keys.get("cust-other").await.expect("get"),
+        Some(other),
+        "a neighbour's key went"
+    );
+}
+
+/// Keys created concurrently, for the same customers and among appends, agree: every caller
+/// gets the one key stored, and every append still commits once.
+pub async fn keys_created_under_appends_agree(log: Arc<dyn EventLog>) {
+    const CUSTOMERS: usize = 8;
+    const CALLERS: usize = 4;
+    let suffix = Uuid::new_v4().simple().to_string();
+    let customer = move |c: usize| format!("cust-{c}-{suffix}");
+    let barrier = Arc::new(Barrier::new(CUSTOMERS * CALLERS + CUSTOMERS));
+    let mut creators = Vec::new();
+    for c in 0..CUSTOMERS {
+        for _ in 0..CALLERS {
+            let (log, barrier, id) = (log.clone(), barrier.clone(), customer(c));
+            creators.push(tokio::spawn(async move {
+                barrier.wait().await;
+                (c, log.keys().get_or_create(&id).await.expect("create"))
+            }));
+        }
+    }
+    let mut appenders = Vec::new();
+    for _ in 0..CUSTOMERS {
+        let (log, barrier) = (log.clone(), barrier.clone());
+        appenders.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let request = append_request(
+                &stream_name("ticket"),
+                ExpectedVersion::Any,
+                numbered_events(2),
+            );
+            commit(log.as_ref(), request).await
+        }));
+    }
+    let mut got: HashMap<usize, Vec<closeloop_log::DataKey>> = HashMap::new();
+    for creator in creators {
+        let (c, key) = creator.await.expect("creator");
+        got.entry(c).or_default().push(key);
+    }
+    for appender in appenders {
+        appender.await.expect("appender");
+    }
+    assert_eq!(
+        log.head().await.expect("head"),
+        2 * CUSTOMERS as u64,
+        "appends lost"
+    );
+    for (c, keys) in got {
+        let stored = log.keys().get(&customer(c)).await.expect("get");
+        assert!(
+            keys.iter().all(|k| Some(k) == stored.as_ref()),
+            "customer {c}: callers got different keys, or not the stored one"
+        );
+    }
 }

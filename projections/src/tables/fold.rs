@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use closeloop_core::domain::{
-    evolve, AbsenceCancelled, AbsenceEnded, AbsencePlanned, AbsenceStarted, Answer, ComplaintRuled,
-    DeadlineSet, Event, Grade, Priority, SlaTarget, Ticket, CONFIRMATION_WAIT_DAYS_DEFAULT,
+    evolve, evolve_ticket, AbsenceCancelled, AbsenceEnded, AbsencePlanned, AbsenceStarted, Answer,
+    ComplaintRuled, DeadlineSet, Event, Grade, Priority, SlaTarget, Ticket,
+    CONFIRMATION_WAIT_DAYS_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -464,9 +465,6 @@ impl Folder {
                 return Err(format!("score {} is outside 1..=5", e.score));
             }
         }
-        let mut next =
-            evolve(Some(w.ticket.clone()), &record.event).ok_or("a ticket's state vanished")?;
-        next.subject = String::new();
         let mut credits = Credits::default();
         let team_before = w.ticket.team.clone();
         match &record.event {
@@ -666,7 +664,9 @@ impl Folder {
             changes.resolutions.insert((id, number), row.clone());
             w.last_resolution = Some(row);
         }
-        w.ticket = next;
+        // Last: everything above reads the ticket as it stood before the event.
+        evolve_ticket(&mut w.ticket, &record.event);
+        w.ticket.subject.clear();
         Ok(credits)
     }
 
