@@ -74,17 +74,33 @@ pub(crate) fn assert_same(found: &Dump, expected: &Dump) {
             );
         }
     }
-    table("tickets", &found.tickets, &expected.tickets);
-    table("sla_timers", &found.sla_timers, &expected.sla_timers);
-    table("assignments", &found.assignments, &expected.assignments);
-    table("resolutions", &found.resolutions, &expected.resolutions);
-    table(
-        "satisfaction_ratings",
-        &found.satisfaction_ratings,
-        &expected.satisfaction_ratings,
+    macro_rules! every_table {
+        ($($name:ident),+ $(,)?) => {
+            // No `..`: a table added to `Dump` and not listed here does not compile.
+            let Dump { $($name: _),+ } = expected;
+            $(table(stringify!($name), &found.$name, &expected.$name);)+
+        };
+    }
+    every_table!(
+        tickets,
+        sla_timers,
+        assignments,
+        resolutions,
+        satisfaction_ratings,
+        agents,
+        complaint_rulings,
+        complaint_charges,
+        scorecards,
+        follow_ups,
+        inspection_samples,
+        inspections,
+        reinspections_overdue,
+        absences,
+        ticket_links,
+        deadlines,
+        retention_policies,
+        customer_erasures,
     );
-    table("agents", &found.agents, &expected.agents);
-    table("deadlines", &found.deadlines, &expected.deadlines);
 }
 
 fn assert_filled(d: &Dump) {
