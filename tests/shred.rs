@@ -310,9 +310,16 @@ pub(crate) async fn erasure_end_to_end<F, Fut>(
     assert_none_in("the export", &exported);
     assert_none_in("the database", &raw().await);
 
-    // Nothing else changed: the tables (every report's source) are as before, and a replay
-    // from the log equals them.
+    // Nothing else changed: the tables (every report's source) are as before but for the
+    // erasure's own record, and a replay from the log equals them.
     let tables_after = fold_live(log.clone(), store.clone()).await;
+    let erasures = &tables_after.customer_erasures;
+    assert_eq!(erasures.len(), 1, "one erasure recorded: {erasures:?}");
+    assert_eq!(erasures[0].customer_id, "cust-erase");
+    let tables_before = Dump {
+        customer_erasures: erasures.clone(),
+        ..tables_before
+    };
     assert_same(&tables_after, &tables_before);
     rebuild::replay(
         log.as_ref(),

@@ -320,6 +320,7 @@ impl Handler {
                 std::slice::from_mut(&mut new),
                 std::slice::from_ref(&counterpart),
                 customer,
+                None,
             )
             .await?;
             new.metadata.command_id = command_id;
@@ -477,7 +478,9 @@ impl Handler {
                 .map(|e| new_event(e, envelope, occurred_at, &hash))
                 .collect();
             let customer = state.as_ref().map(|t| t.customer_id.as_str());
-            self.seal(&mut sealed, &events, customer).await?;
+            let mut new_keys = Vec::new();
+            self.seal(&mut sealed, &events, customer, Some(&mut new_keys))
+                .await?;
             let request = AppendRequest {
                 stream: stream.clone(),
                 expected: ExpectedVersion::Exact(current),
@@ -488,7 +491,14 @@ impl Handler {
                     after: directory_position,
                 }),
             };
-            match self.log.append(request).await {
+            let outcome = self.log.append_with_keys(request, new_keys.clone()).await;
+            if outcome.is_ok() {
+                // Stored with the append (or found stored by its duplicate).
+                for (customer_id, key) in new_keys {
+                    self.remember_key(customer_id, key);
+                }
+            }
+            match outcome {
                 Ok(AppendOutcome::Committed(committed)) => {
                     if let domain::Command::EraseCustomerData(c) = &envelope.command {
                         self.destroy_key(&c.customer_id).await?;
@@ -515,6 +525,9 @@ impl Handler {
                 Err(closeloop_core::Error::Changed { .. }) => {
                     self.directory_stale.store(true, Ordering::Release);
                 }
+                // Another command stored a key for a customer new to this one: the next
+                // attempt finds it and seals under it.
+                Err(closeloop_core::Error::KeyTaken { .. }) => {}
                 Ok(AppendOutcome::Duplicate(first)) => {
                     return Ok(self.duplicate(envelope, first).await)
                 }
@@ -601,11 +614,15 @@ impl Handler {
     /// `ticket_customer`, the customer of the ticket they are appended to; for an
     /// `inspection_recorded` (whose note is about a ticket of a sample), the inspected
     /// ticket's customer.
+    ///
+    /// With `new_keys`, a customer with no stored key gets a fresh one, added there for the
+    /// append to store ([`EventLog::append_with_keys`]); without, it is stored first.
     async fn seal(
         &self,
         events: &mut [NewEvent],
         decided: &[Event],
         ticket_customer: Option<&str>,
+        mut new_keys: Option<&mut Vec<(String, DataKey)>>,
     ) -> Result<(), closeloop_core::Error> {
         for (new, event) in events.iter_mut().zip(decided) {
             if closeloop_core::domain::customer_fields(&new.event_type).is_empty() {
@@ -630,23 +647,49 @@ impl Handler {
                     new.event_type
                 )));
             };
-            let key = self.data_key(customer).await?;
+            let key = self.data_key(customer, new_keys.as_deref_mut()).await?;
             shred::seal_data(&new.event_type, new.event_id, customer, &key, &mut new.data);
         }
         Ok(())
     }
 
-    /// The customer's data key: cached, or fetched (created if none) from the key store.
-    async fn data_key(&self, customer_id: &str) -> Result<DataKey, closeloop_core::Error> {
+    /// The customer's data key: cached, or fetched from the key store; when it has none, a
+    /// fresh one, added to `new_keys` for the append to store, or (without `new_keys`)
+    /// stored now.
+    async fn data_key(
+        &self,
+        customer_id: &str,
+        new_keys: Option<&mut Vec<(String, DataKey)>>,
+    ) -> Result<DataKey, closeloop_core::Error> {
         if let Some(key) = self.data_keys.get(customer_id) {
             return Ok(key.clone());
         }
-        let key = self.log.keys().get_or_create(customer_id).await?;
+        let key = match new_keys {
+            None => self.log.keys().get_or_create(customer_id).await?,
+            Some(new_keys) => {
+                if let Some((_, key)) = new_keys.iter().find(|(c, _)| c == customer_id) {
+                    return Ok(key.clone());
+                }
+                match self.log.keys().get(customer_id).await? {
+                    Some(key) => key,
+                    None => {
+                        let key = DataKey::generate();
+                        new_keys.push((customer_id.to_owned(), key.clone()));
+                        return Ok(key);
+                    }
+                }
+            }
+        };
+        self.remember_key(customer_id.to_owned(), key.clone());
+        Ok(key)
+    }
+
+    /// Caches a customer's stored key.
+    fn remember_key(&self, customer_id: String, key: DataKey) {
         if self.data_keys.len() >= self.config.ticket_cache_entries_max {
             self.data_keys.clear();
         }
-        self.data_keys.insert(customer_id.to_owned(), key.clone());
-        Ok(key)
+        self.data_keys.insert(customer_id, key);
     }
 
     /// Crypto-shredding: destroys the customer's data key (after `customer_data_erased` is

@@ -22,6 +22,11 @@ pub enum Error {
         position: u64,
         after: u64,
     },
+    /// An append carried a new data key for a customer who has another one by now (stored by
+    /// a concurrent append since the caller looked): nothing was appended nor stored. The
+    /// caller reads the stored key, seals again and retries.
+    #[error("customer {customer_id} has a data key already: seal under it and retry")]
+    KeyTaken { customer_id: String },
     /// An append broke a limit or an invariant of the log (too many events, empty batch,
     /// bad stream name). A bug in the caller: not retried.
     #[error("invalid append: {0}")]

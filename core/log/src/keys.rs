@@ -58,9 +58,15 @@ impl std::fmt::Debug for DataKey {
 /// processes too: `get_or_create` under a race returns the one key that was stored.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
+    /// Stores `key` as the customer's key unless the customer has one; the key stored
+    /// (`key`, or the one that was there). Durable when it returns.
+    async fn store(&self, customer_id: &str, key: &DataKey) -> Result<DataKey, Error>;
+
     /// The customer's key, created and stored now if there is none (also after an erasure:
     /// data given after it is readable under the new key, what came before stays erased).
-    async fn get_or_create(&self, customer_id: &str) -> Result<DataKey, Error>;
+    async fn get_or_create(&self, customer_id: &str) -> Result<DataKey, Error> {
+        self.store(customer_id, &DataKey::generate()).await
+    }
 
     /// The customer's key, `None` if none was ever created or it was destroyed.
     async fn get(&self, customer_id: &str) -> Result<Option<DataKey>, Error>;
@@ -77,11 +83,11 @@ pub struct MemoryKeys {
 
 #[async_trait]
 impl KeyStore for MemoryKeys {
-    async fn get_or_create(&self, customer_id: &str) -> Result<DataKey, Error> {
+    async fn store(&self, customer_id: &str, key: &DataKey) -> Result<DataKey, Error> {
         let mut keys = self.keys.lock().expect("key map poisoned");
         Ok(keys
             .entry(customer_id.to_owned())
-            .or_insert_with(DataKey::generate)
+            .or_insert_with(|| key.clone())
             .clone())
     }
 

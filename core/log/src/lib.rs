@@ -259,6 +259,29 @@ pub trait EventLog: Send + Sync + 'static {
     /// [`Error::Changed`] when its [`Unchanged`] condition does not hold) and appends nothing.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error>;
 
+    /// Appends `request` whose events were sealed (in part) under `new_keys`, customers'
+    /// data keys made for it because the customers had none stored: each is stored unless
+    /// the customer has a key by then, in which case nothing is appended and the answer is
+    /// [`Error::KeyTaken`] (seal again under the stored key and retry).
+    ///
+    /// Why: a new customer's first command would otherwise wait for one commit to store the
+    /// key and a second for the append. A backend that can stores the keys in the append's
+    /// own transaction (SQLite); this default stores them first, each durable on its own
+    /// (memory, PostgreSQL), which leaves a stored key unused if the append then fails:
+    /// harmless, the customer's next events are sealed under it.
+    async fn append_with_keys(
+        &self,
+        request: AppendRequest,
+        new_keys: Vec<(String, DataKey)>,
+    ) -> Result<AppendOutcome, Error> {
+        for (customer_id, key) in new_keys {
+            if self.keys().store(&customer_id, &key).await? != key {
+                return Err(Error::KeyTaken { customer_id });
+            }
+        }
+        self.append(request).await
+    }
+
     /// The stream's events with version greater than `after_version`, in version order.
     async fn read_stream(
         &self,

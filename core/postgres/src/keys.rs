@@ -50,11 +50,10 @@ fn key_of(row: &Row) -> Result<DataKey, Error> {
 
 #[async_trait]
 impl KeyStore for PostgresKeys {
-    async fn get_or_create(&self, customer_id: &str) -> Result<DataKey, Error> {
+    async fn store(&self, customer_id: &str, key: &DataKey) -> Result<DataKey, Error> {
         let client = self.client().await?;
-        let fresh = DataKey::generate();
         client
-            .execute(&self.insert, &[&customer_id, &&fresh.0[..]])
+            .execute(&self.insert, &[&customer_id, &&key.0[..]])
             .await
             .map_err(pg)?;
         key_of(

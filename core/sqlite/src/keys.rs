@@ -1,7 +1,9 @@
 //! The customers' data keys of a SQLite log: table `customer_keys` in the log's own file
-//! (see `sqlite.sql`). A key is created by the log's writer thread, in the transaction of
-//! the batch of appends at hand (one fsync for both; no second writer waiting for the file's
-//! lock). Reading a key and destroying one (rare) use a connection of their own.
+//! (see `sqlite.sql`). Keys are written by the log's writer thread: a new customer's key
+//! with the append that first uses it, in that append's savepoint (`append_with_keys`), and
+//! a key asked for on its own (`store`) in the transaction of the batch at hand; one fsync
+//! either way, and no second writer waiting for the file's lock. Reading a key and
+//! destroying one (rare) use a connection of their own.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -85,7 +87,7 @@ fn key_of(bytes: Vec<u8>) -> Result<DataKey, rusqlite::Error> {
 
 #[async_trait]
 impl KeyStore for SqliteKeys {
-    async fn get_or_create(&self, customer_id: &str) -> Result<DataKey, Error> {
+    async fn store(&self, customer_id: &str, key: &DataKey) -> Result<DataKey, Error> {
         let writer = self
             .writer
             .upgrade()
@@ -94,7 +96,7 @@ impl KeyStore for SqliteKeys {
         writer
             .send(Job::Key {
                 customer_id: customer_id.to_owned(),
-                fresh: DataKey::generate(),
+                fresh: key.clone(),
                 reply,
             })
             .await

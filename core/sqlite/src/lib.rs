@@ -100,8 +100,11 @@ pub struct SqliteLog {
 
 /// Work on its way to the writer.
 enum Job {
+    /// An append, with the data keys its events were sealed under that are new (stored in
+    /// the append's own savepoint: see [`EventLog::append_with_keys`]).
     Append {
         request: AppendRequest,
+        keys: Vec<(String, DataKey)>,
         reply: oneshot::Sender<Result<AppendOutcome, Error>>,
     },
     /// Stores `fresh` as the customer's data key unless one is stored; answers the stored
@@ -310,7 +313,7 @@ fn writer_loop(
             })
             .collect();
         let requests = batch.iter().filter_map(|job| match job {
-            Job::Append { request, .. } => Some(request),
+            Job::Append { request, keys, .. } => Some((request, keys.as_slice())),
             Job::Key { .. } => None,
         });
         let written = write_batch(&conn, &keys, requests);
@@ -395,7 +398,7 @@ struct Written {
 fn write_batch<'a>(
     conn: &Connection,
     keys: &[(&str, &DataKey)],
-    requests: impl IntoIterator<Item = &'a AppendRequest>,
+    requests: impl IntoIterator<Item = (&'a AppendRequest, &'a [(String, DataKey)])>,
 ) -> Result<Written, rusqlite::Error> {
     // IMMEDIATE takes the write lock now, so no statement below can fail with SQLITE_BUSY
     // halfway through the batch.
@@ -417,9 +420,9 @@ fn write_batch<'a>(
     let head: i64 = conn.query_row(SQL_HEAD, [], |row| row.get(0))?;
     let mut head = u64::try_from(head).unwrap_or(0);
     let mut outcomes = Vec::new();
-    for request in requests {
+    for (request, new_keys) in requests {
         conn.execute_batch("SAVEPOINT append")?;
-        match append_one(conn, request, head) {
+        match store_new_keys(conn, new_keys).and_then(|()| append_one(conn, request, head)) {
             Ok(outcome) => {
                 conn.execute_batch("RELEASE append")?;
                 if let AppendOutcome::Committed(committed) = &outcome {
@@ -445,6 +448,19 @@ fn write_batch<'a>(
         keys: stored,
         head,
     })
+}
+
+/// Stores the data keys an append's events were sealed under, unless a customer has a
+/// different one by now ([`Error::KeyTaken`]: the append's savepoint is rolled back).
+fn store_new_keys(conn: &Connection, new_keys: &[(String, DataKey)]) -> Result<(), Error> {
+    for (customer_id, key) in new_keys {
+        if keys::store(conn, customer_id, key).map_err(db)? != *key {
+            return Err(Error::KeyTaken {
+                customer_id: customer_id.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One append inside the batch's transaction; `head` is the last position so far.
@@ -798,15 +814,28 @@ impl EventLog for SqliteLog {
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
+        self.append_with_keys(request, Vec::new()).await
+    }
+
+    /// In one savepoint of the writer's transaction: the keys, then the append.
+    async fn append_with_keys(
+        &self,
+        request: AppendRequest,
+        keys: Vec<(String, DataKey)>,
+    ) -> Result<AppendOutcome, Error> {
         check_request(&request)?;
         let jobs = self
             .jobs
             .as_ref()
             .ok_or_else(|| Error::Unavailable("the SQLite log is closing".into()))?;
         let (reply, answer) = oneshot::channel();
-        jobs.send(Job::Append { request, reply })
-            .await
-            .map_err(|_| Error::Unavailable("the SQLite writer thread has stopped".into()))?;
+        jobs.send(Job::Append {
+            request,
+            keys,
+            reply,
+        })
+        .await
+        .map_err(|_| Error::Unavailable("the SQLite writer thread has stopped".into()))?;
         answer.await.map_err(|_| {
             Error::Unavailable(
                 "the SQLite writer thread stopped before answering; the append may have \
@@ -1051,7 +1080,7 @@ mod tests {
             &duplicate_event,
             &c,
         ];
-        let written = write_batch(&conn, &[], batch).unwrap();
+        let written = write_batch(&conn, &[], batch.map(|r| (r, &[][..]))).unwrap();
         let outcomes = written.outcomes;
         let committed = |i: usize| match &outcomes[i] {
             Ok(AppendOutcome::Committed(c)) => (c.version, c.position),
@@ -1117,7 +1146,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.db");
         let (conn, _) = open_writer(&path).unwrap();
-        write_batch(&conn, &[], [&request("ticket-a", ExpectedVersion::Any, 3)]).unwrap();
+        write_batch(
+            &conn,
+            &[],
+            [(&request("ticket-a", ExpectedVersion::Any, 3), &[][..])],
+        )
+        .unwrap();
         drop(conn);
         let (conn, head) = open_writer(&path).unwrap();
         assert_eq!(head, 3);

@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
             command_records_tile_the_log,
             keys_are_created_once_and_destroyed,
             keys_created_under_appends_agree,
+            appends_store_their_new_keys_or_refuse,
         );
     };
     (@checks $factory:expr; $($check:ident),+ $(,)?) => {
@@ -1972,4 +1973,62 @@ pub async fn keys_created_under_appends_agree(log: Arc<dyn EventLog>) {
             "customer {c}: callers got different keys, or not the stored one"
         );
     }
+}
+
+/// `append_with_keys` stores a new customer's key with the append; a key for a customer who
+/// has another one by now is refused (`KeyTaken`) and nothing is appended.
+pub async fn appends_store_their_new_keys_or_refuse(log: Arc<dyn EventLog>) {
+    let customer = format!("cust-{}", Uuid::new_v4().simple());
+    let first = closeloop_log::DataKey::generate();
+    let request = append_request(
+        &stream_name("ticket"),
+        ExpectedVersion::Any,
+        numbered_events(2),
+    );
+    let outcome = log
+        .append_with_keys(request, vec![(customer.clone(), first.clone())])
+        .await
+        .expect("append with a new key");
+    assert!(
+        matches!(outcome, AppendOutcome::Committed(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        log.keys().get(&customer).await.expect("get"),
+        Some(first.clone())
+    );
+
+    let second = closeloop_log::DataKey::generate();
+    let request = append_request(
+        &stream_name("ticket"),
+        ExpectedVersion::Any,
+        numbered_events(1),
+    );
+    match log
+        .append_with_keys(request, vec![(customer.clone(), second)])
+        .await
+    {
+        Err(Error::KeyTaken { customer_id }) => assert_eq!(customer_id, customer),
+        other => panic!("a second key for {customer} was not refused: {other:?}"),
+    }
+    assert_eq!(
+        log.head().await.expect("head"),
+        2,
+        "the refused append appended"
+    );
+    assert_eq!(
+        log.keys().get(&customer).await.expect("get"),
+        Some(first.clone())
+    );
+
+    // The key already stored, passed again, is no conflict.
+    let request = append_request(
+        &stream_name("ticket"),
+        ExpectedVersion::Any,
+        numbered_events(1),
+    );
+    log.append_with_keys(request, vec![(customer.clone(), first)])
+        .await
+        .expect("append with the stored key");
+    assert_eq!(log.head().await.expect("head"), 3);
 }
