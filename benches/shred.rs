@@ -174,21 +174,35 @@ impl Sealer {
     }
 
     /// Seals and appends the group as the handler does: again under the stored key when
-    /// another lane stored one for the same new customer first.
-    async fn append(&self, group: Group) {
+    /// another lane stored one for the same new customer first (the handler decides again;
+    /// here the fields are opened under the key made for them and sealed once more).
+    async fn append(&self, mut group: Group) {
         loop {
-            let mut sealed = group.clone();
-            let new_keys = self.seal(&mut sealed).await;
+            let new_keys = self.seal(&mut group).await;
+            // Only an append carrying new keys can be refused: keep its events for a retry.
+            let kept = (!new_keys.is_empty()).then(|| group.clone());
             match self
                 .log
-                .append_with_keys(request(sealed), new_keys.clone())
+                .append_with_keys(request(group), new_keys.clone())
                 .await
             {
                 Ok(_) => {
                     self.keys.lock().unwrap().extend(new_keys);
                     return;
                 }
-                Err(closeloop_core::Error::KeyTaken { .. }) => continue,
+                Err(closeloop_core::Error::KeyTaken { .. }) => {
+                    group = kept.expect("a refused append carried new keys");
+                    let made = |c: &str| {
+                        new_keys
+                            .iter()
+                            .find(|(k, _)| k == c)
+                            .map(|(_, k)| k.clone())
+                    };
+                    for e in &mut group.events {
+                        shred::unseal_data(&e.event_type, e.event_id, &mut e.data, &made)
+                            .expect("open under the key made for it");
+                    }
+                }
                 Err(e) => panic!("append: {e}"),
             }
         }
