@@ -50,7 +50,7 @@ pub use keys::{DataKey, KeyStore, MemoryKeys};
 
 pub use scan::{paged_scan, Scan, ScanBatch, ScannedEvent};
 pub use shutdown::{Shutdown, Trigger};
-pub use subscription::{wait_or_shutdown, Batch, Subscription, Waited};
+pub use subscription::{Batch, Subscription, Waited};
 
 pub use hash::{chain_hash, verify_chain, ChainBreak, LogVerifier, GENESIS_HASH};
 
