@@ -21,7 +21,8 @@ use std::time::Duration;
 use closeloop_core::log::{EventLog, Filter, Position, Shutdown, Subscription, Waited};
 use uuid::Uuid;
 
-use super::{Changes, Folder, TableError, TableStore, TicketWork, CATEGORIES, NAME, VERSION};
+use super::fold::{Changes, Folder, TicketWork, CATEGORIES};
+use super::store::{TableError, TableStore, NAME, VERSION};
 use crate::record::Record;
 use crate::runtime::{ProjectorError, Status};
 
