@@ -13,7 +13,10 @@
 
 use std::time::Duration;
 
-use crate::{Error, EventLog, Filter, Position, Shutdown, StoredEvent, READ_BATCH_MAX};
+use crate::error::Error;
+use crate::event_log::EventLog;
+use crate::shutdown::Shutdown;
+use crate::types::{Filter, Position, StoredEvent, READ_BATCH_MAX};
 
 /// Where a follower of the log stands, and what it reads: events after [`position`]
 /// (`Subscription::position`) that pass its filter, at most `batch_max` at a time.

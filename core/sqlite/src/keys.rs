@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use closeloop_log::{DataKey, Error, KeyStore};
 
-use crate::{db, BUSY_TIMEOUT_MS};
+use crate::common::{db, BUSY_TIMEOUT_MS};
 
 const SQL_GET: &str = "SELECT key FROM customer_keys WHERE customer_id = ?1";
 const SQL_INSERT: &str = "INSERT INTO customer_keys (customer_id, key, created_at) \

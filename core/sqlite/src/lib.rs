@@ -36,7 +36,11 @@ use uuid::Uuid;
 
 use closeloop_log::*;
 
+mod common;
 mod keys;
+
+use common::db;
+pub use common::BUSY_TIMEOUT_MS;
 pub use keys::SqliteKeys;
 
 /// Most appends the writer commits in one transaction. Bounds the latency one batch adds to
@@ -48,9 +52,6 @@ pub const BATCH_APPENDS_MAX: usize = 256;
 pub const QUEUE_APPENDS_MAX: usize = 4 * BATCH_APPENDS_MAX;
 /// Most reads running at once (each holds one read-only connection and one blocking thread).
 pub const READERS_MAX: usize = 8;
-/// How long a connection waits for a lock held by another connection before failing with
-/// `SQLITE_BUSY`: covers a checkpoint or a long reader, not a second writing process.
-pub const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema version this code creates and understands (`PRAGMA user_version`); 2 added
 /// the log's identity (`log_identity`), 3 the customers' data keys (`customer_keys`), so a
@@ -528,11 +529,6 @@ impl Readers {
             .map_err(db)?;
         Ok(conn)
     }
-}
-
-/// An SQLite error the log does not classify, as [`Error::Backend`].
-fn db(error: rusqlite::Error) -> Error {
-    Error::backend("sqlite", error)
 }
 
 /// Idempotency records after `after`, in position order ([`EventLog::command_records`]).
