@@ -10,7 +10,7 @@ use std::time::Instant;
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{Command, Event, Grade, TicketStatus};
 use closeloop_core::log::{EventLog, Filter, READ_BATCH_MAX};
-use closeloop_projections::scheduler;
+use closeloop_process::scheduler;
 use closeloop_projections::summary::TicketSummary;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::TableStore;

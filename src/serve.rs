@@ -38,17 +38,17 @@ use async_nats::jetstream;
 use closeloop_commands::nats::{
     self, Auth, Job, LeaseConfig, Queries, QueryRequest, ServeConfig, Shutdown, Verifier,
 };
-use closeloop_commands::process::{ProcessConfig, ProcessManagers};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{
     may_read_erasures, may_see_ticket, report_scope, Actor, CommandEnvelope, Directory, Rejection,
     RejectionCode, ReportScope, Role,
 };
-use closeloop_core::log::{wait_or_shutdown, EventLog, Waited};
+use closeloop_core::log::EventLog;
+use closeloop_process::scheduler;
+use closeloop_process::{ProcessConfig, ProcessManagers};
 use closeloop_projections::models::{ReadModels, PRIVACY_REPORTS, REPORTS};
 use closeloop_projections::report::ReportQuery;
-use closeloop_projections::runtime::{CatchUp, ProjectorError};
-use closeloop_projections::scheduler;
+use closeloop_projections::runtime::ProjectorError;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::TableStore;
 use closeloop_replay::history::{ticket_history_page, Cut, HistoryPage, PAGE_EVENTS_MAX};
@@ -589,9 +589,6 @@ pub struct ReadSideConfig {
 /// Tries at opening the read-model storage.
 const OPEN_ATTEMPTS: u32 = 5;
 
-/// How long a projector job waits for new events before looking again.
-const PROJECTOR_TAIL_WAIT: Duration = Duration::from_millis(500);
-
 /// Opens the projectors on the store and returns the background jobs of the read side (one
 /// `Job::everywhere` per projector; `Job::once` for the SLA scheduler and the process
 /// managers, which submit commands through `handler` as role `system`) and the shared read
@@ -616,7 +613,7 @@ pub async fn read_side(
         .await
         .context("opening the tables' projector")?;
     let models = ReadModels::new(reader.clone(), vec![projector.status()]).with_log(log.clone());
-    let mut jobs = vec![tables_job(projector, log.clone())];
+    let mut jobs = vec![tables_job(projector)];
     if let Some(interval) = config.scheduler_interval {
         let (tables, handler) = (reader.clone(), handler.clone());
         jobs.push(Job::once(
@@ -684,34 +681,22 @@ async fn open_tables_retrying(store: &str) -> anyhow::Result<Arc<dyn TableStore>
     }
 }
 
-/// Catches up, then tails the log until shutdown. A store error ends the job with `Err`
-/// (restarted after a pause, from the state it holds). An event it cannot fold stops it for
-/// good (its status says so in every report) and the job then just waits for shutdown.
-async fn tail<R: CatchUp>(
-    runner: Arc<tokio::sync::Mutex<R>>,
-    log: Arc<dyn EventLog>,
+/// The tables' projector's tail loop ([`TableProjector::tail`]) until shutdown. A store error
+/// ends the job with `Err` (restarted after a pause, from the state it holds). An event it
+/// cannot fold stops it for good (its status says so in every report) and the job then just
+/// waits for shutdown.
+async fn tail(
+    projector: Arc<tokio::sync::Mutex<TableProjector>>,
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
-    let mut runner = runner.lock().await;
-    loop {
-        match runner.catch_up().await {
-            Ok(_) => {}
-            Err(ProjectorError::Apply { .. }) => {
-                shutdown.wait().await;
-                return Ok(());
-            }
-            Err(e) => return Err(e.to_string()),
+    let mut projector = projector.lock().await;
+    match projector.tail(&mut shutdown).await {
+        Ok(()) => Ok(()),
+        Err(ProjectorError::Apply { .. }) => {
+            shutdown.wait().await;
+            Ok(())
         }
-        if shutdown.is_set() {
-            return Ok(());
-        }
-        let position = runner.status().position();
-        let waited = wait_or_shutdown(log.as_ref(), position, PROJECTOR_TAIL_WAIT, &mut shutdown)
-            .await
-            .map_err(|e| format!("projector {}: {e}", runner.status().name))?;
-        if waited == Waited::Shutdown {
-            return Ok(());
-        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -720,13 +705,13 @@ async fn tail<R: CatchUp>(
 /// their checkpoint. Its commits are also fenced by the checkpoint, so during a lease
 /// hand-over, when two instances fold the same batch, one commit wins and the other reloads
 /// and goes on: no event takes effect twice.
-fn tables_job(projector: TableProjector, log: Arc<dyn EventLog>) -> Job {
+fn tables_job(projector: TableProjector) -> Job {
     let projector = Arc::new(tokio::sync::Mutex::new(projector));
     Job::once(
         "projector-tables",
         Arc::new(move |shutdown: Shutdown| {
-            let (projector, log) = (projector.clone(), log.clone());
-            Box::pin(async move { tail(projector, log, shutdown).await })
+            let projector = projector.clone();
+            Box::pin(async move { tail(projector, shutdown).await })
         }),
     )
 }

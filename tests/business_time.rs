@@ -7,12 +7,12 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use closeloop_commands::process::{ProcessConfig, ProcessManagers};
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::{business_time, Role, TimeRules};
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::{EventLog, StoredEvent};
-use closeloop_projections::scheduler::due_commands;
+use closeloop_process::scheduler::due_commands;
+use closeloop_process::{ProcessConfig, ProcessManagers};
 use closeloop_projections::tables::memory::MemoryTables;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::TableStore;

@@ -179,7 +179,7 @@ fn with_id(kind: &str, actor: (&str, &str), at: &str, id: Uuid, payload: Value) 
 async fn an_outside_command_cannot_squat_the_schedulers_id() {
     let (log, one, _two, ticket) = two_instances().await;
     let due: jiff::Timestamp = "2026-11-02T12:00:00Z".parse().expect("time");
-    let breach_id = closeloop_projections::scheduler::command_id(
+    let breach_id = closeloop_process::scheduler::command_id(
         ticket,
         closeloop_core::domain::SlaTarget::Resolution,
         due,
@@ -203,7 +203,7 @@ async fn an_outside_command_cannot_squat_the_schedulers_id() {
     let breach = one
         .handle_bytes(&with_id(
             "record_sla_breach",
-            (closeloop_projections::scheduler::ACTOR_ID, "system"),
+            (closeloop_process::scheduler::ACTOR_ID, "system"),
             "2026-11-02T12:00:01Z",
             breach_id,
             json!({"ticket_id": ticket, "target": "resolution", "due_at": due}),

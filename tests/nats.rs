@@ -2178,7 +2178,7 @@ async fn nats_report_queries_equal_the_cli_and_follow_confidentiality() {
 #[tokio::test]
 async fn nats_two_instances_record_a_past_deadline_breach_once() {
     use closeloop_core::domain::SlaTarget;
-    use closeloop_projections::scheduler;
+    use closeloop_process::scheduler;
 
     let scope = Scope::new().await;
     let dir = tempfile::tempdir().unwrap();
@@ -2305,7 +2305,7 @@ async fn nats_two_instances_record_a_past_deadline_breach_once() {
     assert_eq!(escalations.len(), 1, "the breach is escalated once");
     assert_eq!(
         escalations[0].metadata.actor.id,
-        closeloop_commands::process::ESCALATION_ACTOR
+        closeloop_process::ESCALATION_ACTOR
     );
 }
 

@@ -176,7 +176,7 @@ fn a_failing_projector_stops_at_the_event_and_every_report_says_so() {
 #[test]
 fn two_schedulers_write_one_breach_per_deadline() {
     use closeloop_core::log::READ_BATCH_MAX;
-    use closeloop_projections::scheduler::due_commands;
+    use closeloop_process::scheduler::due_commands;
     use std::collections::HashMap;
 
     // Several threads, so the two instances really race.
@@ -256,7 +256,7 @@ fn two_schedulers_write_one_breach_per_deadline() {
 
 mod process {
     use super::*;
-    use closeloop_commands::process::{ProcessConfig, ProcessManagers};
+    use closeloop_process::{ProcessConfig, ProcessManagers};
     use serde_json::json;
 
     async fn submit(
@@ -476,8 +476,8 @@ mod process {
 /// handover note, ended at its `until`, the ticket handed back; each moment acted on once.
 pub(crate) mod absences {
     use super::*;
-    use closeloop_commands::process::{ProcessConfig, ProcessManagers};
-    use closeloop_projections::scheduler::due_commands;
+    use closeloop_process::scheduler::due_commands;
+    use closeloop_process::{ProcessConfig, ProcessManagers};
     use closeloop_projections::tables::sqlite::SqliteTables;
     use serde_json::json;
 
@@ -763,7 +763,7 @@ fn the_projector_tails_the_log_and_the_scheduler_runs_alone() {
         // The scheduler, standalone, keeping its own tables, with a clock a month ahead.
         let scheduler = {
             let (log, handler) = (log.clone(), handler.clone());
-            tokio::spawn(closeloop_projections::scheduler::run_standalone(
+            tokio::spawn(closeloop_process::scheduler::run_standalone(
                 log,
                 Arc::new(MemoryTables::new()),
                 || "2026-12-01T00:00:00Z".parse().unwrap(),
@@ -794,7 +794,7 @@ fn the_projector_tails_the_log_and_the_scheduler_runs_alone() {
             if breaches > 0 && status.position() == head {
                 // Quiet: the scheduler has nothing more due (every breach it would submit
                 // is in the log and folded).
-                let due = closeloop_projections::scheduler::due_commands(
+                let due = closeloop_process::scheduler::due_commands(
                     tables.as_ref(),
                     "2026-12-01T00:00:00Z".parse().unwrap(),
                 )
@@ -1109,8 +1109,8 @@ fn a_projector_never_shows_a_head_behind_its_position() {
 /// unanswered ticket once (however often it asks), and the satisfaction report counts it.
 mod confirmation {
     use super::*;
+    use closeloop_process::scheduler::due_commands;
     use closeloop_projections::report::satisfaction_report;
-    use closeloop_projections::scheduler::due_commands;
     use serde_json::json;
 
     async fn submit(
@@ -1775,8 +1775,8 @@ mod scorecards {
 mod follow_ups {
     use super::complaints::{send, submit, ticket};
     use super::*;
+    use closeloop_process::scheduler::due_commands;
     use closeloop_projections::report::{performance_report, ScoreWeights};
-    use closeloop_projections::scheduler::due_commands;
     use serde_json::json;
 
     #[test]
@@ -1956,8 +1956,8 @@ mod inspections {
     use super::complaints::{send, submit, ticket};
     use super::*;
     use closeloop_core::domain::draw_items;
+    use closeloop_process::scheduler::due_commands;
     use closeloop_projections::report::{inspection_candidates, inspections_report};
-    use closeloop_projections::scheduler::due_commands;
     use closeloop_projections::tables::Span;
     use serde_json::json;
 
@@ -2196,8 +2196,8 @@ mod inspections {
 pub(crate) mod step_deadlines {
     use super::complaints::{send, submit, ticket};
     use super::*;
+    use closeloop_process::scheduler::due_commands;
     use closeloop_projections::report::deadlines_report;
-    use closeloop_projections::scheduler::due_commands;
     use closeloop_projections::tables::parse_time;
     use closeloop_projections::tables::sqlite::SqliteTables;
     use serde_json::json;

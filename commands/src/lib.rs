@@ -17,7 +17,6 @@ mod handler;
 pub mod idempotency;
 pub mod metrics;
 pub mod nats;
-pub mod process;
 pub mod relay;
 mod reply;
 mod stripes;

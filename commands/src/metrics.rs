@@ -17,7 +17,7 @@ use std::time::Duration;
 use closeloop_core::domain::{Command, Rejection, RejectionCode};
 use metrics::{counter, gauge, histogram};
 
-use crate::Reply;
+use crate::reply::Reply;
 
 /// Counter: commands answered, labels `type` (the command type, `unknown` when it could not
 /// be read) and `outcome` (`accepted`, `duplicate`, `rejected`).

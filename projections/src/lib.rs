@@ -3,7 +3,7 @@
 //!
 //! - `tables/`: the tables (rows, the pure fold, the stores on memory, SQLite and
 //!   PostgreSQL, their reads) and their projector, which commits rows and checkpoint together.
-//! - `runtime.rs`: what every projector shares with whoever runs it (`CatchUp`, `Status`,
+//! - `runtime.rs`: what every projector shares with whoever runs it (`Status`,
 //!   `ProjectorError`); `models.rs`: the reports as `serve` and `report` answer them.
 //! - `record.rs`: the decoded event a fold takes (from a stored event or its JSON); `fact.rs`:
 //!   its lean form (the few fields the clocks read, decoded without copying text).
@@ -12,10 +12,6 @@
 //! - `clock.rs`: a ticket's SLA timers.
 //! - `report/`: the reports (JSON values) computed from the tables, with "now" and filters as
 //!   explicit parameters: `sla.rs`, `satisfaction.rs`, `performance.rs`.
-//! - `scheduler.rs`: the SLA scheduler: deadlines become `sla_warning_raised` and
-//!   `sla_breached` events, exactly once per deadline however many instances run.
-//! - `retention.rs`: the scheduler's retention step: customers whose retention policies have
-//!   run out get `erase_customer_data`, once per customer and deadline.
 //! - `period.rs`: UTC days, weeks, months; deterministic serialization helpers.
 //! - `summary.rs`: tickets by state and grade, for `closeloop demo`.
 //!
@@ -29,9 +25,6 @@ pub mod models;
 pub mod period;
 pub mod record;
 pub mod report;
-pub mod retention;
 pub mod runtime;
-pub mod scheduler;
-pub mod step_deadlines;
 pub mod summary;
 pub mod tables;

@@ -1,20 +1,12 @@
-//! What every projector shares with whoever runs and shows it: [`CatchUp`] (how `serve`
-//! keeps it current), [`ProjectorError`] (why it stopped: an event it cannot fold, or a
-//! store or log failure worth retrying) and [`Status`] (its position, the head it last saw,
-//! its lag and its error, shown in every report so staleness is never silent).
+//! What every projector shares with whoever runs and shows it: [`ProjectorError`] (why it
+//! stopped: an event it cannot fold, or a store or log failure worth retrying) and [`Status`]
+//! (its position, the head it last saw, its lag and its error, shown in every report so
+//! staleness is never silent).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use closeloop_core::log::Position;
-
-/// What `serve` needs of any projector to keep it current: catch up, and show how far.
-#[async_trait::async_trait]
-pub trait CatchUp: Send + 'static {
-    /// Folds everything up to the head; returns the position reached.
-    async fn catch_up(&mut self) -> Result<Position, ProjectorError>;
-    fn status(&self) -> Arc<Status>;
-}
 
 /// Why a projector stopped.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -29,7 +29,8 @@ use std::time::Instant;
 
 use closeloop_core::log::{EventLog, Filter, Position, ScanBatch, ScannedEvent, READ_BATCH_MAX};
 use closeloop_projections::record::Record;
-use closeloop_projections::tables::shadow::{open_shadows, Build, Shadows};
+use closeloop_projections::tables::open_shadows;
+use closeloop_projections::tables::shadow::{Build, Shadows};
 use closeloop_projections::tables::{Changes, Folder, TableStore, TicketWork, CATEGORIES, NAME};
 use futures::StreamExt;
 use jiff::Timestamp;

@@ -15,7 +15,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
-use crate::{Error, MINUTES_PER_DAY};
+use crate::error::Error;
+
+/// Minutes in a simulated day.
+pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
 
 /// A default SLA policy: id, match (grade, priority, category), first response, resolution
 /// and next response minutes, calendar.

@@ -21,20 +21,12 @@
 //!   [`LazyWorkload`], consumed day by day) drive them through a
 //!   `closeloop_commands::Handler` and count the replies.
 
+mod error;
 mod generate;
 mod run;
 
+pub use error::Error;
 pub use generate::{
     generate, generate_lazy, Day, Days, LazyWorkload, Workload, WorkloadConfig, INSPECTOR,
 };
 pub use run::{run, run_with_ticks, RunStats};
-
-const MINUTES_PER_DAY: i64 = 24 * 60;
-
-/// Why no workload could be generated.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The config asks for something impossible (zero days, zero customers): change it.
-    #[error("invalid workload: {0}")]
-    Invalid(String),
-}

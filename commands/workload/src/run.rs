@@ -8,7 +8,7 @@ use closeloop_commands::{Handler, Reply};
 use closeloop_core::domain::CommandEnvelope;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::{Day, LazyWorkload, Workload, MINUTES_PER_DAY};
+use crate::generate::{Day, LazyWorkload, Workload, MINUTES_PER_DAY};
 
 /// Hands one command to the handler as received at its own business time: in a simulation
 /// each command arrives when it occurs, so none is backdated or sent from the future (the

@@ -37,11 +37,11 @@
 //!   `system`), never by the staff inspected.
 
 use super::command::*;
+use super::context::Context;
 use super::directory::{Agent, Directory, Inspector};
-use super::rejection::Rejection;
+use super::rejection::{Rejection, RejectionCode};
 use super::ticket_state::Ticket;
 use super::types::*;
-use super::Context;
 
 /// The registered agent behind an `agent` or `supervisor` actor.
 fn staff<'a>(ctx: &Context<'a>) -> Result<&'a Agent, Rejection> {
@@ -230,7 +230,7 @@ pub(crate) fn authorize_ticket(
             if let Command::AssignTicket(c) = command {
                 if c.agent_id != me.agent_id {
                     return Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/agent_id",
                         "an agent may assign a ticket only to themselves; ask a supervisor",
                     ));
@@ -239,7 +239,7 @@ pub(crate) fn authorize_ticket(
             if let Command::ScheduleFollowUp(c) = command {
                 if c.owner != me.agent_id {
                     return Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/owner",
                         "an agent plans only their own follow-ups; ask a supervisor",
                     ));
@@ -248,7 +248,7 @@ pub(crate) fn authorize_ticket(
             if let Command::SetDeadline(c) = command {
                 if c.owner != me.agent_id {
                     return Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/owner",
                         "an agent sets only their own step deadlines; ask a supervisor",
                     ));
@@ -284,7 +284,7 @@ pub(crate) fn authorize_ticket(
                     .is_none_or(|a| a.team == me.team);
                 if !in_team {
                     return Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/agent_id",
                         format!("{} is not in team {}", c.agent_id, me.team),
                     ));
@@ -303,7 +303,7 @@ pub(crate) fn authorize_ticket(
                     .is_none_or(|a| a.team == me.team);
                 if !in_team {
                     return Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/owner",
                         format!("{owner} is not in team {}", me.team),
                     ));
@@ -336,19 +336,19 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
             Command::RegisterCustomer(c) => {
                 if ctx.directory.customers.contains_key(&c.customer_id) {
                     Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/customer_id",
                         "a service registers new customers only; changing one is provisioning's (role system)",
                     ))
                 } else if c.grade != Grade::Standard {
                     Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/grade",
                         "a service registers customers at grade standard; grades are set by provisioning (role system)",
                     ))
                 } else if c.account_manager_id.is_some() {
                     Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/account_manager_id",
                         "account managers are set by provisioning (role system)",
                     ))
@@ -391,7 +391,7 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                 )),
                 Command::DefineScorecard(c) if c.team.as_deref() != Some(me.team.as_str()) => {
                     Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/team",
                         format!(
                             "a supervisor defines the scorecard of their own team ({}); the organisation's is provisioning's (role system)",
@@ -400,7 +400,7 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                     ))
                 }
                 Command::RegisterAgent(c) if c.team != me.team => Err(Rejection::at(
-                    super::RejectionCode::Forbidden,
+                    RejectionCode::Forbidden,
                     "/payload/team",
                     format!(
                         "a supervisor registers agents of their own team ({})",
@@ -411,7 +411,7 @@ pub(crate) fn authorize_directory(command: &Command, ctx: &Context) -> Result<()
                 // taking another team's agent, no demoting another team's lead).
                 Command::RegisterAgent(c) => match ctx.directory.agents.get(&c.agent_id) {
                     Some(a) if a.team != me.team => Err(Rejection::at(
-                        super::RejectionCode::Forbidden,
+                        RejectionCode::Forbidden,
                         "/payload/agent_id",
                         format!("{} is in team {}, not {}", c.agent_id, a.team, me.team),
                     )),

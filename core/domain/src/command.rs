@@ -203,16 +203,16 @@ impl Command {
 #[serde(deny_unknown_fields)]
 pub struct OpenTicket {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub customer_id: String,
     pub channel: Channel,
     pub category: Category,
     pub priority: Priority,
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub description: Option<String>,
 }
@@ -221,7 +221,7 @@ pub struct OpenTicket {
 #[serde(deny_unknown_fields)]
 pub struct AssignTicket {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
 }
 
@@ -229,7 +229,7 @@ pub struct AssignTicket {
 #[serde(deny_unknown_fields)]
 pub struct RespondToCustomer {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub message: String,
 }
@@ -238,7 +238,7 @@ pub struct RespondToCustomer {
 #[serde(deny_unknown_fields)]
 pub struct RequestCustomerInfo {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub question: String,
 }
@@ -247,7 +247,7 @@ pub struct RequestCustomerInfo {
 #[serde(deny_unknown_fields)]
 pub struct RecordCustomerReply {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub message: String,
 }
@@ -256,11 +256,11 @@ pub struct RecordCustomerReply {
 #[serde(deny_unknown_fields)]
 pub struct EscalateTicket {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub to_agent_id: Option<String>,
 }
 
@@ -269,7 +269,7 @@ pub struct EscalateTicket {
 pub struct ChangePriority {
     pub ticket_id: Uuid,
     pub priority: Priority,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
@@ -278,7 +278,7 @@ pub struct ChangePriority {
 #[serde(deny_unknown_fields)]
 pub struct AddNote {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub text: String,
     #[serde(default)]
@@ -289,7 +289,7 @@ pub struct AddNote {
 #[serde(deny_unknown_fields)]
 pub struct ResolveTicket {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub resolution: String,
     /// How it was settled (repaired, exchanged, refunded, advice, other); optional, so
@@ -302,7 +302,7 @@ pub struct ResolveTicket {
 #[serde(deny_unknown_fields)]
 pub struct ReopenTicket {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
@@ -322,7 +322,7 @@ pub struct RecordSatisfaction {
     pub score: u8,
     pub source: RatingSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub comment: Option<String>,
     /// Quality-inspection ratings; only with `source: callback`.
@@ -333,47 +333,47 @@ pub struct RecordSatisfaction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgent {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "staff"))]
     pub name: String,
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     pub team: String,
     /// Support line 1, 2 or 3.
-    #[schemars(range(min = crate::LINE_MIN, max = crate::LINE_MAX))]
+    #[schemars(range(min = crate::types::LINE_MIN, max = crate::types::LINE_MAX))]
     pub line: u8,
     pub level: Level,
     #[serde(default)]
     pub team_lead: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub backup_agent_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAgentAvailability {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
     pub available: bool,
     /// Who covers while the agent is away; the registered backup when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub backup_agent_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterCustomer {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub customer_id: String,
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub name: String,
     pub grade: Grade,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub account_manager_id: Option<String>,
 }
 
@@ -384,14 +384,14 @@ pub struct RegisterCustomer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseCustomerData {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub customer_id: String,
     /// Why: the ground of the erasure (a request, a retention policy). Kept for the
     /// data-protection officer's report, so it must name no person.
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     pub reason: String,
     /// The reference of the erasure request (the data-protection office's case number).
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub reference: String,
 }
 
@@ -404,12 +404,12 @@ pub struct EraseCustomerData {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineRetentionPolicy {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub policy_id: String,
     #[serde(rename = "match", default)]
     pub matches: RetentionMatch,
     /// Days after a ticket's closure that its customer's personal data is kept; 1..=3650.
-    #[schemars(range(min = 1, max = crate::RETENTION_DAYS_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::RETENTION_DAYS_MAX))]
     pub keep_days: u32,
     /// No erasure under this policy before this moment, so a policy can be announced
     /// before it takes effect on data already past its `keep_days`.
@@ -429,7 +429,7 @@ pub struct DefineRetentionPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineCalendar {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub calendar_id: String,
     /// IANA time-zone name, such as `Europe/Berlin` or `UTC`.
     pub time_zone: String,
@@ -441,29 +441,29 @@ pub struct DefineCalendar {
     /// Make-up working days: dates worked although their weekday has no hours, with the
     /// hours worked (which replace the weekday's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = crate::CALENDAR_DATES_MAX))]
+    #[schemars(length(max = crate::limits::CALENDAR_DATES_MAX))]
     pub working_days: Vec<WorkingDay>,
     /// Dates with other hours than their weekday's, such as half days before a holiday.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = crate::CALENDAR_DATES_MAX))]
+    #[schemars(length(max = crate::limits::CALENDAR_DATES_MAX))]
     pub hours_overrides: Vec<HoursOverride>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineSlaPolicy {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub policy_id: String,
     #[serde(rename = "match")]
     pub matches: PolicyMatch,
-    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::TARGET_MINUTES_MAX))]
     pub first_response_minutes: u32,
-    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::TARGET_MINUTES_MAX))]
     pub resolution_minutes: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::TARGET_MINUTES_MAX))]
     pub next_response_minutes: Option<u32>,
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub calendar_id: String,
     /// 1..=99: a warning is raised when this share of a target is used.
     #[schemars(range(min = 1, max = 99))]
@@ -472,7 +472,7 @@ pub struct DefineSlaPolicy {
     /// confirm or reject the resolution before the engine closes it unconfirmed; 1..=60,
     /// [`CONFIRMATION_WAIT_DAYS_DEFAULT`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = crate::CONFIRMATION_WAIT_DAYS_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::CONFIRMATION_WAIT_DAYS_MAX))]
     pub confirmation_wait_days: Option<u8>,
 }
 
@@ -512,7 +512,7 @@ pub struct RecordSlaBreach {
 pub struct ConfirmResolution {
     pub ticket_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub comment: Option<String>,
 }
@@ -523,7 +523,7 @@ pub struct ConfirmResolution {
 #[serde(deny_unknown_fields)]
 pub struct RejectResolution {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
@@ -534,7 +534,7 @@ pub struct RejectResolution {
 #[serde(deny_unknown_fields)]
 pub struct CloseUnconfirmed {
     pub ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     pub resolution: u32,
     pub answer_due_at: Timestamp,
 }
@@ -546,9 +546,9 @@ pub struct CloseUnconfirmed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterInspector {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub inspector_id: String,
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "staff"))]
     pub name: String,
 }
@@ -559,7 +559,7 @@ pub struct RegisterInspector {
 #[serde(deny_unknown_fields)]
 pub struct DefineComplaintCauses {
     /// 1..=100 causes, each code once.
-    #[schemars(length(min = 1, max = crate::COMPLAINT_CAUSES_MAX))]
+    #[schemars(length(min = 1, max = crate::limits::COMPLAINT_CAUSES_MAX))]
     pub causes: Vec<ComplaintCause>,
 }
 
@@ -572,14 +572,14 @@ pub struct RuleComplaint {
     pub ticket_id: Uuid,
     pub justified: bool,
     /// A code of the complaint-cause list in force.
-    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
+    #[schemars(pattern(crate::limits::CAUSE_CODE_PATTERN))]
     pub cause: String,
     /// The staff (registered agents) charged with a justified complaint: 0..=10, each once;
     /// none for an unjustified one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = crate::CHARGED_STAFF_MAX), inner(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN)), extend("uniqueItems" = true))]
+    #[schemars(length(max = crate::limits::CHARGED_STAFF_MAX), inner(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN)), extend("uniqueItems" = true))]
     pub charged: Vec<String>,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub note: String,
 }
@@ -596,31 +596,31 @@ pub struct RuleComplaint {
 pub struct DefineScorecard {
     /// The team it applies to; absent: the organisation's, for teams without their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     pub team: Option<String>,
     /// The first day (UTC) it is in force.
     pub effective_from: jiff::civil::Date,
     /// Results (SLA compliance, satisfaction, the quality-inspection score), whole percent:
     /// at least 60.
-    #[schemars(range(min = crate::SCORECARD_RESULTS_MIN, max = 100))]
+    #[schemars(range(min = crate::limits::SCORECARD_RESULTS_MIN, max = 100))]
     pub results_percent: u8,
     /// Basic service work (resolution rate, one-touch rate): at least 30.
-    #[schemars(range(min = crate::SCORECARD_BASIC_MIN, max = 100))]
+    #[schemars(range(min = crate::limits::SCORECARD_BASIC_MIN, max = 100))]
     pub basic_percent: u8,
     /// Daily discipline (100 minus the reopen rate): at most 10.
-    #[schemars(range(min = 0, max = crate::SCORECARD_DISCIPLINE_MAX))]
+    #[schemars(range(min = 0, max = crate::limits::SCORECARD_DISCIPLINE_MAX))]
     pub discipline_percent: u8,
     /// Points per survey rating of 5, 0..=10.
-    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
+    #[schemars(range(min = 0.0, max = crate::limits::SCORECARD_ITEM_POINTS_MAX))]
     pub bonus_per_excellent_rating: f64,
     /// At most this many bonus points, 0..=10 (10% of the total).
-    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
+    #[schemars(range(min = 0.0, max = crate::limits::SCORECARD_ITEM_POINTS_MAX))]
     pub bonus_cap_points: f64,
     /// Points taken per justified complaint, 0..=10.
-    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
+    #[schemars(range(min = 0.0, max = crate::limits::SCORECARD_ITEM_POINTS_MAX))]
     pub deduction_per_justified_complaint: f64,
     /// At most this many points taken, 0..=10 (10% of the total).
-    #[schemars(range(min = 0.0, max = crate::SCORECARD_ITEM_POINTS_MAX))]
+    #[schemars(range(min = 0.0, max = crate::limits::SCORECARD_ITEM_POINTS_MAX))]
     pub deduction_cap_points: f64,
 }
 
@@ -634,7 +634,7 @@ pub struct ScheduleFollowUp {
     pub kind: FollowUpKind,
     pub due_by: Timestamp,
     /// The agent who makes the call or the visit.
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub owner: String,
 }
 
@@ -650,7 +650,7 @@ pub struct RecordFollowUp {
     #[schemars(range(min = 1))]
     pub follow_up: u32,
     pub outcome: FollowUpOutcome,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub summary: String,
     /// Visits only (and required for them): when it took place.
@@ -692,21 +692,21 @@ pub struct RecordFollowUpOverdue {
 pub struct DrawInspectionSample {
     pub sample_id: Uuid,
     /// `YYYY-MM`: the month whose work is inspected.
-    #[schemars(pattern(crate::MONTH_PATTERN))]
+    #[schemars(pattern(crate::limits::MONTH_PATTERN))]
     pub period: String,
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
     /// How many to draw: 1..=50 (all candidates when fewer).
-    #[schemars(range(min = 1, max = crate::INSPECTION_SIZE_MAX))]
+    #[schemars(range(min = 1, max = INSPECTION_SIZE_MAX))]
     pub size: u32,
     pub seed: u64,
     /// 1..=1000 ticket ids, each once.
-    #[schemars(length(min = 1, max = crate::INSPECTION_CANDIDATES_MAX), extend("uniqueItems" = true))]
+    #[schemars(length(min = 1, max = INSPECTION_CANDIDATES_MAX), extend("uniqueItems" = true))]
     pub candidates: Vec<Uuid>,
     /// Tickets that failed the previous period's inspection, taken into this sample besides
     /// the draw (the manuals: what failed is inspected again the next month); at most 50.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = crate::INSPECTION_SIZE_MAX), extend("uniqueItems" = true))]
+    #[schemars(length(max = INSPECTION_SIZE_MAX), extend("uniqueItems" = true))]
     pub reinspect: Vec<Uuid>,
 }
 
@@ -723,7 +723,7 @@ pub struct RecordInspection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visit_verified: Option<bool>,
     pub verdict: Verdict,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub note: String,
 }
@@ -813,7 +813,7 @@ pub struct LinkTickets {
 pub struct MergeTicket {
     pub ticket_id: Uuid,
     pub into_ticket_id: Uuid,
-    #[schemars(length(min = 1, max = crate::TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     #[schemars(extend("x-personal-data" = "customer"))]
     pub reason: String,
 }
@@ -826,14 +826,14 @@ pub struct MergeTicket {
 pub struct PlanAbsence {
     /// Chosen by the caller, so the absence can be cancelled by name.
     pub absence_id: Uuid,
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
     pub from: Timestamp,
     pub until: Timestamp,
     pub reason: AbsenceReason,
     /// Who covers; the registered backup when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub backup_agent_id: Option<String>,
 }
 
@@ -841,7 +841,7 @@ pub struct PlanAbsence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelAbsence {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
     pub absence_id: Uuid,
 }
@@ -850,7 +850,7 @@ pub struct CancelAbsence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartAbsence {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
     pub absence_id: Uuid,
 }
@@ -859,7 +859,7 @@ pub struct StartAbsence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndAbsence {
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub agent_id: String,
     pub absence_id: Uuid,
 }
@@ -875,24 +875,24 @@ pub struct EndAbsence {
 #[serde(deny_unknown_fields)]
 pub struct DefineDeadlineKind {
     /// The kind's code, such as `repair`: `[a-z0-9_]`, 1..=40 characters.
-    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
+    #[schemars(pattern(crate::limits::CAUSE_CODE_PATTERN))]
     pub kind: String,
     /// The default duration in business minutes; exactly one of this and `business_hours`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::TARGET_MINUTES_MAX))]
     pub business_minutes: Option<u32>,
     /// The default duration in business hours; exactly one of this and `business_minutes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = crate::DEADLINE_HOURS_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::DEADLINE_HOURS_MAX))]
     pub business_hours: Option<u32>,
     /// The calendar the duration is counted on; absent: the ticket's (its SLA policy's), or
     /// elapsed time for a ticket without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub calendar_id: Option<String>,
     /// The scheduler warns this many business minutes before the due time; 0: no warning.
     #[serde(default)]
-    #[schemars(range(max = crate::TARGET_MINUTES_MAX))]
+    #[schemars(range(max = crate::limits::TARGET_MINUTES_MAX))]
     pub warn_before_minutes: u32,
     /// What a breach brings about besides the `deadline_breached` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -918,18 +918,18 @@ impl DefineDeadlineKind {
 #[serde(deny_unknown_fields)]
 pub struct SetDeadline {
     pub ticket_id: Uuid,
-    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
+    #[schemars(pattern(crate::limits::CAUSE_CODE_PATTERN))]
     pub kind: String,
     /// Business minutes from now on the deadline's calendar; at most one of this and
     /// `due_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = crate::TARGET_MINUTES_MAX))]
+    #[schemars(range(min = 1, max = crate::limits::TARGET_MINUTES_MAX))]
     pub business_minutes: Option<u32>,
     /// An absolute due time, after now; at most one of this and `business_minutes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<Timestamp>,
     /// The agent who does the step.
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub owner: String,
 }
 

@@ -8,7 +8,8 @@
 
 use uuid::Uuid;
 
-use crate::{Actor, Role};
+use crate::command::{Command, CommandEnvelope};
+use crate::types::{Actor, Role};
 
 /// The namespace of the log keys of commands from outside (UUID v5 over actor and id).
 const OUTSIDE: Uuid = Uuid::from_u128(0x6c0e_7d2a_35b1_4c8e_9a51_0f3e_2b7c_d914);
@@ -71,12 +72,8 @@ pub fn derived_command_id(scheme: IdScheme, name: &str) -> Uuid {
 /// business time: it acts at its decision time, the handler's "now" (never before the
 /// stream's last event), and the moment it marks, if any, is in its data; so the same state
 /// gives every instance the same command.
-pub fn system_command(
-    actor: &str,
-    command_id: Uuid,
-    command: crate::Command,
-) -> crate::CommandEnvelope {
-    crate::CommandEnvelope {
+pub fn system_command(actor: &str, command_id: Uuid, command: Command) -> CommandEnvelope {
+    CommandEnvelope {
         command_id,
         actor: Actor::system(actor),
         occurred_at: None,

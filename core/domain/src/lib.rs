@@ -6,6 +6,8 @@
 //! - `command.rs` / `parse.rs`: commands and their strict decoding with JSON-Pointer errors;
 //!   `strict.rs`: what the raw JSON must be first (no duplicate keys, no NUL).
 //! - `event.rs`: the events the log keeps.
+//! - `context.rs`: [`Context`], what a decision may consult besides the stream's own state;
+//!   `decide.rs`: [`decide`], any command to the decision of its kind.
 //! - `ticket_state.rs`: a ticket's state (`Ticket`); `ticket.rs`: its state machine (`evolve`,
 //!   `decide_ticket`).
 //! - `directory.rs` / `reference.rs`: agents, customers, calendars, policies.
@@ -18,6 +20,8 @@
 
 mod authorize;
 mod command;
+mod context;
+mod decide;
 mod directory;
 mod event;
 mod idempotency;
@@ -35,6 +39,8 @@ mod upcast;
 mod visibility;
 
 pub use command::*;
+pub use context::Context;
+pub use decide::decide;
 pub use directory::*;
 pub use event::*;
 pub use idempotency::{
@@ -52,37 +58,3 @@ pub use time::{business_time, TimeRules};
 pub use types::*;
 pub use upcast::upcast;
 pub use visibility::{may_read_erasures, may_see_ticket, report_scope, ReportScope};
-
-/// What a decision may consult besides the stream's own state.
-#[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
-    pub actor: &'a Actor,
-    /// Reference data, caught up by the caller before deciding.
-    pub directory: &'a Directory,
-    pub rules: &'a Rules,
-    /// Who opened the ticket (its first event's actor; `None` before it is opened): a
-    /// `service` acts only on the tickets it opened.
-    pub opened_by: Option<&'a Actor>,
-    /// The business time the events will carry (the handler's `business_time`); `None`
-    /// where the caller does not know it. Decisions that compare a time in the command with
-    /// the moment of recording (a visit entered late) read it.
-    pub at: Option<jiff::Timestamp>,
-    /// The second ticket the command names ([`Command::other_ticket_id`]: a link's other
-    /// ticket, a merge's target) as the caller loaded it; `None` when it does not exist or
-    /// the command names none. A ticket's decision otherwise sees its own stream alone.
-    pub other: Option<&'a Ticket>,
-}
-
-/// Decides any command: ticket commands against the ticket's state, directory commands
-/// against the directory. Returns the events to append (never empty) or why not.
-pub fn decide(
-    ticket: &TicketState,
-    command: &Command,
-    ctx: &Context,
-) -> Result<Vec<Event>, Rejection> {
-    if command.ticket_id().is_some() {
-        decide_ticket(ticket, command, ctx)
-    } else {
-        decide_directory(command, ctx)
-    }
-}

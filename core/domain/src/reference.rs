@@ -4,11 +4,11 @@
 
 use super::authorize::authorize_directory;
 use super::command::*;
+use super::context::Context;
 use super::directory::{Absence, Agent};
 use super::event::*;
 use super::rejection::{Rejection, RejectionCode};
 use super::types::Verdict;
-use super::Context;
 
 /// Decides a directory command.
 pub fn decide_directory(command: &Command, ctx: &Context) -> Result<Vec<Event>, Rejection> {

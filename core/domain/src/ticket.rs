@@ -11,11 +11,11 @@
 
 use super::authorize::authorize_ticket;
 use super::command::*;
+use super::context::Context;
 use super::event::*;
 use super::rejection::{Rejection, RejectionCode};
 use super::ticket_state::*;
 use super::types::*;
-use super::Context;
 
 /// Folds one event into the state. Total: an event that does not apply leaves the state as it
 /// is (the log only holds events `decide` produced, so that happens only on foreign input).

@@ -255,7 +255,7 @@ impl TicketStatus {
 #[serde(deny_unknown_fields)]
 pub struct Actor {
     /// For agents and supervisors, their `agent_id`; for services and the system, a name.
-    #[schemars(length(min = 1, max = crate::ID_CHARS_MAX), pattern(crate::ID_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::ID_CHARS_MAX), pattern(crate::limits::ID_PATTERN))]
     pub id: String,
     pub role: Role,
 }
@@ -290,10 +290,10 @@ pub struct Dimensions {
 #[serde(deny_unknown_fields)]
 pub struct ComplaintCause {
     /// Lowercase letters, digits and `_`, 1..=40 characters.
-    #[schemars(pattern(crate::CAUSE_CODE_PATTERN))]
+    #[schemars(pattern(crate::limits::CAUSE_CODE_PATTERN))]
     pub code: String,
     /// 1..=200 characters.
-    #[schemars(length(min = 1, max = crate::SHORT_TEXT_CHARS_MAX), pattern(crate::TEXT_PATTERN))]
+    #[schemars(length(min = 1, max = crate::limits::SHORT_TEXT_CHARS_MAX), pattern(crate::limits::TEXT_PATTERN))]
     pub label: String,
 }
 
@@ -317,10 +317,10 @@ pub const LINE_MAX: u8 = 3;
 pub struct WorkingHours {
     pub day: Weekday,
     /// "HH:MM", 00:00 ..= 23:59.
-    #[schemars(pattern(crate::CLOCK_START_PATTERN))]
+    #[schemars(pattern(crate::limits::CLOCK_START_PATTERN))]
     pub start: String,
     /// "HH:MM", after `start`; "24:00" ends the day.
-    #[schemars(pattern(crate::CLOCK_END_PATTERN))]
+    #[schemars(pattern(crate::limits::CLOCK_END_PATTERN))]
     pub end: String,
 }
 
@@ -329,10 +329,10 @@ pub struct WorkingHours {
 #[serde(deny_unknown_fields)]
 pub struct HoursSpan {
     /// "HH:MM", 00:00 ..= 23:59.
-    #[schemars(pattern(crate::CLOCK_START_PATTERN))]
+    #[schemars(pattern(crate::limits::CLOCK_START_PATTERN))]
     pub start: String,
     /// "HH:MM", after `start`; "24:00" ends the day.
-    #[schemars(pattern(crate::CLOCK_END_PATTERN))]
+    #[schemars(pattern(crate::limits::CLOCK_END_PATTERN))]
     pub end: String,
 }
 
@@ -344,7 +344,7 @@ pub struct HoursSpan {
 pub struct WorkingDay {
     pub date: jiff::civil::Date,
     /// At least one span: a make-up day is worked.
-    #[schemars(length(min = 1, max = crate::DAY_SPANS_MAX))]
+    #[schemars(length(min = 1, max = crate::limits::DAY_SPANS_MAX))]
     pub hours: Vec<HoursSpan>,
 }
 
@@ -354,7 +354,7 @@ pub struct WorkingDay {
 #[serde(deny_unknown_fields)]
 pub struct HoursOverride {
     pub date: jiff::civil::Date,
-    #[schemars(length(max = crate::DAY_SPANS_MAX))]
+    #[schemars(length(max = crate::limits::DAY_SPANS_MAX))]
     pub hours: Vec<HoursSpan>,
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Metadata, StoredEvent};
+use crate::types::{Metadata, StoredEvent};
 use closeloop_domain::Actor;
 
 /// The "previous hash" of a stream's first event.

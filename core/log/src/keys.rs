@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chacha20poly1305::aead::{KeyInit, OsRng};
 use chacha20poly1305::XChaCha20Poly1305;
 
-use crate::Error;
+use crate::error::Error;
 
 /// A customer's 256-bit data key. Its `Debug` shows nothing of the key.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,11 +1,12 @@
-//! The types of [`EventLog::scan`], the streaming range scan a rebuild of the read side reads
-//! the log with, and [`paged_scan`]: the scan of any backend through `read_all`, for a
-//! backend without a faster path (memory, and test doubles).
+//! The types of [`EventLog::scan`](crate::EventLog::scan), the streaming range scan a
+//! rebuild of the read side reads the log with (the paged scan of a backend without a faster
+//! path is `event_log.rs`'s `paged_scan`).
 
 use futures::stream::BoxStream;
 use jiff::Timestamp;
 
-use crate::{stream_category, Error, EventLog, Filter, Position, StoredEvent, READ_BATCH_MAX};
+use crate::error::Error;
+use crate::types::{stream_category, Position, StoredEvent};
 
 /// One event of a scan: what a fold reads, no more (not the event id, version, hash or the
 /// rest of the metadata, which a backend would otherwise have to read and decode for
@@ -55,39 +56,3 @@ pub struct ScanBatch {
 
 /// A running scan: its batches, then the end of the stream. Dropping it early is allowed.
 pub type Scan<'a> = BoxStream<'a, Result<ScanBatch, Error>>;
-
-/// The scan of any log through [`EventLog::read_all`]: one page per batch, each page read
-/// only when the stream is polled.
-pub fn paged_scan<'a, L: EventLog + ?Sized>(
-    log: &'a L,
-    after: Position,
-    end: Position,
-    filter: Filter<'a>,
-    batch_events: usize,
-) -> Scan<'a> {
-    let limit = batch_events.clamp(1, READ_BATCH_MAX);
-    Box::pin(futures::stream::try_unfold(
-        after,
-        move |after| async move {
-            if after >= end {
-                return Ok(None);
-            }
-            let page = log.read_all(after, limit, filter).await?;
-            let full = page.len() >= limit;
-            let events: Vec<ScannedEvent> = page
-                .iter()
-                .take_while(|e| e.position <= end)
-                .map(ScannedEvent::of)
-                .collect();
-            // Positions are contiguous and in commit order: a short page, or one that went
-            // beyond `end`, has seen every event up to `end`, matching or not.
-            let through = match events.last() {
-                Some(last) if full && events.len() == page.len() && last.position < end => {
-                    last.position
-                }
-                _ => end,
-            };
-            Ok(Some((ScanBatch { events, through }, through)))
-        },
-    ))
-}

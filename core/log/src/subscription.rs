@@ -1,7 +1,8 @@
 //! [`Subscription`]: the one way to follow the log. Every tail loop (the tables' projector,
 //! the process managers, the event relay, the handler's directory catch-up) catches up from
 //! a position, takes the next batch of at most N events, and waits for the log to move or
-//! for [`Shutdown`], through this type; `serve`'s projector job waits through [`wait_or_shutdown`].
+//! for [`Shutdown`], through this type (`serve`'s projector job runs the tables' projector's
+//! own loop).
 //!
 //! Why one: each loop used to carry its own short-batch logic. The rule is the log's, so it
 //! is written here once. Positions are contiguous and in commit order, so a filtered read
@@ -12,7 +13,10 @@
 
 use std::time::Duration;
 
-use crate::{Error, EventLog, Filter, Position, Shutdown, StoredEvent, READ_BATCH_MAX};
+use crate::error::Error;
+use crate::event_log::EventLog;
+use crate::shutdown::Shutdown;
+use crate::types::{Filter, Position, StoredEvent, READ_BATCH_MAX};
 
 /// Where a follower of the log stands, and what it reads: events after [`position`]
 /// (`Subscription::position`) that pass its filter, at most `batch_max` at a time.
@@ -39,7 +43,7 @@ pub struct Batch {
     pub full: bool,
 }
 
-/// How a [`wait_or_shutdown`] ended.
+/// How a [`Subscription::wait`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waited {
     /// The log's head when the wait ended: beyond the position waited on, or not if the wait
@@ -50,7 +54,7 @@ pub enum Waited {
 }
 
 /// Waits until the log's head is beyond `after`, `max_wait` passes, or `shutdown` fires.
-pub async fn wait_or_shutdown<L: EventLog + ?Sized>(
+async fn wait_or_shutdown<L: EventLog + ?Sized>(
     log: &L,
     after: Position,
     max_wait: Duration,

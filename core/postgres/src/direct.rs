@@ -1,7 +1,12 @@
 //! Direct appends (see "Direct appends" in the crate doc): an append with nothing else in
 //! flight takes the writer's state for itself and runs its batch of one on its own task.
 
-use super::*;
+use tokio::sync::oneshot;
+
+use closeloop_log::*;
+
+use crate::common::*;
+use crate::writer::*;
 
 /// Writes `pending` on the caller's own task (see "Direct appends" in the crate doc):
 /// the batch of one goes through the writer's usual path, on the direct connection.

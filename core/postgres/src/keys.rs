@@ -6,9 +6,13 @@
 //! table after deleting; the server's WAL and any base backup keep what they recorded until
 //! they are recycled, which is the operator's retention to set (README, "Personal data").
 
+use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use tokio_postgres::Row;
 
-use super::*;
+use closeloop_log::*;
+
+use crate::common::*;
 
 /// The key store of one PostgreSQL schema.
 pub struct PostgresKeys {

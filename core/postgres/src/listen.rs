@@ -1,7 +1,18 @@
 //! The listener: wakes `wait_beyond` on every commit, from any process (see "Tails" in
 //! the crate doc).
 
-use super::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::oneshot;
+use tokio_postgres::AsyncMessage;
+
+use closeloop_log::*;
+
+use crate::common::*;
+use crate::statements::*;
+use crate::url::*;
 
 pub(crate) async fn listen(
     config: Endpoint,

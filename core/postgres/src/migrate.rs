@@ -1,7 +1,10 @@
 //! Migrations: creating or upgrading the schema (`closeloop migrate`), under an advisory
 //! lock so that several processes may run it at once.
 
-use super::*;
+use closeloop_log::*;
+
+use crate::common::*;
+use crate::url::*;
 
 pub(crate) fn latest_migration() -> u32 {
     closeloop_schemas::POSTGRES_MIGRATIONS

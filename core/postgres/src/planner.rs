@@ -1,7 +1,16 @@
 //! The pure planner: decides a batch in memory against the heads the writer knows
 //! ([`HeadCache`], [`CategoryHeads`]), so that a batch is written in one round trip.
 
-use super::*;
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use postgres_types::Json;
+use serde_json::Value;
+use uuid::Uuid;
+
+use closeloop_log::*;
+
+use crate::common::*;
 
 /// The writer's view of stream heads, exact while the log head is still `head`.
 #[derive(Default)]
@@ -290,6 +299,9 @@ pub(crate) fn sent_positions(plan: &Plan) -> Vec<Option<Position>> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use tokio::sync::{oneshot, watch};
 
     use closeloop_domain::{Actor, Role};
     use closeloop_log::memory::MemoryLog;

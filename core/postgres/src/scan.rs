@@ -27,7 +27,9 @@ use closeloop_log::{Scan, ScanBatch, ScannedEvent, READ_BATCH_MAX};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, RowStream};
 
-use super::{pg, saturate_i64, to_u64, Error, Filter, Position, PostgresLog};
+use crate::common::{on_connection, pg, saturate_i64, to_u64};
+use closeloop_log::{Error, Filter, Position};
+use deadpool_postgres::Pool;
 
 /// Positions one scan query covers: about a second of reading. Long enough that starting a
 /// query (one round trip) is noise; short enough that its snapshot, which holds back
@@ -95,53 +97,51 @@ impl Rows {
     }
 }
 
-impl PostgresLog {
-    /// Streams the events with `after < position <= end` that pass `filter`, in position
-    /// order, with one query (see the module doc). `end - after` should be bounded, since
-    /// the query holds its snapshot until the last row is read. Dropping the [`Rows`] early
-    /// is allowed; the connection then discards the rest of the range before its next use.
-    async fn range(
-        &self,
-        after: Position,
-        end: Position,
-        filter: Filter<'_>,
-    ) -> Result<Rows, Error> {
-        let s = format!("\"{}\"", self.schema());
-        let (after, end) = (saturate_i64(after), saturate_i64(end));
-        let (sql, categories) = match filter {
-            Filter::All => (
-                format!(
-                    "SELECT {SCAN_COLUMNS} FROM {s}.events
+/// Streams the events with `after < position <= end` that pass `filter`, in position
+/// order, with one query (see the module doc). `end - after` should be bounded, since
+/// the query holds its snapshot until the last row is read. Dropping the [`Rows`] early
+/// is allowed; the connection then discards the rest of the range before its next use.
+async fn range(
+    pool: &Pool,
+    schema: &str,
+    after: Position,
+    end: Position,
+    filter: Filter<'_>,
+) -> Result<Rows, Error> {
+    let s = format!("\"{schema}\"");
+    let (after, end) = (saturate_i64(after), saturate_i64(end));
+    let (sql, categories) = match filter {
+        Filter::All => (
+            format!(
+                "SELECT {SCAN_COLUMNS} FROM {s}.events
                       WHERE position > $1::bigint AND position <= $2::bigint ORDER BY position"
-                ),
-                None,
             ),
-            Filter::Categories(c) => (
-                format!(
-                    "SELECT {SCAN_COLUMNS} FROM {s}.events
+            None,
+        ),
+        Filter::Categories(c) => (
+            format!(
+                "SELECT {SCAN_COLUMNS} FROM {s}.events
                       WHERE position > $1::bigint AND position <= $2::bigint
                         AND split_part(stream, '-', 1) = ANY($3::text[])
                       ORDER BY position"
-                ),
-                Some(c),
             ),
-        };
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &end];
-        if let Some(c) = &categories {
-            params.push(c);
-        }
-        let params = &params;
-        let (client, rows) = self
-            .on_connection(&sql, |client, statement| async move {
-                let rows = client.query_raw(&statement, params.iter().copied()).await;
-                (client, rows)
-            })
-            .await?;
-        Ok(Rows {
-            rows: Box::pin(rows),
-            _client: client,
-        })
+            Some(c),
+        ),
+    };
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &end];
+    if let Some(c) = &categories {
+        params.push(c);
     }
+    let params = &params;
+    let (client, rows) = on_connection(pool, &sql, |client, statement| async move {
+        let rows = client.query_raw(&statement, params.iter().copied()).await;
+        (client, rows)
+    })
+    .await?;
+    Ok(Rows {
+        rows: Box::pin(rows),
+        _client: client,
+    })
 }
 
 /// Where a running scan is.
@@ -174,7 +174,8 @@ impl ScannedRow {
 /// [`EventLog::scan`](closeloop_log::EventLog::scan) for PostgreSQL: ranges of
 /// [`SCAN_RANGE_POSITIONS`], one query each, cut into batches as the rows arrive.
 pub(crate) fn scan<'a>(
-    log: &'a PostgresLog,
+    pool: &'a Pool,
+    schema: &'a str,
     after: Position,
     end: Position,
     filter: Filter<'a>,
@@ -198,7 +199,7 @@ pub(crate) fn scan<'a>(
                     None => {
                         let from = cursor.sent;
                         let to = end.min(from.saturating_add(SCAN_RANGE_POSITIONS));
-                        let rows = log.range(from, to, filter).await?;
+                        let rows = range(pool, schema, from, to, filter).await?;
                         let (to, rows) = cursor.range.insert((to, rows));
                         (*to, rows)
                     }

@@ -1,7 +1,10 @@
 //! The SQL text of one schema ([`Sql`]), built once per log, and the guarded write
 //! statements of a batch in their two forms ([`Writes`]).
 
-use super::*;
+use postgres_types::ToSql;
+use tokio_postgres::{Client, Row, Statement};
+
+use crate::common::*;
 
 /// The SQL of one schema (the schema name is validated, then quoted).
 pub(crate) struct Sql {

@@ -2,7 +2,14 @@
 //! (`sslmode` and its files, through rustls), redaction for messages, schema-name checks,
 //! and the writer's connection configuration.
 
-use super::*;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio_postgres::Client;
+
+use closeloop_log::*;
+
+use crate::common::*;
 
 /// Splits our `schema=S` parameter off a store URL: (the URL tokio-postgres reads, the
 /// schema named, if any). The read side uses it too, so both sides read one URL alike.

@@ -2,44 +2,23 @@
 //! [`Pending`]s; the [`Writer`] drains them in batches, plans each batch in memory
 //! (`planner.rs`) and writes it in one transaction, on its own connection.
 
-use super::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// One append waiting for the writer.
-pub(crate) struct Pending {
-    pub(crate) request: AppendRequest,
-    pub(crate) reply: oneshot::Sender<Result<AppendOutcome, Error>>,
-    /// Where a write that lost its connection put this append's last event, had it
-    /// committed: finding the command at exactly that position proves it did.
-    pub(crate) lost_at: Option<Position>,
-    /// Uncounts the append from `Shared::outstanding` when it goes.
-    pub(crate) counted: Counted,
-}
+use jiff::Timestamp;
+use postgres_types::ToSql;
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, Statement};
+use uuid::Uuid;
 
-/// One append's place in `Shared::outstanding`, held by its [`Pending`]: the append stops
-/// counting when its `Pending` is answered or dropped unanswered, whichever way it goes: its
-/// caller gave up while it waited for room in the queue or for the writer's state, or in the
-/// middle of its direct turn. One mechanism, so no path can leave an append counted for ever
-/// (which would turn direct appends off and make every batch wait for one more append).
-pub(crate) struct Counted(pub(crate) Arc<Shared>);
+use closeloop_log::*;
 
-impl Counted {
-    /// Counts one more append; also returns how many were in flight before it.
-    pub(crate) fn count(shared: &Arc<Shared>) -> (usize, Counted) {
-        let before = shared.outstanding.fetch_add(1, Ordering::Relaxed);
-        (before, Counted(shared.clone()))
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A command found in the log.
-pub(crate) struct KnownCommand {
-    pub(crate) committed: Committed,
-}
+use crate::common::*;
+use crate::planner::*;
+use crate::statements::*;
+use crate::url::*;
 
 /// Why a batch attempt failed.
 pub(crate) enum Failure {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use closeloop_log::{DataKey, Error, KeyStore};
 
-use crate::{db, Job, BUSY_TIMEOUT_MS};
+use crate::common::{db, Job, BUSY_TIMEOUT_MS};
 
 const SQL_GET: &str = "SELECT key FROM customer_keys WHERE customer_id = ?1";
 const SQL_INSERT: &str = "INSERT INTO customer_keys (customer_id, key, created_at) \

@@ -36,7 +36,11 @@ use uuid::Uuid;
 
 use closeloop_log::*;
 
+mod common;
 mod keys;
+
+pub use common::BUSY_TIMEOUT_MS;
+use common::{db, Job};
 pub use keys::SqliteKeys;
 
 /// Most appends the writer commits in one transaction. Bounds the latency one batch adds to
@@ -48,9 +52,6 @@ pub const BATCH_APPENDS_MAX: usize = 256;
 pub const QUEUE_APPENDS_MAX: usize = 4 * BATCH_APPENDS_MAX;
 /// Most reads running at once (each holds one read-only connection and one blocking thread).
 pub const READERS_MAX: usize = 8;
-/// How long a connection waits for a lock held by another connection before failing with
-/// `SQLITE_BUSY`: covers a checkpoint or a long reader, not a second writing process.
-pub const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema version this code creates and understands (`PRAGMA user_version`); 2 added
 /// the log's identity (`log_identity`), 3 the customers' data keys (`customer_keys`), so a
@@ -96,37 +97,6 @@ pub struct SqliteLog {
     batches_committed: Arc<AtomicU64>,
     /// The customers' data keys, in the same file.
     keys: Arc<SqliteKeys>,
-}
-
-/// Work on its way to the writer.
-enum Job {
-    /// An append, with the data keys its events were sealed under that are new (stored in
-    /// the append's own savepoint: see [`EventLog::append_with_keys`]).
-    Append {
-        request: AppendRequest,
-        keys: Vec<(String, DataKey)>,
-        reply: oneshot::Sender<Result<AppendOutcome, Error>>,
-    },
-    /// Stores `fresh` as the customer's data key unless one is stored; answers the stored
-    /// one. Why through the writer: a key is written in the batch's transaction, under its
-    /// one fsync, instead of by a second connection that would wait for the writer's lock
-    /// (SQLite's busy handler sleeps for milliseconds) while the appends that need the key
-    /// wait for it.
-    Key {
-        customer_id: String,
-        fresh: DataKey,
-        reply: oneshot::Sender<Result<DataKey, Error>>,
-    },
-}
-
-impl Job {
-    /// Whether the caller stopped waiting for the answer.
-    fn abandoned(&self) -> bool {
-        match self {
-            Job::Append { reply, .. } => reply.is_closed(),
-            Job::Key { reply, .. } => reply.is_closed(),
-        }
-    }
 }
 
 impl SqliteLog {
@@ -616,11 +586,6 @@ impl Readers {
             .map_err(db)?;
         Ok(conn)
     }
-}
-
-/// An SQLite error the log does not classify, as [`Error::Backend`].
-fn db(error: rusqlite::Error) -> Error {
-    Error::backend("sqlite", error)
 }
 
 /// Idempotency records after `after`, in position order ([`EventLog::command_records`]).

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{memory::MemoryLog, postgres::PostgresLog, sqlite::SqliteLog, EventLog};
-use crate::Error;
+use closeloop_log::memory::MemoryLog;
+use closeloop_log::{Error, EventLog};
+use closeloop_postgres::PostgresLog;
+use closeloop_sqlite::SqliteLog;
 
 /// Opens `memory:`, `sqlite://PATH` or `postgres://...`, creating the log if it is missing.
 pub async fn open(url: &str) -> Result<Arc<dyn EventLog>, Error> {

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{percent, Labels, ReportQuery};
+use super::query::ReportQuery;
+use super::values::{percent, Labels};
 use crate::tables::read::{AnyRow, Dated};
 use crate::tables::{DeadlineRow, TableError, TableStore};
 

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::ReportQuery;
+use super::query::ReportQuery;
 use crate::period::day_of_date;
 use crate::tables::{rfc3339, TableError, TableStore};
 

@@ -16,7 +16,8 @@ use closeloop_core::domain::next_month;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{percent, round, ReportQuery};
+use super::query::ReportQuery;
+use super::values::{percent, round};
 use crate::period::{day_of_date, Granularity};
 use crate::tables::read::{AnyRow, Dated};
 use crate::tables::{Span, TableError, TableStore};

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{percent, round, Labels, ReportQuery, ScoreWeights};
+use super::query::{ReportQuery, ScoreWeights};
+use super::values::{percent, round, Labels};
 use crate::clock::{target_index, TARGETS};
 use crate::period::day_of_date;
 use crate::tables::read::{AnyRow, Dated};

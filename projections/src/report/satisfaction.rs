@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{percent, round, Labels, ReportQuery};
+use super::query::ReportQuery;
+use super::values::{percent, round, Labels};
 use crate::tables::read::{AnyRow, Dated};
 use crate::tables::{TableError, TableStore};
 

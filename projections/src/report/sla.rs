@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use super::{percent, rfc3339, ReportQuery};
+use super::query::ReportQuery;
+use super::values::{percent, rfc3339};
 use crate::clock::status_at;
 use crate::tables::read::{Listed, TimerFilter, TimerPage};
 use crate::tables::{Cursor, Folder, TableError, TableStore, TicketWork};

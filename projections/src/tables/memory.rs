@@ -7,14 +7,15 @@ use std::sync::Mutex;
 use closeloop_core::log::Position;
 use uuid::Uuid;
 
+use super::fold::Changes;
 use super::read::{
     self, AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
-use super::{
-    new_generation, AbsenceRow, AgentRow, Changes, ClosureRow, DeadlineRow, Dump, ErasureRow,
-    FollowUpRow, InspectionRow, ResolutionRow, RetentionPolicyRow, Saved, ScorecardRow, TableError,
-    TableStore, TicketRow, TimerRow, VERSION,
+use super::rows::{
+    AbsenceRow, AgentRow, ClosureRow, DeadlineRow, Dump, ErasureRow, FollowUpRow, InspectionRow,
+    ResolutionRow, RetentionPolicyRow, ScorecardRow, TicketRow, TimerRow,
 };
+use super::store::{new_generation, Saved, TableError, TableStore, VERSION};
 
 #[derive(Debug, Default)]
 struct Tables {

@@ -529,12 +529,12 @@ mod time {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(seconds: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::rfc3339(*seconds))
+        s.serialize_str(&crate::tables::rows::rfc3339(*seconds))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         let text = std::borrow::Cow::<str>::deserialize(d)?;
-        super::parse_time(&text).map_err(serde::de::Error::custom)
+        crate::tables::rows::parse_time(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -543,14 +543,14 @@ mod time_opt {
 
     pub fn serialize<S: Serializer>(seconds: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
         match seconds {
-            Some(t) => s.serialize_str(&super::rfc3339(*t)),
+            Some(t) => s.serialize_str(&crate::tables::rows::rfc3339(*t)),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Option::<std::borrow::Cow<str>>::deserialize(d)?
-            .map(|text| super::parse_time(&text).map_err(serde::de::Error::custom))
+            .map(|text| crate::tables::rows::parse_time(&text).map_err(serde::de::Error::custom))
             .transpose()
     }
 }

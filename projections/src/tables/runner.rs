@@ -1,5 +1,8 @@
 //! The tables' projector: catch up from the log in batches, tail it, and commit each batch's
 //! rows with the checkpoint in one transaction, guarded by the position the batch began at.
+//! It follows the log through one [`Subscription`], moved to the checkpoint before every read
+//! and every wait; [`TableProjector::tail`] is the one tail loop of the tables (`serve`'s
+//! projector job and [`TableProjector::run`] both run it).
 //!
 //! Memory is bounded: ticket states are loaded for the tickets a batch touches (one query)
 //! and kept in a cache of at most [`TableConfig::cached_tickets_max`] tickets, emptied when
@@ -15,14 +18,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use closeloop_core::log::{
-    wait_or_shutdown, EventLog, Filter, Position, Shutdown, Subscription, Waited,
-};
+use closeloop_core::log::{EventLog, Filter, Position, Shutdown, Subscription, Waited};
 use uuid::Uuid;
 
-use super::{Changes, Folder, TableError, TableStore, TicketWork, CATEGORIES, NAME, VERSION};
+use super::fold::{Changes, Folder, TicketWork, CATEGORIES};
+use super::store::{TableError, TableStore, NAME, VERSION};
 use crate::record::Record;
-use crate::runtime::{CatchUp, ProjectorError, Status};
+use crate::runtime::{ProjectorError, Status};
 
 /// Tunables, each with its unit.
 #[derive(Debug, Clone)]
@@ -31,7 +33,7 @@ pub struct TableConfig {
     pub batch_events_max: usize,
     /// Ticket states kept between batches.
     pub cached_tickets_max: usize,
-    /// How long one `wait_beyond` waits while tailing.
+    /// How long one wait for new events lasts while tailing.
     pub tail_wait_ms: u64,
 }
 
@@ -50,6 +52,9 @@ pub struct TableProjector {
     log: Arc<dyn EventLog>,
     store: Arc<dyn TableStore>,
     config: TableConfig,
+    /// Where the projector reads and waits: moved to the checkpoint (the truth: a fenced or
+    /// failed commit leaves it elsewhere) before every read and every wait.
+    subscription: Subscription,
     folder: Folder,
     works: HashMap<Uuid, TicketWork>,
     /// The generation of the tables the checkpoint and the cached states were read from.
@@ -76,10 +81,13 @@ impl TableProjector {
         config: TableConfig,
     ) -> Result<TableProjector, ProjectorError> {
         let status = Arc::new(Status::fixed(NAME, VERSION, 0));
+        let subscription =
+            Subscription::after(0, Filter::Categories(CATEGORIES), config.batch_events_max);
         let mut projector = TableProjector {
             log,
             store,
             config,
+            subscription,
             folder: Folder::default(),
             works: HashMap::new(),
             generation: String::new(),
@@ -118,12 +126,9 @@ impl TableProjector {
         }
         // The checkpoint is the truth: a fenced or failed commit leaves it elsewhere.
         let after = self.status.position();
-        let mut subscription = Subscription::after(
-            after,
-            Filter::Categories(CATEGORIES),
-            self.config.batch_events_max,
-        );
-        let batch = subscription
+        self.subscription.seek(after);
+        let batch = self
+            .subscription
             .next_batch(self.log.as_ref())
             .await
             .map_err(store_err)?;
@@ -227,12 +232,13 @@ impl TableProjector {
 
     /// Folds everything up to the head. Returns the position reached.
     pub async fn catch_up(&mut self) -> Result<Position, ProjectorError> {
-        let result = async {
-            while self.step().await? > 0 && self.status.lag() > 0 {}
-            Ok(self.status.position())
-        }
-        .await;
+        let result = self.fold_to_head().await;
         self.record(result)
+    }
+
+    async fn fold_to_head(&mut self) -> Result<Position, ProjectorError> {
+        while self.step().await? > 0 && self.status.lag() > 0 {}
+        Ok(self.status.position())
     }
 
     fn record<T>(&self, result: Result<T, ProjectorError>) -> Result<T, ProjectorError> {
@@ -247,36 +253,39 @@ impl TableProjector {
         result
     }
 
-    /// Catches up, then tails the log until `shutdown` fires (and folds once more then).
-    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(), ProjectorError> {
+    /// The tables' tail loop: catches up, then waits for the log to move (at most
+    /// [`TableConfig::tail_wait_ms`] at a time) and catches up again, until `shutdown` fires.
+    /// Returns `Ok` once it has, or the error that stopped the projector: a store or log
+    /// failure (worth retrying: call again, the projector goes on from its checkpoint) or an
+    /// event it cannot fold ([`ProjectorError::Apply`]: it folds nothing more).
+    pub async fn tail(&mut self, shutdown: &mut Shutdown) -> Result<(), ProjectorError> {
+        let wait = Duration::from_millis(self.config.tail_wait_ms);
         let result = async {
-            while self.step().await? > 0 {}
-            while !shutdown.is_set() {
-                let wait = Duration::from_millis(self.config.tail_wait_ms);
-                let after = self.status.position();
-                if let Waited::Head(head) =
-                    wait_or_shutdown(self.log.as_ref(), after, wait, &mut shutdown)
-                        .await
-                        .map_err(store_err)?
-                {
-                    self.status.raise_head(head);
+            loop {
+                self.fold_to_head().await?;
+                if shutdown.is_set() {
+                    return Ok(());
                 }
-                while self.step().await? > 0 {}
+                self.subscription.seek(self.status.position());
+                let waited = self
+                    .subscription
+                    .wait(self.log.as_ref(), wait, shutdown)
+                    .await
+                    .map_err(store_err)?;
+                match waited {
+                    Waited::Head(head) => self.status.raise_head(head),
+                    Waited::Shutdown => return Ok(()),
+                }
             }
-            Ok(())
         }
         .await;
         self.record(result)
     }
-}
 
-#[async_trait::async_trait]
-impl CatchUp for TableProjector {
-    async fn catch_up(&mut self) -> Result<Position, ProjectorError> {
-        TableProjector::catch_up(self).await
-    }
-
-    fn status(&self) -> Arc<Status> {
-        TableProjector::status(self)
+    /// [`tail`](TableProjector::tail)s the log until `shutdown` fires, and folds once more
+    /// then.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(), ProjectorError> {
+        self.tail(&mut shutdown).await?;
+        self.catch_up().await.map(|_| ())
     }
 }

@@ -1,6 +1,6 @@
 //! The tables a replay (`closeloop replay`) builds beside the live ones, and how it switches
 //! them in: [`Shadows`], one implementation per SQL backend (`sqlite/shadow.rs`,
-//! `postgres/shadow.rs`).
+//! `postgres/shadow.rs`), opened by URL with `tables::open_shadows`.
 //!
 //! - A build is an ordinary [`TableStore`] with its own checkpoint, so a replay stopped
 //!   midway (Ctrl-C, a crash) resumes where it stopped when run again. It is bulk-loaded:
@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use super::{TableError, TableStore};
+use super::store::{TableError, TableStore};
 
 /// What a replay builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,21 +70,4 @@ pub trait Shadows: Send + Sync {
     async fn open_complete(&self, slug: &str) -> Result<Option<Arc<dyn TableStore>>, TableError>;
     /// Where `build` lives (a file, a schema), for messages.
     fn describe(&self, build: &Build) -> String;
-}
-
-/// The shadows of a `--store` URL: beside the log's file for `sqlite://PATH`, in schemas
-/// beside the read-model schema for `postgres://...`. A `memory:` store keeps nothing a
-/// replay could rebuild or a later process read.
-pub async fn open_shadows(url: &str) -> Result<Box<dyn Shadows>, TableError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Box::new(super::sqlite::SqliteShadows::new(path)?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Box::new(
-            super::postgres::PostgresShadows::connect(url).await?,
-        ))
-    } else {
-        Err(TableError::Invalid(format!(
-            "store `{url}` keeps no read-model tables to rebuild: replay needs sqlite:// or postgres://"
-        )))
-    }
 }

@@ -17,9 +17,9 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
-use super::Table;
+use super::schema::Table;
 use crate::tables::rows::*;
-use crate::tables::TableError;
+use crate::tables::store::TableError;
 
 /// The binary copy format's signature, then its flags and header extension length (none).
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";

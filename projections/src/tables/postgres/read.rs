@@ -12,16 +12,42 @@ use crate::tables::read::{
     AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use crate::tables::rows::*;
-use crate::tables::{Saved, TableError};
+use crate::tables::store::{Saved, TableError, NAME};
+
+/// The checkpoint row as stored, if there is one (`lock`: `FOR UPDATE` or nothing): what
+/// `open` starts from and what reports read.
+pub(super) async fn stored(
+    client: &impl tokio_postgres::GenericClient,
+    s: &str,
+    lock: &str,
+) -> Result<Option<Saved>, TableError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT version, position, calendars, generation FROM {s}.table_checkpoint WHERE name = $1 {lock}"
+            ),
+            &[&NAME],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Saved {
+            version: u32::try_from(r.get::<_, i32>(0))
+                .map_err(|_| TableError::Corrupt("version".into()))?,
+            position: u64::try_from(r.get::<_, i64>(1))
+                .map_err(|_| TableError::Corrupt("position".into()))?,
+            calendars: r.get(2),
+            generation: r.get(3),
+        })
+    })
+    .transpose()
+}
 
 pub(super) fn decode<T: DeserializeOwned>(table: &str, text: &str) -> Result<T, TableError> {
     serde_json::from_str(text).map_err(|e| TableError::Corrupt(format!("{table}: {e}")))
 }
 
 pub(super) async fn checkpoint(client: &Client, s: &str) -> Result<Saved, TableError> {
-    Ok(super::stored(client, s, "")
-        .await?
-        .unwrap_or_else(Saved::absent))
+    Ok(stored(client, s, "").await?.unwrap_or_else(Saved::absent))
 }
 
 pub(super) async fn scan(

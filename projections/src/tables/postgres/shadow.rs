@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use tokio_postgres::Client;
 
-use super::PostgresTables;
+use super::tables::PostgresTables;
 use crate::tables::shadow::{Build, Shadows};
-use crate::tables::{TableError, TableStore};
+use crate::tables::store::{TableError, TableStore};
 
 /// PostgreSQL's longest identifier, in bytes (longer ones are silently truncated, so two
 /// builds could meet under one name: refused instead).

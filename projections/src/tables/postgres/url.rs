@@ -1,7 +1,7 @@
 //! Store URLs of the tables on PostgreSQL: `postgres://...?schema=S` puts the tables in
 //! `S_read` (so test schemas stay apart), none in `closeloop_read`.
 
-use crate::tables::TableError;
+use crate::tables::store::TableError;
 
 /// The read-model schema when the URL names none.
 pub const READ_SCHEMA: &str = "closeloop_read";

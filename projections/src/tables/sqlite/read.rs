@@ -4,14 +4,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use super::SqlRow;
+use super::decode::{self, SqlRow};
 use crate::tables::read::{
     AnyRow, Compliance, Dated, Listed, SlaCounts, Span, TimerFilter, TimerPage,
 };
 use crate::tables::rows::*;
-use crate::tables::{Saved, TableError};
+use crate::tables::store::{Saved, TableError, NAME};
 
 /// Sorts after every stored time (`coalesce(due_at, NO_DUE)` is the SLA list's order, and
 /// the expression of its index).
@@ -20,8 +20,38 @@ const NO_DUE: &str = "9999-12-31T23:59:59Z";
 /// Rows handed over per message from the reading thread.
 const SCAN_CHUNK: usize = 256;
 
+/// The checkpoint as stored, if any.
+pub(super) fn stored(conn: &Connection) -> Result<Option<Saved>, TableError> {
+    let found = conn
+        .query_row(
+            "SELECT version, position, calendars, generation FROM table_checkpoint WHERE name = ?1",
+            [NAME],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    found
+        .map(|(version, position, calendars, generation)| {
+            Ok(Saved {
+                version: u32::try_from(version)
+                    .map_err(|_| TableError::Corrupt("version".into()))?,
+                position: u64::try_from(position)
+                    .map_err(|_| TableError::Corrupt("position".into()))?,
+                calendars,
+                generation,
+            })
+        })
+        .transpose()
+}
+
 pub(super) fn checkpoint(conn: &mut Connection) -> Result<Saved, TableError> {
-    Ok(super::stored(conn)?.unwrap_or_else(Saved::absent))
+    Ok(stored(conn)?.unwrap_or_else(Saved::absent))
 }
 
 /// The `WHERE` clause of a range of `column` (`?1`, `?2` bound to the span's ends).
@@ -225,7 +255,7 @@ pub(super) fn retention_candidates(
                 customer_id: r.get(0)?,
                 category: r.get(1)?,
                 grade: r.get(2)?,
-                last_closed_at: super::time(r, 3)?,
+                last_closed_at: decode::time(r, 3)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
-use super::{SqliteTables, BUSY_TIMEOUT_MS};
+use super::tables::{add_generation, SqliteTables, BUSY_TIMEOUT_MS};
 use crate::tables::shadow::{Build, Shadows};
-use crate::tables::{TableError, TableStore, NAME};
+use crate::tables::store::{TableError, TableStore, NAME};
 
 /// Replay builds beside an SQLite log file.
 pub struct SqliteShadows {
@@ -51,22 +51,6 @@ impl SqliteShadows {
         }
         PathBuf::from(name)
     }
-}
-
-/// Adds `table_checkpoint.generation` to tables created before it existed (SQLite has no
-/// `ADD COLUMN IF NOT EXISTS`).
-pub(super) fn add_generation(conn: &Connection) -> Result<(), TableError> {
-    let has: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM pragma_table_info('table_checkpoint') WHERE name = 'generation'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has {
-        conn.execute_batch(
-            "ALTER TABLE table_checkpoint ADD COLUMN generation TEXT NOT NULL DEFAULT ''",
-        )?;
-    }
-    Ok(())
 }
 
 /// The tables of schema `schema` (`main`, or an attached file).

@@ -16,8 +16,9 @@ use closeloop_core::domain::{
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use crate::scheduler::ACTOR_ID;
-use crate::tables::{DeadlineRow, TableError, TableStore};
+use closeloop_projections::tables::{DeadlineRow, TableError, TableStore};
+
+use crate::ids::SCHEDULER_ACTOR;
 
 /// The deterministic id of a step deadline's warning (`breach` false) or breach.
 pub fn command_id(ticket_id: Uuid, deadline: u32, breach: bool) -> Uuid {
@@ -45,7 +46,7 @@ pub fn commands_for(rows: &[DeadlineRow], now: Timestamp) -> Vec<CommandEnvelope
                 continue;
             }
             due.push(system_command(
-                ACTOR_ID,
+                SCHEDULER_ACTOR,
                 command_id(ticket_id, deadline, is_breach),
                 if is_breach {
                     Command::RecordDeadlineBreach(RecordDeadlineBreach {

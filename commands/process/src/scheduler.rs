@@ -11,8 +11,9 @@
 //! index on planned absences it submits `start_absence` at an absence's `from` and
 //! `end_absence` at its `until` (backup coverage then moves the agent's open tickets to the
 //! backup and back, as soon as the event is in the log). Step deadlines are warned of and
-//! breached by `step_deadlines.rs`. From the retention policies and the tickets it submits `erase_customer_data` for each customer whose retention has run out
-//! (`crate::retention`), at the customer's deadline.
+//! breached by `step_deadlines.rs`. From the retention policies and the tickets it submits
+//! `erase_customer_data` for each customer whose retention has run out (`retention.rs`), at
+//! the customer's deadline.
 //!
 //! Exactly once per deadline, even with several instances running: each command's id is a
 //! UUID v5 of (ticket, target, deadline, kind) (the domain's `derived_command_id`, the
@@ -42,25 +43,28 @@ use closeloop_core::log::Shutdown;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use crate::period::{day_of, Granularity};
-use crate::runtime::ProjectorError;
-use crate::tables::read;
-use crate::tables::runner::{TableConfig, TableProjector};
-use crate::tables::{
-    AbsenceRow, FollowUpRow, InspectionRow, ResolutionRow, TableError, TableStore, TimerRow,
+use closeloop_projections::clock::{target_name, TARGETS};
+use closeloop_projections::period::{day_of, Granularity};
+use closeloop_projections::runtime::ProjectorError;
+use closeloop_projections::tables::read;
+use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+use closeloop_projections::tables::{
+    AbsenceRow, FollowUpRow, InspectionRow, ResolutionRow, TableError, TableStore, TimerRow, NAME,
 };
+
+use crate::{retention, step_deadlines};
 
 /// Namespace of the scheduler's command ids (UUID v5): the scheduler's scheme of
 /// [`derived_command_id`], the one its commands already in the logs carry.
 pub const COMMAND_NAMESPACE: Uuid = SCHEDULER_NAMESPACE;
 /// The actor of the scheduler's commands.
-pub const ACTOR_ID: &str = "sla-scheduler";
+pub use crate::ids::SCHEDULER_ACTOR as ACTOR_ID;
 /// Most commands one tick submits (the rest wait for the next tick).
 pub const TICK_COMMANDS_MAX: usize = 1_000;
 
 /// The deterministic id of a deadline's command.
 pub fn command_id(ticket_id: Uuid, target: SlaTarget, due_at: Timestamp, breach: bool) -> Uuid {
-    let target = crate::clock::target_name(target);
+    let target = target_name(target);
     let kind = if breach { "breach" } else { "warning" };
     let name = format!("{ticket_id}/{target}/{}/{kind}", due_at.as_second());
     derived_command_id(IdScheme::Scheduler, &name)
@@ -256,9 +260,7 @@ pub fn commands_for(timers: &[TimerRow], now: Timestamp) -> Vec<CommandEnvelope>
 }
 
 fn target_of(name: &str) -> Option<SlaTarget> {
-    crate::clock::TARGETS
-        .into_iter()
-        .find(|t| crate::clock::target_name(*t) == name)
+    TARGETS.into_iter().find(|t| target_name(*t) == name)
 }
 
 /// The commands due at `now`: one page of the tables' index on open timers, then one of
@@ -299,11 +301,11 @@ pub async fn due_commands(
     if room > 0 {
         // Two commands at most per row: half the room in rows.
         let rows = (room / 2).max(1) as u32;
-        commands.extend(crate::step_deadlines::due_commands(tables, now, rows).await?);
+        commands.extend(step_deadlines::due_commands(tables, now, rows).await?);
     }
     let room = TICK_COMMANDS_MAX.saturating_sub(commands.len());
     if room > 0 {
-        commands.extend(crate::retention::due_erasures(tables, now, ACTOR_ID, room).await?);
+        commands.extend(retention::due_erasures(tables, now, ACTOR_ID, room).await?);
     }
     Ok(commands)
 }
@@ -360,7 +362,7 @@ where
             due_commands(tables.as_ref(), clock())
                 .await
                 .map_err(|e| ProjectorError::Store {
-                    projector: crate::tables::NAME,
+                    projector: NAME,
                     message: e.to_string(),
                 })?;
         for envelope in commands {

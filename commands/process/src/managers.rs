@@ -1,15 +1,6 @@
-//! Process managers: the engine's own reactions to the log, submitted through the command
-//! handler as role `system` (so they pass the same decisions, authorization and audit as any
-//! command).
-//!
-//! - `assign.rs`: auto-assignment of unassigned open tickets to an available agent of the
-//!   ticket's line, of the level the customer's grade calls for, with the least open load.
-//! - `coverage.rs`: backup coverage: an away agent's open tickets move to their backup with a
-//!   handover note listing what is open, and move back when the agent returns.
-//! - `escalation.rs`: a breached ticket (`sla_breached`) is escalated one line up with the
-//!   breach as its reason.
-//! - `tracked.rs`: [`TrackedTicket`], a ticket as the managers see it; `ids.rs`: their actors
-//!   and command ids.
+//! [`ProcessManagers`]: auto-assignment, backup coverage and breach escalation over one
+//! handler, following the ticket events of the log through one
+//! [`Subscription`](closeloop_core::log::Subscription).
 //!
 //! They are **state-based**: each step folds the log up to its head (tickets, and the
 //! directory through the handler), then compares the state with what should be and submits
@@ -18,12 +9,6 @@
 //! same commands and the log's idempotency makes all but the first `duplicate`.
 //!
 //! A merged ticket is left alone ([`Ticket::in_work`](closeloop_core::domain::Ticket::in_work)): it accepts no more commands.
-
-mod assign;
-mod coverage;
-mod escalation;
-mod ids;
-mod tracked;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,11 +19,13 @@ use closeloop_core::log::{Filter, Shutdown, Subscription, Waited, READ_BATCH_MAX
 use jiff::Timestamp;
 use uuid::Uuid;
 
-pub use assign::{required_level, AssignConfig};
-pub use ids::{derived_id, ASSIGN_ACTOR, COVERAGE_ACTOR, ESCALATION_ACTOR};
-pub use tracked::TrackedTicket;
+use closeloop_commands::{Handler, Reply};
 
-use crate::{Handler, Reply};
+use crate::assign::{self, AssignConfig};
+use crate::coverage;
+use crate::escalation;
+use crate::ids::COVERAGE_ACTOR;
+use crate::tracked::TrackedTicket;
 
 /// Which managers run, and their settings.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use closeloop_core::domain::{
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use crate::tables::{ClosureRow, RetentionPolicyRow, TableError, TableStore};
+use closeloop_projections::tables::{ClosureRow, RetentionPolicyRow, TableError, TableStore};
 
 /// Seconds in a retention day: days are counted as whole 24-hour days in UTC, so a deadline
 /// is the same instant wherever the data lives.
