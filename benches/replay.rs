@@ -4,8 +4,11 @@
 //! STDOUT` of the same table (tokio-postgres `copy_out`, bytes counted and dropped),
 //! measured in the same run, interleaved, with the ratio. Also per round: the log API alone
 //! (`read_all` pages, nothing folded), replay's own read path alone (`EventLog::scan`,
-//! events counted, nothing folded), and the replay's peak memory (VmHWM of this process,
-//! reset before the replay through `/proc/self/clear_refs`).
+//! events counted, nothing folded), the replay's peak memory (VmHWM of this process,
+//! reset before the replay through `/proc/self/clear_refs`), when each of its stages began,
+//! and the CPU seconds the COPY and the replay cost on each side of the connection (this
+//! process, and the local server's `postgres` processes, sampled from `/proc`): on a
+//! machine of N cores a phase can go no faster than its total CPU time over N.
 //!
 //! Run: `cargo bench --bench replay [-- EVENTS]` (EVENTS, or `BENCH_EVENTS`: grow the log to
 //! that many events, see below; PostgreSQL from `CLOSELOOP_BENCH_POSTGRES`, else
@@ -162,6 +165,70 @@ async fn grow(admin: &tokio_postgres::Client, schema: &str, target: u64) {
         .expect("vacuum");
 }
 
+/// CPU seconds spent by this process and by the PostgreSQL server's processes (every process
+/// named `postgres` on this machine: the server must be local), so a phase's figure says
+/// which side of the connection did the work. The server's backends come and go with their
+/// connections, so a thread samples them every 50 ms and keeps each one's last reading;
+/// what a backend spends in its last 50 ms before it exits is lost.
+struct CpuMeter {
+    seen: Arc<std::sync::Mutex<std::collections::HashMap<u32, f64>>>,
+}
+
+/// `utime + stime` of a process from its `/proc/<pid>/stat`, in seconds.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces: count fields after its closing `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((utime + stime) / 100.0)
+}
+
+impl CpuMeter {
+    /// Reads every `postgres` process's CPU time into `seen`.
+    fn sample(seen: &std::sync::Mutex<std::collections::HashMap<u32, f64>>) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            if !stat.contains("(postgres)") {
+                continue;
+            }
+            if let Some(s) = cpu_seconds(&stat) {
+                seen.lock().unwrap().insert(pid, s);
+            }
+        }
+    }
+
+    /// Starts sampling, after a first reading (so the first phase counts only its own work).
+    fn start() -> CpuMeter {
+        let seen: Arc<std::sync::Mutex<std::collections::HashMap<u32, f64>>> = Arc::default();
+        CpuMeter::sample(&seen);
+        let sampled = seen.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            CpuMeter::sample(&sampled);
+        });
+        CpuMeter { seen }
+    }
+
+    /// (this process, the server) CPU seconds so far.
+    fn now(&self) -> (f64, f64) {
+        let own = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| cpu_seconds(&s))
+            .unwrap_or(0.0);
+        (own, self.seen.lock().unwrap().values().sum())
+    }
+}
+
 /// The allocator the `closeloop` binary uses (src/main.rs), so the figures are its own.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -218,9 +285,11 @@ async fn main() {
         let (mut replay_rates, mut copy_rates, mut read_rates, mut scan_rates) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut peaks = Vec::new();
+        let meter = CpuMeter::start();
         for round in 1..=rounds {
             // Raw ceiling: the same rows, out of PostgreSQL, nothing decoded.
             let started = Instant::now();
+            let copy_cpu = meter.now();
             let stream = admin.copy_out(&copy_sql).await.expect("copy out");
             futures::pin_mut!(stream);
             let mut bytes = 0usize;
@@ -229,6 +298,10 @@ async fn main() {
             }
             let copy_s = started.elapsed().as_secs_f64();
             copy_rates.push(events as f64 / copy_s);
+            let copy_cpu = {
+                let now = meter.now();
+                (now.0 - copy_cpu.0, now.1 - copy_cpu.1)
+            };
 
             // The log API alone: every event read through `read_all`, nothing folded.
             let started = Instant::now();
@@ -261,18 +334,44 @@ async fn main() {
             // Ours: replay all, from 0, saved and switched.
             let rss_before = status_mib("VmRSS:").unwrap_or(0.0);
             let reset = reset_peak();
+            let replay_cpu = meter.now();
+            // When each stage began, in seconds from the start (folding, the last save
+            // point's commit, the indexes and the swap).
+            let began = Instant::now();
+            let mut stages: Vec<(rebuild::Stage, f64)> = Vec::new();
             let summary = rebuild::replay(
                 log.as_ref(),
                 shadows.as_ref(),
                 None,
                 &ReplayConfig::default(),
                 &AtomicBool::new(false),
-                |_| {},
+                |p| {
+                    if stages.last().is_none_or(|(stage, _)| *stage != p.stage) {
+                        stages.push((p.stage, began.elapsed().as_secs_f64()));
+                    }
+                },
             )
             .await
             .expect("replay");
+            let stages: Vec<String> = stages
+                .iter()
+                .map(|(stage, at)| format!("{stage:?} from {at:.2} s"))
+                .collect();
+            println!("round {round}: replay stages: {}", stages.join(", "));
             let peak = status_mib("VmHWM:").unwrap_or(0.0);
             peaks.push(peak);
+            let replay_cpu = {
+                let now = meter.now();
+                (now.0 - replay_cpu.0, now.1 - replay_cpu.1)
+            };
+            // Where the work was done: this process (the client) and the server, in CPU
+            // seconds, beside the wall time; on a machine of N cores, (client + server) / wall
+            // near N says the phase is bound by the CPU, not by waiting.
+            println!(
+                "round {round}: CPU s (client + server, wall): COPY {:.2} + {:.2} in {copy_s:.2}; \
+                 replay {:.2} + {:.2} in {:.2}",
+                copy_cpu.0, copy_cpu.1, replay_cpu.0, replay_cpu.1, summary.seconds
+            );
             assert!(summary.completed && summary.resumed_from == 0);
             // Rate over the whole log (its events of other categories are skipped by the
             // category filter, not read): comparable with COPY's rows of the whole table.
