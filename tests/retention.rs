@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::CommandEnvelope;
-use closeloop_core::log::{EventLog, Filter, StoredEvent, READ_BATCH_MAX};
+use closeloop_core::log::EventLog;
 use closeloop_process::scheduler::due_commands;
 use closeloop_projections::report::{erasures_report, ReportQuery};
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::shadow::Shadows;
 use closeloop_projections::tables::{Dump, TableStore};
 use closeloop_replay::rebuild::{self, ReplayConfig};
+use closeloop_testkit::conformance::read_everything;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -84,20 +85,6 @@ async fn closed_ticket(handler: &Handler, customer: &str, category: &str, closed
     )
     .await;
     id
-}
-
-async fn everything(log: &dyn EventLog) -> Vec<StoredEvent> {
-    let mut all = Vec::new();
-    loop {
-        let batch = log
-            .read_all(all.len() as u64, READ_BATCH_MAX, Filter::All)
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            return all;
-        }
-        all.extend(batch);
-    }
 }
 
 async fn verified(log: &dyn EventLog) {
@@ -230,7 +217,7 @@ pub(crate) async fn retention_end_to_end(instances: [Instance; 2], shadows: &dyn
     // The deadline is the latest closure's: 2025-03-03T10:00:00Z + 30 days.
     let (accepted, due) = tick(&instances, &mut projector, "2025-04-02T09:59:59Z").await;
     assert_eq!((accepted, due.len()), (0, 0), "one second before: nothing");
-    let before = everything(log.as_ref()).await;
+    let before = read_everything(log.as_ref()).await;
     let tables_before = store.dump().await.unwrap();
     for customer in ["cust-ret", "cust-inquiry", "cust-open"] {
         assert!(
@@ -246,7 +233,7 @@ pub(crate) async fn retention_end_to_end(instances: [Instance; 2], shadows: &dyn
     );
 
     // The log: the events before, unchanged, and one `customer_data_erased`.
-    let after = everything(log.as_ref()).await;
+    let after = read_everything(log.as_ref()).await;
     assert_eq!(after.len(), before.len() + 1);
     assert_eq!(after[..before.len()], before[..]);
     let erased = after.last().unwrap();

@@ -13,11 +13,12 @@ use closeloop_commands::{Handler, HandlerConfig, Reply};
 use closeloop_core::domain::RejectionCode;
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::shred::ERASED;
-use closeloop_core::log::{EventLog, Filter, StoredEvent, READ_BATCH_MAX};
+use closeloop_core::log::EventLog;
 use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::shadow::Shadows;
 use closeloop_projections::tables::{Dump, TableStore};
 use closeloop_replay::rebuild::{self, ReplayConfig};
+use closeloop_testkit::conformance::read_everything;
 use closeloop_workload::{self as workload, WorkloadConfig};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -130,20 +131,6 @@ pub(crate) async fn story(handler: &Handler) -> (Uuid, Uuid) {
     (ticket, other)
 }
 
-async fn everything(log: &dyn EventLog) -> Vec<StoredEvent> {
-    let mut all = Vec::new();
-    loop {
-        let batch = log
-            .read_all(all.len() as u64, READ_BATCH_MAX, Filter::All)
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            return all;
-        }
-        all.extend(batch);
-    }
-}
-
 fn table_config() -> TableConfig {
     TableConfig {
         batch_events_max: 64,
@@ -219,7 +206,7 @@ pub(crate) async fn erasure_end_to_end<F, Fut>(
     let (ticket, other) = story(&handler).await;
 
     // Before: stored encrypted, read in the clear inside Closeloop.
-    let stored = everything(log.as_ref()).await;
+    let stored = read_everything(log.as_ref()).await;
     let stored_text = serde_json::to_string(&stored).unwrap();
     assert_none_in("the stored events", &stored_text);
     assert!(stored_text.contains("enc:v1:cust-erase:"));
@@ -282,7 +269,7 @@ pub(crate) async fn erasure_end_to_end<F, Fut>(
     assert!(log.keys().get("cust-erase").await.unwrap().is_none());
 
     // After: the events are those before plus the erasure record, byte for byte.
-    let after = everything(log.as_ref()).await;
+    let after = read_everything(log.as_ref()).await;
     assert_eq!(after.len(), stored.len() + 1);
     assert_eq!(after[..stored.len()], stored[..]);
     assert_eq!(after.last().unwrap().event_type, "customer_data_erased");
@@ -381,7 +368,7 @@ async fn a_memory_log_stores_customer_texts_encrypted() {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
     let handler = Handler::new(log.clone(), HandlerConfig::trusting());
     let (ticket, _) = story(&handler).await;
-    let stored = serde_json::to_string(&everything(log.as_ref()).await).unwrap();
+    let stored = serde_json::to_string(&read_everything(log.as_ref()).await).unwrap();
     assert_none_in("the stored events", &stored);
     let history = history_json(log.as_ref(), ticket).await;
     assert!(history.contains(SECRETS[1]), "{history}");
