@@ -18,8 +18,9 @@
 //! - With `--until` the build is kept under a name of its own (`<read>_until_<slug>`, a
 //!   file `<path>.until-<slug>`), the live tables left alone; [`open_replayed`] reads it.
 //!
-//! Memory: at most [`READ_AHEAD_BATCHES`] + 2 batches of events, and the states of at most
-//! [`ReplayConfig::cached_tickets_max`] tickets.
+//! Memory: at most [`READ_AHEAD_BATCHES`] + 2 batches of events, the states of at most
+//! [`ReplayConfig::cached_tickets_max`] tickets, the rows changed since the last save point,
+//! and those of at most [`COMMITS_IN_FLIGHT`] save points being committed.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -210,6 +211,12 @@ impl Summary {
 /// this many batches change.
 pub const SAVE_EVERY_BATCHES: u64 = 10;
 
+/// Save points committed one after the other while the fold goes on: the fold waits only
+/// when this many are still in flight. Why more than one: a save point's commit (PostgreSQL
+/// copying in its rows) takes about as long as folding the batches before it, and with one
+/// in flight each side waited for the other.
+pub const COMMITS_IN_FLIGHT: usize = 2;
+
 /// Batches read ahead of the fold: the reader fills the next batch while the fold works on
 /// the current one.
 pub const READ_AHEAD_BATCHES: usize = 1;
@@ -279,6 +286,7 @@ pub async fn replay(
         unsaved: Changes::default(),
         since_save: 0,
         pending: None,
+        landing: Default::default(),
         events: 0,
         batches: 0,
     };
@@ -442,7 +450,7 @@ async fn read(
     }
 }
 
-/// The fold's side of a replay: the fold's state, and the commit in flight.
+/// The fold's side of a replay: the fold's state, and the commits in flight.
 struct Fold {
     folder: Folder,
     store: Arc<dyn TableStore>,
@@ -463,15 +471,20 @@ struct Fold {
     unsaved: Changes,
     /// Batches committed since the last save point.
     since_save: u64,
-    /// The commit in flight, if any.
+    /// The latest commit in flight, if any: it waits for the one before it, so awaiting it
+    /// awaits every commit started (and passes on the first failure).
     pending: Option<JoinHandle<Result<(), Error>>>,
+    /// When each commit in flight is done (or failed), oldest first: at most
+    /// [`COMMITS_IN_FLIGHT`], so the rows held for them stay bounded.
+    landing: std::collections::VecDeque<tokio::sync::oneshot::Receiver<()>>,
     events: u64,
     batches: u64,
 }
 
 impl Fold {
-    /// Waits for the commit in flight.
+    /// Waits for every commit in flight.
     async fn settle(&mut self) -> Result<(), Error> {
+        self.landing.clear();
         match self.pending.take() {
             Some(commit) => commit
                 .await
@@ -480,15 +493,27 @@ impl Fold {
         }
     }
 
+    /// Waits until fewer than [`COMMITS_IN_FLIGHT`] commits are in flight; a failed one
+    /// stops the replay here (its error, from [`Fold::settle`]).
+    async fn make_room(&mut self) -> Result<(), Error> {
+        while self.landing.len() >= COMMITS_IN_FLIGHT {
+            let oldest = self.landing.pop_front().expect("a commit in flight");
+            if oldest.await.is_err() {
+                return self.settle().await;
+            }
+        }
+        Ok(())
+    }
+
     /// A save point: the states of the tickets changed since the last one, and the
-    /// checkpoint moved to the last position folded, in one commit (after the one in flight).
+    /// checkpoint moved to the last position folded, in one commit (after those in flight).
     async fn save(&mut self) -> Result<(), Error> {
         self.settle().await?;
         self.start_save();
         self.settle().await
     }
 
-    /// Starts the commit of a save point (after the one in flight has landed): every row
+    /// Starts the commit of a save point (to run after those in flight): every row
     /// changed since the last one, the states of the tickets changed, and the checkpoint
     /// moved to the last position folded.
     fn start_save(&mut self) {
@@ -503,18 +528,29 @@ impl Fold {
             self.saved,
             self.position,
         );
+        let previous = self.pending.take();
+        let (landed, landing) = tokio::sync::oneshot::channel();
+        self.landing.push_back(landing);
         self.pending = Some(tokio::spawn(async move {
-            store
+            // In order: a save point's checkpoint moves from where the one before left it.
+            if let Some(previous) = previous {
+                previous
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            }
+            let done = store
                 .commit(&generation, from, to, changes)
                 .await
-                .map_err(Error::from)
+                .map_err(Error::from);
+            let _ = landed.send(());
+            done
         }));
         self.saved = to;
         self.since_save = 0;
     }
 
-    /// Folds one decoded batch (on a blocking thread) and starts its commit, which moves the
-    /// checkpoint to `through`, once the previous one has landed.
+    /// Folds one decoded batch (on a blocking thread); at a save point, starts its commit,
+    /// which moves the checkpoint to `through` once the commits before it have landed.
     async fn batch(&mut self, records: Vec<Record>, through: Position) -> Result<(), Error> {
         let mut missing: Vec<Uuid> = records
             .iter()
@@ -564,7 +600,7 @@ impl Fold {
         self.position = self.position.max(through);
         self.since_save += 1;
         if self.since_save >= SAVE_EVERY_BATCHES {
-            self.settle().await?;
+            self.make_room().await?;
             self.start_save();
         }
         self.events += count;
