@@ -1000,40 +1000,38 @@ fn rule(w: &mut TicketWork, e: &ComplaintRuled, at: i64, changes: &mut Changes) 
     }
 }
 
-/// Changes step deadline `number`'s row (none: an event `decide` would not have produced).
+/// Changes row `number` (numbered from 1) of a ticket's numbered rows (follow-ups, step
+/// deadlines) and returns it; `None` for a number `decide` would not have produced.
+fn numbered<R>(rows: &mut [R], number: u32, change: impl FnOnce(&mut R)) -> Option<&R> {
+    let row = rows.get_mut(usize::try_from(number.checked_sub(1)?).ok()?)?;
+    change(row);
+    Some(row)
+}
+
+/// Changes step deadline `number`'s row.
 fn deadline(
     w: &mut TicketWork,
     number: u32,
     changes: &mut Changes,
     change: impl FnOnce(&mut DeadlineRow),
 ) {
-    let Some(row) = number
-        .checked_sub(1)
-        .and_then(|i| w.deadlines.get_mut(i as usize))
-    else {
-        return;
-    };
-    change(row);
-    changes
-        .deadlines
-        .insert((row.ticket_id, row.deadline), row.clone());
+    if let Some(row) = numbered(&mut w.deadlines, number, change) {
+        changes
+            .deadlines
+            .insert((row.ticket_id, row.deadline), row.clone());
+    }
 }
 
-/// Changes follow-up `number`'s row (none: an event `decide` would not have produced).
+/// Changes follow-up `number`'s row.
 fn follow_up(
     w: &mut TicketWork,
     number: u32,
     changes: &mut Changes,
     change: impl FnOnce(&mut FollowUpRow),
 ) {
-    let Some(row) = number
-        .checked_sub(1)
-        .and_then(|i| w.follow_ups.get_mut(i as usize))
-    else {
-        return;
-    };
-    change(row);
-    changes
-        .follow_ups
-        .insert((row.ticket_id, row.follow_up), row.clone());
+    if let Some(row) = numbered(&mut w.follow_ups, number, change) {
+        changes
+            .follow_ups
+            .insert((row.ticket_id, row.follow_up), row.clone());
+    }
 }
