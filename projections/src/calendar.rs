@@ -397,25 +397,11 @@ mod tests {
 
     /// Mon-Fri 08:00-18:00, Sat 09:00-13:00.
     fn office_definition(tz: &str, holidays: &[&str]) -> CalendarDefined {
-        let mut hours: Vec<WorkingHours> = [
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
+        let hours = [
+            WorkingHours::on(&Weekday::MON_TO_FRI, "08:00", "18:00"),
+            WorkingHours::on(&[Weekday::Sat], "09:00", "13:00"),
         ]
-        .into_iter()
-        .map(|day| WorkingHours {
-            day,
-            start: "08:00".into(),
-            end: "18:00".into(),
-        })
-        .collect();
-        hours.push(WorkingHours {
-            day: Weekday::Sat,
-            start: "09:00".into(),
-            end: "13:00".into(),
-        });
+        .concat();
         CalendarDefined {
             calendar_id: "office".into(),
             time_zone: tz.into(),
@@ -595,22 +581,16 @@ mod tests {
         CalendarDefined {
             calendar_id: "shanghai".into(),
             time_zone: "Asia/Shanghai".into(),
-            weekly_hours: [
-                Weekday::Mon,
-                Weekday::Tue,
-                Weekday::Wed,
-                Weekday::Thu,
-                Weekday::Fri,
-            ]
-            .into_iter()
-            .flat_map(|day_of_week| {
-                day.map(|(start, end)| WorkingHours {
-                    day: day_of_week,
-                    start: start.into(),
-                    end: end.into(),
+            weekly_hours: Weekday::MON_TO_FRI
+                .into_iter()
+                .flat_map(|day_of_week| {
+                    day.map(|(start, end)| WorkingHours {
+                        day: day_of_week,
+                        start: start.into(),
+                        end: end.into(),
+                    })
                 })
-            })
-            .collect(),
+                .collect(),
             holidays: (16..=22).map(|d| jiff::civil::date(2026, 2, d)).collect(),
             working_days: [(2, 8), (2, 28)]
                 .map(|(m, d)| WorkingDay {

@@ -400,32 +400,11 @@ impl Generator {
     fn setup(&mut self, customers: usize) -> Vec<CommandEnvelope> {
         let mut out = Vec::new();
         let office: Vec<WorkingHours> = [
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
+            WorkingHours::on(&Weekday::MON_TO_FRI, "08:00", "18:00"),
+            WorkingHours::on(&[Weekday::Sat], "09:00", "13:00"),
         ]
-        .into_iter()
-        .map(|day| WorkingHours {
-            day,
-            start: "08:00".into(),
-            end: "18:00".into(),
-        })
-        .chain([WorkingHours {
-            day: Weekday::Sat,
-            start: "09:00".into(),
-            end: "13:00".into(),
-        }])
-        .collect();
-        let always: Vec<WorkingHours> = Weekday::ALL
-            .iter()
-            .map(|&day| WorkingHours {
-                day,
-                start: "00:00".into(),
-                end: "24:00".into(),
-            })
-            .collect();
+        .concat();
+        let always = WorkingHours::on(Weekday::ALL, "00:00", "24:00");
         let date = |d: &str| -> jiff::civil::Date { d.parse().expect("date") };
         let holidays = [
             "2026-10-30",

@@ -243,6 +243,17 @@ wire_enum!(
     }
 );
 
+impl Weekday {
+    /// Monday to Friday.
+    pub const MON_TO_FRI: [Weekday; 5] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+    ];
+}
+
 impl TicketStatus {
     /// Open means someone still owes the customer work.
     pub fn is_open(self) -> bool {
@@ -322,6 +333,20 @@ pub struct WorkingHours {
     /// "HH:MM", after `start`; "24:00" ends the day.
     #[schemars(pattern(crate::limits::CLOCK_END_PATTERN))]
     pub end: String,
+}
+
+impl WorkingHours {
+    /// The same span, `start` to `end`, on each of `days`: a calendar's week is written as
+    /// a few of these (`Weekday::MON_TO_FRI` 08:00-18:00, then Saturday 09:00-13:00).
+    pub fn on(days: &[Weekday], start: &str, end: &str) -> Vec<WorkingHours> {
+        days.iter()
+            .map(|&day| WorkingHours {
+                day,
+                start: start.to_owned(),
+                end: end.to_owned(),
+            })
+            .collect()
+    }
 }
 
 /// One span of working hours on a given date (of a make-up working day or an override).

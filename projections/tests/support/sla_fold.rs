@@ -55,24 +55,10 @@ impl Fold {
             runtime,
         };
         let office: Vec<WorkingHours> = [
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
+            WorkingHours::on(&Weekday::MON_TO_FRI, "08:00", "18:00"),
+            WorkingHours::on(&[Weekday::Sat], "09:00", "13:00"),
         ]
-        .into_iter()
-        .map(|day| WorkingHours {
-            day,
-            start: "08:00".into(),
-            end: "18:00".into(),
-        })
-        .chain([WorkingHours {
-            day: Weekday::Sat,
-            start: "09:00".into(),
-            end: "13:00".into(),
-        }])
-        .collect();
+        .concat();
         f.apply(
             "calendar-office",
             "2026-01-01T00:00:00Z",
@@ -91,14 +77,7 @@ impl Fold {
             Event::CalendarDefined(CalendarDefined {
                 calendar_id: "always".into(),
                 time_zone: "UTC".into(),
-                weekly_hours: Weekday::ALL
-                    .iter()
-                    .map(|&day| WorkingHours {
-                        day,
-                        start: "00:00".into(),
-                        end: "24:00".into(),
-                    })
-                    .collect(),
+                weekly_hours: WorkingHours::on(Weekday::ALL, "00:00", "24:00"),
                 holidays: vec![],
                 working_days: vec![],
                 hours_overrides: vec![],

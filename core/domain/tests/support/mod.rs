@@ -268,20 +268,7 @@ pub fn office_calendar() -> Command {
     Command::DefineCalendar(DefineCalendar {
         calendar_id: "office".into(),
         time_zone: "Europe/Berlin".into(),
-        weekly_hours: [
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
-        ]
-        .into_iter()
-        .map(|day| WorkingHours {
-            day,
-            start: "09:00".into(),
-            end: "17:00".into(),
-        })
-        .collect(),
+        weekly_hours: WorkingHours::on(&Weekday::MON_TO_FRI, "09:00", "17:00"),
         holidays: vec![jiff::civil::date(2026, 12, 25)],
         working_days: vec![],
         hours_overrides: vec![],
@@ -292,14 +279,7 @@ pub fn always_calendar() -> Command {
     Command::DefineCalendar(DefineCalendar {
         calendar_id: "always".into(),
         time_zone: "UTC".into(),
-        weekly_hours: Weekday::ALL
-            .iter()
-            .map(|&day| WorkingHours {
-                day,
-                start: "00:00".into(),
-                end: "24:00".into(),
-            })
-            .collect(),
+        weekly_hours: WorkingHours::on(Weekday::ALL, "00:00", "24:00"),
         holidays: Vec::new(),
         working_days: vec![],
         hours_overrides: vec![],
