@@ -122,32 +122,24 @@ impl Shadows for PostgresShadows {
 
     async fn finish(&self, build: &Build) -> Result<(), TableError> {
         let schema = self.schema(build)?;
-        // The indexes `open` dropped, and the statistics, are built on two connections at
-        // once: PostgreSQL gives each statement one process, and this is the last step of a
-        // replay, with nothing else to overlap it. The DDL, run again after, finds every
-        // index there.
+        // Its DDL, run again, creates the indexes `open` dropped.
+        drop(PostgresTables::in_schema(self.url.clone(), schema.clone()).await?);
         let mut client = self.admin().await?;
-        let second = self.admin().await?;
         // Statistics for the planner, on the tables reports query (the projector's private
         // states are read by key only, and sampling their large JSON costs more than the
         // rest together), from a small sample: a tenth of the default's, enough for the
         // reports' range and key lookups, and autovacuum refines them later.
-        let mut analyze = Vec::new();
+        client
+            .batch_execute("SET default_statistics_target = 10")
+            .await?;
         for table in tables_of(&client, &schema).await? {
-            if table != "ticket_state" && table != "table_checkpoint" {
-                analyze.push(format!("ANALYZE \"{schema}\".\"{table}\""));
+            if table == "ticket_state" || table == "table_checkpoint" {
+                continue;
             }
+            client
+                .batch_execute(&format!("ANALYZE \"{schema}\".\"{table}\""))
+                .await?;
         }
-        // Indexes first: ANALYZE samples the expressions of the indexes there are.
-        for work in [secondary_indexes(&schema), analyze] {
-            let half = |first: usize| -> Vec<String> {
-                work.iter().skip(first).step_by(2).cloned().collect()
-            };
-            let (one, other) = (half(0), half(1));
-            tokio::try_join!(run_all(&client, &one), run_all(&second, &other))?;
-        }
-        drop(second);
-        drop(PostgresTables::in_schema(self.url.clone(), schema.clone()).await?);
         match build {
             Build::AsOf(_) => {
                 client
@@ -219,57 +211,5 @@ impl Shadows for PostgresShadows {
     fn describe(&self, build: &Build) -> String {
         self.schema(build)
             .map_or_else(|e| e.to_string(), |s| format!("schema {s}"))
-    }
-}
-
-/// Runs `statements` in order on `client`, with a small statistics sample (see `finish`).
-async fn run_all(client: &Client, statements: &[String]) -> Result<(), TableError> {
-    client
-        .batch_execute("SET default_statistics_target = 10")
-        .await?;
-    for statement in statements {
-        client.batch_execute(statement).await?;
-    }
-    Ok(())
-}
-
-/// The `CREATE INDEX` statements of the tables' DDL (`tables.sql`) for `schema`: the
-/// secondary indexes, which a build drops while it fills and makes again at its end.
-fn secondary_indexes(schema: &str) -> Vec<String> {
-    // Comments first (they may hold a `;`), then statements.
-    let code: Vec<&str> = include_str!("tables.sql")
-        .lines()
-        .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
-        .collect();
-    code.join("\n")
-        .replace("{schema}", schema)
-        .split(';')
-        .map(str::trim)
-        .filter(|statement| statement.starts_with("CREATE INDEX"))
-        .map(str::to_owned)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_index_of_the_ddl_is_found_whole() {
-        let ddl = include_str!("tables.sql");
-        let found = secondary_indexes("s_read_rebuild");
-        assert_eq!(found.len(), ddl.matches("CREATE INDEX").count());
-        for statement in &found {
-            assert!(
-                statement.starts_with("CREATE INDEX IF NOT EXISTS ")
-                    && statement.contains(" ON s_read_rebuild.")
-                    && !statement.contains("--"),
-                "{statement}"
-            );
-        }
-        // A statement over two lines is kept whole (its WHERE clause included).
-        assert!(found.iter().any(|s| s
-            .starts_with("CREATE INDEX IF NOT EXISTS sla_timers_open_by_warn")
-            && s.ends_with("WHERE fulfilled_at IS NULL AND status <> 'cancelled'")));
     }
 }
