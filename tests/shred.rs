@@ -486,3 +486,73 @@ async fn an_erasure_by_one_instance_evicts_the_key_cached_by_another() {
         "{history}"
     );
 }
+
+/// A new customer's first commands, at once through two handlers (as two instances would):
+/// each handler makes a key for the customer and carries it with its append; one append
+/// stores its key, the others are refused (`KeyTaken`) and seal again under it. Every
+/// command is accepted, and every ticket's subject opens under the one stored key.
+async fn first_commands_of_a_new_customer_agree(log: Arc<dyn EventLog>) {
+    let handlers = [
+        Arc::new(Handler::new(log.clone(), HandlerConfig::trusting())),
+        Arc::new(Handler::new(log.clone(), HandlerConfig::trusting())),
+    ];
+    let customer = format!("cust-new-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let mut opened = Vec::new();
+    for i in 0..16 {
+        let (handler, barrier) = (handlers[i % 2].clone(), barrier.clone());
+        let ticket = Uuid::now_v7();
+        let bytes = cmd(
+            "open_ticket",
+            SYSTEM,
+            json!({"ticket_id": ticket.to_string(), "customer_id": customer, "channel": "email",
+                   "category": "repair", "priority": "normal",
+                   "subject": format!("first words {i}")}),
+        );
+        opened.push((
+            i,
+            ticket,
+            tokio::spawn(async move {
+                barrier.wait().await;
+                handler.handle_bytes(&bytes).await
+            }),
+        ));
+    }
+    for (i, ticket, reply) in opened {
+        let reply = reply.await.unwrap();
+        assert!(
+            matches!(reply, Reply::Accepted { .. }),
+            "command {i}: {}",
+            reply.to_json()
+        );
+        let history = history_json(log.as_ref(), ticket).await;
+        assert!(
+            history.contains(&format!("first words {i}")),
+            "ticket {i} does not open: {history}"
+        );
+    }
+    assert!(log.keys().get(&customer).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn first_commands_of_a_new_customer_agree_in_memory() {
+    first_commands_of_a_new_customer_agree(Arc::new(MemoryLog::new())).await;
+}
+
+#[tokio::test]
+async fn first_commands_of_a_new_customer_agree_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closeloop.db");
+    let log = closeloop_core::log::sqlite::SqliteLog::open(path.to_str().unwrap())
+        .await
+        .unwrap();
+    first_commands_of_a_new_customer_agree(Arc::new(log)).await;
+}
+
+#[tokio::test]
+async fn first_commands_of_a_new_customer_agree_on_postgres() {
+    use crate::replay::postgres::{open, Scratch};
+    let scratch = Scratch::new();
+    let (_url, log, _store, _shadows) = open(&scratch).await;
+    first_commands_of_a_new_customer_agree(log).await;
+}
