@@ -55,7 +55,7 @@ async fn submit<'a>(
     }
 }
 
-fn table_config() -> TableConfig {
+pub(crate) fn table_config() -> TableConfig {
     TableConfig {
         batch_events_max: 64,
         cached_tickets_max: 50,
@@ -64,7 +64,7 @@ fn table_config() -> TableConfig {
 }
 
 /// The live projector caught up into `store`; its dump.
-async fn fold_live(log: Arc<dyn EventLog>, store: Arc<dyn TableStore>) -> Dump {
+pub(crate) async fn fold_live(log: Arc<dyn EventLog>, store: Arc<dyn TableStore>) -> Dump {
     let mut p = TableProjector::open(log, store.clone(), table_config())
         .await
         .unwrap();

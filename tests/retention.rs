@@ -15,7 +15,7 @@ use closeloop_core::domain::CommandEnvelope;
 use closeloop_core::log::EventLog;
 use closeloop_process::scheduler::due_commands;
 use closeloop_projections::report::{erasures_report, ReportQuery};
-use closeloop_projections::tables::runner::{TableConfig, TableProjector};
+use closeloop_projections::tables::runner::TableProjector;
 use closeloop_projections::tables::shadow::Shadows;
 use closeloop_projections::tables::{Dump, TableStore};
 use closeloop_replay::rebuild::{self, ReplayConfig};
@@ -23,6 +23,8 @@ use closeloop_testkit::conformance::read_everything;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+use crate::replay::table_config;
 
 const SYSTEM: (&str, &str) = ("provisioning", "system");
 const OFFICER: (&str, &str) = ("dpo-1", "privacy_officer");
@@ -142,14 +144,6 @@ async fn submit(handler: &Handler, commands: Vec<CommandEnvelope>) -> usize {
         }
     }
     accepted
-}
-
-fn table_config() -> TableConfig {
-    TableConfig {
-        batch_events_max: 64,
-        cached_tickets_max: 50,
-        tail_wait_ms: 10,
-    }
 }
 
 /// `dump` without its erasures.

@@ -14,7 +14,6 @@ use closeloop_core::domain::RejectionCode;
 use closeloop_core::log::memory::MemoryLog;
 use closeloop_core::log::shred::ERASED;
 use closeloop_core::log::EventLog;
-use closeloop_projections::tables::runner::{TableConfig, TableProjector};
 use closeloop_projections::tables::shadow::Shadows;
 use closeloop_projections::tables::{Dump, TableStore};
 use closeloop_replay::rebuild::{self, ReplayConfig};
@@ -23,6 +22,7 @@ use closeloop_workload::{self as workload, WorkloadConfig};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::replay::fold_live;
 use crate::tables::assert_same;
 
 /// Every clear text the erased customer's records hold; none may be found after erasure.
@@ -129,22 +129,6 @@ pub(crate) async fn story(handler: &Handler) -> (Uuid, Uuid) {
     )
     .await;
     (ticket, other)
-}
-
-fn table_config() -> TableConfig {
-    TableConfig {
-        batch_events_max: 64,
-        cached_tickets_max: 50,
-        tail_wait_ms: 10,
-    }
-}
-
-async fn fold_live(log: Arc<dyn EventLog>, store: Arc<dyn TableStore>) -> Dump {
-    let mut p = TableProjector::open(log, store.clone(), table_config())
-        .await
-        .unwrap();
-    p.catch_up().await.unwrap();
-    store.dump().await.unwrap()
 }
 
 fn assert_none_in(what: &str, text: &str) {
